@@ -1,0 +1,168 @@
+"""Validation and normalisation of a deployment's config (the body of create and update)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TAG_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?:[A-Za-z0-9]([-A-Za-z0-9_.]*)?$")
+STRATEGIES = ("RollingUpdate", "Recreate", "RampedSlowRollout", "BestEffortControlledRollout")
+
+INSTANCE_TYPES: dict[str, dict[str, Any]] = {
+    "cpu.small": {"cpu": "1", "memory": "2Gi", "price": "0"},
+    "cpu.medium": {"cpu": "2", "memory": "4Gi", "price": "0"},
+    "cpu.large": {"cpu": "4", "memory": "8Gi", "price": "0"},
+}
+DEFAULT_INSTANCE_TYPE = "cpu.small"
+
+
+class ConfigInvalid(ValueError):
+    """A config field is invalid; the message names the field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"invalid deployment config: {field}: {problem}")
+        self.field = field
+
+
+def validate_name(name: object) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ConfigInvalid(
+            "name",
+            f"{name!r} is not a valid deployment name; use lowercase letters, digits and '-' "
+            "(at most 63 characters, starting and ending with a letter or digit)",
+        )
+    return name
+
+
+def validate_tag(tag: object, field: str = "bento") -> str:
+    if not isinstance(tag, str) or not TAG_PATTERN.match(tag):
+        raise ConfigInvalid(field, f"{tag!r} is not a bento tag; give it as 'name:version'")
+    return tag
+
+
+def _pairs(value: object, field: str, key: str) -> list[dict[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigInvalid(field, f"expected a list of {{{key}, value}} objects")
+    items: list[dict[str, str]] = []
+    for index, item in enumerate(value):
+        if item is None:
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get(key), str):
+            raise ConfigInvalid(f"{field}[{index}]", f"expected an object with a string '{key}'")
+        raw = item.get("value", "")
+        items.append({key: item[key], "value": "" if raw is None else str(raw)})
+    return items
+
+
+def _envs(value: object, field: str) -> list[dict[str, str]]:
+    envs = _pairs(value, field, "name")
+    for index, env in enumerate(envs):
+        if not ENV_NAME_PATTERN.match(env["name"]):
+            raise ConfigInvalid(f"{field}[{index}].name", f"{env['name']!r} is not an env var name")
+    return envs
+
+
+def _int(value: object, field: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigInvalid(field, f"expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _service(name: str, raw: object) -> dict[str, Any]:
+    field = f"services.{name}"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigInvalid(field, "expected an object")
+    instance_type = raw.get("instance_type") or DEFAULT_INSTANCE_TYPE
+    if instance_type not in INSTANCE_TYPES:
+        raise ConfigInvalid(
+            f"{field}.instance_type",
+            f"unknown instance type {instance_type!r}; choose one of {', '.join(INSTANCE_TYPES)}",
+        )
+    scaling = raw.get("scaling") or {}
+    if not isinstance(scaling, dict):
+        raise ConfigInvalid(f"{field}.scaling", "expected an object")
+    min_replicas = scaling.get("min_replicas")
+    max_replicas = scaling.get("max_replicas")
+    min_replicas = 1 if min_replicas is None else _int(min_replicas, f"{field}.scaling.min_replicas", 0)
+    max_replicas = (
+        max(min_replicas, 1)
+        if max_replicas is None
+        else _int(max_replicas, f"{field}.scaling.max_replicas", 1)
+    )
+    if min_replicas > max_replicas:
+        raise ConfigInvalid(f"{field}.scaling", "min_replicas must not exceed max_replicas")
+    strategy = raw.get("deployment_strategy") or "RollingUpdate"
+    if strategy not in STRATEGIES:
+        raise ConfigInvalid(
+            f"{field}.deployment_strategy", f"{strategy!r} is not one of {', '.join(STRATEGIES)}"
+        )
+    cold_start = raw.get("cold_start_timeout")
+    if cold_start is not None:
+        _int(cold_start, f"{field}.cold_start_timeout", 1)
+    overrides = raw.get("config_overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigInvalid(f"{field}.config_overrides", "expected an object")
+    return {
+        "instance_type": instance_type,
+        "scaling": {
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "policy": scaling.get("policy"),
+        },
+        "envs": _envs(raw.get("envs"), f"{field}.envs"),
+        "deployment_strategy": strategy,
+        "extras": raw.get("extras"),
+        "cold_start_timeout": cold_start,
+        "config_overrides": overrides,
+    }
+
+
+def normalize_config(body: dict[str, Any], entry_service: str) -> dict[str, Any]:
+    """Return the config with every default filled in, or raise ConfigInvalid naming the field."""
+    access = body.get("access_authorization", False)
+    if access is None:
+        access = False
+    if not isinstance(access, bool):
+        raise ConfigInvalid("access_authorization", f"expected true or false, got {access!r}")
+    if body.get("secrets"):
+        raise ConfigInvalid(
+            "secrets", "secrets are not supported by the local control plane; pass envs instead"
+        )
+    if body.get("canary"):
+        raise ConfigInvalid("canary", "canary rollouts are not supported by the local control plane")
+    services_raw = body.get("services") or {}
+    if not isinstance(services_raw, dict):
+        raise ConfigInvalid("services", "expected an object keyed by service name")
+    unknown = [name for name in services_raw if entry_service and name != entry_service]
+    if unknown:
+        raise ConfigInvalid(
+            f"services.{unknown[0]}", f"the bento has no service {unknown[0]!r}; use {entry_service!r}"
+        )
+    service_name = entry_service or next(iter(services_raw), "default")
+    return {
+        "access_authorization": access,
+        "envs": _envs(body.get("envs"), "envs"),
+        "labels": _pairs(body.get("labels"), "labels", "key"),
+        "secrets": None,
+        "services": {service_name: _service(service_name, services_raw.get(service_name))},
+        "canary": None,
+    }
+
+
+def process_envs(config: dict[str, Any]) -> dict[str, str]:
+    """The environment a revision's process gets: deployment envs, then service envs."""
+    envs = {item["name"]: item["value"] for item in config.get("envs") or []}
+    for service in (config.get("services") or {}).values():
+        envs.update({item["name"]: item["value"] for item in service.get("envs") or []})
+    return envs
+
+
+def min_replicas(config: dict[str, Any]) -> int:
+    services = config.get("services") or {}
+    return min((s["scaling"]["min_replicas"] for s in services.values()), default=1)

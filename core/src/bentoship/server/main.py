@@ -1,0 +1,108 @@
+"""Run the local control plane until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from ..connection import Connection, write_connection, write_private
+from .app import build_app
+from .controller import Controller
+from .proxy import EmbeddedServer, bind_socket
+from .settings import ServerSettings
+from .store import Store
+
+TOKEN_FILE = "token"
+
+
+def load_or_create_token(data_dir: Path) -> str:
+    """The server's API token: kept in ``<data-dir>/token`` (mode 0600), made on first start."""
+    path = data_dir / TOKEN_FILE
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(32)
+    write_private(path, token + "\n")
+    return token
+
+
+def prepare_data_dir(data_dir: Path) -> Path:
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    return data_dir
+
+
+async def serve(settings: ServerSettings) -> None:
+    store = Store(settings.db_path)
+    controller = Controller(settings, store)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sock = bind_socket(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(
+        build_app(settings, store, controller),
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=30,
+        lifespan="off",
+    )
+    server = EmbeddedServer(config)
+    api_task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await controller.start()
+        while not server.started:
+            if api_task.done():
+                api_task.result()
+            await asyncio.sleep(0.01)
+        url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        endpoint = f"http://{url_host}:{port}"
+        write_connection(settings.data_dir, Connection(endpoint=endpoint, token=settings.token))
+        print(f"bentoship server ready at {endpoint}", flush=True)
+        await stop.wait()
+    finally:
+        server.should_exit = True
+        await controller.close()
+        await api_task
+        store.close()
+
+
+def run_server(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    data_dir: Path | None = None,
+    token: str | None = None,
+    readiness_timeout: float = 120.0,
+    rollback_window: float = 300.0,
+    scale_to_zero_after: float = 300.0,
+    max_archive_bytes: int = 2 * 1024**3,
+    extensions: bool = True,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    directory = prepare_data_dir(data_dir or Path.home() / ".bentoship")
+    settings = ServerSettings(
+        data_dir=directory,
+        token=token or load_or_create_token(directory),
+        host=host,
+        port=port,
+        readiness_timeout=readiness_timeout,
+        rollback_window=rollback_window,
+        scale_to_zero_after=scale_to_zero_after,
+        max_archive_bytes=max_archive_bytes,
+        extensions=extensions,
+    )
+    asyncio.run(serve(settings))

@@ -1,0 +1,183 @@
+"""A deployment's stable endpoint: a reverse proxy on its own loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol
+
+import httpx
+import uvicorn
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+    }
+)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Backends(Protocol):
+    """What the proxy needs from the controller."""
+
+    token: str
+
+    def requires_auth(self, deployment: str) -> bool: ...
+
+    def record_request(self, deployment: str) -> None: ...
+
+    async def backend_port(self, deployment: str) -> int | None: ...
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the control plane."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def _respond(send: Send, status: int, message: str) -> None:
+    body = ('{"error": "' + message.replace('"', "'") + '"}').encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class EndpointProxy:
+    """ASGI app that forwards every request to the deployment's serving revision."""
+
+    def __init__(self, deployment: str, backends: Backends, http: httpx.AsyncClient) -> None:
+        self.deployment = deployment
+        self.backends = backends
+        self.http = http
+
+    def _authorized(self, scope: Scope) -> bool:
+        expected = f"Bearer {self.backends.token}".encode()
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                return hmac.compare_digest(value, expected)
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            message = await receive()
+            while message["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        if self.backends.requires_auth(self.deployment) and not self._authorized(scope):
+            await _respond(send, 401, "this deployment requires 'Authorization: Bearer <token>'")
+            return
+        self.backends.record_request(self.deployment)
+        port = await self.backends.backend_port(self.deployment)
+        if port is None:
+            await _respond(send, 503, f"deployment {self.deployment} has no serving revision")
+            return
+        await self._forward(scope, receive, send, port)
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, port: int) -> None:
+        async def body() -> Any:
+            while True:
+                message = await receive()
+                chunk = message.get("body", b"")
+                if chunk:
+                    yield chunk
+                if not message.get("more_body", False):
+                    break
+
+        headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        target = b"%s?%s" % (path, query) if query else path
+        url = f"http://127.0.0.1:{port}{target.decode('latin-1')}"
+        request = self.http.build_request(scope["method"], url, headers=headers, content=body())
+        try:
+            response = await self.http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            await _respond(send, 502, f"revision of {self.deployment} did not answer: {type(exc).__name__}")
+            return
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        (k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP
+                    ],
+                }
+            )
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await response.aclose()
+
+
+class EndpointServer:
+    """One deployment's listening socket and the uvicorn server behind it."""
+
+    def __init__(self, deployment: str, backends: Backends, http: httpx.AsyncClient) -> None:
+        self.app = EndpointProxy(deployment, backends, http)
+        self.server: EmbeddedServer | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> int:
+        try:
+            sock = bind_socket(host, port)
+        except OSError:
+            sock = bind_socket(host, 0)
+        self.port = int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            self.app, lifespan="off", log_level="warning", access_log=False, timeout_keep_alive=30
+        )
+        self.server = EmbeddedServer(config)
+        self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+                raise RuntimeError(f"endpoint on port {self.port} stopped while starting")
+            await asyncio.sleep(0.01)
+        return self.port
+
+    async def stop(self) -> None:
+        if self.server is not None and self.task is not None:
+            self.server.should_exit = True
+            self.server.force_exit = True
+            with contextlib.suppress(Exception):
+                await self.task
+        self.server = None
+        self.task = None

@@ -1,0 +1,155 @@
+"""Start, probe and stop one revision's ``bentoml serve`` process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+PROBE_TIMEOUT = httpx.Timeout(0.5, connect=0.25)
+PROBE_INTERVAL = 0.05
+STOP_GRACE_SECONDS = 10.0
+
+
+class NotReadyError(Exception):
+    """The process exited, or did not answer ``/readyz`` before its deadline."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM the child when the control plane dies (Linux only)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def bentoml_command() -> list[str]:
+    script = Path(sys.executable).with_name("bentoml")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bentoml"]
+
+
+@dataclass
+class ServeProcess:
+    """A running ``bentoml serve`` of one revision on one loopback port."""
+
+    revision: str
+    port: int
+    process: asyncio.subprocess.Process
+    log_path: Path
+    started_at: float = field(default_factory=time.monotonic)
+    stopping: bool = False
+    watched: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    async def wait_ready(self, deadline_seconds: float) -> None:
+        """Poll ``/readyz`` with short timeouts until it answers 200, or raise NotReadyError."""
+        deadline = time.monotonic() + deadline_seconds
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT, trust_env=False) as http:
+            while True:
+                if not self.alive:
+                    raise NotReadyError(
+                        f"bentoml serve exited with code {self.process.returncode} before it was ready"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await http.get(f"{self.url}/readyz")
+                    if response.status_code == 200:
+                        return
+                if time.monotonic() >= deadline:
+                    raise NotReadyError(
+                        f"not ready within the readiness deadline of {deadline_seconds:g} s "
+                        "(a service that raises in __init__ never becomes ready; see the logs)"
+                    )
+                await asyncio.sleep(PROBE_INTERVAL)
+
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
+        self.stopping = True
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), grace)
+            except TimeoutError:
+                pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        await self.process.wait()
+
+
+async def start_serve(
+    *,
+    revision: str,
+    bento_tag: str,
+    bentoml_home: Path,
+    log_path: Path,
+    envs: Mapping[str, str],
+    port: int | None = None,
+) -> ServeProcess:
+    """Start ``bentoml serve`` for ``bento_tag`` on a free loopback port, logging to ``log_path``."""
+    port = port or free_port()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("BENTO_CLOUD_API_KEY", "BENTO_CLOUD_API_ENDPOINT")
+    }
+    env.update(envs)
+    env.update({"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"})
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    with log_path.open("ab") as log:
+        log.write(f"[bentoship] {stamp} starting {bento_tag} on port {port}\n".encode())
+        log.flush()
+        process = await asyncio.create_subprocess_exec(
+            *bentoml_command(),
+            "serve",
+            bento_tag,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            cwd=str(bentoml_home),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    return ServeProcess(revision=revision, port=port, process=process, log_path=log_path)
+
+
+def tail_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines of a log file (empty when it does not exist)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            block = min(size, max(65536, count * 400))
+            handle.seek(size - block)
+            data = handle.read()
+    except FileNotFoundError:
+        return []
+    lines = data.decode(errors="replace").splitlines()
+    return lines[-count:] if count > 0 else []

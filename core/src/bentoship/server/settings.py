@@ -1,0 +1,39 @@
+"""Settings of one local control plane instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    data_dir: Path
+    token: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    readiness_timeout: float = 120.0
+    rollback_window: float = 300.0
+    scale_to_zero_after: float = 300.0
+    max_archive_bytes: int = 2 * 1024**3
+    extensions: bool = True
+    restart_backoff_max: float = 30.0
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "state.db"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return self.data_dir / "bentoml"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    def store_dir(self, kind: str) -> Path:
+        return self.bentoml_home / f"{kind}s"

@@ -1,0 +1,256 @@
+"""Durable state of the local control plane: SQLite in WAL mode."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS repositories (
+    kind TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL, description TEXT NOT NULL,
+    created_at TEXT NOT NULL, PRIMARY KEY (kind, name));
+CREATE TABLE IF NOT EXISTS artifacts (
+    kind TEXT NOT NULL, repository TEXT NOT NULL, version TEXT NOT NULL, uid TEXT NOT NULL,
+    description TEXT NOT NULL, manifest TEXT, labels TEXT NOT NULL, build_at TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT, upload_status TEXT NOT NULL,
+    upload_finished_reason TEXT NOT NULL, PRIMARY KEY (kind, repository, version));
+CREATE TABLE IF NOT EXISTS deployments (
+    name TEXT PRIMARY KEY, uid TEXT NOT NULL, cluster TEXT NOT NULL, created_at TEXT NOT NULL,
+    updated_at TEXT, state TEXT NOT NULL, target_revision TEXT, serving_revision TEXT,
+    endpoint_port INTEGER, reason TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS revisions (
+    uid TEXT PRIMARY KEY, deployment TEXT NOT NULL, seq INTEGER NOT NULL, bento TEXT NOT NULL,
+    config TEXT NOT NULL, created_at TEXT NOT NULL, phase TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '', ready_at TEXT, activated_at TEXT,
+    UNIQUE (deployment, seq));
+"""
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_uid() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class Artifact:
+    kind: str
+    repository: str
+    version: str
+    uid: str
+    description: str
+    manifest: dict[str, Any] | None
+    labels: list[dict[str, str]]
+    build_at: str
+    created_at: str
+    updated_at: str | None
+    upload_status: str
+    upload_finished_reason: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.repository}:{self.version}"
+
+
+@dataclass
+class Deployment:
+    name: str
+    uid: str
+    cluster: str
+    created_at: str
+    updated_at: str | None
+    state: str
+    target_revision: str | None
+    serving_revision: str | None
+    endpoint_port: int | None
+    reason: str
+
+
+@dataclass
+class Revision:
+    uid: str
+    deployment: str
+    seq: int
+    bento: str
+    config: dict[str, Any]
+    created_at: str
+    phase: str
+    reason: str = ""
+    ready_at: str | None = None
+    activated_at: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Store:
+    """A thin typed layer over one SQLite database."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # repositories and artifacts (bentos and models)
+
+    def get_repository(self, kind: str, name: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db.execute(
+            "SELECT * FROM repositories WHERE kind=? AND name=?", (kind, name)
+        ).fetchone()
+        return row
+
+    def list_repositories(self, kind: str) -> list[sqlite3.Row]:
+        return self._db.execute(
+            "SELECT * FROM repositories WHERE kind=? ORDER BY name", (kind,)
+        ).fetchall()
+
+    def create_repository(self, kind: str, name: str, description: str) -> sqlite3.Row:
+        self._db.execute(
+            "INSERT OR IGNORE INTO repositories VALUES (?,?,?,?,?)",
+            (kind, name, new_uid(), description, now()),
+        )
+        row = self.get_repository(kind, name)
+        assert row is not None
+        return row
+
+    def get_artifact(self, kind: str, repository: str, version: str) -> Artifact | None:
+        row = self._db.execute(
+            "SELECT * FROM artifacts WHERE kind=? AND repository=? AND version=?",
+            (kind, repository, version),
+        ).fetchone()
+        return _artifact(row) if row else None
+
+    def list_artifacts(self, kind: str, repository: str | None = None) -> list[Artifact]:
+        if repository is None:
+            rows = self._db.execute(
+                "SELECT * FROM artifacts WHERE kind=? ORDER BY created_at DESC", (kind,)
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM artifacts WHERE kind=? AND repository=? ORDER BY created_at DESC",
+                (kind, repository),
+            ).fetchall()
+        return [_artifact(r) for r in rows]
+
+    def latest_artifact(self, kind: str, repository: str) -> Artifact | None:
+        items = self.list_artifacts(kind, repository)
+        return items[0] if items else None
+
+    def upsert_artifact(self, artifact: Artifact) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                artifact.kind,
+                artifact.repository,
+                artifact.version,
+                artifact.uid,
+                artifact.description,
+                json.dumps(artifact.manifest) if artifact.manifest is not None else None,
+                json.dumps(artifact.labels),
+                artifact.build_at,
+                artifact.created_at,
+                artifact.updated_at,
+                artifact.upload_status,
+                artifact.upload_finished_reason,
+            ),
+        )
+
+    # deployments and revisions
+
+    def get_deployment(self, name: str) -> Deployment | None:
+        row = self._db.execute("SELECT * FROM deployments WHERE name=?", (name,)).fetchone()
+        return Deployment(**dict(row)) if row else None
+
+    def list_deployments(self) -> list[Deployment]:
+        rows = self._db.execute("SELECT * FROM deployments ORDER BY created_at").fetchall()
+        return [Deployment(**dict(r)) for r in rows]
+
+    def insert_deployment(self, deployment: Deployment) -> None:
+        self._db.execute(
+            "INSERT INTO deployments VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                deployment.name,
+                deployment.uid,
+                deployment.cluster,
+                deployment.created_at,
+                deployment.updated_at,
+                deployment.state,
+                deployment.target_revision,
+                deployment.serving_revision,
+                deployment.endpoint_port,
+                deployment.reason,
+            ),
+        )
+
+    def update_deployment(self, name: str, **fields: Any) -> None:
+        fields["updated_at"] = now()
+        assignments = ", ".join(f"{key}=?" for key in fields)
+        self._db.execute(
+            f"UPDATE deployments SET {assignments} WHERE name=?", (*fields.values(), name)
+        )
+
+    def delete_deployment(self, name: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM revisions WHERE deployment=?", (name,))
+            self._db.execute("DELETE FROM deployments WHERE name=?", (name,))
+
+    def next_seq(self, deployment: str) -> int:
+        row = self._db.execute(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM revisions WHERE deployment=?", (deployment,)
+        ).fetchone()
+        return int(row[0])
+
+    def insert_revision(self, revision: Revision) -> None:
+        self._db.execute(
+            "INSERT INTO revisions VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                revision.uid,
+                revision.deployment,
+                revision.seq,
+                revision.bento,
+                json.dumps(revision.config),
+                revision.created_at,
+                revision.phase,
+                revision.reason,
+                revision.ready_at,
+                revision.activated_at,
+            ),
+        )
+
+    def get_revision(self, uid: str) -> Revision | None:
+        row = self._db.execute("SELECT * FROM revisions WHERE uid=?", (uid,)).fetchone()
+        return _revision(row) if row else None
+
+    def list_revisions(self, deployment: str) -> list[Revision]:
+        rows = self._db.execute(
+            "SELECT * FROM revisions WHERE deployment=? ORDER BY seq DESC", (deployment,)
+        ).fetchall()
+        return [_revision(r) for r in rows]
+
+    def update_revision(self, uid: str, **fields: Any) -> None:
+        assignments = ", ".join(f"{key}=?" for key in fields)
+        self._db.execute(f"UPDATE revisions SET {assignments} WHERE uid=?", (*fields.values(), uid))
+
+
+def _artifact(row: sqlite3.Row) -> Artifact:
+    data = dict(row)
+    data["manifest"] = json.loads(data["manifest"]) if data["manifest"] else None
+    data["labels"] = json.loads(data["labels"])
+    return Artifact(**data)
+
+
+def _revision(row: sqlite3.Row) -> Revision:
+    data = dict(row)
+    data["config"] = json.loads(data["config"])
+    return Revision(**data)

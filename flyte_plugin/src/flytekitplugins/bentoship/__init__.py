@@ -1,0 +1,1 @@
+"""flytekit plugin for bentoship."""
