@@ -1,6 +1,14 @@
 """The local control plane: a BentoCloud-compatible server that runs deployments on this machine."""
 
-from .main import run_server
+from .process import LocalControlPlane
 from .settings import ServerSettings
 
-__all__ = ["ServerSettings", "run_server"]
+
+def run_server(**kwargs: object) -> None:
+    """Run the server in this process until SIGTERM (see ``bentoship server --help``)."""
+    from .main import run_server as _run
+
+    _run(**kwargs)  # type: ignore[arg-type]
+
+
+__all__ = ["LocalControlPlane", "ServerSettings", "run_server"]

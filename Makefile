@@ -1,0 +1,41 @@
+# Set-up on a fresh machine needs only Python 3.11: uv is bootstrapped into .uv/,
+# then every workspace member is synced into .venv/ from uv.lock.
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+.PHONY: install test lint format demo bench clean
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml core/pyproject.toml airflow_provider/pyproject.toml kfp_components/pyproject.toml flyte_plugin/pyproject.toml
+	$(UV) sync --all-packages --locked --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.synced
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(VENV)/bin/python -m pytest
+
+demo: install
+	$(VENV)/bin/python dags_examples/demo.py
+
+bench: install
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf .uv $(VENV)

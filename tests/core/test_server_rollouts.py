@@ -1,0 +1,203 @@
+"""Blue/green rollouts on the real control plane with real ``bentoml serve`` processes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bentoship.server import LocalControlPlane
+
+from .api import Api
+
+
+class TrafficLoop:
+    """Send requests in a loop from a thread, counting answers by version and failures."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.versions: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as http:
+            while not self._stop.is_set():
+                try:
+                    response = http.post(f"{self.url}/echo", json={"text": "x"})
+                    response.raise_for_status()
+                    self.versions[response.json()["version"]] += 1
+                except Exception as exc:
+                    self.failures.append(repr(exc))
+
+    def __enter__(self) -> TrafficLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
+def test_crashing_revision_fails_within_deadline_while_previous_keeps_serving(
+    start_control_plane: Any, echo_v1: str, crash_bento: str
+) -> None:
+    plane: LocalControlPlane = start_control_plane(readiness_timeout=12)
+    api = Api(plane)
+    api.push(echo_v1)
+    api.push(crash_bento)
+    api.create("crashy", echo_v1)
+    api.wait_status("crashy", {"running"})
+    url = api.url("crashy")
+
+    with TrafficLoop(url) as traffic:
+        started = time.monotonic()
+        api.update("crashy", crash_bento)
+        dep = api.wait_status("crashy", {"failed"}, timeout=60)
+        elapsed = time.monotonic() - started
+        time.sleep(0.5)
+
+    assert elapsed < 12 + 10
+    assert traffic.failures == []
+    assert set(traffic.versions) == {"v1"}
+    assert dep["bentoship"]["serving_revision"] != dep["bentoship"]["target_revision"]
+    assert "deliberate init failure" in dep["bentoship"]["reason"]
+    failed = next(r for r in api.revisions("crashy") if r["bentoship"]["phase"] == "failed")
+    lines = api.logs("crashy", failed["name"])
+    assert any("deliberate init failure: crash fixture" in line for line in lines)
+    assert httpx.post(f"{url}/echo", json={"text": "y"}).json()["version"] == "v1"
+
+
+def test_update_and_rollback_drop_no_request(
+    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
+) -> None:
+    api = Api(shared_plane)
+    api.push(echo_v1)
+    api.push(echo_v2)
+    api.create("steady", echo_v1)
+    api.wait_status("steady", {"running"})
+    url = api.url("steady")
+
+    with TrafficLoop(url) as traffic:
+        api.update("steady", echo_v2)
+        api.wait_status("steady", {"running"})
+        while traffic.versions["v2"] < 20:
+            time.sleep(0.05)
+        rolled = api.rollback("steady")
+        assert rolled["status"] == "running"
+        seen_v2 = traffic.versions["v2"]
+        time.sleep(1.0)
+
+    assert traffic.failures == []
+    assert traffic.versions["v1"] > 0 and seen_v2 >= 20
+    assert httpx.post(f"{url}/echo", json={"text": "x"}).json()["version"] == "v1"
+    revisions = api.revisions("steady")
+    assert [r["name"] for r in revisions] == ["r2", "r1"]
+    assert [r["status"] for r in revisions] == ["inactive", "active"]
+    assert revisions[0]["bentoship"]["warm"] is True
+
+
+def test_same_config_twice_makes_one_revision(
+    shared_plane: LocalControlPlane, echo_v1: str
+) -> None:
+    api = Api(shared_plane)
+    api.push(echo_v1)
+    api.create("idem", echo_v1, envs=[{"name": "A", "value": "1"}])
+    api.update("idem", echo_v1, envs=[{"name": "A", "value": "1"}])
+    api.wait_status("idem", {"running"})
+    api.update("idem", echo_v1, envs=[{"name": "A", "value": "1"}])
+    assert len(api.revisions("idem")) == 1
+    api.update("idem", echo_v1, envs=[{"name": "A", "value": "2"}])
+    assert len(api.revisions("idem")) == 2
+
+
+def test_long_poll_wait_returns_on_status_change(
+    shared_plane: LocalControlPlane, echo_v1: str
+) -> None:
+    api = Api(shared_plane)
+    api.push(echo_v1)
+    created = api.create("polled", echo_v1)
+    assert created["status"] == "deploying"
+    started = time.monotonic()
+    response = api.http.get(
+        "/api/v2/deployments/polled/wait", params={"status": "deploying", "timeout": 60}
+    )
+    assert response.json()["status"] == "running"
+    assert time.monotonic() - started < 30
+    started = time.monotonic()
+    same = api.http.get("/api/v2/deployments/polled/wait", params={"status": "running", "timeout": 1})
+    assert same.json()["status"] == "running"
+    assert 0.9 <= time.monotonic() - started < 5
+
+
+def test_access_authorization_requires_bearer_token(
+    shared_plane: LocalControlPlane, echo_v1: str
+) -> None:
+    api = Api(shared_plane)
+    api.push(echo_v1)
+    api.create("guarded", echo_v1, access_authorization=True)
+    api.wait_status("guarded", {"running"})
+    url = api.url("guarded")
+    assert httpx.post(f"{url}/echo", json={"text": "x"}).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert httpx.post(f"{url}/echo", json={"text": "x"}, headers=wrong).status_code == 401
+    assert shared_plane.connection is not None
+    right = {"Authorization": f"Bearer {shared_plane.connection.token}"}
+    answer = httpx.post(f"{url}/echo", json={"text": "x"}, headers=right)
+    assert answer.json() == {"text": "x", "version": "v1"}
+
+
+def test_swagger_ui_served_at_endpoint_root(shared_plane: LocalControlPlane, echo_v1: str) -> None:
+    api = Api(shared_plane)
+    api.push(echo_v1)
+    api.create("docs", echo_v1)
+    api.wait_status("docs", {"running"})
+    page = httpx.get(api.url("docs") + "/")
+    assert page.status_code == 200 and "swagger" in page.text.lower()
+
+
+def test_scale_to_zero_then_first_request_wakes(
+    start_control_plane: Any, echo_v1: str
+) -> None:
+    plane: LocalControlPlane = start_control_plane(scale_to_zero_after=2)
+    api = Api(plane)
+    api.push(echo_v1)
+    scaling = {"min_replicas": 0, "max_replicas": 1}
+    api.create("sleepy", echo_v1, services={"Echo": {"scaling": scaling}})
+    api.wait_status("sleepy", {"running"})
+    api.wait_status("sleepy", {"scaled-to-zero"}, timeout=30)
+    answer = httpx.post(f"{api.url('sleepy')}/echo", json={"text": "wake"}, timeout=60)
+    assert answer.json()["version"] == "v1"
+    assert api.get("sleepy")["status"] == "running"
+
+
+def test_restart_after_kill_9_keeps_deployments_and_serves_again(
+    start_control_plane: Any, echo_v1: str, echo_v2: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "durable"
+    plane: LocalControlPlane = start_control_plane(data_dir)
+    api = Api(plane)
+    api.push(echo_v1)
+    api.push(echo_v2)
+    api.create("durable", echo_v1)
+    api.wait_status("durable", {"running"})
+    api.update("durable", echo_v2)
+    api.wait_status("durable", {"running"})
+    before = api.revisions("durable")
+    url = api.url("durable")
+
+    plane.kill()
+    plane.start()
+    api = Api(plane)
+    listed = api.http.get("/api/v2/deployments").json()["items"]
+    assert [d["name"] for d in listed] == ["durable"]
+    after = api.revisions("durable")
+    assert [(r["uid"], r["name"]) for r in after] == [(r["uid"], r["name"]) for r in before]
+    api.wait_status("durable", {"running"})
+    assert api.url("durable") == url
+    assert httpx.post(f"{url}/echo", json={"text": "x"}).json()["version"] == "v2"
