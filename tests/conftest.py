@@ -17,14 +17,13 @@ for _name in ("BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY"):
     os.environ.pop(_name, None)
 
 import pytest  # noqa: E402
-
 from bentoship.server import LocalControlPlane  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bentos"
 
 
 def build_fixture_bento(project: str, workdir: Path, version_text: str | None = None) -> str:
-    """Build ``tests/fixtures/bentos/<project>`` (with an optional version.txt) and return its tag."""
+    """Build ``tests/fixtures/bentos/<project>``, with an optional version.txt; return its tag."""
     import bentoml
 
     source = workdir / f"{project}-{version_text or 'src'}"

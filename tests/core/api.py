@@ -7,7 +7,6 @@ from typing import Any
 
 import bentoml
 import httpx
-
 from bentoship.server import LocalControlPlane
 
 
@@ -31,7 +30,9 @@ class Api:
         bentoml.bentos.push(tag, _cloud_client=self.cloud_client())
 
     def create(self, name: str, bento: str, **config: Any) -> dict[str, Any]:
-        response = self.http.post("/api/v2/deployments", json={"name": name, "bento": bento, **config})
+        response = self.http.post(
+            "/api/v2/deployments", json={"name": name, "bento": bento, **config}
+        )
         response.raise_for_status()
         return dict(response.json())
 

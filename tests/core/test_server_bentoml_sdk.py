@@ -5,7 +5,6 @@ from __future__ import annotations
 import bentoml
 import httpx
 import pytest
-
 from bentoship.server import LocalControlPlane
 
 

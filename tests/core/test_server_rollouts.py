@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from bentoship.server import LocalControlPlane
 
 from .api import Api
@@ -130,7 +129,9 @@ def test_long_poll_wait_returns_on_status_change(
     assert response.json()["status"] == "running"
     assert time.monotonic() - started < 30
     started = time.monotonic()
-    same = api.http.get("/api/v2/deployments/polled/wait", params={"status": "running", "timeout": 1})
+    same = api.http.get(
+        "/api/v2/deployments/polled/wait", params={"status": "running", "timeout": 1}
+    )
     assert same.json()["status"] == "running"
     assert 0.9 <= time.monotonic() - started < 5
 
@@ -161,9 +162,7 @@ def test_swagger_ui_served_at_endpoint_root(shared_plane: LocalControlPlane, ech
     assert page.status_code == 200 and "swagger" in page.text.lower()
 
 
-def test_scale_to_zero_then_first_request_wakes(
-    start_control_plane: Any, echo_v1: str
-) -> None:
+def test_scale_to_zero_then_first_request_wakes(start_control_plane: Any, echo_v1: str) -> None:
     plane: LocalControlPlane = start_control_plane(scale_to_zero_after=2)
     api = Api(plane)
     api.push(echo_v1)

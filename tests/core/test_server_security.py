@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from bentoship.server import LocalControlPlane
 from bentoship.server.app import INFO_PATH, build_app
 from bentoship.server.controller import Controller
@@ -89,7 +88,9 @@ def test_unsafe_or_wrong_archives_are_rejected_with_nothing_written(
 ) -> None:
     api = Api(shared_plane)
     api.http.post("/api/v1/bento_repositories", json={"name": "evil", "description": ""})
-    api.http.post("/api/v1/bento_repositories/evil/bentos", json={"version": "v1", "description": ""})
+    api.http.post(
+        "/api/v1/bento_repositories/evil/bentos", json={"version": "v1", "description": ""}
+    )
     api.http.patch("/api/v1/bento_repositories/evil/bentos/v1/start_upload")
     response = api.http.put(
         "/api/v1/bento_repositories/evil/bentos/v1/upload",
@@ -115,7 +116,9 @@ def test_oversized_archive_is_rejected(start_control_plane: object, tmp_path: Pa
     try:
         api = Api(plane)
         api.http.post("/api/v1/bento_repositories", json={"name": "big", "description": ""})
-        api.http.post("/api/v1/bento_repositories/big/bentos", json={"version": "v1", "description": ""})
+        api.http.post(
+            "/api/v1/bento_repositories/big/bentos", json={"version": "v1", "description": ""}
+        )
         archive = _tar({"./bento.yaml": b"name: big\nversion: v1\n", "./src/blob": b"0" * 5000})
         response = api.http.put("/api/v1/bento_repositories/big/bentos/v1/upload", content=archive)
         assert response.status_code == 400
@@ -142,7 +145,11 @@ def test_bad_requests_get_clear_errors_and_change_nothing(
         ({"name": "ok-name", "bento": "nosuch:v1"}, 404, "nosuch:v1"),
         ({"name": "Bad_Name", "bento": echo_v1}, 400, "name"),
         (
-            {"name": "ok-name", "bento": echo_v1, "services": {"Echo": {"instance_type": "gpu.huge"}}},
+            {
+                "name": "ok-name",
+                "bento": echo_v1,
+                "services": {"Echo": {"instance_type": "gpu.huge"}},
+            },
             400,
             "services.Echo.instance_type",
         ),
@@ -156,7 +163,11 @@ def test_bad_requests_get_clear_errors_and_change_nothing(
             "services.Echo.scaling",
         ),
         ({"name": "ok-name", "bento": echo_v1, "envs": [{"value": "1"}]}, 400, "envs[0]"),
-        ({"name": "ok-name", "bento": echo_v1, "access_authorization": "yes"}, 400, "access_authorization"),
+        (
+            {"name": "ok-name", "bento": echo_v1, "access_authorization": "yes"},
+            400,
+            "access_authorization",
+        ),
         ({"name": "ok-name", "bento": echo_v1, "services": {"Other": {}}}, 400, "services.Other"),
     ]
     for body, status, needle in cases:
@@ -164,7 +175,10 @@ def test_bad_requests_get_clear_errors_and_change_nothing(
         assert response.status_code == status, body
         message = response.json()["error"]
         assert needle in message and "\n" not in message, message
-    assert api.http.post("/api/v2/deployments?cluster=mars", json={"bento": echo_v1}).status_code == 404
+    assert (
+        api.http.post("/api/v2/deployments?cluster=mars", json={"bento": echo_v1}).status_code
+        == 404
+    )
     assert api.http.post("/api/v2/deployments", content=b"{not json").status_code == 400
     assert api.http.get("/api/v2/deployments").json() == before
 

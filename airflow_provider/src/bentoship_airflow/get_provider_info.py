@@ -1,2 +1,7 @@
 def get_provider_info() -> dict:
-    return {"package-name": "bentoship-airflow", "name": "bentoship", "description": "bentoship", "versions": ["0.1.0"]}
+    return {
+        "package-name": "bentoship-airflow",
+        "name": "bentoship",
+        "description": "bentoship",
+        "versions": ["0.1.0"],
+    }

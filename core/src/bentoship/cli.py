@@ -26,29 +26,41 @@ def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     server.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     server.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
     server.add_argument(
-        "--data-dir", type=Path, default=None, help="state directory (default $BENTOSHIP_HOME or ~/.bentoship)"
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="state directory (default $BENTOSHIP_HOME or ~/.bentoship)",
     )
     server.add_argument(
         "--token", default=None, help="API token (default: generated once, kept in the data dir)"
     )
     server.add_argument(
-        "--readiness-timeout", type=_positive, default=120.0,
+        "--readiness-timeout",
+        type=_positive,
+        default=120.0,
         help="seconds a new revision has to answer /readyz before it is failed (default 120)",
     )
     server.add_argument(
-        "--rollback-window", type=_positive, default=300.0,
+        "--rollback-window",
+        type=_positive,
+        default=300.0,
         help="seconds the previous revision is kept warm after a switch (default 300)",
     )
     server.add_argument(
-        "--scale-to-zero-after", type=_positive, default=300.0,
+        "--scale-to-zero-after",
+        type=_positive,
+        default=300.0,
         help="idle seconds before a min_replicas=0 deployment is scaled to zero (default 300)",
     )
     server.add_argument(
-        "--max-archive-bytes", type=int, default=2 * 1024**3,
+        "--max-archive-bytes",
+        type=int,
+        default=2 * 1024**3,
         help="largest accepted bento or model archive, unpacked (default 2 GiB)",
     )
     server.add_argument(
-        "--no-extensions", action="store_true",
+        "--no-extensions",
+        action="store_true",
         help="hide revisions, rollback, logs and wait, as plain BentoCloud does",
     )
 

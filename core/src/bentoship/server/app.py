@@ -303,8 +303,14 @@ class Api:
         elif step == "finish_upload":
             body = await self.json_body(request)
             status = body.get("status")
-            if status == "success" and not self.archive_path(item).exists() and p["kind"] == "bento":
-                raise ApiError(400, f"{item.tag} has no uploaded archive; upload it before finishing")
+            if (
+                status == "success"
+                and not self.archive_path(item).exists()
+                and p["kind"] == "bento"
+            ):
+                raise ApiError(
+                    400, f"{item.tag} has no uploaded archive; upload it before finishing"
+                )
             if status in ("success", "failed"):
                 item.upload_status = status
                 item.upload_finished_reason = str(body.get("reason") or "")
@@ -314,7 +320,13 @@ class Api:
         return JSONResponse(schemas.artifact(item, row))
 
     def archive_path(self, item: Artifact) -> Path:
-        return self.settings.data_dir / "archives" / item.kind / item.repository / f"{item.version}.tar"
+        return (
+            self.settings.data_dir
+            / "archives"
+            / item.kind
+            / item.repository
+            / f"{item.version}.tar"
+        )
 
     async def upload(self, request: Request) -> Response:
         p = request.path_params
@@ -390,7 +402,8 @@ class Api:
             found = self.store.get_artifact("model", model_name, model_version)
             if model_tag and (found is None or found.upload_status != "success"):
                 raise ApiError(
-                    400, f"bento {text} needs model {model_tag}, which was not pushed; push it first"
+                    400,
+                    f"bento {text} needs model {model_tag}, which was not pushed; push it first",
                 )
         entry = str(manifest.get("entry_service") or "")
         if not entry:
@@ -408,7 +421,9 @@ class Api:
         self.check_cluster(request)
         body = await self.json_body(request)
         tag, entry = self.resolve_bento(body.get("bento"))
-        raw_name = body.get("name") or f"{tag.split(':')[0].replace('_', '-')}-{secrets.token_hex(3)}"
+        raw_name = (
+            body.get("name") or f"{tag.split(':')[0].replace('_', '-')}-{secrets.token_hex(3)}"
+        )
         try:
             name = validate_name(raw_name)
         except ConfigInvalid as exc:
@@ -424,7 +439,9 @@ class Api:
 
     async def get_deployment(self, request: Request) -> Response:
         self.check_cluster(request)
-        return JSONResponse(self.deployment_json(self.deployment_or_404(request.path_params["name"])))
+        return JSONResponse(
+            self.deployment_json(self.deployment_or_404(request.path_params["name"]))
+        )
 
     async def update_deployment(self, request: Request) -> Response:
         self.check_cluster(request)
@@ -555,7 +572,9 @@ def _artifact_routes(api: Api, kind: str) -> list[Route]:
         (f"{one}/{{step:str}}", api.upload_step, "PATCH"),
         (f"/api/v1/{kind}s", api.list_all_artifacts, "GET"),
     ]
-    return [Route(path, _with_kind(handler, kind), methods=[method]) for path, handler, method in table]
+    return [
+        Route(path, _with_kind(handler, kind), methods=[method]) for path, handler, method in table
+    ]
 
 
 def build_app(settings: ServerSettings, store: Store, controller: Controller) -> ASGIApp:

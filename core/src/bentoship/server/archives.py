@@ -62,11 +62,15 @@ def read_manifest(kind: str, archive: Path, members: list[tarfile.TarInfo]) -> d
                 try:
                     data = yaml.safe_load(handle.read())
                 except yaml.YAMLError as exc:
-                    raise ArchiveError(f"{wanted} in the archive is not valid YAML: {exc}") from None
+                    raise ArchiveError(
+                        f"{wanted} in the archive is not valid YAML: {exc}"
+                    ) from None
                 if not isinstance(data, dict):
                     raise ArchiveError(f"{wanted} in the archive is not a mapping")
                 return data
-    raise ArchiveError(f"archive has no {wanted} at its root: it is not a {kind}; push a built {kind}")
+    raise ArchiveError(
+        f"archive has no {wanted} at its root: it is not a {kind}; push a built {kind}"
+    )
 
 
 def install_archive(
@@ -78,7 +82,10 @@ def install_archive(
     store_dir: Path,
     max_bytes: int,
 ) -> Path:
-    """Check ``archive`` and unpack it to ``store_dir/<name>/<version>``; nothing is written on error."""
+    """Check ``archive`` and unpack it to ``store_dir/<name>/<version>``.
+
+    Nothing is written when the archive is rejected.
+    """
     members = check_archive(archive, max_bytes)
     manifest = read_manifest(kind, archive, members)
     if str(manifest.get("name")) != name or str(manifest.get("version")) != version:

@@ -64,7 +64,9 @@ class Controller:
         self._spawn(self._idle_loop())
 
     async def close(self) -> None:
-        for task in list(self._rollouts.values()) + list(self._wakeups.values()) + list(self._tasks):
+        for task in (
+            list(self._rollouts.values()) + list(self._wakeups.values()) + list(self._tasks)
+        ):
             task.cancel()
         for handle in self._retire.values():
             handle.cancel()
@@ -151,10 +153,8 @@ class Controller:
             self._wake(deployment)
         deadline = time.monotonic() + BACKEND_WAIT_SECONDS
         while deployment not in self.backends and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed[deployment].wait(), 1.0)
-            except TimeoutError:
-                pass
         return self.backends.get(deployment)
 
     # change notification and the long-poll wait
@@ -200,10 +200,10 @@ class Controller:
     async def update(self, name: str, bento: str, config: dict[str, Any]) -> Deployment:
         dep = self._get(name)
         target = self.store.get_revision(dep.target_revision) if dep.target_revision else None
-        unchanged = target is not None and target.bento == bento and target.config == config
-        if unchanged and dep.state == "active" and target.phase in ("pending", "starting", "ready"):
-            return dep
-        if unchanged and target is not None and target.phase == "ready":
+        same = target is not None and target.bento == bento and target.config == config
+        if target is not None and same and target.phase in ("pending", "starting", "ready"):
+            if dep.state == "active":
+                return dep
             self.store.update_deployment(name, state="active")
             self._start_rollout(name, target.uid)
         else:
@@ -272,7 +272,8 @@ class Controller:
                         )
                     return rev
             raise LookupError(
-                f"deployment {dep.name} has no revision {ref!r}; list them with `bentoship revisions`"
+                f"deployment {dep.name} has no revision {ref!r}; "
+                "list them with `bentoship revisions`"
             )
         if dep.serving_revision and dep.serving_revision != dep.target_revision:
             serving = self.store.get_revision(dep.serving_revision)
@@ -382,7 +383,10 @@ class Controller:
         stamp = now()
         rev = self.store.get_revision(uid)
         self.store.update_revision(
-            uid, phase="ready", reason="", ready_at=(rev.ready_at if rev else None) or stamp,
+            uid,
+            phase="ready",
+            reason="",
+            ready_at=(rev.ready_at if rev else None) or stamp,
             activated_at=stamp,
         )
         self.store.update_deployment(name, serving_revision=uid, target_revision=uid, reason="")
@@ -478,9 +482,9 @@ class Controller:
             self.health[dep.name] = "recovering"
             self._spawn(self._restart_serving(dep.name, dep.serving_revision))
         target = self.store.get_revision(dep.target_revision) if dep.target_revision else None
-        if target is not None and target.uid != dep.serving_revision:
-            if target.phase in ("pending", "starting"):
-                self._start_rollout(dep.name, target.uid)
+        pending = target is not None and target.phase in ("pending", "starting")
+        if target is not None and pending and target.uid != dep.serving_revision:
+            self._start_rollout(dep.name, target.uid)
 
     def _wake(self, name: str) -> None:
         if name in self._wakeups and not self._wakeups[name].done():
@@ -490,9 +494,7 @@ class Controller:
             return
         self.health[name] = "recovering"
         self.notify(name)
-        self._wakeups[name] = asyncio.create_task(
-            self._restart_serving(name, dep.serving_revision)
-        )
+        self._wakeups[name] = asyncio.create_task(self._restart_serving(name, dep.serving_revision))
 
     async def _stop_all(self, name: str) -> None:
         self._cancel_rollout(name)

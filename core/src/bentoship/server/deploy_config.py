@@ -89,7 +89,9 @@ def _service(name: str, raw: object) -> dict[str, Any]:
         raise ConfigInvalid(f"{field}.scaling", "expected an object")
     min_replicas = scaling.get("min_replicas")
     max_replicas = scaling.get("max_replicas")
-    min_replicas = 1 if min_replicas is None else _int(min_replicas, f"{field}.scaling.min_replicas", 0)
+    min_replicas = (
+        1 if min_replicas is None else _int(min_replicas, f"{field}.scaling.min_replicas", 0)
+    )
     max_replicas = (
         max(min_replicas, 1)
         if max_replicas is None
@@ -135,14 +137,17 @@ def normalize_config(body: dict[str, Any], entry_service: str) -> dict[str, Any]
             "secrets", "secrets are not supported by the local control plane; pass envs instead"
         )
     if body.get("canary"):
-        raise ConfigInvalid("canary", "canary rollouts are not supported by the local control plane")
+        raise ConfigInvalid(
+            "canary", "canary rollouts are not supported by the local control plane"
+        )
     services_raw = body.get("services") or {}
     if not isinstance(services_raw, dict):
         raise ConfigInvalid("services", "expected an object keyed by service name")
     unknown = [name for name in services_raw if entry_service and name != entry_service]
     if unknown:
         raise ConfigInvalid(
-            f"services.{unknown[0]}", f"the bento has no service {unknown[0]!r}; use {entry_service!r}"
+            f"services.{unknown[0]}",
+            f"the bento has no service {unknown[0]!r}; use {entry_service!r}",
         )
     service_name = entry_service or next(iter(services_raw), "default")
     return {

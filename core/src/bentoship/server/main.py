@@ -90,7 +90,9 @@ def run_server(
     extensions: bool = True,
 ) -> None:
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     directory = prepare_data_dir(data_dir or Path.home() / ".bentoship")

@@ -67,7 +67,10 @@ async def _respond(send: Send, status: int, message: str) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -127,7 +130,9 @@ class EndpointProxy:
         try:
             response = await self.http.send(request, stream=True)
         except httpx.HTTPError as exc:
-            await _respond(send, 502, f"revision of {self.deployment} did not answer: {type(exc).__name__}")
+            await _respond(
+                send, 502, f"revision of {self.deployment} did not answer: {type(exc).__name__}"
+            )
             return
         try:
             await send(

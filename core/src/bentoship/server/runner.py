@@ -70,7 +70,8 @@ class ServeProcess:
             while True:
                 if not self.alive:
                     raise NotReadyError(
-                        f"bentoml serve exited with code {self.process.returncode} before it was ready"
+                        f"bentoml serve exited with code {self.process.returncode} "
+                        "before it was ready"
                     )
                 with contextlib.suppress(httpx.HTTPError):
                     response = await http.get(f"{self.url}/readyz")
@@ -89,10 +90,8 @@ class ServeProcess:
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.process.wait(), grace)
-            except TimeoutError:
-                pass
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         await self.process.wait()
@@ -107,7 +106,7 @@ async def start_serve(
     envs: Mapping[str, str],
     port: int | None = None,
 ) -> ServeProcess:
-    """Start ``bentoml serve`` for ``bento_tag`` on a free loopback port, logging to ``log_path``."""
+    """Start ``bentoml serve`` of ``bento_tag`` on a loopback port, logging to ``log_path``."""
     port = port or free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {
