@@ -64,3 +64,23 @@ def read_connection(data_dir: Path | None = None) -> Connection:
         raise ConfigError(
             f"unreadable connection file {path} ({exc}); restart `bentoship server` to rewrite it"
         ) from None
+
+
+ENDPOINT_ENV = "BENTO_CLOUD_API_ENDPOINT"
+TOKEN_ENV = "BENTO_CLOUD_API_KEY"
+
+
+def resolve_connection(
+    endpoint: str | None = None, token: str | None = None, *, home: Path | None = None
+) -> Connection:
+    """Explicit values, else the ``BENTO_CLOUD_API_*`` variables, else ``connection.json``."""
+    if endpoint and token:
+        return Connection(endpoint=endpoint.rstrip("/"), token=token)
+    env_endpoint = endpoint or os.environ.get(ENDPOINT_ENV)
+    env_token = token or os.environ.get(TOKEN_ENV)
+    if env_endpoint and env_token:
+        return Connection(endpoint=env_endpoint.rstrip("/"), token=env_token)
+    if env_endpoint or env_token:
+        missing = TOKEN_ENV if env_endpoint else ENDPOINT_ENV
+        raise ConfigError(f"an endpoint and a token go together: set {missing} as well")
+    return read_connection(home)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import shutil
 import time
 from collections import defaultdict
@@ -13,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from ..logtail import last_error_line
 from ..statuses import DeploymentStatus
 from .deploy_config import min_replicas, process_envs
 from .proxy import EndpointServer
@@ -22,7 +22,6 @@ from .store import Deployment, Revision, Store, new_uid, now
 
 log = logging.getLogger("bentoship.server")
 
-EXCEPTION_LINE = re.compile(r"^\s*(\w+\.)*\w*(Error|Exception|Exit)\b:?.*")
 BACKEND_WAIT_SECONDS = 60.0
 
 
@@ -364,10 +363,7 @@ class Controller:
         proc = self.processes.pop(rev.uid, None)
         if proc is not None:
             await proc.stop()
-        cause = next(
-            (line.strip() for line in reversed(self.logs(rev, 400)) if EXCEPTION_LINE.match(line)),
-            "",
-        )
+        cause = last_error_line(self.logs(rev, 400))
         reason = f"revision r{rev.seq} ({rev.bento}) failed: {problem}"
         if cause:
             reason += f"; last error in its logs: {cause}"

@@ -1,0 +1,219 @@
+"""Public records passed between the client, the steps and the orchestrators."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import InvalidRequestError
+
+
+def _target(revision: dict[str, Any] | None) -> dict[str, Any]:
+    targets = (revision or {}).get("targets") or []
+    main = next((t for t in targets if t and t.get("name") == "main"), None)
+    return main or (targets[0] if targets and targets[0] else {})
+
+
+def _bento_tag(target: dict[str, Any]) -> str:
+    bento = target.get("bento") or {}
+    repository = (bento.get("repository") or {}).get("name")
+    return f"{repository}:{bento.get('name')}" if repository else ""
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """A deployment as the server last reported it."""
+
+    name: str
+    status: str
+    url: str
+    bento: str
+    config: dict[str, Any]
+    target_revision: str | None = None
+    serving_revision: str | None = None
+    reason: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> DeploymentInfo:
+        latest = data.get("latest_revision")
+        target = _target(latest)
+        extra = data.get("bentoship") or {}
+        urls = data.get("urls") or []
+        return cls(
+            name=str(data["name"]),
+            status=str(data.get("status", "unknown")),
+            url=str(urls[0]) if urls else "",
+            bento=_bento_tag(target),
+            config=dict(target.get("config") or {}),
+            target_revision=extra.get("target_revision") or (latest or {}).get("uid"),
+            serving_revision=extra.get("serving_revision"),
+            reason=str(extra.get("reason") or ""),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    """One revision of a deployment (from the local control plane's revisions extension)."""
+
+    uid: str
+    name: str
+    bento: str
+    config: dict[str, Any]
+    phase: str
+    serving: bool
+    warm: bool
+    reason: str
+    created_at: str
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> RevisionInfo:
+        target = _target(data)
+        extra = data.get("bentoship") or {}
+        return cls(
+            uid=str(data["uid"]),
+            name=str(data.get("name", "")),
+            bento=_bento_tag(target) or str(extra.get("bento", "")),
+            config=dict(target.get("config") or {}),
+            phase=str(extra.get("phase", data.get("status", ""))),
+            serving=bool(extra.get("serving", data.get("status") == "active")),
+            warm=bool(extra.get("warm", False)),
+            reason=str(extra.get("reason") or ""),
+            created_at=str(data.get("created_at", "")),
+        )
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """What a deployment runs with, besides its bento."""
+
+    instance_type: str | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    envs: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    access_authorization: bool = False
+    strategy: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("min_replicas", "max_replicas"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise InvalidRequestError(f"{key} must be a whole number >= 0, got {value!r}")
+        if (
+            self.min_replicas is not None
+            and self.max_replicas is not None
+            and self.min_replicas > self.max_replicas
+        ):
+            raise InvalidRequestError(
+                f"min_replicas ({self.min_replicas}) must not exceed "
+                f"max_replicas ({self.max_replicas})"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> DeploymentConfig:
+        """Accept the plain mapping that orchestrators pass around (unknown keys are errors)."""
+        data = dict(data or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown deployment config key {unknown[0]!r}; "
+                f"use one of {', '.join(sorted(known))}"
+            )
+        data["envs"] = {str(k): str(v) for k, v in (data.get("envs") or {}).items()}
+        data["labels"] = {str(k): str(v) for k, v in (data.get("labels") or {}).items()}
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_api(self, service: str) -> dict[str, Any]:
+        """The BentoCloud config body for ``service`` (the bento's entry service)."""
+        scaling: dict[str, int] = {}
+        if self.min_replicas is not None:
+            scaling["min_replicas"] = self.min_replicas
+        if self.max_replicas is not None:
+            scaling["max_replicas"] = self.max_replicas
+        service_config: dict[str, Any] = {}
+        if self.instance_type:
+            service_config["instance_type"] = self.instance_type
+        if scaling:
+            service_config["scaling"] = scaling
+        if self.strategy:
+            service_config["deployment_strategy"] = self.strategy
+        return {
+            "access_authorization": self.access_authorization,
+            "envs": [{"name": k, "value": v} for k, v in sorted(self.envs.items())],
+            "labels": [{"key": k, "value": v} for k, v in sorted(self.labels.items())],
+            "services": {service: service_config} if service else {},
+        }
+
+
+def config_matches(wanted: dict[str, Any], current: dict[str, Any]) -> bool:
+    """True when every setting in ``wanted`` already holds in ``current`` (a server config)."""
+
+    def pairs(items: Any, key: str) -> dict[str, str]:
+        return {str(i[key]): str(i.get("value", "")) for i in items or [] if i}
+
+    if bool(wanted.get("access_authorization")) != bool(current.get("access_authorization")):
+        return False
+    if pairs(wanted.get("envs"), "name") != pairs(current.get("envs"), "name"):
+        return False
+    for name, service in (wanted.get("services") or {}).items():
+        have = (current.get("services") or {}).get(name) or {}
+        for key, value in service.items():
+            if key == "scaling":
+                scaling = have.get("scaling") or {}
+                if any(scaling.get(k) != v for k, v in value.items()):
+                    return False
+            elif have.get(key) != value:
+                return False
+    return True
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What ``deploy`` did, and everything a later step needs to wait for or undo it.
+
+    It is JSON-serialisable, so orchestrators pass it between tasks (XCom, KFP and Flyte outputs).
+    """
+
+    name: str
+    bento: str
+    revision: str | None
+    endpoint_url: str
+    previous_revision: str | None = None
+    previous_bento: str | None = None
+    previous_config: dict[str, Any] | None = None
+    created: bool = False
+    changed: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Rollout:
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except TypeError as exc:
+            raise InvalidRequestError(
+                f"not a bentoship rollout record ({exc}); pass the output of the deploy step"
+            ) from None
+
+    @classmethod
+    def from_json(cls, text: str) -> Rollout:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise InvalidRequestError(
+                "rollout is not valid JSON; pass the output of the deploy step"
+            ) from None
+        if not isinstance(data, dict):
+            raise InvalidRequestError("rollout JSON must be an object; pass the deploy output")
+        return cls.from_dict(data)

@@ -1,0 +1,53 @@
+"""The rollback step: return a deployment to its previous good revision, or to a named one."""
+
+from __future__ import annotations
+
+import logging
+
+from ..client import Client
+from ..errors import InvalidRequestError
+from ..models import DeploymentInfo, Rollout
+from .wait import wait_until_ready
+
+log = logging.getLogger("bentoship.steps")
+
+
+def rollback(
+    target: Rollout | str,
+    *,
+    revision: str | None = None,
+    client: Client | None = None,
+    wait: bool = True,
+    timeout: float = 600.0,
+) -> DeploymentInfo | None:
+    """Roll ``target`` back and (by default) wait until the restored revision serves.
+
+    With a Rollout it returns to the revision the deploy step replaced; with a deployment name,
+    to ``revision`` or the server's previous good revision. Against plain BentoCloud it re-applies
+    the previous bento and config recorded in the Rollout. Returns None when a Rollout has
+    nothing to roll back to (its deploy created the deployment).
+    """
+    client = client or Client()
+    rollout = target if isinstance(target, Rollout) else None
+    name = rollout.name if rollout else str(target)
+    wanted = revision or (rollout.previous_revision if rollout else None)
+    if rollout is not None and wanted is None and rollout.previous_bento is None:
+        log.warning("deployment %s has no earlier revision to roll back to; left as it is", name)
+        return None
+    if "rollback" in client.extensions:
+        dep = client.rollback(name, wanted)
+    elif rollout is not None and rollout.previous_bento:
+        dep = client.update_deployment(name, rollout.previous_bento, rollout.previous_config or {})
+    else:
+        raise InvalidRequestError(
+            f"this server has no rollback API: roll {name} back with the deploy step's rollout "
+            "record, which holds the previous bento and config"
+        )
+    log.info("rolling %s back to revision %s", name, dep.target_revision)
+    if not wait:
+        return dep
+    return wait_until_ready(
+        Rollout(name=name, bento=dep.bento, revision=dep.target_revision, endpoint_url=dep.url),
+        client=client,
+        timeout=timeout,
+    )

@@ -1,0 +1,82 @@
+"""The smoke-test step: call one API of the deployment and check the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ..client import Client
+from ..errors import SmokeTestFailed
+from ..models import Rollout
+
+Check = Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class SmokeTest:
+    """An API call and what its answer must be: ``expected`` (equal) and/or ``check`` (true)."""
+
+    api: str
+    payload: Any = field(default_factory=dict)
+    expected: Any = None
+    check: Check | None = None
+    method: str = "POST"
+    timeout: float = 30.0
+
+
+def _endpoint(target: Rollout | str, client: Client | None) -> tuple[str, str]:
+    if isinstance(target, Rollout):
+        return target.name, target.endpoint_url
+    if target.startswith(("http://", "https://")):
+        return target, target
+    client = client or Client()
+    return target, client.get_deployment(target).url
+
+
+def smoke_test(
+    target: Rollout | str,
+    test: SmokeTest,
+    *,
+    token: str | None = None,
+    client: Client | None = None,
+) -> Any:
+    """Call ``test.api`` on the deployment (a Rollout, a deployment name or a URL).
+
+    Returns the decoded answer; raises SmokeTestFailed when the call fails or the answer is
+    wrong. ``token`` is sent as ``Authorization: Bearer`` for deployments with access
+    authorization.
+    """
+    name, base = _endpoint(target, client)
+    url = f"{base.rstrip('/')}/{test.api.lstrip('/')}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    hint = f"check the service with `bentoship logs {name}`"
+    try:
+        response = httpx.request(
+            test.method, url, json=test.payload, headers=headers, timeout=test.timeout
+        )
+    except httpx.HTTPError as exc:
+        raise SmokeTestFailed(
+            f"smoke test could not call {url}: {type(exc).__name__}; {hint}"
+        ) from None
+    if response.status_code != 200:
+        body = " ".join(response.text.split())[:200]
+        raise SmokeTestFailed(
+            f"smoke test {test.method} {url} answered HTTP {response.status_code}: {body}; {hint}"
+        )
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = response.text
+    if test.expected is not None and answer != test.expected:
+        raise SmokeTestFailed(
+            f"smoke test {url} answered {str(answer)[:200]}, expected {str(test.expected)[:200]}"
+        )
+    if test.check is not None and not test.check(answer):
+        name_of_check = getattr(test.check, "__name__", "check")
+        raise SmokeTestFailed(
+            f"smoke test {url} answer failed {name_of_check}: {str(answer)[:200]}; {hint}"
+        )
+    return answer
