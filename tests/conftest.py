@@ -84,3 +84,10 @@ def shared_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCont
     plane.start()
     yield plane
     plane.stop()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    from bentoship.server.runner import free_port
+
+    return free_port()

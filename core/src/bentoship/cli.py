@@ -1,13 +1,21 @@
-"""The ``bentoship`` command line."""
+"""The ``bentoship`` command line: exit 0 when it worked, 1 when it failed, 2 for bad usage."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .connection import default_home
+from .errors import BentoshipError, ConfigError, InvalidRequestError
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .models import DeploymentInfo
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -17,6 +25,20 @@ def _positive(value: str) -> float:
     if number <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value}")
     return number
+
+
+def _pair(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    return key, val
+
+
+def _json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {value[:80]}") from None
 
 
 def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,6 +87,118 @@ def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     )
 
 
+def _add_connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint", help="API endpoint (default $BENTO_CLOUD_API_ENDPOINT, else connection.json)"
+    )
+    parser.add_argument(
+        "--token", help="API token (default $BENTO_CLOUD_API_KEY, else connection.json)"
+    )
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--instance-type", help="instance type, e.g. cpu.small")
+    parser.add_argument("--min-replicas", type=int)
+    parser.add_argument("--max-replicas", type=int)
+    parser.add_argument("--env", type=_pair, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--label", type=_pair, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--access-authorization", action="store_true", help="require a bearer token on the endpoint"
+    )
+    parser.add_argument("--timeout", type=_positive, default=600.0, help="seconds to wait (600)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bentoship", description="Ship BentoML services from ML pipelines."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_server(subparsers)
+
+    ship = subparsers.add_parser(
+        "ship", help="push, deploy, wait, smoke-test; roll back on failure"
+    )
+    deploy = subparsers.add_parser("deploy", help="create or update a deployment")
+    for sub in (ship, deploy):
+        sub.add_argument("name", help="deployment name")
+        sub.add_argument("bento", help="bento tag, or an exported .bento file (ship only)")
+        _add_config(sub)
+        _add_connection(sub)
+    ship.add_argument("--smoke-api", help="API to call after the rollout, e.g. predict")
+    ship.add_argument(
+        "--smoke-payload", type=_json, default={}, help="JSON body for the smoke test"
+    )
+    ship.add_argument("--smoke-expect", type=_json, help="JSON the smoke test must answer")
+    deploy.add_argument("--wait", action="store_true", help="wait until the rollout serves")
+
+    status = subparsers.add_parser("status", help="show one deployment, or all of them")
+    status.add_argument("name", nargs="?")
+    wait = subparsers.add_parser("wait", help="wait until a deployment is ready")
+    wait.add_argument("name")
+    wait.add_argument("--timeout", type=_positive, default=600.0)
+    rollback = subparsers.add_parser("rollback", help="return to the previous good revision")
+    rollback.add_argument("name")
+    rollback.add_argument("--to", dest="revision", help="revision name (r2) or uid")
+    rollback.add_argument("--no-wait", action="store_true")
+    rollback.add_argument("--timeout", type=_positive, default=600.0)
+    revisions = subparsers.add_parser("revisions", help="list a deployment's revisions")
+    revisions.add_argument("name")
+    logs = subparsers.add_parser("logs", help="print a revision's logs")
+    logs.add_argument("name")
+    logs.add_argument("--revision", help="revision name or uid (default: the latest)")
+    logs.add_argument("--tail", type=int, default=200)
+    for sub in (status, wait, rollback, revisions, logs):
+        _add_connection(sub)
+    return parser
+
+
+def _client(args: argparse.Namespace) -> Client:
+    from .client import Client
+
+    return Client(args.endpoint, args.token)
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "instance_type": args.instance_type,
+        "min_replicas": args.min_replicas,
+        "max_replicas": args.max_replicas,
+        "envs": dict(args.env),
+        "labels": dict(args.label),
+        "access_authorization": args.access_authorization,
+    }
+
+
+def _progress(name: str) -> Callable[[DeploymentInfo], None]:
+    started = time.monotonic()
+    last: list[str] = []
+
+    def show(dep: DeploymentInfo) -> None:
+        if not last or last[-1] != dep.status:
+            last.append(dep.status)
+            elapsed = time.monotonic() - started
+            print(f"{name}: {dep.status} ({elapsed:.1f} s)", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _print_deployment(dep: DeploymentInfo) -> None:
+    print(
+        json.dumps(
+            {
+                "name": dep.name,
+                "status": dep.status,
+                "url": dep.url,
+                "bento": dep.bento,
+                "target_revision": dep.target_revision,
+                "serving_revision": dep.serving_revision,
+                "reason": dep.reason,
+            },
+            indent=2,
+        )
+    )
+
+
 def _run_server(args: argparse.Namespace) -> int:
     from .server import run_server
 
@@ -82,21 +216,112 @@ def _run_server(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bentoship", description="Ship BentoML services from ML pipelines."
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    _add_server(subparsers)
-    return parser
+def _run_ship(args: argparse.Namespace) -> int:
+    from .steps import SmokeTest, ship
+
+    smoke = None
+    if args.smoke_api:
+        smoke = SmokeTest(
+            api=args.smoke_api, payload=args.smoke_payload, expected=args.smoke_expect
+        )
+    with _client(args) as client:
+        rollout = ship(
+            args.name, args.bento, _config(args), smoke=smoke, client=client, timeout=args.timeout
+        )
+    print(rollout.to_json())
+    return EXIT_OK
+
+
+def _run_deploy(args: argparse.Namespace) -> int:
+    from .steps import deploy, wait_until_ready
+
+    with _client(args) as client:
+        rollout = deploy(args.name, args.bento, _config(args), client=client)
+        if args.wait:
+            wait_until_ready(
+                rollout, client=client, timeout=args.timeout, on_status=_progress(args.name)
+            )
+    print(rollout.to_json())
+    return EXIT_OK
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.name:
+            _print_deployment(client.get_deployment(args.name))
+        else:
+            for dep in client.list_deployments():
+                print(f"{dep.name}\t{dep.status}\t{dep.bento}\t{dep.url}")
+    return EXIT_OK
+
+
+def _run_wait(args: argparse.Namespace) -> int:
+    from .steps import wait_until_ready
+
+    with _client(args) as client:
+        dep = wait_until_ready(
+            args.name, client=client, timeout=args.timeout, on_status=_progress(args.name)
+        )
+    _print_deployment(dep)
+    return EXIT_OK
+
+
+def _run_rollback(args: argparse.Namespace) -> int:
+    from .steps import rollback
+
+    with _client(args) as client:
+        dep = rollback(
+            args.name,
+            revision=args.revision,
+            client=client,
+            wait=not args.no_wait,
+            timeout=args.timeout,
+        )
+    if dep is not None:
+        _print_deployment(dep)
+    return EXIT_OK
+
+
+def _run_revisions(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for rev in client.list_revisions(args.name):
+            marker = "*" if rev.serving else " "
+            print(f"{marker} {rev.name}\t{rev.phase}\t{rev.bento}\t{rev.created_at}\t{rev.reason}")
+    return EXIT_OK
+
+
+def _run_logs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        revision = args.revision or client.get_deployment(args.name).target_revision
+        if revision is None:
+            raise InvalidRequestError(f"deployment {args.name} has no revision yet")
+        for line in client.logs(args.name, revision, tail=args.tail):
+            print(line)
+    return EXIT_OK
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "server": _run_server,
+    "ship": _run_ship,
+    "deploy": _run_deploy,
+    "status": _run_status,
+    "wait": _run_wait,
+    "rollback": _run_rollback,
+    "revisions": _run_revisions,
+    "logs": _run_logs,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handlers = {"server": _run_server}
+    args = build_parser().parse_args(argv)
     try:
-        return handlers[args.command](args)
+        return HANDLERS[args.command](args)
+    except (ConfigError, InvalidRequestError) as exc:
+        print(f"bentoship: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BentoshipError as exc:
+        print(f"bentoship: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
 

@@ -19,6 +19,7 @@ def rollback(
     client: Client | None = None,
     wait: bool = True,
     timeout: float = 600.0,
+    poll_interval: float = 5.0,
 ) -> DeploymentInfo | None:
     """Roll ``target`` back and (by default) wait until the restored revision serves.
 
@@ -50,4 +51,5 @@ def rollback(
         Rollout(name=name, bento=dep.bento, revision=dep.target_revision, endpoint_url=dep.url),
         client=client,
         timeout=timeout,
+        poll_interval=poll_interval,
     )

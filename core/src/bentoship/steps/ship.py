@@ -25,6 +25,7 @@ def ship(
     smoke: SmokeTest | None = None,
     client: Client | None = None,
     timeout: float = 600.0,
+    poll_interval: float = 5.0,
     token: str | None = None,
 ) -> Rollout:
     """Push ``bento``, deploy it as ``name``, wait until it serves and smoke-test it.
@@ -35,11 +36,11 @@ def ship(
     tag = push(bento, client=client)
     rollout = deploy(name, tag, config, client=client)
     try:
-        wait_until_ready(rollout, client=client, timeout=timeout)
+        wait_until_ready(rollout, client=client, timeout=timeout, poll_interval=poll_interval)
         if smoke is not None:
             smoke_test(rollout, smoke, token=token, client=client)
     except Exception as exc:
         log.error("shipping %s to %s failed (%s); rolling back", tag, name, exc)
-        rollback(rollout, client=client, timeout=timeout)
+        rollback(rollout, client=client, timeout=timeout, poll_interval=poll_interval)
         raise
     return rollout

@@ -1,0 +1,148 @@
+"""The pipeline steps end to end against real control planes and real ``bentoml serve``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from bentoship import Client, DeploymentFailed, Rollout, SmokeTestFailed
+from bentoship._http import RetryPolicy
+from bentoship.server import LocalControlPlane
+from bentoship.steps import SmokeTest, deploy, push, rollback, ship, smoke_test, wait_until_ready
+
+from .test_client_faults import FaultyTransport
+
+
+def client_for(plane: LocalControlPlane, **kwargs: Any) -> Client:
+    assert plane.connection is not None
+    return Client(plane.connection.endpoint, plane.connection.token, **kwargs)
+
+
+def echo_check(version: str) -> SmokeTest:
+    return SmokeTest(
+        api="echo", payload={"text": "ok"}, expected={"text": "ok", "version": version}
+    )
+
+
+@pytest.mark.parametrize("extensions", [True, False], ids=["extensions", "plain-bentocloud"])
+def test_ship_then_failed_ship_rolls_back(
+    start_control_plane: Any, echo_v1: str, echo_v2: str, extensions: bool
+) -> None:
+    plane: LocalControlPlane = start_control_plane(extensions=extensions)
+    client = client_for(plane)
+    assert bool(client.extensions) is extensions
+
+    first = ship("svc", echo_v1, smoke=echo_check("v1"), client=client, poll_interval=0.5)
+    assert first.created and first.revision
+    assert httpx.post(f"{first.endpoint_url}/echo", json={"text": "a"}).json()["version"] == "v1"
+
+    with pytest.raises(SmokeTestFailed):
+        ship("svc", echo_v2, smoke=echo_check("v9"), client=client, poll_interval=0.5)
+
+    dep = client.get_deployment("svc")
+    assert dep.status == "running" and dep.bento == echo_v1
+    assert httpx.post(f"{dep.url}/echo", json={"text": "a"}).json()["version"] == "v1"
+    if extensions:
+        assert dep.serving_revision == first.revision
+    else:
+        assert dep.target_revision != first.revision
+
+
+def test_deploy_twice_makes_one_revision(shared_plane: LocalControlPlane, echo_v1: str) -> None:
+    client = client_for(shared_plane)
+    push(echo_v1, client=client)
+    config = {"envs": {"MODE": "a"}, "min_replicas": 1}
+    first = deploy("twice", echo_v1, config, client=client)
+    again = deploy("twice", echo_v1, config, client=client)
+    assert first.created and not again.changed
+    assert again.revision == first.revision
+    wait_until_ready(again, client=client, timeout=60)
+    assert not deploy("twice", echo_v1, config, client=client).changed
+    assert len(client.list_revisions("twice")) == 1
+    assert Rollout.from_json(first.to_json()) == first
+
+
+def test_retried_deploy_after_lost_response_does_not_duplicate(
+    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
+) -> None:
+    seen: dict[str, int] = {}
+
+    def lose_first_write(request: httpx.Request, n: int) -> httpx.Response | None:
+        key = f"{request.method} {request.url.path}"
+        if request.method in ("POST", "PUT") and "/api/v2/deployments" in key:
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] == 1:
+                transport.real.handle_request(request).read()
+                raise httpx.ReadTimeout("answer lost", request=request)
+        return None
+
+    transport = FaultyTransport(lose_first_write)
+    client = client_for(
+        shared_plane, transport=transport, retry=RetryPolicy(attempts=3, base_delay=0.01)
+    )
+    push(echo_v1, client=client)
+    push(echo_v2, client=client)
+    created = deploy("lossy", echo_v1, client=client)
+    assert created.revision is not None
+    assert transport.calls.count("POST /api/v2/deployments") == 1
+    wait_until_ready(created, client=client, timeout=60)
+    updated = deploy("lossy", echo_v2, client=client)
+    assert transport.calls.count("PUT /api/v2/deployments/lossy") == 2
+    assert updated.previous_revision == created.revision
+    assert [r.bento for r in client.list_revisions("lossy")] == [echo_v2, echo_v1]
+
+
+def test_wait_raises_deployment_failed_with_the_exception_from_the_logs(
+    start_control_plane: Any, crash_bento: str
+) -> None:
+    plane: LocalControlPlane = start_control_plane(readiness_timeout=10)
+    client = client_for(plane)
+    push(crash_bento, client=client)
+    rollout = deploy("crashing", crash_bento, client=client)
+    with pytest.raises(DeploymentFailed) as caught:
+        wait_until_ready(rollout, client=client, timeout=60)
+    error = caught.value
+    assert "deliberate init failure: crash fixture" in str(error)
+    assert error.status == "failed" and "deliberate init failure" in error.logs
+    assert "bentoship logs crashing" in str(error)
+    assert rollback(rollout, client=client) is None
+
+
+def test_wait_uses_the_long_poll_not_sleeps(shared_plane: LocalControlPlane, echo_v1: str) -> None:
+    def observe(request: httpx.Request, n: int) -> None:
+        return None
+
+    transport = FaultyTransport(observe)
+    client = client_for(shared_plane, transport=transport)
+    push(echo_v1, client=client)
+    rollout = deploy("longpoll", echo_v1, client=client)
+    started = time.monotonic()
+    dep = wait_until_ready(rollout, client=client, poll_interval=3600, timeout=90)
+    returned = time.monotonic()
+    assert dep.status == "running"
+    waits = [c for c in transport.calls if c.endswith("/longpoll/wait")]
+    assert waits, transport.calls
+    print(f"wait_until_ready returned {returned - started:.2f} s after the deploy")
+
+
+def test_rollback_to_named_revision_and_smoke_test_with_token(
+    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
+) -> None:
+    client = client_for(shared_plane)
+    for tag in (echo_v1, echo_v2):
+        push(tag, client=client)
+    config = {"access_authorization": True}
+    first = deploy("named", echo_v1, config, client=client)
+    wait_until_ready(first, client=client, timeout=60)
+    second = deploy("named", echo_v2, config, client=client)
+    wait_until_ready(second, client=client, timeout=60)
+    token = client.connection.token
+    assert smoke_test(second, echo_check("v2"), token=token)["version"] == "v2"
+    with pytest.raises(SmokeTestFailed, match="HTTP 401"):
+        smoke_test(second, echo_check("v2"))
+    dep = rollback("named", revision="r1", client=client)
+    assert dep is not None and dep.serving_revision == first.revision
+    assert smoke_test("named", echo_check("v1"), token=token, client=client)["version"] == "v1"
