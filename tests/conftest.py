@@ -17,6 +17,7 @@ for _name in ("BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY"):
     os.environ.pop(_name, None)
 
 import pytest  # noqa: E402
+
 from bentoship.server import LocalControlPlane  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bentos"

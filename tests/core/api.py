@@ -7,6 +7,7 @@ from typing import Any
 
 import bentoml
 import httpx
+
 from bentoship.server import LocalControlPlane
 
 

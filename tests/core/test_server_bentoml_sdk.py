@@ -5,6 +5,7 @@ from __future__ import annotations
 import bentoml
 import httpx
 import pytest
+
 from bentoship.server import LocalControlPlane
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from bentoship.server import LocalControlPlane
 
 from .api import Api

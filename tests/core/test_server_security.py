@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from bentoship.server import LocalControlPlane
 from bentoship.server.app import INFO_PATH, build_app
 from bentoship.server.controller import Controller
