@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..tags import TAG_PATTERN
+
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TAG_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?:[A-Za-z0-9]([-A-Za-z0-9_.]*)?$")
 STRATEGIES = ("RollingUpdate", "Recreate", "RampedSlowRollout", "BestEffortControlledRollout")
 
 INSTANCE_TYPES: dict[str, dict[str, Any]] = {

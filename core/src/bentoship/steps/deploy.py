@@ -7,6 +7,7 @@ from typing import Any
 from ..client import Client
 from ..models import DeploymentConfig, DeploymentInfo, RevisionInfo, Rollout, config_matches
 from ..statuses import FAILED_STATUSES
+from ..tags import check_tag
 
 SERVED_PHASES = frozenset({"ready", "retired"})
 
@@ -55,6 +56,7 @@ def deploy(
 
     Re-applying the same bento and config creates no new revision, so a retried task is safe.
     """
+    check_tag(bento)
     client = client or Client()
     settings = (
         config if isinstance(config, DeploymentConfig) else DeploymentConfig.from_dict(config)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..client import Client
 from ..errors import InvalidRequestError, NotFoundError, ServerUnavailableError
+from ..tags import check_tag
 from .local_store import import_bento_file
-
-TAG = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?:[A-Za-z0-9][-A-Za-z0-9_.]*$")
 
 
 def push(bento: str | Path, *, client: Client | None = None, force: bool = False) -> str:
@@ -28,11 +26,7 @@ def push(bento: str | Path, *, client: Client | None = None, force: bool = False
             raise InvalidRequestError(f"bento archive {path} does not exist")
         tag = import_bento_file(path)
     else:
-        tag = str(bento)
-        if not TAG.match(tag):
-            raise InvalidRequestError(
-                f"{tag!r} is not a bento tag; give 'name:version' or an exported .bento file"
-            )
+        tag = check_tag(str(bento))
     if not force and client.bento_uploaded(tag):
         return tag
     cloud = bentoml.cloud.BentoCloudClient(  # type: ignore[call-arg]
