@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="bentoship-tests-"))
+atexit.register(shutil.rmtree, _SESSION_HOME, True)
 os.environ["BENTOML_HOME"] = str(_SESSION_HOME / "bentoml")
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 os.environ["BENTOSHIP_HOME"] = str(_SESSION_HOME / "bentoship-home")

@@ -32,7 +32,9 @@ def run_step(home: Path, code: str, plane: LocalControlPlane) -> str:
         cwd=home.parent,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.strip().splitlines()[-1]
+    marked = [line for line in result.stdout.splitlines() if "RESULT=" in line]
+    assert marked, result.stdout[-2000:]
+    return marked[-1].split("RESULT=", 1)[1]
 
 
 def test_train_build_push_deploy_on_separate_machines(
@@ -49,7 +51,7 @@ def test_train_build_push_deploy_on_separate_machines(
         X, y = train.generate_data()
         tag = train.save_model(train.train_model(X, y))
         bentoml.models.export_model(tag, {str(model_file)!r})
-        print(tag)
+        print("RESULT=" + tag)
         """,
         shared_plane,
     )
@@ -59,7 +61,8 @@ def test_train_build_push_deploy_on_separate_machines(
         tmp_path / "build-home",
         f"""
         from bentoship.steps import build
-        print(build({str(PROJECT)!r}, models=[{str(model_file)!r}], export_path={str(archive)!r}))
+        tag = build({str(PROJECT)!r}, models=[{str(model_file)!r}], export_path={str(archive)!r})
+        print("RESULT=" + tag)
         """,
         shared_plane,
     )
@@ -69,7 +72,7 @@ def test_train_build_push_deploy_on_separate_machines(
         tmp_path / "push-home",
         f"""
         from bentoship.steps import push
-        print(push({str(archive)!r}))
+        print("RESULT=" + push({str(archive)!r}))
         """,
         shared_plane,
     )
@@ -83,7 +86,8 @@ def test_train_build_push_deploy_on_separate_machines(
         rollout = deploy("handoff", {bento_tag!r})
         wait_until_ready(rollout, timeout=120)
         X, y = train.holdout(20)
-        print(json.dumps(smoke_test(rollout, SmokeTest("predict", {{"features": X.tolist()}}))))
+        answer = smoke_test(rollout, SmokeTest("predict", {{"features": X.tolist()}}))
+        print("RESULT=" + json.dumps(answer))
         """,
         shared_plane,
     )

@@ -17,6 +17,7 @@ from ..statuses import DeploymentStatus
 from .deploy_config import min_replicas, process_envs
 from .proxy import EndpointServer
 from .runner import NotReadyError, ServeProcess, free_port, start_serve, tail_lines
+from .runtime import prepare_revision_home
 from .settings import ServerSettings
 from .store import Deployment, Revision, Store, new_uid, now
 
@@ -237,11 +238,14 @@ class Controller:
 
     async def delete(self, name: str) -> Deployment:
         dep = await self.terminate(name)
+        revisions = self.store.list_revisions(name)
         endpoint = self.endpoints.pop(name, None)
         if endpoint is not None:
             await endpoint.stop()
         self.store.delete_deployment(name)
         shutil.rmtree(self.settings.logs_dir / name, ignore_errors=True)
+        for rev in revisions:
+            shutil.rmtree(self.settings.data_dir / "runtime" / rev.uid, ignore_errors=True)
         self.notify(name)
         return dep
 
@@ -321,10 +325,16 @@ class Controller:
         old = self.processes.pop(rev.uid, None)
         if old is not None:
             await old.stop()
+        home = prepare_revision_home(
+            self.settings.data_dir / "runtime" / rev.uid,
+            rev.bento,
+            self.settings.store_dir("bento"),
+            self.settings.store_dir("model"),
+        )
         proc = await start_serve(
             revision=rev.uid,
             bento_tag=rev.bento,
-            bentoml_home=self.settings.bentoml_home,
+            bentoml_home=home,
             log_path=self.log_path(rev),
             envs=process_envs(rev.config),
             port=port,
