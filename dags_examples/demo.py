@@ -4,11 +4,14 @@
 2. train a good model, build its Bento, ship it (push, deploy, wait, quality-gate smoke test);
 3. train a deliberately bad model and ship it: the smoke test fails and it is rolled back;
 4. print which revision serves and why, then stop everything it started.
+
+Pass ``--keep`` to keep the temporary directory (state, logs) for a look afterwards.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -79,6 +82,8 @@ def main() -> int:
         why = "the bad model failed its quality gate" if bad != good else ""
         print(f"  the good model serves; {why}" if ok else "  unexpected outcome")
         client.close()
+    if "--keep" not in sys.argv:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1
 
 
