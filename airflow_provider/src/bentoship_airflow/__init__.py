@@ -1,1 +1,3 @@
-"""Airflow provider for bentoship."""
+"""Apache Airflow provider for bentoship: build, push, deploy, wait, smoke-test, roll back."""
+
+__version__ = "0.1.0"

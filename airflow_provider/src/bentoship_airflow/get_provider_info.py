@@ -1,7 +1,71 @@
-def get_provider_info() -> dict:
+"""Provider metadata that Airflow's providers manager reads through the entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+INTEGRATION = "BentoCloud"
+
+
+def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "bentoship-airflow",
         "name": "bentoship",
-        "description": "bentoship",
+        "description": "Ship BentoML services to BentoCloud or a bentoship local control plane: "
+        "build, push, deploy, wait until green, smoke-test and roll back.",
         "versions": ["0.1.0"],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://docs.bentoml.com/en/latest/scale-with-bentocloud/",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["bentoship_airflow.hooks.bentocloud"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["bentoship_airflow.operators.bento"],
+            }
+        ],
+        "sensors": [
+            {"integration-name": INTEGRATION, "python-modules": ["bentoship_airflow.sensors.bento"]}
+        ],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["bentoship_airflow.triggers.bento"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "bentocloud",
+                "hook-class-name": "bentoship_airflow.hooks.bentocloud.BentoCloudHook",
+                "hook-name": "BentoCloud",
+                "conn-fields": {
+                    "timeout": {
+                        "label": "Request timeout (seconds)",
+                        "schema": {"type": ["number", "null"], "default": 30},
+                        "description": "Timeout of one API request; waits use their own timeout.",
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login"],
+                    "relabeling": {"host": "Endpoint URL", "password": "API token"},
+                    "placeholders": {
+                        "host": "https://my-org.cloud.bentoml.com or http://127.0.0.1:PORT",
+                        "password": "BentoCloud API token, or the local control plane's token",
+                    },
+                },
+            }
+        ],
+        "extra-links": [
+            "bentoship_airflow.links.bento.BentoDeploymentLink",
+            "bentoship_airflow.links.bento.BentoEndpointLink",
+        ],
     }

@@ -1,0 +1,428 @@
+"""Operators for each bentoship step: build, push, deploy, smoke-test and roll back.
+
+Only ``airflow.sdk`` is imported at module level; bentoship, bentoml and httpx are imported when
+a task runs, so DAG parsing stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+
+from bentoship_airflow.hooks.bentocloud import DEFAULT_CONN_ID, BentoCloudHook
+from bentoship_airflow.links.bento import BentoDeploymentLink, BentoEndpointLink, persist_links
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from bentoship import Client, Rollout
+
+ROLLOUT_XCOM_KEY = "rollout"
+ROLLOUT_STATE_KEY = "bentoship_rollout"
+LOG_TAIL_LINES = 40
+
+
+def _default_deferrable() -> bool:
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+class _BentoOperator(BaseOperator):
+    """Shared plumbing: the hook, rollout records, and failures that show the server's reason."""
+
+    ui_color = "#ffe5cc"
+
+    def __init__(self, *, bentocloud_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bentocloud_conn_id = bentocloud_conn_id
+
+    @property
+    def hook(self) -> BentoCloudHook:
+        return BentoCloudHook(self.bentocloud_conn_id)
+
+    def fail(self, exc: Exception, logs: str = "") -> AirflowException:
+        """Log the revision's log tail, then return the one-line error to raise."""
+        lines = (logs or getattr(exc, "logs", "") or "").splitlines()[-LOG_TAIL_LINES:]
+        if lines:
+            self.log.error("Last %d log lines of the revision:\n%s", len(lines), "\n".join(lines))
+        return AirflowException(str(exc))
+
+    @staticmethod
+    def parse_rollout(value: Any) -> Rollout | None:
+        from bentoship import Rollout
+
+        if value is None or value == "":
+            return None
+        if isinstance(value, Rollout):
+            return value
+        if isinstance(value, dict):
+            return Rollout.from_dict(value)
+        return Rollout.from_json(str(value))
+
+    def link(self, context: Context, client: Client, name: str, url: str) -> None:
+        persist_links(context, endpoint=client.endpoint, deployment=name, url=url)
+
+
+class BentoBuildOperator(_BentoOperator):
+    """Build a Bento from a project directory; returns its tag.
+
+    :param project_dir: directory with ``bentofile.yaml``.
+    :param version: version of the built Bento (default: generated).
+    :param labels: labels to add to the Bento.
+    :param model_files: exported model files to import first (when training ran elsewhere).
+    :param export_path: also write the Bento as one archive file here.
+    :param push: push the Bento in the same task, for executors without a shared disk.
+    """
+
+    template_fields: Sequence[str] = (
+        "project_dir",
+        "version",
+        "labels",
+        "model_files",
+        "export_path",
+    )
+
+    def __init__(
+        self,
+        *,
+        project_dir: str,
+        version: str | None = None,
+        labels: dict[str, str] | None = None,
+        model_files: Sequence[str] = (),
+        export_path: str | None = None,
+        push: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.project_dir = project_dir
+        self.version = version
+        self.labels = labels
+        self.model_files = model_files
+        self.export_path = export_path
+        self.push = push
+
+    def execute(self, context: Context) -> str:
+        from bentoship.errors import BentoshipError
+        from bentoship.steps import build, push
+
+        try:
+            tag = build(
+                self.project_dir,
+                version=self.version,
+                labels=self.labels,
+                models=list(self.model_files or ()),
+                export_path=self.export_path,
+            )
+            self.log.info("Built bento %s", tag)
+            if self.push:
+                with self.hook.get_conn() as client:
+                    push(tag, client=client)
+                self.log.info("Pushed bento %s", tag)
+        except BentoshipError as exc:
+            raise self.fail(exc) from None
+        return tag
+
+
+class BentoPushOperator(_BentoOperator):
+    """Push a Bento (a tag in the local store, or an exported archive); returns its tag.
+
+    A Bento the server already has is a fast no-op unless ``force`` is set.
+    """
+
+    template_fields: Sequence[str] = ("bento",)
+
+    def __init__(self, *, bento: str, force: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bento = bento
+        self.force = force
+
+    def execute(self, context: Context) -> str:
+        from bentoship.errors import BentoshipError
+        from bentoship.steps import push
+
+        try:
+            with self.hook.get_conn() as client:
+                tag = push(self.bento, client=client, force=self.force)
+        except BentoshipError as exc:
+            raise self.fail(exc) from None
+        self.log.info("Bento %s is on %s", tag, self.bentocloud_conn_id)
+        return tag
+
+
+class BentoDeployOperator(_BentoOperator):
+    """Create or update a deployment, then (by default) wait until its new revision serves.
+
+    Re-applying the same bento and config creates no new revision, and a retried task
+    re-attaches to the rollout it started. Returns the rollout record (a dict), which the smoke
+    test and rollback operators take; it is also pushed under the XCom key ``rollout`` before
+    waiting, so a rollback task finds it even when the wait fails.
+
+    :param deployment_name: the deployment to create or update.
+    :param bento: the bento tag to run.
+    :param config: deployment config: ``instance_type``, ``min_replicas``, ``max_replicas``,
+        ``envs``, ``labels``, ``access_authorization``, ``strategy``.
+    :param wait_for_completion: wait until the new revision serves (default True).
+    :param timeout: seconds to wait before the rollout counts as failed.
+    :param poll_interval: seconds between polls against servers without the long-poll.
+    :param deferrable: wait in the triggerer instead of holding a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("deployment_name", "bento", "config")
+    template_fields_renderers = {"config": "json"}
+    operator_extra_links = (BentoDeploymentLink(), BentoEndpointLink())
+
+    def __init__(
+        self,
+        *,
+        deployment_name: str,
+        bento: str,
+        config: dict[str, Any] | None = None,
+        wait_for_completion: bool = True,
+        timeout: float = 600.0,
+        poll_interval: float = 5.0,
+        deferrable: bool = _default_deferrable(),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deployment_name = deployment_name
+        self.bento = bento
+        self.config = config
+        self.wait_for_completion = wait_for_completion
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.deferrable = deferrable
+        self._rollout: Rollout | None = None
+        self._finished = False
+
+    def _reattach(self, context: Context) -> Rollout | None:
+        store = context.get("task_state_store")
+        saved = store.get(ROLLOUT_STATE_KEY) if store is not None else None
+        rollout = self.parse_rollout(saved) if saved else None
+        if rollout and rollout.name == self.deployment_name and rollout.bento == self.bento:
+            self.log.info("Re-attaching to rollout of revision %s", rollout.revision)
+            return rollout
+        return None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from bentoship.errors import BentoshipError
+        from bentoship.steps import deploy, wait_until_ready
+        from bentoship.steps.wait import judge
+
+        try:
+            with self.hook.get_conn() as client:
+                rollout = self._reattach(context)
+                if rollout is None:
+                    rollout = deploy(self.deployment_name, self.bento, self.config, client=client)
+                    store = context.get("task_state_store")
+                    if store is not None:
+                        store.set(ROLLOUT_STATE_KEY, rollout.to_json())
+                self._rollout = rollout
+                self.log.info(
+                    "Deployment %s: revision %s (%s)",
+                    rollout.name,
+                    rollout.revision,
+                    "created" if rollout.created else "updated" if rollout.changed else "unchanged",
+                )
+                context["ti"].xcom_push(key=ROLLOUT_XCOM_KEY, value=rollout.to_dict())
+                self.link(context, client, rollout.name, rollout.endpoint_url)
+                if not self.wait_for_completion:
+                    return rollout.to_dict()
+                verdict = judge(client.get_deployment(rollout.name), rollout.revision)
+                if self.deferrable and not (verdict.ready or verdict.failed):
+                    self._defer(rollout)
+                wait_until_ready(
+                    rollout,
+                    client=client,
+                    timeout=self.timeout,
+                    poll_interval=self.poll_interval,
+                    on_status=lambda dep: self.log.info(
+                        "Deployment %s is %s", dep.name, dep.status
+                    ),
+                )
+        except BentoshipError as exc:
+            raise self.fail(exc) from None
+        self._finished = True
+        return rollout.to_dict()
+
+    def _defer(self, rollout: Rollout) -> None:
+        from bentoship_airflow.triggers.bento import BentoDeploymentTrigger
+
+        self.defer(
+            trigger=BentoDeploymentTrigger(
+                deployment_name=rollout.name,
+                rollout=rollout.to_dict(),
+                bentocloud_conn_id=self.bentocloud_conn_id,
+                timeout=self.timeout,
+                poll_interval=self.poll_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + 60),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("status") != "success":
+            raise self.fail(
+                AirflowException(event.get("message", "rollout failed")), event.get("logs", "")
+            )
+        self.log.info(
+            "Deployment %s serves revision %s", event["deployment"], event.get("revision")
+        )
+        return dict(event["rollout"])
+
+    def on_kill(self) -> None:
+        """Put the deployment back on its last good revision if the rollout was interrupted."""
+        if self._rollout is None or self._finished or not self._rollout.changed:
+            return
+        from bentoship.steps import rollback
+
+        with self.hook.get_conn() as client:
+            rollback(self._rollout, client=client, wait=False)
+        self.log.warning("Killed mid-rollout: %s rolled back", self._rollout.name)
+
+
+def _target(operator: _BentoOperator, context: Context, rollout: Any, name: str | None) -> Any:
+    parsed = operator.parse_rollout(rollout)
+    if parsed is not None:
+        return parsed
+    if name:
+        return name
+    raise AirflowException(
+        f"{operator.task_id}: give a rollout (e.g. the deploy task's output) or a deployment_name"
+    )
+
+
+class BentoSmokeTestOperator(_BentoOperator):
+    """Call one API of the deployment and check the answer; returns the answer.
+
+    :param rollout: the deploy operator's output (or give ``deployment_name``).
+    :param api: the API to call, e.g. ``predict``.
+    :param payload: the JSON body to send.
+    :param expected: the JSON the API must answer.
+    :param check: a callable that gets the answer and returns True when it is right.
+    :param send_api_token: send the connection's token as ``Authorization: Bearer`` (for
+        deployments with access authorization).
+    """
+
+    template_fields: Sequence[str] = ("rollout", "deployment_name", "api", "payload", "expected")
+    template_fields_renderers = {"payload": "json", "expected": "json"}
+    operator_extra_links = (BentoDeploymentLink(), BentoEndpointLink())
+
+    def __init__(
+        self,
+        *,
+        api: str,
+        rollout: Any = None,
+        deployment_name: str | None = None,
+        payload: Any = None,
+        expected: Any = None,
+        check: Callable[[Any], bool] | None = None,
+        method: str = "POST",
+        send_api_token: bool = False,
+        request_timeout: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.rollout = rollout
+        self.deployment_name = deployment_name
+        self.api = api
+        self.payload = payload
+        self.expected = expected
+        self.check = check
+        self.method = method
+        self.send_api_token = send_api_token
+        self.request_timeout = request_timeout
+
+    def execute(self, context: Context) -> Any:
+        from bentoship.errors import BentoshipError
+        from bentoship.steps import SmokeTest, smoke_test
+
+        target = _target(self, context, self.rollout, self.deployment_name)
+        test = SmokeTest(
+            api=self.api,
+            payload=self.payload if self.payload is not None else {},
+            expected=self.expected,
+            check=self.check,
+            method=self.method,
+            timeout=self.request_timeout,
+        )
+        try:
+            with self.hook.get_conn() as client:
+                token = client.connection.token if self.send_api_token else None
+                answer = smoke_test(target, test, token=token, client=client)
+        except BentoshipError as exc:
+            raise self.fail(exc) from None
+        self.log.info("Smoke test of %s passed", self.api)
+        return answer
+
+
+class BentoRollbackOperator(_BentoOperator):
+    """Roll a deployment back to the revision its last rollout replaced, or to a named one.
+
+    Typically runs with ``trigger_rule="one_failed"`` after the deploy and smoke-test tasks.
+
+    :param rollout: a rollout record; default: pulled from ``deploy_task_id``'s XCom.
+    :param deploy_task_id: the deploy task whose rollout to undo.
+    :param deployment_name: roll this deployment back to ``revision`` or its previous good one.
+    :param revision: the revision to return to (a name such as ``r2`` or a uid).
+    :param wait_for_completion: wait until the restored revision serves (default True).
+    """
+
+    template_fields: Sequence[str] = ("rollout", "deployment_name", "revision")
+    operator_extra_links = (BentoDeploymentLink(), BentoEndpointLink())
+
+    def __init__(
+        self,
+        *,
+        rollout: Any = None,
+        deploy_task_id: str | None = None,
+        deployment_name: str | None = None,
+        revision: str | None = None,
+        wait_for_completion: bool = True,
+        timeout: float = 600.0,
+        poll_interval: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.rollout = rollout
+        self.deploy_task_id = deploy_task_id
+        self.deployment_name = deployment_name
+        self.revision = revision
+        self.wait_for_completion = wait_for_completion
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        from bentoship.errors import BentoshipError
+        from bentoship.steps import rollback
+
+        rollout = self.rollout
+        if rollout is None and self.deploy_task_id:
+            rollout = context["ti"].xcom_pull(task_ids=self.deploy_task_id, key=ROLLOUT_XCOM_KEY)
+            if rollout is None:
+                raise AirflowSkipException(
+                    f"{self.deploy_task_id} recorded no rollout (it failed before deploying); "
+                    "nothing to roll back"
+                )
+        target = _target(self, context, rollout, self.deployment_name)
+        try:
+            with self.hook.get_conn() as client:
+                dep = rollback(
+                    target,
+                    revision=self.revision,
+                    client=client,
+                    wait=self.wait_for_completion,
+                    timeout=self.timeout,
+                    poll_interval=self.poll_interval,
+                )
+                if dep is None:
+                    self.log.warning("Nothing to roll back to: the rollout created the deployment")
+                    return None
+                self.link(context, client, dep.name, dep.url)
+        except BentoshipError as exc:
+            raise self.fail(exc) from None
+        self.log.info("Deployment %s is back on revision %s", dep.name, dep.target_revision)
+        return {"deployment": dep.name, "revision": dep.target_revision, "bento": dep.bento}

@@ -1,0 +1,113 @@
+"""Retrain the example classifier and ship it with bentoship; roll back when it fails.
+
+generate data -> train -> build and push -> deploy (wait until green) -> quality gate
+(smoke test on held-out data) -> on any failure, roll back to the revision that served before.
+
+The ``bad_model`` param trains a deliberately useless model, which fails the quality gate.
+Set the ``bentocloud_default`` connection (or ``BENTO_CLOUD_API_ENDPOINT``/``_KEY``) to choose
+where it ships. ``retrain_and_ship_deferrable`` is the same pipeline whose deploy task waits in
+the triggerer instead of holding a worker slot.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from airflow.sdk import DAG, Param, TriggerRule, task
+
+from bentoship_airflow.operators.bento import (
+    BentoBuildOperator,
+    BentoDeployOperator,
+    BentoRollbackOperator,
+    BentoSmokeTestOperator,
+)
+
+PROJECT = Path(__file__).resolve().parent / "example_bento"
+HANDOFF = Path(os.environ.get("BENTOSHIP_HANDOFF_DIR", tempfile.gettempdir())) / "bentoship-handoff"
+DEPLOYMENT = os.environ.get("BENTOSHIP_EXAMPLE_DEPLOYMENT", "example-classifier")
+
+
+def _train_module():  # type: ignore[no-untyped-def]
+    if str(PROJECT) not in sys.path:
+        sys.path.insert(0, str(PROJECT))
+    import train
+
+    return train
+
+
+def meets_quality_gate(predictions: list[int]) -> bool:
+    """The smoke test's check: holdout accuracy of the served model reaches the threshold."""
+    train = _train_module()
+    _, labels = train.holdout()
+    accuracy = sum(int(p == t) for p, t in zip(predictions, labels, strict=True)) / len(labels)
+    print(f"holdout accuracy of the deployment: {accuracy:.2f} (gate {train.QUALITY_THRESHOLD})")
+    return accuracy >= train.QUALITY_THRESHOLD
+
+
+def retrain_and_ship_dag(dag_id: str, *, deferrable: bool) -> DAG:
+    """The pipeline; ``deferrable`` makes the deploy task wait in the triggerer."""
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        catchup=False,
+        params={
+            "bad_model": Param(False, type="boolean", description="train a useless model"),
+            "deployment_name": Param(DEPLOYMENT, type="string"),
+        },
+        tags=["bentoship", "example"],
+    ) as dag:
+
+        @task
+        def train_model(params: dict | None = None, run_id: str | None = None) -> str:
+            """Train on generated data and export the model file for the build task."""
+            import bentoml
+
+            train = _train_module()
+            X, y = train.generate_data()
+            bad = bool((params or {}).get("bad_model"))
+            tag = train.save_model(train.train_model(X, y, bad=bad))
+            target = HANDOFF / dag_id / str(run_id).replace(":", "_") / "model.bentomodel"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            bentoml.models.export_model(tag, str(target))
+            return str(target)
+
+        @task
+        def holdout_payload() -> dict:
+            """The quality gate's request body: held-out features."""
+            features, _ = _train_module().holdout()
+            return {"features": features.tolist()}
+
+        build = BentoBuildOperator(
+            task_id="build_and_push",
+            project_dir=str(PROJECT),
+            model_files=[train_model()],
+            labels={"pipeline": dag_id},
+            push=True,
+        )
+        deploy = BentoDeployOperator(
+            task_id="deploy",
+            deployment_name="{{ params.deployment_name }}",
+            bento=build.output,
+            config={"min_replicas": 1, "max_replicas": 1, "labels": {"pipeline": dag_id}},
+            timeout=300,
+            deferrable=deferrable,
+        )
+        quality_gate = BentoSmokeTestOperator(
+            task_id="quality_gate",
+            rollout=deploy.output,
+            api="predict",
+            payload=holdout_payload(),
+            check=meets_quality_gate,
+        )
+        rollback = BentoRollbackOperator(
+            task_id="rollback", deploy_task_id="deploy", trigger_rule=TriggerRule.ONE_FAILED
+        )
+        [deploy, quality_gate] >> rollback
+    return dag
+
+
+retrain_and_ship = retrain_and_ship_dag("retrain_and_ship", deferrable=False)
+retrain_and_ship_deferrable = retrain_and_ship_dag("retrain_and_ship_deferrable", deferrable=True)
