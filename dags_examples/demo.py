@@ -1,88 +1,116 @@
-"""`make demo`: retrain and ship the example classifier to a local control plane.
+"""`make demo`: the Airflow retrain-and-ship DAG against a local control plane.
 
-1. start a local control plane in a temporary directory;
-2. train a good model, build its Bento, ship it (push, deploy, wait, quality-gate smoke test);
-3. train a deliberately bad model and ship it: the smoke test fails and it is rolled back;
+1. start a local control plane and a SQLite Airflow home in a temporary directory;
+2. `airflow dags test retrain_and_ship`: a good model is trained, built, pushed, deployed,
+   passes its quality gate and serves;
+3. the same DAG with ``bad_model=true``: the new revision fails the quality gate and the
+   rollback task puts the previous revision back;
 4. print which revision serves and why, then stop everything it started.
 
-Pass ``--keep`` to keep the temporary directory (state, logs) for a look afterwards.
+Pass ``--keep`` to keep the temporary directory (Airflow logs, server state) for a look.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PROJECT = HERE / "example_bento"
+DAG_ID = "retrain_and_ship"
 DEPLOYMENT = "example-classifier"
+
+
+def airflow(*args: str, log: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "airflow", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+    with log.open("a") as handle:
+        handle.write(f"$ airflow {' '.join(args)}\n{result.stdout}\n{result.stderr}\n")
+    return result
+
+
+def json_output(result: subprocess.CompletedProcess[str]) -> list[dict[str, str]]:
+    """The JSON list an ``airflow ... -o json`` command printed among its log lines."""
+    line = next(line for line in reversed(result.stdout.splitlines()) if line.startswith("["))
+    return list(json.loads(line))
+
+
+def task_states(log: Path) -> dict[str, str]:
+    runs = json_output(airflow("dags", "list-runs", DAG_ID, "-o", "json", log=log))
+    latest = max(runs, key=lambda run: run["start_date"] or "")
+    states = airflow("tasks", "states-for-dag-run", DAG_ID, latest["run_id"], "-o", "json", log=log)
+    return {row["task_id"]: row["state"] for row in json_output(states)}
+
+
+def run_pipeline(bad_model: bool, log: Path) -> dict[str, str]:
+    conf = json.dumps({"bad_model": bad_model, "deployment_name": DEPLOYMENT})
+    airflow("dags", "test", DAG_ID, "-c", conf, log=log)
+    return task_states(log)
 
 
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bentoship-demo-"))
-    os.environ["BENTOML_HOME"] = str(workdir / "bentoml")
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    sys.path.insert(0, str(PROJECT))
-
-    import train
-
-    from bentoship import Client, SmokeTestFailed
-    from bentoship.server import LocalControlPlane
-    from bentoship.steps import SmokeTest, build, ship
-
-    X_holdout, y_holdout = train.holdout()
-
-    def accuracy_gate(predictions: list[int]) -> bool:
-        correct = sum(int(p == t) for p, t in zip(predictions, y_holdout, strict=True))
-        accuracy = correct / len(predictions)
-        print(f"    smoke test: holdout accuracy {accuracy:.2f} (gate {train.QUALITY_THRESHOLD})")
-        return accuracy >= train.QUALITY_THRESHOLD
-
-    quality_gate = SmokeTest(
-        api="predict", payload={"features": X_holdout.tolist()}, check=accuracy_gate
+    airflow_home = workdir / "airflow"
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(HERE),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
+            "BENTOML_HOME": str(workdir / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "BENTOSHIP_HANDOFF_DIR": str(workdir / "handoff"),
+        }
     )
+    log = workdir / "demo.log"
 
-    def retrain_and_ship(bad: bool) -> tuple[str, str]:
-        X, y = train.generate_data()
-        model = train.train_model(X, y, bad=bad)
-        model_tag = train.save_model(model)
-        bento = build(PROJECT, labels={"model": model_tag, "demo": "bad" if bad else "good"})
-        print(f"    built {bento} with model {model_tag}")
-        try:
-            ship(DEPLOYMENT, bento, {"min_replicas": 1}, smoke=quality_gate, client=client)
-        except SmokeTestFailed as exc:
-            return bento, f"rolled back: {exc}"
-        return bento, "shipped"
+    from bentoship import Client
+    from bentoship.server import LocalControlPlane
 
-    print(f"bentoship demo in {workdir}")
+    print(f"bentoship demo in {workdir} (full output in {log})")
     with LocalControlPlane(workdir / "plane", readiness_timeout=90) as plane:
-        print(f"  local control plane at {plane.endpoint}")
-        client = Client.from_env(home=plane.data_dir)
-        print("  1. retrain a good model and ship it")
-        good, good_outcome = retrain_and_ship(bad=False)
-        print(f"    -> {good_outcome}")
-        print("  2. retrain a deliberately bad model and ship it")
-        bad, bad_outcome = retrain_and_ship(bad=True)
-        print(f"    -> {bad_outcome}")
-
-        dep = client.get_deployment(DEPLOYMENT)
-        print("\nsummary")
-        for revision in client.list_revisions(DEPLOYMENT):
-            marker = "serving" if revision.serving else revision.phase
-            print(f"  {revision.name:4} {revision.bento:40} {marker}")
-        print(f"  {DEPLOYMENT} is {dep.status} at {dep.url}, serving {dep.bento}")
-        ok = (
-            good_outcome == "shipped"
-            and bad_outcome.startswith("rolled back")
-            and dep.bento == good
+        assert plane.connection is not None
+        os.environ["AIRFLOW_CONN_BENTOCLOUD_DEFAULT"] = json.dumps(
+            {"conn_type": "bentocloud", "host": plane.endpoint, "password": plane.connection.token}
         )
-        why = "the bad model failed its quality gate" if bad != good else ""
-        print(f"  the good model serves; {why}" if ok else "  unexpected outcome")
-        client.close()
-    if "--keep" not in sys.argv:
+        print(f"  local control plane at {plane.endpoint}")
+        print("  airflow db migrate (SQLite)")
+        airflow("db", "migrate", log=log).check_returncode()
+
+        print(f"  1. {DAG_ID}: retrain a good model and ship it")
+        good = run_pipeline(False, log)
+        print(f"     tasks: {good}")
+        print(f"  2. {DAG_ID} with bad_model=true: a useless model")
+        bad = run_pipeline(True, log)
+        print(f"     tasks: {bad}")
+
+        with Client(plane.endpoint, plane.connection.token) as client:
+            dep = client.get_deployment(DEPLOYMENT)
+            revisions = client.list_revisions(DEPLOYMENT)
+        print("\nsummary")
+        for revision in revisions:
+            state = "serving" if revision.serving else revision.phase
+            print(f"  {revision.name:4} {revision.bento:42} {state}")
+        ok = (
+            good.get("quality_gate") == "success"
+            and bad.get("quality_gate") == "failed"
+            and bad.get("rollback") == "success"
+            and dep.status == "running"
+            and len(revisions) == 2
+            and revisions[-1].serving
+        )
+        if ok:
+            print(
+                f"  {DEPLOYMENT} is {dep.status} at {dep.url} on {revisions[-1].name}, the good "
+                f"model: {revisions[0].name} failed its quality gate and was rolled back"
+            )
+        else:
+            print(f"  unexpected outcome; see {log}")
+    if ok and "--keep" not in sys.argv:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1
 

@@ -1,0 +1,61 @@
+"""Whole DAG runs with ``dag.test()`` on SQLite against a real local control plane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from bentoship import Client
+from bentoship.server import LocalControlPlane
+
+from .conftest import EXAMPLES
+
+
+def run_dag(dag_id: str, conf: dict[str, Any]) -> dict[str, str]:
+    """Run the example DAG once and return each task's final state."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(EXAMPLES / "retrain_and_ship.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag_run = bag.get_dag(dag_id).test(run_conf=conf)
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def serving_accuracy(url: str) -> float:
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES / "example_bento"))
+    import train
+
+    features, labels = train.holdout()
+    predictions = httpx.post(f"{url}/predict", json={"features": features.tolist()}).json()
+    return sum(int(p == t) for p, t in zip(predictions, labels, strict=True)) / len(labels)
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "deployment"),
+    [("retrain_and_ship", "af-example"), ("retrain_and_ship_deferrable", "af-example-deferred")],
+)
+def test_good_run_then_bad_run_is_rolled_back(
+    airflow_db: Any, bentocloud_connection: LocalControlPlane, dag_id: str, deployment: str
+) -> None:
+    good = run_dag(dag_id, {"bad_model": False, "deployment_name": deployment})
+    assert good["deploy"] == "success" and good["quality_gate"] == "success"
+    assert good["rollback"] == "skipped"
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        first = client.get_deployment(deployment)
+        assert first.status == "running"
+        assert serving_accuracy(first.url) >= 0.8
+
+        bad = run_dag(dag_id, {"bad_model": True, "deployment_name": deployment})
+        assert bad["deploy"] == "success"
+        assert bad["quality_gate"] == "failed"
+        assert bad["rollback"] == "success"
+        after = client.get_deployment(deployment)
+        assert after.status == "running"
+        assert after.serving_revision == first.serving_revision
+        assert after.bento == first.bento
+        assert serving_accuracy(after.url) >= 0.8
+        assert [r.name for r in client.list_revisions(deployment)] == ["r2", "r1"]
