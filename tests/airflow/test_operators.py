@@ -1,0 +1,100 @@
+"""Operator behaviours at unit level, against a real local control plane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bentoship import Client
+from bentoship.server import LocalControlPlane
+from bentoship.steps import push, wait_until_ready
+
+from .test_provider import TaskInstanceStandIn
+
+
+class TaskStateStoreStandIn(dict):  # type: ignore[type-arg]
+    """``context["task_state_store"]``: a key-value store that survives task retries."""
+
+    def set(self, key: str, value: Any) -> None:
+        self[key] = value
+
+
+def test_retried_deploy_reattaches_to_its_rollout(
+    bentocloud_connection: LocalControlPlane, echo_v1: str, echo_v2: str
+) -> None:
+    from bentoship_airflow.operators.bento import BentoDeployOperator
+
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        for tag in (echo_v1, echo_v2):
+            push(tag, client=client)
+        first = BentoDeployOperator(task_id="d", deployment_name="af-retry", bento=echo_v1)
+        first.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+        store = TaskStateStoreStandIn()
+        op = BentoDeployOperator(task_id="d2", deployment_name="af-retry", bento=echo_v2)
+        attempt = op.execute({"ti": TaskInstanceStandIn(), "task_state_store": store})  # type: ignore[arg-type]
+        retry = op.execute({"ti": TaskInstanceStandIn(), "task_state_store": store})  # type: ignore[arg-type]
+        assert retry == attempt and retry["changed"] is True
+        assert retry["previous_revision"] is not None
+        assert len(client.list_revisions("af-retry")) == 2
+
+
+def test_on_kill_mid_rollout_returns_to_last_good_revision(
+    bentocloud_connection: LocalControlPlane, echo_v1: str, crash_bento: str
+) -> None:
+    from bentoship_airflow.operators.bento import BentoDeployOperator
+
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        for tag in (echo_v1, crash_bento):
+            push(tag, client=client)
+        good = BentoDeployOperator(task_id="d", deployment_name="af-kill", bento=echo_v1)
+        good_rollout = good.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+        op = BentoDeployOperator(
+            task_id="d2", deployment_name="af-kill", bento=crash_bento, wait_for_completion=False
+        )
+        op.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+        assert client.get_deployment("af-kill").status == "deploying"
+        op.on_kill()
+        dep = wait_until_ready("af-kill", client=client, timeout=60)
+        assert dep.serving_revision == good_rollout["revision"]
+        assert dep.target_revision == good_rollout["revision"]
+
+
+def test_sensor_pokes_and_defers(bentocloud_connection: LocalControlPlane, echo_v1: str) -> None:
+    from airflow.sdk.exceptions import AirflowException, TaskDeferred
+
+    from bentoship_airflow.operators.bento import BentoDeployOperator
+    from bentoship_airflow.sensors.bento import BentoDeploymentSensor
+
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        push(echo_v1, client=client)
+    deploy = BentoDeployOperator(
+        task_id="d", deployment_name="af-sensed", bento=echo_v1, wait_for_completion=False
+    )
+    rollout = deploy.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+    deferring = BentoDeploymentSensor(
+        task_id="s", deployment_name="af-sensed", rollout=rollout, deferrable=True, timeout=60
+    )
+    with pytest.raises(TaskDeferred):
+        deferring.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+    sensor = BentoDeploymentSensor(task_id="s2", deployment_name="af-sensed", rollout=rollout)
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        wait_until_ready("af-sensed", client=client, timeout=60)
+    assert sensor.poke({"ti": TaskInstanceStandIn()}) is True  # type: ignore[arg-type]
+    missing = BentoDeploymentSensor(task_id="s3", deployment_name="af-nowhere")
+    with pytest.raises(AirflowException, match="af-nowhere"):
+        missing.poke({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+
+
+def test_rollback_without_recorded_rollout_is_skipped(bentocloud_connection: Any) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from bentoship_airflow.operators.bento import BentoRollbackOperator
+
+    class NoXCom(TaskInstanceStandIn):
+        def xcom_pull(self, **kwargs: Any) -> None:
+            return None
+
+    op = BentoRollbackOperator(task_id="r", deploy_task_id="deploy")
+    with pytest.raises(AirflowSkipException, match="nothing to roll back"):
+        op.execute({"ti": NoXCom()})  # type: ignore[arg-type]
