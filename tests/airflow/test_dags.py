@@ -14,13 +14,21 @@ from .conftest import EXAMPLES
 
 
 def run_dag(dag_id: str, conf: dict[str, Any]) -> dict[str, str]:
-    """Run the example DAG once and return each task's final state."""
+    """Run the example DAG once; return each task's final state, and the deploy task's links."""
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
 
     bag = DagBag(dag_folder=str(EXAMPLES / "retrain_and_ship.py"))
     assert not bag.import_errors, bag.import_errors
     dag_run = bag.get_dag(dag_id).test(run_conf=conf)
-    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(
+            dag_id=dag_id, run_id=dag_run.run_id, task_id="deploy"
+        )
+        states.update({f"xcom:{row.key}": str(row.value) for row in rows})
+    return states
 
 
 def serving_accuracy(url: str) -> float:
@@ -44,6 +52,8 @@ def test_good_run_then_bad_run_is_rolled_back(
     good = run_dag(dag_id, {"bad_model": False, "deployment_name": deployment})
     assert good["deploy"] == "success" and good["quality_gate"] == "success"
     assert good["rollback"] == "skipped"
+    assert "http://127.0.0.1:" in good["xcom:_link_BentoEndpointLink"]
+    assert f"/deployments/{deployment}" in good["xcom:_link_BentoDeploymentLink"]
     with Client.from_env(home=bentocloud_connection.data_dir) as client:
         first = client.get_deployment(deployment)
         assert first.status == "running"
