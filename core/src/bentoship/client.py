@@ -264,14 +264,21 @@ class Client(_Base):
         return [DeploymentInfo.from_api(item) for item in items]
 
     def create_deployment(self, name: str, bento: str, config: dict[str, Any]) -> DeploymentInfo:
-        try:
-            data = self._send(_Calls.create_deployment(name, bento, config))
-        except ResponseLost:
-            existing = self.find_deployment(name)
-            if existing is not None and existing.bento == bento:
-                return existing
-            raise
-        return DeploymentInfo.from_api(data)
+        """Create ``name``; when an answer is lost, look before creating again."""
+        delays = self.retry.delays()
+        while True:
+            try:
+                return DeploymentInfo.from_api(
+                    self._send(_Calls.create_deployment(name, bento, config))
+                )
+            except ResponseLost:
+                existing = self.find_deployment(name)
+                if existing is not None and existing.bento == bento:
+                    return existing
+                delay = next(delays, None)
+                if existing is not None or delay is None:
+                    raise
+                time.sleep(delay)
 
     def update_deployment(self, name: str, bento: str, config: dict[str, Any]) -> DeploymentInfo:
         return DeploymentInfo.from_api(self._send(_Calls.update_deployment(name, bento, config)))

@@ -67,6 +67,8 @@ class RevisionInfo:
     warm: bool
     reason: str
     created_at: str
+    port: int | None = None
+    pid: int | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> RevisionInfo:
@@ -82,6 +84,8 @@ class RevisionInfo:
             warm=bool(extra.get("warm", False)),
             reason=str(extra.get("reason") or ""),
             created_at=str(data.get("created_at", "")),
+            port=extra.get("port"),
+            pid=extra.get("pid"),
         )
 
 

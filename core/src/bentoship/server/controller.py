@@ -10,8 +10,6 @@ import time
 from collections import defaultdict
 from typing import Any
 
-import httpx
-
 from ..logtail import last_error_line
 from ..statuses import DeploymentStatus
 from .deploy_config import min_replicas, process_envs
@@ -39,7 +37,7 @@ class Controller:
         self.token = settings.token
         self.processes: dict[str, ServeProcess] = {}
         self.endpoints: dict[str, EndpointServer] = {}
-        self.backends: dict[str, int] = {}
+        self.backends: dict[str, ServeProcess] = {}
         self.health: dict[str, str] = {}
         self.request_counts: dict[str, int] = defaultdict(int)
         self.last_request: dict[str, float] = {}
@@ -49,11 +47,6 @@ class Controller:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._changed: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._wakeups: dict[str, asyncio.Task[None]] = {}
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=5.0),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-            trust_env=False,
-        )
 
     # lifecycle
 
@@ -73,7 +66,6 @@ class Controller:
         await asyncio.gather(*(p.stop() for p in self.processes.values()), return_exceptions=True)
         self.processes.clear()
         await asyncio.gather(*(e.stop() for e in self.endpoints.values()), return_exceptions=True)
-        await self.http.aclose()
 
     def lock(self, name: str) -> asyncio.Lock:
         return self._locks[name]
@@ -125,6 +117,8 @@ class Controller:
             "bento": rev.bento,
             "serving": dep.serving_revision == rev.uid,
             "warm": bool(proc and proc.alive),
+            "port": proc.port if proc and proc.alive else None,
+            "pid": proc.process.pid if proc and proc.alive else None,
             "ready_at": rev.ready_at,
             "activated_at": rev.activated_at,
         }
@@ -142,10 +136,10 @@ class Controller:
         self.request_counts[deployment] += 1
         self.last_request[deployment] = time.monotonic()
 
-    async def backend_port(self, deployment: str) -> int | None:
-        port = self.backends.get(deployment)
-        if port is not None:
-            return port
+    async def backend(self, deployment: str) -> ServeProcess | None:
+        serving = self.backends.get(deployment)
+        if serving is not None:
+            return serving
         dep = self.store.get_deployment(deployment)
         if dep is None or dep.state != "active" or dep.serving_revision is None:
             return None
@@ -288,7 +282,7 @@ class Controller:
         return max(candidates, key=lambda r: (r.activated_at or "", r.seq))
 
     async def _open_endpoint(self, dep: Deployment) -> None:
-        endpoint = EndpointServer(dep.name, self, self.http)
+        endpoint = EndpointServer(dep.name, self)
         port = await endpoint.start(self.settings.host, dep.endpoint_port or 0)
         self.endpoints[dep.name] = endpoint
         if port != dep.endpoint_port:
@@ -384,7 +378,7 @@ class Controller:
     def _activate(self, name: str, uid: str) -> None:
         dep = self._get(name)
         proc = self.processes[uid]
-        self.backends[name] = proc.port
+        self.backends[name] = proc
         previous = dep.serving_revision
         stamp = now()
         rev = self.store.get_revision(uid)
@@ -395,7 +389,7 @@ class Controller:
             ready_at=(rev.ready_at if rev else None) or stamp,
             activated_at=stamp,
         )
-        self.store.update_deployment(name, serving_revision=uid, target_revision=uid, reason="")
+        self.store.update_deployment(name, serving_revision=uid, reason="")
         self.health[name] = "ok"
         self.last_request[name] = time.monotonic()
         handle = self._retire.pop(uid, None)
@@ -437,6 +431,8 @@ class Controller:
         await proc.process.wait()
         if proc.stopping:
             return
+        proc.kill_workers()
+        await proc.http.aclose()
         if self.processes.get(proc.revision) is proc:
             del self.processes[proc.revision]
         dep = self.store.get_deployment(name)
@@ -469,7 +465,9 @@ class Controller:
                 delay = min(delay * 2, self.settings.restart_backoff_max)
                 port = None
                 continue
-            if self.store.get_deployment(name) is None:
+            dep = self.store.get_deployment(name)
+            if dep is None or dep.serving_revision != uid or dep.state != "active":
+                self.processes.pop(uid, None)
                 await proc.stop()
                 return
             self._activate(name, uid)
@@ -523,7 +521,9 @@ class Controller:
         """Scale idle deployments whose config allows zero replicas down to zero."""
         while True:
             await asyncio.sleep(1.0)
-            for name, port in list(self.backends.items()):
+            for running in list(self.processes.values()):
+                running.refresh_workers()
+            for name, serving in list(self.backends.items()):
                 dep = self.store.get_deployment(name)
                 if dep is None or dep.serving_revision is None or dep.state != "active":
                     continue
@@ -531,7 +531,10 @@ class Controller:
                 if rev is None or min_replicas(rev.config) > 0:
                     continue
                 idle = time.monotonic() - self.last_request.get(name, time.monotonic())
-                if idle < self.settings.scale_to_zero_after or self.backends.get(name) != port:
+                if (
+                    idle < self.settings.scale_to_zero_after
+                    or self.backends.get(name) is not serving
+                ):
                     continue
                 proc = self.processes.pop(dep.serving_revision, None)
                 self.backends.pop(name, None)

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 import httpx
 import uvicorn
 
+from .runner import ServeProcess
+
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -41,7 +43,7 @@ class Backends(Protocol):
 
     def record_request(self, deployment: str) -> None: ...
 
-    async def backend_port(self, deployment: str) -> int | None: ...
+    async def backend(self, deployment: str) -> ServeProcess | None: ...
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -79,10 +81,9 @@ async def _respond(send: Send, status: int, message: str) -> None:
 class EndpointProxy:
     """ASGI app that forwards every request to the deployment's serving revision."""
 
-    def __init__(self, deployment: str, backends: Backends, http: httpx.AsyncClient) -> None:
+    def __init__(self, deployment: str, backends: Backends) -> None:
         self.deployment = deployment
         self.backends = backends
-        self.http = http
 
     def _authorized(self, scope: Scope) -> bool:
         expected = f"Bearer {self.backends.token}".encode()
@@ -105,13 +106,15 @@ class EndpointProxy:
             await _respond(send, 401, "this deployment requires 'Authorization: Bearer <token>'")
             return
         self.backends.record_request(self.deployment)
-        port = await self.backends.backend_port(self.deployment)
-        if port is None:
+        backend = await self.backends.backend(self.deployment)
+        if backend is None:
             await _respond(send, 503, f"deployment {self.deployment} has no serving revision")
             return
-        await self._forward(scope, receive, send, port)
+        await self._forward(scope, receive, send, backend)
 
-    async def _forward(self, scope: Scope, receive: Receive, send: Send, port: int) -> None:
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, backend: ServeProcess
+    ) -> None:
         async def body() -> Any:
             while True:
                 message = await receive()
@@ -125,10 +128,11 @@ class EndpointProxy:
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         target = b"%s?%s" % (path, query) if query else path
-        url = f"http://127.0.0.1:{port}{target.decode('latin-1')}"
-        request = self.http.build_request(scope["method"], url, headers=headers, content=body())
+        url = f"{backend.url}{target.decode('latin-1')}"
+        http = backend.http
+        request = http.build_request(scope["method"], url, headers=headers, content=body())
         try:
-            response = await self.http.send(request, stream=True)
+            response = await http.send(request, stream=True)
         except httpx.HTTPError as exc:
             await _respond(
                 send, 502, f"revision of {self.deployment} did not answer: {type(exc).__name__}"
@@ -154,8 +158,8 @@ class EndpointProxy:
 class EndpointServer:
     """One deployment's listening socket and the uvicorn server behind it."""
 
-    def __init__(self, deployment: str, backends: Backends, http: httpx.AsyncClient) -> None:
-        self.app = EndpointProxy(deployment, backends, http)
+    def __init__(self, deployment: str, backends: Backends) -> None:
+        self.app = EndpointProxy(deployment, backends)
         self.server: EmbeddedServer | None = None
         self.task: asyncio.Task[None] | None = None
         self.port = 0

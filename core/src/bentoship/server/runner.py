@@ -25,6 +25,34 @@ class NotReadyError(Exception):
     """The process exited, or did not answer ``/readyz`` before its deadline."""
 
 
+def descendants(pid: int) -> list[int]:
+    """PIDs of every process below ``pid`` (Linux ``/proc``), children first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _is_bentoml_process(pid: int) -> bool:
+    try:
+        return b"bentoml" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -54,6 +82,28 @@ class ServeProcess:
     started_at: float = field(default_factory=time.monotonic)
     stopping: bool = False
     watched: bool = False
+    http: httpx.AsyncClient = field(
+        default_factory=lambda: httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=5.0),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            trust_env=False,
+        )
+    )
+
+    workers: list[int] = field(default_factory=list)
+
+    def refresh_workers(self) -> None:
+        """Remember the worker processes: bentoml's workers start sessions of their own."""
+        if self.alive:
+            self.workers = descendants(self.process.pid)
+
+    def kill_workers(self) -> None:
+        """SIGKILL remembered workers that outlived their arbiter (checked to be bentoml's)."""
+        for pid in self.workers:
+            if _is_bentoml_process(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        self.workers = []
 
     @property
     def url(self) -> str:
@@ -76,6 +126,7 @@ class ServeProcess:
                 with contextlib.suppress(httpx.HTTPError):
                     response = await http.get(f"{self.url}/readyz")
                     if response.status_code == 200:
+                        self.refresh_workers()
                         return
                 if time.monotonic() >= deadline:
                     raise NotReadyError(
@@ -87,6 +138,7 @@ class ServeProcess:
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
         self.stopping = True
+        self.refresh_workers()
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -95,6 +147,8 @@ class ServeProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         await self.process.wait()
+        self.kill_workers()
+        await self.http.aclose()
 
 
 async def start_serve(

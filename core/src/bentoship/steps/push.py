@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ..client import Client
@@ -15,10 +16,6 @@ def push(bento: str | Path, *, client: Client | None = None, force: bool = False
 
     A bento the server already has is a fast no-op unless ``force`` is set.
     """
-    import bentoml
-    from bentoml.exceptions import BentoMLException
-    from bentoml.exceptions import NotFound as BentoNotFound
-
     client = client or Client()
     path = Path(bento)
     if isinstance(bento, Path) or path.suffix == ".bento" or path.is_file():
@@ -29,6 +26,25 @@ def push(bento: str | Path, *, client: Client | None = None, force: bool = False
         tag = check_tag(str(bento))
     if not force and client.bento_uploaded(tag):
         return tag
+    delays = client.retry.delays()
+    while True:
+        try:
+            _upload(tag, client, force=force)
+            return tag
+        except ServerUnavailableError:
+            delay = next(delays, None)
+            if delay is None:
+                raise
+            time.sleep(delay)
+
+
+def _upload(tag: str, client: Client, *, force: bool) -> None:
+    """One attempt with bentoml's own uploader; a retried upload replaces a partial one."""
+    import bentoml
+    import httpx
+    from bentoml.exceptions import BentoMLException
+    from bentoml.exceptions import NotFound as BentoNotFound
+
     cloud = bentoml.cloud.BentoCloudClient(  # type: ignore[call-arg]
         api_key=client.connection.token, endpoint=client.endpoint
     )
@@ -38,10 +54,9 @@ def push(bento: str | Path, *, client: Client | None = None, force: bool = False
         raise NotFoundError(
             f"bento {tag} is not in the local bento store; build it first or pass its archive"
         ) from None
-    except BentoMLException as exc:
+    except (BentoMLException, httpx.HTTPError, OSError) as exc:
         raise ServerUnavailableError(
-            f"push of {tag} failed: {' '.join(str(exc).split())}"
+            f"push of {tag} failed: {' '.join(str(exc).split())[:300]}"
         ) from None
     if not client.bento_uploaded(tag):
         raise ServerUnavailableError(f"push of {tag} did not complete on {client.endpoint}; retry")
-    return tag

@@ -1,0 +1,118 @@
+"""Reliability drills: crashes, concurrent pipelines and a faulty network, on real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+import httpx
+
+from bentoship import Client
+from bentoship.server import LocalControlPlane
+from bentoship.server.runner import descendants
+from bentoship.steps import SmokeTest, deploy, push, ship, wait_until_ready
+
+from .faultproxy import FaultProxy
+
+ECHO_V1 = SmokeTest(api="echo", payload={"text": "x"}, expected={"text": "x", "version": "v1"})
+
+
+def client_for(plane: LocalControlPlane, **kwargs: Any) -> Client:
+    assert plane.connection is not None
+    return Client(plane.connection.endpoint, plane.connection.token, **kwargs)
+
+
+def test_killed_serving_process_is_restarted(start_control_plane: Any, echo_v1: str) -> None:
+    plane: LocalControlPlane = start_control_plane()
+    client = client_for(plane)
+    push(echo_v1, client=client)
+    rollout = deploy("phoenix", echo_v1, client=client)
+    wait_until_ready(rollout, client=client, timeout=90)
+    serving = next(r for r in client.list_revisions("phoenix") if r.serving)
+    assert serving.pid is not None
+
+    for pid in [serving.pid, *descendants(serving.pid)]:
+        os.kill(pid, signal.SIGKILL)
+    seen = client.wait_for_change("phoenix", "running", timeout=30)
+    assert seen.status == "unhealthy"
+    back = seen
+    for _ in range(20):
+        if back.status == "running":
+            break
+        back = client.wait_for_change("phoenix", back.status, timeout=10)
+    assert back.status == "running" and back.serving_revision == serving.uid
+    restarted = next(r for r in client.list_revisions("phoenix") if r.serving)
+    assert restarted.pid not in (None, serving.pid)
+    answer = httpx.post(f"{back.url}/echo", json={"text": "x"}).json()
+    assert answer == {"text": "x", "version": "v1"}
+
+
+def test_control_plane_killed_mid_rollout_recovers(
+    start_control_plane: Any, echo_v1: str, echo_v2: str, tmp_path: Any
+) -> None:
+    plane: LocalControlPlane = start_control_plane(tmp_path / "crashy-plane")
+    client = client_for(plane)
+    for tag in (echo_v1, echo_v2):
+        push(tag, client=client)
+    first = deploy("midway", echo_v1, client=client)
+    wait_until_ready(first, client=client, timeout=90)
+    second = deploy("midway", echo_v2, client=client)
+    assert client.get_deployment("midway").status == "deploying"
+
+    plane.kill()
+    plane.start()
+    client = client_for(plane)
+    answer = httpx.post(f"{first.endpoint_url}/echo", json={"text": "x"}, timeout=90)
+    assert answer.status_code == 200 and answer.json()["version"] in ("v1", "v2")
+    dep = wait_until_ready(second, client=client, timeout=120)
+    assert dep.serving_revision == second.revision
+    revisions = client.list_revisions("midway")
+    assert [(r.name, r.bento) for r in revisions] == [("r2", echo_v2), ("r1", echo_v1)]
+    assert httpx.post(f"{dep.url}/echo", json={"text": "x"}).json()["version"] == "v2"
+
+
+def test_five_pipelines_at_once_all_go_green(shared_plane: LocalControlPlane, echo_v1: str) -> None:
+    push(echo_v1, client=client_for(shared_plane))
+    errors: list[BaseException] = []
+
+    def pipeline(index: int) -> None:
+        try:
+            with client_for(shared_plane) as client:
+                ship(f"crowd-{index}", echo_v1, smoke=ECHO_V1, client=client, timeout=300)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pipeline, args=(i,)) for i in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(400)
+    assert errors == []
+    with client_for(shared_plane) as client:
+        statuses = {client.get_deployment(f"crowd-{i}").status for i in range(5)}
+    assert statuses == {"running"}
+
+
+def test_ship_through_a_network_that_drops_or_delays_30_percent(
+    shared_plane: LocalControlPlane, echo_v1: str
+) -> None:
+    proxy = FaultProxy(shared_plane.port, fault_rate=0.3).start()
+    try:
+        assert shared_plane.connection is not None
+        fresh_connections = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
+        client = Client(
+            f"http://127.0.0.1:{proxy.port}",
+            shared_plane.connection.token,
+            transport=fresh_connections,
+        )
+        rollout = ship("unreliable", echo_v1, smoke=ECHO_V1, client=client, timeout=300)
+    finally:
+        proxy.stop()
+    assert proxy.counts["dropped before forwarding"] > 0
+    assert proxy.counts["response lost"] > 0
+    with client_for(shared_plane) as direct:
+        assert len(direct.list_revisions("unreliable")) == 1
+        assert direct.get_deployment("unreliable").serving_revision == rollout.revision
+    print(f"fault proxy: {dict(proxy.counts)}")
