@@ -1,0 +1,50 @@
+"""Load generator run as its own process: ``python -m bench.load URL SECONDS CONCURRENCY``.
+
+Prints one JSON line: requests per second, p50 and p99 latency in seconds, and errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+
+import httpx
+
+
+async def worker(client: httpx.AsyncClient, url: str, until: float, latencies: list[float]) -> int:
+    errors = 0
+    while time.perf_counter() < until:
+        started = time.perf_counter()
+        try:
+            response = await client.post(url, json={"text": "load"})
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - started)
+        except httpx.HTTPError:
+            errors += 1
+    return errors
+
+
+async def main(url: str, seconds: float, concurrency: int) -> dict[str, float]:
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
+        await client.post(url, json={"text": "warm"})
+        until = time.perf_counter() + seconds
+        errors = await asyncio.gather(
+            *(worker(client, url, until, latencies) for _ in range(concurrency))
+        )
+    cuts = statistics.quantiles(latencies, n=100)
+    return {
+        "rps": len(latencies) / seconds,
+        "p50": statistics.median(latencies),
+        "p99": cuts[98],
+        "errors": sum(errors),
+    }
+
+
+if __name__ == "__main__":
+    target, duration, workers = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    print(json.dumps(asyncio.run(main(target, duration, workers))))

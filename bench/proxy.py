@@ -1,0 +1,77 @@
+"""Proxy figure: the stable endpoint against the revision's own port, same load, own process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bentoship import Client
+from bentoship.server import LocalControlPlane
+from bentoship.steps import deploy, push, wait_until_ready
+
+from .common import RUNS, Row, Sample, build_fixture
+
+SECONDS = 4.0
+CONCURRENCY = 16
+
+
+def load(url: str) -> dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.load", f"{url}/echo", str(SECONDS), str(CONCURRENCY)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return dict(json.loads(result.stdout))
+
+
+def run(workdir: Path) -> list[Row]:
+    tag = build_fixture("echo", workdir, "v1")
+    with LocalControlPlane(workdir / "proxy-plane") as plane:
+        assert plane.connection is not None
+        with Client(plane.endpoint, plane.connection.token) as client:
+            push(tag, client=client)
+            dep = wait_until_ready(deploy("proxied", tag, client=client), client=client)
+            port = next(r.port for r in client.list_revisions("proxied") if r.serving)
+        through, direct = [], []
+        for _ in range(RUNS):
+            direct.append(load(f"http://127.0.0.1:{port}"))
+            through.append(load(dep.url))
+    rps_through = Sample.of([r["rps"] for r in through])
+    rps_direct = Sample.of([r["rps"] for r in direct])
+    p50_through = Sample.of([r["p50"] for r in through])
+    p50_direct = Sample.of([r["p50"] for r in direct])
+    p99_through = Sample.of([r["p99"] for r in through])
+    p99_direct = Sample.of([r["p99"] for r in direct])
+    return [
+        Row(
+            "proxy throughput",
+            "req/s",
+            rps_through,
+            rps_direct,
+            "revision's own port",
+            ">= 0.9x",
+            rps_through.median >= 0.9 * rps_direct.median,
+        ),
+        Row(
+            "proxy p50 latency",
+            "ms",
+            p50_through,
+            p50_direct,
+            "revision's own port",
+            "<= +1 ms",
+            p50_through.median - p50_direct.median <= 0.001,
+        ),
+        Row(
+            "proxy p99 latency",
+            "ms",
+            p99_through,
+            p99_direct,
+            "revision's own port",
+            "(reported)",
+            True,
+        ),
+    ]
