@@ -148,6 +148,12 @@ class _Base:
         self.retry = retry or RetryPolicy()
         self._extensions: frozenset[str] | None = None
 
+    @classmethod
+    def from_env(cls, *, home: Path | None = None, **kwargs: Any) -> Self:
+        """Connect with ``BENTO_CLOUD_API_*``, else ``connection.json`` in ``home``."""
+        connection = resolve_connection(home=home)
+        return cls(connection.endpoint, connection.token, **kwargs)
+
     @property
     def endpoint(self) -> str:
         return self.connection.endpoint
@@ -199,11 +205,6 @@ class Client(_Base):
             transport=transport,
             trust_env=False,
         )
-
-    @classmethod
-    def from_env(cls, *, home: Path | None = None, **kwargs: Any) -> Self:
-        connection = resolve_connection(home=home)
-        return cls(connection.endpoint, connection.token, **kwargs)
 
     def close(self) -> None:
         self._http.close()
@@ -335,11 +336,6 @@ class AsyncClient(_Base):
             transport=transport,
             trust_env=False,
         )
-
-    @classmethod
-    def from_env(cls, *, home: Path | None = None, **kwargs: Any) -> Self:
-        connection = resolve_connection(home=home)
-        return cls(connection.endpoint, connection.token, **kwargs)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -8,6 +8,7 @@ import logging
 import shutil
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from ..logtail import last_error_line
@@ -102,7 +103,7 @@ class Controller:
         port = self.endpoints[dep.name].port if dep.name in self.endpoints else dep.endpoint_port
         return f"http://{host}:{port}"
 
-    def log_path(self, rev: Revision) -> Any:
+    def log_path(self, rev: Revision) -> Path:
         return self.settings.logs_dir / rev.deployment / f"r{rev.seq}-{rev.uid[:8]}.log"
 
     def logs(self, rev: Revision, tail: int) -> list[str]:
