@@ -19,10 +19,14 @@ def _project_modules(project: Path) -> Iterator[None]:
     project's build in the same process would be picked up instead.
     """
 
+    own = {path.stem for path in project.glob("*.py")}
+    own |= {path.parent.name for path in project.glob("*/__init__.py")}
+
     def forget() -> None:
         for name, module in list(sys.modules.items()):
             file = getattr(module, "__file__", None) or ""
-            if file and Path(file).resolve().is_relative_to(project):
+            shadowed = name.split(".", 1)[0] in own
+            if shadowed or (file and Path(file).resolve().is_relative_to(project)):
                 del sys.modules[name]
 
     forget()

@@ -1,0 +1,201 @@
+"""The bentoship connector: deploy, then report the rollout's phase, without holding a pod.
+
+- ``create`` runs the deploy step (create or update, idempotent) and keeps its Rollout.
+- ``get`` observes the deployment once, long-polling at most ``GET_WAIT_SECONDS`` where the
+  server offers it, and judges the rollout with bentoship's own rule. A failed rollout is
+  rolled back (unless the task says otherwise) and reported with the server's reason and the
+  last error in the revision's logs.
+- ``delete`` (Flyte calls it when the task is aborted) rolls back a rollout still in progress.
+
+On a cluster the connector runs in its own deployment (``pyflyte serve connector --modules
+flytekitplugins.bentoship``) and authenticates with its own ``BENTO_CLOUD_API_KEY`` or Flyte
+secret ``bentoship/api_key``; the endpoint comes from the task's input or the connector's
+``BENTO_CLOUD_API_ENDPOINT``.
+"""
+
+import asyncio
+import time
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from flyteidl.core.execution_pb2 import TaskExecution, TaskLog
+from flytekit import FlyteContextManager, logger
+from flytekit.core.type_engine import TypeEngine
+from flytekit.extend.backend.base_connector import (
+    AsyncConnectorBase,
+    ConnectorRegistry,
+    Resource,
+    ResourceMeta,
+)
+from flytekit.models.literals import LiteralMap
+from flytekit.models.task import TaskTemplate
+
+from ._connection import async_client, client
+from .task import TASK_TYPE, BentoDeploymentConfig
+
+if typing.TYPE_CHECKING:
+    from bentoship import AsyncClient, DeploymentInfo, Rollout
+
+GET_WAIT_SECONDS = 5.0
+"""Longest long-poll in one ``get``: well under propeller's 10 s default connector call timeout."""
+
+PYTHON_INPUTS: dict[str, Any] = {
+    "name": str,
+    "bento": str,
+    "config": dict | None,
+    "endpoint": str | None,
+}
+
+
+@dataclass
+class BentoDeploymentMetadata(ResourceMeta):
+    """What ``get`` and ``delete`` need: the Rollout (JSON), its deadline and the endpoint.
+
+    It holds no token: the connector brings its own credentials.
+    """
+
+    rollout: str
+    deadline: float
+    """Wall-clock time (seconds since the epoch) after which the rollout counts as failed."""
+    endpoint: str = ""
+    rollback_on_failure: bool = True
+
+
+class BentoDeploymentConnector(AsyncConnectorBase):
+    name = "bentoship Deployment Connector"
+
+    def __init__(self) -> None:
+        super().__init__(task_type_name=TASK_TYPE, metadata_type=BentoDeploymentMetadata)
+
+    async def create(
+        self,
+        task_template: TaskTemplate,
+        inputs: LiteralMap | None = None,
+        **kwargs: Any,
+    ) -> BentoDeploymentMetadata:
+        from bentoship.steps import deploy
+
+        args = await _native_inputs(inputs)
+        settings = _settings(task_template.custom or {})
+        endpoint = args.get("endpoint") or None
+
+        def apply() -> "Rollout":
+            with client(endpoint) as api:
+                return deploy(args["name"], args["bento"], args.get("config"), client=api)
+
+        rollout = await asyncio.to_thread(apply)
+        logger.info(f"bentoship: deployment {rollout.name} targets revision {rollout.revision}")
+        return BentoDeploymentMetadata(
+            rollout=rollout.to_json(),
+            deadline=time.time() + settings.timeout,
+            endpoint=endpoint or "",
+            rollback_on_failure=settings.rollback_on_failure,
+        )
+
+    async def get(self, resource_meta: BentoDeploymentMetadata, **kwargs: Any) -> Resource:
+        from bentoship import NotFoundError, Rollout
+        from bentoship.steps.wait import failure, judge
+
+        rollout = Rollout.from_json(resource_meta.rollout)
+        async with async_client(resource_meta.endpoint or None) as api:
+            try:
+                dep = await api.get_deployment(rollout.name)
+            except NotFoundError as exc:
+                return Resource(
+                    phase=TaskExecution.FAILED, message=f"{exc} (deleted while waiting)"
+                )
+            verdict = judge(dep, rollout.revision)
+            remaining = resource_meta.deadline - time.time()
+            waiting = not (verdict.ready or verdict.failed)
+            if waiting and remaining > 0 and "wait" in await api.get_extensions():
+                wait = min(GET_WAIT_SECONDS, remaining)
+                dep = await api.wait_for_change(rollout.name, dep.status, wait)
+                verdict = judge(dep, rollout.revision)
+            links = _links(dep)
+            if verdict.ready:
+                return Resource(
+                    phase=TaskExecution.SUCCEEDED,
+                    message=f"deployment {dep.name} serves {dep.bento} at {dep.url}",
+                    log_links=links,
+                    outputs={"rollout": resource_meta.rollout, "url": dep.url},
+                )
+            if not verdict.failed and time.time() < resource_meta.deadline:
+                return Resource(
+                    phase=TaskExecution.RUNNING,
+                    message=f"deployment {dep.name} is {dep.status}",
+                    log_links=links,
+                )
+            message = verdict.message or (
+                f"deployment {dep.name} was not ready in time (status {dep.status})"
+            )
+            error = failure(dep, message, await _logs(api, dep, rollout.revision))
+        text = str(error)
+        if resource_meta.rollback_on_failure:
+            text += f"; {await asyncio.to_thread(_undo, resource_meta, rollout)}"
+        return Resource(phase=TaskExecution.FAILED, message=text, log_links=links)
+
+    def delete(self, resource_meta: BentoDeploymentMetadata, **kwargs: Any) -> None:
+        from bentoship import Rollout
+
+        outcome = _undo(resource_meta, Rollout.from_json(resource_meta.rollout))
+        logger.info(f"bentoship: task aborted; {outcome}")
+
+
+async def _native_inputs(inputs: LiteralMap | None) -> dict[str, Any]:
+    if inputs is None:
+        return {}
+    ctx = FlyteContextManager.current_context()
+    return {
+        key: await TypeEngine.async_to_python_value(ctx, literal, PYTHON_INPUTS[key])
+        for key, literal in inputs.literals.items()
+        if key in PYTHON_INPUTS
+    }
+
+
+def _settings(custom: dict[str, Any]) -> BentoDeploymentConfig:
+    defaults = BentoDeploymentConfig()
+    return BentoDeploymentConfig(
+        timeout=float(custom.get("timeout", defaults.timeout)),
+        rollback_on_failure=bool(custom.get("rollback_on_failure", defaults.rollback_on_failure)),
+    )
+
+
+def _links(dep: "DeploymentInfo") -> list[TaskLog]:
+    return [TaskLog(name=f"{dep.name} endpoint", uri=dep.url)] if dep.url else []
+
+
+async def _logs(api: "AsyncClient", dep: "DeploymentInfo", revision: str | None) -> list[str]:
+    """The tail of the revision's logs, where the server keeps them (the local control plane)."""
+    from bentoship import BentoshipError
+    from bentoship.steps.wait import LOG_TAIL_LINES
+
+    target = revision or dep.target_revision
+    if not target or "logs" not in await api.get_extensions():
+        return []
+    try:
+        return await api.logs(dep.name, target, tail=LOG_TAIL_LINES)
+    except BentoshipError:
+        return []
+
+
+def _undo(meta: BentoDeploymentMetadata, rollout: "Rollout") -> str:
+    """Roll back ``rollout`` if it is still the deployment's target and does not serve yet."""
+    from bentoship.steps import rollback
+    from bentoship.steps.wait import judge
+
+    if not rollout.changed:
+        return f"deployment {rollout.name} left as it is: this deploy changed nothing"
+    with client(meta.endpoint or None) as api:
+        dep = api.find_deployment(rollout.name)
+        if dep is None or dep.target_revision != rollout.revision:
+            return f"deployment {rollout.name} left as it is: it no longer targets this rollout"
+        if judge(dep, rollout.revision).ready:
+            return f"deployment {rollout.name} left as it is: the rollout already serves"
+        restored = rollback(rollout, client=api, wait=False)
+    if restored is None:
+        return f"deployment {rollout.name} left as it is: this rollout created it"
+    return f"rolled {rollout.name} back to revision {restored.target_revision}"
+
+
+ConnectorRegistry.register(BentoDeploymentConnector())

@@ -1,0 +1,193 @@
+"""The connector's create/get/delete through flytekit's registry, against a real control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from typing import Any
+
+import httpx
+import pytest
+from flyteidl.core.execution_pb2 import TaskExecution
+from flytekit import workflow
+from flytekit.configuration import ImageConfig, SerializationSettings
+from flytekit.core.context_manager import FlyteContextManager
+from flytekit.core.type_engine import TypeEngine
+from flytekit.extend.backend.base_connector import ConnectorRegistry, Resource
+from flytekit.models.literals import LiteralMap
+from flytekit.models.task import TaskTemplate
+from flytekit.tools.translator import get_serializable
+
+from bentoship import Client, Rollout
+from bentoship.server import LocalControlPlane
+from bentoship.steps import deploy, push, wait_until_ready
+from flytekitplugins.bentoship import (
+    BentoDeploymentConnector,
+    BentoDeploymentMetadata,
+    BentoDeploymentTask,
+)
+
+from .conftest import client_for
+
+TERMINAL = (TaskExecution.SUCCEEDED, TaskExecution.FAILED)
+
+deploy_task = BentoDeploymentTask(name="tests.flyte.deploy_and_wait", timeout_seconds=120)
+
+
+@workflow
+def ship_echo(name: str, bento: str) -> str:
+    return deploy_task(name=name, bento=bento).url
+
+
+def connector() -> BentoDeploymentConnector:
+    found = ConnectorRegistry.get_connector("bentoship_deployment")
+    assert isinstance(found, BentoDeploymentConnector)
+    return found
+
+
+def template_of(task: BentoDeploymentTask) -> TaskTemplate:
+    settings = SerializationSettings(ImageConfig.auto_default_image())
+    return get_serializable(OrderedDict(), settings, task).template
+
+
+def inputs_of(task: BentoDeploymentTask, **values: Any) -> LiteralMap:
+    ctx = FlyteContextManager.current_context()
+    return TypeEngine.dict_to_literal_map(ctx, values, task.get_input_types())
+
+
+def create(task: BentoDeploymentTask, **values: Any) -> BentoDeploymentMetadata:
+    meta = asyncio.run(connector().create(template_of(task), inputs=inputs_of(task, **values)))
+    # propeller keeps the metadata encoded between calls
+    decoded = BentoDeploymentMetadata.decode(meta.encode())
+    assert decoded == meta
+    return decoded
+
+
+def get_until_done(meta: BentoDeploymentMetadata) -> Resource:
+    """Call get as propeller would until a terminal phase (the metadata's deadline bounds it)."""
+    while True:
+        resource = asyncio.run(connector().get(meta))
+        if resource.phase in TERMINAL:
+            return resource
+        assert resource.phase == TaskExecution.RUNNING, resource
+
+
+def version_at(url: str) -> str:
+    return str(httpx.post(f"{url}/echo", json={"text": "x"}, timeout=30).json()["version"])
+
+
+@pytest.fixture
+def pushed(api: Client, echo_v1: str, echo_v2: str) -> None:
+    push(echo_v1, client=api)
+    push(echo_v2, client=api)
+
+
+def test_create_get_delete_against_the_server(
+    api: Client, cloud_env: None, pushed: None, echo_v1: str, echo_v2: str
+) -> None:
+    task = BentoDeploymentTask(name="tests.flyte.connector_direct", timeout_seconds=120)
+
+    # create, then get until green: a new deployment
+    first_meta = create(task, name="conn", bento=echo_v1, config={"min_replicas": 1})
+    first = Rollout.from_json(first_meta.rollout)
+    assert first.created and first.revision
+    done = get_until_done(first_meta)
+    assert done.phase == TaskExecution.SUCCEEDED, done.message
+    assert done.outputs is not None and done.outputs["rollout"] == first_meta.rollout
+    assert version_at(done.outputs["url"]) == "v1"
+    assert api.get_deployment("conn").serving_revision == first.revision
+
+    # an update aborted while it rolls out: delete rolls it back, and a second delete is a no-op
+    aborted_meta = create(task, name="conn", bento=echo_v2, config={"min_replicas": 1})
+    aborted = Rollout.from_json(aborted_meta.rollout)
+    assert aborted.changed and aborted.previous_revision == first.revision
+    connector().delete(aborted_meta)
+    dep = api.get_deployment("conn")
+    assert dep.target_revision == first.revision and dep.bento == echo_v1
+    connector().delete(aborted_meta)
+    assert api.get_deployment("conn").target_revision == first.revision
+    after_abort = get_until_done(aborted_meta)
+    assert after_abort.phase == TaskExecution.FAILED
+    assert "no longer targets this rollout" in str(after_abort.message)
+    wait_until_ready("conn", client=api, timeout=60)
+    assert version_at(dep.url) == "v1"
+
+    # a rollout that finished is not undone by a late delete
+    second_meta = create(task, name="conn", bento=echo_v2, config={"min_replicas": 1})
+    second = Rollout.from_json(second_meta.rollout)
+    assert get_until_done(second_meta).phase == TaskExecution.SUCCEEDED
+    connector().delete(second_meta)
+    dep = api.get_deployment("conn")
+    assert dep.serving_revision == second.revision == dep.target_revision
+    assert version_at(dep.url) == "v2"
+
+
+def test_failing_rollout_is_failed_with_the_servers_reason_and_rolled_back(
+    start_control_plane: Any,
+    echo_v1: str,
+    crash_bento: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plane: LocalControlPlane = start_control_plane(readiness_timeout=10)
+    assert plane.connection is not None
+    monkeypatch.setenv("BENTO_CLOUD_API_ENDPOINT", plane.connection.endpoint)
+    monkeypatch.setenv("BENTO_CLOUD_API_KEY", plane.connection.token)
+    with client_for(plane) as api:
+        push(echo_v1, client=api)
+        push(crash_bento, client=api)
+        good = deploy("crashing", echo_v1, client=api)
+        wait_until_ready(good, client=api, timeout=60)
+
+        task = BentoDeploymentTask(name="tests.flyte.connector_crash", timeout_seconds=120)
+        meta = create(task, name="crashing", bento=crash_bento)
+        done = get_until_done(meta)
+
+        assert done.phase == TaskExecution.FAILED
+        message = str(done.message)
+        crashed = next(r for r in api.list_revisions("crashing") if r.bento == crash_bento)
+        assert crashed.phase == "failed" and crashed.reason
+        assert crashed.reason in message
+        assert "deliberate init failure: crash fixture" in message
+        assert f"rolled crashing back to revision {good.revision}" in message
+        dep = api.get_deployment("crashing")
+        assert dep.target_revision == good.revision == dep.serving_revision
+        assert dep.bento == echo_v1
+        wait_until_ready("crashing", client=api, timeout=60)
+        assert version_at(dep.url) == "v1"
+
+
+def test_connector_task_runs_in_a_local_workflow(
+    api: Client,
+    cloud_env: None,
+    pushed: None,
+    echo_v1: str,
+    echo_v2: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    wait_until_ready(deploy("async-wf", echo_v1, client=api), client=api, timeout=60)
+    calls: list[float] = []
+    real_get = connector().get
+
+    async def timed_get(resource_meta: BentoDeploymentMetadata, **kwargs: Any) -> Resource:
+        started = time.monotonic()
+        try:
+            return await real_get(resource_meta, **kwargs)
+        finally:
+            calls.append(time.monotonic() - started)
+
+    monkeypatch.setattr(connector(), "get", timed_get)
+    started = time.monotonic()
+    url = ship_echo(name="async-wf", bento=echo_v2)
+    elapsed = time.monotonic() - started
+
+    dep = api.get_deployment("async-wf")
+    assert dep.bento == echo_v2 and dep.serving_revision == dep.target_revision
+    assert url == dep.url and version_at(url) == "v2"
+    with capsys.disabled():
+        print(
+            f"\n  connector task in a local workflow: {elapsed:.2f} s for an update rollout; "
+            f"{len(calls)} get call(s) taking {sum(calls):.2f} s (long-poll), each after "
+            f"flytekit's hard-coded 1 s local sleep ({len(calls)} s of sleeping)"
+        )

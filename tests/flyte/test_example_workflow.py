@@ -1,0 +1,136 @@
+"""dags_examples/flyte_retrain_and_ship.py, run locally against a real local control plane.
+
+The endpoint comes from the workflow's input and the token from the Flyte secret
+``bentoship/api_key`` (as ``_FSEC_BENTOSHIP_API_KEY``), as on a cluster.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+from flytekit.configuration import ImageConfig, SerializationSettings
+from flytekit.tools.translator import get_serializable
+
+from bentoship import Rollout
+from bentoship.server import LocalControlPlane
+
+from .conftest import client_for
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
+DEPLOYMENT = "flyte-classifier"
+
+
+@pytest.fixture(scope="module")
+def example(shared_plane: LocalControlPlane) -> Iterator[ModuleType]:
+    assert shared_plane.connection is not None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(EXAMPLES))
+        patch.setenv("_FSEC_BENTOSHIP_API_KEY", shared_plane.connection.token)
+        module = importlib.import_module("flyte_retrain_and_ship")
+        yield module
+    sys.modules.pop("flyte_retrain_and_ship", None)
+
+
+def run(pipeline: Any, **inputs: Any) -> Any:
+    """Run an example pipeline in this process."""
+    return pipeline(**inputs)
+
+
+@pytest.fixture(scope="module")
+def good_run(example: ModuleType, shared_plane: LocalControlPlane) -> tuple[Rollout, str]:
+    """Ship a good model once: the deployment is created, and its first revision serves."""
+    assert shared_plane.connection is not None
+    shipped = run(
+        example.retrain_and_ship, deployment=DEPLOYMENT, endpoint=shared_plane.connection.endpoint
+    )
+    return Rollout.from_json(shipped.rollout), shipped.url
+
+
+@pytest.fixture
+def holdout(example: ModuleType) -> tuple[list[list[float]], list[int]]:
+    train = example._training()
+    X, y = train.holdout()
+    return X.tolist(), [int(v) for v in y]
+
+
+def accuracy_at(url: str, holdout: tuple[list[list[float]], list[int]]) -> float:
+    features, labels = holdout
+    predictions = httpx.post(f"{url}/predict", json={"features": features}, timeout=60).json()
+    return sum(int(p == t) for p, t in zip(predictions, labels, strict=True)) / len(labels)
+
+
+def test_happy_path_serves_the_new_revision(
+    good_run: tuple[Rollout, str],
+    shared_plane: LocalControlPlane,
+    example: ModuleType,
+    holdout: Any,
+) -> None:
+    rollout, url = good_run
+    with client_for(shared_plane) as api:
+        dep = api.get_deployment(DEPLOYMENT)
+        revisions = api.list_revisions(DEPLOYMENT)
+    assert rollout.created and rollout.revision
+    assert dep.status == "running"
+    assert dep.serving_revision == rollout.revision == dep.target_revision
+    assert dep.bento == rollout.bento and url == dep.url == rollout.endpoint_url
+    first = next(r for r in revisions if r.uid == rollout.revision)
+    assert first.serving and first.bento == rollout.bento
+    info = httpx.post(f"{url}/info", json={}, timeout=30).json()
+    assert info["model"].startswith("example_classifier:")
+    assert accuracy_at(url, holdout) >= example._training().QUALITY_THRESHOLD
+
+
+@pytest.mark.parametrize("flavour", ["plain_tasks", "connector"])
+def test_bad_model_is_rolled_back_by_on_failure(
+    flavour: str,
+    good_run: tuple[Rollout, str],
+    shared_plane: LocalControlPlane,
+    example: ModuleType,
+    holdout: Any,
+) -> None:
+    assert shared_plane.connection is not None
+    good, url = good_run
+    pipeline = (
+        example.retrain_and_ship
+        if flavour == "plain_tasks"
+        else example.retrain_and_ship_with_connector
+    )
+    with client_for(shared_plane) as api:
+        before = {r.uid for r in api.list_revisions(DEPLOYMENT)}
+        with pytest.raises(Exception, match="below the quality gate"):
+            run(
+                pipeline, bad=True, deployment=DEPLOYMENT, endpoint=shared_plane.connection.endpoint
+            )
+        dep = api.get_deployment(DEPLOYMENT)
+        revisions = api.list_revisions(DEPLOYMENT)
+
+    added = [r for r in revisions if r.uid not in before]
+    assert len(added) == 1, revisions
+    bad = added[0]
+    assert bad.bento != good.bento and not bad.serving
+    assert dep.status == "running"
+    assert dep.serving_revision == good.revision == dep.target_revision
+    assert dep.bento == good.bento
+    assert accuracy_at(url, holdout) >= example._training().QUALITY_THRESHOLD
+
+
+def test_example_workflows_compile_for_a_cluster(example: ModuleType) -> None:
+    settings = SerializationSettings(ImageConfig.auto_default_image())
+    for pipeline in (example.retrain_and_ship, example.retrain_and_ship_with_connector):
+        entities: OrderedDict[Any, Any] = OrderedDict()
+        spec = get_serializable(entities, settings, pipeline)
+        assert spec.template.nodes
+    verify = get_serializable(OrderedDict(), settings, example.verify)
+    assert verify.template.failure_node is not None
+    assert verify.template.failure_node.task_node.reference_id.name.endswith("rollback_deployment")
+    connector_task = get_serializable(OrderedDict(), settings, example.deploy_and_wait_async)
+    assert connector_task.template.type == "bentoship_deployment"
+    assert connector_task.template.custom == {"timeout": 600.0, "rollback_on_failure": True}

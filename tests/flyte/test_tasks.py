@@ -1,0 +1,148 @@
+"""The plain tasks, called one by one as Flyte runs them locally, against a real control plane."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import OrderedDict
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import bentoml
+import httpx
+import pytest
+from flytekit.configuration import ImageConfig, SerializationSettings
+from flytekit.tools.translator import get_serializable
+from flytekit.types.file import FlyteFile
+
+from bentoship import Client, Rollout
+from bentoship.server import LocalControlPlane
+from bentoship.steps import push
+from flytekitplugins.bentoship import (
+    BentoDeploymentTask,
+    build_bento,
+    deploy_and_wait,
+    deploy_bento,
+    push_bento,
+    rollback_deployment,
+    smoke_test_deployment,
+    wait_for_deployment,
+)
+
+ALL_TASKS = (
+    build_bento,
+    push_bento,
+    deploy_bento,
+    wait_for_deployment,
+    smoke_test_deployment,
+    rollback_deployment,
+    deploy_and_wait,
+)
+
+
+def echo(version: str) -> dict[str, str]:
+    return {"text": "hi", "version": version}
+
+
+def test_tasks_use_endpoint_and_token_inputs_before_the_secret(
+    shared_plane: LocalControlPlane,
+    api: Client,
+    echo_v1: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert shared_plane.connection is not None
+    endpoint, token = shared_plane.connection.endpoint, shared_plane.connection.token
+    monkeypatch.setenv("_FSEC_BENTOSHIP_API_KEY", "wrong-secret-token")
+
+    archive = tmp_path / "echo.bento"
+    bentoml.bentos.export_bento(echo_v1, str(archive))
+    assert push_bento(bento=FlyteFile(str(archive)), endpoint=endpoint, token=token) == echo_v1
+    assert api.bento_uploaded(echo_v1)
+
+    rollout_json = deploy_bento(name="inputs", bento=echo_v1, endpoint=endpoint, token=token)
+    rollout = Rollout.from_json(rollout_json)
+    assert rollout.name == "inputs" and rollout.created
+    with pytest.raises(Exception, match="rejected the API token"):
+        wait_for_deployment(rollout=rollout_json, endpoint=endpoint)
+
+    monkeypatch.setenv("_FSEC_BENTOSHIP_API_KEY", token)
+    url = wait_for_deployment(rollout=rollout_json, endpoint=endpoint)
+    assert url == rollout.endpoint_url
+    with pytest.raises(Exception, match="rejected the API token"):
+        deploy_bento(name="inputs", bento=echo_v1, endpoint=endpoint, token="wrong-input-token")
+
+
+def test_tasks_deploy_smoke_test_and_roll_back(
+    api: Client, cloud_env: None, echo_v1: str, echo_v2: str
+) -> None:
+    push(echo_v1, client=api)
+    push(echo_v2, client=api)
+    first = deploy_bento(name="steps", bento=echo_v1, config={"envs": {"MODE": "a"}})
+    wait_for_deployment(rollout=first, poll_interval=0.5)
+    again = Rollout.from_json(
+        deploy_bento(name="steps", bento=echo_v1, config={"envs": {"MODE": "a"}})
+    )
+    assert not again.changed and again.revision == Rollout.from_json(first).revision
+
+    second = deploy_bento(name="steps", bento=echo_v2, config={"envs": {"MODE": "a"}})
+    url = wait_for_deployment(rollout=second)
+    answer = smoke_test_deployment(
+        rollout=second, api="echo", payload={"text": "hi"}, expected=echo("v2")
+    )
+    assert json.loads(answer) == echo("v2")
+    assert (
+        json.loads(smoke_test_deployment(rollout="steps", api="hello", payload={}))
+        == "hello from v2"
+    )
+    with pytest.raises(Exception, match="expected"):
+        smoke_test_deployment(rollout=url, api="echo", payload={"text": "hi"}, expected=echo("v9"))
+
+    serving = rollback_deployment(rollout=second)
+    assert serving == Rollout.from_json(first).revision
+    dep = api.get_deployment("steps")
+    assert dep.serving_revision == serving and dep.bento == echo_v1
+    assert httpx.post(f"{url}/echo", json={"text": "hi"}).json() == echo("v1")
+    assert rollback_deployment(rollout=first) == ""
+
+
+def test_deploy_and_wait_is_the_connector_tasks_plain_twin(
+    api: Client, cloud_env: None, echo_v1: str
+) -> None:
+    connector_task = BentoDeploymentTask(name="tests.flyte.twin")
+    plain = deploy_and_wait.python_interface
+    assert set(connector_task.python_interface.inputs) <= set(plain.inputs)
+    assert set(connector_task.python_interface.outputs) == set(plain.outputs)
+
+    push(echo_v1, client=api)
+    rollout_json, url = deploy_and_wait(name="twin", bento=echo_v1, poll_interval=0.5)
+    rollout = Rollout.from_json(rollout_json)
+    dep = api.get_deployment("twin")
+    assert dep.serving_revision == rollout.revision and url == dep.url
+    assert httpx.post(f"{url}/echo", json={"text": "hi"}).json() == echo("v1")
+
+
+def test_tasks_are_never_cached_and_request_the_secret() -> None:
+    settings = SerializationSettings(ImageConfig.auto_default_image())
+    for task in ALL_TASKS:
+        template = get_serializable(OrderedDict(), settings, task).template
+        assert not template.metadata.discoverable, task.name
+        if task is not build_bento:
+            secrets = template.security_context.secrets
+            assert [(s.group, s.key) for s in secrets] == [("bentoship", "api_key")]
+
+
+def test_entry_point_registers_the_connector_without_importing_bentoml() -> None:
+    found = [ep for ep in entry_points(group="flytekit.plugins") if ep.name == "bentoship"]
+    assert [ep.value for ep in found] == ["flytekitplugins.bentoship"]
+    probe = (
+        "import sys, flytekit\n"
+        "from flytekit.extend.backend.base_connector import ConnectorRegistry\n"
+        "c = ConnectorRegistry.get_connector('bentoship_deployment')\n"
+        "print(type(c).__module__, 'bentoml' in sys.modules, 'httpx' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    assert out == ["flytekitplugins.bentoship.connector", "False", "False"]
