@@ -277,11 +277,10 @@ class BentoDeployOperator(_BentoOperator):
         """Put the deployment back on its last good revision if the rollout was interrupted."""
         if self._rollout is None or self._finished or not self._rollout.changed:
             return
-        from bentoship.steps import rollback
+        from bentoship.steps import abort
 
         with self.hook.get_conn() as client:
-            rollback(self._rollout, client=client, wait=False)
-        self.log.warning("Killed mid-rollout: %s rolled back", self._rollout.name)
+            self.log.warning("Killed mid-rollout: %s", abort(self._rollout, client=client))
 
 
 def _target(operator: _BentoOperator, context: Context, rollout: Any, name: str | None) -> Any:

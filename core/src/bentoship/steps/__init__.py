@@ -4,13 +4,14 @@ from .build import build
 from .deploy import deploy
 from .local_store import import_bento_file, import_model_file
 from .push import push
-from .rollback import rollback
+from .rollback import abort, rollback
 from .ship import ship
 from .smoke import SmokeTest, smoke_test
 from .wait import async_wait_until_ready, wait_until_ready
 
 __all__ = [
     "SmokeTest",
+    "abort",
     "async_wait_until_ready",
     "build",
     "deploy",

@@ -53,3 +53,26 @@ def rollback(
         timeout=timeout,
         poll_interval=poll_interval,
     )
+
+
+def abort(rollout: Rollout, *, client: Client | None = None) -> str:
+    """Undo ``rollout`` if it is still in progress; say in one line what was done.
+
+    For a task killed mid-rollout: a rollout that already serves, that changed nothing, or that
+    someone has since replaced is left alone; one that created the deployment has nothing to
+    return to.
+    """
+    from .wait import judge
+
+    if not rollout.changed:
+        return f"deployment {rollout.name} left as it is: this deploy changed nothing"
+    client = client or Client()
+    dep = client.find_deployment(rollout.name)
+    if dep is None or dep.target_revision != rollout.revision:
+        return f"deployment {rollout.name} left as it is: it no longer targets this rollout"
+    if judge(dep, rollout.revision).ready:
+        return f"deployment {rollout.name} left as it is: the rollout already serves"
+    restored = rollback(rollout, client=client, wait=False)
+    if restored is None:
+        return f"deployment {rollout.name} left as it is: this rollout created it"
+    return f"rolled {rollout.name} back to revision {restored.target_revision}"

@@ -119,7 +119,7 @@ async def async_wait_until_ready(
         remaining = deadline - time.monotonic()
         if verdict.failed or remaining <= 0:
             message = verdict.message or _timed_out(dep, timeout)
-            raise failure(dep, message, await _async_logs(client, dep, revision, extensions))
+            raise failure(dep, message, await async_log_tail(client, dep, revision))
         if "wait" in extensions:
             dep = await client.wait_for_change(name, dep.status, min(remaining, LONG_POLL_SECONDS))
         else:
@@ -137,11 +137,12 @@ def _logs(client: Client, dep: DeploymentInfo, revision: str | None) -> list[str
         return []
 
 
-async def _async_logs(
-    client: AsyncClient, dep: DeploymentInfo, revision: str | None, extensions: frozenset[str]
+async def async_log_tail(
+    client: AsyncClient, dep: DeploymentInfo, revision: str | None
 ) -> list[str]:
+    """The tail of the revision's logs, where the server keeps them (the local control plane)."""
     target = revision or dep.target_revision
-    if "logs" not in extensions or not target:
+    if "logs" not in await client.get_extensions() or not target:
         return []
     try:
         return await client.logs(dep.name, target, tail=LOG_TAIL_LINES)

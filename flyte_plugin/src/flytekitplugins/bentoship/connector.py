@@ -35,7 +35,7 @@ from ._connection import async_client, client
 from .task import TASK_TYPE, BentoDeploymentConfig
 
 if typing.TYPE_CHECKING:
-    from bentoship import AsyncClient, DeploymentInfo, Rollout
+    from bentoship import DeploymentInfo, Rollout
 
 GET_WAIT_SECONDS = 5.0
 """Longest long-poll in one ``get``: well under propeller's 10 s default connector call timeout."""
@@ -95,7 +95,7 @@ class BentoDeploymentConnector(AsyncConnectorBase):
 
     async def get(self, resource_meta: BentoDeploymentMetadata, **kwargs: Any) -> Resource:
         from bentoship import NotFoundError, Rollout
-        from bentoship.steps.wait import failure, judge
+        from bentoship.steps.wait import async_log_tail, failure, judge
 
         rollout = Rollout.from_json(resource_meta.rollout)
         async with async_client(resource_meta.endpoint or None) as api:
@@ -129,7 +129,7 @@ class BentoDeploymentConnector(AsyncConnectorBase):
             message = verdict.message or (
                 f"deployment {dep.name} was not ready in time (status {dep.status})"
             )
-            error = failure(dep, message, await _logs(api, dep, rollout.revision))
+            error = failure(dep, message, await async_log_tail(api, dep, rollout.revision))
         text = str(error)
         if resource_meta.rollback_on_failure:
             text += f"; {await asyncio.to_thread(_undo, resource_meta, rollout)}"
@@ -165,37 +165,12 @@ def _links(dep: "DeploymentInfo") -> list[TaskLog]:
     return [TaskLog(name=f"{dep.name} endpoint", uri=dep.url)] if dep.url else []
 
 
-async def _logs(api: "AsyncClient", dep: "DeploymentInfo", revision: str | None) -> list[str]:
-    """The tail of the revision's logs, where the server keeps them (the local control plane)."""
-    from bentoship import BentoshipError
-    from bentoship.steps.wait import LOG_TAIL_LINES
-
-    target = revision or dep.target_revision
-    if not target or "logs" not in await api.get_extensions():
-        return []
-    try:
-        return await api.logs(dep.name, target, tail=LOG_TAIL_LINES)
-    except BentoshipError:
-        return []
-
-
 def _undo(meta: BentoDeploymentMetadata, rollout: "Rollout") -> str:
     """Roll back ``rollout`` if it is still the deployment's target and does not serve yet."""
-    from bentoship.steps import rollback
-    from bentoship.steps.wait import judge
+    from bentoship.steps import abort
 
-    if not rollout.changed:
-        return f"deployment {rollout.name} left as it is: this deploy changed nothing"
     with client(meta.endpoint or None) as api:
-        dep = api.find_deployment(rollout.name)
-        if dep is None or dep.target_revision != rollout.revision:
-            return f"deployment {rollout.name} left as it is: it no longer targets this rollout"
-        if judge(dep, rollout.revision).ready:
-            return f"deployment {rollout.name} left as it is: the rollout already serves"
-        restored = rollback(rollout, client=api, wait=False)
-    if restored is None:
-        return f"deployment {rollout.name} left as it is: this rollout created it"
-    return f"rolled {rollout.name} back to revision {restored.target_revision}"
+        return abort(rollout, client=api)
 
 
 ConnectorRegistry.register(BentoDeploymentConnector())
