@@ -25,10 +25,12 @@ HOLDOUT_SEED = 1
 QUALITY_THRESHOLD = 0.8
 """Minimum holdout accuracy a model must reach to be shipped."""
 SAMPLE_INPUT: list[list[float]] = [
-    [0.5, -1.2, 1.0, 0.3],
-    [-1.5, 0.8, -0.7, -2.0],
+    [-1.31, 3.27, 0.35, 0.57],
+    [-1.6, -2.66, -3.18, 0.01],
 ]
 """A small, valid payload for ``POST /predict`` (``{"features": SAMPLE_INPUT}``)."""
+SAMPLE_EXPECTED: list[int] = [0, 1]
+"""What a good model (trained on :func:`generate_data`) predicts for ``SAMPLE_INPUT``."""
 
 
 @lru_cache(maxsize=4)

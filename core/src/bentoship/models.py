@@ -127,6 +127,10 @@ class DeploymentConfig:
                 f"unknown deployment config key {unknown[0]!r}; "
                 f"use one of {', '.join(sorted(known))}"
             )
+        for key in ("min_replicas", "max_replicas"):
+            value = data.get(key)
+            if isinstance(value, float) and value.is_integer():
+                data[key] = int(value)
         data["envs"] = {str(k): str(v) for k, v in (data.get("envs") or {}).items()}
         data["labels"] = {str(k): str(v) for k, v in (data.get("labels") or {}).items()}
         return cls(**data)
@@ -221,3 +225,9 @@ class Rollout:
         if not isinstance(data, dict):
             raise InvalidRequestError("rollout JSON must be an object; pass the deploy output")
         return cls.from_dict(data)
+
+
+def rollout_or_name(value: str) -> Rollout | str:
+    """The deploy step's rollout JSON as a Rollout; other text (a name or URL) as it is."""
+    text = value.strip()
+    return Rollout.from_json(text) if text.startswith("{") else text

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import InvalidRequestError
 from .local_store import import_model_file
+
+CLOUD_VARIABLES = ("BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY")
 
 
 @contextlib.contextmanager
@@ -36,6 +39,20 @@ def _project_modules(project: Path) -> Iterator[None]:
         forget()
 
 
+@contextlib.contextmanager
+def _no_cloud_credentials() -> Iterator[None]:
+    """Hide BentoCloud credentials while building.
+
+    Otherwise bentoml resolves a model missing from the local store (``my_model:latest``) by
+    pulling whatever was pushed last, and the bento silently packs the wrong model.
+    """
+    saved = {name: os.environ.pop(name) for name in CLOUD_VARIABLES if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def build(
     project_dir: str | Path,
     *,
@@ -58,7 +75,7 @@ def build(
     for model in models:
         import_model_file(model)
     try:
-        with contextlib.chdir(project), _project_modules(project):
+        with contextlib.chdir(project), _project_modules(project), _no_cloud_credentials():
             bento = bentoml.bentos.build_bentofile(
                 build_ctx=str(project), version=version, labels=labels
             )
@@ -69,5 +86,6 @@ def build(
     if export_path is not None:
         target = Path(export_path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        bentoml.bentos.export_bento(tag, str(target))
+        written = bentoml.bentos.export_bento(tag, str(target.with_name(target.name + ".bento")))
+        os.replace(written, target)
     return tag

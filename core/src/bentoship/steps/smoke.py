@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from ..client import Client
-from ..errors import SmokeTestFailed
+from ..errors import InvalidRequestError, SmokeTestFailed
 from ..models import Rollout
 
 Check = Callable[[Any], bool]
@@ -17,7 +17,12 @@ Check = Callable[[Any], bool]
 
 @dataclass(frozen=True)
 class SmokeTest:
-    """An API call and what its answer must be: ``expected`` (equal) and/or ``check`` (true)."""
+    """An API call and what its answer must be: ``expected`` (equal) and/or ``check`` (true).
+
+    With ``min_match`` below 1 and a list as ``expected``, that share of the answer's items
+    must equal the expected items, position by position: with labelled holdout rows as the
+    payload, it is a minimum accuracy (a quality gate that needs no callable).
+    """
 
     api: str
     payload: Any = field(default_factory=dict)
@@ -25,6 +30,17 @@ class SmokeTest:
     check: Check | None = None
     method: str = "POST"
     timeout: float = 30.0
+    min_match: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.min_match < 1.0 and not (isinstance(self.expected, list) and self.expected):
+            raise InvalidRequestError("min_match below 1 needs a non-empty list as expected")
+
+
+def _matching_share(answer: Any, expected: list[Any]) -> float:
+    if not isinstance(answer, list) or len(answer) != len(expected):
+        return 0.0
+    return sum(int(a == b) for a, b in zip(answer, expected, strict=True)) / len(expected)
 
 
 def _endpoint(target: Rollout | str, client: Client | None) -> tuple[str, str]:
@@ -70,7 +86,14 @@ def smoke_test(
         answer = response.json()
     except ValueError:
         answer = response.text
-    if test.expected is not None and answer != test.expected:
+    if test.min_match < 1.0:
+        share = _matching_share(answer, test.expected)
+        if share < test.min_match:
+            raise SmokeTestFailed(
+                f"smoke test {url}: {share:.2f} of the answer matches the expected items, "
+                f"below {test.min_match:g}; {hint}"
+            )
+    elif test.expected is not None and answer != test.expected:
         raise SmokeTestFailed(
             f"smoke test {url} answered {str(answer)[:200]}, expected {str(test.expected)[:200]}"
         )

@@ -39,11 +39,9 @@ class DeployAndWaitOutputs(NamedTuple):
 
 
 def _target(rollout: str) -> "Rollout | str":
-    """A Rollout from the deploy task's JSON, or the text itself (a deployment name or URL)."""
-    from bentoship import Rollout
+    from bentoship.models import rollout_or_name
 
-    text = rollout.strip()
-    return Rollout.from_json(text) if text.startswith("{") else text
+    return rollout_or_name(rollout)
 
 
 def _given(**options: object) -> dict[str, typing.Any]:

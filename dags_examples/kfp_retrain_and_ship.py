@@ -1,0 +1,188 @@
+"""Retrain the example classifier and ship it with Kubeflow Pipelines v2; roll back on failure.
+
+train -> build -> push -> deploy -> [wait -> smoke test (the quality gate)], where the
+bracketed part runs inside a ``dsl.ExitHandler`` whose exit task rolls the deployment back
+when the part failed (it reads ``dsl.PipelineTaskFinalStatus``).
+
+KFP forbids an exit task to depend on another task, yet the rollback needs the deploy task's
+rollout record (which revision and Bento served before). So wait, smoke test and rollback sit
+in a small sub-pipeline, ``verify_rollout``, which gets the rollout as a pipeline input: its
+exit task reads that input, not a task. A failure before the deploy changes nothing on the
+server and needs no rollback.
+
+The ``bad_model`` parameter trains a deliberately useless model: it deploys and serves, fails
+the quality gate (holdout accuracy about 0.21 against 0.8) and is rolled back.
+
+In a cluster, every task that talks to the server reads ``BENTO_CLOUD_API_ENDPOINT`` and
+``BENTO_CLOUD_API_KEY`` from the Kubernetes secret ``bentoship-api`` (keys ``endpoint`` and
+``token``). See docs/kfp.md.
+
+    python dags_examples/kfp_retrain_and_ship.py    # compile to kfp_retrain_and_ship.yaml
+    python dags_examples/kfp_retrain_and_ship.py --run-local [--bad-model]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+from kfp import compiler, dsl, kubernetes
+from kfp.dsl import Model, Output
+
+from bentoship_kfp.components import (
+    build_bento,
+    deploy_bento,
+    push_bento,
+    rollback_deployment,
+    smoke_test_deployment,
+    wait_for_deployment,
+)
+
+HERE = Path(__file__).resolve().parent
+LOCAL_PROJECT = HERE / "example_bento"
+PROJECT_IN_IMAGE = "/opt/bentoship/example_bento"
+"""Where the example image has the example Bento project (see docs/kfp.md)."""
+EXAMPLE_IMAGE = "ghcr.io/bentoship/bentoship-kfp-example:0.1.0-python3.11"
+"""The bentoship-kfp base image plus scikit-learn and the example project: training and
+``bentoml build`` import the project's code, so they run here."""
+DEPLOYMENT = "example-classifier"
+API_SECRET = "bentoship-api"
+SECRET_TO_ENV = {"endpoint": "BENTO_CLOUD_API_ENDPOINT", "token": "BENTO_CLOUD_API_KEY"}
+QUALITY_THRESHOLD = 0.8
+
+
+@dsl.component(base_image=EXAMPLE_IMAGE, install_kfp_package=False)
+def train_model(project_dir: str, bad: bool, model: Output[Model]) -> float:
+    """Train the classifier (``bad``: on shuffled labels) and output it as an exported model.
+
+    Returns:
+        The model's holdout accuracy.
+    """
+    import os
+    import sys
+
+    import bentoml
+
+    sys.path.insert(0, project_dir)
+    import train
+
+    X, y = train.generate_data()
+    trained = train.train_model(X, y, bad=bad)
+    accuracy = train.evaluate(trained, *train.holdout())
+    tag = train.save_model(trained)
+    bentoml.models.export_model(tag, model.path + ".bentomodel")
+    os.replace(model.path + ".bentomodel", model.path)
+    model.metadata.update({"tag": tag, "accuracy": accuracy})
+    print(f"trained {tag}: holdout accuracy {accuracy:.2f}")
+    return accuracy
+
+
+@dsl.component(base_image=EXAMPLE_IMAGE, install_kfp_package=False)
+def holdout_set(project_dir: str) -> NamedTuple("Holdout", [("payload", dict), ("labels", str)]):
+    """The quality gate's request body (held-out features) and expected answer (their labels)."""
+    import json
+    import sys
+
+    sys.path.insert(0, project_dir)
+    import train
+
+    X, y = train.holdout()
+    return ({"features": X.tolist()}, json.dumps([int(label) for label in y]))
+
+
+def _server_secret(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """In a cluster, the task reads the endpoint and token from the ``bentoship-api`` secret."""
+    return kubernetes.use_secret_as_env(
+        task, secret_name=API_SECRET, secret_key_to_env=SECRET_TO_ENV
+    )
+
+
+@dsl.pipeline(name="verify-rollout")
+def verify_rollout(
+    rollout: str,
+    payload: dict,
+    expected: str,
+    min_accuracy: float,
+    wait_timeout: int,
+) -> None:
+    """Wait for the rollout and smoke-test it; the exit task rolls it back if either failed."""
+    undo = _server_secret(rollback_deployment(rollout=rollout, timeout=wait_timeout))
+    with dsl.ExitHandler(undo, name="wait-and-smoke-test"):
+        ready = _server_secret(wait_for_deployment(rollout=rollout, timeout=wait_timeout))
+        smoke_test_deployment(
+            rollout=rollout,
+            api="predict",
+            payload=payload,
+            expected=expected,
+            min_match=min_accuracy,
+        ).after(ready)
+
+
+@dsl.pipeline(name="kfp-retrain-and-ship")
+def retrain_and_ship(
+    deployment_name: str = DEPLOYMENT,
+    bad_model: bool = False,
+    project_dir: str = PROJECT_IN_IMAGE,
+    min_accuracy: float = QUALITY_THRESHOLD,
+    wait_timeout: int = 600,
+) -> str:
+    """Retrain, build, push and deploy; verify the rollout and roll it back if it fails.
+
+    Returns:
+        The deploy task's rollout record (JSON).
+    """
+    trained = train_model(project_dir=project_dir, bad=bad_model)
+    holdout = holdout_set(project_dir=project_dir)
+    built = build_bento(
+        project_dir=project_dir,
+        model=trained.outputs["model"],
+        labels={"pipeline": "kfp-retrain-and-ship"},
+    ).set_container_image(EXAMPLE_IMAGE)
+    pushed = _server_secret(push_bento(bento=built.outputs["bento"]))
+    deployed = _server_secret(
+        deploy_bento(
+            deployment_name=deployment_name,
+            bento_tag=pushed.output,
+            config={"min_replicas": 1, "labels": {"pipeline": "kfp-retrain-and-ship"}},
+        )
+    )
+    verify_rollout(
+        rollout=deployed.outputs["rollout"],
+        payload=holdout.outputs["payload"],
+        expected=holdout.outputs["labels"],
+        min_accuracy=min_accuracy,
+        wait_timeout=wait_timeout,
+    )
+    return deployed.outputs["rollout"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="kfp_retrain_and_ship.yaml", help="pipeline YAML")
+    parser.add_argument(
+        "--run-local",
+        action="store_true",
+        help="run with kfp.local in this environment instead of compiling; the server comes "
+        "from BENTO_CLOUD_API_ENDPOINT/_KEY or the local control plane (`bentoship server`)",
+    )
+    parser.add_argument("--bad-model", action="store_true", help="train a useless model")
+    args = parser.parse_args(argv)
+    if not args.run_local:
+        compiler.Compiler().compile(retrain_and_ship, args.output)
+        print(f"wrote {args.output}")
+        return 0
+
+    from kfp import local
+
+    local.init(runner=local.SubprocessRunner(use_venv=False))
+    try:
+        rollout = retrain_and_ship(bad_model=args.bad_model, project_dir=str(LOCAL_PROJECT))
+    except RuntimeError as exc:
+        print(f"{exc}\n(a failure after the deploy was rolled back by the exit task)")
+        return 1
+    print(f"shipped: {rollout.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Lightweight KFP v2 components, one per bentoship step.
+
+Each component body calls one ``bentoship.steps`` function. Only kfp is imported at module
+level; bentoship and bentoml are imported inside the bodies, which run in the pinned
+:data:`BASE_IMAGE` (it has bentoship-kfp, so also bentoship, bentoml and kfp, installed).
+
+Every task can run in its own container with no shared disk: the Bento travels from
+``build_bento`` to ``push_bento`` as an artifact (an exported ``.bento`` archive), a model can
+come into ``build_bento`` as a ``Model`` artifact, and the deploy step's ``Rollout`` record
+travels as JSON text to the wait, smoke-test and rollback tasks.
+
+The server comes from the ``endpoint``/``token`` parameters, else the ``BENTO_CLOUD_API_ENDPOINT``
+and ``BENTO_CLOUD_API_KEY`` environment variables (in a cluster: a Kubernetes secret exposed as
+environment variables), else a local control plane's ``connection.json``.
+
+Tasks of every component but ``build_bento`` are never cached: they act on the live server.
+"""
+
+# No `from __future__ import annotations`: kfp reads the annotations as real types.
+from typing import NamedTuple, Optional
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from ._caching import UNCACHED, never_cached
+
+__all__ = [
+    "BASE_IMAGE",
+    "COMPONENTS",
+    "UNCACHED",
+    "build_bento",
+    "deploy_bento",
+    "push_bento",
+    "rollback_deployment",
+    "smoke_test_deployment",
+    "wait_for_deployment",
+]
+
+BASE_IMAGE = "ghcr.io/bentoship/bentoship-kfp:0.1.0-python3.11"
+"""The pinned image every component runs in: ``kfp_components/Dockerfile`` builds it.
+
+It has bentoship-kfp installed, so kfp is already there and the components are compiled with
+``install_kfp_package=False`` (no pip install when a task starts, in a cluster or locally).
+"""
+
+
+def _whole_numbers(value):
+    """Undo KFP's float conversion of dict/list parameters (protobuf Structs): 1.0 becomes 1."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False, additional_funcs=[_whole_numbers])
+def build_bento(
+    project_dir: str,
+    bento: Output[Artifact],
+    model: Optional[Input[Model]] = None,  # noqa: UP045 (kfp does not read `X | None`)
+    version: str = "",
+    labels: Optional[dict] = None,  # noqa: UP045
+) -> str:
+    """Build the Bento in a project directory and output it as one archive.
+
+    Args:
+        project_dir: The Bento project (the folder with ``bentofile.yaml``) inside the task's
+            image; its Python dependencies must be installed there, as ``bentoml build``
+            imports the service.
+        bento: The built Bento, exported as a ``.bento`` archive, for ``push_bento``.
+        model: A model file written by ``bentoml.models.export_model``; it is imported into
+            the task's BentoML store before the build.
+        version: The Bento version; empty for one that bentoml generates.
+        labels: Labels for the Bento (string values).
+
+    Returns:
+        The Bento tag (``name:version``).
+    """
+    import os
+
+    from bentoship.steps import build
+
+    archive = bento.path + ".bento"  # bentoml appends this suffix when a path lacks it
+    tag = build(
+        project_dir,
+        version=version or None,
+        labels={str(k): str(v) for k, v in _whole_numbers(labels or {}).items()},
+        models=[model.path] if model is not None else (),
+        export_path=archive,
+    )
+    os.replace(archive, bento.path)
+    bento.metadata["tag"] = tag
+    return tag
+
+
+@never_cached
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def push_bento(
+    bento: Input[Artifact],
+    force: bool = False,
+    endpoint: str = "",
+    token: str = "",
+) -> str:
+    """Upload a built Bento archive; a Bento the server already has is a fast no-op.
+
+    Args:
+        bento: The archive that ``build_bento`` output.
+        force: Upload even when the server already has this Bento.
+        endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
+        token: API token; empty for ``BENTO_CLOUD_API_KEY`` (prefer the variable: parameters
+            are visible in the run's details).
+
+    Returns:
+        The Bento tag.
+    """
+    from pathlib import Path
+
+    from bentoship import Client
+    from bentoship.steps import push
+
+    with Client(endpoint or None, token or None) as client:
+        return push(Path(bento.path), client=client, force=force)
+
+
+@never_cached
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False, additional_funcs=[_whole_numbers])
+def deploy_bento(
+    deployment_name: str,
+    bento_tag: str,
+    config: Optional[dict] = None,  # noqa: UP045
+    endpoint: str = "",
+    token: str = "",
+) -> NamedTuple(
+    "DeployOutputs",
+    [("rollout", str), ("endpoint_url", str), ("revision", str), ("changed", bool)],
+):
+    """Create or update a deployment; the same Bento and config again changes nothing.
+
+    Args:
+        deployment_name: The deployment's name.
+        bento_tag: The Bento to run (pushed already).
+        config: Deployment settings: ``instance_type``, ``min_replicas``, ``max_replicas``,
+            ``envs``, ``labels``, ``access_authorization``, ``strategy``.
+        endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
+        token: API token; empty for ``BENTO_CLOUD_API_KEY``.
+
+    Returns:
+        rollout: The rollout record as JSON, for the wait, smoke-test and rollback tasks.
+        endpoint_url: The deployment's endpoint URL.
+        revision: The revision this deploy targets.
+        changed: False when the deployment already ran this Bento and config.
+    """
+    from bentoship import Client
+    from bentoship.steps import deploy
+
+    with Client(endpoint or None, token or None) as client:
+        rollout = deploy(deployment_name, bento_tag, _whole_numbers(config or {}), client=client)
+    print(f"deployment {rollout.name}: revision {rollout.revision} of {rollout.bento}")
+    return (rollout.to_json(), rollout.endpoint_url, rollout.revision or "", rollout.changed)
+
+
+@never_cached
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def wait_for_deployment(
+    rollout: str,
+    timeout: int = 600,
+    poll_interval: float = 5.0,
+    endpoint: str = "",
+    token: str = "",
+) -> NamedTuple("WaitOutputs", [("status", str), ("url", str), ("bento", str)]):
+    """Wait until the rollout's revision serves; fail with the server's reason and logs if not.
+
+    Args:
+        rollout: The deploy task's ``rollout`` output (or a deployment name).
+        timeout: Seconds to wait before failing (a KFP task has no timeout of its own).
+        poll_interval: Seconds between polls against servers without long-poll waits.
+        endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
+        token: API token; empty for ``BENTO_CLOUD_API_KEY``.
+
+    Returns:
+        status: The deployment's status once ready.
+        url: The deployment's endpoint URL.
+        bento: The Bento it serves.
+    """
+    from bentoship import Client
+    from bentoship.models import rollout_or_name
+    from bentoship.steps import wait_until_ready
+
+    with Client(endpoint or None, token or None) as client:
+        info = wait_until_ready(
+            rollout_or_name(rollout), client=client, timeout=timeout, poll_interval=poll_interval
+        )
+    print(f"deployment {info.name} is {info.status} at {info.url}, serving {info.bento}")
+    return (info.status, info.url, info.bento)
+
+
+@never_cached
+@dsl.component(
+    base_image=BASE_IMAGE,
+    install_kfp_package=False,
+    additional_funcs=[_whole_numbers],
+)
+def smoke_test_deployment(
+    rollout: str,
+    api: str,
+    payload: Optional[dict] = None,  # noqa: UP045
+    expected: str = "",
+    min_match: float = 1.0,
+    method: str = "POST",
+    timeout: int = 30,
+    auth_token: str = "",
+    endpoint: str = "",
+    token: str = "",
+) -> str:
+    """Call one API of the deployment with a sample payload and check the answer.
+
+    Args:
+        rollout: The deploy task's ``rollout`` output (or a deployment name).
+        api: The API to call, such as ``predict``.
+        payload: The JSON request body.
+        expected: The expected answer as JSON text; empty to accept any successful answer.
+        min_match: With a JSON list as ``expected``: the share of list items that must equal
+            the answer's items, position by position (a quality gate: with labelled holdout
+            rows as the payload it is the accuracy). 1.0 requires the exact answer.
+        method: The HTTP method.
+        timeout: Seconds to wait for the answer.
+        auth_token: A token for deployments with access authorization.
+        endpoint: API endpoint, used only to look up a deployment given by name.
+        token: API token, used only to look up a deployment given by name.
+
+    Returns:
+        The answer as JSON text.
+    """
+    import json
+
+    from bentoship import Client, Rollout
+    from bentoship.models import rollout_or_name
+    from bentoship.steps import SmokeTest, smoke_test
+
+    target = rollout_or_name(rollout)
+    test = SmokeTest(
+        api=api,
+        payload=_whole_numbers(payload or {}),
+        expected=json.loads(expected) if expected.strip() else None,
+        method=method,
+        timeout=timeout,
+        min_match=min_match,
+    )
+    if isinstance(target, Rollout):
+        answer = smoke_test(target, test, token=auth_token or None)
+    else:
+        with Client(endpoint or None, token or None) as client:
+            answer = smoke_test(target, test, token=auth_token or None, client=client)
+    return json.dumps(answer)
+
+
+@never_cached
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def rollback_deployment(
+    rollout: str,
+    status: dsl.PipelineTaskFinalStatus,
+    revision: str = "",
+    timeout: int = 600,
+    poll_interval: float = 5.0,
+    endpoint: str = "",
+    token: str = "",
+) -> str:
+    """The exit task of a ``dsl.ExitHandler``: roll the deployment back unless the group succeeded.
+
+    It returns the deployment to the revision the deploy step replaced (recorded in the
+    rollout, so it works against plain BentoCloud too), or to ``revision``, and waits until
+    that revision serves. A rollout whose deploy created the deployment has nothing to return to.
+
+    Args:
+        rollout: The deploy task's ``rollout`` output (or a deployment name, to return to the
+            server's previous good revision).
+        status: The final status of the exit handler's tasks (KFP fills it in).
+        revision: A revision to return to instead of the previous one.
+        timeout: Seconds to wait for the restored revision to serve.
+        poll_interval: Seconds between polls against servers without long-poll waits.
+        endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
+        token: API token; empty for ``BENTO_CLOUD_API_KEY``.
+
+    Returns:
+        What it did, in one line.
+    """
+    if status.state == "SUCCEEDED":
+        outcome = f"no rollback: {status.pipeline_task_name} succeeded"
+        print(outcome)
+        return outcome
+
+    from bentoship import Client
+    from bentoship.models import rollout_or_name
+    from bentoship.steps import rollback
+
+    why = status.error_message or "no message"
+    print(f"{status.pipeline_task_name} is {status.state} ({why}); rolling back")
+    with Client(endpoint or None, token or None) as client:
+        info = rollback(
+            rollout_or_name(rollout),
+            revision=revision or None,
+            client=client,
+            timeout=timeout,
+            poll_interval=poll_interval,
+        )
+    if info is None:
+        outcome = "no rollback: the deploy created the deployment, so there is nothing before it"
+    else:
+        outcome = f"rolled back: {info.name} serves {info.bento} ({info.status})"
+    print(outcome)
+    return outcome
+
+
+COMPONENTS = {
+    "build_bento": build_bento,
+    "push_bento": push_bento,
+    "deploy_bento": deploy_bento,
+    "wait_for_deployment": wait_for_deployment,
+    "smoke_test_deployment": smoke_test_deployment,
+    "rollback_deployment": rollback_deployment,
+}
+"""Every component by its Python name (the shipped YAML files are named after it)."""

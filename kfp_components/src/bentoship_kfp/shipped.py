@@ -1,0 +1,54 @@
+"""The compiled YAML of every component, shipped as package data, and how to load it.
+
+Load these when a pipeline should not depend on this package's Python code at compile time,
+for example to pin the exact component definitions that were reviewed:
+
+    build_bento = load_component("build_bento")
+
+``python -m bentoship_kfp.compile`` rewrites the files from ``bentoship_kfp.components``.
+"""
+
+from importlib import resources
+from pathlib import Path
+
+from kfp.components import load_component_from_text
+from kfp.dsl.base_component import BaseComponent
+
+from ._caching import UNCACHED, UncachedYamlComponent
+
+COMPONENT_NAMES = (
+    "build_bento",
+    "push_bento",
+    "deploy_bento",
+    "wait_for_deployment",
+    "smoke_test_deployment",
+    "rollback_deployment",
+)
+YAML_PACKAGE = "bentoship_kfp.component_yaml"
+
+
+def yaml_text(name: str) -> str:
+    """The shipped YAML of one component."""
+    if name not in COMPONENT_NAMES:
+        known = ", ".join(COMPONENT_NAMES)
+        raise ValueError(f"no bentoship component {name!r}; use one of {known}")
+    return resources.files(YAML_PACKAGE).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def yaml_path(name: str) -> Path:
+    """Where the shipped YAML of one component is (for ``kfp`` tools that want a file)."""
+    yaml_text(name)  # validates the name and that the file is there
+    return Path(str(resources.files(YAML_PACKAGE).joinpath(f"{name}.yaml")))
+
+
+def load_component(name: str) -> BaseComponent:
+    """Load one component from its shipped YAML; every component but build_bento stays uncached."""
+    component = load_component_from_text(yaml_text(name))
+    if name in UNCACHED:
+        return UncachedYamlComponent(component.component_spec, component.component_yaml)
+    return component
+
+
+def load_components() -> dict[str, BaseComponent]:
+    """Every component loaded from its shipped YAML, by name."""
+    return {name: load_component(name) for name in COMPONENT_NAMES}

@@ -1,0 +1,183 @@
+"""The components as KFP sees them: shipped YAML, pinned image, no pip, caching, light imports."""
+
+# No `from __future__ import annotations`: kfp reads pipeline annotations as real types.
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp import compiler, dsl
+
+import bentoship_kfp
+from bentoship_kfp import COMPONENT_NAMES, load_component, load_components
+from bentoship_kfp.components import BASE_IMAGE, COMPONENTS, UNCACHED
+
+from .helpers import executor_labels
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "kfp_components" / "src" / "bentoship_kfp" / "component_yaml"
+EXAMPLE = ROOT / "dags_examples" / "kfp_retrain_and_ship.py"
+
+
+def spec_of(text: str) -> dict:
+    return next(yaml.safe_load_all(text))
+
+
+def test_shipped_yaml_equals_a_fresh_compile(tmp_path: Path) -> None:
+    assert set(COMPONENTS) == set(COMPONENT_NAMES)
+    assert sorted(p.stem for p in SHIPPED.glob("*.yaml")) == sorted(COMPONENT_NAMES)
+    for name, component in COMPONENTS.items():
+        fresh = tmp_path / f"{name}.yaml"
+        compiler.Compiler().compile(component, str(fresh))
+        assert bentoship_kfp.yaml_text(name) == fresh.read_text(), (
+            f"{name}.yaml is stale: run `python -m bentoship_kfp.compile`"
+        )
+        assert bentoship_kfp.yaml_path(name) == SHIPPED / f"{name}.yaml"
+    check = subprocess.run(
+        [sys.executable, "-m", "bentoship_kfp.compile", "--check"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_every_component_runs_in_the_pinned_image_without_pip() -> None:
+    version = importlib.metadata.version("bentoship-kfp")
+    assert version == bentoship_kfp.__version__
+    assert f"ghcr.io/bentoship/bentoship-kfp:{version}-python3.11" == BASE_IMAGE
+    dockerfiles = ROOT / "kfp_components"
+    assert f"-t {BASE_IMAGE} ." in (dockerfiles / "Dockerfile").read_text()
+    assert f"FROM {BASE_IMAGE}\n" in (dockerfiles / "Dockerfile.example").read_text()
+    for name in COMPONENT_NAMES:
+        (executor,) = spec_of(bentoship_kfp.yaml_text(name))["deploymentSpec"]["executors"].values()
+        container = executor["container"]
+        assert container["image"] == BASE_IMAGE, name
+        program = " ".join(container["command"] + container["args"])
+        assert "pip install" not in program, f"{name} would pip-install when its task starts"
+        assert "kfp.dsl.executor_main" in program, name
+
+
+def test_component_modules_import_only_kfp() -> None:
+    code = (
+        "import sys, runpy\n"
+        "import bentoship_kfp, bentoship_kfp.components, bentoship_kfp.compile\n"
+        f"runpy.run_path({str(EXAMPLE)!r})\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'bentoship', 'bentoml'})\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _caching_by_task(pipeline_spec: dict) -> dict[str, bool]:
+    tasks = dict(pipeline_spec["root"]["dag"]["tasks"])
+    for component in pipeline_spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return {
+        name: bool(task.get("cachingOptions", {}).get("enableCache"))
+        for name, task in tasks.items()
+        if not name.startswith("exit-handler")
+    }
+
+
+@pytest.mark.parametrize("source", ["python", "shipped-yaml"])
+def test_only_build_tasks_are_cached(source: str, tmp_path: Path) -> None:
+    c = COMPONENTS if source == "python" else load_components()
+
+    @dsl.pipeline(name="caching")
+    def flat(project_dir: str, rollout: str) -> None:
+        built = c["build_bento"](project_dir=project_dir)
+        pushed = c["push_bento"](bento=built.outputs["bento"])
+        c["deploy_bento"](deployment_name="svc", bento_tag=pushed.output)
+        undo = c["rollback_deployment"](rollout=rollout)
+        with dsl.ExitHandler(undo):
+            ready = c["wait_for_deployment"](rollout=rollout)
+            c["smoke_test_deployment"](rollout=rollout, api="hello").after(ready)
+
+    path = tmp_path / "caching.yaml"
+    compiler.Compiler().compile(flat, str(path))
+    caching = _caching_by_task(spec_of(path.read_text()))
+    assert caching == {
+        "build-bento": True,
+        "push-bento": False,
+        "deploy-bento": False,
+        "wait-for-deployment": False,
+        "smoke-test-deployment": False,
+        "rollback-deployment": False,
+    }
+    assert {name.replace("-", "_") for name, cached in caching.items() if not cached} == UNCACHED
+
+
+def test_load_component_rejects_unknown_names() -> None:
+    with pytest.raises(ValueError, match="no bentoship component 'deploy'"):
+        load_component("deploy")
+
+
+def test_rollback_does_nothing_when_the_group_succeeded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No server is configured: the component must not even build a client.
+    for name in ("BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    status = dsl.PipelineTaskFinalStatus(
+        state="SUCCEEDED",
+        pipeline_job_resource_name="run",
+        pipeline_task_name="exit-handler-1",
+        error_code=None,
+        error_message=None,
+    )
+    rollout = json.dumps({"name": "svc", "bento": "svc:v2", "revision": "r2", "endpoint_url": ""})
+    outcome = COMPONENTS["rollback_deployment"].python_func(rollout=rollout, status=status)
+    assert outcome == "no rollback: exit-handler-1 succeeded"
+
+
+def test_example_pipeline_compiles_with_rollback_exit_task_and_secret(tmp_path: Path) -> None:
+    output = tmp_path / "retrain.yaml"
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--output", str(output)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    documents = list(yaml.safe_load_all(output.read_text()))
+    spec, platform = documents[0], documents[1]
+
+    verify = spec["components"]["comp-verify-rollout"]["dag"]["tasks"]
+    exit_task = verify["rollback-deployment"]
+    assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert exit_task["inputs"]["parameters"]["status"] == {
+        "taskFinalStatus": {"producerTask": "exit-handler-1"}
+    }
+    assert exit_task["inputs"]["parameters"]["rollout"] == {"componentInputParameter": "rollout"}
+    guarded = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    assert set(guarded) == {"wait-for-deployment", "smoke-test-deployment"}
+    root_tasks = spec["root"]["dag"]["tasks"]
+    assert root_tasks["verify-rollout"]["inputs"]["parameters"]["rollout"] == {
+        "taskOutputParameter": {"outputParameterKey": "rollout", "producerTask": "deploy-bento"}
+    }
+
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    with_secret = {
+        label
+        for label, config in executors.items()
+        for secret in config.get("secretAsEnv", [])
+        if secret["secretName"] == "bentoship-api"
+        and {item["envVar"] for item in secret["keyToEnv"]}
+        == {"BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY"}
+    }
+    assert with_secret == {
+        "exec-push-bento",
+        "exec-deploy-bento",
+        "exec-wait-for-deployment",
+        "exec-rollback-deployment",
+    }
+    text = output.read_text()
+    assert "pip install" not in text
+    assert executor_labels(text) >= {"exec-train-model", "exec-build-bento"}
+    images = {
+        label: executor["container"]["image"]
+        for label, executor in spec["deploymentSpec"]["executors"].items()
+    }
+    example_image = images.pop("exec-train-model")
+    assert images.pop("exec-holdout-set") == images.pop("exec-build-bento") == example_image
+    assert set(images.values()) == {BASE_IMAGE}
+    assert f"-t {example_image} ." in (ROOT / "kfp_components" / "Dockerfile.example").read_text()

@@ -1,0 +1,109 @@
+"""The example retrain-and-ship pipeline, run with kfp.local against a real local control plane."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+from kfp import compiler
+from kfp.components import load_component_from_text
+
+from bentoship import Client, Rollout
+from bentoship.server import LocalControlPlane
+
+from .helpers import executor_labels, task_output, task_ran, with_task_env
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
+PROJECT = EXAMPLES / "example_bento"
+
+
+def load_module(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def example() -> ModuleType:
+    return load_module("kfp_retrain_and_ship", EXAMPLES / "kfp_retrain_and_ship.py")
+
+
+@pytest.fixture(scope="module")
+def train() -> ModuleType:
+    return load_module("example_bento_train", PROJECT / "train.py")
+
+
+def served_accuracy(url: str, train: ModuleType) -> float:
+    """Holdout accuracy of whatever the deployment's stable endpoint serves now."""
+    features, labels = train.holdout()
+    answer = httpx.post(f"{url}/predict", json={"features": features.tolist()}, timeout=60).json()
+    return sum(int(a == b) for a, b in zip(answer, labels, strict=True)) / len(labels)
+
+
+def test_good_model_ships_then_bad_model_is_rolled_back(
+    start_control_plane: Callable[..., LocalControlPlane],
+    kfp_local: Callable[[str], Path],
+    server_env: Callable[[LocalControlPlane], None],
+    example: ModuleType,
+    train: ModuleType,
+    tmp_path: Path,
+) -> None:
+    plane = start_control_plane(readiness_timeout=180)
+    server_env(plane)  # the endpoint and token reach the tasks as environment variables
+    name = example.DEPLOYMENT
+
+    # 1. The happy path, as a user runs the pipeline function with kfp.local.
+    good_root = kfp_local("good")
+    good = Rollout.from_json(example.retrain_and_ship(project_dir=str(PROJECT)).output)
+    assert good.created and good.revision
+    assert task_output(good_root, "train-model") == pytest.approx(0.89, abs=0.005)
+    assert task_output(good_root, "rollback-deployment") == (
+        "no rollback: exit-handler-1 succeeded"
+    )
+    with Client() as client:
+        dep = client.get_deployment(name)
+        assert dep.status == "running"
+        assert (dep.serving_revision, dep.bento) == (good.revision, good.bento)
+        assert served_accuracy(dep.url, train) == pytest.approx(0.89, abs=0.005)
+
+    # 2. The bad model, from the compiled pipeline YAML, each task with its own BENTOML_HOME
+    # (as in separate containers with no shared disk).
+    compiled = tmp_path / "kfp_retrain_and_ship.yaml"
+    compiler.Compiler().compile(example.retrain_and_ship, str(compiled))
+    homes = tmp_path / "homes"
+    isolated = with_task_env(compiled.read_text(), homes)
+    assert len(executor_labels(isolated)) == 8
+    pipeline = load_component_from_text(isolated)
+
+    bad_root = kfp_local("bad")
+    with pytest.raises(RuntimeError, match="smoke-test-deployment"):
+        pipeline(project_dir=str(PROJECT), bad_model=True)
+    assert task_output(bad_root, "train-model") < example.QUALITY_THRESHOLD
+    assert task_ran(bad_root, "wait-for-deployment")  # the bad revision did come up
+    assert task_output(bad_root, "rollback-deployment") == (
+        f"rolled back: {name} serves {good.bento} (running)"
+    )
+
+    with Client() as client:
+        dep = client.get_deployment(name)
+        assert dep.status == "running"
+        assert dep.serving_revision == dep.target_revision == good.revision
+        assert dep.bento == good.bento
+        newest, *older = client.list_revisions(name)
+        assert newest.uid != good.revision and newest.bento != good.bento
+        assert not newest.serving and newest.phase in ("ready", "retired")  # it served, then
+        assert [r.uid for r in older] == [good.revision]  # was rolled back, not replaced
+        assert served_accuracy(dep.url, train) == pytest.approx(0.89, abs=0.005)
+
+    model_dir = Path("models") / "example_classifier"
+    assert (homes / "exec-train-model" / model_dir).is_dir()
+    assert (homes / "exec-build-bento" / model_dir).is_dir()  # imported from the Model artifact
+    assert (homes / "exec-push-bento" / "bentos" / "example_classifier").is_dir()
+    assert not (homes / "exec-deploy-bento" / "models").exists()
+    assert not (homes / "exec-deploy-bento" / "bentos").exists()

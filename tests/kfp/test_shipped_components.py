@@ -1,0 +1,150 @@
+"""Components loaded from the shipped YAML, run with kfp.local against real control planes."""
+
+# No `from __future__ import annotations`: kfp reads pipeline annotations as real types.
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from kfp import dsl
+
+from bentoship import Client
+from bentoship.server import LocalControlPlane
+from bentoship.steps import push
+from bentoship_kfp import load_components
+
+from .helpers import task_output, task_ran
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bentos"
+
+
+def echo_project(workdir: Path, version: str) -> Path:
+    project = workdir / f"echo-{version}"
+    shutil.copytree(FIXTURES / "echo", project)
+    (project / "version.txt").write_text(version + "\n")
+    return project
+
+
+def ship_echo_pipeline(homes: Path) -> Callable[..., dsl.PipelineTask]:
+    """build -> push -> deploy -> [wait -> smoke test], rollback on failure; every task with
+    its own BENTOML_HOME, the server given as parameters."""
+    c = load_components()
+
+    def alone(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
+        return task.set_env_variable("BENTOML_HOME", str(homes / name))
+
+    @dsl.pipeline(name="verify-echo")
+    def verify(rollout: str, expected: str, endpoint: str, token: str) -> None:
+        server = {"endpoint": endpoint, "token": token}
+        undo = alone(
+            c["rollback_deployment"](rollout=rollout, timeout=120, poll_interval=0.5, **server),
+            "rollback",
+        )
+        with dsl.ExitHandler(undo):
+            ready = alone(
+                c["wait_for_deployment"](rollout=rollout, timeout=120, poll_interval=0.5, **server),
+                "wait",
+            )
+            smoke = c["smoke_test_deployment"](
+                rollout=rollout, api="echo", payload={"text": "ok"}, expected=expected
+            )
+            alone(smoke, "smoke").after(ready)
+
+    @dsl.pipeline(name="ship-echo")
+    def ship_echo(project_dir: str, expected: str, endpoint: str, token: str) -> str:
+        server = {"endpoint": endpoint, "token": token}
+        built = alone(c["build_bento"](project_dir=project_dir, labels={"suite": "kfp"}), "build")
+        pushed = alone(c["push_bento"](bento=built.outputs["bento"], **server), "push")
+        deployed = c["deploy_bento"](
+            deployment_name="echo",
+            bento_tag=pushed.output,
+            config={"min_replicas": 1, "envs": {"WORKERS": 2}},
+            **server,
+        )
+        alone(deployed, "deploy")
+        verify(rollout=deployed.outputs["rollout"], expected=expected, **server)
+        return pushed.output
+
+    return ship_echo
+
+
+def expect(version: str) -> str:
+    return json.dumps({"text": "ok", "version": version})
+
+
+def test_shipped_components_ship_then_roll_back_on_plain_bentocloud_api(
+    start_control_plane: Callable[..., LocalControlPlane],
+    kfp_local: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    # No revisions or rollback extensions: the exit task must roll back from the rollout
+    # record alone, by re-applying the previous bento and config.
+    plane = start_control_plane(extensions=False)
+    assert plane.connection is not None
+    server = {"endpoint": plane.connection.endpoint, "token": plane.connection.token}
+    homes = tmp_path / "homes"
+    ship_echo = ship_echo_pipeline(homes)
+
+    first_root = kfp_local("first")
+    v1 = echo_project(tmp_path, "v1")
+    shipped = ship_echo(project_dir=str(v1), expected=expect("v1"), **server).output
+    assert task_output(first_root, "rollback-deployment") == (
+        "no rollback: exit-handler-1 succeeded"
+    )
+
+    with Client(**server) as client:
+        first = client.get_deployment("echo")
+        assert (first.status, first.bento) == ("running", shipped)
+        assert {"name": "WORKERS", "value": "2"} in first.config["envs"]
+        assert httpx.post(f"{first.url}/echo", json={"text": "a"}).json()["version"] == "v1"
+
+        # The task that built the bento and the task that pushed it each had their own store,
+        # and the deploy task had none: the bento crossed between them as an artifact only.
+        assert (homes / "build" / "bentos" / shipped.replace(":", "/")).is_dir()
+        assert (homes / "push" / "bentos" / shipped.replace(":", "/")).is_dir()
+        assert not (homes / "deploy" / "bentos").exists()
+        session_store = Path(os.environ["BENTOML_HOME"]) / "bentos"
+        assert not (session_store / shipped.replace(":", "/")).exists()
+
+        second_root = kfp_local("second")
+        v2 = echo_project(tmp_path, "v2")
+        with pytest.raises(RuntimeError, match="smoke-test-deployment"):
+            ship_echo(project_dir=str(v2), expected=expect("v1"), **server)
+        assert task_ran(second_root, "wait-for-deployment")
+        assert task_output(second_root, "rollback-deployment") == (
+            f"rolled back: echo serves {shipped} (running)"
+        )
+
+        after = client.get_deployment("echo")
+        assert (after.status, after.bento) == ("running", shipped)
+        assert after.target_revision != first.target_revision  # re-applied, as on BentoCloud
+        assert httpx.post(f"{after.url}/echo", json={"text": "a"}).json()["version"] == "v1"
+
+
+def test_failed_rollout_fails_the_wait_task_with_the_servers_reason(
+    start_control_plane: Callable[..., LocalControlPlane],
+    kfp_local: Callable[[str], Path],
+    crash_bento: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    plane = start_control_plane(readiness_timeout=10)
+    assert plane.connection is not None
+    server = {"endpoint": plane.connection.endpoint, "token": plane.connection.token}
+    c = load_components()
+    kfp_local("crash")
+    with Client(**server) as client:
+        push(crash_bento, client=client)
+
+    deployed = c["deploy_bento"](deployment_name="crashy", bento_tag=crash_bento, **server)
+    rollout = json.loads(deployed.outputs["rollout"])
+    assert rollout["created"] and rollout["bento"] == crash_bento
+    capsys.readouterr()
+
+    with pytest.raises(RuntimeError, match="wait-for-deployment"):
+        c["wait_for_deployment"](rollout=deployed.outputs["rollout"], timeout=120, **server)
+    logs = capsys.readouterr().out
+    assert "DeploymentFailed: deployment crashy is failed" in logs
+    assert "deliberate init failure: crash fixture" in logs
