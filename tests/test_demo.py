@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DEMO = Path(__file__).resolve().parents[2] / "dags_examples" / "demo.py"
+DEMO = Path(__file__).resolve().parents[1] / "dags_examples" / "demo.py"
 
 
 def test_demo_ships_good_model_and_rolls_back_bad_one() -> None:
