@@ -433,7 +433,7 @@ class Controller:
         if proc.stopping:
             return
         proc.kill_workers()
-        await proc.http.aclose()
+        await proc.close_session()
         if self.processes.get(proc.revision) is proc:
             del self.processes[proc.revision]
         dep = self.store.get_deployment(name)

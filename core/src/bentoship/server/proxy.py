@@ -9,7 +9,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 import uvicorn
 
 from .runner import ServeProcess
@@ -24,10 +24,10 @@ HOP_BY_HOP = frozenset(
         b"trailer",
         b"transfer-encoding",
         b"upgrade",
-        b"host",
-        b"content-length",
     }
 )
+NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length"}
+BUFFERED_BODY_BYTES = 1024 * 1024
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -115,25 +115,36 @@ class EndpointProxy:
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, backend: ServeProcess
     ) -> None:
-        async def body() -> Any:
+        async def rest(first: bytes) -> Any:
+            yield first
             while True:
                 message = await receive()
-                chunk = message.get("body", b"")
-                if chunk:
-                    yield chunk
+                yield message.get("body", b"")
                 if not message.get("more_body", False):
                     break
 
-        headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in scope["headers"] if k not in NOT_FORWARDED]
+        message = await receive()
+        content: bytes | Any = message.get("body", b"")
+        while message.get("more_body", False) and len(content) < BUFFERED_BODY_BYTES:
+            message = await receive()
+            content += message.get("body", b"")
+        if message.get("more_body", False):
+            content = rest(content)
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         target = b"%s?%s" % (path, query) if query else path
         url = f"{backend.url}{target.decode('latin-1')}"
-        http = backend.http
-        request = http.build_request(scope["method"], url, headers=headers, content=body())
+        session = backend.session()
         try:
-            response = await http.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            response = await session.request(
+                scope["method"],
+                url,
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+                data=content,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, OSError) as exc:
             await _respond(
                 send, 502, f"revision of {self.deployment} did not answer: {type(exc).__name__}"
             )
@@ -142,17 +153,17 @@ class EndpointProxy:
             await send(
                 {
                     "type": "http.response.start",
-                    "status": response.status_code,
+                    "status": response.status,
                     "headers": [
-                        (k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP
+                        (k, v) for k, v in response.raw_headers if k.lower() not in HOP_BY_HOP
                     ],
                 }
             )
-            async for chunk in response.aiter_raw():
+            async for chunk in response.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
-            await response.aclose()
+            response.release()
 
 
 class EndpointServer:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 PROBE_TIMEOUT = httpx.Timeout(0.5, connect=0.25)
@@ -82,13 +83,23 @@ class ServeProcess:
     started_at: float = field(default_factory=time.monotonic)
     stopping: bool = False
     watched: bool = False
-    http: httpx.AsyncClient = field(
-        default_factory=lambda: httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=5.0),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-            trust_env=False,
-        )
-    )
+    _session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled HTTP/1.1 connections of this process's proxy traffic."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000, force_close=False),
+                timeout=aiohttp.ClientTimeout(total=None, connect=5.0),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
+        return self._session
+
+    async def close_session(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     workers: list[int] = field(default_factory=list)
 
@@ -148,7 +159,7 @@ class ServeProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         await self.process.wait()
         self.kill_workers()
-        await self.http.aclose()
+        await self.close_session()
 
 
 async def start_serve(
