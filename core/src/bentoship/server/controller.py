@@ -15,7 +15,7 @@ from ..logtail import last_error_line
 from ..statuses import DeploymentStatus
 from .deploy_config import min_replicas, process_envs
 from .proxy import EndpointServer
-from .runner import NotReadyError, ServeProcess, free_port, start_serve, tail_lines
+from .runner import NotReadyError, ServeProcess, start_serve, tail_lines
 from .runtime import prepare_revision_home
 from .settings import ServerSettings
 from .store import Deployment, Revision, Store, new_uid, now
@@ -544,6 +544,3 @@ class Controller:
                     await proc.stop()
                 log.info("deployment %s scaled to zero after %.0f s idle", name, idle)
                 self.notify(name)
-
-
-__all__ = ["Conflict", "Controller", "free_port"]

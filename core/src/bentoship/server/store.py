@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,6 @@ class Revision:
     reason: str = ""
     ready_at: str | None = None
     activated_at: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Store:
