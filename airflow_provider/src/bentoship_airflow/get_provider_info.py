@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import __version__
+
 INTEGRATION = "BentoCloud"
 
 
@@ -13,7 +15,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "bentoship",
         "description": "Ship BentoML services to BentoCloud or a bentoship local control plane: "
         "build, push, deploy, wait until green, smoke-test and roll back.",
-        "versions": ["0.1.0"],
+        "versions": [__version__],
         "integrations": [
             {
                 "integration-name": INTEGRATION,

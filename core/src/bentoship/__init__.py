@@ -1,6 +1,7 @@
 """bentoship: ship BentoML services from ML pipelines.
 
-The client and models are imported lazily, so ``import bentoship`` stays cheap.
+The client, the models and the rollout checks are imported lazily, so ``import bentoship``
+stays cheap.
 """
 
 from __future__ import annotations
@@ -11,25 +12,37 @@ from ._version import __version__
 from .errors import (
     AuthenticationError,
     BentoshipError,
+    BuildFailed,
     ConfigError,
     DeploymentFailed,
     InvalidRequestError,
+    MissingExtraError,
     NotFoundError,
+    ResponseLost,
     ServerUnavailableError,
     SmokeTestFailed,
 )
+from .statuses import DeploymentStatus
 
 if TYPE_CHECKING:
+    from ._http import RetryPolicy
     from .client import AsyncClient, Client
-    from .models import DeploymentConfig, DeploymentInfo, RevisionInfo, Rollout
+    from .models import DeploymentConfig, DeploymentInfo, RevisionInfo, Rollout, RolloutLike
+    from .rollouts import RolloutCheck, RolloutState, acheck_rollout, check_rollout
 
 _LAZY = {
     "Client": "client",
     "AsyncClient": "client",
+    "RetryPolicy": "_http",
     "DeploymentConfig": "models",
     "DeploymentInfo": "models",
     "RevisionInfo": "models",
     "Rollout": "models",
+    "RolloutLike": "models",
+    "RolloutCheck": "rollouts",
+    "RolloutState": "rollouts",
+    "check_rollout": "rollouts",
+    "acheck_rollout": "rollouts",
 }
 
 
@@ -45,16 +58,26 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BentoshipError",
+    "BuildFailed",
     "Client",
     "ConfigError",
     "DeploymentConfig",
     "DeploymentFailed",
     "DeploymentInfo",
+    "DeploymentStatus",
     "InvalidRequestError",
+    "MissingExtraError",
     "NotFoundError",
+    "ResponseLost",
+    "RetryPolicy",
     "RevisionInfo",
     "Rollout",
+    "RolloutCheck",
+    "RolloutLike",
+    "RolloutState",
     "ServerUnavailableError",
     "SmokeTestFailed",
     "__version__",
+    "acheck_rollout",
+    "check_rollout",
 ]

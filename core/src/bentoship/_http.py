@@ -1,11 +1,16 @@
-"""What the sync and async clients share: requests, retry policy and error mapping."""
+"""Requests as data, the retry policy, and error mapping: what the sync and async clients share.
+
+A client operation is written once, as a *plan*: a generator that yields the requests
+(:class:`Call`) and pauses (:class:`Sleep`) it needs and returns the result. The sync client
+runs plans with blocking I/O, the async client with ``await``; neither holds any logic.
+"""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -15,11 +20,15 @@ from .errors import (
     BentoshipError,
     InvalidRequestError,
     NotFoundError,
+    ResponseLost,
     ServerUnavailableError,
 )
 
+__all__ = ["RetryPolicy"]
+
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 USER_AGENT = "bentoship"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,18 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Sleep:
+    """Pause a plan for ``seconds``."""
+
+    seconds: float
+
+
+Step = Call | Sleep
+Plan = Generator[Step, Any, T]
+"""A client operation: yields requests and pauses, receives responses, returns its result."""
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     """Bounded exponential backoff with full jitter."""
 
@@ -49,17 +70,69 @@ class RetryPolicy:
             yield self.rng.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
 
-def retryable_error(exc: httpx.HTTPError, call: Call) -> bool:
+def retrying(
+    policy: RetryPolicy,
+    attempt: Callable[[], Plan[T]],
+    should_retry: Callable[[BentoshipError], bool],
+) -> Plan[T]:
+    """Run ``attempt`` until it succeeds, its error is final, or the policy's attempts run out."""
+    delays = policy.delays()
+    while True:
+        try:
+            return (yield from attempt())
+        except BentoshipError as exc:
+            delay = next(delays, None) if should_retry(exc) else None
+            if delay is None:
+                raise
+        yield Sleep(delay)
+
+
+def retry_call(
+    policy: RetryPolicy, fn: Callable[[], T], should_retry: Callable[[BentoshipError], bool]
+) -> T:
+    """Call ``fn`` with :func:`retrying`'s rules, for work that is not an API request."""
+
+    def attempt() -> Plan[T]:
+        return fn()
+        yield  # pragma: no cover - makes this function a plan
+
+    def no_requests(call: Call) -> Any:
+        raise AssertionError(f"retry_call got a request: {call}")
+
+    return run_blocking(retrying(policy, attempt, should_retry), no_requests)
+
+
+def run_blocking(plan: Plan[T], send: Callable[[Call], Any]) -> T:
+    """Drive ``plan`` with blocking calls: ``send`` answers each Call, ``time.sleep`` each Sleep."""
+    import time
+
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = plan.throw(error) if error is not None else plan.send(value)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        value, error = None, None
+        try:
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+            else:
+                value = send(step)
+        except Exception as exc:
+            error = exc
+
+
+def retryable(exc: BentoshipError, call: Call) -> bool:
     """Connect failures never reached the server; other faults retry idempotent calls only."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return True
-    return call.idempotent and isinstance(exc, httpx.TransportError)
-
-
-def retryable_status(response: httpx.Response, call: Call) -> bool:
-    if response.status_code not in RETRY_STATUSES:
+    if isinstance(exc, ResponseLost):
         return False
-    return call.idempotent or response.status_code == 429
+    if not isinstance(exc, ServerUnavailableError):
+        return False
+    if exc.status_code is not None:
+        return exc.status_code in RETRY_STATUSES and (call.idempotent or exc.status_code == 429)
+    return True
 
 
 def server_message(response: httpx.Response) -> str:
@@ -87,22 +160,33 @@ def raise_for_response(response: httpx.Response, call: Call, endpoint: str, toke
         )
     if status == 404 or (status == 400 and "record not found" in message):
         raise NotFoundError(call.not_found or message)
+    if status == 429:
+        raise ServerUnavailableError(
+            f"{call.method} {call.path} was rate-limited (HTTP 429) after retries: {message}",
+            status_code=status,
+        )
     if 400 <= status < 500:
         raise InvalidRequestError(message)
     raise ServerUnavailableError(
-        f"{call.method} {call.path} failed with HTTP {status} after retries: {message}"
+        f"{call.method} {call.path} failed with HTTP {status} after retries: {message}",
+        status_code=status,
     )
 
 
-def unreachable(endpoint: str, exc: httpx.HTTPError) -> BentoshipError:
+def transport_error(endpoint: str, call: Call, exc: httpx.HTTPError) -> ServerUnavailableError:
+    """The error for a request that got no answer; ResponseLost when a write may have landed."""
     kind = type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
-        return ServerUnavailableError(
-            f"{endpoint} did not answer in time ({kind}); retry, or raise the client timeout"
+        message = f"{endpoint} did not answer in time ({kind}); retry, or raise the client timeout"
+    else:
+        message = (
+            f"cannot reach {endpoint} ({kind}: {exc}); "
+            "start `bentoship server` or check the endpoint"
         )
-    return ServerUnavailableError(
-        f"cannot reach {endpoint} ({kind}: {exc}); start `bentoship server` or check the endpoint"
-    )
+    never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    if never_sent or call.idempotent:
+        return ServerUnavailableError(message)
+    return ResponseLost(f"{call.method} {call.path}: {message}")
 
 
 def client_headers(token: str) -> dict[str, str]:

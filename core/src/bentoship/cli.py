@@ -200,6 +200,9 @@ def _print_deployment(dep: DeploymentInfo) -> None:
 
 
 def _run_server(args: argparse.Namespace) -> int:
+    from .extras import require
+
+    require("starlette", feature="bentoship server", extra="server")
     from .server import run_server
 
     run_server(

@@ -1,147 +1,56 @@
-"""``Client`` and ``AsyncClient``: BentoCloud's REST API (v1 bentos, v2 deployments) over httpx."""
+"""``Client`` and ``AsyncClient``: BentoCloud's REST API (v1 bentos, v2 deployments) over httpx.
+
+Both clients have the same methods with the same names; each operation is written once, as a
+plan (see :mod:`bentoship._http`), and each client only runs plans, blocking or awaiting.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 
 from . import _http
-from ._http import Call, RetryPolicy
+from ._http import Call, Plan, RetryPolicy, Sleep
 from .connection import Connection, mask_token, resolve_connection
 from .errors import (
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
-    ServerUnavailableError,
+    ResponseLost,
 )
 from .models import DeploymentInfo, RevisionInfo
+from .refs import entry_service
+
+__all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client"]
 
 DEFAULT_TIMEOUT = 30.0
 INFO_PATH = "/api/v1/bentoship/info"
 LONG_POLL_SLACK = 10.0
-
-
-class ResponseLost(ServerUnavailableError):
-    """A non-idempotent request may have reached the server, but its answer was lost."""
+T = TypeVar("T")
 
 
 def _deployment_path(name: str, suffix: str = "") -> str:
     return f"/api/v2/deployments/{name}{suffix}"
 
 
-def _bento_path(tag: str) -> tuple[str, str]:
-    name, _, version = tag.partition(":")
-    return f"/api/v1/bento_repositories/{name}/bentos/{version or 'latest'}", f"{name}:{version}"
-
-
 def _not_found(name: str) -> str:
     return f"deployment {name!r} not found; check the name, or deploy it first"
 
 
-class _Calls:
-    """The requests both clients send, and how their answers are read."""
+class _Plans:
+    """Every API operation as a plan, for one endpoint, token and retry policy."""
 
-    @staticmethod
-    def get_deployment(name: str) -> Call:
-        return Call("GET", _deployment_path(name), not_found=_not_found(name))
-
-    @staticmethod
-    def list_deployments() -> Call:
-        return Call("GET", "/api/v2/deployments", params={"count": 1000})
-
-    @staticmethod
-    def create_deployment(name: str | None, bento: str, config: dict[str, Any]) -> Call:
-        body = _http.deployment_body(name, bento, config)
-        return Call("POST", "/api/v2/deployments", json=body, idempotent=False)
-
-    @staticmethod
-    def update_deployment(name: str, bento: str, config: dict[str, Any]) -> Call:
-        body = _http.deployment_body(None, bento, config)
-        return Call("PUT", _deployment_path(name), json=body, not_found=_not_found(name))
-
-    @staticmethod
-    def terminate_deployment(name: str) -> Call:
-        return Call("POST", _deployment_path(name, "/terminate"), not_found=_not_found(name))
-
-    @staticmethod
-    def delete_deployment(name: str) -> Call:
-        return Call("DELETE", _deployment_path(name), not_found=_not_found(name))
-
-    @staticmethod
-    def list_revisions(name: str) -> Call:
-        return Call("GET", _deployment_path(name, "/revisions"), not_found=_not_found(name))
-
-    @staticmethod
-    def rollback(name: str, revision: str | None) -> Call:
-        body = {"revision": revision} if revision else {}
-        return Call(
-            "POST",
-            _deployment_path(name, "/rollback"),
-            json=body,
-            idempotent=revision is not None,
-            not_found=f"deployment {name!r} or its revision {revision!r} not found",
-        )
-
-    @staticmethod
-    def logs(name: str, revision: str, tail: int) -> Call:
-        return Call(
-            "GET",
-            _deployment_path(name, f"/revisions/{revision}/logs"),
-            params={"tail": tail},
-            not_found=f"deployment {name!r} has no revision {revision!r}",
-        )
-
-    @staticmethod
-    def wait(name: str, status: str, timeout: float) -> Call:
-        return Call(
-            "GET",
-            _deployment_path(name, "/wait"),
-            params={"status": status, "timeout": timeout},
-            timeout=timeout + LONG_POLL_SLACK,
-            not_found=_not_found(name),
-        )
-
-    @staticmethod
-    def get_bento(tag: str) -> Call:
-        path, shown = _bento_path(tag)
-        return Call("GET", path, not_found=f"bento {shown} is not on the server; push it first")
-
-    @staticmethod
-    def current_user() -> Call:
-        return Call("GET", "/api/v1/auth/current")
-
-    @staticmethod
-    def info() -> Call:
-        return Call("GET", INFO_PATH, not_found="no bentoship extensions")
-
-    @staticmethod
-    def extensions(answer: Any) -> frozenset[str]:
-        if isinstance(answer, dict) and answer.get("server") == "bentoship":
-            return frozenset(str(e) for e in answer.get("extensions") or [])
-        return frozenset()
-
-    @staticmethod
-    def entry_service(bento: dict[str, Any]) -> str:
-        manifest = bento.get("manifest") or {}
-        entry = manifest.get("entry_service") or ""
-        if not entry and manifest.get("services"):
-            entry = manifest["services"][0].get("name", "")
-        return str(entry)
-
-
-class _Base:
     def __init__(
         self,
-        endpoint: str | None = None,
-        token: str | None = None,
+        endpoint: str | None,
+        token: str | None,
         *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
+        timeout: float,
+        retry: RetryPolicy | None,
     ) -> None:
         self.connection: Connection = resolve_connection(endpoint, token)
         self.timeout = timeout
@@ -171,18 +80,147 @@ class _Base:
             timeout=call.timeout or self.timeout,
         )
 
-    def _fault(self, call: Call, exc: httpx.HTTPError) -> ServerUnavailableError:
-        error = _http.unreachable(self.endpoint, exc)
-        if not call.idempotent and not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return ResponseLost(f"{call.method} {call.path}: {error}")
-        return ServerUnavailableError(str(error))
+    # the plans
 
-    def _answer(self, call: Call, response: httpx.Response) -> Any:
+    def _exchange(self, call: Call) -> Plan[Any]:
+        try:
+            response: httpx.Response = yield call
+        except httpx.HTTPError as exc:
+            raise _http.transport_error(self.endpoint, call, exc) from None
         _http.raise_for_response(response, call, self.endpoint, self.connection.token)
         return response.json()
 
+    def _send(self, call: Call) -> Plan[Any]:
+        return _http.retrying(
+            self.retry, lambda: self._exchange(call), lambda exc: _http.retryable(exc, call)
+        )
 
-class Client(_Base):
+    def _plan_extensions(self) -> Plan[frozenset[str]]:
+        if self._extensions is None:
+            try:
+                answer = yield from self._send(Call("GET", INFO_PATH, not_found="no extensions"))
+            except (NotFoundError, InvalidRequestError, AuthenticationError):
+                answer = None
+            found: frozenset[str] = frozenset()
+            if isinstance(answer, dict) and answer.get("server") == "bentoship":
+                found = frozenset(str(e) for e in answer.get("extensions") or [])
+            self._extensions = found
+        return self._extensions
+
+    def _plan_deployment(self, call: Call) -> Plan[DeploymentInfo]:
+        return DeploymentInfo.from_api((yield from self._send(call)))
+
+    def _plan_get_deployment(self, name: str) -> Plan[DeploymentInfo]:
+        call = Call("GET", _deployment_path(name), not_found=_not_found(name))
+        return (yield from self._plan_deployment(call))
+
+    def _plan_find_deployment(self, name: str) -> Plan[DeploymentInfo | None]:
+        try:
+            return (yield from self._plan_get_deployment(name))
+        except NotFoundError:
+            return None
+
+    def _plan_list_deployments(self) -> Plan[list[DeploymentInfo]]:
+        answer = yield from self._send(Call("GET", "/api/v2/deployments", params={"count": 1000}))
+        return [DeploymentInfo.from_api(item) for item in answer["items"]]
+
+    def _plan_create_deployment(
+        self, name: str, bento: str, config: dict[str, Any]
+    ) -> Plan[DeploymentInfo]:
+        body = _http.deployment_body(name, bento, config)
+        call = Call("POST", "/api/v2/deployments", json=body, idempotent=False)
+
+        def attempt() -> Plan[DeploymentInfo]:
+            try:
+                return (yield from self._plan_deployment(call))
+            except ResponseLost as lost:
+                existing = yield from self._plan_find_deployment(name)
+                if existing is not None and existing.bento == bento:
+                    return existing
+                if existing is not None:
+                    raise
+                raise _Unanswered(str(lost)) from None
+
+        return (
+            yield from _http.retrying(self.retry, attempt, lambda exc: isinstance(exc, _Unanswered))
+        )
+
+    def _plan_update_deployment(
+        self, name: str, bento: str, config: dict[str, Any]
+    ) -> Plan[DeploymentInfo]:
+        body = _http.deployment_body(None, bento, config)
+        call = Call("PUT", _deployment_path(name), json=body, not_found=_not_found(name))
+        return (yield from self._plan_deployment(call))
+
+    def _plan_terminate_deployment(self, name: str) -> Plan[DeploymentInfo]:
+        call = Call("POST", _deployment_path(name, "/terminate"), not_found=_not_found(name))
+        return (yield from self._plan_deployment(call))
+
+    def _plan_delete_deployment(self, name: str) -> Plan[None]:
+        yield from self._send(Call("DELETE", _deployment_path(name), not_found=_not_found(name)))
+
+    def _plan_list_revisions(self, name: str) -> Plan[list[RevisionInfo]]:
+        call = Call("GET", _deployment_path(name, "/revisions"), not_found=_not_found(name))
+        answer = yield from self._send(call)
+        return [RevisionInfo.from_api(item) for item in answer["items"]]
+
+    def _plan_rollback(self, name: str, revision: str | None) -> Plan[DeploymentInfo]:
+        call = Call(
+            "POST",
+            _deployment_path(name, "/rollback"),
+            json={"revision": revision} if revision else {},
+            idempotent=revision is not None,
+            not_found=f"deployment {name!r} or its revision {revision!r} not found",
+        )
+        return (yield from self._plan_deployment(call))
+
+    def _plan_logs(self, name: str, revision: str, tail: int) -> Plan[list[str]]:
+        call = Call(
+            "GET",
+            _deployment_path(name, f"/revisions/{revision}/logs"),
+            params={"tail": tail},
+            not_found=f"deployment {name!r} has no revision {revision!r}",
+        )
+        return list((yield from self._send(call))["lines"])
+
+    def _plan_wait_for_change(self, name: str, status: str, timeout: float) -> Plan[DeploymentInfo]:
+        call = Call(
+            "GET",
+            _deployment_path(name, "/wait"),
+            params={"status": status, "timeout": timeout},
+            timeout=timeout + LONG_POLL_SLACK,
+            not_found=_not_found(name),
+        )
+        return (yield from self._plan_deployment(call))
+
+    def _plan_get_bento(self, tag: str) -> Plan[dict[str, Any]]:
+        name, _, version = tag.partition(":")
+        call = Call(
+            "GET",
+            f"/api/v1/bento_repositories/{name}/bentos/{version or 'latest'}",
+            not_found=f"bento {name}:{version} is not on the server; push it first",
+        )
+        return dict((yield from self._send(call)))
+
+    def _plan_bento_uploaded(self, tag: str) -> Plan[bool]:
+        try:
+            bento = yield from self._plan_get_bento(tag)
+        except NotFoundError:
+            return False
+        return bento.get("upload_status") == "success"
+
+    def _plan_entry_service(self, tag: str) -> Plan[str]:
+        return entry_service((yield from self._plan_get_bento(tag)).get("manifest"))
+
+    def _plan_current_user(self) -> Plan[dict[str, Any]]:
+        return dict((yield from self._send(Call("GET", "/api/v1/auth/current"))))
+
+
+class _Unanswered(ResponseLost):
+    """A create got no answer and the deployment does not exist: it may be sent again."""
+
+
+class Client(_Plans):
     """A synchronous client for BentoCloud or the local control plane.
 
     ``Client()`` reads ``BENTO_CLOUD_API_ENDPOINT``/``BENTO_CLOUD_API_KEY``, else the local
@@ -220,105 +258,66 @@ class Client(_Base):
     ) -> None:
         self.close()
 
-    def _send(self, call: Call) -> Any:
-        delays = self.retry.delays()
-        while True:
-            try:
-                response = self._http.send(self._request(self._http, call))
-            except httpx.HTTPError as exc:
-                delay = next(delays, None) if _http.retryable_error(exc, call) else None
-                if delay is None:
-                    raise self._fault(call, exc) from None
-                time.sleep(delay)
-                continue
-            if _http.retryable_status(response, call):
-                delay = next(delays, None)
-                if delay is not None:
-                    time.sleep(delay)
-                    continue
-            return self._answer(call, response)
+    def _run(self, plan: Plan[T]) -> T:
+        return _http.run_blocking(
+            plan, lambda call: self._http.send(self._request(self._http, call))
+        )
 
-    @property
-    def extensions(self) -> frozenset[str]:
+    def get_extensions(self) -> frozenset[str]:
         """The local control plane's extensions; empty on plain BentoCloud."""
-        if self._extensions is None:
-            try:
-                self._extensions = _Calls.extensions(self._send(_Calls.info()))
-            except (NotFoundError, InvalidRequestError, AuthenticationError):
-                self._extensions = frozenset()
-        return self._extensions
+        return self._run(self._plan_extensions())
 
     def current_user(self) -> dict[str, Any]:
-        return dict(self._send(_Calls.current_user()))
+        return self._run(self._plan_current_user())
 
     def get_deployment(self, name: str) -> DeploymentInfo:
-        return DeploymentInfo.from_api(self._send(_Calls.get_deployment(name)))
+        return self._run(self._plan_get_deployment(name))
 
     def find_deployment(self, name: str) -> DeploymentInfo | None:
-        try:
-            return self.get_deployment(name)
-        except NotFoundError:
-            return None
+        """The deployment, or None when it does not exist."""
+        return self._run(self._plan_find_deployment(name))
 
     def list_deployments(self) -> list[DeploymentInfo]:
-        items = self._send(_Calls.list_deployments())["items"]
-        return [DeploymentInfo.from_api(item) for item in items]
+        return self._run(self._plan_list_deployments())
 
     def create_deployment(self, name: str, bento: str, config: dict[str, Any]) -> DeploymentInfo:
         """Create ``name``; when an answer is lost, look before creating again."""
-        delays = self.retry.delays()
-        while True:
-            try:
-                return DeploymentInfo.from_api(
-                    self._send(_Calls.create_deployment(name, bento, config))
-                )
-            except ResponseLost:
-                existing = self.find_deployment(name)
-                if existing is not None and existing.bento == bento:
-                    return existing
-                delay = next(delays, None)
-                if existing is not None or delay is None:
-                    raise
-                time.sleep(delay)
+        return self._run(self._plan_create_deployment(name, bento, config))
 
     def update_deployment(self, name: str, bento: str, config: dict[str, Any]) -> DeploymentInfo:
-        return DeploymentInfo.from_api(self._send(_Calls.update_deployment(name, bento, config)))
+        return self._run(self._plan_update_deployment(name, bento, config))
 
     def terminate_deployment(self, name: str) -> DeploymentInfo:
-        return DeploymentInfo.from_api(self._send(_Calls.terminate_deployment(name)))
+        return self._run(self._plan_terminate_deployment(name))
 
     def delete_deployment(self, name: str) -> None:
-        self._send(_Calls.delete_deployment(name))
+        self._run(self._plan_delete_deployment(name))
 
     def list_revisions(self, name: str) -> list[RevisionInfo]:
-        items = self._send(_Calls.list_revisions(name))["items"]
-        return [RevisionInfo.from_api(item) for item in items]
+        return self._run(self._plan_list_revisions(name))
 
     def rollback(self, name: str, revision: str | None = None) -> DeploymentInfo:
-        return DeploymentInfo.from_api(self._send(_Calls.rollback(name, revision)))
+        return self._run(self._plan_rollback(name, revision))
 
     def logs(self, name: str, revision: str, tail: int = 200) -> list[str]:
-        return list(self._send(_Calls.logs(name, revision, tail))["lines"])
+        return self._run(self._plan_logs(name, revision, tail))
 
     def wait_for_change(self, name: str, status: str, timeout: float) -> DeploymentInfo:
         """Long-poll until the status differs from ``status`` or ``timeout`` passes."""
-        return DeploymentInfo.from_api(self._send(_Calls.wait(name, status, timeout)))
+        return self._run(self._plan_wait_for_change(name, status, timeout))
 
     def get_bento(self, tag: str) -> dict[str, Any]:
-        return dict(self._send(_Calls.get_bento(tag)))
+        return self._run(self._plan_get_bento(tag))
 
     def bento_uploaded(self, tag: str) -> bool:
-        try:
-            return self.get_bento(tag).get("upload_status") == "success"
-        except NotFoundError:
-            return False
+        return self._run(self._plan_bento_uploaded(tag))
 
     def entry_service(self, tag: str) -> str:
-        return _Calls.entry_service(self.get_bento(tag))
+        return self._run(self._plan_entry_service(tag))
 
 
-class AsyncClient(_Base):
-    """The asyncio twin of :class:`Client`, for triggers and connectors that must not block."""
+class AsyncClient(_Plans):
+    """The asyncio twin of :class:`Client`: the same methods, awaited, holding no thread."""
 
     def __init__(
         self,
@@ -351,47 +350,76 @@ class AsyncClient(_Base):
     ) -> None:
         await self.aclose()
 
-    async def _send(self, call: Call) -> Any:
-        delays = self.retry.delays()
+    async def _run(self, plan: Plan[T]) -> T:
+        value: Any = None
+        error: BaseException | None = None
         while True:
             try:
-                response = await self._http.send(self._request(self._http, call))
-            except httpx.HTTPError as exc:
-                delay = next(delays, None) if _http.retryable_error(exc, call) else None
-                if delay is None:
-                    raise self._fault(call, exc) from None
-                await asyncio.sleep(delay)
-                continue
-            if _http.retryable_status(response, call):
-                delay = next(delays, None)
-                if delay is not None:
-                    await asyncio.sleep(delay)
-                    continue
-            return self._answer(call, response)
+                step = plan.throw(error) if error is not None else plan.send(value)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            value, error = None, None
+            try:
+                if isinstance(step, Sleep):
+                    await asyncio.sleep(step.seconds)
+                else:
+                    value = await self._http.send(self._request(self._http, step))
+            except Exception as exc:
+                error = exc
 
     async def get_extensions(self) -> frozenset[str]:
-        if self._extensions is None:
-            try:
-                self._extensions = _Calls.extensions(await self._send(_Calls.info()))
-            except (NotFoundError, InvalidRequestError, AuthenticationError):
-                self._extensions = frozenset()
-        return self._extensions
+        """The local control plane's extensions; empty on plain BentoCloud."""
+        return await self._run(self._plan_extensions())
 
     async def current_user(self) -> dict[str, Any]:
-        return dict(await self._send(_Calls.current_user()))
+        return await self._run(self._plan_current_user())
 
     async def get_deployment(self, name: str) -> DeploymentInfo:
-        return DeploymentInfo.from_api(await self._send(_Calls.get_deployment(name)))
+        return await self._run(self._plan_get_deployment(name))
+
+    async def find_deployment(self, name: str) -> DeploymentInfo | None:
+        """The deployment, or None when it does not exist."""
+        return await self._run(self._plan_find_deployment(name))
+
+    async def list_deployments(self) -> list[DeploymentInfo]:
+        return await self._run(self._plan_list_deployments())
+
+    async def create_deployment(
+        self, name: str, bento: str, config: dict[str, Any]
+    ) -> DeploymentInfo:
+        """Create ``name``; when an answer is lost, look before creating again."""
+        return await self._run(self._plan_create_deployment(name, bento, config))
+
+    async def update_deployment(
+        self, name: str, bento: str, config: dict[str, Any]
+    ) -> DeploymentInfo:
+        return await self._run(self._plan_update_deployment(name, bento, config))
+
+    async def terminate_deployment(self, name: str) -> DeploymentInfo:
+        return await self._run(self._plan_terminate_deployment(name))
+
+    async def delete_deployment(self, name: str) -> None:
+        await self._run(self._plan_delete_deployment(name))
 
     async def list_revisions(self, name: str) -> list[RevisionInfo]:
-        items = (await self._send(_Calls.list_revisions(name)))["items"]
-        return [RevisionInfo.from_api(item) for item in items]
+        return await self._run(self._plan_list_revisions(name))
 
     async def rollback(self, name: str, revision: str | None = None) -> DeploymentInfo:
-        return DeploymentInfo.from_api(await self._send(_Calls.rollback(name, revision)))
+        return await self._run(self._plan_rollback(name, revision))
 
     async def logs(self, name: str, revision: str, tail: int = 200) -> list[str]:
-        return list((await self._send(_Calls.logs(name, revision, tail)))["lines"])
+        return await self._run(self._plan_logs(name, revision, tail))
 
     async def wait_for_change(self, name: str, status: str, timeout: float) -> DeploymentInfo:
-        return DeploymentInfo.from_api(await self._send(_Calls.wait(name, status, timeout)))
+        """Long-poll until the status differs from ``status`` or ``timeout`` passes."""
+        return await self._run(self._plan_wait_for_change(name, status, timeout))
+
+    async def get_bento(self, tag: str) -> dict[str, Any]:
+        return await self._run(self._plan_get_bento(tag))
+
+    async def bento_uploaded(self, tag: str) -> bool:
+        return await self._run(self._plan_bento_uploaded(tag))
+
+    async def entry_service(self, tag: str) -> str:
+        return await self._run(self._plan_entry_service(tag))

@@ -9,6 +9,16 @@ from pathlib import Path
 
 from .errors import ConfigError
 
+__all__ = [
+    "ENDPOINT_ENV",
+    "TOKEN_ENV",
+    "Connection",
+    "default_home",
+    "mask_token",
+    "read_connection",
+    "resolve_connection",
+]
+
 CONNECTION_FILE = "connection.json"
 
 

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "AuthenticationError",
+    "BentoshipError",
+    "BuildFailed",
+    "ConfigError",
+    "DeploymentFailed",
+    "InvalidRequestError",
+    "MissingExtraError",
+    "NotFoundError",
+    "ResponseLost",
+    "ServerUnavailableError",
+    "SmokeTestFailed",
+]
+
 
 class BentoshipError(Exception):
     """Base class of every bentoship error."""
@@ -9,6 +23,16 @@ class BentoshipError(Exception):
 
 class ConfigError(BentoshipError):
     """Bad local configuration: missing endpoint or token, unreadable connection file."""
+
+
+class MissingExtraError(ConfigError):
+    """A step needs an optional part of bentoship that is not installed."""
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs bentoship's {extra!r} extra: pip install 'bentoship[{extra}]'"
+        )
+        self.extra = extra
 
 
 class AuthenticationError(BentoshipError):
@@ -25,6 +49,18 @@ class InvalidRequestError(BentoshipError):
 
 class ServerUnavailableError(BentoshipError):
     """The server could not be reached, or kept failing, after bounded retries."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ResponseLost(ServerUnavailableError):
+    """A non-idempotent request may have reached the server, but its answer was lost."""
+
+
+class BuildFailed(BentoshipError):
+    """``bentoml build`` failed: the project, its dependencies or its service are broken."""
 
 
 class DeploymentFailed(BentoshipError):

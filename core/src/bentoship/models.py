@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import InvalidRequestError
+
+__all__ = [
+    "DeploymentConfig",
+    "DeploymentInfo",
+    "RevisionInfo",
+    "Rollout",
+    "RolloutLike",
+    "rollout_target",
+]
 
 
 def _target(revision: dict[str, Any] | None) -> dict[str, Any]:
@@ -226,8 +236,32 @@ class Rollout:
             raise InvalidRequestError("rollout JSON must be an object; pass the deploy output")
         return cls.from_dict(data)
 
+    @classmethod
+    def parse(cls, value: Rollout | Mapping[str, Any] | str) -> Rollout:
+        """A Rollout from a Rollout, its dict (XCom), or its JSON text (KFP and Flyte outputs)."""
+        if isinstance(value, Rollout):
+            return value
+        if isinstance(value, Mapping):
+            return cls.from_dict(dict(value))
+        if isinstance(value, str):
+            return cls.from_json(value)
+        raise InvalidRequestError(
+            f"a rollout must be a Rollout, a dict or JSON text, not {type(value).__name__}; "
+            "pass the output of the deploy step"
+        )
 
-def rollout_or_name(value: str) -> Rollout | str:
-    """The deploy step's rollout JSON as a Rollout; other text (a name or URL) as it is."""
-    text = value.strip()
-    return Rollout.from_json(text) if text.startswith("{") else text
+
+RolloutLike = Rollout | Mapping[str, Any] | str
+"""What every step that acts on a rollout accepts: a Rollout, its dict or JSON, or a name."""
+
+
+def rollout_target(value: RolloutLike) -> Rollout | str:
+    """A Rollout for a Rollout, dict or JSON object text; other text (a name or URL) as it is."""
+    if isinstance(value, str) and not value.strip().startswith("{"):
+        text = value.strip()
+        if not text:
+            raise InvalidRequestError(
+                "give a rollout (the deploy step's output) or a deployment name"
+            )
+        return text
+    return Rollout.parse(value)

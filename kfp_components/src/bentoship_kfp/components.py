@@ -185,12 +185,11 @@ def wait_for_deployment(
         bento: The Bento it serves.
     """
     from bentoship import Client
-    from bentoship.models import rollout_or_name
     from bentoship.steps import wait_until_ready
 
     with Client(endpoint or None, token or None) as client:
         info = wait_until_ready(
-            rollout_or_name(rollout), client=client, timeout=timeout, poll_interval=poll_interval
+            rollout, client=client, timeout=timeout, poll_interval=poll_interval
         )
     print(f"deployment {info.name} is {info.status} at {info.url}, serving {info.bento}")
     return (info.status, info.url, info.bento)
@@ -235,11 +234,8 @@ def smoke_test_deployment(
     """
     import json
 
-    from bentoship import Client, Rollout
-    from bentoship.models import rollout_or_name
     from bentoship.steps import SmokeTest, smoke_test
 
-    target = rollout_or_name(rollout)
     test = SmokeTest(
         api=api,
         payload=_whole_numbers(payload or {}),
@@ -248,11 +244,9 @@ def smoke_test_deployment(
         timeout=timeout,
         min_match=min_match,
     )
-    if isinstance(target, Rollout):
-        answer = smoke_test(target, test, token=auth_token or None)
-    else:
-        with Client(endpoint or None, token or None) as client:
-            answer = smoke_test(target, test, token=auth_token or None, client=client)
+    answer = smoke_test(
+        rollout, test, token=auth_token or None, endpoint=endpoint or None, api_token=token or None
+    )
     return json.dumps(answer)
 
 
@@ -292,14 +286,13 @@ def rollback_deployment(
         return outcome
 
     from bentoship import Client
-    from bentoship.models import rollout_or_name
     from bentoship.steps import rollback
 
     why = status.error_message or "no message"
     print(f"{status.pipeline_task_name} is {status.state} ({why}); rolling back")
     with Client(endpoint or None, token or None) as client:
         info = rollback(
-            rollout_or_name(rollout),
+            rollout,
             revision=revision or None,
             client=client,
             timeout=timeout,

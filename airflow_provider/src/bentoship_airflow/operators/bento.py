@@ -53,15 +53,12 @@ class _BentoOperator(BaseOperator):
 
     @staticmethod
     def parse_rollout(value: Any) -> Rollout | None:
+        """The rollout from a Rollout, its dict (XCom) or JSON text; None when not given."""
         from bentoship import Rollout
 
         if value is None or value == "":
             return None
-        if isinstance(value, Rollout):
-            return value
-        if isinstance(value, dict):
-            return Rollout.from_dict(value)
-        return Rollout.from_json(str(value))
+        return Rollout.parse(value)
 
     def link(self, context: Context, client: Client, name: str, url: str) -> None:
         persist_links(context, endpoint=client.endpoint, deployment=name, url=url)
@@ -106,7 +103,7 @@ class BentoBuildOperator(_BentoOperator):
         self.push = push
 
     def execute(self, context: Context) -> str:
-        from bentoship.errors import BentoshipError
+        from bentoship import BentoshipError
         from bentoship.steps import build, push
 
         try:
@@ -141,7 +138,7 @@ class BentoPushOperator(_BentoOperator):
         self.force = force
 
     def execute(self, context: Context) -> str:
-        from bentoship.errors import BentoshipError
+        from bentoship import BentoshipError
         from bentoship.steps import push
 
         try:
@@ -208,9 +205,8 @@ class BentoDeployOperator(_BentoOperator):
         return None
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from bentoship.errors import BentoshipError
+        from bentoship import BentoshipError, check_rollout
         from bentoship.steps import deploy, wait_until_ready
-        from bentoship.steps.wait import judge
 
         try:
             with self.hook.get_conn() as client:
@@ -231,8 +227,7 @@ class BentoDeployOperator(_BentoOperator):
                 self.link(context, client, rollout.name, rollout.endpoint_url)
                 if not self.wait_for_completion:
                     return rollout.to_dict()
-                verdict = judge(client.get_deployment(rollout.name), rollout.revision)
-                if self.deferrable and not (verdict.ready or verdict.failed):
+                if self.deferrable and check_rollout(rollout, client=client).pending:
                     self._defer(rollout)
                 wait_until_ready(
                     rollout,
@@ -249,6 +244,8 @@ class BentoDeployOperator(_BentoOperator):
         return rollout.to_dict()
 
     def _defer(self, rollout: Rollout) -> None:
+        import time
+
         from bentoship_airflow.triggers.bento import BentoDeploymentTrigger
 
         self.defer(
@@ -258,6 +255,7 @@ class BentoDeployOperator(_BentoOperator):
                 bentocloud_conn_id=self.bentocloud_conn_id,
                 timeout=self.timeout,
                 poll_interval=self.poll_interval,
+                deadline=time.time() + self.timeout,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + 60),
@@ -336,7 +334,7 @@ class BentoSmokeTestOperator(_BentoOperator):
         self.request_timeout = request_timeout
 
     def execute(self, context: Context) -> Any:
-        from bentoship.errors import BentoshipError
+        from bentoship import BentoshipError
         from bentoship.steps import SmokeTest, smoke_test
 
         target = _target(self, context, self.rollout, self.deployment_name)
@@ -395,7 +393,7 @@ class BentoRollbackOperator(_BentoOperator):
         self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> dict[str, Any] | None:
-        from bentoship.errors import BentoshipError
+        from bentoship import BentoshipError
         from bentoship.steps import rollback
 
         rollout = self.rollout

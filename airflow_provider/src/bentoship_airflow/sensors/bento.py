@@ -45,30 +45,31 @@ class BentoDeploymentSensor(BaseSensorOperator):
         self.bentocloud_conn_id = bentocloud_conn_id
         self.deferrable = deferrable
 
-    def _revision(self) -> str | None:
+    def _rollout(self) -> dict[str, Any] | None:
+        """The rollout as a dict (it may come templated as JSON text), or None."""
         from bentoship import Rollout
 
-        if isinstance(self.rollout, dict):
-            return Rollout.from_dict(self.rollout).revision
-        if isinstance(self.rollout, str) and self.rollout:
-            return Rollout.from_json(self.rollout).revision
-        return None
+        if self.rollout is None or self.rollout == "":
+            return None
+        return Rollout.parse(self.rollout).to_dict()
 
     def poke(self, context: Context) -> bool:
-        from bentoship.errors import BentoshipError
-        from bentoship.steps.wait import judge
+        from bentoship import BentoshipError, check_rollout
 
         try:
             with BentoCloudHook(self.bentocloud_conn_id).get_conn() as client:
-                dep = client.get_deployment(self.deployment_name)
-                persist_links(context, endpoint=client.endpoint, deployment=dep.name, url=dep.url)
+                check = check_rollout(self._rollout() or self.deployment_name, client=client)
+                if check.deployment is not None:
+                    dep = check.deployment
+                    persist_links(
+                        context, endpoint=client.endpoint, deployment=dep.name, url=dep.url
+                    )
         except BentoshipError as exc:
             raise AirflowException(str(exc)) from None
-        verdict = judge(dep, self._revision())
-        if verdict.failed:
-            raise AirflowException(verdict.message)
-        self.log.info("Deployment %s is %s", dep.name, dep.status)
-        return verdict.ready
+        if check.failed:
+            raise AirflowException(check.message)
+        self.log.info("Deployment %s is %s", check.name, check.status)
+        return check.ready
 
     def execute(self, context: Context) -> None:
         if not self.deferrable:
@@ -78,11 +79,10 @@ class BentoDeploymentSensor(BaseSensorOperator):
             return
         from bentoship_airflow.triggers.bento import BentoDeploymentTrigger
 
-        rollout = self.rollout if isinstance(self.rollout, dict) else None
         self.defer(
             trigger=BentoDeploymentTrigger(
                 deployment_name=self.deployment_name,
-                rollout=rollout,
+                rollout=self._rollout(),
                 bentocloud_conn_id=self.bentocloud_conn_id,
                 timeout=float(self.timeout),
                 poll_interval=float(self.poke_interval),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from bentoship_airflow.hooks.bentocloud import DEFAULT_CONN_ID
+
+LONG_POLL_SECONDS = 30.0
 
 
 class BentoDeploymentTrigger(BaseTrigger):
@@ -16,8 +20,11 @@ class BentoDeploymentTrigger(BaseTrigger):
     :param deployment_name: the deployment to watch.
     :param rollout: the deploy step's rollout record (as a dict), to watch that revision.
     :param bentocloud_conn_id: the Airflow connection to use.
-    :param timeout: seconds to wait before the rollout counts as failed.
+    :param timeout: seconds to wait before the rollout counts as failed (when ``deadline`` is
+        not given).
     :param poll_interval: seconds between polls against servers without the long-poll.
+    :param deadline: wall-clock time (seconds since the epoch) after which the rollout counts as
+        failed; kept across a restart of the triggerer.
     """
 
     def __init__(
@@ -27,6 +34,7 @@ class BentoDeploymentTrigger(BaseTrigger):
         bentocloud_conn_id: str = DEFAULT_CONN_ID,
         timeout: float = 600.0,
         poll_interval: float = 5.0,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
         self.deployment_name = deployment_name
@@ -34,6 +42,7 @@ class BentoDeploymentTrigger(BaseTrigger):
         self.bentocloud_conn_id = bentocloud_conn_id
         self.timeout = timeout
         self.poll_interval = poll_interval
+        self.deadline = deadline if deadline is not None else time.time() + timeout
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -44,39 +53,47 @@ class BentoDeploymentTrigger(BaseTrigger):
                 "bentocloud_conn_id": self.bentocloud_conn_id,
                 "timeout": self.timeout,
                 "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from bentoship import Rollout
-        from bentoship.errors import BentoshipError, DeploymentFailed
-        from bentoship.steps import async_wait_until_ready
+        from bentoship import BentoshipError, acheck_rollout
         from bentoship_airflow.hooks.bentocloud import BentoCloudHook
 
-        target: Rollout | str = (
-            Rollout.from_dict(self.rollout) if self.rollout else self.deployment_name
-        )
         base = {"deployment": self.deployment_name, "rollout": self.rollout}
+        target = self.rollout or self.deployment_name
         try:
             client = await BentoCloudHook(self.bentocloud_conn_id).get_async_conn()
             async with client:
-                dep = await async_wait_until_ready(
-                    target, client=client, timeout=self.timeout, poll_interval=self.poll_interval
-                )
-        except DeploymentFailed as exc:
+                while True:
+                    check = await acheck_rollout(
+                        target, client=client, deadline=self.deadline, wait=LONG_POLL_SECONDS
+                    )
+                    if not check.pending:
+                        break
+                    if not check.long_polled:
+                        await asyncio.sleep(self.poll_interval)
+        except BentoshipError as exc:
+            yield TriggerEvent({**base, "status": "error", "message": str(exc), "logs": ""})
+            return
+        if check.failed:
             yield TriggerEvent(
                 {
                     **base,
                     "status": "error",
-                    "message": str(exc),
-                    "reason": exc.reason,
-                    "logs": exc.logs,
+                    "message": check.message,
+                    "reason": check.reason,
+                    "logs": "\n".join(check.logs),
                 }
             )
             return
-        except BentoshipError as exc:
-            yield TriggerEvent({**base, "status": "error", "message": str(exc), "logs": ""})
-            return
+        dep = check.deployment
         yield TriggerEvent(
-            {**base, "status": "success", "url": dep.url, "revision": dep.serving_revision}
+            {
+                **base,
+                "status": "success",
+                "url": dep.url if dep else "",
+                "revision": dep.serving_revision if dep else None,
+            }
         )

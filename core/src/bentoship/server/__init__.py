@@ -11,6 +11,10 @@ def run_server(**kwargs: Any) -> None:
 
     The server's modules (starlette, uvicorn) load only here, not for ``LocalControlPlane``.
     """
+    from ..extras import SERVER_MODULES, require
+
+    for module in SERVER_MODULES:
+        require(module, feature="bentoship server", extra="server")
     from .main import run_server as _run
 
     _run(**kwargs)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..errors import InvalidRequestError
+from ..errors import BuildFailed, InvalidRequestError
 from .local_store import import_model_file
 
 CLOUD_VARIABLES = ("BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY")
@@ -66,6 +66,9 @@ def build(
     ``models`` are exported model files imported first (for builds on another machine than
     training); ``export_path`` writes the built Bento as one archive for a later push.
     """
+    from ..extras import require
+
+    require("bentoml", feature="the build step", extra="build")
     import bentoml
     from bentoml.exceptions import BentoMLException
 
@@ -81,7 +84,9 @@ def build(
             )
     except BentoMLException as exc:
         problem = " ".join(str(exc).split())[:400]
-        raise InvalidRequestError(f"bentoml build of {project} failed: {problem}") from None
+        raise BuildFailed(
+            f"bentoml build of {project} failed: {problem}; fix the project and build again"
+        ) from None
     tag = str(bento.tag)
     if export_path is not None:
         target = Path(export_path)

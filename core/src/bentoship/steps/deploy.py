@@ -9,7 +9,7 @@ from ..models import DeploymentConfig, DeploymentInfo, RevisionInfo, Rollout, co
 from ..statuses import FAILED_STATUSES
 from ..tags import check_tag
 
-SERVED_PHASES = frozenset({"ready", "retired"})
+SERVED_PHASES = frozenset({"serving", "warm", "retired"})
 
 Previous = tuple[str | None, str | None, dict[str, Any] | None]
 NO_PREVIOUS: Previous = (None, None, None)
@@ -21,7 +21,7 @@ def _of(revision: RevisionInfo | None) -> Previous:
 
 def previous_before_update(client: Client, current: DeploymentInfo) -> Previous:
     """What serves now, which an update replaces."""
-    if "revisions" not in client.extensions:
+    if "revisions" not in client.get_extensions():
         return current.target_revision, current.bento or None, current.config or None
     if not current.serving_revision:
         return NO_PREVIOUS
@@ -33,7 +33,7 @@ def previous_before_update(client: Client, current: DeploymentInfo) -> Previous:
 
 def previous_of_target(client: Client, current: DeploymentInfo) -> Previous:
     """The newest revision before the target that served (for a deploy that changed nothing)."""
-    if "revisions" not in client.extensions:
+    if "revisions" not in client.get_extensions():
         return NO_PREVIOUS
     revisions = client.list_revisions(current.name)
     uids = [r.uid for r in revisions]

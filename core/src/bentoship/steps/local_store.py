@@ -11,6 +11,9 @@ TAG_IN_TEXT = re.compile(r"[a-z0-9][-a-z0-9_.]*:[A-Za-z0-9][-A-Za-z0-9_.]*")
 
 
 def _import(kind: str, path: str | Path) -> str:
+    from ..extras import require
+
+    require("bentoml", feature=f"importing an exported {kind}", extra="build")
     import bentoml
     from bentoml.exceptions import BentoMLException
 

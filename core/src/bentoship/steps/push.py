@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+from .._http import retry_call
 from ..client import Client
 from ..errors import InvalidRequestError, NotFoundError, ServerUnavailableError
 from ..tags import check_tag
@@ -26,20 +26,19 @@ def push(bento: str | Path, *, client: Client | None = None, force: bool = False
         tag = check_tag(str(bento))
     if not force and client.bento_uploaded(tag):
         return tag
-    delays = client.retry.delays()
-    while True:
-        try:
-            _upload(tag, client, force=force)
-            return tag
-        except ServerUnavailableError:
-            delay = next(delays, None)
-            if delay is None:
-                raise
-            time.sleep(delay)
+    retry_call(
+        client.retry,
+        lambda: _upload(tag, client, force=force),
+        lambda exc: isinstance(exc, ServerUnavailableError),
+    )
+    return tag
 
 
 def _upload(tag: str, client: Client, *, force: bool) -> None:
     """One attempt with bentoml's own uploader; a retried upload replaces a partial one."""
+    from ..extras import require
+
+    require("bentoml", feature="the push step", extra="build")
     import bentoml
     import httpx
     from bentoml.exceptions import BentoMLException

@@ -6,14 +6,17 @@ import logging
 
 from ..client import Client
 from ..errors import InvalidRequestError
-from ..models import DeploymentInfo, Rollout
+from ..models import DeploymentInfo, Rollout, RolloutLike, rollout_target
+from ..rollouts import RolloutState, judge
 from .wait import wait_until_ready
+
+__all__ = ["abort", "rollback"]
 
 log = logging.getLogger("bentoship.steps")
 
 
 def rollback(
-    target: Rollout | str,
+    target: RolloutLike,
     *,
     revision: str | None = None,
     client: Client | None = None,
@@ -29,13 +32,14 @@ def rollback(
     nothing to roll back to (its deploy created the deployment).
     """
     client = client or Client()
-    rollout = target if isinstance(target, Rollout) else None
-    name = rollout.name if rollout else str(target)
+    resolved = rollout_target(target)
+    rollout = resolved if isinstance(resolved, Rollout) else None
+    name = rollout.name if rollout else str(resolved)
     wanted = revision or (rollout.previous_revision if rollout else None)
     if rollout is not None and wanted is None and rollout.previous_bento is None:
         log.warning("deployment %s has no earlier revision to roll back to; left as it is", name)
         return None
-    if "rollback" in client.extensions:
+    if "rollback" in client.get_extensions():
         dep = client.rollback(name, wanted)
     elif rollout is not None and rollout.previous_bento:
         dep = client.update_deployment(name, rollout.previous_bento, rollout.previous_config or {})
@@ -55,22 +59,21 @@ def rollback(
     )
 
 
-def abort(rollout: Rollout, *, client: Client | None = None) -> str:
+def abort(target: RolloutLike, *, client: Client | None = None) -> str:
     """Undo ``rollout`` if it is still in progress; say in one line what was done.
 
     For a task killed mid-rollout: a rollout that already serves, that changed nothing, or that
     someone has since replaced is left alone; one that created the deployment has nothing to
     return to.
     """
-    from .wait import judge
-
+    rollout = Rollout.parse(target)
     if not rollout.changed:
         return f"deployment {rollout.name} left as it is: this deploy changed nothing"
     client = client or Client()
     dep = client.find_deployment(rollout.name)
     if dep is None or dep.target_revision != rollout.revision:
         return f"deployment {rollout.name} left as it is: it no longer targets this rollout"
-    if judge(dep, rollout.revision).ready:
+    if judge(dep, rollout.revision)[0] is RolloutState.READY:
         return f"deployment {rollout.name} left as it is: the rollout already serves"
     restored = rollback(rollout, client=client, wait=False)
     if restored is None:

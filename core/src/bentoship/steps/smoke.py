@@ -10,7 +10,9 @@ import httpx
 
 from ..client import Client
 from ..errors import InvalidRequestError, SmokeTestFailed
-from ..models import Rollout
+from ..models import Rollout, RolloutLike, rollout_target
+
+__all__ = ["SmokeTest", "smoke_test"]
 
 Check = Callable[[Any], bool]
 
@@ -43,29 +45,38 @@ def _matching_share(answer: Any, expected: list[Any]) -> float:
     return sum(int(a == b) for a, b in zip(answer, expected, strict=True)) / len(expected)
 
 
-def _endpoint(target: Rollout | str, client: Client | None) -> tuple[str, str]:
-    if isinstance(target, Rollout):
-        return target.name, target.endpoint_url
-    if target.startswith(("http://", "https://")):
-        return target, target
-    client = client or Client()
-    return target, client.get_deployment(target).url
+def _endpoint(
+    target: RolloutLike, client: Client | None, endpoint: str | None, api_token: str | None
+) -> tuple[str, str]:
+    resolved = rollout_target(target)
+    if isinstance(resolved, Rollout):
+        return resolved.name, resolved.endpoint_url
+    if resolved.startswith(("http://", "https://")):
+        return resolved, resolved
+    if client is not None:
+        return resolved, client.get_deployment(resolved).url
+    with Client(endpoint or None, api_token or None) as own:
+        return resolved, own.get_deployment(resolved).url
 
 
 def smoke_test(
-    target: Rollout | str,
+    target: RolloutLike,
     test: SmokeTest,
     *,
     token: str | None = None,
     client: Client | None = None,
+    endpoint: str | None = None,
+    api_token: str | None = None,
 ) -> Any:
-    """Call ``test.api`` on the deployment (a Rollout, a deployment name or a URL).
+    """Call ``test.api`` on the deployment (a Rollout as object, dict or JSON, a name or a URL).
 
     Returns the decoded answer; raises SmokeTestFailed when the call fails or the answer is
     wrong. ``token`` is sent as ``Authorization: Bearer`` for deployments with access
-    authorization.
+    authorization. A deployment given by name is looked up with ``client``, else with a client
+    for ``endpoint`` and ``api_token`` (each defaulting as :class:`Client` does); a Rollout or a
+    URL needs no API call.
     """
-    name, base = _endpoint(target, client)
+    name, base = _endpoint(target, client, endpoint, api_token)
     url = f"{base.rstrip('/')}/{test.api.lstrip('/')}"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     hint = f"check the service with `bentoship logs {name}`"

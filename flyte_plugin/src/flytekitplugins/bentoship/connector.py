@@ -94,44 +94,30 @@ class BentoDeploymentConnector(AsyncConnectorBase):
         )
 
     async def get(self, resource_meta: BentoDeploymentMetadata, **kwargs: Any) -> Resource:
-        from bentoship import NotFoundError, Rollout
-        from bentoship.steps.wait import async_log_tail, failure, judge
+        from bentoship import Rollout, acheck_rollout
 
         rollout = Rollout.from_json(resource_meta.rollout)
         async with async_client(resource_meta.endpoint or None) as api:
-            try:
-                dep = await api.get_deployment(rollout.name)
-            except NotFoundError as exc:
-                return Resource(
-                    phase=TaskExecution.FAILED, message=f"{exc} (deleted while waiting)"
-                )
-            verdict = judge(dep, rollout.revision)
-            remaining = resource_meta.deadline - time.time()
-            waiting = not (verdict.ready or verdict.failed)
-            if waiting and remaining > 0 and "wait" in await api.get_extensions():
-                wait = min(GET_WAIT_SECONDS, remaining)
-                dep = await api.wait_for_change(rollout.name, dep.status, wait)
-                verdict = judge(dep, rollout.revision)
-            links = _links(dep)
-            if verdict.ready:
-                return Resource(
-                    phase=TaskExecution.SUCCEEDED,
-                    message=f"deployment {dep.name} serves {dep.bento} at {dep.url}",
-                    log_links=links,
-                    outputs={"rollout": resource_meta.rollout, "url": dep.url},
-                )
-            if not verdict.failed and time.time() < resource_meta.deadline:
-                return Resource(
-                    phase=TaskExecution.RUNNING,
-                    message=f"deployment {dep.name} is {dep.status}",
-                    log_links=links,
-                )
-            message = verdict.message or (
-                f"deployment {dep.name} was not ready in time (status {dep.status})"
+            check = await acheck_rollout(
+                rollout, client=api, deadline=resource_meta.deadline, wait=GET_WAIT_SECONDS
             )
-            error = failure(dep, message, await async_log_tail(api, dep, rollout.revision))
-        text = str(error)
-        if resource_meta.rollback_on_failure:
+        dep = check.deployment
+        links = _links(dep) if dep is not None else []
+        if check.ready and dep is not None:
+            return Resource(
+                phase=TaskExecution.SUCCEEDED,
+                message=f"deployment {dep.name} serves {dep.bento} at {dep.url}",
+                log_links=links,
+                outputs={"rollout": resource_meta.rollout, "url": dep.url},
+            )
+        if check.pending:
+            return Resource(
+                phase=TaskExecution.RUNNING,
+                message=f"deployment {check.name} is {check.status}",
+                log_links=links,
+            )
+        text = check.message
+        if resource_meta.rollback_on_failure and dep is not None:
             text += f"; {await asyncio.to_thread(_undo, resource_meta, rollout)}"
         return Resource(phase=TaskExecution.FAILED, message=text, log_links=links)
 

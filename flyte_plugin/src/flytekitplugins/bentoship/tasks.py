@@ -22,10 +22,7 @@ from flytekit.types.directory import FlyteDirectory
 from flytekit.types.error import FlyteError
 from flytekit.types.file import FlyteFile
 
-from ._connection import API_KEY_SECRET, client
-
-if typing.TYPE_CHECKING:
-    from bentoship import Rollout
+from ._connection import API_KEY_SECRET, client, credentials
 
 
 class BuildOutputs(NamedTuple):
@@ -36,12 +33,6 @@ class BuildOutputs(NamedTuple):
 class DeployAndWaitOutputs(NamedTuple):
     rollout: str
     url: str
-
-
-def _target(rollout: str) -> "Rollout | str":
-    from bentoship.models import rollout_or_name
-
-    return rollout_or_name(rollout)
 
 
 def _given(**options: object) -> dict[str, typing.Any]:
@@ -123,7 +114,7 @@ def wait_for_deployment(
 
     with client(endpoint, token) as api:
         options = _given(timeout=timeout, poll_interval=poll_interval)
-        return wait_until_ready(_target(rollout), client=api, **options).url
+        return wait_until_ready(rollout, client=api, **options).url
 
 
 @task(cache=False, secret_requests=[API_KEY_SECRET])
@@ -144,13 +135,11 @@ def smoke_test_deployment(
     """
     from bentoship.steps import SmokeTest, smoke_test
 
-    target = _target(rollout)
     test = SmokeTest(api=api, payload=payload or {}, expected=expected, method=method)
-    if isinstance(target, str) and not target.startswith(("http://", "https://")):
-        with client(endpoint, token) as deployments:
-            answer = smoke_test(target, test, token=access_token, client=deployments)
-    else:
-        answer = smoke_test(target, test, token=access_token)
+    lookup_endpoint, lookup_token = credentials(endpoint, token)
+    answer = smoke_test(
+        rollout, test, token=access_token, endpoint=lookup_endpoint, api_token=lookup_token
+    )
     return json.dumps(answer)
 
 
@@ -172,13 +161,11 @@ def rollback_deployment(
     """
     from bentoship.steps import rollback
 
-    target = _target(rollout)
     if err is not None:
-        name = target.name if not isinstance(target, str) else target
-        print(f"rolling {name} back after a failure: {err.message}")
+        print(f"rolling back after a failure: {err.message}")
     with client(endpoint, token) as api:
         options = _given(wait=wait, timeout=timeout)
-        dep = rollback(target, revision=revision, client=api, **options)
+        dep = rollback(rollout, revision=revision, client=api, **options)
     if dep is None:
         return ""
     return dep.serving_revision or dep.target_revision or ""
