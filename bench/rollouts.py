@@ -15,7 +15,7 @@ import httpx
 
 from bentoship import Client
 from bentoship.server import LocalControlPlane
-from bentoship.server.runner import bentoml_command, free_port
+from bentoship.server.rollout.runner import bentoml_command, free_port
 from bentoship.steps import deploy, push, rollback, wait_until_ready
 
 from .common import RUNS, Row, Sample, build_fixture, timed
@@ -43,7 +43,7 @@ def serve_by_hand(tag: str) -> float:
                     pass
                 time.sleep(0.01)
     finally:
-        from bentoship.server.runner import descendants
+        from bentoship.server.rollout.runner import descendants
 
         workers = descendants(process.pid)
         process.terminate()

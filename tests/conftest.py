@@ -1,4 +1,10 @@
-"""Fixtures shared by every test folder: a private BENTOML_HOME, built bentos, control planes."""
+"""Fixtures shared by every test folder: a private BENTOML_HOME, built bentos, control planes.
+
+Tiers: a test that starts a process (a control plane, ``bentoml build``/``serve``, kfp.local
+tasks, ``airflow db migrate``, any subprocess) is marked ``slow``, here from the fixtures it
+uses or explicitly with ``@pytest.mark.slow``. ``pytest -m "not slow"`` runs the rest, and a
+test in that tier that starts a process anyway fails, naming the command.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import atexit
 import contextlib
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +31,61 @@ import pytest  # noqa: E402
 from bentoship.server import LocalControlPlane  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bentos"
+
+# Fixtures that start a process, or that exist only for tests that do (``bento_workdir`` holds
+# the projects ``bentoml build`` runs on). Checked one by one; ``unused_port`` only binds a
+# socket, ``tmp_path``, ``server_env`` and ``monkeypatch`` start nothing.
+PROCESS_FIXTURES = frozenset(
+    {
+        "shared_plane",  # bentoship server, then bentoml serve per revision
+        "start_control_plane",  # the same, per test
+        "echo_v1",  # bentoml build
+        "echo_v2",  # bentoml build
+        "crash_bento",  # bentoml build
+        "bento_workdir",  # only used to build bentos
+        "airflow_db",  # airflow db migrate (tests/airflow/conftest.py)
+        "bentocloud_connection",  # shared_plane (tests/airflow/conftest.py)
+        "kfp_local",  # kfp.local's SubprocessRunner (tests/kfp/conftest.py)
+    }
+)
+PROCESS_EVENTS = frozenset(
+    {"subprocess.Popen", "os.system", "os.posix_spawn", "os.spawn", "os.fork", "os.exec"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test whose fixtures (their whole closure) start a process."""
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+class _ProcessWatch:
+    """Records the processes started while a test of the fast tier runs (an audit hook)."""
+
+    started: list[str] | None = None
+
+    @classmethod
+    def hook(cls, event: str, args: tuple[object, ...]) -> None:
+        if cls.started is not None and event in PROCESS_EVENTS:
+            cls.started.append(f"{event}: {' '.join(map(repr, args[:2]))[:300]}")
+
+
+sys.addaudithook(_ProcessWatch.hook)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    started: list[str] = []
+    _ProcessWatch.started = started
+    try:
+        yield
+    finally:
+        _ProcessWatch.started = None
+    assert not started, f"a test not marked slow started a process: {started}"
 
 
 def build_fixture_bento(project: str, workdir: Path, version_text: str | None = None) -> str:
@@ -80,9 +143,12 @@ def start_control_plane(tmp_path: Path) -> Iterator[Callable[..., LocalControlPl
 
 @pytest.fixture(scope="module")
 def shared_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
-    """One control plane for a whole test module (short readiness deadline and rollback window)."""
+    """One control plane for a whole test module: a crashing revision fails at its first crash."""
     plane = LocalControlPlane(
-        tmp_path_factory.mktemp("shared-plane"), readiness_timeout=30, rollback_window=60
+        tmp_path_factory.mktemp("shared-plane"),
+        readiness_timeout=60,
+        rollback_window=60,
+        crash_loop_after=1,
     )
     plane.start()
     yield plane
@@ -91,6 +157,7 @@ def shared_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCont
 
 @pytest.fixture
 def unused_port() -> int:
-    from bentoship.server.runner import free_port
-
-    return free_port()
+    """A loopback port nothing listens on (bound once by the OS, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DEMO = Path(__file__).resolve().parents[1] / "dags_examples" / "demo.py"
 
 
+@pytest.mark.slow
 def test_demo_ships_good_model_and_rolls_back_bad_one() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     result = subprocess.run(

@@ -46,8 +46,9 @@ def serving_accuracy(url: str) -> float:
     ("dag_id", "deployment"),
     [("retrain_and_ship", "af-example"), ("retrain_and_ship_deferrable", "af-example-deferred")],
 )
+@pytest.mark.usefixtures("airflow_db")
 def test_good_run_then_bad_run_is_rolled_back(
-    airflow_db: Any, bentocloud_connection: LocalControlPlane, dag_id: str, deployment: str
+    bentocloud_connection: LocalControlPlane, dag_id: str, deployment: str
 ) -> None:
     good = run_dag(dag_id, {"bad_model": False, "deployment_name": deployment})
     assert good["deploy"] == "success" and good["quality_gate"] == "success"

@@ -86,7 +86,7 @@ def test_sensor_pokes_and_defers(bentocloud_connection: LocalControlPlane, echo_
         missing.poke({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
 
 
-def test_rollback_without_recorded_rollout_is_skipped(bentocloud_connection: Any) -> None:
+def test_rollback_without_recorded_rollout_is_skipped() -> None:
     from airflow.sdk.exceptions import AirflowSkipException
 
     from bentoship_airflow.operators.bento import BentoRollbackOperator

@@ -7,11 +7,13 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bentoship import Client
+from bentoship.connection import Connection, write_connection
 from bentoship.server import LocalControlPlane
 from bentoship.steps import push
 
@@ -43,6 +45,7 @@ def test_providers_manager_discovers_the_provider() -> None:
     assert "extra__bentocloud__timeout" in manager.connection_form_widgets
 
 
+@pytest.mark.slow
 def test_operator_modules_import_nothing_heavy() -> None:
     code = (
         "import sys; import bentoship_airflow.operators.bento, bentoship_airflow.sensors.bento, "
@@ -72,14 +75,21 @@ def test_hook_test_connection(bentocloud_connection: LocalControlPlane, monkeypa
 
 
 def test_hook_falls_back_to_environment_without_default_connection(
-    shared_plane: LocalControlPlane, monkeypatch: Any
+    tmp_path: Path, monkeypatch: Any
 ) -> None:
     from bentoship_airflow.hooks.bentocloud import BentoCloudHook
 
     monkeypatch.delenv("AIRFLOW_CONN_BENTOCLOUD_DEFAULT", raising=False)
-    monkeypatch.setenv("BENTOSHIP_HOME", str(shared_plane.data_dir))
+    write_connection(tmp_path, Connection("http://127.0.0.1:4321", "file-token-0123456789"))
+    monkeypatch.setenv("BENTOSHIP_HOME", str(tmp_path))
     with BentoCloudHook().get_conn() as client:
-        assert client.endpoint == shared_plane.endpoint
+        assert client.endpoint == "http://127.0.0.1:4321"
+        assert client.connection.token == "file-token-0123456789"
+    monkeypatch.setenv("BENTO_CLOUD_API_ENDPOINT", "http://127.0.0.1:5678")
+    monkeypatch.setenv("BENTO_CLOUD_API_KEY", "env-token-0123456789")
+    with BentoCloudHook().get_conn() as client:
+        assert client.endpoint == "http://127.0.0.1:5678"
+        assert client.connection.token == "env-token-0123456789"
 
 
 def test_deferrable_deploy_defers_and_trigger_round_trip_succeeds(

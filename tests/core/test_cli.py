@@ -1,73 +1,332 @@
-"""The ``bentoship`` CLI against a real control plane: output and exit codes 0/1/2."""
+"""The ``bentoship`` CLI: output and exit codes 0 (worked), 1 (failed) and 2 (bad usage).
+
+``bentoship.cli.main(argv)`` runs in-process; one test runs the console script itself. The
+unit tests answer from httpx.MockTransport or point at a port nothing listens on; one test
+runs the whole deploy/wait/status/revisions/logs/rollback scenario on a real control plane.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import httpx
+import pytest
+
+import bentoship.client
+from bentoship import RetryPolicy
+from bentoship.cli import main
 from bentoship.server import LocalControlPlane
 from bentoship.steps import push
 
 from .test_steps import client_for
+from .transports import Answer, FakeServer, deployment_json, error
+
+TOKEN = "cli-token-0123456789abcdef"
+ENDPOINT = "http://control-plane.test"
+SERVER = ["--endpoint", ENDPOINT, "--token", TOKEN]
+
+Run = Callable[..., tuple[int, str, str]]
 
 
-def cli(plane: LocalControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
-    assert plane.connection is not None
-    env = {
-        **os.environ,
-        "BENTO_CLOUD_API_ENDPOINT": plane.connection.endpoint,
-        "BENTO_CLOUD_API_KEY": plane.connection.token,
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Run:
+    """``cli(*argv)`` runs ``main`` in-process: (exit code, its stdout, its stderr)."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()  # drop what was printed before, e.g. by bentoml's push
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def fake_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Answer], FakeServer]]:
+    """``fake_server(answer)``: the CLI's clients talk to a MockTransport answering ``answer``."""
+    real = bentoship.client.Client
+
+    def use(answer: Answer) -> FakeServer:
+        server = FakeServer(answer)
+
+        class Faked(real):  # type: ignore[valid-type,misc]
+            def __init__(self, endpoint: str | None = None, token: str | None = None) -> None:
+                super().__init__(
+                    endpoint,
+                    token,
+                    retry=RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.002),
+                    transport=server.transport(),
+                )
+
+        monkeypatch.setattr(bentoship.client, "Client", Faked)
+        return server
+
+    yield use
+
+
+def revision_json(uid: str, name: str, bento: str, phase: str, serving: bool) -> dict[str, object]:
+    """A revision as the server renders it (schemas.revision with the bentoship extension)."""
+    repository, version = bento.split(":")
+    target = {
+        "name": "main",
+        "config": {},
+        "bento": {"name": version, "repository": {"name": repository}},
     }
-    return subprocess.run(
-        [sys.executable, "-m", "bentoship", *args],
-        env=env,
+    return {
+        "uid": uid,
+        "name": name,
+        "status": "active" if serving else "inactive",
+        "created_at": "2025-01-01T00:00:00Z",
+        "targets": [target],
+        "bentoship": {
+            "phase": phase,
+            "serving": serving,
+            "warm": serving,
+            "reason": "",
+            "bento": bento,
+        },
+    }
+
+
+# usage errors: exit 2, and no request is made
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (
+        [],
+        ["status", "--bogus"],
+        ["wait", "svc", "--timeout", "0"],
+        ["deploy", "svc", "echo:v1", "--env", "NO_EQUALS_SIGN"],
+        ["ship", "svc", "echo:v1", "--smoke-payload", "{not json"],
+        ["frobnicate"],
+    ):
+        with pytest.raises(SystemExit) as caught:
+            main(argv)
+        assert caught.value.code == 2, argv
+        assert "usage: bentoship" in capsys.readouterr().err, argv
+
+
+def test_bad_tag_exits_2_before_any_request(cli: Run, unused_port: int) -> None:
+    # nothing listens there: a request would fail with exit code 1, not 2
+    nowhere = ["--endpoint", f"http://127.0.0.1:{unused_port}", "--token", TOKEN]
+    code, out, err = cli("deploy", "svc", "not a tag", *nowhere)
+    assert (code, out) == (2, "")
+    assert err.startswith("bentoship: error: ") and "not a bento tag" in err
+    assert err.count("\n") == 1
+
+
+def test_bad_config_exits_2_before_any_request(cli: Run, unused_port: int) -> None:
+    nowhere = ["--endpoint", f"http://127.0.0.1:{unused_port}", "--token", TOKEN]
+    code, _, err = cli(
+        "deploy", "svc", "echo:v1", "--min-replicas", "3", "--max-replicas", "1", *nowhere
+    )
+    assert code == 2 and "min_replicas" in err and err.count("\n") == 1
+
+
+def test_missing_connection_exits_2_and_says_what_to_set(
+    cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENTOSHIP_HOME", str(tmp_path))
+    code, _, err = cli("status")
+    assert code == 2 and "bentoship server" in err and "BENTO_CLOUD_API_KEY" in err
+    code, _, err = cli("status", "--endpoint", ENDPOINT)
+    assert code == 2 and "BENTO_CLOUD_API_KEY" in err
+
+
+# failures: exit 1, one line, never the token
+
+
+def test_unreachable_server_exits_1_with_one_line(
+    cli: Run, fake_server: Callable[[Answer], FakeServer]
+) -> None:
+    def refuse(request: httpx.Request, n: int) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    server = fake_server(refuse)
+    code, out, err = cli("status", *SERVER)
+    assert (code, out) == (1, "")
+    assert err.startswith("bentoship: failed: ") and err.count("\n") == 1
+    assert "cannot reach" in err and "bentoship server" in err
+    assert len(server.calls) == 3
+
+
+def test_unknown_deployment_exits_1_naming_it(
+    cli: Run, fake_server: Callable[[Answer], FakeServer]
+) -> None:
+    fake_server(lambda r, n: error(404, "deployment 'ghost' not found"))
+    code, out, err = cli("status", "ghost", *SERVER)
+    assert (code, out) == (1, "")
+    assert "ghost" in err and err.count("\n") == 1
+
+
+def test_rejected_token_exits_1_without_showing_it(
+    cli: Run, fake_server: Callable[[Answer], FakeServer]
+) -> None:
+    fake_server(lambda r, n: error(401, "wrong API token"))
+    code, out, err = cli("revisions", "svc", *SERVER)
+    assert code == 1 and "BENTO_CLOUD_API_KEY" in err
+    assert TOKEN not in out + err
+
+
+def test_server_rejecting_the_config_exits_2_naming_the_field(
+    cli: Run, fake_server: Callable[[Answer], FakeServer]
+) -> None:
+    def answer(request: httpx.Request, n: int) -> httpx.Response:
+        path = request.url.path
+        if path.startswith("/api/v1/bento_repositories/echo/bentos/v1"):
+            manifest = {"entry_service": "Echo", "services": [{"name": "Echo"}]}
+            return httpx.Response(200, json={"upload_status": "success", "manifest": manifest})
+        if request.method == "GET" and path == "/api/v2/deployments/svc":
+            return error(404, "deployment 'svc' not found")
+        if request.method == "POST" and path == "/api/v2/deployments":
+            field = "services.Echo.instance_type"
+            return error(400, f"invalid deployment config: {field}: unknown instance type")
+        return error(404, "not found")
+
+    server = fake_server(answer)
+    code, out, err = cli("deploy", "svc", "echo:v1", "--instance-type", "gpu.huge", *SERVER)
+    assert (code, out) == (2, "")
+    assert "services.Echo.instance_type" in err and err.count("\n") == 1
+    posted = [r for r in server.requests if r.method == "POST"]
+    assert len(posted) == 1
+    body = json.loads(posted[0].content)
+    assert body["services"]["Echo"]["instance_type"] == "gpu.huge"
+
+
+# output formats
+
+
+def test_status_lists_deployments_one_per_line(
+    cli: Run, fake_server: Callable[[Answer], FakeServer]
+) -> None:
+    items = [deployment_json("a", "echo:v1"), deployment_json("b", "echo:v2", "deploying")]
+    server = fake_server(lambda r, n: httpx.Response(200, json={"items": items}))
+    code, out, _ = cli("status", *SERVER)
+    assert code == 0
+    assert out.splitlines() == [
+        "a\trunning\techo:v1\thttp://127.0.0.1:9/a",
+        "b\tdeploying\techo:v2\thttp://127.0.0.1:9/b",
+    ]
+    assert server.requests[0].headers["X-YATAI-API-TOKEN"] == TOKEN
+
+
+def test_status_of_one_deployment_is_json(
+    cli: Run, fake_server: Callable[[Answer], FakeServer]
+) -> None:
+    dep = deployment_json(
+        "svc", "echo:v2", "failed", revision="rev-2", serving="rev-1", reason="boom"
+    )
+    fake_server(lambda r, n: httpx.Response(200, json=dep))
+    code, out, _ = cli("status", "svc", *SERVER)
+    assert code == 0
+    assert json.loads(out) == {
+        "name": "svc",
+        "status": "failed",
+        "url": "http://127.0.0.1:9/svc",
+        "bento": "echo:v2",
+        "target_revision": "rev-2",
+        "serving_revision": "rev-1",
+        "reason": "boom",
+    }
+
+
+def test_revisions_mark_the_serving_one_and_logs_default_to_the_target(
+    cli: Run, fake_server: Callable[[Answer], FakeServer]
+) -> None:
+    revisions = [
+        revision_json("rev-2", "r2", "echo:v2", "failed", serving=False),
+        revision_json("rev-1", "r1", "echo:v1", "ready", serving=True),
+    ]
+
+    def answer(request: httpx.Request, n: int) -> httpx.Response:
+        path = request.url.path
+        if path == "/api/v2/deployments/svc/revisions":
+            return httpx.Response(200, json={"items": revisions})
+        if path == "/api/v2/deployments/svc":
+            return httpx.Response(200, json=deployment_json("svc", "echo:v2", revision="rev-2"))
+        if path == "/api/v2/deployments/svc/revisions/rev-2/logs":
+            return httpx.Response(200, json={"lines": ["starting", "RuntimeError: boom"]})
+        return error(404, "not found")
+
+    server = fake_server(answer)
+    code, out, _ = cli("revisions", "svc", *SERVER)
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2
+    assert lines[0].startswith("  r2\tfailed\techo:v2")
+    assert lines[1].startswith("* r1\tready\techo:v1")
+
+    code, out, _ = cli("logs", "svc", "--tail", "50", *SERVER)
+    assert code == 0 and out.splitlines() == ["starting", "RuntimeError: boom"]
+    assert server.requests[-1].url.params["tail"] == "50"
+
+
+# the console script itself
+
+
+@pytest.mark.slow
+def test_console_script_exits_with_mains_code(unused_port: int) -> None:
+    script = Path(sys.executable).with_name("bentoship")
+    nowhere = ["--endpoint", f"http://127.0.0.1:{unused_port}", "--token", TOKEN]
+    result = subprocess.run(
+        [str(script), "deploy", "svc", "not a tag", *nowhere],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=120,
     )
+    assert result.returncode == 2, result.stderr
+    assert "not a bento tag" in result.stderr and result.stdout == ""
+
+
+# end to end, on a real control plane
 
 
 def test_deploy_wait_status_revisions_logs_rollback(
-    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
+    cli: Run, shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
 ) -> None:
+    assert shared_plane.connection is not None
+    token = shared_plane.connection.token
+    server = ["--endpoint", shared_plane.connection.endpoint, "--token", token]
     client = client_for(shared_plane)
     push(echo_v1, client=client)
     push(echo_v2, client=client)
+    outputs: list[str] = []
 
-    first = cli(shared_plane, "deploy", "cli-echo", echo_v1, "--env", "A=1", "--wait")
-    assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["created"] is True
-    assert "cli-echo: deploying" in first.stderr and "cli-echo: running" in first.stderr
+    def run(*argv: str) -> tuple[int, str, str]:
+        code, out, err = cli(*argv, *server)
+        outputs.append(out + err)
+        return code, out, err
 
-    second = cli(shared_plane, "deploy", "cli-echo", echo_v2, "--env", "A=1")
-    assert second.returncode == 0, second.stderr
-    waited = cli(shared_plane, "wait", "cli-echo", "--timeout", "60")
-    assert waited.returncode == 0 and json.loads(waited.stdout)["bento"] == echo_v2
+    code, out, err = run("deploy", "cli-echo", echo_v1, "--env", "A=1", "--wait")
+    assert code == 0, err
+    assert json.loads(out)["created"] is True
+    assert "cli-echo: deploying" in err and "cli-echo: running" in err
 
-    status = cli(shared_plane, "status")
-    assert status.returncode == 0 and "cli-echo\trunning" in status.stdout
-    revisions = cli(shared_plane, "revisions", "cli-echo")
-    assert revisions.stdout.splitlines()[0].startswith("* r2")
-    logs = cli(shared_plane, "logs", "cli-echo", "--tail", "50")
-    assert logs.returncode == 0 and "[bentoship]" in logs.stdout
+    code, out, err = run("deploy", "cli-echo", echo_v2, "--env", "A=1")
+    assert code == 0, err
+    assert json.loads(out)["changed"] is True
+    code, out, err = run("wait", "cli-echo", "--timeout", "60")
+    assert code == 0, err
+    assert json.loads(out)["bento"] == echo_v2
 
-    rolled = cli(shared_plane, "rollback", "cli-echo")
-    assert rolled.returncode == 0, rolled.stderr
-    assert json.loads(rolled.stdout)["bento"] == echo_v1
-    assert shared_plane.connection is not None
-    for result in (first, second, waited, status, revisions, logs, rolled):
-        assert shared_plane.connection.token not in result.stdout + result.stderr
+    code, out, _ = run("status")
+    assert code == 0 and f"cli-echo\trunning\t{echo_v2}\t" in out
+    code, out, _ = run("revisions", "cli-echo")
+    assert code == 0 and out.splitlines()[0].startswith("* r2")
+    code, out, _ = run("logs", "cli-echo", "--tail", "50")
+    assert code == 0 and "[bentoship]" in out
 
+    code, out, err = run("rollback", "cli-echo")
+    assert code == 0, err
+    assert json.loads(out)["bento"] == echo_v1
+    code, out, _ = run("status", "cli-echo")
+    assert json.loads(out)["bento"] == echo_v1
 
-def test_exit_codes_for_failure_and_usage(shared_plane: LocalControlPlane) -> None:
-    missing = cli(shared_plane, "status", "no-such-deployment")
-    assert missing.returncode == 1
-    assert missing.stderr.count("\n") == 1 and "no-such-deployment" in missing.stderr
-    bad_tag = cli(shared_plane, "deploy", "x", "not a tag")
-    assert bad_tag.returncode == 2
-    unknown_option = cli(shared_plane, "status", "--bogus")
-    assert unknown_option.returncode == 2
-    no_command = cli(shared_plane)
-    assert no_command.returncode == 2
+    code, out, err = run("status", "no-such-deployment")
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1 and "no-such-deployment" in err
+
+    assert all(token not in text for text in outputs)

@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from bentoship.server import LocalControlPlane
 
 PROJECT = Path(__file__).resolve().parents[2] / "dags_examples" / "example_bento"
@@ -37,6 +39,7 @@ def run_step(home: Path, code: str, plane: LocalControlPlane) -> str:
     return marked[-1].split("RESULT=", 1)[1]
 
 
+@pytest.mark.slow
 def test_train_build_push_deploy_on_separate_machines(
     shared_plane: LocalControlPlane, tmp_path: Path
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bentoml
 import httpx
 import pytest
@@ -63,14 +65,32 @@ def test_second_push_is_skipped_and_instance_types_listed(
     assert "cpu.small" in types
 
 
+def files_of(root: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
 def test_pull_returns_the_pushed_bento(
-    shared_plane: LocalControlPlane, echo_v1: str, tmp_path_factory: pytest.TempPathFactory
+    shared_plane: LocalControlPlane, echo_v1: str, tmp_path: Path
 ) -> None:
+    """Pull into a store of this test's own: the session's store, shared by every test, keeps
+    its bento whatever happens here."""
+    from bentoml._internal.bento import BentoStore
+
     client = cloud_client(shared_plane)
     bentoml.bentos.push(echo_v1, _cloud_client=client)
-    bentoml.bentos.delete(echo_v1)
-    try:
-        bentoml.bentos.pull(echo_v1, _cloud_client=client)
-        assert str(bentoml.bentos.get(echo_v1).tag) == echo_v1
-    finally:
-        bentoml.bentos.get(echo_v1)
+    private = BentoStore(tmp_path / "bentos")
+    bentoml.bentos.pull(echo_v1, _bento_store=private, _cloud_client=client)
+
+    pushed = bentoml.bentos.get(echo_v1)
+    pulled = private.get(echo_v1)
+    assert str(pulled.tag) == echo_v1
+    assert Path(pulled.path) != Path(pushed.path)
+    assert Path(pulled.path_of("bento.yaml")).read_text() == (
+        Path(pushed.path_of("bento.yaml")).read_text()
+    )
+    assert files_of(Path(pulled.path_of("src"))) == files_of(Path(pushed.path_of("src")))
+    assert "version.txt" in files_of(Path(pulled.path_of("src")))

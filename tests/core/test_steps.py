@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 import pytest
 
-from bentoship import Client, DeploymentFailed, Rollout, SmokeTestFailed
-from bentoship._http import RetryPolicy
+from bentoship import Client, DeploymentFailed, RetryPolicy, Rollout, SmokeTestFailed
 from bentoship.server import LocalControlPlane
 from bentoship.steps import SmokeTest, deploy, push, rollback, ship, smoke_test, wait_until_ready
 
-from .test_client_faults import FaultyTransport
+from .transports import FaultyTransport
 
 
 def client_for(plane: LocalControlPlane, **kwargs: Any) -> Client:
@@ -33,7 +31,7 @@ def test_ship_then_failed_ship_rolls_back(
 ) -> None:
     plane: LocalControlPlane = start_control_plane(extensions=extensions)
     client = client_for(plane)
-    assert bool(client.extensions) is extensions
+    assert bool(client.get_extensions()) is extensions
 
     first = ship("svc", echo_v1, smoke=echo_check("v1"), client=client, poll_interval=0.5)
     assert first.created and first.revision
@@ -98,7 +96,7 @@ def test_retried_deploy_after_lost_response_does_not_duplicate(
 def test_wait_raises_deployment_failed_with_the_exception_from_the_logs(
     start_control_plane: Any, crash_bento: str
 ) -> None:
-    plane: LocalControlPlane = start_control_plane(readiness_timeout=10)
+    plane: LocalControlPlane = start_control_plane(readiness_timeout=60, crash_loop_after=1)
     client = client_for(plane)
     push(crash_bento, client=client)
     rollout = deploy("crashing", crash_bento, client=client)
@@ -119,13 +117,17 @@ def test_wait_uses_the_long_poll_not_sleeps(shared_plane: LocalControlPlane, ech
     client = client_for(shared_plane, transport=transport)
     push(echo_v1, client=client)
     rollout = deploy("longpoll", echo_v1, client=client)
-    started = time.monotonic()
+    assert client.get_deployment("longpoll").status == "deploying"
+    before = len(transport.calls)
+    # A sleep of poll_interval (an hour) between polls could never end within the timeout.
     dep = wait_until_ready(rollout, client=client, poll_interval=3600, timeout=90)
-    returned = time.monotonic()
-    assert dep.status == "running"
-    waits = [c for c in transport.calls if c.endswith("/longpoll/wait")]
-    assert waits, transport.calls
-    print(f"wait_until_ready returned {returned - started:.2f} s after the deploy")
+    assert dep.status == "running" and dep.serving_revision == rollout.revision
+    during = transport.calls[before:]
+    waits = [c for c in during if c == "GET /api/v2/deployments/longpoll/wait"]
+    gets = [c for c in during if c == "GET /api/v2/deployments/longpoll"]
+    # one long-poll per status change (deploying -> running), not a poll loop
+    assert 1 <= len(waits) <= 3, during
+    assert len(gets) <= 2, during
 
 
 def test_rollback_to_named_revision_and_smoke_test_with_token(

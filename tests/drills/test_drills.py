@@ -8,10 +8,10 @@ import threading
 from typing import Any
 
 import httpx
+import psutil
 
 from bentoship import Client
 from bentoship.server import LocalControlPlane
-from bentoship.server.runner import descendants
 from bentoship.steps import SmokeTest, deploy, push, ship, wait_until_ready
 
 from .faultproxy import FaultProxy
@@ -33,7 +33,8 @@ def test_killed_serving_process_is_restarted(start_control_plane: Any, echo_v1: 
     serving = next(r for r in client.list_revisions("phoenix") if r.serving)
     assert serving.pid is not None
 
-    for pid in [serving.pid, *descendants(serving.pid)]:
+    tree = psutil.Process(serving.pid).children(recursive=True)
+    for pid in [serving.pid, *(child.pid for child in tree)]:
         os.kill(pid, signal.SIGKILL)
     seen = client.wait_for_change("phoenix", "running", timeout=30)
     assert seen.status == "unhealthy"
@@ -115,4 +116,3 @@ def test_ship_through_a_network_that_drops_or_delays_30_percent(
     with client_for(shared_plane) as direct:
         assert len(direct.list_revisions("unreliable")) == 1
         assert direct.get_deployment("unreliable").serving_revision == rollout.revision
-    print(f"fault proxy: {dict(proxy.counts)}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -83,9 +82,8 @@ def pushed(api: Client, echo_v1: str, echo_v2: str) -> None:
     push(echo_v2, client=api)
 
 
-def test_create_get_delete_against_the_server(
-    api: Client, cloud_env: None, pushed: None, echo_v1: str, echo_v2: str
-) -> None:
+@pytest.mark.usefixtures("cloud_env", "pushed")
+def test_create_get_delete_against_the_server(api: Client, echo_v1: str, echo_v2: str) -> None:
     task = BentoDeploymentTask(name="tests.flyte.connector_direct", timeout_seconds=120)
 
     # create, then get until green: a new deployment
@@ -129,7 +127,7 @@ def test_failing_rollout_is_failed_with_the_servers_reason_and_rolled_back(
     crash_bento: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    plane: LocalControlPlane = start_control_plane(readiness_timeout=10)
+    plane: LocalControlPlane = start_control_plane(readiness_timeout=60, crash_loop_after=1)
     assert plane.connection is not None
     monkeypatch.setenv("BENTO_CLOUD_API_ENDPOINT", plane.connection.endpoint)
     monkeypatch.setenv("BENTO_CLOUD_API_KEY", plane.connection.token)
@@ -157,37 +155,25 @@ def test_failing_rollout_is_failed_with_the_servers_reason_and_rolled_back(
         assert version_at(dep.url) == "v1"
 
 
+@pytest.mark.usefixtures("cloud_env", "pushed")
 def test_connector_task_runs_in_a_local_workflow(
-    api: Client,
-    cloud_env: None,
-    pushed: None,
-    echo_v1: str,
-    echo_v2: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    api: Client, echo_v1: str, echo_v2: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wait_until_ready(deploy("async-wf", echo_v1, client=api), client=api, timeout=60)
-    calls: list[float] = []
+    phases: list[int] = []
     real_get = connector().get
 
-    async def timed_get(resource_meta: BentoDeploymentMetadata, **kwargs: Any) -> Resource:
-        started = time.monotonic()
-        try:
-            return await real_get(resource_meta, **kwargs)
-        finally:
-            calls.append(time.monotonic() - started)
+    async def observed_get(resource_meta: BentoDeploymentMetadata, **kwargs: Any) -> Resource:
+        resource = await real_get(resource_meta, **kwargs)
+        phases.append(resource.phase)
+        return resource
 
-    monkeypatch.setattr(connector(), "get", timed_get)
-    started = time.monotonic()
+    monkeypatch.setattr(connector(), "get", observed_get)
     url = ship_echo(name="async-wf", bento=echo_v2)
-    elapsed = time.monotonic() - started
 
+    # the workflow went through the connector: it called get until the rollout succeeded
+    assert phases and phases[-1] == TaskExecution.SUCCEEDED
+    assert set(phases[:-1]) <= {TaskExecution.RUNNING}
     dep = api.get_deployment("async-wf")
     assert dep.bento == echo_v2 and dep.serving_revision == dep.target_revision
     assert url == dep.url and version_at(url) == "v2"
-    with capsys.disabled():
-        print(
-            f"\n  connector task in a local workflow: {elapsed:.2f} s for an update rollout; "
-            f"{len(calls)} get call(s) taking {sum(calls):.2f} s (long-poll), each after "
-            f"flytekit's hard-coded 1 s local sleep ({len(calls)} s of sleeping)"
-        )

@@ -29,14 +29,22 @@ DEPLOYMENT = "flyte-classifier"
 
 
 @pytest.fixture(scope="module")
-def example(shared_plane: LocalControlPlane) -> Iterator[ModuleType]:
-    assert shared_plane.connection is not None
+def example() -> Iterator[ModuleType]:
+    """The example module (importing it starts nothing: compiling needs no server)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(EXAMPLES))
-        patch.setenv("_FSEC_BENTOSHIP_API_KEY", shared_plane.connection.token)
         module = importlib.import_module("flyte_retrain_and_ship")
         yield module
     sys.modules.pop("flyte_retrain_and_ship", None)
+
+
+@pytest.fixture(scope="module")
+def flyte_secret(shared_plane: LocalControlPlane) -> Iterator[None]:
+    """The token as the Flyte secret ``bentoship/api_key``, for the module's pipeline runs."""
+    assert shared_plane.connection is not None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("_FSEC_BENTOSHIP_API_KEY", shared_plane.connection.token)
+        yield
 
 
 def run(pipeline: Any, **inputs: Any) -> Any:
@@ -45,7 +53,9 @@ def run(pipeline: Any, **inputs: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def good_run(example: ModuleType, shared_plane: LocalControlPlane) -> tuple[Rollout, str]:
+def good_run(
+    example: ModuleType, shared_plane: LocalControlPlane, flyte_secret: None
+) -> tuple[Rollout, str]:
     """Ship a good model once: the deployment is created, and its first revision serves."""
     assert shared_plane.connection is not None
     shipped = run(

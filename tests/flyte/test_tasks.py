@@ -74,9 +74,8 @@ def test_tasks_use_endpoint_and_token_inputs_before_the_secret(
         deploy_bento(name="inputs", bento=echo_v1, endpoint=endpoint, token="wrong-input-token")
 
 
-def test_tasks_deploy_smoke_test_and_roll_back(
-    api: Client, cloud_env: None, echo_v1: str, echo_v2: str
-) -> None:
+@pytest.mark.usefixtures("cloud_env")
+def test_tasks_deploy_smoke_test_and_roll_back(api: Client, echo_v1: str, echo_v2: str) -> None:
     push(echo_v1, client=api)
     push(echo_v2, client=api)
     first = deploy_bento(name="steps", bento=echo_v1, config={"envs": {"MODE": "a"}})
@@ -107,9 +106,8 @@ def test_tasks_deploy_smoke_test_and_roll_back(
     assert rollback_deployment(rollout=first) == ""
 
 
-def test_deploy_and_wait_is_the_connector_tasks_plain_twin(
-    api: Client, cloud_env: None, echo_v1: str
-) -> None:
+@pytest.mark.usefixtures("cloud_env")
+def test_deploy_and_wait_is_the_connector_tasks_plain_twin(api: Client, echo_v1: str) -> None:
     connector_task = BentoDeploymentTask(name="tests.flyte.twin")
     plain = deploy_and_wait.python_interface
     assert set(connector_task.python_interface.inputs) <= set(plain.inputs)
@@ -133,6 +131,7 @@ def test_tasks_are_never_cached_and_request_the_secret() -> None:
             assert [(s.group, s.key) for s in secrets] == [("bentoship", "api_key")]
 
 
+@pytest.mark.slow
 def test_entry_point_registers_the_connector_without_importing_bentoml() -> None:
     found = [ep for ep in entry_points(group="flytekit.plugins") if ep.name == "bentoship"]
     assert [ep.value for ep in found] == ["flytekitplugins.bentoship"]

@@ -37,6 +37,10 @@ def test_shipped_yaml_equals_a_fresh_compile(tmp_path: Path) -> None:
             f"{name}.yaml is stale: run `python -m bentoship_kfp.compile`"
         )
         assert bentoship_kfp.yaml_path(name) == SHIPPED / f"{name}.yaml"
+
+
+@pytest.mark.slow
+def test_compile_check_runs_as_a_module() -> None:
     check = subprocess.run(
         [sys.executable, "-m", "bentoship_kfp.compile", "--check"], capture_output=True, text=True
     )
@@ -59,6 +63,7 @@ def test_every_component_runs_in_the_pinned_image_without_pip() -> None:
         assert "kfp.dsl.executor_main" in program, name
 
 
+@pytest.mark.slow
 def test_component_modules_import_only_kfp() -> None:
     code = (
         "import sys, runpy\n"
@@ -132,6 +137,7 @@ def test_rollback_does_nothing_when_the_group_succeeded(monkeypatch: pytest.Monk
     assert outcome == "no rollback: exit-handler-1 succeeded"
 
 
+@pytest.mark.slow
 def test_example_pipeline_compiles_with_rollback_exit_task_and_secret(tmp_path: Path) -> None:
     output = tmp_path / "retrain.yaml"
     result = subprocess.run(

@@ -75,6 +75,13 @@ def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="idle seconds before a min_replicas=0 deployment is scaled to zero (default 300)",
     )
     server.add_argument(
+        "--crash-loop-after",
+        type=int,
+        default=2,
+        metavar="N",
+        help="crashes while starting after which a revision is failed (default 2)",
+    )
+    server.add_argument(
         "--max-archive-bytes",
         type=int,
         default=2 * 1024**3,
@@ -215,6 +222,7 @@ def _run_server(args: argparse.Namespace) -> int:
         scale_to_zero_after=args.scale_to_zero_after,
         max_archive_bytes=args.max_archive_bytes,
         extensions=not args.no_extensions,
+        crash_loop_after=args.crash_loop_after,
     )
     return EXIT_OK
 

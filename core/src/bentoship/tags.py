@@ -1,4 +1,4 @@
-"""Bento tags: ``name:version``."""
+"""Bento and model tags: ``name:version``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import re
 
 from .errors import InvalidRequestError
 
-TAG_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?:[A-Za-z0-9][-A-Za-z0-9_.]*$")
+__all__ = ["NAME_PATTERN", "TAG_PATTERN", "VERSION_PATTERN", "check_tag"]
+
+NAME = r"[a-z0-9]([-a-z0-9_.]*[a-z0-9])?"
+VERSION = r"[A-Za-z0-9][-A-Za-z0-9_.]*"
+NAME_PATTERN = re.compile(rf"^{NAME}$")
+"""A bento or model repository name."""
+VERSION_PATTERN = re.compile(rf"^{VERSION}$")
+TAG_PATTERN = re.compile(rf"^{NAME}:{VERSION}$")
 
 
 def check_tag(tag: object) -> str:

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from ..tags import TAG_PATTERN
+from .errors import Invalid
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -19,7 +20,7 @@ INSTANCE_TYPES: dict[str, dict[str, Any]] = {
 DEFAULT_INSTANCE_TYPE = "cpu.small"
 
 
-class ConfigInvalid(ValueError):
+class ConfigInvalid(Invalid):
     """A config field is invalid; the message names the field."""
 
     def __init__(self, field: str, problem: str) -> None:

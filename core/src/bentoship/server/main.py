@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import signal
 import sys
 from collections.abc import Callable
@@ -13,26 +12,14 @@ from pathlib import Path
 
 import uvicorn
 
-from ..connection import Connection, write_connection, write_private
+from ..connection import Connection, write_connection
 from .app import build_app
-from .controller import Controller
-from .proxy import EmbeddedServer, bind_socket
+from .auth import load_or_create_token
+from .endpoint.proxy import EmbeddedServer, bind_socket
+from .registry.service import Registry
+from .rollout.controller import Controller
 from .settings import ServerSettings
 from .store import Store
-
-TOKEN_FILE = "token"
-
-
-def load_or_create_token(data_dir: Path) -> str:
-    """The server's API token: kept in ``<data-dir>/token`` (mode 0600), made on first start."""
-    path = data_dir / TOKEN_FILE
-    if path.exists():
-        token = path.read_text().strip()
-        if token:
-            return token
-    token = secrets.token_urlsafe(32)
-    write_private(path, token + "\n")
-    return token
 
 
 def prepare_data_dir(data_dir: Path) -> Path:
@@ -52,7 +39,7 @@ async def serve(settings: ServerSettings) -> None:
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
-        build_app(settings, store, controller),
+        build_app(settings, Registry(settings, store), controller),
         log_level="warning",
         access_log=False,
         timeout_keep_alive=30,
@@ -89,6 +76,7 @@ def run_server(
     scale_to_zero_after: float = 300.0,
     max_archive_bytes: int = 2 * 1024**3,
     extensions: bool = True,
+    crash_loop_after: int = 2,
 ) -> None:
     logging.basicConfig(
         level=logging.INFO,
@@ -107,6 +95,7 @@ def run_server(
         scale_to_zero_after=scale_to_zero_after,
         max_archive_bytes=max_archive_bytes,
         extensions=extensions,
+        crash_loop_after=crash_loop_after,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(settings))

@@ -30,6 +30,7 @@ class LocalControlPlane:
         readiness_timeout: float | None = None,
         rollback_window: float | None = None,
         scale_to_zero_after: float | None = None,
+        crash_loop_after: int | None = None,
         port: int = 0,
     ) -> None:
         self.data_dir = Path(data_dir)
@@ -42,6 +43,7 @@ class LocalControlPlane:
             ("--readiness-timeout", readiness_timeout),
             ("--rollback-window", rollback_window),
             ("--scale-to-zero-after", scale_to_zero_after),
+            ("--crash-loop-after", crash_loop_after),
         ):
             if value is not None:
                 self.args += [flag, str(value)]

@@ -18,6 +18,8 @@ class ServerSettings:
     max_archive_bytes: int = 2 * 1024**3
     extensions: bool = True
     restart_backoff_max: float = 30.0
+    crash_loop_after: int = 2
+    """Crashes while starting after which a revision is failed (see rollout.crashloop)."""
 
     @property
     def db_path(self) -> Path:

@@ -29,6 +29,12 @@ CREATE TABLE IF NOT EXISTS revisions (
     reason TEXT NOT NULL DEFAULT '', ready_at TEXT, activated_at TEXT,
     UNIQUE (deployment, seq));
 """
+PHASES_BEFORE_0_2 = """
+UPDATE revisions SET phase = 'starting' WHERE phase = 'pending';
+UPDATE revisions SET phase = 'serving' WHERE phase = 'ready'
+    AND uid IN (SELECT serving_revision FROM deployments WHERE serving_revision IS NOT NULL);
+UPDATE revisions SET phase = 'retired' WHERE phase = 'ready';
+"""
 
 
 def now() -> str:
@@ -97,6 +103,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._db.executescript(PHASES_BEFORE_0_2)
 
     def close(self) -> None:
         self._db.close()

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import aiohttp
 import uvicorn
 
-from .runner import ServeProcess
+from ..rollout.runner import ServeProcess
 
 HOP_BY_HOP = frozenset(
     {

@@ -17,8 +17,11 @@ from pathlib import Path
 import aiohttp
 import httpx
 
+from .crashloop import CrashLoopDetector
+
 PROBE_TIMEOUT = httpx.Timeout(0.5, connect=0.25)
 PROBE_INTERVAL = 0.05
+LOG_CHECK_INTERVAL = 0.25
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -80,6 +83,7 @@ class ServeProcess:
     port: int
     process: asyncio.subprocess.Process
     log_path: Path
+    log_offset: int = 0
     started_at: float = field(default_factory=time.monotonic)
     stopping: bool = False
     watched: bool = False
@@ -124,9 +128,25 @@ class ServeProcess:
     def alive(self) -> bool:
         return self.process.returncode is None
 
-    async def wait_ready(self, deadline_seconds: float) -> None:
-        """Poll ``/readyz`` with short timeouts until it answers 200, or raise NotReadyError."""
+    def _read_new_log(self) -> str:
+        try:
+            with self.log_path.open("rb") as handle:
+                handle.seek(self.log_offset)
+                data = handle.read()
+        except OSError:
+            return ""
+        self.log_offset += len(data)
+        return data.decode(errors="replace")
+
+    async def wait_ready(self, deadline_seconds: float, crashes: int = 2) -> None:
+        """Poll ``/readyz`` with short timeouts until it answers 200, or raise NotReadyError.
+
+        It raises at once when the process exits, or when its log shows the service crashing
+        ``crashes`` times while it starts.
+        """
         deadline = time.monotonic() + deadline_seconds
+        detector = CrashLoopDetector(crashes)
+        next_log_check = 0.0
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT, trust_env=False) as http:
             while True:
                 if not self.alive:
@@ -134,6 +154,11 @@ class ServeProcess:
                         f"bentoml serve exited with code {self.process.returncode} "
                         "before it was ready"
                     )
+                if time.monotonic() >= next_log_check:
+                    next_log_check = time.monotonic() + LOG_CHECK_INTERVAL
+                    detector.feed(self._read_new_log())
+                    if detector.crash_looping:
+                        raise NotReadyError(detector.reason())
                 with contextlib.suppress(httpx.HTTPError):
                     response = await http.get(f"{self.url}/readyz")
                     if response.status_code == 200:
@@ -185,6 +210,7 @@ async def start_serve(
     with log_path.open("ab") as log:
         log.write(f"[bentoship] {stamp} starting {bento_tag} on port {port}\n".encode())
         log.flush()
+        offset = log.tell()
         process = await asyncio.create_subprocess_exec(
             *bentoml_command(),
             "serve",
@@ -201,7 +227,9 @@ async def start_serve(
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    return ServeProcess(revision=revision, port=port, process=process, log_path=log_path)
+    return ServeProcess(
+        revision=revision, port=port, process=process, log_path=log_path, log_offset=offset
+    )
 
 
 def tail_lines(path: Path, count: int) -> list[str]:

@@ -1,0 +1,82 @@
+"""bentoship's own routes beside BentoCloud's: discovery, revisions, rollback, logs, wait."""
+
+from __future__ import annotations
+
+import math
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ..._version import __version__
+from ...refs import revision_name
+from .. import schemas
+from ..auth import INFO_PATH
+from ..errors import Invalid
+from .common import Services, json_body, whole_number
+from .deployments import deployment_json, revision_json
+
+__all__ = ["EXTENSIONS", "MAX_WAIT_SECONDS", "routes"]
+
+EXTENSIONS = ("revisions", "rollback", "logs", "wait")
+MAX_WAIT_SECONDS = 60.0
+MAX_LOG_LINES = 10000
+
+
+def routes(services: Services) -> list[Route]:
+    controller = services.controller
+
+    async def info(request: Request) -> JSONResponse:
+        services.require_extensions()
+        return JSONResponse(
+            {"server": "bentoship", "version": __version__, "extensions": list(EXTENSIONS)}
+        )
+
+    async def revisions(request: Request) -> JSONResponse:
+        services.require_extensions()
+        dep = controller.get(request.path_params["name"])
+        items = [
+            revision_json(services, rev, dep, active=rev.uid == dep.serving_revision)
+            for rev in controller.revisions(dep.name)
+        ]
+        return JSONResponse(schemas.listing(items))
+
+    async def rollback(request: Request) -> JSONResponse:
+        services.require_extensions()
+        name = request.path_params["name"]
+        controller.get(name)
+        ref = (await json_body(request)).get("revision")
+        if ref is not None and not isinstance(ref, str):
+            raise Invalid("revision must be a revision uid or name such as 'r2'")
+        dep = await controller.rollback(name, ref)
+        return JSONResponse(deployment_json(services, dep))
+
+    async def logs(request: Request) -> JSONResponse:
+        services.require_extensions()
+        tail = whole_number(request, "tail", 200)
+        rev = controller.revision(request.path_params["name"], request.path_params["revision"])
+        lines = controller.logs(rev, min(tail, MAX_LOG_LINES))
+        return JSONResponse({"revision": rev.uid, "name": revision_name(rev.seq), "lines": lines})
+
+    async def wait(request: Request) -> JSONResponse:
+        services.require_extensions()
+        name = request.path_params["name"]
+        dep = controller.get(name)
+        known = request.query_params.get("status") or controller.status(dep)
+        try:
+            timeout = float(request.query_params.get("timeout") or 30)
+        except ValueError:
+            raise Invalid("timeout must be a number of seconds") from None
+        if not math.isfinite(timeout):
+            raise Invalid("timeout must be a finite number of seconds")
+        await controller.wait_for_change(name, known, min(max(timeout, 0.0), MAX_WAIT_SECONDS))
+        return JSONResponse(deployment_json(services, controller.get(name)))
+
+    one = "/api/v2/deployments/{name:str}"
+    return [
+        Route(INFO_PATH, info),
+        Route(f"{one}/revisions", revisions, methods=["GET"]),
+        Route(f"{one}/revisions/{{revision:str}}/logs", logs, methods=["GET"]),
+        Route(f"{one}/rollback", rollback, methods=["POST"]),
+        Route(f"{one}/wait", wait, methods=["GET"]),
+    ]

@@ -1,0 +1,48 @@
+"""The account around the deployments, as BentoCloud shows it: user, org, cluster, instances."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .. import schemas
+from ..errors import NotFound
+from .common import Services, check_cluster
+
+__all__ = ["routes"]
+
+
+def routes(services: Services) -> list[Route]:
+    async def current_user(request: Request) -> JSONResponse:
+        return JSONResponse(schemas.USER)
+
+    async def current_org(request: Request) -> JSONResponse:
+        return JSONResponse(schemas.organization())
+
+    async def clusters(request: Request) -> JSONResponse:
+        return JSONResponse(schemas.listing([schemas.cluster()]))
+
+    async def cluster(request: Request) -> JSONResponse:
+        if request.path_params["cluster"] != schemas.CLUSTER_NAME:
+            raise NotFound(f"cluster {request.path_params['cluster']!r} not found")
+        return JSONResponse(schemas.cluster())
+
+    async def instance_types(request: Request) -> JSONResponse:
+        check_cluster(request)
+        return JSONResponse(schemas.instance_types())
+
+    async def secret(request: Request) -> JSONResponse:
+        raise NotFound(
+            f"secret {request.path_params['name']!r} not found (record not found); "
+            "the local control plane has no secrets, pass envs instead"
+        )
+
+    return [
+        Route("/api/v1/auth/current", current_user),
+        Route("/api/v1/current_org", current_org),
+        Route("/api/v1/clusters", clusters),
+        Route("/api/v1/clusters/{cluster:str}", cluster),
+        Route("/api/v1/instance_types", instance_types),
+        Route("/api/v1/org_secrets/{name:str}", secret),
+    ]

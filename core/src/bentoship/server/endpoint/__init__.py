@@ -1,0 +1,1 @@
+"""A deployment's stable endpoint: the reverse proxy in front of its serving revision."""

@@ -1,0 +1,1 @@
+"""Pushed bentos and models, and the upload protocol."""

@@ -1,0 +1,222 @@
+"""Bentos and models: repositories, versions, and the upload protocol that bentoml speaks.
+
+bentoml pushes in four calls: create the version (``pending``), ``start_upload``
+(``uploading``), ``PUT …/upload`` with the archive, and ``finish_upload``. An archive is checked
+and unpacked before the version reads ``success``; a rejected archive writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ...refs import entry_service
+from ...tags import NAME_PATTERN, VERSION_PATTERN
+from ..deploy_config import validate_tag
+from ..errors import Invalid, NotFound
+from ..settings import ServerSettings
+from ..store import Artifact, Store, new_uid, now
+from .archives import ArchiveError, install_archive
+
+__all__ = ["KINDS", "Registry", "UploadStatus"]
+
+KINDS = ("bento", "model")
+UPLOAD_STEPS = ("start_upload", "presign_upload_url", "presign_download_url", "finish_upload")
+
+
+class UploadStatus(StrEnum):
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+def _labels(value: Any) -> list[dict[str, str]]:
+    return [
+        {"key": str(item.get("key")), "value": str(item.get("value"))}
+        for item in value or []
+        if isinstance(item, dict)
+    ]
+
+
+class Registry:
+    """The store of pushed bentos and models."""
+
+    def __init__(self, settings: ServerSettings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+
+    # repositories
+
+    def repository(self, kind: str, name: str) -> sqlite3.Row:
+        row = self.store.get_repository(kind, name)
+        if row is None:
+            raise NotFound(f"{kind} repository {name!r} not found (record not found)")
+        return row
+
+    def create_repository(self, kind: str, name: object, description: object) -> sqlite3.Row:
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise Invalid(
+                f"invalid {kind} repository name {name!r}; use lowercase letters, digits, "
+                "'-', '_' and '.'"
+            )
+        return self.store.create_repository(kind, name, str(description or ""))
+
+    # versions
+
+    def artifact(self, kind: str, repository: str, version: str) -> Artifact:
+        item = self.store.get_artifact(kind, repository, version)
+        if item is None:
+            raise NotFound(
+                f"{kind} {repository}:{version} not found (record not found); push it first"
+            )
+        return item
+
+    def put_artifact(self, kind: str, repository: str, body: dict[str, Any]) -> Artifact:
+        """Create a version, or update the record of an existing one (its upload is kept)."""
+        self.repository(kind, repository)
+        version = body.get("version")
+        if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+            raise Invalid(f"invalid {kind} version {version!r}")
+        if kind == "model" and not isinstance(body.get("manifest"), dict):
+            raise Invalid("a model needs a manifest")
+        existing = self.store.get_artifact(kind, repository, version)
+        item = Artifact(
+            kind=kind,
+            repository=repository,
+            version=version,
+            uid=existing.uid if existing else new_uid(),
+            description=str(body.get("description") or ""),
+            manifest=body.get("manifest"),
+            labels=_labels(body.get("labels")),
+            build_at=str(body.get("build_at") or now()),
+            created_at=existing.created_at if existing else now(),
+            updated_at=now() if existing else None,
+            upload_status=existing.upload_status if existing else UploadStatus.PENDING,
+            upload_finished_reason=existing.upload_finished_reason if existing else "",
+        )
+        self.store.upsert_artifact(item)
+        return item
+
+    def patch_artifact(
+        self, kind: str, repository: str, version: str, body: dict[str, Any]
+    ) -> Artifact:
+        item = self.artifact(kind, repository, version)
+        if body.get("description") is not None:
+            item.description = str(body["description"])
+        if isinstance(body.get("manifest"), dict):
+            item.manifest = body["manifest"]
+        if isinstance(body.get("labels"), list):
+            item.labels = _labels(body["labels"])
+        item.updated_at = now()
+        self.store.upsert_artifact(item)
+        return item
+
+    # the upload protocol
+
+    def upload_step(
+        self, kind: str, repository: str, version: str, step: str, body: dict[str, Any]
+    ) -> Artifact:
+        """``start_upload`` and ``finish_upload``; the presign calls are no-ops here."""
+        item = self.artifact(kind, repository, version)
+        if step not in UPLOAD_STEPS:
+            raise NotFound(f"unknown upload step {step!r}")
+        if step == "start_upload" and item.upload_status != UploadStatus.SUCCESS:
+            item.upload_status = UploadStatus.UPLOADING
+        elif step == "finish_upload":
+            status = body.get("status")
+            archived = self.archive_path(item).exists()
+            if status == UploadStatus.SUCCESS and kind == "bento" and not archived:
+                raise Invalid(f"{item.tag} has no uploaded archive; upload it before finishing")
+            if status in (UploadStatus.SUCCESS, UploadStatus.FAILED):
+                item.upload_status = str(status)
+                item.upload_finished_reason = str(body.get("reason") or "")
+        self.store.upsert_artifact(item)
+        return item
+
+    def archive_path(self, item: Artifact) -> Path:
+        return (
+            self.settings.data_dir
+            / "archives"
+            / item.kind
+            / item.repository
+            / f"{item.version}.tar"
+        )
+
+    async def receive_archive(
+        self, kind: str, repository: str, version: str, chunks: AsyncIterator[bytes]
+    ) -> Artifact:
+        """Stage the uploaded archive, check and unpack it, then mark the version uploaded."""
+        item = self.artifact(kind, repository, version)
+        limit = self.settings.max_archive_bytes
+        self.settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+        staging = self.settings.uploads_dir / f"{secrets.token_hex(8)}.tar"
+        try:
+            size = 0
+            with staging.open("wb") as handle:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > limit:
+                        raise Invalid(
+                            f"archive is larger than {limit} bytes; "
+                            "raise the server's --max-archive-bytes to accept it"
+                        )
+                    handle.write(chunk)
+            try:
+                await asyncio.to_thread(
+                    install_archive,
+                    kind,
+                    staging,
+                    name=repository,
+                    version=version,
+                    store_dir=self.settings.store_dir(kind),
+                    max_bytes=limit,
+                )
+            except ArchiveError as exc:
+                raise Invalid(f"rejected {kind} archive for {item.tag}: {exc}") from None
+            target = self.archive_path(item)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging, target)
+        finally:
+            staging.unlink(missing_ok=True)
+        item.upload_status = UploadStatus.SUCCESS
+        item.upload_finished_reason = ""
+        item.updated_at = now()
+        self.store.upsert_artifact(item)
+        return item
+
+    def download_path(self, kind: str, repository: str, version: str) -> Path:
+        item = self.artifact(kind, repository, version)
+        path = self.archive_path(item)
+        if item.upload_status != UploadStatus.SUCCESS or not path.exists():
+            raise NotFound(f"{item.tag} has no uploaded archive (record not found)")
+        return path
+
+    # what deployments need
+
+    def resolve_bento(self, tag: object) -> tuple[str, str]:
+        """(tag, entry service) of a pushed bento whose models were pushed too."""
+        text = validate_tag(tag)
+        name, _, version = text.partition(":")
+        item = self.store.get_artifact("bento", name, version)
+        if item is None or item.upload_status != UploadStatus.SUCCESS:
+            raise NotFound(
+                f"bento {text} not found on this server (record not found); "
+                "push it first with `bentoml push` or bentoship's push step"
+            )
+        manifest = item.manifest or {}
+        for model in manifest.get("models") or []:
+            model_tag = model if isinstance(model, str) else ""
+            model_name, _, model_version = model_tag.partition(":")
+            found = self.store.get_artifact("model", model_name, model_version)
+            if model_tag and (found is None or found.upload_status != UploadStatus.SUCCESS):
+                raise Invalid(
+                    f"bento {text} needs model {model_tag}, which was not pushed; push it first"
+                )
+        return text, entry_service(manifest)

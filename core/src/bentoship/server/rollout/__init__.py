@@ -1,0 +1,1 @@
+"""Rollouts: the revision state machine, the controller, and the processes it runs."""

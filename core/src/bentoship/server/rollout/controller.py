@@ -1,0 +1,630 @@
+"""Deployments, revisions and their ``bentoml serve`` processes: blue/green rollouts.
+
+Every command takes the deployment's lock. Every change of a revision's phase goes through
+:meth:`Controller.move`, which checks it against the state machine's table, persists it and
+wakes the waiters; the deployment's status is derived, never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from ...logtail import last_error_line
+from ...refs import find_revision, revision_name
+from ...statuses import DeploymentStatus
+from ..deploy_config import min_replicas, process_envs
+from ..endpoint.proxy import EndpointServer
+from ..errors import Conflict, NotFound
+from ..settings import ServerSettings
+from ..store import Deployment, Revision, Store, new_uid, now
+from .home import prepare_revision_home
+from .phases import Health, Lifecycle, RevisionPhase, check_transition, derive_status
+from .runner import NotReadyError, ServeProcess, start_serve, tail_lines
+from .runtime import DeploymentRuntime
+
+__all__ = ["Controller"]
+
+log = logging.getLogger("bentoship.server")
+
+BACKEND_WAIT_SECONDS = 60.0
+SUPERSEDED = "superseded by a newer request"
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound(
+        f"deployment {name!r} not found (record not found); "
+        "list deployments with `bentoship status` or create it first"
+    )
+
+
+class Controller:
+    """Owns every deployment's processes and endpoint; the store is the durable truth."""
+
+    def __init__(self, settings: ServerSettings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.token = settings.token
+        self.runtimes: dict[str, DeploymentRuntime] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # lifecycle of the control plane
+
+    async def start(self) -> None:
+        for dep in self.store.list_deployments():
+            rt = self.runtime(dep.name)
+            await self._open_endpoint(rt, dep)
+            self._recover(rt, dep)
+        self._spawn(self._idle_loop())
+
+    async def close(self) -> None:
+        for rt in self.runtimes.values():
+            for task in rt.tasks():
+                task.cancel()
+            for uid in list(rt.retire_timers):
+                rt.cancel_retire(uid)
+        for task in list(self._tasks):
+            task.cancel()
+        procs = [p for rt in self.runtimes.values() for p in rt.processes.values()]
+        await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+        for rt in self.runtimes.values():
+            rt.processes.clear()
+            rt.serving = None
+        endpoints = [rt.endpoint for rt in self.runtimes.values() if rt.endpoint is not None]
+        await asyncio.gather(*(e.stop() for e in endpoints), return_exceptions=True)
+
+    def runtime(self, name: str) -> DeploymentRuntime:
+        rt = self.runtimes.get(name)
+        if rt is None:
+            rt = self.runtimes[name] = DeploymentRuntime(name)
+        return rt
+
+    # queries
+
+    def get(self, name: str) -> Deployment:
+        dep = self.store.get_deployment(name)
+        if dep is None:
+            raise _not_found(name)
+        return dep
+
+    def revisions(self, name: str) -> list[Revision]:
+        self.get(name)
+        return self.store.list_revisions(name)
+
+    def revision(self, name: str, ref: str) -> Revision:
+        """The revision ``ref`` (a uid, ``r2`` or ``2``) of deployment ``name``."""
+        found = find_revision(self.revisions(name), ref)
+        if found is None:
+            raise NotFound(
+                f"deployment {name} has no revision {ref!r} (record not found); "
+                "list them with `bentoship revisions`"
+            )
+        return found
+
+    def target_of(self, dep: Deployment) -> Revision | None:
+        return self.store.get_revision(dep.target_revision) if dep.target_revision else None
+
+    def status(self, dep: Deployment) -> DeploymentStatus:
+        rt = self.runtimes.get(dep.name)
+        target = self.target_of(dep)
+        return derive_status(
+            Lifecycle(dep.state),
+            RevisionPhase(target.phase) if target else None,
+            rt.health if rt else Health.HEALTHY,
+            serving_process=rt is not None and rt.serving is not None,
+        )
+
+    def reason(self, dep: Deployment) -> str:
+        target = self.target_of(dep)
+        return target.reason if target is not None and target.reason else dep.reason
+
+    def endpoint_url(self, dep: Deployment) -> str:
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
+        rt = self.runtimes.get(dep.name)
+        port = rt.endpoint.port if rt and rt.endpoint else dep.endpoint_port
+        return f"http://{host}:{port}"
+
+    def requests(self, name: str) -> int:
+        rt = self.runtimes.get(name)
+        return rt.requests if rt else 0
+
+    def log_path(self, rev: Revision) -> Path:
+        return self.settings.logs_dir / rev.deployment / f"r{rev.seq}-{rev.uid[:8]}.log"
+
+    def logs(self, rev: Revision, tail: int) -> list[str]:
+        return tail_lines(self.log_path(rev), tail)
+
+    def revision_extensions(self, rev: Revision, dep: Deployment) -> dict[str, Any]:
+        rt = self.runtimes.get(dep.name)
+        proc = rt.processes.get(rev.uid) if rt else None
+        alive = proc is not None and proc.alive
+        return {
+            "number": rev.seq,
+            "phase": rev.phase,
+            "reason": rev.reason,
+            "bento": rev.bento,
+            "serving": dep.serving_revision == rev.uid,
+            "warm": alive,
+            "port": proc.port if proc is not None and alive else None,
+            "pid": proc.process.pid if proc is not None and alive else None,
+            "ready_at": rev.ready_at,
+            "activated_at": rev.activated_at,
+        }
+
+    async def wait_for_change(self, name: str, known_status: str, timeout: float) -> None:
+        """Return once the status differs from ``known_status``, or after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        rt = self.runtime(name)
+        while True:
+            dep = self.store.get_deployment(name)
+            if dep is None or self.status(dep) != known_status:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await rt.changed(remaining)
+
+    # the endpoint's view (endpoint.proxy.Backends)
+
+    def requires_auth(self, deployment: str) -> bool:
+        dep = self.store.get_deployment(deployment)
+        if dep is None or dep.serving_revision is None:
+            return False
+        rev = self.store.get_revision(dep.serving_revision)
+        return bool(rev and rev.config.get("access_authorization"))
+
+    def record_request(self, deployment: str) -> None:
+        rt = self.runtime(deployment)
+        rt.requests += 1
+        rt.last_request = time.monotonic()
+
+    async def backend(self, deployment: str) -> ServeProcess | None:
+        rt = self.runtime(deployment)
+        if rt.serving is not None:
+            return rt.serving
+        dep = self.store.get_deployment(deployment)
+        if dep is None or dep.state != Lifecycle.ACTIVE or dep.serving_revision is None:
+            return None
+        if rt.health is Health.SCALED_TO_ZERO:
+            self._wake(rt)
+        deadline = time.monotonic() + BACKEND_WAIT_SECONDS
+        while rt.serving is None and time.monotonic() < deadline:
+            await rt.changed(1.0)
+        return rt.serving
+
+    # commands
+
+    async def create(self, name: str, bento: str, config: dict[str, Any]) -> Deployment:
+        rt = self.runtime(name)
+        async with rt.lock:
+            if self.store.get_deployment(name) is not None:
+                raise Conflict(
+                    f"deployment {name!r} already exists; update it instead of creating it"
+                )
+            dep = Deployment(
+                name=name,
+                uid=new_uid(),
+                cluster="local",
+                created_at=now(),
+                updated_at=None,
+                state=Lifecycle.ACTIVE,
+                target_revision=None,
+                serving_revision=None,
+                endpoint_port=None,
+                reason="",
+            )
+            self.store.insert_deployment(dep)
+            await self._open_endpoint(rt, dep)
+            self._new_revision(rt, dep, bento, config)
+            return self.get(name)
+
+    async def update(self, name: str, bento: str, config: dict[str, Any]) -> Deployment:
+        rt = self.runtime(name)
+        async with rt.lock:
+            dep = self.get(name)
+            target = self.target_of(dep)
+            same = target is not None and target.bento == bento and target.config == config
+            live = target is not None and target.phase in (
+                RevisionPhase.STARTING,
+                RevisionPhase.SERVING,
+            )
+            if same and live and dep.state == Lifecycle.ACTIVE:
+                return dep
+            self.store.update_deployment(name, state=Lifecycle.ACTIVE)
+            self._new_revision(rt, self.get(name), bento, config)
+            return self.get(name)
+
+    async def rollback(self, name: str, ref: str | None) -> Deployment:
+        rt = self.runtime(name)
+        async with rt.lock:
+            dep = self.get(name)
+            target = self._rollback_target(dep, ref)
+            active = dep.state == Lifecycle.ACTIVE
+            underway = target.phase == RevisionPhase.STARTING or dep.serving_revision == target.uid
+            if active and dep.target_revision == target.uid and underway:
+                return dep
+            self._supersede(rt, dep)
+            self.store.update_deployment(name, target_revision=target.uid, state=Lifecycle.ACTIVE)
+            proc = rt.processes.get(target.uid)
+            if target.uid == dep.serving_revision and active:
+                rt.notify()
+            elif proc is not None and proc.alive and target.phase == RevisionPhase.WARM:
+                self._activate(rt, target.uid)
+            else:
+                self._start_rollout(rt, target.uid)
+            return self.get(name)
+
+    async def terminate(self, name: str) -> Deployment:
+        rt = self.runtime(name)
+        async with rt.lock:
+            return await self._terminate(rt)
+
+    async def delete(self, name: str) -> Deployment:
+        rt = self.runtime(name)
+        async with rt.lock:
+            dep = await self._terminate(rt)
+            revisions = self.store.list_revisions(name)
+            if rt.endpoint is not None:
+                await rt.endpoint.stop()
+                rt.endpoint = None
+            self.store.delete_deployment(name)
+            shutil.rmtree(self.settings.logs_dir / name, ignore_errors=True)
+            for rev in revisions:
+                shutil.rmtree(self.settings.data_dir / "runtime" / rev.uid, ignore_errors=True)
+            rt.notify()
+            self.runtimes.pop(name, None)
+            return dep
+
+    # the state machine
+
+    def move(
+        self, uid: str, phase: RevisionPhase, *, reason: str | None = None, **fields: Any
+    ) -> Revision:
+        """Move revision ``uid`` to ``phase`` (checked against the table), persist, wake waiters."""
+        rev = self.store.get_revision(uid)
+        if rev is None:
+            raise NotFound(f"revision {uid} not found (record not found)")
+        check_transition(RevisionPhase(rev.phase), phase)
+        changes: dict[str, Any] = {"phase": phase, **fields}
+        if reason is not None:
+            changes["reason"] = reason
+        self.store.update_revision(uid, **changes)
+        if rev.phase != phase:
+            log.info("%s %s: %s -> %s", rev.deployment, revision_name(rev.seq), rev.phase, phase)
+        self.runtime(rev.deployment).notify()
+        moved = self.store.get_revision(uid)
+        assert moved is not None
+        return moved
+
+    # internals
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _rollback_target(self, dep: Deployment, ref: str | None) -> Revision:
+        revisions = self.store.list_revisions(dep.name)
+        if ref:
+            rev = self.revision(dep.name, ref)
+            if rev.ready_at is None:
+                raise Conflict(
+                    f"revision {revision_name(rev.seq)} of {dep.name} never became ready; "
+                    "roll back to a revision that served"
+                )
+            return rev
+        if dep.serving_revision and dep.serving_revision != dep.target_revision:
+            serving = self.store.get_revision(dep.serving_revision)
+            if serving is not None:
+                return serving
+        earlier = [r for r in revisions if r.ready_at and r.uid != dep.serving_revision]
+        if not earlier:
+            raise Conflict(f"deployment {dep.name} has no earlier good revision to roll back to")
+        return max(earlier, key=lambda r: (r.activated_at or "", r.seq))
+
+    async def _open_endpoint(self, rt: DeploymentRuntime, dep: Deployment) -> None:
+        endpoint = EndpointServer(dep.name, self)
+        port = await endpoint.start(self.settings.host, dep.endpoint_port or 0)
+        rt.endpoint = endpoint
+        if port != dep.endpoint_port:
+            self.store.update_deployment(dep.name, endpoint_port=port)
+
+    def _supersede(self, rt: DeploymentRuntime, dep: Deployment) -> None:
+        """Stop the rollout in progress: its revision is cancelled now, its process by its task."""
+        rt.cancel_rollout()
+        target = self.target_of(dep)
+        if target is not None and target.phase == RevisionPhase.STARTING:
+            self.move(target.uid, RevisionPhase.CANCELLED, reason=SUPERSEDED)
+
+    def _new_revision(
+        self, rt: DeploymentRuntime, dep: Deployment, bento: str, config: dict[str, Any]
+    ) -> None:
+        self._supersede(rt, dep)
+        rev = Revision(
+            uid=new_uid(),
+            deployment=dep.name,
+            seq=self.store.next_seq(dep.name),
+            bento=bento,
+            config=config,
+            created_at=now(),
+            phase=RevisionPhase.STARTING,
+        )
+        self.store.insert_revision(rev)
+        self.store.update_deployment(dep.name, target_revision=rev.uid)
+        rt.notify()
+        rt.rollout = asyncio.create_task(self._rollout(rt, rev.uid))
+
+    def _start_rollout(self, rt: DeploymentRuntime, uid: str) -> None:
+        """Start an existing revision again (a rollback to it, or a rollout cut by a restart)."""
+        rt.cancel_rollout()
+        self.move(uid, RevisionPhase.STARTING, reason="")
+        rt.rollout = asyncio.create_task(self._rollout(rt, uid))
+
+    async def _launch(
+        self, rt: DeploymentRuntime, rev: Revision, port: int | None = None
+    ) -> ServeProcess:
+        """Start the revision's process; a cancelled launch stops what it started."""
+        old = rt.processes.pop(rev.uid, None)
+        if old is not None:
+            await old.stop()
+        home = prepare_revision_home(
+            self.settings.data_dir / "runtime" / rev.uid,
+            rev.bento,
+            self.settings.store_dir("bento"),
+            self.settings.store_dir("model"),
+        )
+        starting = asyncio.ensure_future(
+            start_serve(
+                revision=rev.uid,
+                bento_tag=rev.bento,
+                bentoml_home=home,
+                log_path=self.log_path(rev),
+                envs=process_envs(rev.config),
+                port=port,
+            )
+        )
+        try:
+            proc = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await (await starting).stop()
+            raise
+        rt.processes[rev.uid] = proc
+        return proc
+
+    async def _stop_unless_serving(self, rt: DeploymentRuntime, uid: str) -> None:
+        proc = rt.processes.get(uid)
+        if proc is not None and proc is not rt.serving:
+            del rt.processes[uid]
+            await proc.stop()
+
+    async def _rollout(self, rt: DeploymentRuntime, uid: str) -> None:
+        try:
+            rev = self.store.get_revision(uid)
+            if rev is None:
+                return
+            try:
+                proc = await self._launch(rt, rev)
+                await proc.wait_ready(
+                    self.settings.readiness_timeout, self.settings.crash_loop_after
+                )
+            except (NotReadyError, OSError) as exc:
+                async with rt.lock:
+                    await self._fail(rt, uid, str(exc))
+                return
+            async with rt.lock:
+                dep = self.store.get_deployment(rt.name)
+                current = self.store.get_revision(uid)
+                wanted = dep is not None and dep.target_revision == uid
+                if not wanted or dep is None or dep.state != Lifecycle.ACTIVE:
+                    await self._stop_unless_serving(rt, uid)
+                    if current is not None and current.phase == RevisionPhase.STARTING:
+                        self.move(uid, RevisionPhase.CANCELLED, reason=SUPERSEDED)
+                    return
+                if rt.rollout is asyncio.current_task():
+                    rt.rollout = None
+                self._activate(rt, uid)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._stop_unless_serving(rt, uid))
+            raise
+
+    async def _fail(self, rt: DeploymentRuntime, uid: str, problem: str) -> None:
+        await self._stop_unless_serving(rt, uid)
+        rev = self.store.get_revision(uid)
+        if rev is None or rev.phase != RevisionPhase.STARTING:
+            return
+        reason = f"revision {revision_name(rev.seq)} ({rev.bento}) failed: {problem}"
+        cause = last_error_line(self.logs(rev, 400))
+        if cause and cause not in reason:
+            reason += f"; last error in its logs: {cause}"
+        log.warning("%s", reason)
+        self.move(uid, RevisionPhase.FAILED, reason=reason)
+
+    def _activate(self, rt: DeploymentRuntime, uid: str) -> None:
+        dep = self.get(rt.name)
+        proc = rt.processes[uid]
+        rev = self.store.get_revision(uid)
+        stamp = now()
+        ready_at = (rev.ready_at if rev else None) or stamp
+        self.move(uid, RevisionPhase.SERVING, reason="", ready_at=ready_at, activated_at=stamp)
+        self.store.update_deployment(rt.name, serving_revision=uid, reason="")
+        rt.serving = proc
+        rt.health = Health.HEALTHY
+        rt.last_request = time.monotonic()
+        rt.cancel_retire(uid)
+        previous = dep.serving_revision
+        if previous and previous != uid:
+            old = self.store.get_revision(previous)
+            if old is not None and old.phase == RevisionPhase.SERVING:
+                if previous in rt.processes:
+                    self.move(previous, RevisionPhase.WARM)
+                    self._schedule_retire(rt, previous)
+                else:
+                    self.move(previous, RevisionPhase.RETIRED)
+        if not proc.watched:
+            proc.watched = True
+            self._spawn(self._watch(rt, proc))
+        log.info("deployment %s now serves revision %s on port %s", rt.name, uid[:8], proc.port)
+        rt.notify()
+
+    def _schedule_retire(self, rt: DeploymentRuntime, uid: str) -> None:
+        rt.cancel_retire(uid)
+        rt.retire_timers[uid] = asyncio.get_running_loop().call_later(
+            self.settings.rollback_window, lambda: self._spawn(self._retire(rt, uid))
+        )
+
+    async def _retire(self, rt: DeploymentRuntime, uid: str) -> None:
+        async with rt.lock:
+            rt.retire_timers.pop(uid, None)
+            rev = self.store.get_revision(uid)
+            if rev is None or rev.phase != RevisionPhase.WARM:
+                return
+            await self._stop_unless_serving(rt, uid)
+            self.move(uid, RevisionPhase.RETIRED)
+
+    async def _watch(self, rt: DeploymentRuntime, proc: ServeProcess) -> None:
+        """Restart the serving revision with backoff when its process dies."""
+        await proc.process.wait()
+        if proc.stopping:
+            return
+        proc.kill_workers()
+        await proc.close_session()
+        if rt.processes.get(proc.revision) is proc:
+            del rt.processes[proc.revision]
+        dep = self.store.get_deployment(rt.name)
+        if dep is None or dep.serving_revision != proc.revision or dep.state != Lifecycle.ACTIVE:
+            return
+        log.warning("revision %s of %s exited; restarting", proc.revision[:8], rt.name)
+        rt.serving = None
+        rt.health = Health.UNHEALTHY
+        rt.notify()
+        await self._restart_serving(rt, proc.revision, port=proc.port)
+
+    async def _restart_serving(
+        self, rt: DeploymentRuntime, uid: str, port: int | None = None
+    ) -> None:
+        delay = 1.0
+        while True:
+            dep = self.store.get_deployment(rt.name)
+            rev = self.store.get_revision(uid)
+            if dep is None or rev is None or dep.serving_revision != uid:
+                return
+            if dep.state != Lifecycle.ACTIVE:
+                return
+            try:
+                proc = await self._launch(rt, rev, port=port)
+                await proc.wait_ready(self.settings.readiness_timeout)
+            except (NotReadyError, OSError) as exc:
+                log.warning("restart of %s failed (%s); retrying in %.0f s", rt.name, exc, delay)
+                rt.health = Health.UNHEALTHY
+                stale = rt.processes.pop(uid, None)
+                if stale is not None:
+                    await stale.stop()
+                rt.notify()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.restart_backoff_max)
+                port = None
+                continue
+            async with rt.lock:
+                dep = self.store.get_deployment(rt.name)
+                if dep is None or dep.serving_revision != uid or dep.state != Lifecycle.ACTIVE:
+                    await self._stop_unless_serving(rt, uid)
+                    return
+                self._activate(rt, uid)
+            return
+
+    def _recover(self, rt: DeploymentRuntime, dep: Deployment) -> None:
+        """After a restart: nothing runs, so warm revisions are retired and rollouts restart."""
+        for rev in self.store.list_revisions(dep.name):
+            if rev.phase == RevisionPhase.WARM or (
+                rev.phase == RevisionPhase.SERVING and rev.uid != dep.serving_revision
+            ):
+                self.move(rev.uid, RevisionPhase.RETIRED)
+            elif rev.phase == RevisionPhase.STARTING and rev.uid != dep.target_revision:
+                self.move(rev.uid, RevisionPhase.CANCELLED, reason=SUPERSEDED)
+        if dep.state == Lifecycle.TERMINATING:
+            self._retire_all(dep.name)
+            self.store.update_deployment(dep.name, state=Lifecycle.TERMINATED)
+            return
+        if dep.state != Lifecycle.ACTIVE:
+            return
+        if dep.serving_revision:
+            rt.health = Health.RESTARTING
+            rt.wakeup = self._spawn(self._restart_serving(rt, dep.serving_revision))
+        target = self.target_of(dep)
+        starting = target is not None and target.phase == RevisionPhase.STARTING
+        if target is not None and starting and target.uid != dep.serving_revision:
+            rt.rollout = asyncio.create_task(self._rollout(rt, target.uid))
+
+    def _wake(self, rt: DeploymentRuntime) -> None:
+        if rt.wakeup is not None and not rt.wakeup.done():
+            return
+        dep = self.store.get_deployment(rt.name)
+        if dep is None or dep.serving_revision is None:
+            return
+        rt.health = Health.RESTARTING
+        rt.notify()
+        rt.wakeup = asyncio.create_task(self._restart_serving(rt, dep.serving_revision))
+
+    def _retire_all(self, name: str) -> None:
+        for rev in self.store.list_revisions(name):
+            if rev.phase in (RevisionPhase.SERVING, RevisionPhase.WARM):
+                self.move(rev.uid, RevisionPhase.RETIRED)
+            elif rev.phase == RevisionPhase.STARTING:
+                self.move(rev.uid, RevisionPhase.CANCELLED, reason="the deployment was terminated")
+
+    async def _terminate(self, rt: DeploymentRuntime) -> Deployment:
+        dep = self.get(rt.name)
+        if dep.state == Lifecycle.TERMINATED:
+            return dep
+        self.store.update_deployment(rt.name, state=Lifecycle.TERMINATING)
+        rt.notify()
+        rt.cancel_rollout()
+        if rt.wakeup is not None:
+            rt.wakeup.cancel()
+        rt.serving = None
+        rt.health = Health.HEALTHY
+        for uid in list(rt.retire_timers):
+            rt.cancel_retire(uid)
+        procs = list(rt.processes.values())
+        rt.processes.clear()
+        await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+        self._retire_all(rt.name)
+        self.store.update_deployment(rt.name, state=Lifecycle.TERMINATED)
+        rt.notify()
+        return self.get(rt.name)
+
+    async def _idle_loop(self) -> None:
+        """Scale idle deployments whose config allows zero replicas down to zero."""
+        while True:
+            await asyncio.sleep(1.0)
+            for rt in list(self.runtimes.values()):
+                for running in list(rt.processes.values()):
+                    running.refresh_workers()
+                if rt.serving is not None and not rt.lock.locked():
+                    await self._scale_to_zero_if_idle(rt)
+
+    async def _scale_to_zero_if_idle(self, rt: DeploymentRuntime) -> None:
+        serving = rt.serving
+        dep = self.store.get_deployment(rt.name)
+        if serving is None or dep is None or dep.serving_revision is None:
+            return
+        rev = self.store.get_revision(dep.serving_revision)
+        if rev is None or dep.state != Lifecycle.ACTIVE or min_replicas(rev.config) > 0:
+            return
+        idle = time.monotonic() - rt.last_request
+        if idle < self.settings.scale_to_zero_after:
+            return
+        rt.processes.pop(dep.serving_revision, None)
+        rt.serving = None
+        rt.health = Health.SCALED_TO_ZERO
+        await serving.stop()
+        log.info("deployment %s scaled to zero after %.0f s idle", rt.name, idle)
+        rt.notify()

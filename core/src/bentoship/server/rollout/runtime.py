@@ -1,0 +1,60 @@
+"""What the control plane holds in memory for one deployment while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from ..endpoint.proxy import EndpointServer
+from .phases import Health
+from .runner import ServeProcess
+
+__all__ = ["DeploymentRuntime"]
+
+
+@dataclass
+class DeploymentRuntime:
+    """One deployment's processes, endpoint, health and waiters; the store holds the rest."""
+
+    name: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held by every command on this deployment, and by a rollout while it changes state."""
+    endpoint: EndpointServer | None = None
+    processes: dict[str, ServeProcess] = field(default_factory=dict)
+    """Running processes by revision uid: the serving one, warm ones, one that starts."""
+    serving: ServeProcess | None = None
+    """The process the endpoint forwards to; None while there is none (scaled, restarting)."""
+    health: Health = Health.HEALTHY
+    requests: int = 0
+    last_request: float = field(default_factory=time.monotonic)
+    rollout: asyncio.Task[None] | None = None
+    wakeup: asyncio.Task[None] | None = None
+    retire_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def notify(self) -> None:
+        """Wake everyone waiting for a change of this deployment."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def changed(self, timeout: float) -> None:
+        """Return on the next change, or after ``timeout`` seconds."""
+        event = self._changed
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return
+
+    def cancel_rollout(self) -> None:
+        task, self.rollout = self.rollout, None
+        if task is not None and not task.done():
+            task.cancel()
+
+    def cancel_retire(self, uid: str) -> None:
+        handle = self.retire_timers.pop(uid, None)
+        if handle is not None:
+            handle.cancel()
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [t for t in (self.rollout, self.wakeup) if t is not None and not t.done()]

@@ -1,0 +1,261 @@
+"""The rollout state machine, the derived status, crash-loop detection and the rollback target.
+
+Unit tests: no process, no server; the controller is built over a SQLite store in tmp_path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bentoship import DeploymentStatus
+from bentoship.server.errors import Conflict, NotFound
+from bentoship.server.rollout.controller import Controller
+from bentoship.server.rollout.crashloop import CrashLoopDetector
+from bentoship.server.rollout.phases import (
+    TRANSITIONS,
+    Health,
+    IllegalTransition,
+    Lifecycle,
+    RevisionPhase,
+    check_transition,
+    derive_status,
+)
+from bentoship.server.settings import ServerSettings
+from bentoship.server.store import Deployment, Revision, Store
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "local-control-plane.md"
+P = RevisionPhase
+
+
+@pytest.mark.parametrize(("current", "target"), sorted(TRANSITIONS))
+def test_every_allowed_move_passes(current: RevisionPhase, target: RevisionPhase) -> None:
+    check_transition(current, target)
+
+
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [
+        (P.FAILED, P.SERVING),
+        (P.FAILED, P.STARTING),
+        (P.CANCELLED, P.STARTING),
+        (P.CANCELLED, P.SERVING),
+        (P.RETIRED, P.SERVING),
+        (P.SERVING, P.STARTING),
+        (P.STARTING, P.WARM),
+        (P.STARTING, P.RETIRED),
+        (P.WARM, P.FAILED),
+    ],
+)
+def test_forbidden_moves_raise(current: RevisionPhase, target: RevisionPhase) -> None:
+    with pytest.raises(IllegalTransition, match=f"from {current} to {target}"):
+        check_transition(current, target)
+
+
+def test_a_move_to_the_same_phase_is_no_move() -> None:
+    for phase in RevisionPhase:
+        check_transition(phase, phase)
+
+
+def test_the_table_in_the_docs_is_the_table_in_the_code() -> None:
+    rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \| ", DOCS.read_text(), flags=re.MULTILINE)
+    documented = {(RevisionPhase(a), RevisionPhase(b)) for a, b in rows}
+    assert documented == set(TRANSITIONS)
+    assert len(rows) == len(documented)
+
+
+@pytest.mark.parametrize(
+    ("lifecycle", "target", "health", "process", "status"),
+    [
+        (Lifecycle.TERMINATING, P.SERVING, Health.HEALTHY, True, DeploymentStatus.TERMINATING),
+        (Lifecycle.TERMINATED, P.RETIRED, Health.HEALTHY, False, DeploymentStatus.TERMINATED),
+        (Lifecycle.ACTIVE, None, Health.HEALTHY, False, DeploymentStatus.DEPLOYING),
+        (Lifecycle.ACTIVE, P.STARTING, Health.HEALTHY, True, DeploymentStatus.DEPLOYING),
+        (Lifecycle.ACTIVE, P.FAILED, Health.HEALTHY, True, DeploymentStatus.FAILED),
+        (Lifecycle.ACTIVE, P.CANCELLED, Health.HEALTHY, True, DeploymentStatus.FAILED),
+        (Lifecycle.ACTIVE, P.SERVING, Health.HEALTHY, True, DeploymentStatus.RUNNING),
+        (Lifecycle.ACTIVE, P.SERVING, Health.HEALTHY, False, DeploymentStatus.DEPLOYING),
+        (Lifecycle.ACTIVE, P.SERVING, Health.UNHEALTHY, False, DeploymentStatus.UNHEALTHY),
+        (Lifecycle.ACTIVE, P.SERVING, Health.RESTARTING, False, DeploymentStatus.DEPLOYING),
+        (
+            Lifecycle.ACTIVE,
+            P.SERVING,
+            Health.SCALED_TO_ZERO,
+            False,
+            DeploymentStatus.SCALED_TO_ZERO,
+        ),
+    ],
+)
+def test_status_is_derived(
+    lifecycle: Lifecycle,
+    target: RevisionPhase | None,
+    health: Health,
+    process: bool,
+    status: DeploymentStatus,
+) -> None:
+    assert derive_status(lifecycle, target, health, serving_process=process) == status
+
+
+CRASH = [
+    "[bentoship] 2026-11-29T21:47:40+0000 starting crash:v1 on port 38123",
+    "2026-11-29T21:47:40+0000 [INFO] [cli] Starting production HTTP BentoServer",
+    "2026-11-29T21:47:44+0000 [ERROR] [entry_service:Crash:1] Initializing service error",
+    "Traceback (most recent call last):",
+    '  File "crash_service.py", line 9, in __init__',
+    "RuntimeError: deliberate init failure: crash fixture",
+    "2026-11-29T21:47:44+0000 [ERROR] [entry_service:Crash:1] Traceback (most recent call last):",
+    "RuntimeError: deliberate init failure: crash fixture",
+    "2026-11-29T21:47:44+0000 [ERROR] [entry_service:Crash:1] Application startup failed. Exiting.",
+    "2026-11-29T21:47:45+0000 [ERROR] [entry_service:Crash:1] Application startup failed. Exiting.",
+]
+RESPAWN = [
+    "2026-11-29T21:47:54+0000 [ERROR] [entry_service:Crash:1] Initializing service error",
+    "RuntimeError: deliberate init failure: crash fixture",
+    "2026-11-29T21:47:54+0000 [ERROR] [entry_service:Crash:1] Application startup failed. Exiting.",
+]
+
+
+def test_a_crash_loop_is_two_crash_episodes_with_the_exception_as_reason() -> None:
+    detector = CrashLoopDetector(crashes=2)
+    detector.feed("\n".join(CRASH) + "\n")
+    assert detector.episodes and not detector.crash_looping
+    text = "\n".join(RESPAWN) + "\n"
+    detector.feed(text[:50])
+    assert not detector.crash_looping
+    detector.feed(text[50:])
+    assert detector.crash_looping
+    reason = detector.reason()
+    assert reason.endswith("RuntimeError: deliberate init failure: crash fixture")
+    assert "2 times" in reason and "\n" not in reason
+
+
+def test_one_crash_is_enough_when_configured_and_a_healthy_start_is_no_crash() -> None:
+    once = CrashLoopDetector(crashes=1)
+    once.feed("\n".join(CRASH) + "\n")
+    assert once.crash_looping and "once" in once.reason()
+    healthy = CrashLoopDetector(crashes=1)
+    healthy.feed(
+        "2026-11-29T21:47:40+0000 [INFO] [cli] Starting production HTTP BentoServer\n"
+        "2026-11-29T21:47:43+0000 [INFO] [entry_service:Echo:1] Service Echo initialized\n"
+        "2026-11-29T21:47:44+0000 [ERROR] [entry_service:Echo:1] a request failed: 500\n"
+    )
+    assert not healthy.crash_looping
+
+
+def revision(name: str, seq: int, phase: RevisionPhase, ready_at: str | None) -> Revision:
+    return Revision(
+        uid=f"{name}-{seq}",
+        deployment=name,
+        seq=seq,
+        bento=f"echo:v{seq}",
+        config={},
+        created_at=f"2026-01-01T00:00:0{seq}Z",
+        phase=phase,
+        ready_at=ready_at,
+        activated_at=ready_at,
+    )
+
+
+@pytest.fixture
+def controller(tmp_path: Path) -> Controller:
+    settings = ServerSettings(data_dir=tmp_path, token="t" * 16)
+    return Controller(settings, Store(settings.db_path))
+
+
+def add(
+    controller: Controller, serving: int | None, target: int, *revisions: Revision
+) -> Deployment:
+    name = revisions[0].deployment
+    dep = Deployment(
+        name=name,
+        uid=f"{name}-uid",
+        cluster="local",
+        created_at="2026-01-01T00:00:00Z",
+        updated_at=None,
+        state=Lifecycle.ACTIVE,
+        target_revision=f"{name}-{target}",
+        serving_revision=f"{name}-{serving}" if serving else None,
+        endpoint_port=None,
+        reason="",
+    )
+    controller.store.insert_deployment(dep)
+    for rev in revisions:
+        controller.store.insert_revision(rev)
+    return dep
+
+
+def test_rollback_target_is_the_serving_revision_while_a_newer_one_failed(
+    controller: Controller,
+) -> None:
+    dep = add(
+        controller,
+        2,
+        3,
+        revision("svc", 1, P.RETIRED, "2026-01-01T00:01:00Z"),
+        revision("svc", 2, P.SERVING, "2026-01-01T00:02:00Z"),
+        revision("svc", 3, P.FAILED, None),
+    )
+    assert controller._rollback_target(dep, None).seq == 2
+
+
+def test_rollback_target_is_the_last_revision_that_served_before_the_current(
+    controller: Controller,
+) -> None:
+    dep = add(
+        controller,
+        3,
+        3,
+        revision("svc", 1, P.RETIRED, "2026-01-01T00:01:00Z"),
+        revision("svc", 2, P.WARM, "2026-01-01T00:02:00Z"),
+        revision("svc", 3, P.SERVING, "2026-01-01T00:03:00Z"),
+    )
+    assert controller._rollback_target(dep, None).seq == 2
+    assert controller._rollback_target(dep, "r1").seq == 1
+    assert controller._rollback_target(dep, "svc-1").seq == 1
+
+
+def test_rollback_refuses_what_never_served_and_what_does_not_exist(
+    controller: Controller,
+) -> None:
+    dep = add(
+        controller,
+        1,
+        2,
+        revision("svc", 1, P.SERVING, "2026-01-01T00:01:00Z"),
+        revision("svc", 2, P.FAILED, None),
+    )
+    with pytest.raises(Conflict, match="never became ready"):
+        controller._rollback_target(dep, "r2")
+    with pytest.raises(NotFound, match="no revision 'r9'"):
+        controller._rollback_target(dep, "r9")
+    only = add(controller, 1, 1, revision("solo", 1, P.SERVING, "2026-01-01T00:01:00Z"))
+    with pytest.raises(Conflict, match="no earlier good revision"):
+        controller._rollback_target(only, None)
+
+
+def test_move_persists_checks_and_wakes(controller: Controller) -> None:
+    add(controller, None, 1, revision("svc", 1, P.STARTING, None))
+    moved = controller.move("svc-1", P.FAILED, reason="it crashed")
+    assert (moved.phase, moved.reason) == (P.FAILED, "it crashed")
+    assert controller.store.get_revision("svc-1").phase == "failed"  # type: ignore[union-attr]
+    with pytest.raises(IllegalTransition):
+        controller.move("svc-1", P.SERVING)
+    assert controller.store.get_revision("svc-1").phase == "failed"  # type: ignore[union-attr]
+    dep = controller.get("svc")
+    assert controller.status(dep) == DeploymentStatus.FAILED
+    assert controller.reason(dep) == "it crashed"
+
+
+def test_old_phases_are_migrated_when_the_store_opens(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    dep = Deployment("old", "u", "local", "t", None, "active", "old-2", "old-2", None, "")
+    store.insert_deployment(dep)
+    for seq, phase in ((1, "ready"), (2, "ready"), (3, "pending")):
+        store.insert_revision(revision("old", seq, P.STARTING, None))
+        store.update_revision(f"old-{seq}", phase=phase)
+    store.close()
+    reopened = Store(tmp_path / "state.db")
+    phases = {r.seq: r.phase for r in reopened.list_revisions("old")}
+    assert phases == {1: "retired", 2: "serving", 3: "starting"}
