@@ -7,7 +7,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install test lint format demo bench clean
+.PHONY: install test test-fast lint format demo bench clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -33,8 +33,14 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# pytest's summary reports how long the whole `make test` took (tests/conftest.py reads this).
+test: export BENTOSHIP_TEST_STARTED := $(shell date +%s)
 test: lint
 	$(VENV)/bin/python -m pytest
+
+# The unit tier: no process, no server; under a minute.
+test-fast: install
+	$(VENV)/bin/python -m pytest -m "not slow" -q
 
 demo: install
 	$(VENV)/bin/python dags_examples/demo.py

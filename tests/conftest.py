@@ -148,7 +148,6 @@ def shared_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCont
         tmp_path_factory.mktemp("shared-plane"),
         readiness_timeout=60,
         rollback_window=60,
-        crash_loop_after=1,
     )
     plane.start()
     yield plane

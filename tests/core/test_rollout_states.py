@@ -134,7 +134,7 @@ def test_a_crash_loop_is_two_crash_episodes_with_the_exception_as_reason() -> No
 def test_one_crash_is_enough_when_configured_and_a_healthy_start_is_no_crash() -> None:
     once = CrashLoopDetector(crashes=1)
     once.feed("\n".join(CRASH) + "\n")
-    assert once.crash_looping and "once" in once.reason()
+    assert once.crash_looping and "respawn it forever" in once.reason()
     healthy = CrashLoopDetector(crashes=1)
     healthy.feed(
         "2026-11-29T21:47:40+0000 [INFO] [cli] Starting production HTTP BentoServer\n"

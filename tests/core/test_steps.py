@@ -96,7 +96,7 @@ def test_retried_deploy_after_lost_response_does_not_duplicate(
 def test_wait_raises_deployment_failed_with_the_exception_from_the_logs(
     start_control_plane: Any, crash_bento: str
 ) -> None:
-    plane: LocalControlPlane = start_control_plane(readiness_timeout=60, crash_loop_after=1)
+    plane: LocalControlPlane = start_control_plane(readiness_timeout=60)
     client = client_for(plane)
     push(crash_bento, client=client)
     rollout = deploy("crashing", crash_bento, client=client)

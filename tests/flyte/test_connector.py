@@ -127,7 +127,7 @@ def test_failing_rollout_is_failed_with_the_servers_reason_and_rolled_back(
     crash_bento: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    plane: LocalControlPlane = start_control_plane(readiness_timeout=60, crash_loop_after=1)
+    plane: LocalControlPlane = start_control_plane(readiness_timeout=60)
     assert plane.connection is not None
     monkeypatch.setenv("BENTO_CLOUD_API_ENDPOINT", plane.connection.endpoint)
     monkeypatch.setenv("BENTO_CLOUD_API_KEY", plane.connection.token)

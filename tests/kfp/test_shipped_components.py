@@ -130,7 +130,7 @@ def test_failed_rollout_fails_the_wait_task_with_the_servers_reason(
     crash_bento: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    plane = start_control_plane(readiness_timeout=60, crash_loop_after=1)
+    plane = start_control_plane(readiness_timeout=60)
     assert plane.connection is not None
     server = {"endpoint": plane.connection.endpoint, "token": plane.connection.token}
     c = load_components()

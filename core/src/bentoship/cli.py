@@ -77,9 +77,10 @@ def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     server.add_argument(
         "--crash-loop-after",
         type=int,
-        default=2,
+        default=1,
         metavar="N",
-        help="crashes while starting after which a revision is failed (default 2)",
+        help="crashes while starting after which a revision is failed (default 1; raise it "
+        "for services whose start can fail once and then succeed)",
     )
     server.add_argument(
         "--max-archive-bytes",

@@ -8,6 +8,8 @@ against another server. Only ``build_bento`` (project and model in, archive out)
 These classes turn caching off on every task they create inside a pipeline.
 """
 
+from typing import Any
+
 from kfp.dsl.pipeline_task import PipelineTask, TaskState
 from kfp.dsl.python_component import PythonComponent
 from kfp.dsl.yaml_component import YamlComponent
@@ -35,14 +37,14 @@ def _uncached(task: PipelineTask) -> PipelineTask:
 class UncachedPythonComponent(PythonComponent):
     """A lightweight Python component whose pipeline tasks have caching disabled."""
 
-    def __call__(self, *args, **kwargs) -> PipelineTask:
+    def __call__(self, *args: Any, **kwargs: Any) -> PipelineTask:
         return _uncached(super().__call__(*args, **kwargs))
 
 
 class UncachedYamlComponent(YamlComponent):
     """A component loaded from YAML whose pipeline tasks have caching disabled."""
 
-    def __call__(self, *args, **kwargs) -> PipelineTask:
+    def __call__(self, *args: Any, **kwargs: Any) -> PipelineTask:
         return _uncached(super().__call__(*args, **kwargs))
 
 

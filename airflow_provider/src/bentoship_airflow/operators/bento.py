@@ -28,7 +28,7 @@ LOG_TAIL_LINES = 40
 
 
 def _default_deferrable() -> bool:
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 class _BentoOperator(BaseOperator):

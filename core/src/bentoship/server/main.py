@@ -76,7 +76,7 @@ def run_server(
     scale_to_zero_after: float = 300.0,
     max_archive_bytes: int = 2 * 1024**3,
     extensions: bool = True,
-    crash_loop_after: int = 2,
+    crash_loop_after: int = 1,
 ) -> None:
     logging.basicConfig(
         level=logging.INFO,

@@ -18,7 +18,7 @@ class ServerSettings:
     max_archive_bytes: int = 2 * 1024**3
     extensions: bool = True
     restart_backoff_max: float = 30.0
-    crash_loop_after: int = 2
+    crash_loop_after: int = 1
     """Crashes while starting after which a revision is failed (see rollout.crashloop)."""
 
     @property

@@ -2,9 +2,10 @@
 
 ``bentoml serve`` does not exit when a service raises in ``__init__``: it logs the traceback,
 the worker exits ("Application startup failed"), and the worker is respawned about 10 s later,
-forever. :class:`CrashLoopDetector` reads the revision's log as it grows and counts those crash
-episodes; a revision that crashes ``crashes`` times is failed at once, with the exception as
-its reason, instead of at the readiness deadline.
+forever, each time with the same traceback. :class:`CrashLoopDetector` reads the revision's log
+as it grows and counts those crash episodes; a revision that crashes ``crashes`` times (the
+server's ``--crash-loop-after``, 1 by default) is failed at once, with the exception as its
+reason, instead of at the readiness deadline.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _moment(text: str) -> float:
 class CrashLoopDetector:
     """Count crash episodes in a starting revision's log lines."""
 
-    def __init__(self, crashes: int = 2) -> None:
+    def __init__(self, crashes: int = 1) -> None:
         self.crashes = max(1, crashes)
         self.episodes: list[float] = []
         self.error = ""
@@ -62,6 +63,7 @@ class CrashLoopDetector:
 
     def reason(self) -> str:
         """One line: how often it crashed, and the exception it raised."""
-        times = "once" if len(self.episodes) == 1 else f"{len(self.episodes)} times"
         cause = f": {self.error}" if self.error else ""
-        return f"the service crashed {times} while starting (crash loop){cause}"
+        if len(self.episodes) == 1:
+            return f"the service crashed while starting (bentoml would respawn it forever){cause}"
+        return f"the service crashed {len(self.episodes)} times while starting{cause}"

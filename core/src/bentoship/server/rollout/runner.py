@@ -138,7 +138,7 @@ class ServeProcess:
         self.log_offset += len(data)
         return data.decode(errors="replace")
 
-    async def wait_ready(self, deadline_seconds: float, crashes: int = 2) -> None:
+    async def wait_ready(self, deadline_seconds: float, crashes: int = 1) -> None:
         """Poll ``/readyz`` with short timeouts until it answers 200, or raise NotReadyError.
 
         It raises at once when the process exits, or when its log shows the service crashing
