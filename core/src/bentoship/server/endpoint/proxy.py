@@ -12,7 +12,6 @@ from typing import Any, Protocol
 import aiohttp
 import uvicorn
 
-from ..rollout.runner import ServeProcess
 
 HOP_BY_HOP = frozenset(
     {
@@ -34,6 +33,15 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class Upstream(Protocol):
+    """A revision's process as the proxy sees it: where it listens, and pooled connections."""
+
+    @property
+    def url(self) -> str: ...
+
+    def session(self) -> aiohttp.ClientSession: ...
+
+
 class Backends(Protocol):
     """What the proxy needs from the controller."""
 
@@ -43,7 +51,7 @@ class Backends(Protocol):
 
     def record_request(self, deployment: str) -> None: ...
 
-    async def backend(self, deployment: str) -> ServeProcess | None: ...
+    async def backend(self, deployment: str) -> Upstream | None: ...
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -113,7 +121,7 @@ class EndpointProxy:
         await self._forward(scope, receive, send, backend)
 
     async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, backend: ServeProcess
+        self, scope: Scope, receive: Receive, send: Send, backend: Upstream
     ) -> None:
         async def rest(first: bytes) -> Any:
             yield first
