@@ -12,7 +12,6 @@ from typing import Any, Protocol
 import aiohttp
 import uvicorn
 
-
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -120,9 +119,7 @@ class EndpointProxy:
             return
         await self._forward(scope, receive, send, backend)
 
-    async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, backend: Upstream
-    ) -> None:
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, backend: Upstream) -> None:
         async def rest(first: bytes) -> Any:
             yield first
             while True:
