@@ -80,6 +80,12 @@ class RevisionInfo:
     port: int | None = None
     pid: int | None = None
 
+    @property
+    def seq(self) -> int:
+        """The revision's number: 2 for ``r2`` (0 when the server names it otherwise)."""
+        digits = self.name[1:] if self.name.startswith("r") else ""
+        return int(digits) if digits.isdigit() else 0
+
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> RevisionInfo:
         target = _target(data)

@@ -7,6 +7,7 @@ from typing import Any
 from ..client import Client
 from ..models import DeploymentConfig, DeploymentInfo, RevisionInfo, Rollout, config_matches
 from ..statuses import FAILED_STATUSES
+from ..refs import find_revision
 from ..tags import check_tag
 
 SERVED_PHASES = frozenset({"serving", "warm", "retired"})
@@ -27,8 +28,7 @@ def previous_before_update(client: Client, current: DeploymentInfo) -> Previous:
         return NO_PREVIOUS
     if current.serving_revision == current.target_revision:
         return current.target_revision, current.bento, current.config
-    revisions = client.list_revisions(current.name)
-    return _of(next((r for r in revisions if r.uid == current.serving_revision), None))
+    return _of(find_revision(client.list_revisions(current.name), current.serving_revision))
 
 
 def previous_of_target(client: Client, current: DeploymentInfo) -> Previous:
