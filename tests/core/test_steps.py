@@ -49,15 +49,30 @@ def test_ship_then_failed_ship_rolls_back(
         assert dep.target_revision != first.revision
 
 
-def test_deploy_twice_makes_one_revision(shared_plane: LocalControlPlane, echo_v1: str) -> None:
-    client = client_for(shared_plane)
+def test_deploy_twice_makes_one_revision_and_wait_long_polls(
+    shared_plane: LocalControlPlane, echo_v1: str
+) -> None:
+    transport = FaultyTransport(lambda request, n: None)  # forwards all, records the calls
+    client = client_for(shared_plane, transport=transport)
     push(echo_v1, client=client)
     config = {"envs": {"MODE": "a"}, "min_replicas": 1}
     first = deploy("twice", echo_v1, config, client=client)
     again = deploy("twice", echo_v1, config, client=client)
     assert first.created and not again.changed
     assert again.revision == first.revision
-    wait_until_ready(again, client=client, timeout=60)
+
+    assert client.get_deployment("twice").status == "deploying"
+    before = len(transport.calls)
+    # A sleep of poll_interval (an hour) between polls could never end within the timeout.
+    dep = wait_until_ready(again, client=client, poll_interval=3600, timeout=90)
+    assert dep.status == "running" and dep.serving_revision == first.revision
+    during = transport.calls[before:]
+    waits = [c for c in during if c == "GET /api/v2/deployments/twice/wait"]
+    gets = [c for c in during if c == "GET /api/v2/deployments/twice"]
+    # one long-poll per status change (deploying -> running), not a poll loop
+    assert 1 <= len(waits) <= 3, during
+    assert len(gets) <= 2, during
+
     assert not deploy("twice", echo_v1, config, client=client).changed
     assert len(client.list_revisions("twice")) == 1
     assert Rollout.from_json(first.to_json()) == first
@@ -107,27 +122,6 @@ def test_wait_raises_deployment_failed_with_the_exception_from_the_logs(
     assert error.status == "failed" and "deliberate init failure" in error.logs
     assert "bentoship logs crashing" in str(error)
     assert rollback(rollout, client=client) is None
-
-
-def test_wait_uses_the_long_poll_not_sleeps(shared_plane: LocalControlPlane, echo_v1: str) -> None:
-    def observe(request: httpx.Request, n: int) -> None:
-        return None
-
-    transport = FaultyTransport(observe)
-    client = client_for(shared_plane, transport=transport)
-    push(echo_v1, client=client)
-    rollout = deploy("longpoll", echo_v1, client=client)
-    assert client.get_deployment("longpoll").status == "deploying"
-    before = len(transport.calls)
-    # A sleep of poll_interval (an hour) between polls could never end within the timeout.
-    dep = wait_until_ready(rollout, client=client, poll_interval=3600, timeout=90)
-    assert dep.status == "running" and dep.serving_revision == rollout.revision
-    during = transport.calls[before:]
-    waits = [c for c in during if c == "GET /api/v2/deployments/longpoll/wait"]
-    gets = [c for c in during if c == "GET /api/v2/deployments/longpoll"]
-    # one long-poll per status change (deploying -> running), not a poll loop
-    assert 1 <= len(waits) <= 3, during
-    assert len(gets) <= 2, during
 
 
 def test_rollback_to_named_revision_and_smoke_test_with_token(

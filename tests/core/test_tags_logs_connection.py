@@ -130,9 +130,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_resolve_connection_explicit_values_come_first(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("home")
+def test_resolve_connection_explicit_values_come_first(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENTO_CLOUD_API_ENDPOINT", "http://env:2")
     monkeypatch.setenv("BENTO_CLOUD_API_KEY", "env-token-0123")
     assert resolve_connection("http://arg:3/", "arg-token") == Connection(
@@ -143,18 +142,16 @@ def test_resolve_connection_explicit_values_come_first(
     assert resolve_connection(token="arg-token") == Connection("http://env:2", "arg-token")
 
 
-def test_resolve_connection_environment_before_the_file(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("home")
+def test_resolve_connection_environment_before_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_connection() == Connection("http://file:1", "file-token-0123")
     monkeypatch.setenv("BENTO_CLOUD_API_ENDPOINT", "http://env:2/")
     monkeypatch.setenv("BENTO_CLOUD_API_KEY", "env-token-0123")
     assert resolve_connection() == Connection("http://env:2", "env-token-0123")
 
 
-def test_resolve_connection_reads_the_given_home(
-    home: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+@pytest.mark.usefixtures("home")
+def test_resolve_connection_reads_the_given_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     other = tmp_path_factory.mktemp("other-home")
     write_connection(other, Connection("http://other:4", "other-token-0123"))
     assert resolve_connection(home=other).endpoint == "http://other:4"
@@ -167,8 +164,9 @@ def test_resolve_connection_reads_the_given_home(
         ("BENTO_CLOUD_API_KEY", "BENTO_CLOUD_API_ENDPOINT"),
     ],
 )
+@pytest.mark.usefixtures("home")
 def test_half_a_connection_is_an_error_not_a_silent_fallback(
-    home: Path, monkeypatch: pytest.MonkeyPatch, variable: str, missing: str
+    monkeypatch: pytest.MonkeyPatch, variable: str, missing: str
 ) -> None:
     monkeypatch.setenv(variable, "http://env:2")
     with pytest.raises(ConfigError, match=missing):
