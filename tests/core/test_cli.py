@@ -239,7 +239,7 @@ def test_revisions_mark_the_serving_one_and_logs_default_to_the_target(
 ) -> None:
     revisions = [
         revision_json("rev-2", "r2", "echo:v2", "failed", serving=False),
-        revision_json("rev-1", "r1", "echo:v1", "ready", serving=True),
+        revision_json("rev-1", "r1", "echo:v1", "serving", serving=True),
     ]
 
     def answer(request: httpx.Request, n: int) -> httpx.Response:
@@ -257,7 +257,7 @@ def test_revisions_mark_the_serving_one_and_logs_default_to_the_target(
     lines = out.splitlines()
     assert code == 0 and len(lines) == 2
     assert lines[0].startswith("  r2\tfailed\techo:v2")
-    assert lines[1].startswith("* r1\tready\techo:v1")
+    assert lines[1].startswith("* r1\tserving\techo:v1")
 
     code, out, _ = cli("logs", "svc", "--tail", "50", *SERVER)
     assert code == 0 and out.splitlines() == ["starting", "RuntimeError: boom"]

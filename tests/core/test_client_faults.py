@@ -34,11 +34,10 @@ FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.002)
 DEPLOYMENTS = "/api/v2/deployments"
 
 
-def client_with(answer: Answer, **kwargs: object) -> tuple[Client, FakeServer]:
+def client_with(answer: Answer) -> tuple[Client, FakeServer]:
+    """A client with the FAST retry policy, talking to a fake server that answers ``answer``."""
     server = FakeServer(answer)
-    retry = kwargs.pop("retry", FAST)
-    client = Client(ENDPOINT, TOKEN, retry=retry, transport=server.transport(), **kwargs)  # type: ignore[arg-type]
-    return client, server
+    return Client(ENDPOINT, TOKEN, retry=FAST, transport=server.transport()), server
 
 
 def listing(*names: str) -> httpx.Response:

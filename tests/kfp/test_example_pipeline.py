@@ -97,7 +97,7 @@ def test_good_model_ships_then_bad_model_is_rolled_back(
         assert dep.bento == good.bento
         newest, *older = client.list_revisions(name)
         assert newest.uid != good.revision and newest.bento != good.bento
-        assert not newest.serving and newest.phase in ("ready", "retired")  # it served, then
+        assert not newest.serving and newest.phase in ("warm", "retired")  # it served, then
         assert [r.uid for r in older] == [good.revision]  # was rolled back, not replaced
         assert served_accuracy(dep.url, train) == pytest.approx(0.89, abs=0.005)
 
