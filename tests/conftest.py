@@ -60,6 +60,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Under ``make test``, say how long the whole target (lint included) has taken."""
+    started = os.environ.get("BENTOSHIP_TEST_STARTED", "")
+    if started.isdigit():
+        import time
+
+        elapsed = int(time.time()) - int(started)
+        terminalreporter.write_line(f"make test: {elapsed // 60} min {elapsed % 60} s in all")
+
+
 class _ProcessWatch:
     """Records the processes started while a test of the fast tier runs (an audit hook)."""
 

@@ -42,14 +42,10 @@ def serving_accuracy(url: str) -> float:
     return sum(int(p == t) for p, t in zip(predictions, labels, strict=True)) / len(labels)
 
 
-@pytest.mark.parametrize(
-    ("dag_id", "deployment"),
-    [("retrain_and_ship", "af-example"), ("retrain_and_ship_deferrable", "af-example-deferred")],
-)
 @pytest.mark.usefixtures("airflow_db")
-def test_good_run_then_bad_run_is_rolled_back(
-    bentocloud_connection: LocalControlPlane, dag_id: str, deployment: str
-) -> None:
+def test_good_run_then_bad_run_is_rolled_back(bentocloud_connection: LocalControlPlane) -> None:
+    """The deferrable DAG (the plain one runs the same way in tests/test_demo.py, `make demo`)."""
+    dag_id, deployment = "retrain_and_ship_deferrable", "af-example-deferred"
     good = run_dag(dag_id, {"bad_model": False, "deployment_name": deployment})
     assert good["deploy"] == "success" and good["quality_gate"] == "success"
     assert good["rollback"] == "skipped"

@@ -6,7 +6,6 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -182,30 +181,3 @@ def test_scale_to_zero_then_first_request_wakes(start_control_plane: Any, echo_v
     answer = httpx.post(f"{api.url('sleepy')}/echo", json={"text": "wake"}, timeout=60)
     assert answer.json()["version"] == "v1"
     assert api.get("sleepy")["status"] == "running"
-
-
-def test_restart_after_kill_9_keeps_deployments_and_serves_again(
-    start_control_plane: Any, echo_v1: str, echo_v2: str, tmp_path: Path
-) -> None:
-    data_dir = tmp_path / "durable"
-    plane: LocalControlPlane = start_control_plane(data_dir)
-    api = Api(plane)
-    api.push(echo_v1)
-    api.push(echo_v2)
-    api.create("durable", echo_v1)
-    api.wait_status("durable", {"running"})
-    api.update("durable", echo_v2)
-    api.wait_status("durable", {"running"})
-    before = api.revisions("durable")
-    url = api.url("durable")
-
-    plane.kill()
-    plane.start()
-    api = Api(plane)
-    listed = api.http.get("/api/v2/deployments").json()["items"]
-    assert [d["name"] for d in listed] == ["durable"]
-    after = api.revisions("durable")
-    assert [(r["uid"], r["name"]) for r in after] == [(r["uid"], r["name"]) for r in before]
-    api.wait_status("durable", {"running"})
-    assert api.url("durable") == url
-    assert httpx.post(f"{url}/echo", json={"text": "x"}).json()["version"] == "v2"

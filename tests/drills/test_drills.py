@@ -50,13 +50,18 @@ def test_killed_serving_process_is_restarted(start_control_plane: Any, echo_v1: 
     assert answer == {"text": "x", "version": "v1"}
 
 
-def test_control_plane_killed_mid_rollout_recovers(
+def test_control_plane_killed_with_one_deployment_steady_and_one_mid_rollout_recovers(
     start_control_plane: Any, echo_v1: str, echo_v2: str, tmp_path: Any
 ) -> None:
     plane: LocalControlPlane = start_control_plane(tmp_path / "crashy-plane")
     client = client_for(plane)
     for tag in (echo_v1, echo_v2):
         push(tag, client=client)
+    steady_first = deploy("steady", echo_v1, client=client)
+    wait_until_ready(steady_first, client=client, timeout=90)
+    wait_until_ready(deploy("steady", echo_v2, client=client), client=client, timeout=90)
+    steady_before = client.list_revisions("steady")
+    steady_url = client.get_deployment("steady").url
     first = deploy("midway", echo_v1, client=client)
     wait_until_ready(first, client=client, timeout=90)
     second = deploy("midway", echo_v2, client=client)
@@ -65,6 +70,7 @@ def test_control_plane_killed_mid_rollout_recovers(
     plane.kill()
     plane.start()
     client = client_for(plane)
+    assert sorted(d.name for d in client.list_deployments()) == ["midway", "steady"]
     answer = httpx.post(f"{first.endpoint_url}/echo", json={"text": "x"}, timeout=90)
     assert answer.status_code == 200 and answer.json()["version"] in ("v1", "v2")
     dep = wait_until_ready(second, client=client, timeout=120)
@@ -72,6 +78,13 @@ def test_control_plane_killed_mid_rollout_recovers(
     revisions = client.list_revisions("midway")
     assert [(r.name, r.bento) for r in revisions] == [("r2", echo_v2), ("r1", echo_v1)]
     assert httpx.post(f"{dep.url}/echo", json={"text": "x"}).json()["version"] == "v2"
+
+    steady = wait_until_ready("steady", client=client, timeout=120)
+    assert steady.url == steady_url
+    after = client.list_revisions("steady")
+    assert [(r.uid, r.name) for r in after] == [(r.uid, r.name) for r in steady_before]
+    assert [r.phase for r in after] == ["serving", "retired"]
+    assert httpx.post(f"{steady_url}/echo", json={"text": "x"}).json()["version"] == "v2"
 
 
 def test_five_pipelines_at_once_all_go_green(shared_plane: LocalControlPlane, echo_v1: str) -> None:
