@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -72,11 +73,17 @@ def test_sensor_pokes_and_defers(bentocloud_connection: LocalControlPlane, echo_
         task_id="d", deployment_name="af-sensed", bento=echo_v1, wait_for_completion=False
     )
     rollout = deploy.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+    # templated into a string, as XCom values in templates are: the deferral keeps the rollout
     deferring = BentoDeploymentSensor(
-        task_id="s", deployment_name="af-sensed", rollout=rollout, deferrable=True, timeout=60
+        task_id="s",
+        deployment_name="af-sensed",
+        rollout=json.dumps(rollout),
+        deferrable=True,
+        timeout=60,
     )
-    with pytest.raises(TaskDeferred):
+    with pytest.raises(TaskDeferred) as deferred:
         deferring.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+    assert deferred.value.trigger.rollout == rollout
     sensor = BentoDeploymentSensor(task_id="s2", deployment_name="af-sensed", rollout=rollout)
     with Client.from_env(home=bentocloud_connection.data_dir) as client:
         wait_until_ready("af-sensed", client=client, timeout=60)

@@ -6,8 +6,8 @@ from typing import Any
 
 from ..client import Client
 from ..models import DeploymentConfig, DeploymentInfo, RevisionInfo, Rollout, config_matches
-from ..statuses import FAILED_STATUSES
 from ..refs import find_revision
+from ..statuses import FAILED_STATUSES
 from ..tags import check_tag
 
 SERVED_PHASES = frozenset({"serving", "warm", "retired"})
