@@ -44,7 +44,7 @@ def serving_accuracy(url: str) -> float:
 
 @pytest.mark.usefixtures("airflow_db")
 def test_good_run_then_bad_run_is_rolled_back(bentocloud_connection: LocalControlPlane) -> None:
-    """The deferrable DAG (the plain one runs the same way in tests/test_demo.py, `make demo`)."""
+    """The deferrable DAG; `make demo` (run by CI after the tests) runs the plain one."""
     dag_id, deployment = "retrain_and_ship_deferrable", "af-example-deferred"
     good = run_dag(dag_id, {"bad_model": False, "deployment_name": deployment})
     assert good["deploy"] == "success" and good["quality_gate"] == "success"
