@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 UV_VERSION := 0.13.9
 UV := .uv/bin/uv
 VENV := .venv
+TEST_WORKERS ?= 2
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
@@ -36,7 +37,7 @@ format: install
 # pytest's summary reports how long the whole `make test` took (tests/conftest.py reads this).
 test: export BENTOSHIP_TEST_STARTED := $(shell date +%s)
 test: lint
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The unit tier: no process, no server; under a minute.
 test-fast: install
