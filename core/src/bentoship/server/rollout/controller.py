@@ -26,7 +26,7 @@ from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
 from .home import prepare_revision_home
 from .phases import Health, Lifecycle, RevisionPhase, check_transition, derive_status
-from .runner import NotReadyError, ServeProcess, start_serve, tail_lines
+from .runner import NotReadyError, ServeProcess, process_tree, start_serve, tail_lines
 from .runtime import DeploymentRuntime
 
 __all__ = ["Controller"]
@@ -34,6 +34,8 @@ __all__ = ["Controller"]
 log = logging.getLogger("bentoship.server")
 
 BACKEND_WAIT_SECONDS = 60.0
+SETTLE_SECONDS = 0.2
+"""A rollout waits this long before it starts a process, so a burst of updates starts one."""
 SUPERSEDED = "superseded by a newer request"
 
 
@@ -410,6 +412,7 @@ class Controller:
             rev = self.store.get_revision(uid)
             if rev is None:
                 return
+            await asyncio.sleep(SETTLE_SECONDS)
             try:
                 proc = await self._launch(rt, rev)
                 await proc.wait_ready(
@@ -605,9 +608,12 @@ class Controller:
         """Scale idle deployments whose config allows zero replicas down to zero."""
         while True:
             await asyncio.sleep(1.0)
+            running = [p for rt in self.runtimes.values() for p in rt.processes.values()]
+            if running:
+                tree = process_tree()
+                for proc in running:
+                    proc.refresh_workers(tree)
             for rt in list(self.runtimes.values()):
-                for running in list(rt.processes.values()):
-                    running.refresh_workers()
                 if rt.serving is not None and not rt.lock.locked():
                     await self._scale_to_zero_if_idle(rt)
 

@@ -29,9 +29,12 @@ class NotReadyError(Exception):
     """The process exited, or did not answer ``/readyz`` before its deadline."""
 
 
-def descendants(pid: int) -> list[int]:
-    """PIDs of every process below ``pid`` (Linux ``/proc``), children first."""
-    children: dict[int, list[int]] = {}
+ProcessTree = dict[int, list[int]]
+
+
+def process_tree() -> ProcessTree:
+    """Every process's children by parent PID, read once from Linux ``/proc``."""
+    children: ProcessTree = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -41,6 +44,12 @@ def descendants(pid: int) -> list[int]:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int, tree: ProcessTree | None = None) -> list[int]:
+    """PIDs of every process below ``pid``, children first (from ``tree``, else read now)."""
+    children = process_tree() if tree is None else tree
     found: list[int] = []
     stack = [pid]
     while stack:
@@ -107,10 +116,10 @@ class ServeProcess:
 
     workers: list[int] = field(default_factory=list)
 
-    def refresh_workers(self) -> None:
+    def refresh_workers(self, tree: ProcessTree | None = None) -> None:
         """Remember the worker processes: bentoml's workers start sessions of their own."""
         if self.alive:
-            self.workers = descendants(self.process.pid)
+            self.workers = descendants(self.process.pid, tree)
 
     def kill_workers(self) -> None:
         """SIGKILL remembered workers that outlived their arbiter (checked to be bentoml's)."""
