@@ -53,11 +53,31 @@ PROCESS_EVENTS = frozenset(
 )
 
 
+# The longest modules, started first so that the workers of `make test` (xdist, one module per
+# worker at a time) finish together instead of waiting on one long module at the end.
+LONGEST_FIRST = (
+    "kfp/test_example_pipeline.py",
+    "airflow/test_dags.py",
+    "kfp/test_shipped_components.py",
+    "drills/test_drills.py",
+    "flyte/test_example_workflow.py",
+    "core/test_server_rollouts.py",
+    "core/test_steps.py",
+    "flyte/test_connector.py",
+)
+
+
+def _start_rank(item: pytest.Item) -> int:
+    path = item.path.as_posix()
+    return next((i for i, tail in enumerate(LONGEST_FIRST) if path.endswith(tail)), 99)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark ``slow`` every test whose fixtures (their whole closure) start a process."""
     for item in items:
         if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=_start_rank)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -126,6 +126,7 @@ def test_same_config_twice_makes_one_revision(
     assert len(api.revisions("idem")) == 1
     api.update("idem", echo_v1, envs=[{"name": "A", "value": "2"}])
     assert len(api.revisions("idem")) == 2
+    assert api.http.delete("/api/v2/deployments/idem").json()["status"] == "terminated"
 
 
 def test_long_poll_wait_returns_on_status_change_and_swagger_ui_is_served(
