@@ -26,11 +26,10 @@ def echo_check(version: str) -> SmokeTest:
 
 
 def test_ship_then_failed_ship_rolls_back(
-    start_control_plane: Any, echo_v1: str, echo_v2: str
+    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
 ) -> None:
     """Against plain BentoCloud the same path runs in tests/kfp/test_shipped_components.py."""
-    plane: LocalControlPlane = start_control_plane()
-    client = client_for(plane)
+    client = client_for(shared_plane)
     assert client.get_extensions()
 
     first = ship("svc", echo_v1, smoke=echo_check("v1"), client=client, poll_interval=0.5)
@@ -106,10 +105,9 @@ def test_retried_deploy_after_lost_response_does_not_duplicate(
 
 
 def test_wait_raises_deployment_failed_with_the_exception_from_the_logs(
-    start_control_plane: Any, crash_bento: str
+    shared_plane: LocalControlPlane, crash_bento: str
 ) -> None:
-    plane: LocalControlPlane = start_control_plane(readiness_timeout=60)
-    client = client_for(plane)
+    client = client_for(shared_plane)
     push(crash_bento, client=client)
     rollout = deploy("crashing", crash_bento, client=client)
     with pytest.raises(DeploymentFailed) as caught:
@@ -136,6 +134,8 @@ def test_rollback_to_named_revision_and_smoke_test_with_token(
     assert smoke_test(second, echo_check("v2"), token=token)["version"] == "v2"
     with pytest.raises(SmokeTestFailed, match="HTTP 401"):
         smoke_test(second, echo_check("v2"))
+    with pytest.raises(SmokeTestFailed, match="HTTP 401"):
+        smoke_test(second, echo_check("v2"), token="not-the-token")
     dep = rollback("named", revision="r1", client=client)
     assert dep is not None and dep.serving_revision == first.revision
     assert smoke_test("named", echo_check("v1"), token=token, client=client)["version"] == "v1"

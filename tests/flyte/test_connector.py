@@ -121,17 +121,11 @@ def test_create_get_delete_against_the_server(api: Client, echo_v1: str, echo_v2
     assert version_at(dep.url) == "v2"
 
 
+@pytest.mark.usefixtures("cloud_env")
 def test_failing_rollout_is_failed_with_the_servers_reason_and_rolled_back(
-    start_control_plane: Any,
-    echo_v1: str,
-    crash_bento: str,
-    monkeypatch: pytest.MonkeyPatch,
+    shared_plane: LocalControlPlane, echo_v1: str, crash_bento: str
 ) -> None:
-    plane: LocalControlPlane = start_control_plane(readiness_timeout=60)
-    assert plane.connection is not None
-    monkeypatch.setenv("BENTO_CLOUD_API_ENDPOINT", plane.connection.endpoint)
-    monkeypatch.setenv("BENTO_CLOUD_API_KEY", plane.connection.token)
-    with client_for(plane) as api:
+    with client_for(shared_plane) as api:
         push(echo_v1, client=api)
         push(crash_bento, client=api)
         good = deploy("crashing", echo_v1, client=api)

@@ -125,12 +125,12 @@ def test_shipped_components_ship_then_roll_back_on_plain_bentocloud_api(
 
 
 def test_failed_rollout_fails_the_wait_task_with_the_servers_reason(
-    start_control_plane: Callable[..., LocalControlPlane],
+    shared_plane: LocalControlPlane,
     kfp_local: Callable[[str], Path],
     crash_bento: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    plane = start_control_plane(readiness_timeout=60)
+    plane = shared_plane
     assert plane.connection is not None
     server = {"endpoint": plane.connection.endpoint, "token": plane.connection.token}
     c = load_components()
