@@ -313,7 +313,6 @@ class Controller:
         return task
 
     def _rollback_target(self, dep: Deployment, ref: str | None) -> Revision:
-        revisions = self.store.list_revisions(dep.name)
         if ref:
             rev = self.revision(dep.name, ref)
             if rev.ready_at is None:
@@ -326,6 +325,7 @@ class Controller:
             serving = self.store.get_revision(dep.serving_revision)
             if serving is not None:
                 return serving
+        revisions = self.store.list_revisions(dep.name)
         earlier = [r for r in revisions if r.ready_at and r.uid != dep.serving_revision]
         if not earlier:
             raise Conflict(f"deployment {dep.name} has no earlier good revision to roll back to")
