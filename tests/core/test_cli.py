@@ -8,11 +8,13 @@ runs the whole deploy/wait/status/revisions/logs/rollback scenario on a real con
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import bentoml
 import httpx
 import pytest
 
@@ -25,6 +27,7 @@ from bentoship.steps import push
 from .test_steps import client_for
 from .transports import Answer, FakeServer, deployment_json, error
 
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "bentos"
 TOKEN = "cli-token-0123456789abcdef"
 ENDPOINT = "http://control-plane.test"
 SERVER = ["--endpoint", ENDPOINT, "--token", TOKEN]
@@ -264,6 +267,89 @@ def test_revisions_mark_the_serving_one_and_logs_default_to_the_target(
     assert server.requests[-1].url.params["tail"] == "50"
 
 
+# build and push: stdout holds only the tag
+
+
+@pytest.fixture
+def noisy_project(tmp_path: Path) -> Path:
+    """The echo project, whose service module prints when imported (Python and file level)."""
+    project = tmp_path / "noisy"
+    shutil.copytree(FIXTURES / "echo", project, ignore=shutil.ignore_patterns("__pycache__"))
+    with (project / "service.py").open("a") as service:
+        service.write(
+            '\nimport os\nprint("python noise")\nos.write(1, b"file descriptor noise\\n")\n'
+        )
+    return project
+
+
+def test_push_of_a_missing_archive_exits_2_before_any_request(cli: Run, unused_port: int) -> None:
+    nowhere = ["--endpoint", f"http://127.0.0.1:{unused_port}", "--token", TOKEN]
+    code, out, err = cli("push", "no-such-file.bento", *nowhere)
+    assert (code, out) == (2, "")
+    assert err.startswith("bentoship: error: ") and "does not exist" in err
+    assert err.count("\n") == 1
+
+
+def test_push_of_a_tag_missing_locally_exits_1(
+    cli: Run, fake_server: Callable[[Answer], FakeServer]
+) -> None:
+    server = fake_server(lambda r, n: error(404, "bento 'ghost:v1' not found"))
+    code, out, err = cli("push", "ghost:v1", *SERVER)
+    assert (code, out) == (1, "")
+    assert "ghost:v1 is not in the local bento store" in err and err.count("\n") == 1
+    assert server.calls == ["GET /api/v1/bento_repositories/ghost/bentos/v1"]
+
+
+def test_build_and_push_print_only_the_tag(
+    cli: Run, shared_plane: LocalControlPlane, noisy_project: Path, tmp_path: Path
+) -> None:
+    assert shared_plane.connection is not None
+    connection = shared_plane.connection
+    server = ["--endpoint", connection.endpoint, "--token", connection.token]
+    archive = tmp_path / "exported" / "noisy.bento"
+
+    code, out, err = cli(
+        "build",
+        str(noisy_project),
+        "--version",
+        "cli-1",
+        "--label",
+        "team=ml",
+        "--export",
+        str(archive),
+    )
+    assert code == 0, err
+    assert out == "echo:cli-1\n"
+    assert "python noise" in err
+    assert bentoml.bentos.get("echo:cli-1").info.labels["team"] == "ml"
+    assert archive.is_file()
+    # a retried build of the same version answers the same tag
+    code, out, err = cli("build", str(noisy_project), "--version", "cli-1", "--label", "team=ml")
+    assert (code, out) == (0, "echo:cli-1\n"), err
+
+    code, out, err = cli("push", str(archive), *server)
+    assert code == 0, err
+    assert out == "echo:cli-1\n"
+    # bentoml's progress went to stderr, and its last line is ended
+    assert 'Pushing Bento "echo:cli-1"' in err and err.endswith("\n")
+    assert client_for(shared_plane).bento_uploaded("echo:cli-1")
+
+    code, out, err = cli("push", "echo:cli-1", "--force", *server)
+    assert (code, out) == (0, "echo:cli-1\n"), err
+    assert 'Pushing Bento "echo:cli-1"' in err and err.endswith("\n")
+
+
+def test_the_push_step_draws_bentomls_progress_on_stderr(
+    shared_plane: LocalControlPlane, echo_v1: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not only under the CLI: in a task's log the next line must not be glued to the bar."""
+    capsys.readouterr()
+    assert push(echo_v1, client=client_for(shared_plane), force=True) == echo_v1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f'Pushing Bento "{echo_v1}"' in err and err.endswith("\n")
+
+
 # the console script itself
 
 
@@ -279,6 +365,23 @@ def test_console_script_exits_with_mains_code(unused_port: int) -> None:
     )
     assert result.returncode == 2, result.stderr
     assert "not a bento tag" in result.stderr and result.stdout == ""
+
+
+@pytest.mark.slow
+def test_console_script_build_composes_in_shell(noisy_project: Path) -> None:
+    """``tag=$(bentoship build .)``: what the build prints, even from a file descriptor, is
+    on stderr."""
+    script = Path(sys.executable).with_name("bentoship")
+    result = subprocess.run(
+        [str(script), "build", ".", "--version", "cli-script-1"],
+        cwd=noisy_project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "echo:cli-script-1\n"
+    assert "python noise" in result.stderr and "file descriptor noise" in result.stderr
 
 
 # end to end, on a real control plane

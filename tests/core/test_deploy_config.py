@@ -8,9 +8,11 @@ import pytest
 
 from bentoship.models import DeploymentConfig, config_matches
 from bentoship.server.deploy_config import (
+    CanaryVersion,
     ConfigInvalid,
     min_replicas,
     normalize_config,
+    parse_canary,
     process_envs,
     validate_name,
     validate_tag,
@@ -90,7 +92,6 @@ def service(**fields: Any) -> dict[str, Any]:
     [
         ({"access_authorization": "yes"}, "access_authorization"),
         ({"secrets": ["db-password"]}, "secrets"),
-        ({"canary": {"weight": 10}}, "canary"),
         ({"services": ["Echo"]}, "services"),
         ({"services": {"Other": {}}}, "services.Other"),
         ({"services": {"Echo": "small"}}, "services.Echo"),
@@ -118,6 +119,38 @@ def test_each_bad_field_is_named_in_the_error(body: dict[str, Any], field: str) 
     message = str(caught.value)
     assert message.startswith(f"invalid deployment config: {field}: ")
     assert "\n" not in message
+
+
+def version(**fields: Any) -> dict[str, Any]:
+    return {"versions": {"v2": {"bento": "echo:v2", "weight": 10, **fields}}}
+
+
+@pytest.mark.parametrize(
+    ("canary", "field"),
+    [
+        ("10%", "canary"),
+        ({"weight": 10}, "canary.versions"),
+        ({"versions": {"a": {}, "b": {}}}, "canary.versions"),
+        ({"route_type": "cookie", **version()}, "canary.route_type"),
+        ({"route_type": "header", **version()}, "canary.route_by"),
+        ({"versions": {"v2": "echo:v2"}}, "canary.versions.v2"),
+        (version(weight=101), "canary.versions.v2.weight"),
+        (version(weight=True), "canary.versions.v2.weight"),
+        (version(bento="echo"), "canary.versions.v2.bento"),
+        (version(envs=[{"name": "BAD-NAME"}]), "canary.versions.v2.envs[0].name"),
+    ],
+)
+def test_each_bad_canary_field_is_named(canary: Any, field: str) -> None:
+    with pytest.raises(ConfigInvalid) as caught:
+        parse_canary(canary)
+    assert caught.value.field == field
+    assert "\n" not in str(caught.value)
+
+
+def test_a_canary_config_is_read_as_one_version() -> None:
+    parsed = parse_canary({"route_type": "header", "route_by": "X-User", **version(weight=25)})
+    assert parsed == CanaryVersion("v2", "echo:v2", 25, "header", "X-User", [])
+    assert parse_canary(None) is None and parse_canary({}) is None
 
 
 @pytest.mark.parametrize("name", ["a", "svc", "my-svc-2", "0day", "a" * 63])

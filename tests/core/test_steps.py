@@ -11,6 +11,7 @@ from bentoship import Client, DeploymentFailed, RetryPolicy, Rollout, SmokeTestF
 from bentoship.server import LocalControlPlane
 from bentoship.steps import SmokeTest, deploy, push, rollback, ship, smoke_test, wait_until_ready
 
+from ..traffic import TrafficLoop
 from .transports import FaultyTransport
 
 
@@ -25,24 +26,36 @@ def echo_check(version: str) -> SmokeTest:
     )
 
 
-def test_ship_then_failed_ship_rolls_back(
+def test_a_ship_that_fails_its_smoke_test_never_reaches_live_traffic(
     shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
 ) -> None:
-    """Against plain BentoCloud the same path runs in tests/kfp/test_shipped_components.py."""
+    """Clients call the endpoint all along; the bad revision is smoke-tested as a candidate.
+
+    Against plain BentoCloud (no candidates) the same path rolls back: tests/kfp/.
+    """
     client = client_for(shared_plane)
-    assert client.get_extensions()
+    assert {"candidates", "canary", "traffic"} <= client.get_extensions()
 
     first = ship("svc", echo_v1, smoke=echo_check("v1"), client=client, poll_interval=0.5)
-    assert first.created and first.revision
+    assert first.created and first.revision == "r1" and not first.candidate
     assert httpx.post(f"{first.endpoint_url}/echo", json={"text": "a"}).json()["version"] == "v1"
 
-    with pytest.raises(SmokeTestFailed):
-        ship("svc", echo_v2, smoke=echo_check("v9"), client=client, poll_interval=0.5)
+    with TrafficLoop(f"{first.endpoint_url}/echo") as live:
+        live.wait_for(20)
+        with pytest.raises(SmokeTestFailed, match=r"candidate|answered"):
+            ship("svc", echo_v2, smoke=echo_check("v9"), client=client, poll_interval=0.5)
+        seen = len(live.answers)
+        live.wait_for(seen + 20)
+    assert live.by_revision() == {"r1": len(live.answers)}
+    assert {a.body["version"] for a in live.answers} == {"v1"} and not live.failures
+    assert {a.status for a in live.answers} == {200}
 
     dep = client.get_deployment("svc")
     assert dep.status == "running" and dep.bento == echo_v1
-    assert httpx.post(f"{dep.url}/echo", json={"text": "a"}).json()["version"] == "v1"
-    assert dep.serving_revision == first.revision
+    assert (dep.serving_revision, dep.target_revision, dep.candidate_revision) == ("r1", "r1", None)
+    bad = next(r for r in client.list_revisions("svc") if r.name == "r2")
+    assert (bad.phase, bad.bento, bad.requests) == ("cancelled", echo_v2, 1)
+    assert "discarded" in bad.reason
 
 
 def test_deploy_twice_makes_one_revision_and_wait_long_polls(

@@ -83,8 +83,8 @@ def deployment_json(
         "kube_namespace": "bentoship",
         "cluster": {"name": "local"},
         "latest_revision": {
-            "uid": revision,
-            "name": "r1",
+            "uid": f"uid-{revision}",
+            "name": revision,
             "resource_type": "deployment_revision",
             "status": "active",
             "targets": [target],

@@ -13,6 +13,7 @@ from .errors import (
     AuthenticationError,
     BentoshipError,
     BuildFailed,
+    CanaryFailed,
     ConfigError,
     DeploymentFailed,
     InvalidRequestError,
@@ -26,14 +27,25 @@ from .statuses import DeploymentStatus
 
 if TYPE_CHECKING:
     from ._http import RetryPolicy
+    from .canary import CanaryAnalysis, CanaryPolicy
     from .client import AsyncClient, Client
-    from .models import DeploymentConfig, DeploymentInfo, RevisionInfo, Rollout, RolloutLike
+    from .models import (
+        DeploymentConfig,
+        DeploymentInfo,
+        RevisionInfo,
+        Rollout,
+        RolloutLike,
+        TrafficReport,
+    )
     from .rollouts import RolloutCheck, RolloutState, acheck_rollout, check_rollout
 
 _LAZY = {
     "Client": "client",
     "AsyncClient": "client",
     "RetryPolicy": "_http",
+    "CanaryAnalysis": "canary",
+    "CanaryPolicy": "canary",
+    "TrafficReport": "models",
     "DeploymentConfig": "models",
     "DeploymentInfo": "models",
     "RevisionInfo": "models",
@@ -59,6 +71,9 @@ __all__ = [
     "AuthenticationError",
     "BentoshipError",
     "BuildFailed",
+    "CanaryAnalysis",
+    "CanaryFailed",
+    "CanaryPolicy",
     "Client",
     "ConfigError",
     "DeploymentConfig",
@@ -77,6 +92,7 @@ __all__ = [
     "RolloutState",
     "ServerUnavailableError",
     "SmokeTestFailed",
+    "TrafficReport",
     "__version__",
     "acheck_rollout",
     "check_rollout",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +125,31 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_server(subparsers)
 
+    build = subparsers.add_parser(
+        "build", help="build the Bento of a project directory; prints only its tag"
+    )
+    build.add_argument("project_dir", type=Path, help="the project (holds bentofile.yaml)")
+    build.add_argument(
+        "--version",
+        help="bento version (default: a new one); the same inputs again reuse that bento",
+    )
+    build.add_argument("--label", type=_pair, action="append", default=[], metavar="KEY=VALUE")
+    build.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an exported model to import first (repeatable)",
+    )
+    build.add_argument("--export", type=Path, metavar="PATH", help="also write a .bento archive")
+    push = subparsers.add_parser(
+        "push", help="upload a bento tag or an exported .bento file; prints only the tag"
+    )
+    push.add_argument("bento", help="bento tag, or an exported .bento file")
+    push.add_argument("--force", action="store_true", help="upload even if the server has it")
+    _add_connection(push)
+
     ship = subparsers.add_parser(
         "ship", help="push, deploy, wait, smoke-test; roll back on failure"
     )
@@ -228,6 +255,58 @@ def _run_server(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what a step prints to stderr, so that stdout holds only the command's answer.
+
+    That covers bentoml, the project's own modules and the tools bentoml runs (``uv``), so
+    ``tag=$(bentoship build .)`` gets the tag alone.
+    """
+    sys.stdout.flush()
+    try:  # without file descriptors 1 and 2, only Python's own output is redirected
+        saved = os.dup(1)
+    except OSError:
+        saved = -1
+    else:
+        try:
+            os.dup2(2, 1)
+        except OSError:
+            os.close(saved)
+            saved = -1
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved >= 0:
+            sys.stderr.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from .steps import build
+
+    with _stdout_to_stderr():
+        tag = build(
+            args.project_dir,
+            version=args.version,
+            labels=dict(args.label),
+            models=args.model,
+            export_path=args.export,
+        )
+    print(tag)
+    return EXIT_OK
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    from .steps import push
+
+    with _client(args) as client, _stdout_to_stderr():
+        tag = push(args.bento, client=client, force=args.force)
+    print(tag)
+    return EXIT_OK
+
+
 def _run_ship(args: argparse.Namespace) -> int:
     from .steps import SmokeTest, ship
 
@@ -314,6 +393,8 @@ def _run_logs(args: argparse.Namespace) -> int:
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "server": _run_server,
+    "build": _run_build,
+    "push": _run_push,
     "ship": _run_ship,
     "deploy": _run_deploy,
     "status": _run_status,

@@ -22,7 +22,7 @@ from .errors import (
     NotFoundError,
     ResponseLost,
 )
-from .models import DeploymentInfo, RevisionInfo
+from .models import DeploymentInfo, RevisionInfo, TrafficReport
 from .refs import entry_service
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client"]
@@ -39,6 +39,10 @@ def _deployment_path(name: str, suffix: str = "") -> str:
 
 def _not_found(name: str) -> str:
     return f"deployment {name!r} not found; check the name, or deploy it first"
+
+
+def _promotion(candidate: bool) -> dict[str, str] | None:
+    return {"promotion": "manual"} if candidate else None
 
 
 class _Plans:
@@ -125,10 +129,16 @@ class _Plans:
         return [DeploymentInfo.from_api(item) for item in answer["items"]]
 
     def _plan_create_deployment(
-        self, name: str, bento: str, config: dict[str, Any]
+        self, name: str, bento: str, config: dict[str, Any], candidate: bool
     ) -> Plan[DeploymentInfo]:
         body = _http.deployment_body(name, bento, config)
-        call = Call("POST", "/api/v2/deployments", json=body, idempotent=False)
+        call = Call(
+            "POST",
+            "/api/v2/deployments",
+            params=_promotion(candidate),
+            json=body,
+            idempotent=False,
+        )
 
         def attempt() -> Plan[DeploymentInfo]:
             try:
@@ -146,11 +156,45 @@ class _Plans:
         )
 
     def _plan_update_deployment(
-        self, name: str, bento: str, config: dict[str, Any]
+        self, name: str, bento: str, config: dict[str, Any], candidate: bool
     ) -> Plan[DeploymentInfo]:
         body = _http.deployment_body(None, bento, config)
-        call = Call("PUT", _deployment_path(name), json=body, not_found=_not_found(name))
+        call = Call(
+            "PUT",
+            _deployment_path(name),
+            params=_promotion(candidate),
+            json=body,
+            not_found=_not_found(name),
+        )
         return (yield from self._plan_deployment(call))
+
+    def _plan_promote(self, name: str, revision: str | None) -> Plan[DeploymentInfo]:
+        call = Call(
+            "POST",
+            _deployment_path(name, "/promote"),
+            json={"revision": revision} if revision else {},
+            not_found=f"deployment {name!r} or its revision {revision!r} not found",
+        )
+        return (yield from self._plan_deployment(call))
+
+    def _plan_discard(self, name: str) -> Plan[DeploymentInfo]:
+        call = Call("POST", _deployment_path(name, "/discard"), not_found=_not_found(name))
+        return (yield from self._plan_deployment(call))
+
+    def _plan_set_canary(
+        self, name: str, weight: int, route_type: str, route_by: str | None
+    ) -> Plan[DeploymentInfo]:
+        call = Call(
+            "PUT",
+            _deployment_path(name, "/canary"),
+            json={"weight": weight, "route_type": route_type, "route_by": route_by},
+            not_found=_not_found(name),
+        )
+        return (yield from self._plan_deployment(call))
+
+    def _plan_traffic(self, name: str) -> Plan[TrafficReport]:
+        call = Call("GET", _deployment_path(name, "/traffic"), not_found=_not_found(name))
+        return TrafficReport.from_api((yield from self._send(call)))
 
     def _plan_terminate_deployment(self, name: str) -> Plan[DeploymentInfo]:
         call = Call("POST", _deployment_path(name, "/terminate"), not_found=_not_found(name))
@@ -183,11 +227,16 @@ class _Plans:
         )
         return list((yield from self._send(call))["lines"])
 
-    def _plan_wait_for_change(self, name: str, status: str, timeout: float) -> Plan[DeploymentInfo]:
+    def _plan_wait_for_change(
+        self, name: str, status: str, timeout: float, phase: str | None
+    ) -> Plan[DeploymentInfo]:
+        params: dict[str, Any] = {"status": status, "timeout": timeout}
+        if phase:
+            params["phase"] = phase
         call = Call(
             "GET",
             _deployment_path(name, "/wait"),
-            params={"status": status, "timeout": timeout},
+            params=params,
             timeout=timeout + LONG_POLL_SLACK,
             not_found=_not_found(name),
         )
@@ -280,12 +329,37 @@ class Client(_Plans):
     def list_deployments(self) -> list[DeploymentInfo]:
         return self._run(self._plan_list_deployments())
 
-    def create_deployment(self, name: str, bento: str, config: dict[str, Any]) -> DeploymentInfo:
-        """Create ``name``; when an answer is lost, look before creating again."""
-        return self._run(self._plan_create_deployment(name, bento, config))
+    def create_deployment(
+        self, name: str, bento: str, config: dict[str, Any], *, candidate: bool = False
+    ) -> DeploymentInfo:
+        """Create ``name``; when an answer is lost, look before creating again.
 
-    def update_deployment(self, name: str, bento: str, config: dict[str, Any]) -> DeploymentInfo:
-        return self._run(self._plan_update_deployment(name, bento, config))
+        ``candidate`` holds the revision for verification (the ``candidates`` extension).
+        """
+        return self._run(self._plan_create_deployment(name, bento, config, candidate))
+
+    def update_deployment(
+        self, name: str, bento: str, config: dict[str, Any], *, candidate: bool = False
+    ) -> DeploymentInfo:
+        return self._run(self._plan_update_deployment(name, bento, config, candidate))
+
+    def promote(self, name: str, revision: str | None = None) -> DeploymentInfo:
+        """Switch the endpoint to the candidate (``revision``, if given, must be it)."""
+        return self._run(self._plan_promote(name, revision))
+
+    def discard(self, name: str) -> DeploymentInfo:
+        """Stop the candidate; the endpoint keeps serving what it serves."""
+        return self._run(self._plan_discard(name))
+
+    def set_canary(
+        self, name: str, weight: int, route_type: str = "random", route_by: str | None = None
+    ) -> DeploymentInfo:
+        """Give the candidate ``weight`` percent of the endpoint's traffic."""
+        return self._run(self._plan_set_canary(name, weight, route_type, route_by))
+
+    def traffic(self, name: str) -> TrafficReport:
+        """The endpoint's counts per revision."""
+        return self._run(self._plan_traffic(name))
 
     def terminate_deployment(self, name: str) -> DeploymentInfo:
         return self._run(self._plan_terminate_deployment(name))
@@ -302,9 +376,11 @@ class Client(_Plans):
     def logs(self, name: str, revision: str, tail: int = 200) -> list[str]:
         return self._run(self._plan_logs(name, revision, tail))
 
-    def wait_for_change(self, name: str, status: str, timeout: float) -> DeploymentInfo:
-        """Long-poll until the status differs from ``status`` or ``timeout`` passes."""
-        return self._run(self._plan_wait_for_change(name, status, timeout))
+    def wait_for_change(
+        self, name: str, status: str, timeout: float, phase: str | None = None
+    ) -> DeploymentInfo:
+        """Long-poll until the status (or target ``phase``) changes or ``timeout`` passes."""
+        return self._run(self._plan_wait_for_change(name, status, timeout, phase))
 
     def get_bento(self, tag: str) -> dict[str, Any]:
         return self._run(self._plan_get_bento(tag))
@@ -386,15 +462,36 @@ class AsyncClient(_Plans):
         return await self._run(self._plan_list_deployments())
 
     async def create_deployment(
-        self, name: str, bento: str, config: dict[str, Any]
+        self, name: str, bento: str, config: dict[str, Any], *, candidate: bool = False
     ) -> DeploymentInfo:
-        """Create ``name``; when an answer is lost, look before creating again."""
-        return await self._run(self._plan_create_deployment(name, bento, config))
+        """Create ``name``; when an answer is lost, look before creating again.
+
+        ``candidate`` holds the revision for verification (the ``candidates`` extension).
+        """
+        return await self._run(self._plan_create_deployment(name, bento, config, candidate))
 
     async def update_deployment(
-        self, name: str, bento: str, config: dict[str, Any]
+        self, name: str, bento: str, config: dict[str, Any], *, candidate: bool = False
     ) -> DeploymentInfo:
-        return await self._run(self._plan_update_deployment(name, bento, config))
+        return await self._run(self._plan_update_deployment(name, bento, config, candidate))
+
+    async def promote(self, name: str, revision: str | None = None) -> DeploymentInfo:
+        """Switch the endpoint to the candidate (``revision``, if given, must be it)."""
+        return await self._run(self._plan_promote(name, revision))
+
+    async def discard(self, name: str) -> DeploymentInfo:
+        """Stop the candidate; the endpoint keeps serving what it serves."""
+        return await self._run(self._plan_discard(name))
+
+    async def set_canary(
+        self, name: str, weight: int, route_type: str = "random", route_by: str | None = None
+    ) -> DeploymentInfo:
+        """Give the candidate ``weight`` percent of the endpoint's traffic."""
+        return await self._run(self._plan_set_canary(name, weight, route_type, route_by))
+
+    async def traffic(self, name: str) -> TrafficReport:
+        """The endpoint's counts per revision."""
+        return await self._run(self._plan_traffic(name))
 
     async def terminate_deployment(self, name: str) -> DeploymentInfo:
         return await self._run(self._plan_terminate_deployment(name))
@@ -411,9 +508,11 @@ class AsyncClient(_Plans):
     async def logs(self, name: str, revision: str, tail: int = 200) -> list[str]:
         return await self._run(self._plan_logs(name, revision, tail))
 
-    async def wait_for_change(self, name: str, status: str, timeout: float) -> DeploymentInfo:
-        """Long-poll until the status differs from ``status`` or ``timeout`` passes."""
-        return await self._run(self._plan_wait_for_change(name, status, timeout))
+    async def wait_for_change(
+        self, name: str, status: str, timeout: float, phase: str | None = None
+    ) -> DeploymentInfo:
+        """Long-poll until the status (or target ``phase``) changes or ``timeout`` passes."""
+        return await self._run(self._plan_wait_for_change(name, status, timeout, phase))
 
     async def get_bento(self, tag: str) -> dict[str, Any]:
         return await self._run(self._plan_get_bento(tag))

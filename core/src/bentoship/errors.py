@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthenticationError",
     "BentoshipError",
     "BuildFailed",
+    "CanaryFailed",
     "ConfigError",
     "DeploymentFailed",
     "InvalidRequestError",
@@ -84,3 +87,11 @@ class DeploymentFailed(BentoshipError):
 
 class SmokeTestFailed(BentoshipError):
     """The deployment answered its smoke test wrongly."""
+
+
+class CanaryFailed(DeploymentFailed):
+    """Canary analysis rejected the candidate, which was discarded: ``analysis`` holds why."""
+
+    def __init__(self, message: str, *, deployment: str, analysis: dict[str, Any]) -> None:
+        super().__init__(message, deployment=deployment, reason=str(analysis.get("reason", "")))
+        self.analysis = analysis

@@ -15,6 +15,7 @@ __all__ = [
     "RevisionInfo",
     "Rollout",
     "RolloutLike",
+    "TrafficReport",
     "rollout_target",
 ]
 
@@ -43,6 +44,14 @@ class DeploymentInfo:
     target_revision: str | None = None
     serving_revision: str | None = None
     reason: str = ""
+    target_phase: str = ""
+    """The target revision's phase (local control plane): ``candidate`` while it is held."""
+    candidate_revision: str | None = None
+    """The revision held for verification, while there is one (local control plane)."""
+    candidate_url: str = ""
+    """Where the candidate answers before it takes live traffic (local control plane)."""
+    canary: dict[str, Any] | None = None
+    """The candidate's share of the endpoint: ``{weight, route_type, route_by}``."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -57,11 +66,22 @@ class DeploymentInfo:
             url=str(urls[0]) if urls else "",
             bento=_bento_tag(target),
             config=dict(target.get("config") or {}),
-            target_revision=extra.get("target_revision") or (latest or {}).get("uid"),
+            target_revision=extra.get("target_revision") or _revision_ref(latest),
             serving_revision=extra.get("serving_revision"),
             reason=str(extra.get("reason") or ""),
+            target_phase=str(extra.get("target_phase") or ""),
+            candidate_revision=extra.get("candidate_revision"),
+            candidate_url=str(extra.get("candidate_url") or ""),
+            canary=extra.get("canary"),
             raw=data,
         )
+
+
+def _revision_ref(revision: dict[str, Any] | None) -> str | None:
+    """How a revision is named: its name (``r3``) when the server gives one, else its uid."""
+    if not revision:
+        return None
+    return revision.get("name") or revision.get("uid")
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,8 @@ class RevisionInfo:
     created_at: str
     port: int | None = None
     pid: int | None = None
+    requests: int = 0
+    errors: int = 0
 
     @property
     def seq(self) -> int:
@@ -102,6 +124,35 @@ class RevisionInfo:
             created_at=str(data.get("created_at", "")),
             port=extra.get("port"),
             pid=extra.get("pid"),
+            requests=int(extra.get("requests") or 0),
+            errors=int(extra.get("errors") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class TrafficReport:
+    """What the endpoint counted per revision: requests, 5xx answers and a latency histogram.
+
+    ``latency_buckets[name][i]`` counts answers that took at most ``latency_bounds[i]`` seconds
+    (and more than the bound before); the last bucket counts the slower ones. Counts only grow,
+    so the difference of two reports is the traffic between them.
+    """
+
+    latency_bounds: tuple[float, ...]
+    requests: dict[str, int]
+    errors: dict[str, int]
+    latency_buckets: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> TrafficReport:
+        items = data.get("revisions") or []
+        return cls(
+            latency_bounds=tuple(float(b) for b in data.get("latency_bounds") or ()),
+            requests={str(i["revision"]): int(i["requests"]) for i in items},
+            errors={str(i["revision"]): int(i["errors"]) for i in items},
+            latency_buckets={
+                str(i["revision"]): tuple(int(c) for c in i["latency_buckets"]) for i in items
+            },
         )
 
 
@@ -214,6 +265,15 @@ class Rollout:
     previous_config: dict[str, Any] | None = None
     created: bool = False
     changed: bool = True
+    candidate: bool = False
+    """True while the revision is held for verification: it is not serving the endpoint yet."""
+    candidate_url: str = ""
+    """Where a candidate answers before it is promoted (its smoke test calls this URL)."""
+
+    @property
+    def url(self) -> str:
+        """The URL to test this rollout on: the candidate URL while it is a candidate."""
+        return self.candidate_url if self.candidate and self.candidate_url else self.endpoint_url
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

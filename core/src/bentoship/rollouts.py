@@ -108,6 +108,8 @@ def judge(dep: DeploymentInfo, revision: str | None) -> tuple[RolloutState, str]
             f"deployment {dep.name} was changed again while waiting "
             f"(it now targets revision {dep.target_revision}); wait for that rollout instead"
         )
+    if revision and dep.candidate_revision == revision and dep.target_phase == "candidate":
+        return RolloutState.READY, ""
     if dep.status in READY_STATUSES:
         if revision and dep.serving_revision and dep.serving_revision != revision:
             return RolloutState.PENDING, ""
@@ -158,7 +160,9 @@ def check_plan(
     can_wait = state is RolloutState.PENDING and wait > 0 and remaining > 0
     long_polled = can_wait and "wait" in (yield from client._plan_extensions())
     if long_polled:
-        dep = yield from client._plan_wait_for_change(name, dep.status, min(wait, remaining))
+        dep = yield from client._plan_wait_for_change(
+            name, dep.status, min(wait, remaining), dep.target_phase or None
+        )
         if observe is not None:
             observe(dep)
         state, message = judge(dep, revision)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..tags import TAG_PATTERN
@@ -138,10 +139,6 @@ def normalize_config(body: dict[str, Any], entry_service: str) -> dict[str, Any]
         raise ConfigInvalid(
             "secrets", "secrets are not supported by the local control plane; pass envs instead"
         )
-    if body.get("canary"):
-        raise ConfigInvalid(
-            "canary", "canary rollouts are not supported by the local control plane"
-        )
     services_raw = body.get("services") or {}
     if not isinstance(services_raw, dict):
         raise ConfigInvalid("services", "expected an object keyed by service name")
@@ -160,6 +157,62 @@ def normalize_config(body: dict[str, Any], entry_service: str) -> dict[str, Any]
         "services": {service_name: _service(service_name, services_raw.get(service_name))},
         "canary": None,
     }
+
+
+@dataclass(frozen=True)
+class CanaryVersion:
+    """BentoCloud's ``canary`` config, as the local control plane runs it: one version."""
+
+    name: str
+    bento: str
+    weight: int
+    route_type: str
+    route_by: str | None
+    envs: list[dict[str, str]]
+
+
+ROUTE_TYPES = ("random", "header", "query")
+
+
+def parse_canary(raw: object) -> CanaryVersion | None:
+    """The canary version asked for, or None; ConfigInvalid names the field that is wrong."""
+    if raw is None or raw == {}:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigInvalid("canary", "expected an object {route_type, route_by, versions}")
+    route_type = raw.get("route_type") or "random"
+    if route_type not in ROUTE_TYPES:
+        raise ConfigInvalid(
+            "canary.route_type", f"{route_type!r} is not one of random, header, query"
+        )
+    route_by = raw.get("route_by") or None
+    if route_type != "random" and not isinstance(route_by, str):
+        raise ConfigInvalid(
+            "canary.route_by", f"route_type {route_type} needs the name to route by"
+        )
+    versions = raw.get("versions") or {}
+    if not isinstance(versions, dict) or len(versions) != 1:
+        raise ConfigInvalid(
+            "canary.versions",
+            "the local control plane runs one canary version; give one {name: {bento, weight}}",
+        )
+    ((name, version),) = versions.items()
+    field = f"canary.versions.{name}"
+    if not isinstance(version, dict):
+        raise ConfigInvalid(field, "expected an object {bento, weight}")
+    weight = version.get("weight")
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
+        raise ConfigInvalid(
+            f"{field}.weight", f"expected a percentage from 0 to 100, got {weight!r}"
+        )
+    return CanaryVersion(
+        name=str(name),
+        bento=validate_tag(version.get("bento"), f"{field}.bento"),
+        weight=weight,
+        route_type=route_type,
+        route_by=route_by,
+        envs=_envs(version.get("envs"), f"{field}.envs"),
+    )
 
 
 def process_envs(config: dict[str, Any]) -> dict[str, str]:

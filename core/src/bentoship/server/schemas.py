@@ -174,6 +174,7 @@ def deployment(
     latest_revision: dict[str, Any] | None,
     url: str,
     labels: list[dict[str, str]],
+    routing: dict[str, Any] | None = None,
     extensions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     data = {
@@ -190,7 +191,7 @@ def deployment(
         "creator": USER,
         "cluster": cluster(),
         "latest_revision": latest_revision,
-        "manifest": {"dev": False, "routing": None},
+        "manifest": {"dev": False, "routing": routing},
         "urls": [url],
     }
     if extensions is not None:

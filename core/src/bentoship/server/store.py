@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,19 @@ CREATE TABLE IF NOT EXISTS artifacts (
 CREATE TABLE IF NOT EXISTS deployments (
     name TEXT PRIMARY KEY, uid TEXT NOT NULL, cluster TEXT NOT NULL, created_at TEXT NOT NULL,
     updated_at TEXT, state TEXT NOT NULL, target_revision TEXT, serving_revision TEXT,
-    endpoint_port INTEGER, reason TEXT NOT NULL DEFAULT '');
+    endpoint_port INTEGER, reason TEXT NOT NULL DEFAULT '', candidate_port INTEGER,
+    canary TEXT);
 CREATE TABLE IF NOT EXISTS revisions (
     uid TEXT PRIMARY KEY, deployment TEXT NOT NULL, seq INTEGER NOT NULL, bento TEXT NOT NULL,
     config TEXT NOT NULL, created_at TEXT NOT NULL, phase TEXT NOT NULL,
     reason TEXT NOT NULL DEFAULT '', ready_at TEXT, activated_at TEXT,
-    UNIQUE (deployment, seq));
+    verify INTEGER NOT NULL DEFAULT 0, UNIQUE (deployment, seq));
 """
+ADDED_COLUMNS = {
+    "deployments": {"candidate_port": "INTEGER", "canary": "TEXT"},
+    "revisions": {"verify": "INTEGER NOT NULL DEFAULT 0"},
+}
+"""Columns added since 0.1, added to an older database when it is opened."""
 PHASES_BEFORE_0_2 = """
 UPDATE revisions SET phase = 'starting' WHERE phase = 'pending';
 UPDATE revisions SET phase = 'serving' WHERE phase = 'ready'
@@ -77,6 +83,9 @@ class Deployment:
     serving_revision: str | None
     endpoint_port: int | None
     reason: str
+    candidate_port: int | None = None
+    canary: dict[str, Any] | None = None
+    """The canary's traffic split (``TrafficSplit.to_dict()``), while a candidate has one."""
 
 
 @dataclass
@@ -91,6 +100,8 @@ class Revision:
     reason: str = ""
     ready_at: str | None = None
     activated_at: str | None = None
+    verify: bool = False
+    """Held as a candidate once ready, until promoted, instead of taking traffic at once."""
 
 
 class Store:
@@ -103,10 +114,18 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._add_columns()
         self._db.executescript(PHASES_BEFORE_0_2)
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_columns(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     # repositories and artifacts (bentos and models)
 
@@ -176,30 +195,17 @@ class Store:
 
     def get_deployment(self, name: str) -> Deployment | None:
         row = self._db.execute("SELECT * FROM deployments WHERE name=?", (name,)).fetchone()
-        return Deployment(**dict(row)) if row else None
+        return _deployment(row) if row else None
 
     def list_deployments(self) -> list[Deployment]:
         rows = self._db.execute("SELECT * FROM deployments ORDER BY created_at").fetchall()
-        return [Deployment(**dict(r)) for r in rows]
+        return [_deployment(r) for r in rows]
 
     def insert_deployment(self, deployment: Deployment) -> None:
-        self._db.execute(
-            "INSERT INTO deployments VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                deployment.name,
-                deployment.uid,
-                deployment.cluster,
-                deployment.created_at,
-                deployment.updated_at,
-                deployment.state,
-                deployment.target_revision,
-                deployment.serving_revision,
-                deployment.endpoint_port,
-                deployment.reason,
-            ),
-        )
+        self._insert("deployments", _deployment_row(asdict(deployment)))
 
     def update_deployment(self, name: str, **fields: Any) -> None:
+        fields = _deployment_row(fields)
         fields["updated_at"] = now()
         assignments = ", ".join(f"{key}=?" for key in fields)
         self._db.execute(
@@ -218,21 +224,15 @@ class Store:
         return int(row[0])
 
     def insert_revision(self, revision: Revision) -> None:
-        self._db.execute(
-            "INSERT INTO revisions VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                revision.uid,
-                revision.deployment,
-                revision.seq,
-                revision.bento,
-                json.dumps(revision.config),
-                revision.created_at,
-                revision.phase,
-                revision.reason,
-                revision.ready_at,
-                revision.activated_at,
-            ),
-        )
+        row = asdict(revision)
+        row["config"] = json.dumps(revision.config)
+        row["verify"] = int(revision.verify)
+        self._insert("revisions", row)
+
+    def _insert(self, table: str, row: dict[str, Any]) -> None:
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self._db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(row.values()))
 
     def get_revision(self, uid: str) -> Revision | None:
         row = self._db.execute("SELECT * FROM revisions WHERE uid=?", (uid,)).fetchone()
@@ -259,4 +259,17 @@ def _artifact(row: sqlite3.Row) -> Artifact:
 def _revision(row: sqlite3.Row) -> Revision:
     data = dict(row)
     data["config"] = json.loads(data["config"])
+    data["verify"] = bool(data["verify"])
     return Revision(**data)
+
+
+def _deployment(row: sqlite3.Row) -> Deployment:
+    data = dict(row)
+    data["canary"] = json.loads(data["canary"]) if data["canary"] else None
+    return Deployment(**data)
+
+
+def _deployment_row(fields: dict[str, Any]) -> dict[str, Any]:
+    if "canary" in fields:
+        fields = {**fields, "canary": json.dumps(fields["canary"]) if fields["canary"] else None}
+    return fields

@@ -1,8 +1,10 @@
 """The orchestrator-neutral pipeline steps that every wrapper exposes."""
 
 from .build import build
+from .canary import analyze_canary
 from .deploy import deploy
 from .local_store import import_bento_file, import_model_file
+from .promote import discard, promote
 from .push import push
 from .rollback import abort, rollback
 from .ship import ship
@@ -12,11 +14,14 @@ from .wait import async_wait_until_ready, wait_until_ready
 __all__ = [
     "SmokeTest",
     "abort",
+    "analyze_canary",
     "async_wait_until_ready",
     "build",
     "deploy",
+    "discard",
     "import_bento_file",
     "import_model_file",
+    "promote",
     "push",
     "rollback",
     "ship",

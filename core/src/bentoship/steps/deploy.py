@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..client import Client
@@ -10,14 +11,21 @@ from ..refs import find_revision
 from ..statuses import FAILED_STATUSES
 from ..tags import check_tag
 
+log = logging.getLogger("bentoship.steps")
+
 SERVED_PHASES = frozenset({"serving", "warm", "retired"})
+HELD_PHASES = frozenset({"starting", "candidate"})
 
 Previous = tuple[str | None, str | None, dict[str, Any] | None]
 NO_PREVIOUS: Previous = (None, None, None)
 
 
 def _of(revision: RevisionInfo | None) -> Previous:
-    return (revision.uid, revision.bento, revision.config) if revision else NO_PREVIOUS
+    return (
+        (revision.name or revision.uid, revision.bento, revision.config)
+        if revision
+        else NO_PREVIOUS
+    )
 
 
 def previous_before_update(client: Client, current: DeploymentInfo) -> Previous:
@@ -36,12 +44,8 @@ def previous_of_target(client: Client, current: DeploymentInfo) -> Previous:
     if "revisions" not in client.get_extensions():
         return NO_PREVIOUS
     revisions = client.list_revisions(current.name)
-    uids = [r.uid for r in revisions]
-    older = (
-        revisions[uids.index(current.target_revision) + 1 :]
-        if current.target_revision in uids
-        else []
-    )
+    target = find_revision(revisions, current.target_revision or "")
+    older = revisions[revisions.index(target) + 1 :] if target is not None else []
     return _of(next((r for r in older if r.phase in SERVED_PHASES), None))
 
 
@@ -50,46 +54,72 @@ def deploy(
     bento: str,
     config: DeploymentConfig | dict[str, Any] | None = None,
     *,
+    candidate: bool = False,
     client: Client | None = None,
 ) -> Rollout:
     """Create ``name`` running ``bento``, or update it; return the :class:`Rollout`.
 
-    Re-applying the same bento and config creates no new revision, so a retried task is safe.
+    With ``candidate``, the new revision is held for verification once ready: it answers on
+    the deployment's candidate URL (``Rollout.url``) and takes no live traffic until
+    :func:`promote`. A server without candidates (plain BentoCloud) gets an ordinary update,
+    and the step logs that it did. Re-applying the same bento and config creates no new
+    revision, so a retried task is safe.
     """
     check_tag(bento)
     client = client or Client()
+    if candidate and "candidates" not in client.get_extensions():
+        log.warning(
+            "%s has no candidate revisions (plain BentoCloud): %s goes straight to the endpoint, "
+            "and it is verified only after it takes traffic",
+            client.endpoint,
+            bento,
+        )
+        candidate = False
     settings = (
         config if isinstance(config, DeploymentConfig) else DeploymentConfig.from_dict(config)
     )
     body = settings.to_api(client.entry_service(bento))
     current = client.find_deployment(name)
     if current is None:
-        created = client.create_deployment(name, bento, body)
-        return Rollout(
-            name=name,
-            bento=bento,
-            revision=created.target_revision,
-            endpoint_url=created.url,
-            created=True,
-        )
+        created = client.create_deployment(name, bento, body, candidate=candidate)
+        return _rollout(name, bento, created, candidate, created=True)
+    held = current.target_phase in HELD_PHASES and current.target_revision is not None
     unchanged = (
         current.bento == bento
         and config_matches(body, current.config)
         and current.status not in FAILED_STATUSES
+        and (not held or (current.candidate_revision is not None) == candidate)
     )
     if unchanged:
         result, previous, changed = current, previous_of_target(client, current), False
     else:
         previous = previous_before_update(client, current)
-        result = client.update_deployment(name, bento, body)
+        result = client.update_deployment(name, bento, body, candidate=candidate)
         changed = result.target_revision != current.target_revision
+    return _rollout(name, bento, result, candidate, previous=previous, changed=changed)
+
+
+def _rollout(
+    name: str,
+    bento: str,
+    dep: DeploymentInfo,
+    candidate: bool,
+    *,
+    previous: Previous = NO_PREVIOUS,
+    created: bool = False,
+    changed: bool = True,
+) -> Rollout:
+    held = candidate and dep.target_phase in HELD_PHASES
     return Rollout(
         name=name,
         bento=bento,
-        revision=result.target_revision,
-        endpoint_url=result.url,
+        revision=dep.target_revision,
+        endpoint_url=dep.url,
         previous_revision=previous[0],
         previous_bento=previous[1],
         previous_config=previous[2],
+        created=created,
         changed=changed,
+        candidate=held,
+        candidate_url=dep.candidate_url if held else "",
     )

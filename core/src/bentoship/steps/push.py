@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO, cast
 
 from .._http import retry_call
 from ..client import Client
@@ -10,11 +15,15 @@ from ..errors import InvalidRequestError, NotFoundError, ServerUnavailableError
 from ..tags import check_tag
 from .local_store import import_bento_file
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 def push(bento: str | Path, *, client: Client | None = None, force: bool = False) -> str:
     """Upload ``bento`` (a tag, or a path to an exported archive) and return its tag.
 
-    A bento the server already has is a fast no-op unless ``force`` is set.
+    A bento the server already has is a fast no-op unless ``force`` is set. bentoml's
+    progress display goes to stderr, never stdout, and ends with a newline.
     """
     client = client or Client()
     path = Path(bento)
@@ -39,8 +48,10 @@ def _upload(tag: str, client: Client, *, force: bool) -> None:
     from ..extras import require
 
     require("bentoml", feature="the push step", extra="build")
+    import attrs
     import bentoml
     import httpx
+    from bentoml._internal.cloud.base import Spinner
     from bentoml.exceptions import BentoMLException
     from bentoml.exceptions import NotFound as BentoNotFound
 
@@ -48,7 +59,11 @@ def _upload(tag: str, client: Client, *, force: bool) -> None:
         api_key=client.connection.token, endpoint=client.endpoint
     )
     try:
-        bentoml.bentos.push(tag, force=force, _cloud_client=cloud)
+        with _progress_on_stderr() as console:
+            bento = bentoml.bentos.get(tag)
+            # bentoml draws its progress with the Spinner of its bento API, made on rich's
+            # global console (stdout); the same API with a Spinner of our own draws on stderr
+            attrs.evolve(cloud.bento, spinner=Spinner(console=console)).push(bento, force=force)
     except BentoNotFound:
         raise NotFoundError(
             f"bento {tag} is not in the local bento store; build it first or pass its archive"
@@ -59,3 +74,47 @@ def _upload(tag: str, client: Client, *, force: bool) -> None:
         ) from None
     if not client.bento_uploaded(tag):
         raise ServerUnavailableError(f"push of {tag} did not complete on {client.endpoint}; retry")
+
+
+class _LineTracker(io.TextIOBase):
+    """A text stream that writes through to another and knows whether a line is left open."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.line_open = False
+
+    def write(self, text: str) -> int:
+        if text:
+            self.line_open = not text.endswith("\n")
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._stream.encoding or "utf-8"
+
+
+@contextlib.contextmanager
+def _progress_on_stderr() -> Iterator[Console]:
+    """A rich console on the current stderr; whatever it leaves unfinished ends with a newline.
+
+    In a log (not a terminal) rich draws the final progress bar without a line break, so the
+    next line of the task's output would be glued to it.
+    """
+    from rich.console import Console
+
+    tracker = _LineTracker(sys.stderr)
+    try:
+        yield Console(file=cast(TextIO, tracker))
+    finally:
+        if tracker.line_open:
+            tracker.write("\n")
+            tracker.flush()

@@ -1,4 +1,8 @@
-"""The ship step: push, deploy, wait, smoke-test; roll back and re-raise on any failure."""
+"""The ship step: push, deploy a candidate, wait, smoke-test it, then promote (or canary).
+
+Any failure discards the candidate, so no live request ever reaches a revision that failed
+its verification.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..canary import CanaryPolicy
 from ..client import Client
 from ..models import DeploymentConfig, Rollout
+from .canary import analyze_canary
 from .deploy import deploy
+from .promote import discard, promote
 from .push import push
-from .rollback import rollback
 from .smoke import SmokeTest, smoke_test
 from .wait import wait_until_ready
 
@@ -23,24 +29,34 @@ def ship(
     config: DeploymentConfig | dict[str, Any] | None = None,
     *,
     smoke: SmokeTest | None = None,
+    canary: CanaryPolicy | dict[str, Any] | None = None,
+    verify: bool = True,
     client: Client | None = None,
     timeout: float = 600.0,
     poll_interval: float = 5.0,
     token: str | None = None,
 ) -> Rollout:
-    """Push ``bento``, deploy it as ``name``, wait until it serves and smoke-test it.
+    """Push ``bento`` and ship it as ``name``: verified before it takes live traffic.
 
-    Any failure after the deploy rolls the deployment back before the error is re-raised.
+    The new revision starts as a candidate; once ready, ``smoke`` is run against the candidate
+    URL; then it is promoted, or ramped up by canary analysis with ``canary`` (a
+    :class:`CanaryPolicy`, which promotes or discards by itself). Any failure discards the
+    candidate before the error is re-raised. ``verify=False`` (and plain BentoCloud, which has
+    no candidates) deploys straight to the endpoint and smoke-tests it there, rolling back on
+    failure.
     """
     client = client or Client()
     tag = push(bento, client=client)
-    rollout = deploy(name, tag, config, client=client)
+    rollout = deploy(name, tag, config, candidate=verify, client=client)
     try:
         wait_until_ready(rollout, client=client, timeout=timeout, poll_interval=poll_interval)
         if smoke is not None:
             smoke_test(rollout, smoke, token=token, client=client)
+        if canary is not None and rollout.candidate:
+            analyze_canary(rollout, canary, client=client, timeout=timeout)
+            return promote(rollout, client=client, timeout=timeout)
+        return promote(rollout, client=client, timeout=timeout, poll_interval=poll_interval)
     except Exception as exc:
-        log.error("shipping %s to %s failed (%s); rolling back", tag, name, exc)
-        rollback(rollout, client=client, timeout=timeout, poll_interval=poll_interval)
+        log.error("shipping %s to %s failed (%s); discarding it", tag, name, exc)
+        discard(rollout, client=client, timeout=timeout, poll_interval=poll_interval)
         raise
-    return rollout

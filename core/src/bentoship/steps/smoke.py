@@ -50,7 +50,7 @@ def _endpoint(
 ) -> tuple[str, str]:
     resolved = rollout_target(target)
     if isinstance(resolved, Rollout):
-        return resolved.name, resolved.endpoint_url
+        return resolved.name, resolved.url
     if resolved.startswith(("http://", "https://")):
         return resolved, resolved
     if client is not None:

@@ -11,7 +11,10 @@ from starlette.routing import Route
 
 from ...statuses import DeploymentStatus
 from .. import schemas
-from ..deploy_config import normalize_config, validate_name
+from ..deploy_config import CanaryVersion, normalize_config, parse_canary, validate_name
+from ..endpoint.proxy import Role
+from ..endpoint.split import RouteType, TrafficSplit
+from ..errors import Invalid
 from ..store import Deployment, Revision
 from .common import Services, check_cluster, json_body, whole_number
 
@@ -40,9 +43,14 @@ def deployment_json(services: Services, dep: Deployment) -> dict[str, Any]:
     target = controller.target_of(dep)
     extensions = None
     if services.settings.extensions:
+        candidate = controller.candidate_of(dep)
         extensions = {
-            "target_revision": dep.target_revision,
-            "serving_revision": dep.serving_revision,
+            "target_revision": controller.name_of(dep.target_revision),
+            "target_phase": target.phase if target else None,
+            "serving_revision": controller.name_of(dep.serving_revision),
+            "candidate_revision": controller.name_of(candidate.uid) if candidate else None,
+            "candidate_url": controller.endpoint_url(dep, Role.CANDIDATE),
+            "canary": dep.canary,
             "reason": controller.reason(dep),
             "requests": controller.requests(dep.name),
         }
@@ -52,8 +60,33 @@ def deployment_json(services: Services, dep: Deployment) -> dict[str, Any]:
         latest_revision=revision_json(services, target, dep, active=True) if target else None,
         url=controller.endpoint_url(dep),
         labels=target.config.get("labels", []) if target else [],
+        routing=_routing(target, dep),
         extensions=extensions,
     )
+
+
+def _routing(target: Revision | None, dep: Deployment) -> dict[str, Any] | None:
+    """BentoCloud's ``manifest.routing`` while a canary takes a share of the endpoint."""
+    if target is None or dep.canary is None:
+        return None
+    version = (target.config.get("canary") or {}).get("name") or "candidate"
+    return {
+        "route_type": dep.canary.get("route_type"),
+        "route_by": dep.canary.get("route_by"),
+        "weights": {"main": 100 - int(dep.canary["weight"]), version: dep.canary["weight"]},
+    }
+
+
+def manual_promotion(request: Request) -> bool:
+    """``?promotion=manual`` holds the new revision as a candidate (an extension)."""
+    promotion = request.query_params.get("promotion") or "auto"
+    if promotion not in ("auto", "manual"):
+        raise Invalid(f"promotion must be 'auto' or 'manual', got {promotion[:20]!r}")
+    return promotion == "manual"
+
+
+def canary_split(canary: CanaryVersion) -> TrafficSplit:
+    return TrafficSplit(canary.weight, RouteType(canary.route_type), canary.route_by)
 
 
 def routes(services: Services) -> list[Route]:
@@ -61,11 +94,18 @@ def routes(services: Services) -> list[Route]:
 
     async def create(request: Request) -> JSONResponse:
         check_cluster(request)
+        verify = manual_promotion(request)
         body = await json_body(request)
+        if parse_canary(body.get("canary")) is not None:
+            raise Invalid(
+                "canary: a canary needs a deployment that already serves its main bento; "
+                "create it without a canary, then update it with one"
+            )
         tag, entry = registry.resolve_bento(body.get("bento"))
         generated = f"{tag.split(':')[0].replace('_', '-')}-{secrets.token_hex(3)}"
         name = validate_name(body.get("name") or generated)
-        dep = await controller.create(name, tag, normalize_config(body, entry))
+        config = normalize_config(body, entry)
+        dep = await controller.create(name, tag, config, verify=verify)
         return JSONResponse(deployment_json(services, dep))
 
     async def get(request: Request) -> JSONResponse:
@@ -77,9 +117,27 @@ def routes(services: Services) -> list[Route]:
         check_cluster(request)
         name = request.path_params["name"]
         controller.get(name)
+        verify = manual_promotion(request)
         body = await json_body(request)
-        tag, entry = registry.resolve_bento(body.get("bento"))
-        dep = await controller.update(name, tag, normalize_config(body, entry))
+        canary = parse_canary(body.get("canary"))
+        if canary is None:
+            tag, entry = registry.resolve_bento(body.get("bento"))
+            config = normalize_config(body, entry)
+            dep = await controller.update(name, tag, config, verify=verify)
+            return JSONResponse(deployment_json(services, dep))
+        serving = controller.serving_of(controller.get(name))
+        main, _ = registry.resolve_bento(body.get("bento") or (serving.bento if serving else None))
+        if serving is None or main != serving.bento:
+            raise Invalid(
+                f"canary: the main bento must be the one {name} serves now "
+                f"({serving.bento if serving else 'none'}); give the new bento as the canary"
+            )
+        tag, entry = registry.resolve_bento(canary.bento)
+        config = normalize_config(
+            {**body, "envs": [*(body.get("envs") or []), *canary.envs]}, entry
+        )
+        config["canary"] = {"name": canary.name, "weight": canary.weight}
+        dep = await controller.update(name, tag, config, split=canary_split(canary))
         return JSONResponse(deployment_json(services, dep))
 
     async def listing(request: Request) -> JSONResponse:

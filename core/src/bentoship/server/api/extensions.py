@@ -1,4 +1,8 @@
-"""bentoship's own routes beside BentoCloud's: discovery, revisions, rollback, logs, wait."""
+"""bentoship's own routes beside BentoCloud's.
+
+Discovery, revisions, rollback, logs, the long-poll wait, and for verified rollouts: promote,
+discard, the canary's traffic split and each revision's traffic counts.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,15 @@ from ..._version import __version__
 from ...refs import revision_name
 from .. import schemas
 from ..auth import INFO_PATH
+from ..endpoint.split import RouteType, TrafficSplit
+from ..endpoint.traffic import LATENCY_BOUNDS
 from ..errors import Invalid
 from .common import Services, json_body, whole_number
 from .deployments import deployment_json, revision_json
 
 __all__ = ["EXTENSIONS", "MAX_WAIT_SECONDS", "routes"]
 
-EXTENSIONS = ("revisions", "rollback", "logs", "wait")
+EXTENSIONS = ("revisions", "rollback", "logs", "wait", "candidates", "canary", "traffic")
 MAX_WAIT_SECONDS = 60.0
 MAX_LOG_LINES = 10000
 
@@ -51,6 +57,48 @@ def routes(services: Services) -> list[Route]:
         dep = await controller.rollback(name, ref)
         return JSONResponse(deployment_json(services, dep))
 
+    async def promote(request: Request) -> JSONResponse:
+        services.require_extensions()
+        name = request.path_params["name"]
+        controller.get(name)
+        ref = (await json_body(request)).get("revision")
+        if ref is not None and not isinstance(ref, str):
+            raise Invalid("revision must be the candidate's name such as 'r3', or its uid")
+        dep = await controller.promote(name, ref)
+        return JSONResponse(deployment_json(services, dep))
+
+    async def discard(request: Request) -> JSONResponse:
+        services.require_extensions()
+        dep = await controller.discard(request.path_params["name"])
+        return JSONResponse(deployment_json(services, dep))
+
+    async def canary(request: Request) -> JSONResponse:
+        services.require_extensions()
+        name = request.path_params["name"]
+        controller.get(name)
+        body = await json_body(request)
+        try:
+            split = TrafficSplit(
+                weight=body.get("weight"),  # type: ignore[arg-type]
+                route_type=RouteType(body.get("route_type") or RouteType.RANDOM),
+                route_by=body.get("route_by") or None,
+            )
+        except ValueError as exc:
+            raise Invalid(f"canary: {exc}; send {{weight: 0-100, route_type, route_by}}") from None
+        dep = await controller.set_split(name, split)
+        return JSONResponse(deployment_json(services, dep))
+
+    async def traffic(request: Request) -> JSONResponse:
+        services.require_extensions()
+        dep = controller.get(request.path_params["name"])
+        items = []
+        for rev in controller.revisions(dep.name):
+            counts = controller.traffic.of(rev.uid)
+            items.append({"revision": revision_name(rev.seq), "uid": rev.uid, **counts.to_dict()})
+        return JSONResponse(
+            {"deployment": dep.name, "latency_bounds": list(LATENCY_BOUNDS), "revisions": items}
+        )
+
     async def logs(request: Request) -> JSONResponse:
         services.require_extensions()
         tail = whole_number(request, "tail", 200)
@@ -69,7 +117,10 @@ def routes(services: Services) -> list[Route]:
             raise Invalid("timeout must be a number of seconds") from None
         if not math.isfinite(timeout):
             raise Invalid("timeout must be a finite number of seconds")
-        await controller.wait_for_change(name, known, min(max(timeout, 0.0), MAX_WAIT_SECONDS))
+        phase = request.query_params.get("phase") or None
+        await controller.wait_for_change(
+            name, known, min(max(timeout, 0.0), MAX_WAIT_SECONDS), known_phase=phase
+        )
         return JSONResponse(deployment_json(services, controller.get(name)))
 
     one = "/api/v2/deployments/{name:str}"
@@ -78,5 +129,9 @@ def routes(services: Services) -> list[Route]:
         Route(f"{one}/revisions", revisions, methods=["GET"]),
         Route(f"{one}/revisions/{{revision:str}}/logs", logs, methods=["GET"]),
         Route(f"{one}/rollback", rollback, methods=["POST"]),
+        Route(f"{one}/promote", promote, methods=["POST"]),
+        Route(f"{one}/discard", discard, methods=["POST"]),
+        Route(f"{one}/canary", canary, methods=["PUT"]),
+        Route(f"{one}/traffic", traffic, methods=["GET"]),
         Route(f"{one}/wait", wait, methods=["GET"]),
     ]

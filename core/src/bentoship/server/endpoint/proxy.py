@@ -1,4 +1,10 @@
-"""A deployment's stable endpoint: a reverse proxy on its own loopback port."""
+"""A deployment's endpoints: reverse proxies on their own loopback ports.
+
+The stable endpoint sends each request to the serving revision, or to the canary for the
+canary's share; the candidate endpoint sends every request to the candidate. Every answer
+names the revision that gave it in the ``X-Bentoship-Revision`` header, and is counted for
+that revision.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import asyncio
 import contextlib
 import hmac
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator
+from enum import StrEnum
 from typing import Any, Protocol
 
 import aiohttp
@@ -26,14 +34,28 @@ HOP_BY_HOP = frozenset(
 )
 NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length"}
 BUFFERED_BODY_BYTES = 1024 * 1024
+REVISION_HEADER = b"x-bentoship-revision"
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class Role(StrEnum):
+    STABLE = "stable"
+    """The deployment's URL: the serving revision, and a canary for its share."""
+    CANDIDATE = "candidate"
+    """The candidate URL: the revision held for verification, before it takes live traffic."""
+
+
 class Upstream(Protocol):
-    """A revision's process as the proxy sees it: where it listens, and pooled connections."""
+    """A revision's process as the proxy sees it: which revision, where, pooled connections."""
+
+    @property
+    def revision(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
     @property
     def url(self) -> str: ...
@@ -46,11 +68,15 @@ class Backends(Protocol):
 
     token: str
 
-    def requires_auth(self, deployment: str) -> bool: ...
+    def requires_auth(self, deployment: str, role: Role) -> bool: ...
 
     def record_request(self, deployment: str) -> None: ...
 
-    async def backend(self, deployment: str) -> Upstream | None: ...
+    async def backend(self, deployment: str, role: Role, scope: Scope) -> Upstream | None: ...
+
+    def record_response(
+        self, deployment: str, revision: str, status: int, seconds: float
+    ) -> None: ...
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -70,7 +96,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _respond(send: Send, status: int, message: str) -> None:
+async def _respond(
+    send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = ('{"error": "' + message.replace('"', "'") + '"}').encode()
     await send(
         {
@@ -79,6 +107,7 @@ async def _respond(send: Send, status: int, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(extra or []),
             ],
         }
     )
@@ -86,11 +115,12 @@ async def _respond(send: Send, status: int, message: str) -> None:
 
 
 class EndpointProxy:
-    """ASGI app that forwards every request to the deployment's serving revision."""
+    """ASGI app that forwards every request to the revision its role and the split choose."""
 
-    def __init__(self, deployment: str, backends: Backends) -> None:
+    def __init__(self, deployment: str, backends: Backends, role: Role = Role.STABLE) -> None:
         self.deployment = deployment
         self.backends = backends
+        self.role = role
 
     def _authorized(self, scope: Scope) -> bool:
         expected = f"Bearer {self.backends.token}".encode()
@@ -109,17 +139,24 @@ class EndpointProxy:
             return
         if scope["type"] != "http":
             return
-        if self.backends.requires_auth(self.deployment) and not self._authorized(scope):
+        if self.backends.requires_auth(self.deployment, self.role) and not self._authorized(scope):
             await _respond(send, 401, "this deployment requires 'Authorization: Bearer <token>'")
             return
         self.backends.record_request(self.deployment)
-        backend = await self.backends.backend(self.deployment)
+        backend = await self.backends.backend(self.deployment, self.role, scope)
         if backend is None:
-            await _respond(send, 503, f"deployment {self.deployment} has no serving revision")
+            missing = "candidate" if self.role is Role.CANDIDATE else "serving revision"
+            await _respond(send, 503, f"deployment {self.deployment} has no {missing}")
             return
-        await self._forward(scope, receive, send, backend)
+        started = time.perf_counter()
+        status = await self._forward(scope, receive, send, backend)
+        self.backends.record_response(
+            self.deployment, backend.revision, status, time.perf_counter() - started
+        )
 
-    async def _forward(self, scope: Scope, receive: Receive, send: Send, backend: Upstream) -> None:
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, backend: Upstream) -> int:
+        """Forward the request; return the status the client got."""
+
         async def rest(first: bytes) -> Any:
             yield first
             while True:
@@ -151,31 +188,36 @@ class EndpointProxy:
             )
         except (aiohttp.ClientError, OSError) as exc:
             await _respond(
-                send, 502, f"revision of {self.deployment} did not answer: {type(exc).__name__}"
+                send,
+                502,
+                f"revision {backend.name} of {self.deployment} did not answer: "
+                f"{type(exc).__name__}",
+                [(REVISION_HEADER, backend.name.encode())],
             )
-            return
+            return 502
         try:
+            headers = [
+                (k, v)
+                for k, v in response.raw_headers
+                if k.lower() not in HOP_BY_HOP and k.lower() != REVISION_HEADER
+            ]
+            headers.append((REVISION_HEADER, backend.name.encode()))
             await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status,
-                    "headers": [
-                        (k, v) for k, v in response.raw_headers if k.lower() not in HOP_BY_HOP
-                    ],
-                }
+                {"type": "http.response.start", "status": response.status, "headers": headers}
             )
             async for chunk in response.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
             response.release()
+        return response.status
 
 
 class EndpointServer:
     """One deployment's listening socket and the uvicorn server behind it."""
 
-    def __init__(self, deployment: str, backends: Backends) -> None:
-        self.app = EndpointProxy(deployment, backends)
+    def __init__(self, deployment: str, backends: Backends, role: Role = Role.STABLE) -> None:
+        self.app = EndpointProxy(deployment, backends, role)
         self.server: EmbeddedServer | None = None
         self.task: asyncio.Task[None] | None = None
         self.port = 0

@@ -1,6 +1,9 @@
-"""Deployments, revisions and their ``bentoml serve`` processes: blue/green rollouts.
+"""Deployments, revisions and their ``bentoml serve`` processes: blue/green rollouts, candidates.
 
-Every command takes the deployment's lock. Every change of a revision's phase goes through
+A rollout that asks for verification holds its revision as a candidate once it is ready: the
+candidate URL reaches it, the stable endpoint only for its canary share, until it is promoted
+(the endpoint switches at once) or discarded (its process stops). Every command takes the
+deployment's lock. Every change of a revision's phase goes through
 :meth:`Controller.move`, which checks it against the state machine's table, persists it and
 wakes the waiters; the deployment's status is derived, never stored.
 """
@@ -20,7 +23,9 @@ from ...logtail import last_error_line
 from ...refs import find_revision, revision_name
 from ...statuses import DeploymentStatus
 from ..deploy_config import min_replicas, process_envs
-from ..endpoint.proxy import EndpointServer
+from ..endpoint.proxy import EndpointServer, Role, Scope
+from ..endpoint.split import TrafficSplit
+from ..endpoint.traffic import TrafficBook
 from ..errors import Conflict, NotFound
 from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
@@ -37,6 +42,9 @@ BACKEND_WAIT_SECONDS = 60.0
 SETTLE_SECONDS = 0.2
 """A rollout waits this long before it starts a process, so a burst of updates starts one."""
 SUPERSEDED = "superseded by a newer request"
+DISCARDED = "discarded: it was not promoted"
+HELD_PHASES = (RevisionPhase.STARTING, RevisionPhase.CANDIDATE)
+"""Phases of a target that has not taken the endpoint yet: what discard and supersede cancel."""
 
 
 def _not_found(name: str) -> NotFound:
@@ -54,6 +62,7 @@ class Controller:
         self.store = store
         self.token = settings.token
         self.runtimes: dict[str, DeploymentRuntime] = {}
+        self.traffic = TrafficBook()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # lifecycle of the control plane
@@ -78,7 +87,7 @@ class Controller:
         for rt in self.runtimes.values():
             rt.processes.clear()
             rt.serving = None
-        endpoints = [rt.endpoint for rt in self.runtimes.values() if rt.endpoint is not None]
+        endpoints = [e for rt in self.runtimes.values() for e in rt.endpoints()]
         await asyncio.gather(*(e.stop() for e in endpoints), return_exceptions=True)
 
     def runtime(self, name: str) -> DeploymentRuntime:
@@ -126,11 +135,30 @@ class Controller:
         target = self.target_of(dep)
         return target.reason if target is not None and target.reason else dep.reason
 
-    def endpoint_url(self, dep: Deployment) -> str:
+    def endpoint_url(self, dep: Deployment, role: Role = Role.STABLE) -> str:
         host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
         rt = self.runtimes.get(dep.name)
-        port = rt.endpoint.port if rt and rt.endpoint else dep.endpoint_port
+        if role is Role.CANDIDATE:
+            endpoint = rt.candidate_endpoint if rt else None
+            port = endpoint.port if endpoint else dep.candidate_port
+        else:
+            port = rt.endpoint.port if rt and rt.endpoint else dep.endpoint_port
         return f"http://{host}:{port}"
+
+    def serving_of(self, dep: Deployment) -> Revision | None:
+        return self.store.get_revision(dep.serving_revision) if dep.serving_revision else None
+
+    def name_of(self, uid: str | None) -> str | None:
+        """A revision's short name (``r3``) from its uid."""
+        rev = self.store.get_revision(uid) if uid else None
+        return revision_name(rev.seq) if rev else None
+
+    def candidate_of(self, dep: Deployment) -> Revision | None:
+        """The target revision while it is held for verification (starting or a candidate)."""
+        target = self.target_of(dep)
+        if target is None or not target.verify or target.phase not in HELD_PHASES:
+            return None
+        return target
 
     def requests(self, name: str) -> int:
         rt = self.runtimes.get(name)
@@ -146,8 +174,10 @@ class Controller:
         rt = self.runtimes.get(dep.name)
         proc = rt.processes.get(rev.uid) if rt else None
         alive = proc is not None and proc.alive
+        traffic = self.traffic.of(rev.uid)
         return {
             "number": rev.seq,
+            "name": revision_name(rev.seq),
             "phase": rev.phase,
             "reason": rev.reason,
             "bento": rev.bento,
@@ -157,15 +187,23 @@ class Controller:
             "pid": proc.process.pid if proc is not None and alive else None,
             "ready_at": rev.ready_at,
             "activated_at": rev.activated_at,
+            "candidate": rev.verify,
+            "requests": traffic.requests,
+            "errors": traffic.errors,
         }
 
-    async def wait_for_change(self, name: str, known_status: str, timeout: float) -> None:
-        """Return once the status differs from ``known_status``, or after ``timeout`` s."""
+    async def wait_for_change(
+        self, name: str, known_status: str, timeout: float, known_phase: str | None = None
+    ) -> None:
+        """Return once the status (or the target's phase) differs, or after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         rt = self.runtime(name)
         while True:
             dep = self.store.get_deployment(name)
             if dep is None or self.status(dep) != known_status:
+                return
+            target = self.target_of(dep)
+            if known_phase is not None and (target.phase if target else "") != known_phase:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -174,11 +212,12 @@ class Controller:
 
     # the endpoint's view (endpoint.proxy.Backends)
 
-    def requires_auth(self, deployment: str) -> bool:
+    def requires_auth(self, deployment: str, role: Role) -> bool:
         dep = self.store.get_deployment(deployment)
-        if dep is None or dep.serving_revision is None:
+        if dep is None:
             return False
-        rev = self.store.get_revision(dep.serving_revision)
+        uid = dep.target_revision if role is Role.CANDIDATE else dep.serving_revision
+        rev = self.store.get_revision(uid) if uid else None
         return bool(rev and rev.config.get("access_authorization"))
 
     def record_request(self, deployment: str) -> None:
@@ -186,8 +225,15 @@ class Controller:
         rt.requests += 1
         rt.last_request = time.monotonic()
 
-    async def backend(self, deployment: str) -> ServeProcess | None:
+    def record_response(self, deployment: str, revision: str, status: int, seconds: float) -> None:
+        self.traffic.record(revision, status, seconds)
+
+    async def backend(self, deployment: str, role: Role, scope: Scope) -> ServeProcess | None:
         rt = self.runtime(deployment)
+        if role is Role.CANDIDATE:
+            return rt.candidate
+        if rt.candidate is not None and rt.split is not None and rt.split.to_canary(scope):
+            return rt.candidate
         if rt.serving is not None:
             return rt.serving
         dep = self.store.get_deployment(deployment)
@@ -202,7 +248,9 @@ class Controller:
 
     # commands
 
-    async def create(self, name: str, bento: str, config: dict[str, Any]) -> Deployment:
+    async def create(
+        self, name: str, bento: str, config: dict[str, Any], *, verify: bool = False
+    ) -> Deployment:
         rt = self.runtime(name)
         async with rt.lock:
             if self.store.get_deployment(name) is not None:
@@ -223,23 +271,94 @@ class Controller:
             )
             self.store.insert_deployment(dep)
             await self._open_endpoint(rt, dep)
-            self._new_revision(rt, dep, bento, config)
+            self._new_revision(rt, dep, bento, config, verify=verify)
             return self.get(name)
 
-    async def update(self, name: str, bento: str, config: dict[str, Any]) -> Deployment:
+    async def update(
+        self,
+        name: str,
+        bento: str,
+        config: dict[str, Any],
+        *,
+        verify: bool = False,
+        split: TrafficSplit | None = None,
+    ) -> Deployment:
+        """A new revision of ``name``; with ``verify`` (or a canary ``split``) a candidate."""
+        rt = self.runtime(name)
+        async with rt.lock:
+            dep = self.get(name)
+            verify = verify or split is not None
+            target = self.target_of(dep)
+            same = target is not None and target.bento == bento and target.config == config
+            phase = RevisionPhase(target.phase) if target is not None else None
+            live = phase is RevisionPhase.SERVING or (
+                phase in HELD_PHASES and target is not None and target.verify == verify
+            )
+            if same and live and dep.state == Lifecycle.ACTIVE:
+                if split is not None and phase is RevisionPhase.CANDIDATE:
+                    self._set_split(rt, split)
+                return dep
+            self.store.update_deployment(
+                name, state=Lifecycle.ACTIVE, canary=split.to_dict() if split else None
+            )
+            self._new_revision(rt, self.get(name), bento, config, verify=verify)
+            return self.get(name)
+
+    async def promote(self, name: str, ref: str | None = None) -> Deployment:
+        """Switch the endpoint to the candidate at once; promoting twice changes nothing."""
         rt = self.runtime(name)
         async with rt.lock:
             dep = self.get(name)
             target = self.target_of(dep)
-            same = target is not None and target.bento == bento and target.config == config
-            live = target is not None and target.phase in (
-                RevisionPhase.STARTING,
-                RevisionPhase.SERVING,
-            )
-            if same and live and dep.state == Lifecycle.ACTIVE:
+            if ref is not None and (target is None or self.revision(name, ref).uid != target.uid):
+                raise Conflict(
+                    f"revision {ref} is not the candidate of {name}; promote its current "
+                    "candidate, or deploy that revision as a candidate first"
+                )
+            serving = target is not None and target.phase == RevisionPhase.SERVING
+            if target is None or (serving and dep.state == Lifecycle.ACTIVE):
                 return dep
-            self.store.update_deployment(name, state=Lifecycle.ACTIVE)
-            self._new_revision(rt, self.get(name), bento, config)
+            label = revision_name(target.seq)
+            if target.phase == RevisionPhase.STARTING and target.verify:
+                raise Conflict(
+                    f"candidate {label} of {name} is not ready yet; wait for it "
+                    f"(`bentoship wait {name}`), then promote"
+                )
+            if target.phase != RevisionPhase.CANDIDATE or dep.state != Lifecycle.ACTIVE:
+                raise Conflict(
+                    f"deployment {name} has no candidate to promote (revision {label} is "
+                    f"{target.phase}); deploy the bento again as a candidate"
+                )
+            self._activate(rt, target.uid)
+            return self.get(name)
+
+    async def discard(self, name: str) -> Deployment:
+        """Stop the candidate (or a rollout still starting); the endpoint keeps what it serves."""
+        rt = self.runtime(name)
+        async with rt.lock:
+            dep = self.get(name)
+            target = self.target_of(dep)
+            if target is None or target.phase not in HELD_PHASES:
+                return dep
+            self._supersede(rt, dep, DISCARDED)
+            if dep.serving_revision is not None:
+                self.store.update_deployment(name, target_revision=dep.serving_revision)
+            rt.notify()
+            return self.get(name)
+
+    async def set_split(self, name: str, split: TrafficSplit) -> Deployment:
+        """Give the candidate ``split.weight`` percent of the endpoint's traffic, at once."""
+        rt = self.runtime(name)
+        async with rt.lock:
+            dep = self.get(name)
+            target = self.target_of(dep)
+            if target is None or target.phase != RevisionPhase.CANDIDATE:
+                state = f"revision {revision_name(target.seq)} is {target.phase}" if target else ""
+                raise Conflict(
+                    f"deployment {name} has no ready candidate ({state or 'no revision'}); "
+                    "deploy with manual promotion and wait until it is ready"
+                )
+            self._set_split(rt, split)
             return self.get(name)
 
     async def rollback(self, name: str, ref: str | None) -> Deployment:
@@ -251,7 +370,7 @@ class Controller:
             underway = target.phase == RevisionPhase.STARTING or dep.serving_revision == target.uid
             if active and dep.target_revision == target.uid and underway:
                 return dep
-            self._supersede(rt, dep)
+            self._supersede(rt, dep, SUPERSEDED)
             self.store.update_deployment(name, target_revision=target.uid, state=Lifecycle.ACTIVE)
             proc = rt.processes.get(target.uid)
             if target.uid == dep.serving_revision and active:
@@ -272,9 +391,10 @@ class Controller:
         async with rt.lock:
             dep = await self._terminate(rt)
             revisions = self.store.list_revisions(name)
-            if rt.endpoint is not None:
-                await rt.endpoint.stop()
-                rt.endpoint = None
+            for endpoint in rt.endpoints():
+                await endpoint.stop()
+            rt.endpoint = rt.candidate_endpoint = None
+            self.traffic.forget([rev.uid for rev in revisions])
             self.store.delete_deployment(name)
             shutil.rmtree(self.settings.logs_dir / name, ignore_errors=True)
             for rev in revisions:
@@ -299,6 +419,10 @@ class Controller:
         self.store.update_revision(uid, **changes)
         if rev.phase != phase:
             log.info("%s %s: %s -> %s", rev.deployment, revision_name(rev.seq), rev.phase, phase)
+        if rev.phase == RevisionPhase.CANDIDATE and phase != RevisionPhase.CANDIDATE:
+            self._release_candidate(
+                self.runtime(rev.deployment), uid, stop=phase != RevisionPhase.SERVING
+            )
         self.runtime(rev.deployment).notify()
         moved = self.store.get_revision(uid)
         assert moved is not None
@@ -335,20 +459,75 @@ class Controller:
         endpoint = EndpointServer(dep.name, self)
         port = await endpoint.start(self.settings.host, dep.endpoint_port or 0)
         rt.endpoint = endpoint
-        if port != dep.endpoint_port:
-            self.store.update_deployment(dep.name, endpoint_port=port)
+        candidate = EndpointServer(dep.name, self, Role.CANDIDATE)
+        candidate_port = await candidate.start(self.settings.host, dep.candidate_port or 0)
+        rt.candidate_endpoint = candidate
+        if port != dep.endpoint_port or candidate_port != dep.candidate_port:
+            self.store.update_deployment(
+                dep.name, endpoint_port=port, candidate_port=candidate_port
+            )
 
-    def _supersede(self, rt: DeploymentRuntime, dep: Deployment) -> None:
-        """Stop the rollout in progress: its revision is cancelled now, its process by its task."""
+    def _supersede(self, rt: DeploymentRuntime, dep: Deployment, reason: str) -> None:
+        """Cancel the rollout underway or the candidate now; its process stops in the background."""
         rt.cancel_rollout()
         target = self.target_of(dep)
-        if target is not None and target.phase == RevisionPhase.STARTING:
-            self.move(target.uid, RevisionPhase.CANCELLED, reason=SUPERSEDED)
+        if target is not None and target.phase in HELD_PHASES:
+            self.move(target.uid, RevisionPhase.CANCELLED, reason=reason)
+
+    def _set_split(self, rt: DeploymentRuntime, split: TrafficSplit) -> None:
+        rt.split = split
+        self.store.update_deployment(rt.name, canary=split.to_dict())
+        rt.notify()
+
+    def _hold(self, rt: DeploymentRuntime, uid: str) -> None:
+        """Hold a ready revision as the candidate, with the canary split asked for, if any."""
+        proc = rt.processes[uid]
+        dep = self.get(rt.name)
+        self.move(uid, RevisionPhase.CANDIDATE, reason="", ready_at=now())
+        rt.candidate = proc
+        rt.split = TrafficSplit.from_dict(dep.canary) if dep.canary else None
+        self._spawn(self._watch_candidate(rt, proc))
+        log.info(
+            "deployment %s holds candidate %s on %s",
+            rt.name,
+            proc.name,
+            self.endpoint_url(dep, Role.CANDIDATE),
+        )
+        rt.notify()
+
+    def _release_candidate(self, rt: DeploymentRuntime, uid: str, *, stop: bool) -> None:
+        """The candidate left its phase: no more traffic to it; ``stop`` its process."""
+        proc = rt.candidate
+        if proc is None or proc.revision != uid:
+            return
+        rt.candidate = None
+        rt.split = None
+        self.store.update_deployment(rt.name, canary=None)
+        if stop and rt.processes.get(uid) is proc:
+            self._spawn(self._stop_unless_serving(rt, uid))
+
+    async def _watch_candidate(self, rt: DeploymentRuntime, proc: ServeProcess) -> None:
+        """A candidate whose process exits has failed: it is not restarted."""
+        await proc.process.wait()
+        if proc.stopping or rt.candidate is not proc:
+            return
+        async with rt.lock:
+            rev = self.store.get_revision(proc.revision)
+            if rt.candidate is not proc or rev is None or rev.phase != RevisionPhase.CANDIDATE:
+                return
+            problem = f"its process exited with code {proc.process.returncode} while a candidate"
+            await self._fail(rt, proc.revision, problem, RevisionPhase.CANDIDATE)
 
     def _new_revision(
-        self, rt: DeploymentRuntime, dep: Deployment, bento: str, config: dict[str, Any]
+        self,
+        rt: DeploymentRuntime,
+        dep: Deployment,
+        bento: str,
+        config: dict[str, Any],
+        *,
+        verify: bool = False,
     ) -> None:
-        self._supersede(rt, dep)
+        self._supersede(rt, dep, SUPERSEDED)
         rev = Revision(
             uid=new_uid(),
             deployment=dep.name,
@@ -357,6 +536,7 @@ class Controller:
             config=config,
             created_at=now(),
             phase=RevisionPhase.STARTING,
+            verify=verify,
         )
         self.store.insert_revision(rev)
         self.store.update_deployment(dep.name, target_revision=rev.uid)
@@ -385,6 +565,7 @@ class Controller:
         starting = asyncio.ensure_future(
             start_serve(
                 revision=rev.uid,
+                name=revision_name(rev.seq),
                 bento_tag=rev.bento,
                 bentoml_home=home,
                 log_path=self.log_path(rev),
@@ -433,15 +614,24 @@ class Controller:
                     return
                 if rt.rollout is asyncio.current_task():
                     rt.rollout = None
-                self._activate(rt, uid)
+                if current is not None and current.verify:
+                    self._hold(rt, uid)
+                else:
+                    self._activate(rt, uid)
         except asyncio.CancelledError:
             await asyncio.shield(self._stop_unless_serving(rt, uid))
             raise
 
-    async def _fail(self, rt: DeploymentRuntime, uid: str, problem: str) -> None:
+    async def _fail(
+        self,
+        rt: DeploymentRuntime,
+        uid: str,
+        problem: str,
+        phase: RevisionPhase = RevisionPhase.STARTING,
+    ) -> None:
         await self._stop_unless_serving(rt, uid)
         rev = self.store.get_revision(uid)
-        if rev is None or rev.phase != RevisionPhase.STARTING:
+        if rev is None or rev.phase != phase:
             return
         reason = f"revision {revision_name(rev.seq)} ({rev.bento}) failed: {problem}"
         cause = last_error_line(self.logs(rev, 400))
@@ -474,7 +664,7 @@ class Controller:
         if not proc.watched:
             proc.watched = True
             self._spawn(self._watch(rt, proc))
-        log.info("deployment %s now serves revision %s on port %s", rt.name, uid[:8], proc.port)
+        log.info("deployment %s now serves revision %s on port %s", rt.name, proc.name, proc.port)
         rt.notify()
 
     def _schedule_retire(self, rt: DeploymentRuntime, uid: str) -> None:
@@ -504,7 +694,7 @@ class Controller:
         dep = self.store.get_deployment(rt.name)
         if dep is None or dep.serving_revision != proc.revision or dep.state != Lifecycle.ACTIVE:
             return
-        log.warning("revision %s of %s exited; restarting", proc.revision[:8], rt.name)
+        log.warning("revision %s of %s exited; restarting", proc.name, rt.name)
         rt.serving = None
         rt.health = Health.UNHEALTHY
         rt.notify()
@@ -550,8 +740,10 @@ class Controller:
                 rev.phase == RevisionPhase.SERVING and rev.uid != dep.serving_revision
             ):
                 self.move(rev.uid, RevisionPhase.RETIRED)
-            elif rev.phase == RevisionPhase.STARTING and rev.uid != dep.target_revision:
+            elif rev.phase in HELD_PHASES and rev.uid != dep.target_revision:
                 self.move(rev.uid, RevisionPhase.CANCELLED, reason=SUPERSEDED)
+            elif rev.phase == RevisionPhase.CANDIDATE:
+                self.move(rev.uid, RevisionPhase.STARTING)
         if dep.state == Lifecycle.TERMINATING:
             self._retire_all(dep.name)
             self.store.update_deployment(dep.name, state=Lifecycle.TERMINATED)
@@ -580,7 +772,7 @@ class Controller:
         for rev in self.store.list_revisions(name):
             if rev.phase in (RevisionPhase.SERVING, RevisionPhase.WARM):
                 self.move(rev.uid, RevisionPhase.RETIRED)
-            elif rev.phase == RevisionPhase.STARTING:
+            elif rev.phase in HELD_PHASES:
                 self.move(rev.uid, RevisionPhase.CANCELLED, reason="the deployment was terminated")
 
     async def _terminate(self, rt: DeploymentRuntime) -> Deployment:
@@ -593,6 +785,8 @@ class Controller:
         if rt.wakeup is not None:
             rt.wakeup.cancel()
         rt.serving = None
+        rt.candidate = None
+        rt.split = None
         rt.health = Health.HEALTHY
         for uid in list(rt.retire_timers):
             rt.cancel_retire(uid)

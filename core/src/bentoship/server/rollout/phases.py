@@ -27,6 +27,9 @@ __all__ = [
 class RevisionPhase(StrEnum):
     STARTING = "starting"
     """Its process is starting; it takes no traffic until it answers ``/readyz``."""
+    CANDIDATE = "candidate"
+    """Ready and held for verification: it answers on the candidate URL, and on the endpoint
+    only for its canary share, until it is promoted or discarded."""
     SERVING = "serving"
     """The deployment's endpoint sends its traffic here."""
     WARM = "warm"
@@ -45,8 +48,16 @@ FINAL_PHASES = frozenset({RevisionPhase.RETIRED, RevisionPhase.FAILED, RevisionP
 
 TRANSITIONS: dict[tuple[RevisionPhase, RevisionPhase], str] = {
     (RevisionPhase.STARTING, RevisionPhase.SERVING): "ready: the endpoint switches to it",
+    (RevisionPhase.STARTING, RevisionPhase.CANDIDATE): "ready, and the rollout asked to verify it",
     (RevisionPhase.STARTING, RevisionPhase.FAILED): "exited, crash loop, or readiness deadline",
     (RevisionPhase.STARTING, RevisionPhase.CANCELLED): "superseded, or the deployment terminated",
+    (RevisionPhase.CANDIDATE, RevisionPhase.SERVING): "promote: the endpoint switches to it",
+    (RevisionPhase.CANDIDATE, RevisionPhase.CANCELLED): "discard, failed analysis, or superseded",
+    (RevisionPhase.CANDIDATE, RevisionPhase.FAILED): "its process exited while it was a candidate",
+    (
+        RevisionPhase.CANDIDATE,
+        RevisionPhase.STARTING,
+    ): "the control plane restarted: it starts again",
     (RevisionPhase.SERVING, RevisionPhase.WARM): "the endpoint switched to another revision",
     (RevisionPhase.SERVING, RevisionPhase.RETIRED): "the deployment terminated",
     (RevisionPhase.WARM, RevisionPhase.SERVING): "rollback to it while it is warm",
@@ -93,14 +104,18 @@ def derive_status(
     *,
     serving_process: bool,
 ) -> DeploymentStatus:
-    """The deployment's status from its lifecycle, its target's phase and its serving health."""
+    """The deployment's status from its lifecycle, its target's phase and its serving health.
+
+    A candidate target leaves the status to the revision that serves: the endpoint is unchanged
+    until the candidate is promoted (with none serving yet, the deployment is deploying).
+    """
     if lifecycle is Lifecycle.TERMINATING:
         return DeploymentStatus.TERMINATING
     if lifecycle is Lifecycle.TERMINATED:
         return DeploymentStatus.TERMINATED
     if target in (RevisionPhase.FAILED, RevisionPhase.CANCELLED):
         return DeploymentStatus.FAILED
-    if target is not RevisionPhase.SERVING:
+    if target not in (RevisionPhase.SERVING, RevisionPhase.CANDIDATE):
         return DeploymentStatus.DEPLOYING
     if health is Health.SCALED_TO_ZERO:
         return DeploymentStatus.SCALED_TO_ZERO

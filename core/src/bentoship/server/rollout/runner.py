@@ -93,6 +93,8 @@ class ServeProcess:
     process: asyncio.subprocess.Process
     log_path: Path
     log_offset: int = 0
+    name: str = ""
+    """The revision's short name (``r3``), which the endpoint's answers carry."""
     started_at: float = field(default_factory=time.monotonic)
     stopping: bool = False
     watched: bool = False
@@ -199,6 +201,7 @@ class ServeProcess:
 async def start_serve(
     *,
     revision: str,
+    name: str = "",
     bento_tag: str,
     bentoml_home: Path,
     log_path: Path,
@@ -237,7 +240,12 @@ async def start_serve(
             preexec_fn=_die_with_parent,
         )
     return ServeProcess(
-        revision=revision, port=port, process=process, log_path=log_path, log_offset=offset
+        revision=revision,
+        port=port,
+        process=process,
+        log_path=log_path,
+        log_offset=offset,
+        name=name or revision[:8],
     )
 
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..endpoint.proxy import EndpointServer
+from ..endpoint.split import TrafficSplit
 from .phases import Health
 from .runner import ServeProcess
 
@@ -21,10 +22,15 @@ class DeploymentRuntime:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held by every command on this deployment, and by a rollout while it changes state."""
     endpoint: EndpointServer | None = None
+    candidate_endpoint: EndpointServer | None = None
     processes: dict[str, ServeProcess] = field(default_factory=dict)
     """Running processes by revision uid: the serving one, warm ones, one that starts."""
     serving: ServeProcess | None = None
     """The process the endpoint forwards to; None while there is none (scaled, restarting)."""
+    candidate: ServeProcess | None = None
+    """The process of the revision held for verification, which the candidate URL reaches."""
+    split: TrafficSplit | None = None
+    """The candidate's share of the stable endpoint's traffic (a canary), if it has one."""
     health: Health = Health.HEALTHY
     requests: int = 0
     last_request: float = field(default_factory=time.monotonic)
@@ -55,6 +61,9 @@ class DeploymentRuntime:
         handle = self.retire_timers.pop(uid, None)
         if handle is not None:
             handle.cancel()
+
+    def endpoints(self) -> list[EndpointServer]:
+        return [e for e in (self.endpoint, self.candidate_endpoint) if e is not None]
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [t for t in (self.rollout, self.wakeup) if t is not None and not t.done()]

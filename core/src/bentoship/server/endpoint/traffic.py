@@ -1,0 +1,67 @@
+"""The one count of requests per revision: totals, server errors and a latency histogram.
+
+The endpoint proxy records every answer here; the traffic route (and canary analysis through
+it), the revisions listing and later the metrics exporter read the same counters.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LATENCY_BOUNDS", "RevisionTraffic", "TrafficBook"]
+
+
+def _bounds() -> tuple[float, ...]:
+    bounds, value = [], 0.001
+    while value < 60.0:
+        bounds.append(round(value, 6))
+        value *= 1.25
+    return (*bounds, 60.0)
+
+
+LATENCY_BOUNDS: tuple[float, ...] = _bounds()
+"""Upper bounds in seconds of the latency buckets (1 ms to 60 s, 25% apart), then +Inf."""
+
+
+@dataclass
+class RevisionTraffic:
+    """What the endpoint saw one revision answer: counts only ever grow."""
+
+    requests: int = 0
+    errors: int = 0
+    """Answers with a 5xx status, including the proxy's own 502 when the revision did not answer."""
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    last_seen: float = 0.0
+
+    def record(self, status: int, seconds: float) -> None:
+        self.requests += 1
+        if status >= 500:
+            self.errors += 1
+        self.buckets[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        self.last_seen = time.time()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "errors": self.errors, "latency_buckets": self.buckets}
+
+
+class TrafficBook:
+    """Every revision's traffic, by revision uid (in memory; it starts at zero on restart)."""
+
+    def __init__(self) -> None:
+        self._revisions: dict[str, RevisionTraffic] = {}
+
+    def record(self, revision: str, status: int, seconds: float) -> None:
+        traffic = self._revisions.get(revision)
+        if traffic is None:
+            traffic = self._revisions[revision] = RevisionTraffic()
+        traffic.record(status, seconds)
+
+    def of(self, revision: str) -> RevisionTraffic:
+        return self._revisions.get(revision) or RevisionTraffic()
+
+    def forget(self, revisions: list[str]) -> None:
+        for uid in revisions:
+            self._revisions.pop(uid, None)

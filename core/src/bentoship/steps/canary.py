@@ -1,0 +1,138 @@
+"""The canary analysis step: ramp the candidate's share, check it at each step, then decide."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..canary import CanaryAnalysis, CanaryPolicy, StepVerdict, judge_step, window_stats
+from ..client import Client
+from ..errors import CanaryFailed, InvalidRequestError
+from ..models import Rollout, RolloutLike, TrafficReport
+from .promote import promote
+
+__all__ = ["analyze_canary"]
+
+log = logging.getLogger("bentoship.steps")
+
+TICK_SECONDS = 1.0
+
+
+def analyze_canary(
+    target: RolloutLike,
+    policy: CanaryPolicy | dict[str, Any] | None = None,
+    *,
+    client: Client | None = None,
+    raise_on_failure: bool = True,
+    timeout: float = 600.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CanaryAnalysis:
+    """Ramp the rollout's candidate over ``policy.steps`` and promote it, or discard it.
+
+    At each step the candidate gets that percentage of the endpoint's live traffic for
+    ``policy.interval`` seconds; its success rate and p99 in that window, from the endpoint's
+    per-revision counts, are checked against the policy and against the baseline (the revision
+    serving until now, over the whole analysis). A step that fails discards the candidate at
+    once: the endpoint goes back to the baseline alone. Returns the verdict and every step's
+    figures; with ``raise_on_failure`` a discarded candidate raises CanaryFailed, which carries
+    them too.
+    """
+    policy = policy if isinstance(policy, CanaryPolicy) else CanaryPolicy.from_dict(policy)
+    client = client or Client()
+    rollout = Rollout.parse(target)
+    missing = {"candidates", "canary", "traffic"} - client.get_extensions()
+    if missing:
+        raise InvalidRequestError(
+            f"canary analysis needs per-revision traffic counts, which {client.endpoint} does not "
+            "have (plain BentoCloud); promote after the smoke test instead"
+        )
+    dep = client.get_deployment(rollout.name)
+    if not rollout.candidate or dep.candidate_revision != rollout.revision:
+        raise InvalidRequestError(
+            f"revision {rollout.revision} of {rollout.name} is not a ready candidate; deploy it "
+            "with candidate=True and wait until it is ready before the analysis"
+        )
+    baseline = dep.serving_revision
+    verdicts: list[StepVerdict] = []
+    try:
+        start = client.traffic(rollout.name)
+        for weight in policy.steps:
+            client.set_canary(rollout.name, weight, policy.route_type, policy.route_by)
+            log.info("canary %s of %s: %d%% of the traffic", rollout.revision, rollout.name, weight)
+            verdict = _run_step(client, rollout, baseline, weight, policy, start, sleep)
+            verdicts.append(verdict)
+            log.info("canary step %d%%: %s", weight, verdict.to_dict())
+            if not verdict.passed:
+                return _reject(client, rollout, baseline, policy, verdicts, raise_on_failure)
+    except CanaryFailed:
+        raise
+    except BaseException:
+        log.error("canary analysis of %s stopped; discarding the candidate", rollout.name)
+        client.discard(rollout.name)
+        raise
+    promote(rollout, client=client, timeout=timeout)
+    analysis = CanaryAnalysis(
+        rollout.name,
+        rollout.revision,
+        baseline,
+        "promoted",
+        f"every step held: {', '.join(f'{w}%' for w in policy.steps)}",
+        verdicts,
+        policy,
+    )
+    log.info("canary %s of %s promoted", rollout.revision, rollout.name)
+    return analysis
+
+
+def _run_step(
+    client: Client,
+    rollout: Rollout,
+    baseline: str | None,
+    weight: int,
+    policy: CanaryPolicy,
+    start: TrafficReport,
+    sleep: Callable[[float], None],
+) -> StepVerdict:
+    """Watch one step until it has held for its interval with enough requests, or failed."""
+    began = time.monotonic()
+    before = client.traffic(rollout.name)
+    while True:
+        sleep(min(TICK_SECONDS, policy.interval))
+        now = client.traffic(rollout.name)
+        verdict = judge_step(
+            policy,
+            weight,
+            window_stats(before, now, rollout.revision),
+            window_stats(start, now, baseline),
+        )
+        elapsed = time.monotonic() - began
+        enough = verdict.candidate.requests >= policy.min_requests
+        failing = enough and not verdict.passed
+        if failing or (enough and elapsed >= policy.interval) or elapsed >= policy.wait_limit:
+            return verdict
+
+
+def _reject(
+    client: Client,
+    rollout: Rollout,
+    baseline: str | None,
+    policy: CanaryPolicy,
+    verdicts: list[StepVerdict],
+    raise_on_failure: bool,
+) -> CanaryAnalysis:
+    failed = verdicts[-1]
+    reason = f"at {failed.weight}%: {'; '.join(failed.problems)}"
+    client.discard(rollout.name)
+    analysis = CanaryAnalysis(
+        rollout.name, rollout.revision, baseline, "rolled_back", reason, verdicts, policy
+    )
+    message = (
+        f"canary {rollout.revision} of {rollout.name} was discarded {reason}; "
+        f"{rollout.name} serves revision {baseline} again"
+    )
+    log.error("%s", message)
+    if raise_on_failure:
+        raise CanaryFailed(message, deployment=rollout.name, analysis=analysis.to_dict())
+    return analysis

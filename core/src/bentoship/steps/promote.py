@@ -1,0 +1,90 @@
+"""The promote and discard steps: end a candidate's verification one way or the other."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from ..client import Client
+from ..models import DeploymentInfo, Rollout, RolloutLike, rollout_target
+from .rollback import rollback
+from .wait import wait_until_ready
+
+__all__ = ["discard", "promote"]
+
+log = logging.getLogger("bentoship.steps")
+
+HELD_PHASES = ("starting", "candidate")
+
+
+def promote(
+    target: RolloutLike,
+    *,
+    client: Client | None = None,
+    timeout: float = 600.0,
+    poll_interval: float = 5.0,
+) -> Rollout:
+    """Switch the deployment's endpoint to the candidate, wait until it serves, return it.
+
+    ``target`` is the deploy step's Rollout (promoting exactly its revision) or a deployment
+    name (promoting its current candidate). A rollout that is not a candidate (deployed without
+    verification, or to plain BentoCloud) already serves: it is returned as it is.
+    """
+    client = client or Client()
+    resolved = rollout_target(target)
+    rollout = resolved if isinstance(resolved, Rollout) else None
+    if rollout is not None and not rollout.candidate:
+        log.info(
+            "%s: revision %s is not a candidate; nothing to promote", rollout.name, rollout.revision
+        )
+        return rollout
+    name = rollout.name if rollout else str(resolved)
+    dep = client.promote(name, rollout.revision if rollout else None)
+    promoted = Rollout(
+        name=name, bento=dep.bento, revision=dep.target_revision, endpoint_url=dep.url
+    )
+    if rollout is not None:
+        promoted = dataclasses.replace(rollout, candidate=False, candidate_url="")
+    wait_until_ready(promoted, client=client, timeout=timeout, poll_interval=poll_interval)
+    log.info("promoted %s revision %s: it serves %s", name, promoted.revision, dep.url)
+    return promoted
+
+
+def discard(
+    target: RolloutLike,
+    *,
+    client: Client | None = None,
+    timeout: float = 600.0,
+    poll_interval: float = 5.0,
+) -> DeploymentInfo | None:
+    """Stop the rollout's candidate; the endpoint keeps serving what it served.
+
+    A rollout that already took the endpoint (it was promoted, or deployed without
+    verification) is rolled back instead, as :func:`rollback` does. Returns the deployment,
+    or None when there was nothing to undo.
+    """
+    client = client or Client()
+    resolved = rollout_target(target)
+    rollout = resolved if isinstance(resolved, Rollout) else None
+    name = rollout.name if rollout else str(resolved)
+    if "candidates" in client.get_extensions():
+        dep = client.get_deployment(name)
+        held = dep.target_phase in HELD_PHASES and dep.candidate_revision is not None
+        if held and (rollout is None or dep.target_revision == rollout.revision):
+            discarded = client.discard(name)
+            log.info(
+                "discarded candidate %s of %s; it keeps serving revision %s",
+                dep.target_revision,
+                name,
+                discarded.serving_revision,
+            )
+            return discarded
+        if rollout is None:
+            log.info("deployment %s has no candidate to discard", name)
+            return None
+        if dep.target_revision != rollout.revision:
+            log.info(
+                "deployment %s no longer targets revision %s; left as it is", name, rollout.revision
+            )
+            return None
+    return rollback(target, client=client, timeout=timeout, poll_interval=poll_interval)

@@ -1,0 +1,126 @@
+"""Canary analysis and the endpoint's traffic split, as logic: no process, no server."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bentoship import CanaryPolicy, InvalidRequestError, TrafficReport
+from bentoship.canary import WindowStats, judge_step, quantile, window_stats
+from bentoship.server.endpoint.split import RouteType, TrafficSplit
+from bentoship.server.endpoint.traffic import LATENCY_BOUNDS, TrafficBook
+
+BOUNDS = (0.01, 0.02, 0.05, 0.1)
+
+
+def test_quantile_interpolates_within_the_bucket_like_prometheus() -> None:
+    assert quantile(BOUNDS, (0, 0, 0, 0, 0), 0.99) is None
+    assert quantile(BOUNDS, (100, 0, 0, 0, 0), 0.5) == pytest.approx(0.005)
+    assert quantile(BOUNDS, (50, 50, 0, 0, 0), 0.99) == pytest.approx(0.01 + 0.01 * 49 / 50)
+    assert quantile(BOUNDS, (90, 0, 0, 10, 0), 0.99) == pytest.approx(0.05 + 0.05 * 9 / 10)
+    assert quantile(BOUNDS, (90, 0, 0, 0, 10), 0.99) == 0.1
+
+
+def report(requests: dict[str, int], errors: dict[str, int], buckets: dict[str, tuple[int, ...]]):  # type: ignore[no-untyped-def]
+    return TrafficReport(BOUNDS, requests, errors, buckets)
+
+
+def test_window_stats_are_the_difference_of_two_reports() -> None:
+    before = report({"r2": 10}, {"r2": 1}, {"r2": (10, 0, 0, 0, 0)})
+    after = report(
+        {"r2": 110, "r1": 5}, {"r2": 6}, {"r2": (10, 0, 100, 0, 0), "r1": (5, 0, 0, 0, 0)}
+    )
+    stats = window_stats(before, after, "r2")
+    assert (stats.requests, stats.errors) == (100, 5)
+    assert stats.success_rate == pytest.approx(0.95)
+    assert stats.p99_ms == pytest.approx(0.02 * 1000 + 30 * 99 / 100, rel=1e-3)
+    assert window_stats(before, after, "r1").requests == 5
+    assert window_stats(before, after, None) == WindowStats(0, 0, None)
+
+
+def test_a_step_passes_only_within_every_threshold() -> None:
+    policy = CanaryPolicy(min_requests=100)
+    baseline = WindowStats(1000, 0, 100.0)
+    assert judge_step(policy, 10, WindowStats(200, 1, 120.0), baseline).passed
+    five_percent = judge_step(policy, 10, WindowStats(200, 10, 100.0), baseline)
+    assert not five_percent.passed and "success rate 95.00%" in five_percent.problems[0]
+    slow = judge_step(policy, 50, WindowStats(200, 0, 201.0), baseline)
+    assert slow.problems == ("p99 201 ms is above 200 ms (1.5 x the baseline's 100 ms + 50 ms)",)
+    quiet = judge_step(policy, 10, WindowStats(20, 0, 10.0), baseline)
+    assert "only 20 requests" in quiet.problems[0]
+    no_baseline = judge_step(policy, 100, WindowStats(200, 0, 900.0), WindowStats(0, 0, None))
+    assert no_baseline.passed
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"steps": []}, "weights from 1 to 100"),
+        ({"steps": [10, 150]}, "weights from 1 to 100"),
+        ({"steps": [50, 10]}, "must rise"),
+        ({"interval": 0}, "interval"),
+        ({"min_success_rate": 99}, "fraction"),
+        ({"route_type": "header"}, "needs route_by"),
+        ({"speed": "fast"}, "unknown canary setting 'speed'"),
+    ],
+)
+def test_a_bad_policy_is_refused_in_one_line(settings: dict[str, object], problem: str) -> None:
+    with pytest.raises(InvalidRequestError, match=problem) as caught:
+        CanaryPolicy.from_dict(settings)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_policy_travels_as_a_plain_mapping() -> None:
+    policy = CanaryPolicy(steps=(5, 100), interval=2.5, route_type="header", route_by="x-user")
+    assert CanaryPolicy.from_dict(policy.to_dict()) == policy
+
+
+def scope(headers: dict[str, str] | None = None, query: str = "") -> dict[str, object]:
+    return {
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        "query_string": query.encode(),
+    }
+
+
+def test_random_split_follows_the_weight() -> None:
+    random.seed(7)
+    split = TrafficSplit(10)
+    share = sum(split.to_canary(scope()) for _ in range(20000)) / 20000
+    assert 0.09 < share < 0.11
+    assert not any(TrafficSplit(0).to_canary(scope()) for _ in range(100))
+    assert all(TrafficSplit(100).to_canary(scope()) for _ in range(100))
+
+
+def test_header_and_query_splits_are_sticky_and_follow_the_weight() -> None:
+    split = TrafficSplit(30, RouteType.HEADER, "X-User")
+    users = [f"user-{i}" for i in range(3000)]
+    first = [split.to_canary(scope({"X-User": u})) for u in users]
+    assert first == [split.to_canary(scope({"X-User": u})) for u in users]
+    assert 0.27 < sum(first) / len(users) < 0.33
+    assert not split.to_canary(scope())
+    by_query = TrafficSplit(30, RouteType.QUERY, "user")
+    assert [by_query.to_canary(scope(query=f"a=1&user={u}")) for u in users] == first
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"weight": 101}, {"weight": -1}, {"weight": "10"}, {"weight": 10, "route_type": "header"}],
+)
+def test_a_bad_split_is_refused(settings: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        TrafficSplit.from_dict(settings)
+
+
+def test_the_traffic_book_counts_errors_and_latency_per_revision() -> None:
+    book = TrafficBook()
+    book.record("a", 200, 0.0005)
+    book.record("a", 503, 0.2)
+    book.record("b", 404, 100.0)
+    a, b = book.of("a"), book.of("b")
+    assert (a.requests, a.errors, b.requests, b.errors) == (2, 1, 1, 0)
+    assert a.buckets[0] == 1 and sum(a.buckets) == 2
+    assert b.buckets[len(LATENCY_BOUNDS)] == 1
+    assert book.of("c").requests == 0
+    book.forget(["a"])
+    assert book.of("a").requests == 0

@@ -1,0 +1,93 @@
+"""Live traffic for end-to-end tests: clients calling an endpoint in a loop, noting who answered."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+REVISION_HEADER = "x-bentoship-revision"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    revision: str
+    body: Any
+
+
+@dataclass
+class TrafficLoop:
+    """``clients`` threads POST ``payload`` to ``url`` until stopped; every answer is kept.
+
+    Use as a context manager; ``pause`` sleeps between calls (0 for as fast as they go).
+    """
+
+    url: str
+    payload: Any = field(default_factory=lambda: {"text": "live"})
+    clients: int = 4
+    pause: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    answers: list[Answer] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10.0, trust_env=False) as http:
+            while not self._stop.is_set():
+                try:
+                    response = http.post(self.url, json=self.payload, headers=self.headers)
+                except httpx.HTTPError as exc:
+                    with self._lock:
+                        self.failures.append(type(exc).__name__)
+                    time.sleep(0.05)
+                    continue
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = response.text
+                answer = Answer(
+                    response.status_code, response.headers.get(REVISION_HEADER, ""), body
+                )
+                with self._lock:
+                    self.answers.append(answer)
+                if self.pause:
+                    time.sleep(self.pause)
+
+    def __enter__(self) -> Self:
+        for _ in range(self.clients):
+            thread = threading.Thread(target=self._run, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> None:
+        """Block until at least ``count`` answers were recorded."""
+        deadline = time.monotonic() + timeout
+        while len(self.answers) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.answers) >= count, f"only {len(self.answers)} answers in {timeout} s"
+
+    def by_revision(self) -> Counter[str]:
+        with self._lock:
+            return Counter(a.revision for a in self.answers)
