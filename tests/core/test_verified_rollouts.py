@@ -6,6 +6,7 @@ while clients call the stable endpoint.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from bentoship import CanaryFailed, CanaryPolicy, Client, InvalidRequestError, NotFoundError
+from bentoship.cli import main
 from bentoship.server import LocalControlPlane
 from bentoship.steps import analyze_canary, deploy, push, wait_until_ready
 
@@ -119,7 +121,9 @@ def promote_target(rollout: Any) -> Any:
     return {**rollout.to_dict(), "candidate": False}
 
 
-def test_promote_discard_and_canary_say_what_is_wrong(client: Client) -> None:
+def test_promote_discard_and_canary_say_what_is_wrong(
+    client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
     dep = client.get_deployment(NAME)
     assert dep.target_phase == "serving" and dep.candidate_revision is None
     assert client.promote(NAME).serving_revision == dep.serving_revision
@@ -134,4 +138,10 @@ def test_promote_discard_and_canary_say_what_is_wrong(client: Client) -> None:
         client.set_canary(NAME, 10, "header")
     with pytest.raises(NotFoundError):
         client.promote("no-such-deployment")
+    connection = ["--endpoint", client.endpoint, "--token", client.connection.token]
+    assert main(["canary", NAME, "10", *connection]) == 2
+    error = capsys.readouterr().err
+    assert "has no ready candidate" in error and error.count("\n") == 1
+    assert main(["discard", NAME, *connection]) == 0
+    assert json.loads(capsys.readouterr().out)["candidate_revision"] is None
     assert client.get_deployment(NAME).serving_revision == dep.serving_revision

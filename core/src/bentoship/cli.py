@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection(push)
 
     ship = subparsers.add_parser(
-        "ship", help="push, deploy, wait, smoke-test; roll back on failure"
+        "ship",
+        help="push, deploy a candidate, smoke-test it, promote (or canary); discard on failure",
     )
     deploy = subparsers.add_parser("deploy", help="create or update a deployment")
     for sub in (ship, deploy):
@@ -164,7 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--smoke-payload", type=_json, default={}, help="JSON body for the smoke test"
     )
     ship.add_argument("--smoke-expect", type=_json, help="JSON the smoke test must answer")
-    deploy.add_argument("--wait", action="store_true", help="wait until the rollout serves")
+    ship.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="deploy straight to the endpoint (no candidate); roll back on failure",
+    )
+    ship.add_argument(
+        "--canary",
+        type=_json,
+        metavar="JSON",
+        help="canary analysis after the smoke test, e.g. '{\"steps\": [10, 50, 100]}'",
+    )
+    deploy.add_argument("--wait", action="store_true", help="wait until the rollout is ready")
+    deploy.add_argument(
+        "--candidate",
+        action="store_true",
+        help="hold the new revision on the candidate URL until `bentoship promote`",
+    )
 
     status = subparsers.add_parser("status", help="show one deployment, or all of them")
     status.add_argument("name", nargs="?")
@@ -176,13 +193,24 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", dest="revision", help="revision name (r2) or uid")
     rollback.add_argument("--no-wait", action="store_true")
     rollback.add_argument("--timeout", type=_positive, default=600.0)
+    promote = subparsers.add_parser("promote", help="switch the endpoint to the candidate")
+    promote.add_argument("name")
+    promote.add_argument("--revision", help="the candidate's name (r3): promote only that one")
+    promote.add_argument("--timeout", type=_positive, default=600.0)
+    discard = subparsers.add_parser("discard", help="stop the candidate; the endpoint is kept")
+    discard.add_argument("name")
+    canary = subparsers.add_parser("canary", help="give the candidate a share of the endpoint")
+    canary.add_argument("name")
+    canary.add_argument("weight", type=int, help="percent of the endpoint's requests (0-100)")
+    canary.add_argument("--route-type", choices=("random", "header", "query"), default="random")
+    canary.add_argument("--route-by", help="the header or query parameter to hash (sticky)")
     revisions = subparsers.add_parser("revisions", help="list a deployment's revisions")
     revisions.add_argument("name")
     logs = subparsers.add_parser("logs", help="print a revision's logs")
     logs.add_argument("name")
     logs.add_argument("--revision", help="revision name or uid (default: the latest)")
     logs.add_argument("--tail", type=int, default=200)
-    for sub in (status, wait, rollback, revisions, logs):
+    for sub in (status, wait, rollback, promote, discard, canary, revisions, logs):
         _add_connection(sub)
     return parser
 
@@ -227,6 +255,9 @@ def _print_deployment(dep: DeploymentInfo) -> None:
                 "bento": dep.bento,
                 "target_revision": dep.target_revision,
                 "serving_revision": dep.serving_revision,
+                "candidate_revision": dep.candidate_revision,
+                "candidate_url": dep.candidate_url or None,
+                "canary": dep.canary,
                 "reason": dep.reason,
             },
             indent=2,
@@ -317,7 +348,14 @@ def _run_ship(args: argparse.Namespace) -> int:
         )
     with _client(args) as client:
         rollout = ship(
-            args.name, args.bento, _config(args), smoke=smoke, client=client, timeout=args.timeout
+            args.name,
+            args.bento,
+            _config(args),
+            smoke=smoke,
+            canary=args.canary,
+            verify=not args.no_verify,
+            client=client,
+            timeout=args.timeout,
         )
     print(rollout.to_json())
     return EXIT_OK
@@ -327,7 +365,9 @@ def _run_deploy(args: argparse.Namespace) -> int:
     from .steps import deploy, wait_until_ready
 
     with _client(args) as client:
-        rollout = deploy(args.name, args.bento, _config(args), client=client)
+        rollout = deploy(
+            args.name, args.bento, _config(args), candidate=args.candidate, client=client
+        )
         if args.wait:
             wait_until_ready(
                 rollout, client=client, timeout=args.timeout, on_status=_progress(args.name)
@@ -373,10 +413,37 @@ def _run_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_promote(args: argparse.Namespace) -> int:
+    from .steps import promote, wait_until_ready
+
+    with _client(args) as client:
+        if args.revision:
+            client.promote(args.name, args.revision)
+        else:
+            promote(args.name, client=client, timeout=args.timeout)
+        _print_deployment(wait_until_ready(args.name, client=client, timeout=args.timeout))
+    return EXIT_OK
+
+
+def _run_discard(args: argparse.Namespace) -> int:
+    from .steps import discard
+
+    with _client(args) as client:
+        discard(args.name, client=client)
+        _print_deployment(client.get_deployment(args.name))
+    return EXIT_OK
+
+
+def _run_canary(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print_deployment(client.set_canary(args.name, args.weight, args.route_type, args.route_by))
+    return EXIT_OK
+
+
 def _run_revisions(args: argparse.Namespace) -> int:
     with _client(args) as client:
         for rev in client.list_revisions(args.name):
-            marker = "*" if rev.serving else " "
+            marker = "*" if rev.serving else ("?" if rev.phase == "candidate" else " ")
             print(f"{marker} {rev.name}\t{rev.phase}\t{rev.bento}\t{rev.created_at}\t{rev.reason}")
     return EXIT_OK
 
@@ -400,6 +467,9 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _run_status,
     "wait": _run_wait,
     "rollback": _run_rollback,
+    "promote": _run_promote,
+    "discard": _run_discard,
+    "canary": _run_canary,
     "revisions": _run_revisions,
     "logs": _run_logs,
 }

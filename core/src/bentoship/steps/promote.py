@@ -14,8 +14,6 @@ __all__ = ["discard", "promote"]
 
 log = logging.getLogger("bentoship.steps")
 
-HELD_PHASES = ("starting", "candidate")
-
 
 def promote(
     target: RolloutLike,
@@ -57,34 +55,26 @@ def discard(
     timeout: float = 600.0,
     poll_interval: float = 5.0,
 ) -> DeploymentInfo | None:
-    """Stop the rollout's candidate; the endpoint keeps serving what it served.
+    """Stop the candidate; the endpoint keeps serving what it served.
 
-    A rollout that already took the endpoint (it was promoted, or deployed without
-    verification) is rolled back instead, as :func:`rollback` does. Returns the deployment,
-    or None when there was nothing to undo.
+    ``target`` is the deploy step's Rollout, or a deployment name (its current candidate). A
+    Rollout that already took the endpoint (promoted, or deployed without verification) is
+    rolled back instead, as :func:`rollback` does. Returns the deployment, or None when there
+    was nothing to undo.
     """
     client = client or Client()
     resolved = rollout_target(target)
-    rollout = resolved if isinstance(resolved, Rollout) else None
-    name = rollout.name if rollout else str(resolved)
-    if "candidates" in client.get_extensions():
-        dep = client.get_deployment(name)
-        held = dep.target_phase in HELD_PHASES and dep.candidate_revision is not None
-        if held and (rollout is None or dep.target_revision == rollout.revision):
-            discarded = client.discard(name)
-            log.info(
-                "discarded candidate %s of %s; it keeps serving revision %s",
-                dep.target_revision,
-                name,
-                discarded.serving_revision,
-            )
-            return discarded
-        if rollout is None:
-            log.info("deployment %s has no candidate to discard", name)
-            return None
-        if dep.target_revision != rollout.revision:
-            log.info(
-                "deployment %s no longer targets revision %s; left as it is", name, rollout.revision
-            )
-            return None
-    return rollback(target, client=client, timeout=timeout, poll_interval=poll_interval)
+    if isinstance(resolved, Rollout):
+        if not resolved.candidate:
+            dep = client.find_deployment(resolved.name)
+            if dep is None or dep.target_revision != resolved.revision:
+                log.info("%s no longer targets %s; left as it is", resolved.name, resolved.revision)
+                return None
+        return rollback(resolved, client=client, timeout=timeout, poll_interval=poll_interval)
+    dep = client.get_deployment(resolved)
+    if dep.candidate_revision is None:
+        log.info("deployment %s has no candidate to discard", resolved)
+        return None
+    discarded = client.discard(resolved)
+    log.info("discarded candidate %s of %s", dep.candidate_revision, resolved)
+    return discarded

@@ -26,7 +26,8 @@ def rollback(
 ) -> DeploymentInfo | None:
     """Roll ``target`` back and (by default) wait until the restored revision serves.
 
-    With a Rollout it returns to the revision the deploy step replaced; with a deployment name,
+    A Rollout still held as a candidate is discarded: the endpoint never left the revision
+    it serves. With a Rollout it returns to the revision the deploy step replaced; with a name,
     to ``revision`` or the server's previous good revision. Against plain BentoCloud it re-applies
     the previous bento and config recorded in the Rollout. Returns None when a Rollout has
     nothing to roll back to (its deploy created the deployment).
@@ -35,6 +36,10 @@ def rollback(
     resolved = rollout_target(target)
     rollout = resolved if isinstance(resolved, Rollout) else None
     name = rollout.name if rollout else str(resolved)
+    if rollout is not None and rollout.candidate and revision is None:
+        held = _held_candidate(client, rollout)
+        if held is not None:
+            return held
     wanted = revision or (rollout.previous_revision if rollout else None)
     if rollout is not None and wanted is None and rollout.previous_bento is None:
         log.warning("deployment %s has no earlier revision to roll back to; left as it is", name)
@@ -57,6 +62,23 @@ def rollback(
         timeout=timeout,
         poll_interval=poll_interval,
     )
+
+
+def _held_candidate(client: Client, rollout: Rollout) -> DeploymentInfo | None:
+    """Discard the rollout's revision if it is still held as a candidate (it never served)."""
+    if "candidates" not in client.get_extensions():
+        return None
+    dep = client.get_deployment(rollout.name)
+    if dep.target_revision != rollout.revision or dep.candidate_revision != rollout.revision:
+        return None
+    discarded = client.discard(rollout.name)
+    log.info(
+        "discarded candidate %s of %s; the endpoint keeps revision %s",
+        rollout.revision,
+        rollout.name,
+        discarded.serving_revision,
+    )
+    return discarded
 
 
 def abort(target: RolloutLike, *, client: Client | None = None) -> str:
