@@ -259,3 +259,39 @@ def test_old_phases_are_migrated_when_the_store_opens(tmp_path: Path) -> None:
     reopened = Store(tmp_path / "state.db")
     phases = {r.seq: r.phase for r in reopened.list_revisions("old")}
     assert phases == {1: "retired", 2: "serving", 3: "starting"}
+
+
+def test_a_database_from_before_candidates_gains_their_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE deployments (
+            name TEXT PRIMARY KEY, uid TEXT NOT NULL, cluster TEXT NOT NULL,
+            created_at TEXT NOT NULL, updated_at TEXT, state TEXT NOT NULL,
+            target_revision TEXT, serving_revision TEXT, endpoint_port INTEGER,
+            reason TEXT NOT NULL DEFAULT '');
+        CREATE TABLE revisions (
+            uid TEXT PRIMARY KEY, deployment TEXT NOT NULL, seq INTEGER NOT NULL,
+            bento TEXT NOT NULL, config TEXT NOT NULL, created_at TEXT NOT NULL,
+            phase TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', ready_at TEXT,
+            activated_at TEXT, UNIQUE (deployment, seq));
+        INSERT INTO deployments VALUES ('old', 'u', 'local', 't', NULL, 'active', 'r', 'r', 7, '');
+        INSERT INTO revisions VALUES ('r', 'old', 1, 'echo:v1', '{}', 't', 'serving', '', 't', 't');
+        """
+    )
+    db.commit()
+    db.close()
+    store = Store(path)
+    dep = store.get_deployment("old")
+    assert dep is not None and (dep.endpoint_port, dep.candidate_port, dep.canary) == (
+        7,
+        None,
+        None,
+    )
+    rev = store.get_revision("r")
+    assert rev is not None and rev.verify is False and rev.phase == "serving"
+    store.update_deployment("old", canary={"weight": 10}, candidate_port=8)
+    assert store.get_deployment("old").canary == {"weight": 10}  # type: ignore[union-attr]
