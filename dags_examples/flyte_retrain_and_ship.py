@@ -1,10 +1,13 @@
-"""Retrain the example classifier and ship it with Flyte; roll back when it fails.
+"""Retrain the example classifier and ship it with Flyte, verified before it takes traffic.
 
-train -> build -> push -> deploy -> verify [wait until green -> smoke test on held-out data ->
-quality gate]. ``verify`` is a sub-workflow whose ``on_failure`` handler is the plugin's
-``rollback_deployment``: Flyte hands it the sub-workflow's inputs, so it receives the deploy
-step's rollout record and returns the deployment to the revision that served before. A failure
-before the deploy (training, build, push) rolls nothing back.
+train -> build -> push -> deploy a candidate -> verify [wait until the candidate is ready ->
+smoke test on held-out data through the candidate URL, gated on accuracy -> promote]. The
+endpoint keeps serving the previous model until the promotion, so no live request reaches a
+model that fails its gate. ``verify`` takes the deploy step's rollout record and what the
+quality gate needs (the held-out rows, their labels and the minimum accuracy). It is made with
+``workflow_with_rollback``, whose ``on_failure`` handler takes the same inputs and discards the
+candidate (or rolls back a rollout that already took the endpoint). A failure before the deploy
+(training, build, push) changes nothing.
 
 ``retrain_and_ship_with_connector`` is the same pipeline whose deploy-and-wait runs in the
 bentoship connector, holding no pod while the rollout runs.
@@ -14,9 +17,14 @@ Run it locally against a local control plane (``bentoship server``)::
     pyflyte run dags_examples/flyte_retrain_and_ship.py retrain_and_ship
     pyflyte run dags_examples/flyte_retrain_and_ship.py retrain_and_ship --bad
 
-The second run trains a deliberately useless model: its quality gate fails and the deployment
-goes back to the previous model. Set ``BENTO_CLOUD_API_ENDPOINT`` and ``BENTO_CLOUD_API_KEY`` (or
+The second run trains a deliberately useless model: its quality gate fails, the candidate is
+discarded, and the endpoint never stopped serving the previous model. Set
+``BENTO_CLOUD_API_ENDPOINT`` and ``BENTO_CLOUD_API_KEY`` (or
 pass ``--endpoint`` and mount the Flyte secret ``bentoship/api_key``) to ship to BentoCloud.
+
+On a cluster, the plugin's tasks run in bentoship's image and this file's own tasks in that
+image plus scikit-learn (``EXAMPLE_IMAGE``); with ``BENTOSHIP_FLYTE_IMAGE`` set, both run in
+that image, which then needs scikit-learn too.
 """
 
 import importlib.util
@@ -26,23 +34,31 @@ from types import ModuleType
 from typing import NamedTuple
 
 import flytekit
-from flytekit import task, workflow
+from flytekit import ImageSpec, task, workflow
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
 from flytekitplugins.bentoship import (
+    IMAGE,
     BentoDeploymentTask,
     build_bento,
     deploy_bento,
+    promote_deployment,
     push_bento,
-    rollback_deployment,
     smoke_test_deployment,
     wait_for_deployment,
+    workflow_with_rollback,
 )
 
 PROJECT = Path(__file__).resolve().parent / "example_bento"
 DEPLOYMENT = "example-classifier"
 CONFIG = {"min_replicas": 1, "labels": {"pipeline": "flyte-retrain-and-ship"}}
+QUALITY_THRESHOLD = 0.8
+"""Minimum holdout accuracy of the deployed model (as in ``example_bento/train.py``)."""
+EXAMPLE_IMAGE = (
+    IMAGE.with_packages(["scikit-learn>=1.5"]) if isinstance(IMAGE, ImageSpec) else IMAGE
+)
+"""This file's own tasks train and evaluate with scikit-learn."""
 
 
 def _training() -> ModuleType:
@@ -62,7 +78,8 @@ class Trained(NamedTuple):
 
 class Holdout(NamedTuple):
     payload: dict
-    labels: list[int]
+    labels: str
+    """The true labels as JSON text: the smoke test's expected answer."""
 
 
 class Shipped(NamedTuple):
@@ -70,7 +87,7 @@ class Shipped(NamedTuple):
     url: str
 
 
-@task(cache=False)
+@task(cache=False, container_image=EXAMPLE_IMAGE)
 def train_classifier(bad: bool = False) -> Trained:
     """Train and save the model; hand it on as an exported model file."""
     import bentoml
@@ -87,32 +104,25 @@ def train_classifier(bad: bool = False) -> Trained:
     return Trained(model=FlyteFile(str(path)), model_tag=tag, accuracy=accuracy)
 
 
-@task(cache=False)
+@task(cache=False, container_image=IMAGE)
 def bento_project() -> FlyteDirectory:
     """The Bento project that ships with this workflow's code, for the build pod to download."""
     return FlyteDirectory(str(PROJECT))
 
 
-@task(cache=False)
+@task(cache=False, container_image=EXAMPLE_IMAGE)
 def holdout_set() -> Holdout:
-    """Held-out rows (the smoke test's payload) and their true labels."""
+    """Held-out rows (the smoke test's payload) and their true labels (its expected answer)."""
     train = _training()
     X, y = train.holdout()
-    return Holdout(payload={"features": X.tolist()}, labels=[int(label) for label in y])
+    labels = json.dumps([int(label) for label in y])
+    return Holdout(payload={"features": X.tolist()}, labels=labels)
 
 
-@task(cache=False)
-def quality_gate(answer: str, labels: list[int]) -> float:
-    """Fail unless the deployed model's holdout accuracy reaches the threshold."""
-    train = _training()
-    predictions = json.loads(answer)
-    accuracy = sum(int(p == t) for p, t in zip(predictions, labels, strict=True)) / len(labels)
-    if accuracy < train.QUALITY_THRESHOLD:
-        raise ValueError(
-            f"holdout accuracy {accuracy:.2f} of the deployed model is below the quality gate "
-            f"{train.QUALITY_THRESHOLD}; retrain it and check the training data"
-        )
-    return accuracy
+@task(cache=False, container_image=IMAGE)
+def endpoint_of(rollout: str) -> str:
+    """The URL that serves the promoted rollout."""
+    return str(json.loads(rollout)["endpoint_url"])
 
 
 @workflow
@@ -127,26 +137,51 @@ def package(bad: bool = False, endpoint: str | None = None) -> str:
     return push_bento(bento=built.bento, endpoint=endpoint)
 
 
-@workflow(on_failure=rollback_deployment)
-def verify(rollout: str, endpoint: str | None = None) -> str:
-    """Wait until the rollout serves, then gate it on held-out accuracy; roll back on failure."""
-    url = wait_for_deployment(rollout=rollout, endpoint=endpoint)
-    holdout = holdout_set()
-    answer = smoke_test_deployment(rollout=rollout, api="predict", payload=holdout.payload)
-    url >> answer
-    quality_gate(answer=answer, labels=holdout.labels)
-    return url
+@workflow_with_rollback
+def verify(
+    rollout: str,
+    payload: dict,
+    expected: str,
+    min_accuracy: float,
+    endpoint: str | None = None,
+) -> str:
+    """Wait for the candidate, gate it on held-out accuracy, promote it; discard on failure."""
+    ready = wait_for_deployment(rollout=rollout, endpoint=endpoint)
+    answer = smoke_test_deployment(
+        rollout=rollout,
+        api="predict",
+        payload=payload,
+        expected=expected,
+        min_match=min_accuracy,
+        endpoint=endpoint,
+    )
+    promoted = promote_deployment(rollout=rollout, endpoint=endpoint)
+    ready >> answer
+    answer >> promoted
+    return promoted
 
 
 @workflow
 def retrain_and_ship(
-    bad: bool = False, deployment: str = DEPLOYMENT, endpoint: str | None = None
+    bad: bool = False,
+    deployment: str = DEPLOYMENT,
+    min_accuracy: float = QUALITY_THRESHOLD,
+    endpoint: str | None = None,
 ) -> Shipped:
     """Retrain, ship with plain tasks, and roll back when the new model fails its gate."""
     tag = package(bad=bad, endpoint=endpoint)
-    rollout = deploy_bento(name=deployment, bento=tag, config=CONFIG, endpoint=endpoint)
-    url = verify(rollout=rollout, endpoint=endpoint)
-    return Shipped(rollout=rollout, url=url)
+    rollout = deploy_bento(
+        name=deployment, bento=tag, config=CONFIG, candidate=True, endpoint=endpoint
+    )
+    holdout = holdout_set()
+    promoted = verify(
+        rollout=rollout,
+        payload=holdout.payload,
+        expected=holdout.labels,
+        min_accuracy=min_accuracy,
+        endpoint=endpoint,
+    )
+    return Shipped(rollout=promoted, url=endpoint_of(rollout=promoted))
 
 
 deploy_and_wait_async = BentoDeploymentTask(name="bentoship_example_deploy_and_wait")
@@ -154,13 +189,25 @@ deploy_and_wait_async = BentoDeploymentTask(name="bentoship_example_deploy_and_w
 
 @workflow
 def retrain_and_ship_with_connector(
-    bad: bool = False, deployment: str = DEPLOYMENT, endpoint: str | None = None
+    bad: bool = False,
+    deployment: str = DEPLOYMENT,
+    min_accuracy: float = QUALITY_THRESHOLD,
+    endpoint: str | None = None,
 ) -> Shipped:
     """The same pipeline; the connector deploys and waits (and rolls back a failed rollout)."""
     tag = package(bad=bad, endpoint=endpoint)
-    deployed = deploy_and_wait_async(name=deployment, bento=tag, config=CONFIG, endpoint=endpoint)
-    url = verify(rollout=deployed.rollout, endpoint=endpoint)
-    return Shipped(rollout=deployed.rollout, url=url)
+    deployed = deploy_and_wait_async(
+        name=deployment, bento=tag, config=CONFIG, candidate=True, endpoint=endpoint
+    )
+    holdout = holdout_set()
+    promoted = verify(
+        rollout=deployed.rollout,
+        payload=holdout.payload,
+        expected=holdout.labels,
+        min_accuracy=min_accuracy,
+        endpoint=endpoint,
+    )
+    return Shipped(rollout=promoted, url=endpoint_of(rollout=promoted))
 
 
 if __name__ == "__main__":

@@ -42,13 +42,28 @@ def serving_accuracy(url: str) -> float:
     return sum(int(p == t) for p, t in zip(predictions, labels, strict=True)) / len(labels)
 
 
+def task_logs(capfd: pytest.CaptureFixture[str]) -> str:
+    """What the tasks logged since the last call: ``dag.test()`` runs each task in this process,
+    and the task logs go to its stdout and stderr (no log files)."""
+    captured = capfd.readouterr()
+    return captured.out + captured.err
+
+
 @pytest.mark.usefixtures("airflow_db")
-def test_good_run_then_bad_run_is_rolled_back(bentocloud_connection: LocalControlPlane) -> None:
+def test_good_run_then_bad_run_is_rolled_back(
+    bentocloud_connection: LocalControlPlane, capfd: pytest.CaptureFixture[str]
+) -> None:
     """The deferrable DAG; `make demo` (run by CI after the tests) runs the plain one."""
     dag_id, deployment = "retrain_and_ship_deferrable", "af-example-deferred"
+    task_logs(capfd)
     good = run_dag(dag_id, {"bad_model": False, "deployment_name": deployment})
+    logs = task_logs(capfd)
     assert good["deploy"] == "success" and good["quality_gate"] == "success"
     assert good["rollback"] == "skipped"
+    # Every operator with extra links records them: resolving the links when a task ends
+    # reads no missing XCom (the deploy and the quality gate both declare them).
+    assert "Smoke test of predict passed" in logs, "the task logs were not captured"
+    assert "XCom not found" not in logs
     assert "http://127.0.0.1:" in good["xcom:_link_BentoEndpointLink"]
     assert f"/deployments/{deployment}" in good["xcom:_link_BentoDeploymentLink"]
     with Client.from_env(home=bentocloud_connection.data_dir) as client:
@@ -57,6 +72,9 @@ def test_good_run_then_bad_run_is_rolled_back(bentocloud_connection: LocalContro
         assert serving_accuracy(first.url) >= 0.8
 
         bad = run_dag(dag_id, {"bad_model": True, "deployment_name": deployment})
+        logs = task_logs(capfd)
+        assert "is back on revision" in logs, "the task logs were not captured"
+        assert "XCom not found" not in logs  # the failed gate and the rollback link too
         assert bad["deploy"] == "success"
         assert bad["quality_gate"] == "failed"
         assert bad["rollback"] == "success"

@@ -103,5 +103,41 @@ def test_rollback_without_recorded_rollout_is_skipped() -> None:
             return None
 
     op = BentoRollbackOperator(task_id="r", deploy_task_id="deploy")
+    ti = NoXCom()
     with pytest.raises(AirflowSkipException, match="nothing to roll back"):
-        op.execute({"ti": NoXCom()})  # type: ignore[arg-type]
+        op.execute({"ti": ti})  # type: ignore[arg-type]
+    # an empty links record: resolving the links when the task ends finds no missing XCom
+    assert ti.xcoms == {"bentoship_links": {}}
+
+
+def test_smoke_test_records_its_links_whether_it_passes_or_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+    from airflow.sdk.exceptions import AirflowException
+
+    from bentoship_airflow.operators.bento import BentoSmokeTestOperator
+
+    server = {"conn_type": "bentocloud", "host": "http://127.0.0.1:9", "password": "t" * 20}
+    monkeypatch.setenv("AIRFLOW_CONN_BENTOCLOUD_DEFAULT", json.dumps(server))
+    answers: list[str] = []
+
+    def answer(method: str, url: str, **kwargs: Any) -> httpx.Response:
+        answers.append(url)
+        return httpx.Response(200, json={"text": "ok"})
+
+    monkeypatch.setattr(httpx, "request", answer)
+    rollout = {"name": "svc", "bento": "svc:v1", "revision": "r1", "endpoint_url": "http://svc:1"}
+    links = {"deployment": "http://127.0.0.1:9/deployments/svc", "endpoint": "http://svc:1"}
+
+    passing = TaskInstanceStandIn()
+    op = BentoSmokeTestOperator(task_id="p", rollout=rollout, api="echo", expected={"text": "ok"})
+    assert op.execute({"ti": passing}) == {"text": "ok"}  # type: ignore[arg-type]
+    assert passing.xcoms["bentoship_links"] == links
+
+    failing = TaskInstanceStandIn()
+    op = BentoSmokeTestOperator(task_id="f", rollout=rollout, api="echo", expected={"text": "no"})
+    with pytest.raises(AirflowException, match="expected"):
+        op.execute({"ti": failing})  # type: ignore[arg-type]
+    assert failing.xcoms["bentoship_links"] == links
+    assert answers == ["http://svc:1/echo", "http://svc:1/echo"]

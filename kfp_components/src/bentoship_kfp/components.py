@@ -1,8 +1,16 @@
 """Lightweight KFP v2 components, one per bentoship step.
 
 Each component body calls one ``bentoship.steps`` function. Only kfp is imported at module
-level; bentoship and bentoml are imported inside the bodies, which run in the pinned
-:data:`BASE_IMAGE` (it has bentoship-kfp, so also bentoship, bentoml and kfp, installed).
+level; bentoship and bentoml are imported inside the bodies, which run in :data:`BASE_IMAGE`
+(it has bentoship-kfp, so also bentoship, bentoml and kfp, installed).
+
+Every component runs in that one image. It is :data:`DEFAULT_IMAGE` (tagged with the package
+version) unless the ``BENTOSHIP_KFP_IMAGE`` environment variable, read when this module is
+imported, names another. :func:`with_image` returns all the components with another image,
+without any environment variable:
+
+    c = with_image("registry.example.com/bentoship-kfp:0.1.0-python3.11")
+    deployed = c["deploy_bento"](deployment_name="svc", bento_tag=tag)
 
 Every task can run in its own container with no shared disk: the Bento travels from
 ``build_bento`` to ``push_bento`` as an artifact (an exported ``.bento`` archive), a model can
@@ -21,12 +29,16 @@ from typing import NamedTuple, Optional
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
+from kfp.dsl.python_component import PythonComponent
 
 from ._caching import UNCACHED, never_cached
+from ._image import DEFAULT_IMAGE, IMAGE_ENV, configured_image, python_component_with_image
 
 __all__ = [
     "BASE_IMAGE",
     "COMPONENTS",
+    "DEFAULT_IMAGE",
+    "IMAGE_ENV",
     "UNCACHED",
     "build_bento",
     "deploy_bento",
@@ -34,10 +46,12 @@ __all__ = [
     "rollback_deployment",
     "smoke_test_deployment",
     "wait_for_deployment",
+    "with_image",
 ]
 
-BASE_IMAGE = "ghcr.io/bentoship/bentoship-kfp:0.1.0-python3.11"
-"""The pinned image every component runs in: ``kfp_components/Dockerfile`` builds it.
+BASE_IMAGE = configured_image()
+"""The image every component runs in: ``$BENTOSHIP_KFP_IMAGE`` when it was set at import,
+else :data:`DEFAULT_IMAGE`, which ``kfp_components/Dockerfile`` builds.
 
 It has bentoship-kfp installed, so kfp is already there and the components are compiled with
 ``install_kfp_package=False`` (no pip install when a task starts, in a cluster or locally).
@@ -315,3 +329,13 @@ COMPONENTS = {
     "rollback_deployment": rollback_deployment,
 }
 """Every component by its Python name (the shipped YAML files are named after it)."""
+
+
+def with_image(image: str) -> dict[str, PythonComponent]:
+    """Every component, by name, running in ``image`` instead of :data:`BASE_IMAGE`.
+
+    Only the container image changes: the same bodies, inputs, outputs and caching. Use it when
+    the image lives in your own registry and the environment of the pipeline compiler cannot
+    be given ``BENTOSHIP_KFP_IMAGE``.
+    """
+    return {name: python_component_with_image(c, image) for name, c in COMPONENTS.items()}

@@ -5,6 +5,10 @@ for example to pin the exact component definitions that were reviewed:
 
     build_bento = load_component("build_bento")
 
+The shipped files hold the default image (:data:`bentoship_kfp.DEFAULT_IMAGE`). A component is
+loaded with the image ``BENTOSHIP_KFP_IMAGE`` names, when it is set, or the one ``image=``
+gives; only the image changes.
+
 ``python -m bentoship_kfp.compile`` rewrites the files from ``bentoship_kfp.components``.
 """
 
@@ -15,6 +19,7 @@ from kfp.components import load_component_from_text
 from kfp.dsl.base_component import BaseComponent
 
 from ._caching import UNCACHED, UncachedYamlComponent
+from ._image import configured_image, yaml_with_image
 
 COMPONENT_NAMES = (
     "build_bento",
@@ -41,14 +46,19 @@ def yaml_path(name: str) -> Path:
     return Path(str(resources.files(YAML_PACKAGE).joinpath(f"{name}.yaml")))
 
 
-def load_component(name: str) -> BaseComponent:
-    """Load one component from its shipped YAML; every component but build_bento stays uncached."""
-    component = load_component_from_text(yaml_text(name))
+def load_component(name: str, image: str | None = None) -> BaseComponent:
+    """Load one component from its shipped YAML; every component but build_bento stays uncached.
+
+    It runs in ``image``; by default in the image ``BENTOSHIP_KFP_IMAGE`` names (read now),
+    else in the shipped default image.
+    """
+    text = yaml_with_image(yaml_text(name), image or configured_image())
+    component = load_component_from_text(text)
     if name in UNCACHED:
         return UncachedYamlComponent(component.component_spec, component.component_yaml)
     return component
 
 
-def load_components() -> dict[str, BaseComponent]:
-    """Every component loaded from its shipped YAML, by name."""
-    return {name: load_component(name) for name in COMPONENT_NAMES}
+def load_components(image: str | None = None) -> dict[str, BaseComponent]:
+    """Every component loaded from its shipped YAML, by name, all running in one image."""
+    return {name: load_component(name, image) for name in COMPONENT_NAMES}

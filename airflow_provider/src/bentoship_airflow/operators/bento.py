@@ -60,7 +60,27 @@ class _BentoOperator(BaseOperator):
             return None
         return Rollout.parse(value)
 
-    def link(self, context: Context, client: Client, name: str, url: str) -> None:
+    def link(
+        self, context: Context, client: Client, target: Rollout | str, url: str | None = None
+    ) -> None:
+        """Record the extra links of the deployment ``target`` (a rollout, a name or a URL).
+
+        Every operator that declares the links calls this (or :func:`persist_links`) on each path
+        of ``execute``: Airflow resolves them when the task ends, and logs an error for a task
+        that recorded none.
+        """
+        from bentoship import Rollout
+
+        if isinstance(target, Rollout):
+            name: str | None = target.name
+            url = url or target.endpoint_url
+        elif target.startswith(("http://", "https://")):
+            name, url = None, url or target
+        else:
+            name = target
+            if url is None:
+                found = client.find_deployment(name)
+                url = found.url if found is not None else None
         persist_links(context, endpoint=client.endpoint, deployment=name, url=url)
 
 
@@ -224,7 +244,7 @@ class BentoDeployOperator(_BentoOperator):
                     "created" if rollout.created else "updated" if rollout.changed else "unchanged",
                 )
                 context["ti"].xcom_push(key=ROLLOUT_XCOM_KEY, value=rollout.to_dict())
-                self.link(context, client, rollout.name, rollout.endpoint_url)
+                self.link(context, client, rollout)
                 if not self.wait_for_completion:
                     return rollout.to_dict()
                 if self.deferrable and check_rollout(rollout, client=client).pending:
@@ -287,6 +307,7 @@ def _target(operator: _BentoOperator, context: Context, rollout: Any, name: str 
         return parsed
     if name:
         return name
+    persist_links(context)  # the task fails, but its links resolve without an XCom error
     raise AirflowException(
         f"{operator.task_id}: give a rollout (e.g. the deploy task's output) or a deployment_name"
     )
@@ -348,6 +369,7 @@ class BentoSmokeTestOperator(_BentoOperator):
         )
         try:
             with self.hook.get_conn() as client:
+                self.link(context, client, target)  # before the call: a failed test links too
                 token = client.connection.token if self.send_api_token else None
                 answer = smoke_test(target, test, token=token, client=client)
         except BentoshipError as exc:
@@ -400,6 +422,7 @@ class BentoRollbackOperator(_BentoOperator):
         if rollout is None and self.deploy_task_id:
             rollout = context["ti"].xcom_pull(task_ids=self.deploy_task_id, key=ROLLOUT_XCOM_KEY)
             if rollout is None:
+                persist_links(context)  # nothing to link to, recorded: no "XCom not found"
                 raise AirflowSkipException(
                     f"{self.deploy_task_id} recorded no rollout (it failed before deploying); "
                     "nothing to roll back"
@@ -407,6 +430,7 @@ class BentoRollbackOperator(_BentoOperator):
         target = _target(self, context, rollout, self.deployment_name)
         try:
             with self.hook.get_conn() as client:
+                self.link(context, client, target)  # before the rollback: a failed one links too
                 dep = rollback(
                     target,
                     revision=self.revision,
@@ -418,7 +442,7 @@ class BentoRollbackOperator(_BentoOperator):
                 if dep is None:
                     self.log.warning("Nothing to roll back to: the rollout created the deployment")
                     return None
-                self.link(context, client, dep.name, dep.url)
+                self.link(context, client, dep.name, dep.url)  # the restored revision's URL
         except BentoshipError as exc:
             raise self.fail(exc) from None
         self.log.info("Deployment %s is back on revision %s", dep.name, dep.target_revision)

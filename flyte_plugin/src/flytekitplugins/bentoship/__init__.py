@@ -12,46 +12,63 @@ flytekit plugin for bentoship: ship BentoML services from Flyte workflows.
    deploy_bento
    wait_for_deployment
    smoke_test_deployment
+   promote_deployment
+   analyze_canary
    rollback_deployment
    deploy_and_wait
+   workflow_with_rollback
+   RollbackOnFailure
+   IMAGE
+   image_spec
    BentoDeploymentTask
    BentoDeploymentConnector
    BentoDeploymentMetadata
 
 Importing this package (flytekit does so through the ``flytekit.plugins`` entry point) registers
 the connector for the ``bentoship_deployment`` task type. It imports neither bentoml nor httpx.
+Every task runs in :data:`IMAGE` (bentoship's ``ImageSpec``, or ``$BENTOSHIP_FLYTE_IMAGE``).
 """
 
 from ._connection import API_KEY_SECRET
+from ._version import __version__
 from .connector import BentoDeploymentConnector, BentoDeploymentMetadata
+from .image import IMAGE, image_spec
+from .rollback import RollbackOnFailure, workflow_with_rollback
 from .task import BentoDeploymentConfig, BentoDeploymentTask
 from .tasks import (
     BuildOutputs,
     DeployAndWaitOutputs,
+    analyze_canary,
     build_bento,
     deploy_and_wait,
     deploy_bento,
+    promote_deployment,
     push_bento,
     rollback_deployment,
     smoke_test_deployment,
     wait_for_deployment,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
     "API_KEY_SECRET",
+    "IMAGE",
     "BentoDeploymentConfig",
     "BentoDeploymentConnector",
     "BentoDeploymentMetadata",
     "BentoDeploymentTask",
     "BuildOutputs",
     "DeployAndWaitOutputs",
+    "RollbackOnFailure",
+    "__version__",
+    "analyze_canary",
     "build_bento",
     "deploy_and_wait",
     "deploy_bento",
+    "image_spec",
+    "promote_deployment",
     "push_bento",
     "rollback_deployment",
     "smoke_test_deployment",
     "wait_for_deployment",
+    "workflow_with_rollback",
 ]

@@ -32,7 +32,7 @@ from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskTemplate
 
 from ._connection import async_client, client
-from .task import TASK_TYPE, BentoDeploymentConfig
+from .task import INPUTS, TASK_TYPE, BentoDeploymentConfig
 
 if typing.TYPE_CHECKING:
     from bentoship import DeploymentInfo, Rollout
@@ -41,11 +41,9 @@ GET_WAIT_SECONDS = 5.0
 """Longest long-poll in one ``get``: well under propeller's 10 s default connector call timeout."""
 
 PYTHON_INPUTS: dict[str, Any] = {
-    "name": str,
-    "bento": str,
-    "config": dict | None,
-    "endpoint": str | None,
+    key: kind[0] if isinstance(kind, tuple) else kind for key, kind in INPUTS.items()
 }
+"""The task's input types, to read its literals back into Python values."""
 
 
 @dataclass
@@ -82,7 +80,13 @@ class BentoDeploymentConnector(AsyncConnectorBase):
 
         def apply() -> "Rollout":
             with client(endpoint) as api:
-                return deploy(args["name"], args["bento"], args.get("config"), client=api)
+                return deploy(
+                    args["name"],
+                    args["bento"],
+                    args.get("config"),
+                    candidate=bool(args.get("candidate")),
+                    client=api,
+                )
 
         rollout = await asyncio.to_thread(apply)
         logger.info(f"bentoship: deployment {rollout.name} targets revision {rollout.revision}")
@@ -104,11 +108,13 @@ class BentoDeploymentConnector(AsyncConnectorBase):
         dep = check.deployment
         links = _links(dep) if dep is not None else []
         if check.ready and dep is not None:
+            url = rollout.url if rollout.candidate else dep.url
+            what = "holds candidate" if rollout.candidate else "serves"
             return Resource(
                 phase=TaskExecution.SUCCEEDED,
-                message=f"deployment {dep.name} serves {dep.bento} at {dep.url}",
+                message=f"deployment {dep.name} {what} {rollout.bento} at {url}",
                 log_links=links,
-                outputs={"rollout": resource_meta.rollout, "url": dep.url},
+                outputs={"rollout": resource_meta.rollout, "url": url},
             )
         if check.pending:
             return Resource(

@@ -14,6 +14,7 @@ INPUTS: dict[str, Any] = {
     "name": str,
     "bento": str,
     "config": (dict | None, None),
+    "candidate": (bool, False),
     "endpoint": (str | None, None),
 }
 OUTPUTS: dict[str, type] = {"rollout": str, "url": str}
@@ -31,9 +32,11 @@ class BentoDeploymentTask(AsyncConnectorExecutorMixin, PythonTask[BentoDeploymen
     """Deploy a Bento and wait until it serves, in the bentoship connector.
 
     Inputs: ``name`` (the deployment), ``bento`` (a pushed tag), optional ``config`` (the deploy
-    step's keys) and ``endpoint``. Outputs: ``rollout`` (the deploy step's Rollout as JSON) and
-    ``url``. The connector authenticates with its own ``BENTO_CLOUD_API_KEY`` or Flyte secret
-    ``bentoship/api_key``, so no token passes through the task's inputs.
+    step's keys), ``candidate`` (hold the revision on the candidate URL until
+    :func:`promote_deployment`) and ``endpoint``. Outputs: ``rollout`` (the deploy step's
+    Rollout as JSON) and ``url`` (the candidate URL for a candidate). The connector
+    authenticates with its own ``BENTO_CLOUD_API_KEY`` or Flyte secret ``bentoship/api_key``,
+    so no token passes through the task's inputs.
 
     A rollout that fails is rolled back at once (unless ``rollback_on_failure=False``) and the task
     fails with the server's reason. Aborting the task rolls back a rollout still in progress.

@@ -6,7 +6,8 @@ travels between tasks as a ``.bento`` archive (a ``FlyteFile``), and the deploy 
 ``Rollout`` as JSON text, so every task can run in its own pod. Optional inputs default to
 None, which means bentoship's own default; the endpoint and token come from the inputs, else
 ``BENTO_CLOUD_API_ENDPOINT`` / ``BENTO_CLOUD_API_KEY``, else the Flyte secret ``bentoship/api_key``,
-else the local control plane's ``connection.json``.
+else the local control plane's ``connection.json``. Every task runs in the plugin's image
+(:data:`flytekitplugins.bentoship.image.IMAGE`).
 
 bentoml is imported inside the task bodies only, so importing this module stays cheap.
 """
@@ -23,6 +24,8 @@ from flytekit.types.error import FlyteError
 from flytekit.types.file import FlyteFile
 
 from ._connection import API_KEY_SECRET, client, credentials
+from .image import IMAGE
+from .rollback import roll_back
 
 
 class BuildOutputs(NamedTuple):
@@ -40,7 +43,7 @@ def _given(**options: object) -> dict[str, typing.Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-@task(cache=False)
+@task(cache=False, container_image=IMAGE)
 def build_bento(
     project_dir: FlyteDirectory,
     version: str | None = None,
@@ -63,7 +66,7 @@ def build_bento(
     return BuildOutputs(tag=tag, bento=FlyteFile(str(named)))
 
 
-@task(cache=False, secret_requests=[API_KEY_SECRET])
+@task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
 def push_bento(
     bento: FlyteFile,
     force: bool = False,
@@ -78,27 +81,84 @@ def push_bento(
         return push(archive, client=api, force=force)
 
 
-@task(cache=False, secret_requests=[API_KEY_SECRET])
+@task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
 def deploy_bento(
     name: str,
     bento: str,
     config: dict | None = None,
+    candidate: bool = False,
     endpoint: str | None = None,
     token: str | None = None,
 ) -> str:
     """Create or update deployment ``name`` to run ``bento``; return the Rollout as JSON.
 
     ``config`` takes instance_type, min_replicas, max_replicas, envs, labels,
-    access_authorization and strategy. Re-running with the same bento and config makes no new
-    revision, so retries are safe.
+    access_authorization and strategy. With ``candidate``, the new revision is held on the
+    deployment's candidate URL, taking no live traffic, until :func:`promote_deployment`
+    (verify it with :func:`smoke_test_deployment` first). Re-running with the same bento and
+    config makes no new revision, so retries are safe.
     """
     from bentoship.steps import deploy
 
     with client(endpoint, token) as api:
-        return deploy(name, bento, config, client=api).to_json()
+        return deploy(name, bento, config, candidate=candidate, client=api).to_json()
 
 
-@task(cache=False, secret_requests=[API_KEY_SECRET])
+@task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
+def promote_deployment(
+    rollout: str,
+    timeout: float | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> str:
+    """Switch the endpoint to the rollout's candidate; return the promoted Rollout as JSON.
+
+    A rollout that is not a candidate already serves and is returned as it is.
+    """
+    from bentoship.steps import promote
+
+    with client(endpoint, token) as api:
+        return promote(rollout, client=api, **_given(timeout=timeout)).to_json()
+
+
+@task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
+def analyze_canary(
+    rollout: str,
+    steps: list[int] | None = None,
+    interval: float | None = None,
+    min_requests: int | None = None,
+    min_success_rate: float | None = None,
+    max_p99_ratio: float | None = None,
+    p99_slack_ms: float | None = None,
+    route_type: str | None = None,
+    route_by: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> str:
+    """Ramp the candidate's share of live traffic, check it at each step, promote or discard.
+
+    Defaults: steps 10, 50, 100 (percent), 60 s each, at least 100 requests per step, a success
+    rate of at least 0.99, and a p99 of at most 1.5 x the baseline's + 50 ms. Returns the
+    analysis (verdict, reason, every step's figures) as JSON; a discarded candidate fails the
+    task with the same figures in its message.
+    """
+    from bentoship.steps import analyze_canary as analyze
+
+    policy = _given(
+        steps=steps,
+        interval=interval,
+        min_requests=min_requests,
+        min_success_rate=min_success_rate,
+        max_p99_ratio=max_p99_ratio,
+        p99_slack_ms=p99_slack_ms,
+        route_type=route_type,
+        route_by=route_by,
+    )
+    with client(endpoint, token) as api:
+        return json.dumps(analyze(rollout, policy, client=api).to_dict())
+
+
+@task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
 def wait_for_deployment(
     rollout: str,
     timeout: float | None = None,
@@ -117,12 +177,26 @@ def wait_for_deployment(
         return wait_until_ready(rollout, client=api, **options).url
 
 
-@task(cache=False, secret_requests=[API_KEY_SECRET])
+def _expected_answer(expected: str | None) -> typing.Any:
+    """The expected answer decoded from its JSON text; None (no expectation) when empty."""
+    if expected is None or not expected.strip():
+        return None
+    try:
+        return json.loads(expected)
+    except ValueError:
+        raise ValueError(
+            "expected must be JSON text, such as json.dumps(answer) (a text answer is quoted: "
+            f"'\"hello\"'); got {expected[:100]!r}"
+        ) from None
+
+
+@task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
 def smoke_test_deployment(
     rollout: str,
     api: str,
     payload: dict | None = None,
-    expected: dict | None = None,
+    expected: str | None = None,
+    min_match: float = 1.0,
     method: str = "POST",
     access_token: str | None = None,
     endpoint: str | None = None,
@@ -130,12 +204,23 @@ def smoke_test_deployment(
 ) -> str:
     """Call ``api`` of the deployment (deploy output, name or URL); return the answer as JSON.
 
-    Fails when the call fails or the answer differs from ``expected``. ``access_token`` is sent
-    as a bearer token, for deployments with access authorization.
+    ``expected`` is the expected answer as JSON text (any JSON: an object, a list, a string such
+    as ``'"hello"'``, a number), as the KFP component takes it; empty or None accepts any
+    successful answer. With a JSON list as ``expected`` and ``min_match`` below 1, that share of
+    the answer's items must equal the expected items, position by position (with labelled
+    holdout rows as the payload, a minimum accuracy); 1.0 requires the exact answer. Fails when
+    the call fails or the answer does not match. ``access_token`` is sent as a bearer token, for
+    deployments with access authorization.
     """
     from bentoship.steps import SmokeTest, smoke_test
 
-    test = SmokeTest(api=api, payload=payload or {}, expected=expected, method=method)
+    test = SmokeTest(
+        api=api,
+        payload=payload or {},
+        expected=_expected_answer(expected),
+        method=method,
+        min_match=min_match,
+    )
     lookup_endpoint, lookup_token = credentials(endpoint, token)
     answer = smoke_test(
         rollout, test, token=access_token, endpoint=lookup_endpoint, api_token=lookup_token
@@ -143,7 +228,7 @@ def smoke_test_deployment(
     return json.dumps(answer)
 
 
-@task(cache=False, secret_requests=[API_KEY_SECRET])
+@task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
 def rollback_deployment(
     rollout: str,
     revision: str | None = None,
@@ -155,27 +240,20 @@ def rollback_deployment(
 ) -> str:
     """Roll back to the revision the deploy replaced (or ``revision``); return what serves.
 
-    Use it as ``on_failure`` of a workflow whose inputs are among this task's inputs (for
-    example ``rollout``): Flyte then passes the failed workflow's inputs and its ``err``.
-    Returns "" when the deploy created the deployment, so there is nothing to go back to.
+    Use it as ``on_failure`` of a workflow whose inputs are all among this task's inputs (for
+    example ``rollout`` and ``endpoint``): Flyte then passes the failed workflow's inputs and its
+    ``err``. For a workflow with other inputs, use ``workflow_with_rollback`` instead. Returns ""
+    when the deploy created the deployment, so there is nothing to go back to.
     """
-    from bentoship.steps import rollback
-
-    if err is not None:
-        print(f"rolling back after a failure: {err.message}")
-    with client(endpoint, token) as api:
-        options = _given(wait=wait, timeout=timeout)
-        dep = rollback(rollout, revision=revision, client=api, **options)
-    if dep is None:
-        return ""
-    return dep.serving_revision or dep.target_revision or ""
+    return roll_back(rollout, revision, wait, timeout, endpoint, token, err)
 
 
-@task(cache=False, secret_requests=[API_KEY_SECRET])
+@task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
 def deploy_and_wait(
     name: str,
     bento: str,
     config: dict | None = None,
+    candidate: bool = False,
     timeout: float | None = None,
     poll_interval: float | None = None,
     endpoint: str | None = None,
@@ -183,12 +261,18 @@ def deploy_and_wait(
 ) -> DeployAndWaitOutputs:
     """The plain-task twin of :class:`BentoDeploymentTask`, for clusters without the connector.
 
-    It runs bentoship's ``ship`` step without a smoke test: deploy, wait until green, and roll
-    back before failing when the rollout fails. It holds its pod while it waits.
+    Deploy (as a candidate with ``candidate``), wait until ready, and roll back (discard a
+    candidate) before failing when the rollout fails. ``url`` is where the rollout answers: the
+    candidate URL for a candidate. It holds its pod while it waits.
     """
-    from bentoship.steps import ship
+    from bentoship.steps import deploy, rollback, wait_until_ready
 
     with client(endpoint, token) as api:
-        options = _given(timeout=timeout, poll_interval=poll_interval)
-        rollout = ship(name, bento, config, client=api, **options)
-    return DeployAndWaitOutputs(rollout=rollout.to_json(), url=rollout.endpoint_url)
+        rollout = deploy(name, bento, config, candidate=candidate, client=api)
+        try:
+            options = _given(timeout=timeout, poll_interval=poll_interval)
+            wait_until_ready(rollout, client=api, **options)
+        except Exception:
+            rollback(rollout, client=api, wait=False)
+            raise
+    return DeployAndWaitOutputs(rollout=rollout.to_json(), url=rollout.url)
