@@ -1,10 +1,10 @@
 """`make demo`: the Airflow retrain-and-ship DAG against a local control plane.
 
 1. start a local control plane and a SQLite Airflow home in a temporary directory;
-2. `airflow dags test retrain_and_ship`: a good model is trained, built, pushed, deployed,
-   passes its quality gate and serves;
-3. the same DAG with ``bad_model=true``: the new revision fails the quality gate and the
-   rollback task puts the previous revision back;
+2. `airflow dags test retrain_and_ship`: a good model is trained, built, pushed, deployed as a
+   candidate, passes its quality gate on the candidate URL and is promoted;
+3. the same DAG with ``bad_model=true``: the candidate fails the quality gate and the rollback
+   task discards it; the endpoint never stopped serving the good model, and the run fails;
 4. print which revision serves and why, then stop everything it started.
 
 Pass ``--keep`` to keep the temporary directory (Airflow logs, server state) for a look.
@@ -36,7 +36,8 @@ def airflow(*args: str, log: Path) -> subprocess.CompletedProcess[str]:
 
 
 def task_states(airflow_home: Path) -> dict[str, str]:
-    """Each task's state in the DAG's latest run, read from Airflow's SQLite metadata database.
+    """Each task's state in the DAG's latest run (and the run's, as ``run``), read from Airflow's
+    SQLite metadata database.
 
     (``airflow tasks states-for-dag-run`` prints the same, at the cost of two more Airflow
     start-ups per run.)
@@ -48,7 +49,10 @@ def task_states(airflow_home: Path) -> dict[str, str]:
             "ORDER BY start_date IS NULL, start_date",
             (DAG_ID, DAG_ID),
         ).fetchall()
-    return {task: str(state) for task, state in rows}
+        run = db.execute(
+            "SELECT state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
+        ).fetchone()
+    return {**{task: str(state) for task, state in rows}, "run": str(run[0]) if run else ""}
 
 
 def run_pipeline(bad_model: bool, airflow_home: Path, log: Path) -> dict[str, str]:
@@ -102,8 +106,12 @@ def main() -> int:
             print(f"  {revision.name:4} {revision.bento:42} {state}")
         ok = (
             good.get("quality_gate") == "success"
+            and good.get("promote") == "success"
+            and good.get("run") == "success"
             and bad.get("quality_gate") == "failed"
             and bad.get("rollback") == "success"
+            and bad.get("run") == "failed"
+            and revisions[0].phase == "cancelled"
             and dep.status == "running"
             and len(revisions) == 2
             and revisions[-1].serving
@@ -111,7 +119,8 @@ def main() -> int:
         if ok:
             print(
                 f"  {DEPLOYMENT} is {dep.status} at {dep.url} on {revisions[-1].name}, the good "
-                f"model: {revisions[0].name} failed its quality gate and was rolled back"
+                f"model: candidate {revisions[0].name} failed its quality gate and was discarded "
+                "before it took any live traffic"
             )
         else:
             print(f"  unexpected outcome; see {log}")

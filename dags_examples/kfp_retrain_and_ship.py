@@ -1,17 +1,21 @@
-"""Retrain the example classifier and ship it with Kubeflow Pipelines v2; roll back on failure.
+"""Retrain the example classifier and ship it with Kubeflow Pipelines v2, verified first.
 
-train -> build -> push -> deploy -> [wait -> smoke test (the quality gate)], where the
-bracketed part runs inside a ``dsl.ExitHandler`` whose exit task rolls the deployment back
-when the part failed (it reads ``dsl.PipelineTaskFinalStatus``).
+train -> build -> push -> deploy a candidate -> [wait until the candidate is ready -> smoke test
+on held-out data through the candidate URL, gated on accuracy -> promote], where the bracketed
+part runs inside a ``dsl.ExitHandler`` whose exit task discards the candidate when the part
+failed (it reads ``dsl.PipelineTaskFinalStatus``). The endpoint keeps serving the previous model
+until the promotion, so no live request reaches a model that fails its gate. Against plain
+BentoCloud, which has no candidates, the deploy is an ordinary one, the smoke test runs on the
+endpoint, and the exit task rolls back to the revision that served before.
 
 KFP forbids an exit task to depend on another task, yet the rollback needs the deploy task's
-rollout record (which revision and Bento served before). So wait, smoke test and rollback sit
-in a small sub-pipeline, ``verify_rollout``, which gets the rollout as a pipeline input: its
-exit task reads that input, not a task. A failure before the deploy changes nothing on the
-server and needs no rollback.
+rollout record (which revision is the candidate, which one served before). So wait, smoke test,
+promote and rollback sit in a small sub-pipeline, ``verify_rollout``, which gets the rollout as a
+pipeline input: its exit task reads that input, not a task. A failure before the deploy changes
+nothing on the server and needs no rollback.
 
-The ``bad_model`` parameter trains a deliberately useless model: it deploys and serves, fails
-the quality gate (holdout accuracy about 0.21 against 0.8) and is rolled back.
+The ``bad_model`` parameter trains a deliberately useless model: it deploys and answers on the
+candidate URL, fails the quality gate (holdout accuracy about 0.21 against 0.8) and is discarded.
 
 In a cluster, every task that talks to the server reads ``BENTO_CLOUD_API_ENDPOINT`` and
 ``BENTO_CLOUD_API_KEY`` from the Kubernetes secret ``bentoship-api`` (keys ``endpoint`` and
@@ -29,9 +33,11 @@ from typing import NamedTuple
 from kfp import compiler, dsl, kubernetes
 from kfp.dsl import Model, Output
 
+from bentoship_kfp import DEFAULT_IMAGE
 from bentoship_kfp.components import (
     build_bento,
     deploy_bento,
+    promote_deployment,
     push_bento,
     rollback_deployment,
     smoke_test_deployment,
@@ -42,9 +48,11 @@ HERE = Path(__file__).resolve().parent
 LOCAL_PROJECT = HERE / "example_bento"
 PROJECT_IN_IMAGE = "/opt/bentoship/example_bento"
 """Where the example image has the example Bento project (see docs/kfp.md)."""
-EXAMPLE_IMAGE = "ghcr.io/bentoship/bentoship-kfp-example:0.1.0-python3.11"
+_BASE_REPOSITORY, _BASE_TAG = DEFAULT_IMAGE.rsplit(":", 1)
+EXAMPLE_IMAGE = f"{_BASE_REPOSITORY}-example:{_BASE_TAG}"
 """The bentoship-kfp base image plus scikit-learn and the example project: training and
-``bentoml build`` import the project's code, so they run here."""
+``bentoml build`` import the project's code, so they run here. Tagged as the base image is
+(``bentoship-kfp-example:<version>-python3.11``); ``kfp_components/Dockerfile.example``."""
 DEPLOYMENT = "example-classifier"
 API_SECRET = "bentoship-api"
 SECRET_TO_ENV = {"endpoint": "BENTO_CLOUD_API_ENDPOINT", "token": "BENTO_CLOUD_API_KEY"}
@@ -105,17 +113,18 @@ def verify_rollout(
     min_accuracy: float,
     wait_timeout: int,
 ) -> None:
-    """Wait for the rollout and smoke-test it; the exit task rolls it back if either failed."""
+    """Wait for the candidate, gate it on held-out accuracy, promote it; discard it on failure."""
     undo = _server_secret(rollback_deployment(rollout=rollout, timeout=wait_timeout))
-    with dsl.ExitHandler(undo, name="wait-and-smoke-test"):
+    with dsl.ExitHandler(undo, name="verify-and-promote"):
         ready = _server_secret(wait_for_deployment(rollout=rollout, timeout=wait_timeout))
-        smoke_test_deployment(
+        gate = smoke_test_deployment(
             rollout=rollout,
             api="predict",
             payload=payload,
             expected=expected,
             min_match=min_accuracy,
-        ).after(ready)
+        ).after(ready)  # the rollout record holds the candidate URL: no server lookup
+        _server_secret(promote_deployment(rollout=rollout, timeout=wait_timeout)).after(gate)
 
 
 @dsl.pipeline(name="kfp-retrain-and-ship")
@@ -126,10 +135,11 @@ def retrain_and_ship(
     min_accuracy: float = QUALITY_THRESHOLD,
     wait_timeout: int = 600,
 ) -> str:
-    """Retrain, build, push and deploy; verify the rollout and roll it back if it fails.
+    """Retrain, build, push and deploy a candidate; verify and promote it, or discard it.
 
     Returns:
-        The deploy task's rollout record (JSON).
+        The deploy task's rollout record (JSON): the candidate's (a pipeline cannot return an
+        output made inside an ``ExitHandler``; the promote task outputs the promoted record).
     """
     trained = train_model(project_dir=project_dir, bad=bad_model)
     holdout = holdout_set(project_dir=project_dir)
@@ -144,6 +154,7 @@ def retrain_and_ship(
             deployment_name=deployment_name,
             bento_tag=pushed.output,
             config={"min_replicas": 1, "labels": {"pipeline": "kfp-retrain-and-ship"}},
+            candidate=True,
         )
     )
     verify_rollout(
@@ -178,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rollout = retrain_and_ship(bad_model=args.bad_model, project_dir=str(LOCAL_PROJECT))
     except RuntimeError as exc:
-        print(f"{exc}\n(a failure after the deploy was rolled back by the exit task)")
+        print(f"{exc}\n(after the deploy, the exit task discarded the candidate or rolled back)")
         return 1
     print(f"shipped: {rollout.output}")
     return 0

@@ -1,7 +1,10 @@
-"""Retrain the example classifier and ship it with bentoship; roll back when it fails.
+"""Retrain the example classifier and ship it with bentoship, verified before it takes traffic.
 
-generate data -> train -> build and push -> deploy (wait until green) -> quality gate
-(smoke test on held-out data) -> on any failure, roll back to the revision that served before.
+generate data -> train -> build and push -> deploy a candidate (wait until it is ready) ->
+quality gate (smoke test on held-out data, through the candidate URL) -> promote. On any
+failure the rollback task discards the candidate: the endpoint served the previous model all
+along. The run then ends failed (the promote task is upstream_failed), and the rollback task
+succeeded.
 
 The ``bad_model`` param trains a deliberately useless model, which fails the quality gate.
 Set the ``bentocloud_default`` connection (or ``BENTO_CLOUD_API_ENDPOINT``/``_KEY``) to choose
@@ -21,6 +24,7 @@ from airflow.sdk import DAG, Param, TriggerRule, task
 from bentoship_airflow.operators.bento import (
     BentoBuildOperator,
     BentoDeployOperator,
+    BentoPromoteOperator,
     BentoRollbackOperator,
     BentoSmokeTestOperator,
 )
@@ -92,6 +96,7 @@ def retrain_and_ship_dag(dag_id: str, *, deferrable: bool) -> DAG:
             deployment_name="{{ params.deployment_name }}",
             bento=build.output,
             config={"min_replicas": 1, "max_replicas": 1, "labels": {"pipeline": dag_id}},
+            candidate=True,
             timeout=300,
             deferrable=deferrable,
         )
@@ -102,9 +107,13 @@ def retrain_and_ship_dag(dag_id: str, *, deferrable: bool) -> DAG:
             payload=holdout_payload(),
             check=meets_quality_gate,
         )
+        promote = BentoPromoteOperator(task_id="promote", deploy_task_id="deploy")
         rollback = BentoRollbackOperator(
             task_id="rollback", deploy_task_id="deploy", trigger_rule=TriggerRule.ONE_FAILED
         )
+        # promote stays a leaf: when verification fails it is upstream_failed, so the run fails
+        # while the rollback task, which discards the candidate, succeeds.
+        quality_gate >> promote
         [deploy, quality_gate] >> rollback
     return dag
 

@@ -10,6 +10,7 @@ import pytest
 from bentoship import Client
 from bentoship.server import LocalControlPlane
 
+from ..traffic import TrafficLoop
 from .conftest import EXAMPLES
 
 
@@ -23,6 +24,7 @@ def run_dag(dag_id: str, conf: dict[str, Any]) -> dict[str, str]:
     assert not bag.import_errors, bag.import_errors
     dag_run = bag.get_dag(dag_id).test(run_conf=conf)
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    states["run"] = str(dag_run.state)
     with create_session() as session:
         rows = session.query(XComModel).filter_by(
             dag_id=dag_id, run_id=dag_run.run_id, task_id="deploy"
@@ -31,13 +33,22 @@ def run_dag(dag_id: str, conf: dict[str, Any]) -> dict[str, str]:
     return states
 
 
-def serving_accuracy(url: str) -> float:
+def _train() -> Any:
     import sys
 
     sys.path.insert(0, str(EXAMPLES / "example_bento"))
     import train
 
-    features, labels = train.holdout()
+    return train
+
+
+def holdout_features() -> list[list[float]]:
+    features, _ = _train().holdout()
+    return [list(map(float, row)) for row in features[:5]]
+
+
+def serving_accuracy(url: str) -> float:
+    features, labels = _train().holdout()
     predictions = httpx.post(f"{url}/predict", json={"features": features.tolist()}).json()
     return sum(int(p == t) for p, t in zip(predictions, labels, strict=True)) / len(labels)
 
@@ -59,7 +70,8 @@ def test_good_run_then_bad_run_is_rolled_back(
     good = run_dag(dag_id, {"bad_model": False, "deployment_name": deployment})
     logs = task_logs(capfd)
     assert good["deploy"] == "success" and good["quality_gate"] == "success"
-    assert good["rollback"] == "skipped"
+    assert good["promote"] == "success" and good["rollback"] == "skipped"
+    assert good["run"] == "success"
     # Every operator with extra links records them: resolving the links when a task ends
     # reads no missing XCom (the deploy and the quality gate both declare them).
     assert "Smoke test of predict passed" in logs, "the task logs were not captured"
@@ -71,16 +83,25 @@ def test_good_run_then_bad_run_is_rolled_back(
         assert first.status == "running"
         assert serving_accuracy(first.url) >= 0.8
 
-        bad = run_dag(dag_id, {"bad_model": True, "deployment_name": deployment})
+        features = holdout_features()
+        with TrafficLoop(f"{first.url}/predict", {"features": features}, clients=2) as live:
+            live.wait_for(5)
+            bad = run_dag(dag_id, {"bad_model": True, "deployment_name": deployment})
         logs = task_logs(capfd)
         assert "is back on revision" in logs, "the task logs were not captured"
         assert "XCom not found" not in logs  # the failed gate and the rollback link too
         assert bad["deploy"] == "success"
         assert bad["quality_gate"] == "failed"
+        assert bad["promote"] == "upstream_failed"
         assert bad["rollback"] == "success"
+        assert bad["run"] == "failed"
+        # Clients called the endpoint during the whole bad run: the candidate answered none.
+        assert live.by_revision() == {first.serving_revision: len(live.answers)}
+        assert {a.status for a in live.answers} == {200} and not live.failures
         after = client.get_deployment(deployment)
         assert after.status == "running"
         assert after.serving_revision == first.serving_revision
         assert after.bento == first.bento
         assert serving_accuracy(after.url) >= 0.8
-        assert [r.name for r in client.list_revisions(deployment)] == ["r2", "r1"]
+        revisions = client.list_revisions(deployment)
+        assert [(r.name, r.phase) for r in revisions] == [("r2", "cancelled"), ("r1", "serving")]

@@ -110,6 +110,28 @@ def test_rollback_without_recorded_rollout_is_skipped() -> None:
     assert ti.xcoms == {"bentoship_links": {}}
 
 
+def test_promote_and_canary_without_a_rollout_say_what_to_give() -> None:
+    from airflow.sdk.exceptions import AirflowException
+
+    from bentoship_airflow.operators.bento import (
+        BentoCanaryAnalysisOperator,
+        BentoPromoteOperator,
+    )
+
+    class NoXCom(TaskInstanceStandIn):
+        def xcom_pull(self, **kwargs: Any) -> None:
+            return None
+
+    for op, problem in (
+        (BentoPromoteOperator(task_id="p", deploy_task_id="deploy"), "or a deployment_name"),
+        (BentoCanaryAnalysisOperator(task_id="c", deploy_task_id="deploy"), "candidate=True"),
+    ):
+        ti = NoXCom()
+        with pytest.raises(AirflowException, match=problem):
+            op.execute({"ti": ti})  # type: ignore[arg-type]
+        assert ti.xcoms == {"bentoship_links": {}}
+
+
 def test_smoke_test_records_its_links_whether_it_passes_or_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

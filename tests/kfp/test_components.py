@@ -4,6 +4,7 @@
 
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import os
 import subprocess
@@ -172,11 +173,13 @@ def test_only_build_tasks_are_cached(source: str, tmp_path: Path) -> None:
     def flat(project_dir: str, rollout: str) -> None:
         built = c["build_bento"](project_dir=project_dir)
         pushed = c["push_bento"](bento=built.outputs["bento"])
-        c["deploy_bento"](deployment_name="svc", bento_tag=pushed.output)
+        c["deploy_bento"](deployment_name="svc", bento_tag=pushed.output, candidate=True)
         undo = c["rollback_deployment"](rollout=rollout)
         with dsl.ExitHandler(undo):
             ready = c["wait_for_deployment"](rollout=rollout)
-            c["smoke_test_deployment"](rollout=rollout, api="hello").after(ready)
+            smoke = c["smoke_test_deployment"](rollout=rollout, api="hello").after(ready)
+            c["promote_deployment"](rollout=rollout).after(smoke)
+        c["analyze_canary"](rollout=rollout, steps=[50, 100], interval=5)
 
     path = tmp_path / "caching.yaml"
     compiler.Compiler().compile(flat, str(path))
@@ -187,6 +190,8 @@ def test_only_build_tasks_are_cached(source: str, tmp_path: Path) -> None:
         "deploy-bento": False,
         "wait-for-deployment": False,
         "smoke-test-deployment": False,
+        "promote-deployment": False,
+        "analyze-canary": False,
         "rollback-deployment": False,
     }
     assert {name.replace("-", "_") for name, cached in caching.items() if not cached} == UNCACHED
@@ -231,8 +236,14 @@ def test_example_pipeline_compiles_with_rollback_exit_task_and_secret(tmp_path: 
     }
     assert exit_task["inputs"]["parameters"]["rollout"] == {"componentInputParameter": "rollout"}
     guarded = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
-    assert set(guarded) == {"wait-for-deployment", "smoke-test-deployment"}
+    assert set(guarded) == {"wait-for-deployment", "smoke-test-deployment", "promote-deployment"}
+    # verified: the candidate is promoted only after its quality gate passed
+    assert guarded["smoke-test-deployment"]["dependentTasks"] == ["wait-for-deployment"]
+    assert guarded["promote-deployment"]["dependentTasks"] == ["smoke-test-deployment"]
     root_tasks = spec["root"]["dag"]["tasks"]
+    assert root_tasks["deploy-bento"]["inputs"]["parameters"]["candidate"] == {
+        "runtimeValue": {"constant": True}
+    }
     assert root_tasks["verify-rollout"]["inputs"]["parameters"]["rollout"] == {
         "taskOutputParameter": {"outputParameterKey": "rollout", "producerTask": "deploy-bento"}
     }
@@ -250,6 +261,7 @@ def test_example_pipeline_compiles_with_rollback_exit_task_and_secret(tmp_path: 
         "exec-push-bento",
         "exec-deploy-bento",
         "exec-wait-for-deployment",
+        "exec-promote-deployment",
         "exec-rollback-deployment",
     }
     text = output.read_text()
@@ -263,3 +275,72 @@ def test_example_pipeline_compiles_with_rollback_exit_task_and_secret(tmp_path: 
     assert images.pop("exec-holdout-set") == images.pop("exec-build-bento") == example_image
     assert set(images.values()) == {BASE_IMAGE}
     assert f"-t {example_image} ." in (ROOT / "kfp_components" / "Dockerfile.example").read_text()
+
+
+def test_verified_rollout_components_are_shipped_and_compiled() -> None:
+    names = ("promote_deployment", "analyze_canary")
+    assert set(names) <= set(COMPONENT_NAMES) & set(COMPONENTS) & UNCACHED
+    for name in names:
+        spec = spec_of(bentoship_kfp.yaml_text(name))
+        (component,) = spec["components"].values()
+        declared = inspect.signature(COMPONENTS[name].python_func).parameters
+        assert set(component["inputDefinitions"]["parameters"]) == set(declared), name
+        assert component["outputDefinitions"]["parameters"] == {
+            "Output": {"parameterType": "STRING"}
+        }
+        loaded = load_component(name)
+        assert type(loaded).__name__ == "UncachedYamlComponent", name
+        assert loaded.component_spec.inputs.keys() == COMPONENTS[name].component_spec.inputs.keys()
+    deploy_inputs = spec_of(bentoship_kfp.yaml_text("deploy_bento"))["root"]["inputDefinitions"]
+    candidate = deploy_inputs["parameters"]["candidate"]
+    assert (candidate["parameterType"], candidate["defaultValue"]) == ("BOOLEAN", False)
+
+
+def _canary_policy_of(monkeypatch: pytest.MonkeyPatch, **inputs: object) -> dict:
+    """The policy the analyze_canary body hands the step (the step itself replaced)."""
+    import bentoship.steps
+    from bentoship.canary import CanaryAnalysis, CanaryPolicy
+
+    seen: dict = {}
+
+    def fake(rollout: str, policy: dict, *, client: object) -> CanaryAnalysis:
+        seen.update(policy)
+        return CanaryAnalysis("svc", "r2", "r1", "promoted", "held", [], CanaryPolicy())
+
+    monkeypatch.setattr(bentoship.steps, "analyze_canary", fake)
+    server = {"endpoint": "http://127.0.0.1:9", "token": "unused"}  # the fake never calls it
+    answer = COMPONENTS["analyze_canary"].python_func(rollout="{}", **server, **inputs)
+    assert json.loads(answer)["verdict"] == "promoted"
+    return seen
+
+
+def test_analyze_canary_defaults_are_the_policy_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bentoship.canary import CanaryPolicy
+
+    assert CanaryPolicy.from_dict(_canary_policy_of(monkeypatch)) == CanaryPolicy()
+    # as KFP hands them over: a list of floats (a protobuf Struct), empty text for no route_by
+    given = _canary_policy_of(
+        monkeypatch, steps=[25.0, 100.0], interval=5, route_type="header", route_by="X-User"
+    )
+    assert CanaryPolicy.from_dict(given) == CanaryPolicy(
+        steps=(25, 100), interval=5.0, route_type="header", route_by="X-User"
+    )
+
+
+def test_analyze_canary_fails_the_task_with_the_figures(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bentoship.steps
+    from bentoship import CanaryFailed
+
+    figures = {"verdict": "rolled_back", "reason": "at 10%: success rate 0.5 below 0.99"}
+
+    def fake(rollout: str, policy: dict, *, client: object) -> None:
+        raise CanaryFailed("canary r2 of svc was discarded", deployment="svc", analysis=figures)
+
+    monkeypatch.setattr(bentoship.steps, "analyze_canary", fake)
+    with pytest.raises(CanaryFailed, match="discarded"):
+        COMPONENTS["analyze_canary"].python_func(
+            rollout="{}", endpoint="http://127.0.0.1:9", token="unused"
+        )
+    assert f"canary analysis: {json.dumps(figures)}" in capsys.readouterr().out

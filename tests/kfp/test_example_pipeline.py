@@ -15,6 +15,7 @@ from kfp.components import load_component_from_text
 from bentoship import Client, Rollout
 from bentoship.server import LocalControlPlane
 
+from ..traffic import TrafficLoop
 from .helpers import executor_labels, task_output, task_ran, with_task_env
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
@@ -46,7 +47,7 @@ def served_accuracy(url: str, train: ModuleType) -> float:
     return sum(int(a == b) for a, b in zip(answer, labels, strict=True)) / len(labels)
 
 
-def test_good_model_ships_then_bad_model_is_rolled_back(
+def test_good_model_ships_then_bad_model_is_discarded_unseen(
     start_control_plane: Callable[..., LocalControlPlane],
     kfp_local: Callable[[str], Path],
     server_env: Callable[[LocalControlPlane], None],
@@ -58,10 +59,16 @@ def test_good_model_ships_then_bad_model_is_rolled_back(
     server_env(plane)  # the endpoint and token reach the tasks as environment variables
     name = example.DEPLOYMENT
 
-    # 1. The happy path, as a user runs the pipeline function with kfp.local.
+    # 1. The happy path, as a user runs the pipeline function with kfp.local: the first
+    # revision is deployed as a candidate, verified on the candidate URL, then promoted.
     good_root = kfp_local("good")
     good = Rollout.from_json(example.retrain_and_ship(project_dir=str(PROJECT)).output)
-    assert good.created and good.revision
+    assert good.created and good.candidate and good.revision == "r1"
+    assert good.candidate_url and good.candidate_url != good.endpoint_url
+    promoted = Rollout.from_json(task_output(good_root, "promote-deployment"))
+    assert not promoted.candidate and not promoted.candidate_url
+    assert (promoted.revision, promoted.bento) == ("r1", good.bento)
+    assert promoted.url == promoted.endpoint_url == good.endpoint_url
     assert task_output(good_root, "train-model") == pytest.approx(0.89, abs=0.005)
     assert task_output(good_root, "rollback-deployment") == (
         "no rollback: exit-handler-1 succeeded"
@@ -69,36 +76,47 @@ def test_good_model_ships_then_bad_model_is_rolled_back(
     with Client() as client:
         dep = client.get_deployment(name)
         assert dep.status == "running"
-        assert (dep.serving_revision, dep.bento) == (good.revision, good.bento)
+        assert (dep.serving_revision, dep.bento) == ("r1", good.bento)
+        assert dep.candidate_revision is None
         assert served_accuracy(dep.url, train) == pytest.approx(0.89, abs=0.005)
 
     # 2. The bad model, from the compiled pipeline YAML, each task with its own BENTOML_HOME
-    # (as in separate containers with no shared disk).
+    # (as in separate containers with no shared disk), while live clients call the endpoint.
     compiled = tmp_path / "kfp_retrain_and_ship.yaml"
     compiler.Compiler().compile(example.retrain_and_ship, str(compiled))
     homes = tmp_path / "homes"
     isolated = with_task_env(compiled.read_text(), homes)
-    assert len(executor_labels(isolated)) == 8
+    assert len(executor_labels(isolated)) == 9
     pipeline = load_component_from_text(isolated)
 
     bad_root = kfp_local("bad")
-    with pytest.raises(RuntimeError, match="smoke-test-deployment"):
-        pipeline(project_dir=str(PROJECT), bad_model=True)
+    features, _ = train.holdout()
+    live_payload = {"features": features.tolist()[:5]}
+    with TrafficLoop(f"{dep.url}/predict", live_payload, clients=2, pause=0.02) as live:
+        live.wait_for(5)
+        with pytest.raises(RuntimeError, match="smoke-test-deployment"):
+            pipeline(project_dir=str(PROJECT), bad_model=True)
     assert task_output(bad_root, "train-model") < example.QUALITY_THRESHOLD
-    assert task_ran(bad_root, "wait-for-deployment")  # the bad revision did come up
+    bad = Rollout.from_json(task_output(bad_root, "deploy-bento", "rollout"))
+    assert bad.candidate and bad.revision == "r2" and bad.bento != good.bento
+    assert task_ran(bad_root, "wait-for-deployment")  # the bad candidate did come up
+    assert not task_ran(bad_root, "promote-deployment")
     assert task_output(bad_root, "rollback-deployment") == (
-        f"rolled back: {name} serves {good.bento} (running)"
+        f"discarded candidate r2: {name} serves {good.bento} (running)"
     )
+    # no live request reached the bad model: the endpoint served r1 throughout
+    assert live.by_revision() == {"r1": len(live.answers)} and not live.failures
+    assert {a.status for a in live.answers} == {200}
 
     with Client() as client:
         dep = client.get_deployment(name)
         assert dep.status == "running"
-        assert dep.serving_revision == dep.target_revision == good.revision
-        assert dep.bento == good.bento
+        assert dep.serving_revision == dep.target_revision == "r1"
+        assert dep.bento == good.bento and dep.candidate_revision is None
         newest, *older = client.list_revisions(name)
-        assert newest.uid != good.revision and newest.bento != good.bento
-        assert not newest.serving and newest.phase in ("warm", "retired")  # it served, then
-        assert [r.uid for r in older] == [good.revision]  # was rolled back, not replaced
+        assert (newest.name, newest.bento) == ("r2", bad.bento)
+        assert not newest.serving and newest.phase == "cancelled"  # discarded, never served
+        assert [r.name for r in older] == ["r1"]
         assert served_accuracy(dep.url, train) == pytest.approx(0.89, abs=0.005)
 
     model_dir = Path("models") / "example_classifier"

@@ -29,8 +29,8 @@ def echo_project(workdir: Path, version: str) -> Path:
 
 
 def ship_echo_pipeline(homes: Path) -> Callable[..., dsl.PipelineTask]:
-    """build -> push -> deploy -> [wait -> smoke test], rollback on failure; every task with
-    its own BENTOML_HOME, the server given as parameters."""
+    """build -> push -> deploy a candidate -> [wait -> smoke test -> promote], rollback on
+    failure; every task with its own BENTOML_HOME, the server given as parameters."""
     c = load_components()
 
     def alone(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
@@ -52,6 +52,8 @@ def ship_echo_pipeline(homes: Path) -> Callable[..., dsl.PipelineTask]:
                 rollout=rollout, api="echo", payload={"text": "ok"}, expected=expected
             )
             alone(smoke, "smoke").after(ready)
+            promote = c["promote_deployment"](rollout=rollout, timeout=120, **server)
+            alone(promote, "promote").after(smoke)
 
     @dsl.pipeline(name="ship-echo")
     def ship_echo(project_dir: str, expected: str, endpoint: str, token: str) -> str:
@@ -62,6 +64,7 @@ def ship_echo_pipeline(homes: Path) -> Callable[..., dsl.PipelineTask]:
             deployment_name="echo",
             bento_tag=pushed.output,
             config={"min_replicas": 1, "envs": {"WORKERS": 2}},
+            candidate=True,
             **server,
         )
         alone(deployed, "deploy")
@@ -79,9 +82,11 @@ def test_shipped_components_ship_then_roll_back_on_plain_bentocloud_api(
     start_control_plane: Callable[..., LocalControlPlane],
     kfp_local: Callable[[str], Path],
     tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # No revisions or rollback extensions: the exit task must roll back from the rollout
-    # record alone, by re-applying the previous bento and config.
+    # No revisions, rollback or candidate extensions: a candidate deploy is an ordinary one,
+    # promotion has nothing to do, and the exit task must roll back from the rollout record
+    # alone, by re-applying the previous bento and config.
     plane = start_control_plane(extensions=False)
     assert plane.connection is not None
     server = {"endpoint": plane.connection.endpoint, "token": plane.connection.token}
@@ -94,6 +99,10 @@ def test_shipped_components_ship_then_roll_back_on_plain_bentocloud_api(
     assert task_output(first_root, "rollback-deployment") == (
         "no rollback: exit-handler-1 succeeded"
     )
+    deployed = json.loads(task_output(first_root, "deploy-bento", "rollout"))
+    assert not deployed["candidate"] and deployed["bento"] == shipped  # the fallback
+    assert "has no candidate revisions (plain BentoCloud)" in capsys.readouterr().out
+    assert json.loads(task_output(first_root, "promote-deployment")) == deployed  # as it was
 
     with Client(**server) as client:
         first = client.get_deployment("echo")
@@ -114,6 +123,7 @@ def test_shipped_components_ship_then_roll_back_on_plain_bentocloud_api(
         with pytest.raises(RuntimeError, match="smoke-test-deployment"):
             ship_echo(project_dir=str(v2), expected=expect("v1"), **server)
         assert task_ran(second_root, "wait-for-deployment")
+        assert not task_ran(second_root, "promote-deployment")
         assert task_output(second_root, "rollback-deployment") == (
             f"rolled back: echo serves {shipped} (running)"
         )
@@ -122,6 +132,14 @@ def test_shipped_components_ship_then_roll_back_on_plain_bentocloud_api(
         assert (after.status, after.bento) == ("running", shipped)
         assert after.target_revision != first.target_revision  # re-applied, as on BentoCloud
         assert httpx.post(f"{after.url}/echo", json={"text": "a"}).json()["version"] == "v1"
+
+    # A canary analysis needs per-revision traffic counts, which plain BentoCloud lacks.
+    capsys.readouterr()
+    with pytest.raises(RuntimeError, match="analyze-canary"):
+        load_components()["analyze_canary"](
+            rollout=json.dumps(deployed), steps=[50, 100], interval=1, **server
+        )
+    assert "promote after the smoke test instead" in capsys.readouterr().out
 
 
 def test_failed_rollout_fails_the_wait_task_with_the_servers_reason(

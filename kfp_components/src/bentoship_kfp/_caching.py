@@ -20,6 +20,8 @@ UNCACHED = frozenset(
         "deploy_bento",
         "wait_for_deployment",
         "smoke_test_deployment",
+        "promote_deployment",
+        "analyze_canary",
         "rollback_deployment",
     }
 )

@@ -15,7 +15,13 @@ without any environment variable:
 Every task can run in its own container with no shared disk: the Bento travels from
 ``build_bento`` to ``push_bento`` as an artifact (an exported ``.bento`` archive), a model can
 come into ``build_bento`` as a ``Model`` artifact, and the deploy step's ``Rollout`` record
-travels as JSON text to the wait, smoke-test and rollback tasks.
+travels as JSON text to the wait, smoke-test, promote, canary and rollback tasks.
+
+Verified rollouts: ``deploy_bento(candidate=True)`` holds the new revision on the deployment's
+candidate URL, taking no live traffic; ``wait_for_deployment`` and ``smoke_test_deployment``
+act on the candidate; ``promote_deployment`` (or ``analyze_canary``, which ramps the candidate's
+share of live traffic first) switches the endpoint to it; ``rollback_deployment`` discards a
+candidate that is still held.
 
 The server comes from the ``endpoint``/``token`` parameters, else the ``BENTO_CLOUD_API_ENDPOINT``
 and ``BENTO_CLOUD_API_KEY`` environment variables (in a cluster: a Kubernetes secret exposed as
@@ -40,8 +46,10 @@ __all__ = [
     "DEFAULT_IMAGE",
     "IMAGE_ENV",
     "UNCACHED",
+    "analyze_canary",
     "build_bento",
     "deploy_bento",
+    "promote_deployment",
     "push_bento",
     "rollback_deployment",
     "smoke_test_deployment",
@@ -144,6 +152,7 @@ def deploy_bento(
     deployment_name: str,
     bento_tag: str,
     config: Optional[dict] = None,  # noqa: UP045
+    candidate: bool = False,
     endpoint: str = "",
     token: str = "",
 ) -> NamedTuple(
@@ -157,11 +166,15 @@ def deploy_bento(
         bento_tag: The Bento to run (pushed already).
         config: Deployment settings: ``instance_type``, ``min_replicas``, ``max_replicas``,
             ``envs``, ``labels``, ``access_authorization``, ``strategy``.
+        candidate: Hold the new revision on the deployment's candidate URL, taking no live
+            traffic, until ``promote_deployment`` or ``analyze_canary``; without candidate
+            revisions (plain BentoCloud) it is an ordinary deploy, and the task logs that.
         endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
         token: API token; empty for ``BENTO_CLOUD_API_KEY``.
 
     Returns:
-        rollout: The rollout record as JSON, for the wait, smoke-test and rollback tasks.
+        rollout: The rollout record as JSON, for the wait, smoke-test, promote, canary and
+            rollback tasks.
         endpoint_url: The deployment's endpoint URL.
         revision: The revision this deploy targets.
         changed: False when the deployment already ran this Bento and config.
@@ -170,8 +183,15 @@ def deploy_bento(
     from bentoship.steps import deploy
 
     with Client(endpoint or None, token or None) as client:
-        rollout = deploy(deployment_name, bento_tag, _whole_numbers(config or {}), client=client)
-    print(f"deployment {rollout.name}: revision {rollout.revision} of {rollout.bento}")
+        rollout = deploy(
+            deployment_name,
+            bento_tag,
+            _whole_numbers(config or {}),
+            candidate=candidate,
+            client=client,
+        )
+    held = f", held as a candidate at {rollout.candidate_url}" if rollout.candidate else ""
+    print(f"deployment {rollout.name}: revision {rollout.revision} of {rollout.bento}{held}")
     return (rollout.to_json(), rollout.endpoint_url, rollout.revision or "", rollout.changed)
 
 
@@ -266,6 +286,111 @@ def smoke_test_deployment(
 
 @never_cached
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def promote_deployment(
+    rollout: str,
+    timeout: int = 600,
+    endpoint: str = "",
+    token: str = "",
+) -> str:
+    """Switch the endpoint to the rollout's candidate and wait until it serves.
+
+    A rollout that is not a candidate (deployed without ``candidate``, or to plain BentoCloud)
+    already serves: it is returned as it is. Put it inside the ``dsl.ExitHandler``, after the
+    smoke test, so that a promotion that fails is rolled back.
+
+    Args:
+        rollout: The deploy task's ``rollout`` output (or a deployment name: its candidate).
+        timeout: Seconds to wait for the promoted revision to serve.
+        endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
+        token: API token; empty for ``BENTO_CLOUD_API_KEY``.
+
+    Returns:
+        The promoted rollout record as JSON (no longer a candidate).
+    """
+    from bentoship import Client
+    from bentoship.steps import promote
+
+    with Client(endpoint or None, token or None) as client:
+        promoted = promote(rollout, client=client, timeout=timeout)
+    print(f"deployment {promoted.name} serves revision {promoted.revision} of {promoted.bento}")
+    return promoted.to_json()
+
+
+@never_cached
+@dsl.component(
+    base_image=BASE_IMAGE,
+    install_kfp_package=False,
+    additional_funcs=[_whole_numbers],
+)
+def analyze_canary(
+    rollout: str,
+    steps: Optional[list] = None,  # noqa: UP045
+    interval: int = 60,
+    min_requests: int = 100,
+    min_success_rate: float = 0.99,
+    max_p99_ratio: float = 1.5,
+    p99_slack_ms: int = 50,
+    route_type: str = "random",
+    route_by: str = "",
+    endpoint: str = "",
+    token: str = "",
+) -> str:
+    """Ramp the candidate's share of live traffic, check it at each step, promote or discard it.
+
+    The alternative to ``promote_deployment`` after the smoke test. The figures come from the
+    control plane's per-revision counts, so it needs the local control plane; against plain
+    BentoCloud it fails, asking to promote instead. A discarded candidate fails the task; its
+    figures are printed first. A task has no timeout of its own: the analysis lasts about
+    ``interval`` per step, and a step waits up to 10 x ``interval`` for ``min_requests``.
+
+    Args:
+        rollout: The deploy task's ``rollout`` output, deployed with ``candidate=True`` and
+            ready (after ``wait_for_deployment``).
+        steps: The candidate's share of the endpoint's requests at each step, in percent,
+            rising; empty for 10, 50, 100.
+        interval: Seconds each step lasts.
+        min_requests: Answers from the candidate each step needs before it is judged.
+        min_success_rate: The share of the candidate's answers that must not be 5xx.
+        max_p99_ratio: The candidate's p99 latency may be at most this times the baseline's
+            (the revision that served before), plus ``p99_slack_ms``.
+        p99_slack_ms: Milliseconds added to the baseline's p99 before the ratio check.
+        route_type: ``random``, or ``header`` / ``query`` for sticky routing by ``route_by``.
+        route_by: The header or query parameter sticky routing reads.
+        endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
+        token: API token; empty for ``BENTO_CLOUD_API_KEY``.
+
+    Returns:
+        The analysis as JSON: the verdict, its reason and every step's figures.
+    """
+    import json
+
+    from bentoship import CanaryFailed, Client
+    from bentoship.steps import analyze_canary as analyze
+
+    policy = {
+        "interval": float(interval),
+        "min_requests": min_requests,
+        "min_success_rate": min_success_rate,
+        "max_p99_ratio": max_p99_ratio,
+        "p99_slack_ms": float(p99_slack_ms),
+        "route_type": route_type,
+        "route_by": route_by or None,
+    }
+    if steps:
+        policy["steps"] = [int(weight) for weight in _whole_numbers(steps)]
+    with Client(endpoint or None, token or None) as client:
+        try:
+            analysis = analyze(rollout, policy, client=client)
+        except CanaryFailed as failed:
+            print(f"canary analysis: {json.dumps(failed.analysis)}")
+            raise
+    answer = json.dumps(analysis.to_dict())
+    print(f"canary analysis: {answer}")
+    return answer
+
+
+@never_cached
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def rollback_deployment(
     rollout: str,
     status: dsl.PipelineTaskFinalStatus,
@@ -277,9 +402,11 @@ def rollback_deployment(
 ) -> str:
     """The exit task of a ``dsl.ExitHandler``: roll the deployment back unless the group succeeded.
 
-    It returns the deployment to the revision the deploy step replaced (recorded in the
-    rollout, so it works against plain BentoCloud too), or to ``revision``, and waits until
-    that revision serves. A rollout whose deploy created the deployment has nothing to return to.
+    A candidate that is still held (``deploy_bento(candidate=True)``, not promoted yet) is
+    discarded: the endpoint never left the revision it serves. Otherwise it returns the
+    deployment to the revision the deploy step replaced (recorded in the rollout, so it works
+    against plain BentoCloud too), or to ``revision``, and waits until that revision serves. A
+    rollout whose deploy created the deployment has nothing to return to.
 
     Args:
         rollout: The deploy task's ``rollout`` output (or a deployment name, to return to the
@@ -299,12 +426,18 @@ def rollback_deployment(
         print(outcome)
         return outcome
 
-    from bentoship import Client
+    from bentoship import Client, Rollout
     from bentoship.steps import rollback
 
     why = status.error_message or "no message"
     print(f"{status.pipeline_task_name} is {status.state} ({why}); rolling back")
+    record = Rollout.parse(rollout) if rollout.strip().startswith("{") else None
     with Client(endpoint or None, token or None) as client:
+        held = None
+        if record is not None and record.candidate and not revision:
+            found = client.find_deployment(record.name)
+            if found is not None and found.candidate_revision == record.revision:
+                held = record.revision
         info = rollback(
             rollout,
             revision=revision or None,
@@ -314,6 +447,10 @@ def rollback_deployment(
         )
     if info is None:
         outcome = "no rollback: the deploy created the deployment, so there is nothing before it"
+    elif held is not None and info.serving_revision is None:
+        outcome = f"discarded candidate {held}: {info.name} had served nothing before it"
+    elif held is not None:
+        outcome = f"discarded candidate {held}: {info.name} serves {info.bento} ({info.status})"
     else:
         outcome = f"rolled back: {info.name} serves {info.bento} ({info.status})"
     print(outcome)
@@ -326,6 +463,8 @@ COMPONENTS = {
     "deploy_bento": deploy_bento,
     "wait_for_deployment": wait_for_deployment,
     "smoke_test_deployment": smoke_test_deployment,
+    "promote_deployment": promote_deployment,
+    "analyze_canary": analyze_canary,
     "rollback_deployment": rollback_deployment,
 }
 """Every component by its Python name (the shipped YAML files are named after it)."""

@@ -27,6 +27,8 @@ COMPONENT_NAMES = (
     "deploy_bento",
     "wait_for_deployment",
     "smoke_test_deployment",
+    "promote_deployment",
+    "analyze_canary",
     "rollback_deployment",
 )
 YAML_PACKAGE = "bentoship_kfp.component_yaml"

@@ -1,4 +1,4 @@
-"""Operators for each bentoship step: build, push, deploy, smoke-test and roll back.
+"""Operators for each bentoship step: build, push, deploy, smoke-test, promote, canary, roll back.
 
 Only ``airflow.sdk`` is imported at module level; bentoship, bentoml and httpx are imported when
 a task runs, so DAG parsing stays fast.
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from bentoship import Client, Rollout
 
 ROLLOUT_XCOM_KEY = "rollout"
+CANARY_XCOM_KEY = "canary_analysis"
 ROLLOUT_STATE_KEY = "bentoship_rollout"
 LOG_TAIL_LINES = 40
 
@@ -171,17 +172,19 @@ class BentoPushOperator(_BentoOperator):
 
 
 class BentoDeployOperator(_BentoOperator):
-    """Create or update a deployment, then (by default) wait until its new revision serves.
+    """Create or update a deployment, then (by default) wait until its new revision is ready.
 
     Re-applying the same bento and config creates no new revision, and a retried task
     re-attaches to the rollout it started. Returns the rollout record (a dict), which the smoke
-    test and rollback operators take; it is also pushed under the XCom key ``rollout`` before
-    waiting, so a rollback task finds it even when the wait fails.
+    test, promote and rollback operators take; it is also pushed under the XCom key ``rollout``
+    before waiting, so a rollback task finds it even when the wait fails.
 
     :param deployment_name: the deployment to create or update.
     :param bento: the bento tag to run.
     :param config: deployment config: ``instance_type``, ``min_replicas``, ``max_replicas``,
         ``envs``, ``labels``, ``access_authorization``, ``strategy``.
+    :param candidate: hold the new revision on the deployment's candidate URL, taking no live
+        traffic, until :class:`BentoPromoteOperator` (verify it with the smoke test first).
     :param wait_for_completion: wait until the new revision serves (default True).
     :param timeout: seconds to wait before the rollout counts as failed.
     :param poll_interval: seconds between polls against servers without the long-poll.
@@ -198,6 +201,7 @@ class BentoDeployOperator(_BentoOperator):
         deployment_name: str,
         bento: str,
         config: dict[str, Any] | None = None,
+        candidate: bool = False,
         wait_for_completion: bool = True,
         timeout: float = 600.0,
         poll_interval: float = 5.0,
@@ -208,6 +212,7 @@ class BentoDeployOperator(_BentoOperator):
         self.deployment_name = deployment_name
         self.bento = bento
         self.config = config
+        self.candidate = candidate
         self.wait_for_completion = wait_for_completion
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -232,16 +237,23 @@ class BentoDeployOperator(_BentoOperator):
             with self.hook.get_conn() as client:
                 rollout = self._reattach(context)
                 if rollout is None:
-                    rollout = deploy(self.deployment_name, self.bento, self.config, client=client)
+                    rollout = deploy(
+                        self.deployment_name,
+                        self.bento,
+                        self.config,
+                        candidate=self.candidate,
+                        client=client,
+                    )
                     store = context.get("task_state_store")
                     if store is not None:
                         store.set(ROLLOUT_STATE_KEY, rollout.to_json())
                 self._rollout = rollout
                 self.log.info(
-                    "Deployment %s: revision %s (%s)",
+                    "Deployment %s: revision %s (%s)%s",
                     rollout.name,
                     rollout.revision,
                     "created" if rollout.created else "updated" if rollout.changed else "unchanged",
+                    f", a candidate at {rollout.candidate_url}" if rollout.candidate else "",
                 )
                 context["ti"].xcom_push(key=ROLLOUT_XCOM_KEY, value=rollout.to_dict())
                 self.link(context, client, rollout)
@@ -447,3 +459,144 @@ class BentoRollbackOperator(_BentoOperator):
             raise self.fail(exc) from None
         self.log.info("Deployment %s is back on revision %s", dep.name, dep.target_revision)
         return {"deployment": dep.name, "revision": dep.target_revision, "bento": dep.bento}
+
+
+def _rollout_from(context: Context, rollout: Any, task_id: str | None) -> Any:
+    """The rollout given, else the one ``task_id`` pushed; None when neither is there."""
+    if rollout is None and task_id:
+        rollout = context["ti"].xcom_pull(task_ids=task_id, key=ROLLOUT_XCOM_KEY)
+    return rollout
+
+
+class BentoPromoteOperator(_BentoOperator):
+    """Switch the deployment's endpoint to the rollout's candidate; returns the promoted rollout.
+
+    Runs after the smoke test of a deploy with ``candidate=True``: until now the candidate took
+    no live traffic. A rollout that is not a candidate already serves and is returned as it is.
+
+    :param rollout: the deploy operator's output (or give ``deploy_task_id``).
+    :param deploy_task_id: the deploy task whose rollout to promote.
+    :param deployment_name: promote this deployment's current candidate instead.
+    :param timeout: seconds to wait until the promoted revision serves.
+    """
+
+    template_fields: Sequence[str] = ("rollout", "deployment_name")
+    operator_extra_links = (BentoDeploymentLink(), BentoEndpointLink())
+
+    def __init__(
+        self,
+        *,
+        rollout: Any = None,
+        deploy_task_id: str | None = None,
+        deployment_name: str | None = None,
+        timeout: float = 600.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.rollout = rollout
+        self.deploy_task_id = deploy_task_id
+        self.deployment_name = deployment_name
+        self.timeout = timeout
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from bentoship import BentoshipError
+        from bentoship.steps import promote
+
+        rollout = _rollout_from(context, self.rollout, self.deploy_task_id)
+        target = _target(self, context, rollout, self.deployment_name)
+        try:
+            with self.hook.get_conn() as client:
+                self.link(context, client, target)
+                promoted = promote(target, client=client, timeout=self.timeout)
+        except BentoshipError as exc:
+            raise self.fail(exc) from None
+        self.log.info("Deployment %s serves revision %s", promoted.name, promoted.revision)
+        return promoted.to_dict()
+
+
+class BentoCanaryAnalysisOperator(_BentoOperator):
+    """Ramp the candidate's share of live traffic, check it at each step, promote or discard.
+
+    At each step of ``steps`` (percent of the endpoint's requests) the candidate's success rate
+    and p99, from the control plane's per-revision counts, are checked against the thresholds
+    and the baseline revision's. Returns the analysis (verdict, reason, every step's figures);
+    a discarded candidate fails the task, with the analysis under the XCom key
+    ``canary_analysis``. Needs the local control plane (BentoCloud has no per-revision counts).
+
+    :param rollout: the deploy operator's output, deployed with ``candidate=True``.
+    :param deploy_task_id: the deploy task whose rollout to analyse (instead of ``rollout``).
+    :param steps: the candidate's weights, rising (default 10, 50, 100).
+    :param interval: seconds per step (default 60).
+    :param min_requests: answers the candidate must give at each step (default 100).
+    :param min_success_rate: share of non-5xx answers (default 0.99).
+    :param max_p99_ratio: the candidate's p99 may be at most this times the baseline's...
+    :param p99_slack_ms: ...plus this many milliseconds (defaults 1.5 and 50).
+    :param route_type: ``random``, or ``header``/``query`` for sticky routing by ``route_by``.
+    :param route_by: the header or query parameter whose value is hashed.
+    :param timeout: seconds to wait until a promoted candidate serves.
+    """
+
+    template_fields: Sequence[str] = ("rollout",)
+    operator_extra_links = (BentoDeploymentLink(), BentoEndpointLink())
+
+    def __init__(
+        self,
+        *,
+        rollout: Any = None,
+        deploy_task_id: str | None = None,
+        steps: Sequence[int] = (10, 50, 100),
+        interval: float = 60.0,
+        min_requests: int = 100,
+        min_success_rate: float = 0.99,
+        max_p99_ratio: float = 1.5,
+        p99_slack_ms: float = 50.0,
+        route_type: str = "random",
+        route_by: str | None = None,
+        timeout: float = 600.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.rollout = rollout
+        self.deploy_task_id = deploy_task_id
+        self.steps = steps
+        self.interval = interval
+        self.min_requests = min_requests
+        self.min_success_rate = min_success_rate
+        self.max_p99_ratio = max_p99_ratio
+        self.p99_slack_ms = p99_slack_ms
+        self.route_type = route_type
+        self.route_by = route_by
+        self.timeout = timeout
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from bentoship import BentoshipError, CanaryFailed, CanaryPolicy
+        from bentoship.steps import analyze_canary
+
+        rollout = self.parse_rollout(_rollout_from(context, self.rollout, self.deploy_task_id))
+        if rollout is None:
+            persist_links(context)
+            raise AirflowException(
+                f"{self.task_id}: give the rollout of a deploy with candidate=True "
+                "(rollout= or deploy_task_id=)"
+            )
+        try:
+            policy = CanaryPolicy(
+                steps=tuple(self.steps),
+                interval=self.interval,
+                min_requests=self.min_requests,
+                min_success_rate=self.min_success_rate,
+                max_p99_ratio=self.max_p99_ratio,
+                p99_slack_ms=self.p99_slack_ms,
+                route_type=self.route_type,
+                route_by=self.route_by,
+            )
+            with self.hook.get_conn() as client:
+                self.link(context, client, rollout)
+                analysis = analyze_canary(rollout, policy, client=client, timeout=self.timeout)
+        except CanaryFailed as exc:
+            context["ti"].xcom_push(key=CANARY_XCOM_KEY, value=exc.analysis)
+            raise self.fail(exc) from None
+        except BentoshipError as exc:
+            raise self.fail(exc) from None
+        self.log.info("Canary %s promoted: %s", rollout.revision, analysis.reason)
+        return analysis.to_dict()

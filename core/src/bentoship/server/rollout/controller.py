@@ -161,8 +161,8 @@ class Controller:
         return target
 
     def requests(self, name: str) -> int:
-        rt = self.runtimes.get(name)
-        return rt.requests if rt else 0
+        """Answers the endpoints gave for the deployment: the sum of its revisions' counts."""
+        return sum(self.traffic.of(rev.uid).requests for rev in self.store.list_revisions(name))
 
     def log_path(self, rev: Revision) -> Path:
         return self.settings.logs_dir / rev.deployment / f"r{rev.seq}-{rev.uid[:8]}.log"
@@ -221,9 +221,7 @@ class Controller:
         return bool(rev and rev.config.get("access_authorization"))
 
     def record_request(self, deployment: str) -> None:
-        rt = self.runtime(deployment)
-        rt.requests += 1
-        rt.last_request = time.monotonic()
+        self.runtime(deployment).last_request = time.monotonic()
 
     def record_response(self, deployment: str, revision: str, status: int, seconds: float) -> None:
         self.traffic.record(revision, status, seconds)

@@ -32,7 +32,6 @@ class DeploymentRuntime:
     split: TrafficSplit | None = None
     """The candidate's share of the stable endpoint's traffic (a canary), if it has one."""
     health: Health = Health.HEALTHY
-    requests: int = 0
     last_request: float = field(default_factory=time.monotonic)
     rollout: asyncio.Task[None] | None = None
     wakeup: asyncio.Task[None] | None = None
