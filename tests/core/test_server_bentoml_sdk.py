@@ -18,7 +18,12 @@ def cloud_client(plane: LocalControlPlane) -> bentoml.cloud.BentoCloudClient:
     )
 
 
-def test_push_deploy_update_list_terminate_delete(
+def version_for(url: str, user: str) -> str:
+    answer = httpx.post(f"{url}/echo", json={"text": "hi"}, headers={"X-User": user}).json()
+    return str(answer["version"])
+
+
+def test_push_deploy_update_canary_list_terminate_delete(
     shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
 ) -> None:
     client = cloud_client(shared_plane)
@@ -37,6 +42,27 @@ def test_push_deploy_update_list_terminate_delete(
     assert updated.wait_until_ready(timeout=60, check_interval=1) == 0
     assert httpx.post(f"{url}/echo", json={"text": "hi"}).json()["version"] == "v2"
     assert updated.get_endpoint_urls() == [url]
+
+    # BentoCloud's canary config: the version's bento starts as a candidate, and once ready it
+    # takes its weight of the callers, sticky by the header's value.
+    canary_config = {
+        "route_type": "header",
+        "route_by": "X-User",
+        "versions": {"old": {"bento": echo_v1, "weight": 50}},
+    }
+    canary = bentoml.deployment.update(
+        name="sdk-echo",
+        bento=echo_v2,
+        config_dict={"name": "sdk-echo", "canary": canary_config},
+        _cloud_client=client,
+    )
+    assert canary.wait_until_ready(timeout=60, check_interval=1) == 0
+    routing = canary.get_config().canary
+    assert routing is not None and (routing.route_type, routing.route_by) == ("header", "X-User")
+    users = [f"user-{i}" for i in range(40)]
+    first = [version_for(url, user) for user in users]
+    assert set(first) == {"v1", "v2"} and first == [version_for(url, user) for user in users]
+    assert httpx.post(f"{url}/echo", json={"text": "hi"}).json()["version"] == "v2"
 
     names = [d.name for d in bentoml.deployment.list(_cloud_client=client)]
     assert "sdk-echo" in names
