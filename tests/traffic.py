@@ -44,6 +44,9 @@ class TrafficLoop:
             while not self._stop.is_set():
                 try:
                     response = http.post(self.url, json=self.payload, headers=self.headers)
+                    if response.status_code >= 500:
+                        with self._lock:
+                            self.failures.append(f"HTTP {response.status_code}")
                 except httpx.HTTPError as exc:
                     with self._lock:
                         self.failures.append(type(exc).__name__)
@@ -87,6 +90,15 @@ class TrafficLoop:
         while len(self.answers) < count and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(self.answers) >= count, f"only {len(self.answers)} answers in {timeout} s"
+
+    def versions(self) -> Counter[str]:
+        """Successful answers by the ``version`` field of their body (the echo test bento's)."""
+        with self._lock:
+            return Counter(
+                str(a.body.get("version"))
+                for a in self.answers
+                if a.status == 200 and isinstance(a.body, dict)
+            )
 
     def by_revision(self) -> Counter[str]:
         with self._lock:

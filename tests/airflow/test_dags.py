@@ -84,7 +84,9 @@ def test_good_run_then_bad_run_is_rolled_back(
         assert serving_accuracy(first.url) >= 0.8
 
         features = holdout_features()
-        with TrafficLoop(f"{first.url}/predict", {"features": features}, clients=2) as live:
+        with TrafficLoop(
+            f"{first.url}/predict", {"features": features}, clients=2, pause=0.05
+        ) as live:
             live.wait_for(5)
             bad = run_dag(dag_id, {"bad_model": True, "deployment_name": deployment})
         logs = task_logs(capfd)

@@ -54,7 +54,7 @@ def test_three_bursts_of_ten_updates_leave_no_revision_starting(
     assert "cancelled" in phases
     assert not any(r["bentoship"]["warm"] for r in revisions if r is not serving[0])
     dep = api.get("burst")
-    assert dep["bentoship"]["serving_revision"] == serving[0]["uid"]
+    assert dep["bentoship"]["serving_revision"] == serving[0]["name"]
     envs = {e["value"] for e in serving[0]["targets"][0]["config"]["envs"]}
     assert envs and envs <= {f"2-{i}" for i in range(10)}
     answer = httpx.post(f"{api.url('burst')}/echo", json={"text": "x"}, timeout=30).json()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -12,39 +10,8 @@ import httpx
 
 from bentoship.server import LocalControlPlane
 
+from ..traffic import TrafficLoop
 from .api import Api
-
-PAUSE_SECONDS = 0.01
-
-
-class TrafficLoop:
-    """Send requests one after another from a thread (about 50 a second, so the control plane
-    and the services keep CPU to start revisions), counting answers by version and failures."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.versions: Counter[str] = Counter()
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=10) as http:
-            while not self._stop.wait(PAUSE_SECONDS):
-                try:
-                    response = http.post(f"{self.url}/echo", json={"text": "x"})
-                    response.raise_for_status()
-                    self.versions[response.json()["version"]] += 1
-                except Exception as exc:
-                    self.failures.append(repr(exc))
-
-    def __enter__(self) -> TrafficLoop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(15)
 
 
 def first_crash(lines: list[str]) -> float:
@@ -67,14 +34,14 @@ def test_crash_looping_revision_fails_long_before_its_deadline_while_previous_se
     api.wait_status("crashy", {"running"})
     url = api.url("crashy")
 
-    with TrafficLoop(url) as traffic:
+    with TrafficLoop(f"{url}/echo", clients=1, pause=0.01) as traffic:
         api.update("crashy", crash_bento)
         dep = api.wait_status("crashy", {"failed"}, timeout=100)
         failed_at = time.time()
         time.sleep(0.5)
 
     assert traffic.failures == []
-    assert set(traffic.versions) == {"v1"}
+    assert set(traffic.versions()) == {"v1"}
     assert dep["bentoship"]["serving_revision"] != dep["bentoship"]["target_revision"]
     reason = dep["bentoship"]["reason"]
     assert "crashed while starting" in reason
@@ -119,18 +86,18 @@ def test_update_and_rollback_drop_no_request(
     page = httpx.get(url + "/")
     assert page.status_code == 200 and "swagger" in page.text.lower()
 
-    with TrafficLoop(url) as traffic:
+    with TrafficLoop(f"{url}/echo", clients=1, pause=0.01) as traffic:
         api.update("steady", echo_v2, envs=envs)
         api.wait_status("steady", {"running"})
-        while traffic.versions["v2"] < 20:
+        while traffic.versions()["v2"] < 20:
             time.sleep(0.05)
         rolled = api.rollback("steady")
         assert rolled["status"] == "running"
-        seen_v2 = traffic.versions["v2"]
+        seen_v2 = traffic.versions()["v2"]
         time.sleep(1.0)
 
     assert traffic.failures == []
-    assert traffic.versions["v1"] > 0 and seen_v2 >= 20
+    assert traffic.versions()["v1"] > 0 and seen_v2 >= 20
     assert httpx.post(f"{url}/echo", json={"text": "x"}).json()["version"] == "v1"
     revisions = api.revisions("steady")
     assert [r["name"] for r in revisions] == ["r2", "r1"]

@@ -40,7 +40,7 @@ def test_a_ship_that_fails_its_smoke_test_never_reaches_live_traffic(
     assert first.created and first.revision == "r1" and not first.candidate
     assert httpx.post(f"{first.endpoint_url}/echo", json={"text": "a"}).json()["version"] == "v1"
 
-    with TrafficLoop(f"{first.endpoint_url}/echo") as live:
+    with TrafficLoop(f"{first.endpoint_url}/echo", clients=2, pause=0.01) as live:
         live.wait_for(20)
         with pytest.raises(SmokeTestFailed, match=r"candidate|answered"):
             ship("svc", echo_v2, smoke=echo_check("v9"), client=client, poll_interval=0.5)

@@ -43,7 +43,7 @@ def test_killed_serving_process_is_restarted(start_control_plane: Any, echo_v1: 
         if back.status == "running":
             break
         back = client.wait_for_change("phoenix", back.status, timeout=10)
-    assert back.status == "running" and back.serving_revision == serving.uid
+    assert back.status == "running" and back.serving_revision == serving.name
     restarted = next(r for r in client.list_revisions("phoenix") if r.serving)
     assert restarted.pid not in (None, serving.pid)
     answer = httpx.post(f"{back.url}/echo", json={"text": "x"}).json()

@@ -120,7 +120,9 @@ def test_bad_model_is_rolled_back_by_on_failure(
     features, _ = holdout
     with client_for(shared_plane) as api:
         before = {r.uid for r in api.list_revisions(DEPLOYMENT)}
-        with TrafficLoop(f"{url}/predict", {"features": features[:5]}, clients=2) as live:
+        with TrafficLoop(
+            f"{url}/predict", {"features": features[:5]}, clients=2, pause=0.05
+        ) as live:
             live.wait_for(5)
             with pytest.raises(Exception, match=r"matches the expected items, below 0\.8"):
                 run(
