@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 UV_VERSION := 0.13.9
 UV := .uv/bin/uv
 VENV := .venv
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 

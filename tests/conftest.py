@@ -56,14 +56,18 @@ PROCESS_EVENTS = frozenset(
 # The longest modules, started first so that the workers of `make test` (xdist, one module per
 # worker at a time) finish together instead of waiting on one long module at the end.
 LONGEST_FIRST = (
-    "kfp/test_example_pipeline.py",
-    "airflow/test_dags.py",
-    "kfp/test_shipped_components.py",
     "drills/test_drills.py",
-    "flyte/test_example_workflow.py",
+    "kfp/test_example_pipeline.py",
     "core/test_server_rollouts.py",
+    "kfp/test_shipped_components.py",
     "core/test_steps.py",
+    "core/test_verified_rollouts.py",
     "flyte/test_connector.py",
+    "airflow/test_dags.py",
+    "flyte/test_example_workflow.py",
+    "airflow/test_operators.py",
+    "flyte/test_tasks.py",
+    "core/test_server_bentoml_sdk.py",
 )
 
 
