@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from bentoship.server import LocalControlPlane
 
@@ -116,3 +118,33 @@ def test_scale_to_zero_then_first_request_wakes(start_control_plane: Any, echo_v
     answer = httpx.post(f"{api.url('sleepy')}/echo", json={"text": "wake"}, timeout=60)
     assert answer.json()["version"] == "v1"
     assert api.get("sleepy")["status"] == "running"
+
+
+def test_a_port_taken_before_bentoml_binds_it_is_told_apart(echo_v1: str, tmp_path: Path) -> None:
+    """The control plane picks a free port, then bentoml binds it: another process may win the
+    race. That failure is PortTaken, which the controller answers with another port."""
+    import asyncio
+    import os
+    import socket
+
+    from bentoship.server.rollout.runner import PortTaken, start_serve
+
+    async def start_on_taken_port(port: int) -> None:
+        proc = await start_serve(
+            revision="taken",
+            bento_tag=echo_v1,
+            bentoml_home=Path(os.environ["BENTOML_HOME"]),
+            log_path=tmp_path / "serve.log",
+            envs={},
+            port=port,
+        )
+        try:
+            with pytest.raises(PortTaken, match=f"could not bind port {port}"):
+                await proc.wait_ready(60)
+        finally:
+            await proc.stop()
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        asyncio.run(start_on_taken_port(holder.getsockname()[1]))

@@ -31,7 +31,14 @@ from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
 from .home import prepare_revision_home
 from .phases import Health, Lifecycle, RevisionPhase, check_transition, derive_status
-from .runner import NotReadyError, ServeProcess, process_tree, start_serve, tail_lines
+from .runner import (
+    NotReadyError,
+    PortTaken,
+    ServeProcess,
+    process_tree,
+    start_serve,
+    tail_lines,
+)
 from .runtime import DeploymentRuntime
 
 __all__ = ["Controller"]
@@ -39,6 +46,7 @@ __all__ = ["Controller"]
 log = logging.getLogger("bentoship.server")
 
 BACKEND_WAIT_SECONDS = 60.0
+PORT_ATTEMPTS = 3
 SETTLE_SECONDS = 0.2
 """A rollout waits this long before it starts a process, so a burst of updates starts one."""
 SUPERSEDED = "superseded by a newer request"
@@ -580,6 +588,21 @@ class Controller:
         rt.processes[rev.uid] = proc
         return proc
 
+    async def _start_ready(self, rt: DeploymentRuntime, rev: Revision) -> ServeProcess:
+        """Launch the revision and wait until it is ready; a port taken meanwhile: another port."""
+        for attempt in range(PORT_ATTEMPTS):
+            proc = await self._launch(rt, rev)
+            try:
+                await proc.wait_ready(
+                    self.settings.readiness_timeout, self.settings.crash_loop_after
+                )
+                return proc
+            except PortTaken:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+                log.info("%s %s: port %s was taken; another port", rt.name, proc.name, proc.port)
+        raise AssertionError("unreachable")
+
     async def _stop_unless_serving(self, rt: DeploymentRuntime, uid: str) -> None:
         proc = rt.processes.get(uid)
         if proc is not None and proc is not rt.serving:
@@ -593,10 +616,7 @@ class Controller:
                 return
             await asyncio.sleep(SETTLE_SECONDS)
             try:
-                proc = await self._launch(rt, rev)
-                await proc.wait_ready(
-                    self.settings.readiness_timeout, self.settings.crash_loop_after
-                )
+                await self._start_ready(rt, rev)
             except (NotReadyError, OSError) as exc:
                 async with rt.lock:
                     await self._fail(rt, uid, str(exc))

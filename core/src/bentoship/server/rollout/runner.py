@@ -29,6 +29,13 @@ class NotReadyError(Exception):
     """The process exited, or did not answer ``/readyz`` before its deadline."""
 
 
+class PortTaken(NotReadyError):
+    """Another process bound the port between its choice and ``bentoml serve``'s bind."""
+
+
+PORT_TAKEN = "Address already in use"
+
+
 ProcessTree = dict[int, list[int]]
 
 
@@ -160,16 +167,20 @@ class ServeProcess:
         next_log_check = 0.0
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT, trust_env=False) as http:
             while True:
-                if not self.alive:
+                exited = not self.alive
+                if exited or time.monotonic() >= next_log_check:
+                    next_log_check = time.monotonic() + LOG_CHECK_INTERVAL
+                    text = self._read_new_log()
+                    if PORT_TAKEN in text:
+                        raise PortTaken(f"bentoml serve could not bind port {self.port}: taken")
+                    detector.feed(text)
+                    if detector.crash_looping:
+                        raise NotReadyError(detector.reason())
+                if exited:
                     raise NotReadyError(
                         f"bentoml serve exited with code {self.process.returncode} "
                         "before it was ready"
                     )
-                if time.monotonic() >= next_log_check:
-                    next_log_check = time.monotonic() + LOG_CHECK_INTERVAL
-                    detector.feed(self._read_new_log())
-                    if detector.crash_looping:
-                        raise NotReadyError(detector.reason())
                 with contextlib.suppress(httpx.HTTPError):
                     response = await http.get(f"{self.url}/readyz")
                     if response.status_code == 200:
