@@ -149,6 +149,21 @@ def test_rollback_to_named_revision_and_smoke_test_with_token(
         smoke_test(second, echo_check("v2"))
     with pytest.raises(SmokeTestFailed, match="HTTP 401"):
         smoke_test(second, echo_check("v2"), token="not-the-token")
+    # No side door: the revision's own port, which the revisions API lists, takes only the
+    # control plane's client certificate (mutual TLS), so a local client cannot skip the token.
+    port = next(r.port for r in client.list_revisions("named") if r.serving)
+    assert port is not None
+    for scheme in ("http", "https"):
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(f"{scheme}://127.0.0.1:{port}/echo", json={"text": "x"}, verify=False)
+    # The service never sees the control plane's API token, nor its session cookie.
+    seen = httpx.post(
+        f"{second.endpoint_url}/headers",
+        json={},
+        headers={"Authorization": f"Bearer {token}", "Cookie": "bentoship_session=s; theirs=1"},
+    ).json()
+    assert "authorization" not in seen and seen["cookie"] == "theirs=1"
+    assert token not in str(seen)
     dep = rollback("named", revision="r1", client=client)
     assert dep is not None and dep.serving_revision == first.revision
     assert smoke_test("named", echo_check("v1"), token=token, client=client)["version"] == "v1"

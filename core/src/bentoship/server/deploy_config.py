@@ -6,11 +6,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..tags import TAG_PATTERN
+from ..tags import TAG_PATTERN, shown
 from .errors import Invalid
 
-NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_PATTERN = re.compile(r"\A[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
+ENV_NAME_PATTERN = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
+LABEL_KEY_PATTERN = re.compile(r"\A[A-Za-z0-9](?:[-A-Za-z0-9_./]{0,251}[A-Za-z0-9])?\Z")
+MAX_VALUE_CHARACTERS = 64 * 1024
 STRATEGIES = ("RollingUpdate", "Recreate", "RampedSlowRollout", "BestEffortControlledRollout")
 
 INSTANCE_TYPES: dict[str, dict[str, Any]] = {
@@ -33,7 +35,7 @@ def validate_name(name: object) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise ConfigInvalid(
             "name",
-            f"{name!r} is not a valid deployment name; use lowercase letters, digits and '-' "
+            f"{shown(name)} is not a valid deployment name; use lowercase letters, digits and '-' "
             "(at most 63 characters, starting and ending with a letter or digit)",
         )
     return name
@@ -41,7 +43,7 @@ def validate_name(name: object) -> str:
 
 def validate_tag(tag: object, field: str = "bento") -> str:
     if not isinstance(tag, str) or not TAG_PATTERN.match(tag):
-        raise ConfigInvalid(field, f"{tag!r} is not a bento tag; give it as 'name:version'")
+        raise ConfigInvalid(field, f"{shown(tag)} is not a bento tag; give it as 'name:version'")
     return tag
 
 
@@ -57,21 +59,43 @@ def _pairs(value: object, field: str, key: str) -> list[dict[str, str]]:
         if not isinstance(item, dict) or not isinstance(item.get(key), str):
             raise ConfigInvalid(f"{field}[{index}]", f"expected an object with a string '{key}'")
         raw = item.get("value", "")
-        items.append({key: item[key], "value": "" if raw is None else str(raw)})
+        if isinstance(raw, (dict, list)):
+            raise ConfigInvalid(f"{field}[{index}].value", "expected a string, number or bool")
+        text = "" if raw is None else str(raw)
+        if "\x00" in text or len(text) > MAX_VALUE_CHARACTERS:
+            raise ConfigInvalid(
+                f"{field}[{index}].value",
+                f"holds a NUL byte or is longer than {MAX_VALUE_CHARACTERS} characters",
+            )
+        items.append({key: item[key], "value": text})
     return items
+
+
+def _labels(value: object, field: str) -> list[dict[str, str]]:
+    labels = _pairs(value, field, "key")
+    for index, label in enumerate(labels):
+        if not LABEL_KEY_PATTERN.match(label["key"]):
+            raise ConfigInvalid(
+                f"{field}[{index}].key",
+                f"{shown(label['key'])} is not a label key; use letters, digits, '-', '_', '.' "
+                "and '/' (at most 253 characters)",
+            )
+    return labels
 
 
 def _envs(value: object, field: str) -> list[dict[str, str]]:
     envs = _pairs(value, field, "name")
     for index, env in enumerate(envs):
         if not ENV_NAME_PATTERN.match(env["name"]):
-            raise ConfigInvalid(f"{field}[{index}].name", f"{env['name']!r} is not an env var name")
+            raise ConfigInvalid(
+                f"{field}[{index}].name", f"{shown(env['name'])} is not an env var name"
+            )
     return envs
 
 
 def _int(value: object, field: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigInvalid(field, f"expected an integer >= {minimum}, got {value!r}")
+        raise ConfigInvalid(field, f"expected an integer >= {minimum}, got {shown(value)}")
     return value
 
 
@@ -85,7 +109,8 @@ def _service(name: str, raw: object) -> dict[str, Any]:
     if instance_type not in INSTANCE_TYPES:
         raise ConfigInvalid(
             f"{field}.instance_type",
-            f"unknown instance type {instance_type!r}; choose one of {', '.join(INSTANCE_TYPES)}",
+            f"unknown instance type {shown(instance_type)}; "
+            f"choose one of {', '.join(INSTANCE_TYPES)}",
         )
     scaling = raw.get("scaling") or {}
     if not isinstance(scaling, dict):
@@ -105,7 +130,8 @@ def _service(name: str, raw: object) -> dict[str, Any]:
     strategy = raw.get("deployment_strategy") or "RollingUpdate"
     if strategy not in STRATEGIES:
         raise ConfigInvalid(
-            f"{field}.deployment_strategy", f"{strategy!r} is not one of {', '.join(STRATEGIES)}"
+            f"{field}.deployment_strategy",
+            f"{shown(strategy)} is not one of {', '.join(STRATEGIES)}",
         )
     cold_start = raw.get("cold_start_timeout")
     if cold_start is not None:
@@ -128,13 +154,24 @@ def _service(name: str, raw: object) -> dict[str, Any]:
     }
 
 
+def check_body(body: dict[str, Any]) -> None:
+    """Refuse a body whose fields are wrong whatever its bento (before the bento is looked up)."""
+    if body.get("name"):
+        validate_name(body["name"])
+    if body.get("bento") is not None:
+        validate_tag(body["bento"])
+    _envs(body.get("envs"), "envs")
+    _labels(body.get("labels"), "labels")
+    parse_canary(body.get("canary"))
+
+
 def normalize_config(body: dict[str, Any], entry_service: str) -> dict[str, Any]:
     """Return the config with every default filled in, or raise ConfigInvalid naming the field."""
     access = body.get("access_authorization", False)
     if access is None:
         access = False
     if not isinstance(access, bool):
-        raise ConfigInvalid("access_authorization", f"expected true or false, got {access!r}")
+        raise ConfigInvalid("access_authorization", f"expected true or false, got {shown(access)}")
     if body.get("secrets"):
         raise ConfigInvalid(
             "secrets", "secrets are not supported by the local control plane; pass envs instead"
@@ -146,13 +183,13 @@ def normalize_config(body: dict[str, Any], entry_service: str) -> dict[str, Any]
     if unknown:
         raise ConfigInvalid(
             f"services.{unknown[0]}",
-            f"the bento has no service {unknown[0]!r}; use {entry_service!r}",
+            f"the bento has no service {shown(unknown[0])}; use {shown(entry_service)}",
         )
     service_name = entry_service or next(iter(services_raw), "default")
     return {
         "access_authorization": access,
         "envs": _envs(body.get("envs"), "envs"),
-        "labels": _pairs(body.get("labels"), "labels", "key"),
+        "labels": _labels(body.get("labels"), "labels"),
         "secrets": None,
         "services": {service_name: _service(service_name, services_raw.get(service_name))},
         "canary": None,
@@ -183,7 +220,7 @@ def parse_canary(raw: object) -> CanaryVersion | None:
     route_type = raw.get("route_type") or "random"
     if route_type not in ROUTE_TYPES:
         raise ConfigInvalid(
-            "canary.route_type", f"{route_type!r} is not one of random, header, query"
+            "canary.route_type", f"{shown(route_type)} is not one of random, header, query"
         )
     route_by = raw.get("route_by") or None
     if route_type != "random" and not isinstance(route_by, str):
@@ -203,7 +240,7 @@ def parse_canary(raw: object) -> CanaryVersion | None:
     weight = version.get("weight")
     if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
         raise ConfigInvalid(
-            f"{field}.weight", f"expected a percentage from 0 to 100, got {weight!r}"
+            f"{field}.weight", f"expected a percentage from 0 to 100, got {shown(weight)}"
         )
     return CanaryVersion(
         name=str(name),

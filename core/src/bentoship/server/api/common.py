@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from ...tags import shown
 from .. import schemas
 from ..errors import Invalid, NotFound
 from ..registry.service import Registry
@@ -28,10 +29,48 @@ class Services:
             raise NotFound("not found")
 
 
+MAX_JSON_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings not counted)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 async def json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    """The request's JSON object: at most 1 MiB, nested at most 32 levels, else Invalid."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BYTES:
+            raise Invalid(f"request body is larger than {MAX_JSON_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return {}
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise Invalid(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         body = json.loads(raw)
     except ValueError:
@@ -45,7 +84,7 @@ def check_cluster(request: Request) -> None:
     cluster = request.query_params.get("cluster") or schemas.CLUSTER_NAME
     if cluster != schemas.CLUSTER_NAME:
         raise NotFound(
-            f"cluster {cluster!r} not found; the local control plane has one cluster, 'local'"
+            f"cluster {shown(cluster)} not found; the local control plane has one cluster, 'local'"
         )
 
 
@@ -54,5 +93,5 @@ def whole_number(request: Request, name: str, default: int) -> int:
     if raw is None or raw == "":
         return default
     if not raw.isdigit():
-        raise Invalid(f"{name} must be a whole number, got {raw[:20]!r}")
+        raise Invalid(f"{name} must be a whole number, got {shown(raw[:20])}")
     return int(raw)

@@ -10,13 +10,21 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ...statuses import DeploymentStatus
+from ...tags import shown
 from .. import schemas
-from ..deploy_config import CanaryVersion, normalize_config, parse_canary, validate_name
+from ..deploy_config import (
+    CanaryVersion,
+    check_body,
+    normalize_config,
+    parse_canary,
+    validate_name,
+)
 from ..endpoint.proxy import Role
 from ..endpoint.split import RouteType, TrafficSplit
 from ..errors import Invalid
 from ..store import Deployment, Revision
 from .common import Services, check_cluster, json_body, whole_number
+from .query import ListQuery
 
 __all__ = ["bento_json", "deployment_json", "revision_json", "routes"]
 
@@ -81,7 +89,7 @@ def manual_promotion(request: Request) -> bool:
     """``?promotion=manual`` holds the new revision as a candidate (an extension)."""
     promotion = request.query_params.get("promotion") or "auto"
     if promotion not in ("auto", "manual"):
-        raise Invalid(f"promotion must be 'auto' or 'manual', got {promotion[:20]!r}")
+        raise Invalid(f"promotion must be 'auto' or 'manual', got {shown(promotion[:20])}")
     return promotion == "manual"
 
 
@@ -92,6 +100,10 @@ def canary_split(canary: CanaryVersion) -> TrafficSplit:
 def routes(services: Services) -> list[Route]:
     controller, registry = services.controller, services.registry
 
+    def labels(dep: Deployment) -> list[dict[str, str]]:
+        target = controller.target_of(dep)
+        return list(target.config.get("labels") or []) if target else []
+
     async def create(request: Request) -> JSONResponse:
         check_cluster(request)
         verify = manual_promotion(request)
@@ -101,9 +113,11 @@ def routes(services: Services) -> list[Route]:
                 "canary: a canary needs a deployment that already serves its main bento; "
                 "create it without a canary, then update it with one"
             )
+        check_body(body)
+        given = body.get("name")
         tag, entry = registry.resolve_bento(body.get("bento"))
         generated = f"{tag.split(':')[0].replace('_', '-')}-{secrets.token_hex(3)}"
-        name = validate_name(body.get("name") or generated)
+        name = validate_name(given or generated)
         config = normalize_config(body, entry)
         dep = await controller.create(name, tag, config, verify=verify)
         return JSONResponse(deployment_json(services, dep))
@@ -116,9 +130,10 @@ def routes(services: Services) -> list[Route]:
     async def update(request: Request) -> JSONResponse:
         check_cluster(request)
         name = request.path_params["name"]
-        controller.get(name)
         verify = manual_promotion(request)
         body = await json_body(request)
+        check_body(body)
+        controller.get(name)
         canary = parse_canary(body.get("canary"))
         if canary is None:
             tag, entry = registry.resolve_bento(body.get("bento"))
@@ -142,8 +157,8 @@ def routes(services: Services) -> list[Route]:
 
     async def listing(request: Request) -> JSONResponse:
         check_cluster(request)
-        needle = request.query_params.get("search") or request.query_params.get("q") or ""
-        items = [d for d in controller.store.list_deployments() if needle in d.name]
+        query = ListQuery.of(request)
+        items = [d for d in controller.store.list_deployments() if query.matches(d.name, labels(d))]
         start = whole_number(request, "start", 0)
         count = whole_number(request, "count", len(items))
         page = [deployment_json(services, d) for d in items[start : start + count]]

@@ -109,14 +109,14 @@ def routes(services: Services) -> list[Route]:
     async def wait(request: Request) -> JSONResponse:
         services.require_extensions()
         name = request.path_params["name"]
-        dep = controller.get(name)
-        known = request.query_params.get("status") or controller.status(dep)
         try:
             timeout = float(request.query_params.get("timeout") or 30)
         except ValueError:
             raise Invalid("timeout must be a number of seconds") from None
         if not math.isfinite(timeout):
             raise Invalid("timeout must be a finite number of seconds")
+        dep = controller.get(name)
+        known = request.query_params.get("status") or controller.status(dep)
         phase = request.query_params.get("phase") or None
         await controller.wait_for_change(
             name, known, min(max(timeout, 0.0), MAX_WAIT_SECONDS), known_phase=phase

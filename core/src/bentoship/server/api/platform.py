@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ...tags import shown
 from .. import schemas
 from ..errors import NotFound
 from .common import Services, check_cluster
@@ -25,7 +26,7 @@ def routes(services: Services) -> list[Route]:
 
     async def cluster(request: Request) -> JSONResponse:
         if request.path_params["cluster"] != schemas.CLUSTER_NAME:
-            raise NotFound(f"cluster {request.path_params['cluster']!r} not found")
+            raise NotFound(f"cluster {shown(request.path_params['cluster'])} not found")
         return JSONResponse(schemas.cluster())
 
     async def instance_types(request: Request) -> JSONResponse:
@@ -34,7 +35,7 @@ def routes(services: Services) -> list[Route]:
 
     async def secret(request: Request) -> JSONResponse:
         raise NotFound(
-            f"secret {request.path_params['name']!r} not found (record not found); "
+            f"secret {shown(request.path_params['name'])} not found (record not found); "
             "the local control plane has no secrets, pass envs instead"
         )
 

@@ -11,6 +11,7 @@ from starlette.routing import Route
 from .. import schemas
 from ..registry.service import KINDS
 from .common import Services, json_body, whole_number
+from .query import ListQuery
 
 __all__ = ["routes"]
 
@@ -41,13 +42,17 @@ def routes(services: Services) -> list[Route]:
     async def list_versions(request: Request, kind: str) -> Response:
         name = request.path_params["repo"]
         row = registry.repository(kind, name)
-        items = store.list_artifacts(kind, name)[: whole_number(request, "count", 10**6)]
+        query = ListQuery.of(request)
+        found = [i for i in store.list_artifacts(kind, name) if query.matches(i.tag, i.labels)]
+        items = found[: whole_number(request, "count", 10**6)]
         return JSONResponse(schemas.listing([schemas.artifact(i, row) for i in items]))
 
     async def list_all_versions(request: Request, kind: str) -> Response:
+        query = ListQuery.of(request)
         items = [
             schemas.artifact(i, store.get_repository(kind, i.repository))
             for i in store.list_artifacts(kind)
+            if query.matches(i.tag, i.labels)
         ]
         return JSONResponse(schemas.listing(items))
 

@@ -114,6 +114,15 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
+OWN_COOKIE_PREFIX = b"bentoship_"
+
+
+def _without_own_cookies(header: bytes) -> bytes:
+    """A ``Cookie`` header without the control plane's own cookies (``bentoship_*``)."""
+    parts = [part.strip() for part in header.split(b";")]
+    return b"; ".join(p for p in parts if p and not p.startswith(OWN_COOKIE_PREFIX))
+
+
 class EndpointProxy:
     """ASGI app that forwards every request to the revision its role and the split choose."""
 
@@ -121,6 +130,23 @@ class EndpointProxy:
         self.deployment = deployment
         self.backends = backends
         self.role = role
+
+    def _forwarded(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The request's headers for the service: never the control plane's API token, never
+        a bentoship session cookie, no hop-by-hop header."""
+        token = f"Bearer {self.backends.token}".encode()
+        kept: list[tuple[bytes, bytes]] = []
+        for key, value in headers:
+            if key in NOT_FORWARDED:
+                continue
+            if key == b"authorization" and hmac.compare_digest(value.strip(), token):
+                continue
+            if key == b"cookie":
+                value = _without_own_cookies(value)
+                if not value:
+                    continue
+            kept.append((key, value))
+        return kept
 
     def _authorized(self, scope: Scope) -> bool:
         expected = f"Bearer {self.backends.token}".encode()
@@ -165,7 +191,7 @@ class EndpointProxy:
                 if not message.get("more_body", False):
                     break
 
-        headers = [(k, v) for k, v in scope["headers"] if k not in NOT_FORWARDED]
+        headers = self._forwarded(scope["headers"])
         message = await receive()
         content: bytes | Any = message.get("body", b"")
         while message.get("more_body", False) and len(content) < BUFFERED_BODY_BYTES:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...refs import entry_service
-from ...tags import NAME_PATTERN, VERSION_PATTERN
+from ...tags import NAME_PATTERN, VERSION_PATTERN, shown
 from ..deploy_config import validate_tag
 from ..errors import Invalid, NotFound
 from ..settings import ServerSettings
@@ -37,12 +37,31 @@ class UploadStatus(StrEnum):
     FAILED = "failed"
 
 
+MAX_DESCRIPTION_CHARACTERS = 64 * 1024
+
+
 def _labels(value: Any) -> list[dict[str, str]]:
-    return [
-        {"key": str(item.get("key")), "value": str(item.get("value"))}
-        for item in value or []
-        if isinstance(item, dict)
-    ]
+    """Labels as ``[{key, value}]``; anything else is refused in one line."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("key"), str) for item in value
+    ):
+        raise Invalid(f"labels must be a list of {{key, value}} objects, not {shown(value)}")
+    return [{"key": item["key"], "value": str(item.get("value") or "")} for item in value]
+
+
+def _manifest(value: Any) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise Invalid(f"manifest must be an object, not {shown(value)}")
+
+
+def _description(value: Any) -> str:
+    text = "" if value is None else str(value)
+    if len(text) > MAX_DESCRIPTION_CHARACTERS:
+        raise Invalid(f"description is longer than {MAX_DESCRIPTION_CHARACTERS} characters")
+    return text
 
 
 class Registry:
@@ -57,16 +76,16 @@ class Registry:
     def repository(self, kind: str, name: str) -> sqlite3.Row:
         row = self.store.get_repository(kind, name)
         if row is None:
-            raise NotFound(f"{kind} repository {name!r} not found (record not found)")
+            raise NotFound(f"{kind} repository {shown(name)} not found (record not found)")
         return row
 
     def create_repository(self, kind: str, name: object, description: object) -> sqlite3.Row:
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
             raise Invalid(
-                f"invalid {kind} repository name {name!r}; use lowercase letters, digits, "
-                "'-', '_' and '.'"
+                f"invalid {kind} repository name {shown(name)}; use lowercase letters, digits, "
+                "'-', '_' and '.' (at most 63 characters)"
             )
-        return self.store.create_repository(kind, name, str(description or ""))
+        return self.store.create_repository(kind, name, _description(description))
 
     # versions
 
@@ -83,18 +102,21 @@ class Registry:
         self.repository(kind, repository)
         version = body.get("version")
         if not isinstance(version, str) or not VERSION_PATTERN.match(version):
-            raise Invalid(f"invalid {kind} version {version!r}")
-        if kind == "model" and not isinstance(body.get("manifest"), dict):
+            raise Invalid(f"invalid {kind} version {shown(version)}")
+        manifest = _manifest(body.get("manifest"))
+        if kind == "model" and manifest is None:
             raise Invalid("a model needs a manifest")
+        labels = _labels(body.get("labels"))
+        description = _description(body.get("description"))
         existing = self.store.get_artifact(kind, repository, version)
         item = Artifact(
             kind=kind,
             repository=repository,
             version=version,
             uid=existing.uid if existing else new_uid(),
-            description=str(body.get("description") or ""),
-            manifest=body.get("manifest"),
-            labels=_labels(body.get("labels")),
+            description=description,
+            manifest=manifest,
+            labels=labels,
             build_at=str(body.get("build_at") or now()),
             created_at=existing.created_at if existing else now(),
             updated_at=now() if existing else None,
@@ -109,10 +131,10 @@ class Registry:
     ) -> Artifact:
         item = self.artifact(kind, repository, version)
         if body.get("description") is not None:
-            item.description = str(body["description"])
-        if isinstance(body.get("manifest"), dict):
-            item.manifest = body["manifest"]
-        if isinstance(body.get("labels"), list):
+            item.description = _description(body["description"])
+        if body.get("manifest") is not None:
+            item.manifest = _manifest(body["manifest"])
+        if body.get("labels") is not None:
             item.labels = _labels(body["labels"])
         item.updated_at = now()
         self.store.upsert_artifact(item)
@@ -126,13 +148,13 @@ class Registry:
         """``start_upload`` and ``finish_upload``; the presign calls are no-ops here."""
         item = self.artifact(kind, repository, version)
         if step not in UPLOAD_STEPS:
-            raise NotFound(f"unknown upload step {step!r}")
+            raise NotFound(f"unknown upload step {shown(step)}")
         if step == "start_upload" and item.upload_status != UploadStatus.SUCCESS:
             item.upload_status = UploadStatus.UPLOADING
         elif step == "finish_upload":
             status = body.get("status")
             archived = self.archive_path(item).exists()
-            if status == UploadStatus.SUCCESS and kind == "bento" and not archived:
+            if status == UploadStatus.SUCCESS and not archived:
                 raise Invalid(f"{item.tag} has no uploaded archive; upload it before finishing")
             if status in (UploadStatus.SUCCESS, UploadStatus.FAILED):
                 item.upload_status = str(status)

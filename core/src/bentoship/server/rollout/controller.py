@@ -22,6 +22,7 @@ from typing import Any
 from ...logtail import last_error_line
 from ...refs import find_revision, revision_name
 from ...statuses import DeploymentStatus
+from ...tags import shown
 from ..deploy_config import min_replicas, process_envs
 from ..endpoint.proxy import EndpointServer, Role, Scope
 from ..endpoint.split import TrafficSplit
@@ -40,6 +41,7 @@ from .runner import (
     tail_lines,
 )
 from .runtime import DeploymentRuntime
+from .tls import RevisionTLS
 
 __all__ = ["Controller"]
 
@@ -57,7 +59,7 @@ HELD_PHASES = (RevisionPhase.STARTING, RevisionPhase.CANDIDATE)
 
 def _not_found(name: str) -> NotFound:
     return NotFound(
-        f"deployment {name!r} not found (record not found); "
+        f"deployment {shown(name)} not found (record not found); "
         "list deployments with `bentoship status` or create it first"
     )
 
@@ -71,6 +73,7 @@ class Controller:
         self.token = settings.token
         self.runtimes: dict[str, DeploymentRuntime] = {}
         self.traffic = TrafficBook()
+        self._tls: RevisionTLS | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # lifecycle of the control plane
@@ -98,6 +101,13 @@ class Controller:
         endpoints = [e for rt in self.runtimes.values() for e in rt.endpoints()]
         await asyncio.gather(*(e.stop() for e in endpoints), return_exceptions=True)
 
+    @property
+    def tls(self) -> RevisionTLS:
+        """The certificates of mutual TLS with revisions that require access authorization."""
+        if self._tls is None:
+            self._tls = RevisionTLS.ensure(self.settings.data_dir / "tls")
+        return self._tls
+
     def runtime(self, name: str) -> DeploymentRuntime:
         rt = self.runtimes.get(name)
         if rt is None:
@@ -121,7 +131,7 @@ class Controller:
         found = find_revision(self.revisions(name), ref)
         if found is None:
             raise NotFound(
-                f"deployment {name} has no revision {ref!r} (record not found); "
+                f"deployment {name} has no revision {shown(ref)} (record not found); "
                 "list them with `bentoship revisions`"
             )
         return found
@@ -261,7 +271,7 @@ class Controller:
         async with rt.lock:
             if self.store.get_deployment(name) is not None:
                 raise Conflict(
-                    f"deployment {name!r} already exists; update it instead of creating it"
+                    f"deployment {shown(name)} already exists; update it instead of creating it"
                 )
             dep = Deployment(
                 name=name,
@@ -577,6 +587,7 @@ class Controller:
                 log_path=self.log_path(rev),
                 envs=process_envs(rev.config),
                 port=port,
+                tls=self.tls if rev.config.get("access_authorization") else None,
             )
         )
         try:

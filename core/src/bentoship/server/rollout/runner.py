@@ -8,6 +8,7 @@ import ctypes
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ import aiohttp
 import httpx
 
 from .crashloop import CrashLoopDetector
+from .tls import RevisionTLS
 
 PROBE_TIMEOUT = httpx.Timeout(0.5, connect=0.25)
 PROBE_INTERVAL = 0.05
@@ -102,6 +104,8 @@ class ServeProcess:
     log_offset: int = 0
     name: str = ""
     """The revision's short name (``r3``), which the endpoint's answers carry."""
+    tls: RevisionTLS | None = None
+    """Set when the revision listens with TLS and requires the control plane's client cert."""
     started_at: float = field(default_factory=time.monotonic)
     stopping: bool = False
     watched: bool = False
@@ -110,8 +114,11 @@ class ServeProcess:
     def session(self) -> aiohttp.ClientSession:
         """The pooled HTTP/1.1 connections of this process's proxy traffic."""
         if self._session is None:
+            ssl_context = self.tls.client_context() if self.tls else None
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1000, force_close=False),
+                connector=aiohttp.TCPConnector(
+                    limit=1000, force_close=False, ssl=ssl_context or False
+                ),
                 timeout=aiohttp.ClientTimeout(total=None, connect=5.0),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
@@ -140,7 +147,8 @@ class ServeProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def alive(self) -> bool:
@@ -165,7 +173,8 @@ class ServeProcess:
         deadline = time.monotonic() + deadline_seconds
         detector = CrashLoopDetector(crashes)
         next_log_check = 0.0
-        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT, trust_env=False) as http:
+        verify: ssl.SSLContext | bool = self.tls.client_context() if self.tls else True
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT, trust_env=False, verify=verify) as http:
             while True:
                 exited = not self.alive
                 if exited or time.monotonic() >= next_log_check:
@@ -218,6 +227,7 @@ async def start_serve(
     log_path: Path,
     envs: Mapping[str, str],
     port: int | None = None,
+    tls: RevisionTLS | None = None,
 ) -> ServeProcess:
     """Start ``bentoml serve`` of ``bento_tag`` on a loopback port, logging to ``log_path``."""
     port = port or free_port()
@@ -242,6 +252,7 @@ async def start_serve(
             "127.0.0.1",
             "--port",
             str(port),
+            *(tls.serve_args() if tls else []),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
@@ -257,6 +268,7 @@ async def start_serve(
         log_path=log_path,
         log_offset=offset,
         name=name or revision[:8],
+        tls=tls,
     )
 
 
