@@ -56,18 +56,18 @@ PROCESS_EVENTS = frozenset(
 # The longest modules, started first so that the workers of `make test` (xdist, one module per
 # worker at a time) finish together instead of waiting on one long module at the end.
 LONGEST_FIRST = (
-    "drills/test_drills.py",
-    "kfp/test_example_pipeline.py",
-    "core/test_server_rollouts.py",
-    "kfp/test_shipped_components.py",
-    "core/test_steps.py",
-    "core/test_verified_rollouts.py",
-    "flyte/test_connector.py",
     "airflow/test_dags.py",
+    "kfp/test_example_pipeline.py",
+    "drills/test_drills.py",
+    "kfp/test_shipped_components.py",
+    "core/test_server_rollouts.py",
+    "core/test_verified_rollouts.py",
+    "core/test_steps.py",
     "flyte/test_example_workflow.py",
+    "flyte/test_connector.py",
+    "core/test_server_bentoml_sdk.py",
     "airflow/test_operators.py",
     "flyte/test_tasks.py",
-    "core/test_server_bentoml_sdk.py",
 )
 
 

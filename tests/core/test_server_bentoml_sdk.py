@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import bentoml
@@ -18,6 +22,20 @@ def cloud_client(plane: LocalControlPlane) -> bentoml.cloud.BentoCloudClient:
     )
 
 
+def listed(plane: LocalControlPlane, *options: str) -> list[str]:
+    """``bentoml deployment list`` (the unmodified CLI) against the plane: the names."""
+    assert plane.connection is not None
+    env = {
+        **os.environ,
+        "BENTO_CLOUD_API_ENDPOINT": plane.connection.endpoint,
+        "BENTO_CLOUD_API_KEY": plane.connection.token,
+    }
+    command = [sys.executable, "-m", "bentoml", "deployment", "list", *options, "-o", "json"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return sorted(item["name"] for item in json.loads(done.stdout))
+
+
 def version_for(url: str, user: str) -> str:
     answer = httpx.post(f"{url}/echo", json={"text": "hi"}, headers={"X-User": user}).json()
     return str(answer["version"])
@@ -32,8 +50,16 @@ def test_push_deploy_update_canary_list_terminate_delete(
     remote = client.bento.get(*echo_v1.split(":"))
     assert remote.upload_status == "success"
 
-    dep = bentoml.deployment.create(bento=echo_v1, name="sdk-echo", _cloud_client=client)
+    dep = bentoml.deployment.create(
+        bento=echo_v1,
+        name="sdk-echo",
+        labels=[{"key": "team", "value": "x"}],
+        _cloud_client=client,
+    )
     assert dep.wait_until_ready(timeout=60, check_interval=1) == 0
+    # The unmodified CLI's label filter: it sends q=label:team=x
+    assert listed(shared_plane, "--label", "team=x") == ["sdk-echo"]
+    assert listed(shared_plane, "--label", "team=y") == []
     url = dep.get_endpoint_urls()[0]
     assert httpx.post(f"{url}/echo", json={"text": "hi"}).json() == {"text": "hi", "version": "v1"}
 

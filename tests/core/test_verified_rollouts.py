@@ -22,8 +22,11 @@ from bentoship.steps import analyze_canary, deploy, push, wait_until_ready
 from ..traffic import REVISION_HEADER, TrafficLoop
 
 NAME = "canary-svc"
-POLICY = CanaryPolicy(steps=(10, 50, 100), interval=1.0, min_requests=100, p99_slack_ms=250)
-"""The default gates, but 1 s steps; p99 gets 250 ms of slack on the busy 2-core CI machine."""
+POLICY = CanaryPolicy(
+    steps=(10, 50, 100), interval=1.0, min_requests=100, p99_slack_ms=250, step_timeout=60
+)
+"""The default gates, but 1 s steps (each waits up to 60 s for its 100 requests); p99 gets
+250 ms of slack on the busy 2-core CI machine."""
 
 
 @pytest.fixture(scope="module")
