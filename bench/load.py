@@ -1,5 +1,8 @@
 """Load generator run as its own process: ``python -m bench.load URL SECONDS CONCURRENCY``.
 
+``BENCH_BEARER`` in the environment is sent as ``Authorization: Bearer`` (deployments with
+access authorization).
+
 Prints one JSON line: requests per second, p50 and p99 latency in seconds, and errors.
 """
 
@@ -7,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,7 +34,11 @@ async def worker(client: httpx.AsyncClient, url: str, until: float, latencies: l
 async def main(url: str, seconds: float, concurrency: int) -> dict[str, float]:
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
+    bearer = os.environ.get("BENCH_BEARER")
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    async with httpx.AsyncClient(
+        limits=limits, timeout=30, trust_env=False, headers=headers
+    ) as client:
         await client.post(url, json={"text": "warm"})
         until = time.perf_counter() + seconds
         errors = await asyncio.gather(

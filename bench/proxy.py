@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,15 @@ SECONDS = 4.0
 CONCURRENCY = 16
 
 
-def load(url: str) -> dict[str, float]:
+def load(url: str, bearer: str | None = None) -> dict[str, float]:
+    env = {**os.environ, "BENCH_BEARER": bearer} if bearer else None
     result = subprocess.run(
         [sys.executable, "-m", "bench.load", f"{url}/echo", str(SECONDS), str(CONCURRENCY)],
         capture_output=True,
         text=True,
         check=True,
         cwd=Path(__file__).resolve().parents[1],
+        env=env,
     )
     return dict(json.loads(result.stdout))
 
@@ -36,16 +39,22 @@ def run(workdir: Path) -> list[Row]:
             push(tag, client=client)
             dep = wait_until_ready(deploy("proxied", tag, client=client), client=client)
             port = next(r.port for r in client.list_revisions("proxied") if r.serving)
-        through, direct = [], []
+            secured = {"access_authorization": True}
+            tls = wait_until_ready(deploy("mtls", tag, secured, client=client), client=client)
+        token = plane.connection.token
+        through, direct, mutual = [], [], []
         for _ in range(RUNS):
             direct.append(load(f"http://127.0.0.1:{port}"))
             through.append(load(dep.url))
+            mutual.append(load(tls.url, bearer=token))
     rps_through = Sample.of([r["rps"] for r in through])
     rps_direct = Sample.of([r["rps"] for r in direct])
     p50_through = Sample.of([r["p50"] for r in through])
     p50_direct = Sample.of([r["p50"] for r in direct])
     p99_through = Sample.of([r["p99"] for r in through])
     p99_direct = Sample.of([r["p99"] for r in direct])
+    rps_mutual = Sample.of([r["rps"] for r in mutual])
+    p50_mutual = Sample.of([r["p50"] for r in mutual])
     return [
         Row(
             "proxy throughput",
@@ -64,6 +73,24 @@ def run(workdir: Path) -> list[Row]:
             "revision's own port",
             "<= +1 ms",
             p50_through.median - p50_direct.median <= 0.001,
+        ),
+        Row(
+            "proxy throughput, mutual TLS",
+            "req/s",
+            rps_mutual,
+            rps_through,
+            "the proxy in plain HTTP",
+            "(reported)",
+            True,
+        ),
+        Row(
+            "proxy p50 latency, mutual TLS",
+            "ms",
+            p50_mutual,
+            p50_through,
+            "the proxy in plain HTTP",
+            "(reported)",
+            True,
         ),
         Row(
             "proxy p99 latency",

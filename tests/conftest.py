@@ -54,7 +54,9 @@ PROCESS_EVENTS = frozenset(
 
 
 # The longest modules, started first so that the workers of `make test` (xdist, one module per
-# worker at a time) finish together instead of waiting on one long module at the end.
+# worker at a time) finish together instead of waiting on one long module at the end. `make test`
+# passes --no-loadscope-reorder: xdist would otherwise start the modules with the most tests
+# first, which are the quick unit modules, and leave these for the end.
 LONGEST_FIRST = (
     "airflow/test_dags.py",
     "kfp/test_example_pipeline.py",
