@@ -120,31 +120,36 @@ def test_scale_to_zero_then_first_request_wakes(start_control_plane: Any, echo_v
     assert api.get("sleepy")["status"] == "running"
 
 
-def test_a_port_taken_before_bentoml_binds_it_is_told_apart(echo_v1: str, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_a_port_taken_before_bentoml_binds_it_is_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The control plane picks a free port, then bentoml binds it: another process may win the
-    race. That failure is PortTaken, which the controller answers with another port."""
+    race. That failure is PortTaken, which the controller answers with another port. A process
+    that fails as ``bentoml serve`` does on a taken port stands in for it (a real bentoml start
+    costs seconds of CPU for the same log line)."""
     import asyncio
-    import os
-    import socket
+    import sys
 
-    from bentoship.server.rollout.runner import PortTaken, start_serve
+    from bentoship.server.rollout import runner
 
-    async def start_on_taken_port(port: int) -> None:
-        proc = await start_serve(
+    line = "OSError: [Errno 98] error while attempting to bind: Address already in use"
+    fails_to_bind = [sys.executable, "-c", f"print({line!r}, flush=True); raise SystemExit(1)"]
+    monkeypatch.setattr(runner, "bentoml_command", lambda: fails_to_bind)
+
+    async def start_on_taken_port() -> None:
+        proc = await runner.start_serve(
             revision="taken",
-            bento_tag=echo_v1,
-            bentoml_home=Path(os.environ["BENTOML_HOME"]),
+            bento_tag="echo:v1",
+            bentoml_home=tmp_path,
             log_path=tmp_path / "serve.log",
             envs={},
-            port=port,
+            port=runner.free_port(),
         )
         try:
-            with pytest.raises(PortTaken, match=f"could not bind port {port}"):
-                await proc.wait_ready(60)
+            with pytest.raises(runner.PortTaken, match=f"could not bind port {proc.port}"):
+                await proc.wait_ready(30)
         finally:
             await proc.stop()
 
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        asyncio.run(start_on_taken_port(holder.getsockname()[1]))
+    asyncio.run(start_on_taken_port())
