@@ -47,24 +47,22 @@ def routes(services: Services) -> list[Route]:
         ]
         return JSONResponse(schemas.listing(items))
 
-    async def rollback(request: Request) -> JSONResponse:
+    async def revision_ref(request: Request) -> tuple[str, str | None]:
+        """The deployment's name and the body's optional ``revision`` (a name or a uid)."""
         services.require_extensions()
         name = request.path_params["name"]
-        controller.get(name)
         ref = (await json_body(request)).get("revision")
         if ref is not None and not isinstance(ref, str):
-            raise Invalid("revision must be a revision uid or name such as 'r2'")
-        dep = await controller.rollback(name, ref)
+            raise Invalid("revision must be a revision's name such as 'r2', or its uid")
+        controller.get(name)
+        return name, ref
+
+    async def rollback(request: Request) -> JSONResponse:
+        dep = await controller.rollback(*(await revision_ref(request)))
         return JSONResponse(deployment_json(services, dep))
 
     async def promote(request: Request) -> JSONResponse:
-        services.require_extensions()
-        name = request.path_params["name"]
-        controller.get(name)
-        ref = (await json_body(request)).get("revision")
-        if ref is not None and not isinstance(ref, str):
-            raise Invalid("revision must be the candidate's name such as 'r3', or its uid")
-        dep = await controller.promote(name, ref)
+        dep = await controller.promote(*(await revision_ref(request)))
         return JSONResponse(deployment_json(services, dep))
 
     async def discard(request: Request) -> JSONResponse:
