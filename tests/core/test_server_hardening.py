@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
 from bentoship.server import LocalControlPlane
+from bentoship.server.api.bodies import (
+    ArtifactBody,
+    CanarySplitBody,
+    DeploymentBody,
+    FinishUploadBody,
+    RepositoryBody,
+    RevisionBody,
+    parse,
+)
 from bentoship.server.api.common import json_depth
 from bentoship.server.api.query import ListQuery
+from bentoship.server.errors import Invalid
 
 from .api import Api
 
@@ -97,3 +109,48 @@ def test_the_list_filter_reads_q_as_bentocloud_does(
 ) -> None:
     pairs = [{"key": k, "value": v} for k, v in labels.items()]
     assert ListQuery.parse(q, search).matches(name, pairs) is expected
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "where"),
+    [
+        (DeploymentBody, {"access_authorization": "yes"}, "access_authorization"),
+        (DeploymentBody, {"envs": [{"value": "1"}]}, "envs[0].name"),
+        (DeploymentBody, {"labels": 5}, "labels"),
+        (
+            DeploymentBody,
+            {"services": {"Echo": {"scaling": {"min_replicas": "1"}}}},
+            "services.Echo.scaling.min_replicas",
+        ),
+        (DeploymentBody, {"canary": {"route_type": "cookie"}}, "canary.route_type"),
+        (CanarySplitBody, {"weight": 101}, "weight"),
+        (CanarySplitBody, {"weight": "10"}, "weight"),
+        (RevisionBody, {"revision": 2}, "revision"),
+        (RepositoryBody, {"name": 5}, "name"),
+        (ArtifactBody, {"version": "v1", "manifest": "junk"}, "manifest"),
+        (FinishUploadBody, {"status": "done"}, "status"),
+    ],
+)
+def test_a_body_of_the_wrong_shape_names_its_field_without_its_value(
+    model: type[Any], body: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(Invalid) as caught:
+        parse(model, body)
+    message = str(caught.value)
+    assert message.startswith(f"invalid request body: {where}: ") and "\n" not in message
+    assert "junk" not in message and "rrrr" not in message
+
+
+def test_bodies_from_bentocloud_clients_pass_with_fields_we_do_not_read() -> None:
+    body = {
+        "name": "svc",
+        "bento": "echo:v1",
+        "access_authorization": False,
+        "envs": [{"name": "A", "value": "1"}, None],
+        "secrets": None,
+        "services": {"Echo": {"scaling": {"min_replicas": 0, "policy": None}, "extras": None}},
+        "canary": None,
+        "unknown_field": {"kept": True},
+    }
+    assert parse(DeploymentBody, body).name == "svc"
+    assert parse(CanarySplitBody, {"weight": 10}).route_type is None

@@ -5,11 +5,13 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from .api import deployments, extensions, platform, registry
 from .api.common import Services
-from .auth import TokenAuth
+from .api.openapi import document
+from .auth import OPENAPI_PATH, TokenAuth
 from .errors import DomainError
 from .registry.service import Registry
 from .rollout.controller import Controller
@@ -40,6 +42,11 @@ def build_app(
     async def no_route(request: Request, exc: Exception) -> Response:
         return error_response(404, f"no such API route: {request.method} {request.url.path}")
 
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(described)
+
+    routes.append(Route(OPENAPI_PATH, openapi, methods=["GET"]))
+    described = document(routes)
     app = Starlette(
         routes=routes,
         exception_handlers={DomainError: domain_error, 404: no_route, 405: no_route},

@@ -11,12 +11,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..connection import write_private
 
-__all__ = ["INFO_PATH", "TOKEN_FILE", "TOKEN_HEADER", "TokenAuth", "load_or_create_token"]
+__all__ = [
+    "INFO_PATH",
+    "OPENAPI_PATH",
+    "PUBLIC_PATHS",
+    "TOKEN_FILE",
+    "TOKEN_HEADER",
+    "TokenAuth",
+    "load_or_create_token",
+]
 
 TOKEN_HEADER = b"x-yatai-api-token"
 TOKEN_FILE = "token"
 INFO_PATH = "/api/v1/bentoship/info"
-"""The one route without a token: discovery of the extensions."""
+OPENAPI_PATH = "/api/v1/bentoship/openapi.json"
+PUBLIC_PATHS = frozenset({INFO_PATH, OPENAPI_PATH})
+"""The routes without a token: discovery of the extensions, and the API's description."""
 
 
 def load_or_create_token(data_dir: Path) -> str:
@@ -39,7 +49,7 @@ class TokenAuth:
         self.token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != INFO_PATH:
+        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
             given = next((v for k, v in scope["headers"] if k == TOKEN_HEADER), b"")
             if not hmac.compare_digest(given, self.token):
                 problem = "wrong API token" if given else "missing X-YATAI-API-TOKEN header"

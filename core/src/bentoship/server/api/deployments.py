@@ -23,6 +23,7 @@ from ..endpoint.proxy import Role
 from ..endpoint.split import RouteType, TrafficSplit
 from ..errors import Invalid
 from ..store import Deployment, Revision
+from .bodies import DeploymentBody, parse
 from .common import Services, check_cluster, json_body, whole_number
 from .query import ListQuery
 
@@ -108,6 +109,7 @@ def routes(services: Services) -> list[Route]:
         check_cluster(request)
         verify = manual_promotion(request)
         body = await json_body(request)
+        parse(DeploymentBody, body)
         if parse_canary(body.get("canary")) is not None:
             raise Invalid(
                 "canary: a canary needs a deployment that already serves its main bento; "
@@ -132,6 +134,7 @@ def routes(services: Services) -> list[Route]:
         name = request.path_params["name"]
         verify = manual_promotion(request)
         body = await json_body(request)
+        parse(DeploymentBody, body)
         check_body(body)
         controller.get(name)
         canary = parse_canary(body.get("canary"))

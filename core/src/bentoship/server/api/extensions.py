@@ -19,6 +19,7 @@ from ..auth import INFO_PATH
 from ..endpoint.split import RouteType, TrafficSplit
 from ..endpoint.traffic import LATENCY_BOUNDS
 from ..errors import Invalid
+from .bodies import CanarySplitBody, RevisionBody, parse
 from .common import Services, json_body, whole_number
 from .deployments import deployment_json, revision_json
 
@@ -51,9 +52,7 @@ def routes(services: Services) -> list[Route]:
         """The deployment's name and the body's optional ``revision`` (a name or a uid)."""
         services.require_extensions()
         name = request.path_params["name"]
-        ref = (await json_body(request)).get("revision")
-        if ref is not None and not isinstance(ref, str):
-            raise Invalid("revision must be a revision's name such as 'r2', or its uid")
+        ref = parse(RevisionBody, await json_body(request)).revision
         controller.get(name)
         return name, ref
 
@@ -74,12 +73,12 @@ def routes(services: Services) -> list[Route]:
         services.require_extensions()
         name = request.path_params["name"]
         controller.get(name)
-        body = await json_body(request)
+        body = parse(CanarySplitBody, await json_body(request))
         try:
             split = TrafficSplit(
-                weight=body.get("weight"),  # type: ignore[arg-type]
-                route_type=RouteType(body.get("route_type") or RouteType.RANDOM),
-                route_by=body.get("route_by") or None,
+                weight=body.weight,
+                route_type=RouteType(body.route_type or RouteType.RANDOM),
+                route_by=body.route_by or None,
             )
         except ValueError as exc:
             raise Invalid(f"canary: {exc}; send {{weight: 0-100, route_type, route_by}}") from None

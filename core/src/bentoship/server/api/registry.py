@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from .. import schemas
 from ..registry.service import KINDS
+from .bodies import ArtifactBody, FinishUploadBody, RepositoryBody, parse
 from .common import Services, json_body, whole_number
 from .query import ListQuery
 
@@ -31,6 +32,7 @@ def routes(services: Services) -> list[Route]:
 
     async def create_repository(request: Request, kind: str) -> Response:
         body = await json_body(request)
+        parse(RepositoryBody, body)
         row = registry.create_repository(kind, body.get("name"), body.get("description"))
         return JSONResponse(schemas.repository(kind, row, None))
 
@@ -58,7 +60,9 @@ def routes(services: Services) -> list[Route]:
 
     async def create_version(request: Request, kind: str) -> Response:
         name = request.path_params["repo"]
-        item = registry.put_artifact(kind, name, await json_body(request))
+        body = await json_body(request)
+        parse(ArtifactBody, body)
+        item = registry.put_artifact(kind, name, body)
         return JSONResponse(schemas.artifact(item, registry.repository(kind, name)))
 
     async def get_version(request: Request, kind: str) -> Response:
@@ -70,6 +74,7 @@ def routes(services: Services) -> list[Route]:
         p = request.path_params
         row = registry.repository(kind, p["repo"])
         body = await json_body(request)
+        parse(ArtifactBody, body)
         item = registry.patch_artifact(kind, p["repo"], p["version"], body)
         return JSONResponse(schemas.artifact(item, row))
 
@@ -77,6 +82,7 @@ def routes(services: Services) -> list[Route]:
         p = request.path_params
         row = registry.repository(kind, p["repo"])
         body = await json_body(request) if p["step"] == "finish_upload" else {}
+        parse(FinishUploadBody, body)
         item = registry.upload_step(kind, p["repo"], p["version"], p["step"], body)
         return JSONResponse(schemas.artifact(item, row))
 

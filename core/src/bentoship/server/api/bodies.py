@@ -1,0 +1,152 @@
+"""The request bodies the API reads, declared once as typed models.
+
+Routes check a body's shape against its model before any rule of the domain runs; the models
+also make the OpenAPI document. Types are strict (``"yes"`` is not a bool), names and sizes are
+bounded, and a body may carry fields the local control plane does not read (BentoCloud clients
+send more). A failure becomes one short Invalid naming the field, never echoing the value.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+from ..errors import Invalid
+
+__all__ = [
+    "ArtifactBody",
+    "CanarySplitBody",
+    "DeploymentBody",
+    "FinishUploadBody",
+    "RepositoryBody",
+    "RevisionBody",
+    "parse",
+]
+
+Name = Annotated[StrictStr, Field(max_length=253)]
+
+# Names whose patterns the document publishes (so generated requests can be valid); the domain
+# checks them, and their lengths, with its own hints.
+DeploymentName = Annotated[
+    StrictStr, Field(json_schema_extra={"pattern": r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"})
+]
+RepositoryName = Annotated[
+    StrictStr, Field(json_schema_extra={"pattern": r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$"})
+]
+Version = Annotated[
+    StrictStr, Field(json_schema_extra={"pattern": r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$"})
+]
+Text = Annotated[StrictStr, Field(max_length=64 * 1024)]
+Scalar = StrictStr | StrictInt | float | StrictBool | None
+RouteType = Literal["random", "header", "query"]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class EnvItem(Body):
+    name: Name
+    value: Scalar = None
+
+
+class LabelItem(Body):
+    key: Name
+    value: Scalar = None
+
+
+class Scaling(Body):
+    min_replicas: StrictInt | None = None
+    max_replicas: StrictInt | None = None
+
+
+class ServiceConfig(Body):
+    instance_type: Name | None = None
+    scaling: Scaling | None = None
+    envs: list[EnvItem | None] | None = None
+    deployment_strategy: Name | None = None
+    cold_start_timeout: StrictInt | None = None
+    config_overrides: dict[str, Any] | None = None
+
+
+class CanaryVersion(Body):
+    bento: Name | None = None
+    weight: StrictInt | None = None
+    envs: list[EnvItem | None] | None = None
+
+
+class CanaryConfig(Body):
+    route_type: RouteType | None = None
+    route_by: Name | None = None
+    versions: dict[str, CanaryVersion] | None = None
+
+
+class DeploymentBody(Body):
+    """A deployment's create or update (BentoCloud's v2 config)."""
+
+    name: DeploymentName | None = None
+    bento: Name | None = None
+    cluster: Name | None = None
+    dev: StrictBool | None = None
+    access_authorization: StrictBool | None = None
+    envs: list[EnvItem | None] | None = None
+    labels: list[LabelItem | None] | None = None
+    secrets: list[Name] | None = None
+    services: dict[str, ServiceConfig | None] | None = None
+    canary: CanaryConfig | None = None
+
+
+class RevisionBody(Body):
+    """Rollback and promote: the revision (``r2``, or a uid); none for the default."""
+
+    revision: Name | None = None
+
+
+class CanarySplitBody(Body):
+    """The candidate's share of the endpoint's requests."""
+
+    weight: Annotated[StrictInt, Field(ge=0, le=100)]
+    route_type: RouteType | None = None
+    route_by: Name | None = None
+
+
+class RepositoryBody(Body):
+    """A bento or model repository."""
+
+    name: RepositoryName
+    description: Text | None = None
+
+
+class ArtifactBody(Body):
+    """A bento or model version's record (create or update)."""
+
+    version: Version | None = None
+    description: Text | None = None
+    manifest: dict[str, Any] | None = None
+    labels: list[LabelItem] | None = None
+    build_at: Name | None = None
+
+
+class FinishUploadBody(Body):
+    status: Literal["success", "failed"] | None = None
+    reason: Text | None = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def parse(model: type[M], data: dict[str, Any]) -> M:
+    """``data`` checked against ``model``; Invalid naming the first field that is wrong."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        raise Invalid(f"invalid request body: {_where(first['loc'])}: {first['msg']}") from None

@@ -1,0 +1,176 @@
+"""The API's OpenAPI 3.1 document, made from the app's routes and the body models.
+
+Every route the app serves is listed, with its path parameters, the query parameters it reads,
+the body model it checks (see :mod:`.bodies`), the token it needs, and its answers: a JSON
+object on success, ``{"error": "..."}`` otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.routing import BaseRoute, Route
+
+from ..._version import __version__
+from ..auth import PUBLIC_PATHS
+from .bodies import (
+    ArtifactBody,
+    CanarySplitBody,
+    DeploymentBody,
+    FinishUploadBody,
+    RepositoryBody,
+    RevisionBody,
+)
+
+__all__ = ["document"]
+
+PARAMETER = re.compile(r"\{(\w+)(?::\w+)?\}")
+BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("POST", "/api/v2/deployments"): DeploymentBody,
+    ("PUT", "/api/v2/deployments/{name}"): DeploymentBody,
+    ("POST", "/api/v2/deployments/{name}/rollback"): RevisionBody,
+    ("POST", "/api/v2/deployments/{name}/promote"): RevisionBody,
+    ("PUT", "/api/v2/deployments/{name}/canary"): CanarySplitBody,
+}
+for _kind in ("bento", "model"):
+    _items = f"/api/v1/{_kind}_repositories/{{repo}}/{_kind}s"
+    BODIES[("POST", f"/api/v1/{_kind}_repositories")] = RepositoryBody
+    BODIES[("POST", _items)] = ArtifactBody
+    BODIES[("PATCH", f"{_items}/{{version}}")] = ArtifactBody
+    BODIES[("PATCH", f"{_items}/{{version}}/{{step}}")] = FinishUploadBody
+
+QUERIES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("GET", "/api/v2/deployments"): {
+        "q": {"type": "string", "maxLength": 4096},
+        "search": {"type": "string", "maxLength": 4096},
+        "start": {"type": "integer", "minimum": 0},
+        "count": {"type": "integer", "minimum": 0},
+        "cluster": {"type": "string"},
+    },
+    ("POST", "/api/v2/deployments"): {
+        "cluster": {"type": "string"},
+        "promotion": {"type": "string", "enum": ["auto", "manual"]},
+    },
+    ("PUT", "/api/v2/deployments/{name}"): {
+        "cluster": {"type": "string"},
+        "promotion": {"type": "string", "enum": ["auto", "manual"]},
+    },
+    ("GET", "/api/v2/deployments/{name}/wait"): {
+        "status": {"type": "string"},
+        "phase": {"type": "string"},
+        "timeout": {"type": "number", "minimum": 0, "maximum": 60},
+    },
+    ("GET", "/api/v2/deployments/{name}/revisions/{revision}/logs"): {
+        "tail": {"type": "integer", "minimum": 0}
+    },
+}
+DEPLOYMENT = "/api/v2/deployments/{name}"
+LINKS: dict[tuple[str, str], list[tuple[str, str, dict[str, str]]]] = {
+    ("POST", "/api/v2/deployments"): [
+        (method, path, {"name": "$response.body#/name"})
+        for method, path in (
+            ("GET", DEPLOYMENT),
+            ("PUT", DEPLOYMENT),
+            ("DELETE", DEPLOYMENT),
+            ("POST", f"{DEPLOYMENT}/terminate"),
+            ("GET", f"{DEPLOYMENT}/revisions"),
+        )
+    ],
+}
+for _kind in ("bento", "model"):
+    _repos = f"/api/v1/{_kind}_repositories"
+    _one = f"{_repos}/{{repo}}/{_kind}s/{{version}}"
+    LINKS[("POST", _repos)] = [
+        ("GET", f"{_repos}/{{repo}}", {"repo": "$response.body#/name"}),
+        ("POST", f"{_repos}/{{repo}}/{_kind}s", {"repo": "$response.body#/name"}),
+    ]
+    LINKS[("POST", f"{_repos}/{{repo}}/{_kind}s")] = [
+        (method, path, {"repo": "$request.path.repo", "version": "$response.body#/version"})
+        for method, path in (("GET", _one), ("PATCH", _one))
+    ]
+"""What a create answers that later calls use: OpenAPI links, which stateful testing follows."""
+
+ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string", "maxLength": 1000}},
+    "required": ["error"],
+}
+
+
+def operation_id(method: str, path: str) -> str:
+    return f"{method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', path)}"
+
+
+def _operation(method: str, path: str, route: Route, defs: dict[str, Any]) -> dict[str, Any]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in PARAMETER.findall(route.path)
+    ]
+    for name, schema in QUERIES.get((method, path), {}).items():
+        parameters.append({"name": name, "in": "query", "required": False, "schema": schema})
+    answer: dict[str, Any] = {"application/json": {"schema": {"type": ["object", "array"]}}}
+    if path.endswith("/download"):
+        answer = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    operation: dict[str, Any] = {
+        "operationId": operation_id(method, path),
+        "summary": (route.endpoint.__doc__ or route.name or "").strip().split("\n")[0],
+        "parameters": parameters,
+        "responses": {
+            "200": {"description": "the answer", "content": answer},
+            "default": {
+                "description": "an error, in one line",
+                "content": {"application/json": {"schema": ERROR}},
+            },
+        },
+    }
+    if path in PUBLIC_PATHS:
+        operation["security"] = []
+    links = {
+        f"{target_method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', target)}": {
+            "operationId": operation_id(target_method, target),
+            "parameters": parameters_of,
+        }
+        for target_method, target, parameters_of in LINKS.get((method, path), [])
+    }
+    if links:
+        operation["responses"]["200"]["links"] = links
+    model = BODIES.get((method, path))
+    if model is not None:
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": defs[model.__name__]}},
+        }
+    return operation
+
+
+def document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    """The OpenAPI document of ``routes``."""
+    models = sorted(set(BODIES.values()), key=lambda m: m.__name__)
+    refs, extra = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    schemas = dict(extra.get("$defs", {}))
+    defs = {m.__name__: refs[(m, "validation")] for m in models}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if not isinstance(route, Route):
+            continue
+        path = PARAMETER.sub(lambda match: "{" + match.group(1) + "}", route.path)
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            paths.setdefault(path, {})[method.lower()] = _operation(method, path, route, defs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "bentoship local control plane", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "token": {"type": "apiKey", "in": "header", "name": "X-YATAI-API-TOKEN"}
+            },
+        },
+        "security": [{"token": []}],
+    }
