@@ -14,7 +14,8 @@ from bentoship.server import LocalControlPlane
 
 from .api import Api
 
-INFO_PATH = "/api/v1/bentoship/info"
+PUBLIC_PATHS = ("/api/v1/bentoship/info", "/api/v1/bentoship/openapi.json")
+"""Discovery and the API's description: the routes without a token."""
 
 
 def api_routes(tmp_path: Path) -> list[tuple[str, str]]:
@@ -51,7 +52,7 @@ def test_every_route_rejects_missing_and_wrong_token(
         right = http.get("/api/v1/auth/current", headers={"X-YATAI-API-TOKEN": token})
         assert right.status_code == 200
         for method, path in routes:
-            if path == INFO_PATH:
+            if path in PUBLIC_PATHS:
                 assert http.request(method, path).status_code == 200
                 continue
             missing = http.request(method, path)
@@ -196,7 +197,7 @@ def test_bad_requests_get_clear_errors_and_change_nothing(
 def test_no_extensions_hides_them(start_control_plane: object) -> None:
     plane: LocalControlPlane = start_control_plane(extensions=False)  # type: ignore[operator]
     api = Api(plane)
-    assert api.http.get(INFO_PATH).status_code == 404
+    assert api.http.get(PUBLIC_PATHS[0]).status_code == 404
     assert api.http.get("/api/v2/deployments/x/revisions").status_code == 404
     assert api.http.post("/api/v2/deployments/x/rollback").status_code == 404
     assert api.http.get("/api/v1/auth/current").status_code == 200
