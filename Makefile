@@ -37,7 +37,7 @@ format: install
 # pytest's summary reports how long the whole `make test` took (tests/conftest.py reads this).
 test: export BENTOSHIP_TEST_STARTED := $(shell date +%s)
 test: lint
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # The unit tier: no process, no server; under a minute.
 test-fast: install
