@@ -23,6 +23,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from bentoship.server import LocalControlPlane
 
+pytestmark = pytest.mark.slow  # every test here talks to a control plane of its own
+
 EXAMPLES = int(os.environ.get("BENTOSHIP_FUZZ_EXAMPLES", "10"))
 """Requests per route: 10 (about 450 in all) in `make test`; BENTOSHIP_FUZZ_EXAMPLES=50 sends
 about 2,200 (about 45 s on the 2-core machine, beyond the suite's budget today)."""
