@@ -430,15 +430,13 @@ class BentoRollbackOperator(_BentoOperator):
         from bentoship import BentoshipError
         from bentoship.steps import rollback
 
-        rollout = self.rollout
+        rollout = _rollout_from(context, self.rollout, self.deploy_task_id)
         if rollout is None and self.deploy_task_id:
-            rollout = context["ti"].xcom_pull(task_ids=self.deploy_task_id, key=ROLLOUT_XCOM_KEY)
-            if rollout is None:
-                persist_links(context)  # nothing to link to, recorded: no "XCom not found"
-                raise AirflowSkipException(
-                    f"{self.deploy_task_id} recorded no rollout (it failed before deploying); "
-                    "nothing to roll back"
-                )
+            persist_links(context)  # nothing to link to, recorded: no "XCom not found"
+            raise AirflowSkipException(
+                f"{self.deploy_task_id} recorded no rollout (it failed before deploying); "
+                "nothing to roll back"
+            )
         target = _target(self, context, rollout, self.deployment_name)
         try:
             with self.hook.get_conn() as client:

@@ -15,6 +15,11 @@ __all__ = ["discard", "promote"]
 log = logging.getLogger("bentoship.steps")
 
 
+def promoted_record(rollout: Rollout) -> Rollout:
+    """The rollout record once its candidate took the endpoint."""
+    return dataclasses.replace(rollout, candidate=False, candidate_url="")
+
+
 def promote(
     target: RolloutLike,
     *,
@@ -38,11 +43,11 @@ def promote(
         return rollout
     name = rollout.name if rollout else str(resolved)
     dep = client.promote(name, rollout.revision if rollout else None)
-    promoted = Rollout(
-        name=name, bento=dep.bento, revision=dep.target_revision, endpoint_url=dep.url
+    promoted = (
+        promoted_record(rollout)
+        if rollout is not None
+        else Rollout(name=name, bento=dep.bento, revision=dep.target_revision, endpoint_url=dep.url)
     )
-    if rollout is not None:
-        promoted = dataclasses.replace(rollout, candidate=False, candidate_url="")
     wait_until_ready(promoted, client=client, timeout=timeout, poll_interval=poll_interval)
     log.info("promoted %s revision %s: it serves %s", name, promoted.revision, dep.url)
     return promoted

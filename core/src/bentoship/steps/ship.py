@@ -15,7 +15,7 @@ from ..client import Client
 from ..models import DeploymentConfig, Rollout
 from .canary import analyze_canary
 from .deploy import deploy
-from .promote import discard, promote
+from .promote import discard, promote, promoted_record
 from .push import push
 from .smoke import SmokeTest, smoke_test
 from .wait import wait_until_ready
@@ -53,8 +53,8 @@ def ship(
         if smoke is not None:
             smoke_test(rollout, smoke, token=token, client=client)
         if canary is not None and rollout.candidate:
-            analyze_canary(rollout, canary, client=client, timeout=timeout)
-            return promote(rollout, client=client, timeout=timeout)
+            analyze_canary(rollout, canary, client=client, timeout=timeout)  # promotes, or raises
+            return promoted_record(rollout)
         return promote(rollout, client=client, timeout=timeout, poll_interval=poll_interval)
     except Exception as exc:
         log.error("shipping %s to %s failed (%s); discarding it", tag, name, exc)
