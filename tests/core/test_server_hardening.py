@@ -18,7 +18,7 @@ from bentoship.server.api.bodies import (
     parse,
 )
 from bentoship.server.api.common import json_depth
-from bentoship.server.api.query import ListQuery
+from bentoship.server.api.query import ListFilter
 from bentoship.server.errors import Invalid
 
 from .api import Api
@@ -108,7 +108,7 @@ def test_the_list_filter_reads_q_as_bentocloud_does(
     q: str, search: str, name: str, labels: dict[str, str], expected: bool
 ) -> None:
     pairs = [{"key": k, "value": v} for k, v in labels.items()]
-    assert ListQuery.parse(q, search).matches(name, pairs) is expected
+    assert ListFilter.parse(q, search).matches(name, pairs) is expected
 
 
 @pytest.mark.parametrize(

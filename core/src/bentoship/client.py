@@ -30,6 +30,8 @@ __all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client"]
 DEFAULT_TIMEOUT = 30.0
 INFO_PATH = "/api/v1/bentoship/info"
 LONG_POLL_SLACK = 10.0
+LONG_POLL_LIMIT = 60.0
+"""The longest wait the server's ``…/wait`` accepts, in seconds."""
 T = TypeVar("T")
 
 
@@ -230,6 +232,7 @@ class _Plans:
     def _plan_wait_for_change(
         self, name: str, status: str, timeout: float, phase: str | None
     ) -> Plan[DeploymentInfo]:
+        timeout = min(max(timeout, 0.0), LONG_POLL_LIMIT)
         params: dict[str, Any] = {"status": status, "timeout": timeout}
         if phase:
             params["phase"] = phase

@@ -16,6 +16,7 @@ from ..errors import Invalid
 
 __all__ = [
     "ArtifactBody",
+    "ArtifactPatchBody",
     "CanarySplitBody",
     "DeploymentBody",
     "FinishUploadBody",
@@ -118,14 +119,20 @@ class RepositoryBody(Body):
     description: Text | None = None
 
 
-class ArtifactBody(Body):
-    """A bento or model version's record (create or update)."""
+class ArtifactPatchBody(Body):
+    """A change to a bento or model version's record."""
 
     version: Version | None = None
     description: Text | None = None
     manifest: dict[str, Any] | None = None
     labels: list[LabelItem] | None = None
     build_at: Name | None = None
+
+
+class ArtifactBody(ArtifactPatchBody):
+    """A bento or model version's record, created."""
+
+    version: Version
 
 
 class FinishUploadBody(Body):

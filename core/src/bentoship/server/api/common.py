@@ -15,7 +15,7 @@ from ..registry.service import Registry
 from ..rollout.controller import Controller
 from ..settings import ServerSettings
 
-__all__ = ["Services", "check_cluster", "json_body", "whole_number"]
+__all__ = ["Services", "check_cluster", "json_body"]
 
 
 @dataclass(frozen=True)
@@ -80,18 +80,10 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def check_cluster(request: Request) -> None:
-    cluster = request.query_params.get("cluster") or schemas.CLUSTER_NAME
-    if cluster != schemas.CLUSTER_NAME:
+def check_cluster(cluster: str | None) -> None:
+    """NotFound unless ``cluster`` is the local control plane's one cluster (or not given)."""
+    if (cluster or schemas.CLUSTER_NAME) != schemas.CLUSTER_NAME:
         raise NotFound(
-            f"cluster {shown(cluster)} not found; the local control plane has one cluster, 'local'"
+            f"cluster {shown(cluster or '')} not found; "
+            "the local control plane has one cluster, 'local'"
         )
-
-
-def whole_number(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit():
-        raise Invalid(f"{name} must be a whole number, got {shown(raw[:20])}")
-    return int(raw)

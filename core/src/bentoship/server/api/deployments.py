@@ -10,7 +10,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ...statuses import DeploymentStatus
-from ...tags import shown
 from .. import schemas
 from ..deploy_config import (
     CanaryVersion,
@@ -24,8 +23,9 @@ from ..endpoint.split import RouteType, TrafficSplit
 from ..errors import Invalid
 from ..store import Deployment, Revision
 from .bodies import DeploymentBody, parse
-from .common import Services, check_cluster, json_body, whole_number
-from .query import ListQuery
+from .common import Services, check_cluster, json_body
+from .params import ClusterParams, ListParams, WriteParams, query
+from .query import ListFilter
 
 __all__ = ["bento_json", "deployment_json", "revision_json", "routes"]
 
@@ -87,11 +87,14 @@ def _routing(target: Revision | None, dep: Deployment) -> dict[str, Any] | None:
 
 
 def manual_promotion(request: Request) -> bool:
-    """``?promotion=manual`` holds the new revision as a candidate (an extension)."""
-    promotion = request.query_params.get("promotion") or "auto"
-    if promotion not in ("auto", "manual"):
-        raise Invalid(f"promotion must be 'auto' or 'manual', got {shown(promotion[:20])}")
-    return promotion == "manual"
+    """The cluster checked; whether ``?promotion=manual`` holds the new revision (an extension)."""
+    params = query(WriteParams, request)
+    check_cluster(params.cluster)
+    return params.promotion == "manual"
+
+
+def in_cluster(request: Request) -> None:
+    check_cluster(query(ClusterParams, request).cluster)
 
 
 def canary_split(canary: CanaryVersion) -> TrafficSplit:
@@ -106,7 +109,6 @@ def routes(services: Services) -> list[Route]:
         return list(target.config.get("labels") or []) if target else []
 
     async def create(request: Request) -> JSONResponse:
-        check_cluster(request)
         verify = manual_promotion(request)
         body = await json_body(request)
         parse(DeploymentBody, body)
@@ -125,12 +127,11 @@ def routes(services: Services) -> list[Route]:
         return JSONResponse(deployment_json(services, dep))
 
     async def get(request: Request) -> JSONResponse:
-        check_cluster(request)
+        in_cluster(request)
         dep = controller.get(request.path_params["name"])
         return JSONResponse(deployment_json(services, dep))
 
     async def update(request: Request) -> JSONResponse:
-        check_cluster(request)
         name = request.path_params["name"]
         verify = manual_promotion(request)
         body = await json_body(request)
@@ -159,21 +160,24 @@ def routes(services: Services) -> list[Route]:
         return JSONResponse(deployment_json(services, dep))
 
     async def listing(request: Request) -> JSONResponse:
-        check_cluster(request)
-        query = ListQuery.of(request)
-        items = [d for d in controller.store.list_deployments() if query.matches(d.name, labels(d))]
-        start = whole_number(request, "start", 0)
-        count = whole_number(request, "count", len(items))
+        params = query(ListParams, request)
+        check_cluster(params.cluster)
+        wanted = ListFilter.of(params)
+        items = [
+            d for d in controller.store.list_deployments() if wanted.matches(d.name, labels(d))
+        ]
+        start = params.start
+        count = len(items) if params.count is None else params.count
         page = [deployment_json(services, d) for d in items[start : start + count]]
         return JSONResponse(schemas.listing(page, start=start, total=len(items)))
 
     async def terminate(request: Request) -> JSONResponse:
-        check_cluster(request)
+        in_cluster(request)
         dep = await controller.terminate(request.path_params["name"])
         return JSONResponse(deployment_json(services, dep))
 
     async def delete(request: Request) -> JSONResponse:
-        check_cluster(request)
+        in_cluster(request)
         name = request.path_params["name"]
         controller.get(name)
         before = await controller.delete(name)

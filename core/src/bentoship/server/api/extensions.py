@@ -6,8 +6,6 @@ discard, the canary's traffic split and each revision's traffic counts.
 
 from __future__ import annotations
 
-import math
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -20,13 +18,13 @@ from ..endpoint.split import RouteType, TrafficSplit
 from ..endpoint.traffic import LATENCY_BOUNDS
 from ..errors import Invalid
 from .bodies import CanarySplitBody, RevisionBody, parse
-from .common import Services, json_body, whole_number
+from .common import Services, json_body
 from .deployments import deployment_json, revision_json
+from .params import LogsParams, WaitParams, query
 
-__all__ = ["EXTENSIONS", "MAX_WAIT_SECONDS", "routes"]
+__all__ = ["EXTENSIONS", "routes"]
 
 EXTENSIONS = ("revisions", "rollback", "logs", "wait", "candidates", "canary", "traffic")
-MAX_WAIT_SECONDS = 60.0
 MAX_LOG_LINES = 10000
 
 
@@ -98,7 +96,7 @@ def routes(services: Services) -> list[Route]:
 
     async def logs(request: Request) -> JSONResponse:
         services.require_extensions()
-        tail = whole_number(request, "tail", 200)
+        tail = query(LogsParams, request).tail
         rev = controller.revision(request.path_params["name"], request.path_params["revision"])
         lines = controller.logs(rev, min(tail, MAX_LOG_LINES))
         return JSONResponse({"revision": rev.uid, "name": revision_name(rev.seq), "lines": lines})
@@ -106,18 +104,10 @@ def routes(services: Services) -> list[Route]:
     async def wait(request: Request) -> JSONResponse:
         services.require_extensions()
         name = request.path_params["name"]
-        try:
-            timeout = float(request.query_params.get("timeout") or 30)
-        except ValueError:
-            raise Invalid("timeout must be a number of seconds") from None
-        if not math.isfinite(timeout):
-            raise Invalid("timeout must be a finite number of seconds")
+        params = query(WaitParams, request)
         dep = controller.get(name)
-        known = request.query_params.get("status") or controller.status(dep)
-        phase = request.query_params.get("phase") or None
-        await controller.wait_for_change(
-            name, known, min(max(timeout, 0.0), MAX_WAIT_SECONDS), known_phase=phase
-        )
+        known = params.status or controller.status(dep)
+        await controller.wait_for_change(name, known, params.timeout, known_phase=params.phase)
         return JSONResponse(deployment_json(services, controller.get(name)))
 
     one = "/api/v2/deployments/{name:str}"

@@ -19,11 +19,21 @@ from ..._version import __version__
 from ..auth import PUBLIC_PATHS
 from .bodies import (
     ArtifactBody,
+    ArtifactPatchBody,
     CanarySplitBody,
     DeploymentBody,
     FinishUploadBody,
     RepositoryBody,
     RevisionBody,
+)
+from .params import (
+    ClusterParams,
+    ListParams,
+    LogsParams,
+    Params,
+    VersionListParams,
+    WaitParams,
+    WriteParams,
 )
 
 __all__ = ["document"]
@@ -40,35 +50,26 @@ for _kind in ("bento", "model"):
     _items = f"/api/v1/{_kind}_repositories/{{repo}}/{_kind}s"
     BODIES[("POST", f"/api/v1/{_kind}_repositories")] = RepositoryBody
     BODIES[("POST", _items)] = ArtifactBody
-    BODIES[("PATCH", f"{_items}/{{version}}")] = ArtifactBody
+    BODIES[("PATCH", f"{_items}/{{version}}")] = ArtifactPatchBody
     BODIES[("PATCH", f"{_items}/{{version}}/{{step}}")] = FinishUploadBody
 
-QUERIES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
-    ("GET", "/api/v2/deployments"): {
-        "q": {"type": "string", "maxLength": 4096},
-        "search": {"type": "string", "maxLength": 4096},
-        "start": {"type": "integer", "minimum": 0},
-        "count": {"type": "integer", "minimum": 0},
-        "cluster": {"type": "string"},
-    },
-    ("POST", "/api/v2/deployments"): {
-        "cluster": {"type": "string"},
-        "promotion": {"type": "string", "enum": ["auto", "manual"]},
-    },
-    ("PUT", "/api/v2/deployments/{name}"): {
-        "cluster": {"type": "string"},
-        "promotion": {"type": "string", "enum": ["auto", "manual"]},
-    },
-    ("GET", "/api/v2/deployments/{name}/wait"): {
-        "status": {"type": "string"},
-        "phase": {"type": "string"},
-        "timeout": {"type": "number", "minimum": 0, "maximum": 60},
-    },
-    ("GET", "/api/v2/deployments/{name}/revisions/{revision}/logs"): {
-        "tail": {"type": "integer", "minimum": 0}
-    },
-}
 DEPLOYMENT = "/api/v2/deployments/{name}"
+QUERIES: dict[tuple[str, str], type[Params]] = {
+    ("GET", "/api/v2/deployments"): ListParams,
+    ("POST", "/api/v2/deployments"): WriteParams,
+    ("PUT", DEPLOYMENT): WriteParams,
+    ("GET", DEPLOYMENT): ClusterParams,
+    ("DELETE", DEPLOYMENT): ClusterParams,
+    ("POST", f"{DEPLOYMENT}/terminate"): ClusterParams,
+    ("GET", "/api/v1/instance_types"): ClusterParams,
+    ("GET", f"{DEPLOYMENT}/wait"): WaitParams,
+    ("GET", f"{DEPLOYMENT}/revisions/{{revision}}/logs"): LogsParams,
+    ("GET", "/api/v1/bento_repositories/{repo}/bentos"): VersionListParams,
+    ("GET", "/api/v1/model_repositories/{repo}/models"): VersionListParams,
+    ("GET", "/api/v1/bentos"): VersionListParams,
+    ("GET", "/api/v1/models"): VersionListParams,
+}
+"""Each route's query parameters, by their model (see :mod:`.params`)."""
 LINKS: dict[tuple[str, str], list[tuple[str, str, dict[str, str]]]] = {
     ("POST", "/api/v2/deployments"): [
         (method, path, {"name": "$response.body#/name"})
@@ -105,13 +106,24 @@ def operation_id(method: str, path: str) -> str:
     return f"{method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', path)}"
 
 
+def query_parameters(model: type[Params]) -> list[dict[str, Any]]:
+    """``model``'s fields as OpenAPI query parameters (``null`` left out: a query has no null)."""
+    found = []
+    for name, schema in model.model_json_schema()["properties"].items():
+        options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+        plain = {k: v for k, v in options[0].items() if k not in ("title", "default")}
+        found.append({"name": name, "in": "query", "required": False, "schema": plain})
+    return found
+
+
 def _operation(method: str, path: str, route: Route, defs: dict[str, Any]) -> dict[str, Any]:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in PARAMETER.findall(route.path)
     ]
-    for name, schema in QUERIES.get((method, path), {}).items():
-        parameters.append({"name": name, "in": "query", "required": False, "schema": schema})
+    params = QUERIES.get((method, path))
+    if params is not None:
+        parameters.extend(query_parameters(params))
     answer: dict[str, Any] = {"application/json": {"schema": {"type": ["object", "array"]}}}
     if path.endswith("/download"):
         answer = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
@@ -140,8 +152,9 @@ def _operation(method: str, path: str, route: Route, defs: dict[str, Any]) -> di
         operation["responses"]["200"]["links"] = links
     model = BODIES.get((method, path))
     if model is not None:
+        required = any(field.is_required() for field in model.model_fields.values())
         operation["requestBody"] = {
-            "required": False,
+            "required": required,
             "content": {"application/json": {"schema": defs[model.__name__]}},
         }
     return operation

@@ -10,6 +10,7 @@ from ...tags import shown
 from .. import schemas
 from ..errors import NotFound
 from .common import Services, check_cluster
+from .params import ClusterParams, query
 
 __all__ = ["routes"]
 
@@ -30,7 +31,7 @@ def routes(services: Services) -> list[Route]:
         return JSONResponse(schemas.cluster())
 
     async def instance_types(request: Request) -> JSONResponse:
-        check_cluster(request)
+        check_cluster(query(ClusterParams, request).cluster)
         return JSONResponse(schemas.instance_types())
 
     async def secret(request: Request) -> JSONResponse:

@@ -12,22 +12,19 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from starlette.requests import Request
-
 from ..errors import Invalid
+from .params import MAX_QUERY_CHARACTERS, VersionListParams
 
-__all__ = ["ListQuery"]
-
-MAX_QUERY_CHARACTERS = 4096
+__all__ = ["ListFilter"]
 
 
 @dataclass(frozen=True)
-class ListQuery:
+class ListFilter:
     labels: dict[str, str | None] = field(default_factory=dict)
     words: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, q: str, search: str = "") -> ListQuery:
+    def parse(cls, q: str, search: str = "") -> ListFilter:
         if len(q) + len(search) > MAX_QUERY_CHARACTERS:
             raise Invalid(
                 f"q and search together must stay under {MAX_QUERY_CHARACTERS} characters"
@@ -50,9 +47,8 @@ class ListQuery:
         return cls(labels, tuple(words))
 
     @classmethod
-    def of(cls, request: Request) -> ListQuery:
-        params = request.query_params
-        return cls.parse(params.get("q") or "", params.get("search") or "")
+    def of(cls, params: VersionListParams) -> ListFilter:
+        return cls.parse(params.q, params.search)
 
     def matches(self, name: str, labels: Iterable[dict[str, str]]) -> bool:
         have = {str(item.get("key")): str(item.get("value", "")) for item in labels}

@@ -10,9 +10,10 @@ from starlette.routing import Route
 
 from .. import schemas
 from ..registry.service import KINDS
-from .bodies import ArtifactBody, FinishUploadBody, RepositoryBody, parse
-from .common import Services, json_body, whole_number
-from .query import ListQuery
+from .bodies import ArtifactBody, ArtifactPatchBody, FinishUploadBody, RepositoryBody, parse
+from .common import Services, json_body
+from .params import VersionListParams, query
+from .query import ListFilter
 
 __all__ = ["routes"]
 
@@ -44,17 +45,18 @@ def routes(services: Services) -> list[Route]:
     async def list_versions(request: Request, kind: str) -> Response:
         name = request.path_params["repo"]
         row = registry.repository(kind, name)
-        query = ListQuery.of(request)
-        found = [i for i in store.list_artifacts(kind, name) if query.matches(i.tag, i.labels)]
-        items = found[: whole_number(request, "count", 10**6)]
+        params = query(VersionListParams, request)
+        wanted = ListFilter.of(params)
+        found = [i for i in store.list_artifacts(kind, name) if wanted.matches(i.tag, i.labels)]
+        items = found if params.count is None else found[: params.count]
         return JSONResponse(schemas.listing([schemas.artifact(i, row) for i in items]))
 
     async def list_all_versions(request: Request, kind: str) -> Response:
-        query = ListQuery.of(request)
+        wanted = ListFilter.of(query(VersionListParams, request))
         items = [
             schemas.artifact(i, store.get_repository(kind, i.repository))
             for i in store.list_artifacts(kind)
-            if query.matches(i.tag, i.labels)
+            if wanted.matches(i.tag, i.labels)
         ]
         return JSONResponse(schemas.listing(items))
 
@@ -74,7 +76,7 @@ def routes(services: Services) -> list[Route]:
         p = request.path_params
         row = registry.repository(kind, p["repo"])
         body = await json_body(request)
-        parse(ArtifactBody, body)
+        parse(ArtifactPatchBody, body)
         item = registry.patch_artifact(kind, p["repo"], p["version"], body)
         return JSONResponse(schemas.artifact(item, row))
 

@@ -1,0 +1,90 @@
+"""The query parameters the API reads, declared once as typed models.
+
+Query values arrive as text, so the models convert (``"5"`` is 5) but stay bounded: numbers are
+finite and in range, strings short. Parameters a route does not read are ignored (BentoCloud
+clients send more). A failure becomes one short Invalid naming the parameter, never echoing
+its value; the models also make the OpenAPI document's parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+
+from ..errors import Invalid
+
+__all__ = [
+    "ClusterParams",
+    "ListParams",
+    "LogsParams",
+    "VersionListParams",
+    "WaitParams",
+    "WriteParams",
+    "query",
+]
+
+MAX_QUERY_CHARACTERS = 4096
+MAX_WAIT_SECONDS = 60.0
+Short = Annotated[str, Field(max_length=253)]
+Filter = Annotated[str, Field(max_length=MAX_QUERY_CHARACTERS)]
+Count = Annotated[int, Field(ge=0, le=10**9)]
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ClusterParams(Params):
+    """Routes of a cluster: the local control plane has one, ``local``."""
+
+    cluster: Short | None = None
+
+
+class WriteParams(ClusterParams):
+    """A deployment's create or update: ``promotion=manual`` holds the new revision."""
+
+    promotion: Literal["auto", "manual"] = "auto"
+
+
+class VersionListParams(Params):
+    """BentoCloud's list filter (see :mod:`.query`) and a page size."""
+
+    q: Filter = ""
+    search: Filter = ""
+    count: Count | None = None
+
+
+class ListParams(ClusterParams, VersionListParams):
+    """A page of deployments."""
+
+    start: Count = 0
+
+
+class WaitParams(Params):
+    """A long poll: the status and phase the caller knows, at most ``timeout`` seconds."""
+
+    status: Short | None = None
+    phase: Short | None = None
+    timeout: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 30.0
+
+
+class LogsParams(Params):
+    """The last ``tail`` lines of a revision's log."""
+
+    tail: Count = 200
+
+
+P = TypeVar("P", bound=Params)
+
+
+def query(model: type[P], request: Request) -> P:
+    """``request``'s query parameters read by ``model``; Invalid naming the first wrong one."""
+    values = {key: value for key, value in request.query_params.items() if value != ""}
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "query"
+        raise Invalid(f"invalid query parameter {where}: {first['msg']}") from None
