@@ -19,6 +19,8 @@ class Answer:
     status: int
     revision: str
     body: Any
+    seconds: float = 0.0
+    """How long the call took, as the client measured it."""
 
 
 @dataclass
@@ -43,7 +45,9 @@ class TrafficLoop:
         with httpx.Client(timeout=10.0, trust_env=False) as http:
             while not self._stop.is_set():
                 try:
+                    started = time.perf_counter()
                     response = http.post(self.url, json=self.payload, headers=self.headers)
+                    seconds = time.perf_counter() - started
                     if response.status_code >= 500:
                         with self._lock:
                             self.failures.append(f"HTTP {response.status_code}")
@@ -57,7 +61,7 @@ class TrafficLoop:
                 except ValueError:
                     body = response.text
                 answer = Answer(
-                    response.status_code, response.headers.get(REVISION_HEADER, ""), body
+                    response.status_code, response.headers.get(REVISION_HEADER, ""), body, seconds
                 )
                 with self._lock:
                     self.answers.append(answer)

@@ -88,7 +88,8 @@ def test_update_and_rollback_drop_no_request(
     page = httpx.get(url + "/")
     assert page.status_code == 200 and "swagger" in page.text.lower()
 
-    with TrafficLoop(f"{url}/echo", clients=1, pause=0.01) as traffic:
+    payload = {"text": "live", "delay": 0.02}
+    with TrafficLoop(f"{url}/echo", payload=payload, clients=2) as traffic:
         api.update("steady", echo_v2, envs=envs)
         api.wait_status("steady", {"running"})
         while traffic.versions()["v2"] < 20:
@@ -97,9 +98,11 @@ def test_update_and_rollback_drop_no_request(
         assert rolled["status"] == "running"
         seen_v2 = traffic.versions()["v2"]
         time.sleep(1.0)
+        traffic.wait_for(1000)
 
     assert traffic.failures == []
     assert traffic.versions()["v1"] > 0 and seen_v2 >= 20
+    check_observed(api, "steady", traffic, extra_r1=1)
     assert httpx.post(f"{url}/echo", json={"text": "x"}).json()["version"] == "v1"
     revisions = api.revisions("steady")
     assert [r["name"] for r in revisions] == ["r2", "r1"]
@@ -153,3 +156,58 @@ def test_a_port_taken_before_bentoml_binds_it_is_told_apart(
             await proc.stop()
 
     asyncio.run(start_on_taken_port())
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def check_observed(api: Api, name: str, traffic: TrafficLoop, *, extra_r1: int) -> None:
+    """What the control plane observed of ``traffic`` matches what its clients counted."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counted = traffic.by_revision()
+    metrics = api.http.get(f"/api/v2/deployments/{name}/metrics", params={"since": "15m"})
+    totals = metrics.json()["totals"]
+    assert totals["r1"]["requests"] == counted["r1"] + extra_r1
+    assert totals["r2"]["requests"] == counted["r2"]
+    assert totals["r1"]["5xx"] == totals["r2"]["5xx"] == 0
+    series = metrics.json()["revisions"]["r2"]
+    assert sum(n or 0 for n in series["requests"]) == counted["r2"]
+    assert len(series["requests"]) == len(metrics.json()["t"])
+    for revision, count in counted.items():
+        if count < 300:
+            continue
+        seconds = [a.seconds for a in traffic.answers if a.revision == revision]
+        for q in (0.5, 0.99):
+            measured = totals[revision][f"latency_p{round(q * 100)}_seconds"]
+            client = _quantile(seconds, q)
+            assert abs(measured - client) <= 0.2 * client, (revision, q, measured, client)
+
+    token = api.plane.connection.token if api.plane.connection else ""
+    prometheus = str(api.http.base_url.join("/metrics"))
+    page = httpx.get(prometheus, headers={"Authorization": f"Bearer {token}"})
+    assert page.status_code == 200
+    scraped = {
+        (s.labels["revision"], s.labels["status_class"]): s.value
+        for family in text_string_to_metric_families(page.text)
+        for s in family.samples
+        if s.name == "bentoship_requests_total" and s.labels["deployment"] == name
+    }
+    assert scraped[("r2", "2xx")] == counted["r2"]
+    assert httpx.get(prometheus).status_code == 401
+
+    events = api.http.get(f"/api/v2/deployments/{name}/events").json()["events"]
+    kinds = [(e["kind"], e["revision"]) for e in events]
+    for expected in [("created", "r2"), ("ready", "r2"), ("switched", "r2"), ("rolled_back", "r1")]:
+        assert expected in kinds, kinds
+    assert kinds.index(("switched", "r2")) < kinds.index(("rolled_back", "r1"))
+
+    lines = api.http.get(
+        f"/api/v2/deployments/{name}/logs", params={"pattern": "starting", "revision": "r2"}
+    ).json()["lines"]
+    assert lines and all("starting" in line["line"] for line in lines)
+    assert {line["revision"] for line in lines} == {"r2"}
+    download = api.http.get(f"/api/v2/deployments/{name}/logs/download").text
+    assert any(line["line"] in download for line in lines)

@@ -8,11 +8,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from .api import deployments, extensions, platform, registry
+from .api import deployments, extensions, logs, observability, platform, registry
 from .api.common import Services
 from .api.openapi import document
 from .auth import OPENAPI_PATH, TokenAuth
 from .errors import DomainError
+from .observe.hub import Observability
 from .registry.service import Registry
 from .rollout.controller import Controller
 from .settings import ServerSettings
@@ -25,10 +26,21 @@ def error_response(status: int, message: str) -> JSONResponse:
 
 
 def build_app(
-    settings: ServerSettings, registry_service: Registry, controller: Controller
+    settings: ServerSettings,
+    registry_service: Registry,
+    controller: Controller,
+    observed: Observability | None = None,
 ) -> ASGIApp:
-    services = Services(settings=settings, controller=controller, registry=registry_service)
+    services = Services(
+        settings=settings, controller=controller, registry=registry_service, observed=observed
+    )
+    watched = (
+        [*logs.routes(services, observed.logs), *observability.routes(services, observed)]
+        if observed is not None
+        else []
+    )
     routes = [
+        *watched,
         *extensions.routes(services),
         *platform.routes(services),
         *deployments.routes(services),

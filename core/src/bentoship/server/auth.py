@@ -42,7 +42,9 @@ def load_or_create_token(data_dir: Path) -> str:
 
 
 class TokenAuth:
-    """Reject every API request without the right ``X-YATAI-API-TOKEN`` (constant-time compare)."""
+    """Reject every API request without the right token (constant-time compare): in
+    ``X-YATAI-API-TOKEN`` as bentoml sends it, or as ``Authorization: Bearer`` as Prometheus
+    does."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
@@ -51,6 +53,9 @@ class TokenAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
             given = next((v for k, v in scope["headers"] if k == TOKEN_HEADER), b"")
+            if not given:
+                bearer = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+                given = bearer[7:] if bearer[:7].lower() == b"bearer " else b""
             if not hmac.compare_digest(given, self.token):
                 problem = "wrong API token" if given else "missing X-YATAI-API-TOKEN header"
                 response = JSONResponse(

@@ -16,6 +16,7 @@ from ..connection import Connection, write_connection
 from .app import build_app
 from .auth import load_or_create_token
 from .endpoint.proxy import EmbeddedServer, bind_socket
+from .observe.hub import Observability
 from .registry.service import Registry
 from .rollout.controller import Controller
 from .settings import ServerSettings
@@ -32,6 +33,8 @@ def prepare_data_dir(data_dir: Path) -> Path:
 async def serve(settings: ServerSettings) -> None:
     store = Store(settings.db_path)
     controller = Controller(settings, store)
+    observed = Observability.open(settings, controller)
+    controller.deleted_hooks.append(observed.forget)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -39,7 +42,7 @@ async def serve(settings: ServerSettings) -> None:
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
-        build_app(settings, Registry(settings, store), controller),
+        build_app(settings, Registry(settings, store), controller, observed),
         log_level="warning",
         access_log=False,
         timeout_keep_alive=30,
@@ -49,6 +52,7 @@ async def serve(settings: ServerSettings) -> None:
     api_task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         await controller.start()
+        observed.start()
         while not server.started:
             if api_task.done():
                 api_task.result()
@@ -62,6 +66,7 @@ async def serve(settings: ServerSettings) -> None:
         server.should_exit = True
         await controller.close()
         await api_task
+        await observed.close()
         store.close()
 
 

@@ -20,6 +20,12 @@ class ServerSettings:
     restart_backoff_max: float = 30.0
     crash_loop_after: int = 1
     """Crashes while starting after which a revision is failed (see rollout.crashloop)."""
+    metrics_retention: float = 24 * 3600.0
+    """Seconds of metrics kept (older 10 s buckets are deleted)."""
+    metrics_max_bytes: int = 512 * 1024**2
+    """Size of the metrics store on disk above which the oldest half is deleted."""
+    metrics_interval: float = 10.0
+    log_lines_per_revision: int = 100_000
 
     @property
     def db_path(self) -> Path:

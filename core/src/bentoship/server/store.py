@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS revisions (
     config TEXT NOT NULL, created_at TEXT NOT NULL, phase TEXT NOT NULL,
     reason TEXT NOT NULL DEFAULT '', ready_at TEXT, activated_at TEXT,
     verify INTEGER NOT NULL DEFAULT 0, UNIQUE (deployment, seq));
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, deployment TEXT NOT NULL, time REAL NOT NULL,
+    kind TEXT NOT NULL, revision TEXT, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_deployment ON events (deployment, id);
 """
 ADDED_COLUMNS = {
     "deployments": {"candidate_port": "INTEGER", "canary": "TEXT"},
@@ -102,6 +106,28 @@ class Revision:
     activated_at: str | None = None
     verify: bool = False
     """Held as a candidate once ready, until promoted, instead of taking traffic at once."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened to a deployment: a revision's phase, a rollback, a restart."""
+
+    deployment: str
+    time: float
+    kind: str
+    message: str
+    revision: str | None = None
+    id: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        stamp = datetime.fromtimestamp(self.time, UTC).isoformat(timespec="milliseconds")
+        return {
+            "id": self.id,
+            "time": stamp.replace("+00:00", "Z"),
+            "kind": self.kind,
+            "revision": self.revision,
+            "message": self.message,
+        }
 
 
 class Store:
@@ -214,6 +240,7 @@ class Store:
 
     def delete_deployment(self, name: str) -> None:
         with self._db:
+            self._db.execute("DELETE FROM events WHERE deployment=?", (name,))
             self._db.execute("DELETE FROM revisions WHERE deployment=?", (name,))
             self._db.execute("DELETE FROM deployments WHERE name=?", (name,))
 
@@ -247,6 +274,35 @@ class Store:
     def update_revision(self, uid: str, **fields: Any) -> None:
         assignments = ", ".join(f"{key}=?" for key in fields)
         self._db.execute(f"UPDATE revisions SET {assignments} WHERE uid=?", (*fields.values(), uid))
+
+    # events
+
+    def add_event(self, event: Event, keep: int) -> None:
+        """Append ``event``; keep only the deployment's newest ``keep`` events."""
+        with self._db:
+            cursor = self._db.execute(
+                "INSERT INTO events (deployment, time, kind, revision, message) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (event.deployment, event.time, event.kind, event.revision, event.message),
+            )
+            if cursor.lastrowid is not None and cursor.lastrowid % 100 == 0:
+                self._db.execute(
+                    "DELETE FROM events WHERE deployment=? AND id <= "
+                    "(SELECT id FROM events WHERE deployment=? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (event.deployment, event.deployment, keep),
+                )
+
+    def list_events(
+        self, deployment: str, *, after: int = 0, since: float = 0.0, limit: int = 1000
+    ) -> list[Event]:
+        """The deployment's events with an id above ``after`` and a time from ``since``, oldest
+        first (the newest ``limit`` of them)."""
+        rows = self._db.execute(
+            "SELECT * FROM (SELECT * FROM events WHERE deployment=? AND id>? AND time>=? "
+            "ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (deployment, after, since, limit),
+        ).fetchall()
+        return [Event(**dict(row)) for row in rows]
 
 
 def _artifact(row: sqlite3.Row) -> Artifact:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from ...tags import shown
 from .. import schemas
 from ..errors import Invalid, NotFound
+from ..observe.hub import Observability
 from ..registry.service import Registry
 from ..rollout.controller import Controller
 from ..settings import ServerSettings
@@ -23,6 +24,8 @@ class Services:
     settings: ServerSettings
     controller: Controller
     registry: Registry
+    observed: Observability | None = None
+    """Metrics, logs and their stores; None where a caller runs without them."""
 
     def require_extensions(self) -> None:
         if not self.settings.extensions:

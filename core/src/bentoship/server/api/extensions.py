@@ -96,9 +96,18 @@ def routes(services: Services) -> list[Route]:
 
     async def logs(request: Request) -> JSONResponse:
         services.require_extensions()
-        tail = query(LogsParams, request).tail
+        tail = min(query(LogsParams, request).tail, MAX_LOG_LINES)
         rev = controller.revision(request.path_params["name"], request.path_params["revision"])
-        lines = controller.logs(rev, min(tail, MAX_LOG_LINES))
+        observed = services.observed
+        if observed is None:
+            lines = controller.logs(rev, tail)
+        else:
+            observed.watch_logs()
+            await observed.tailer.poll()
+            found = observed.logs.search(
+                rev.deployment, revision=revision_name(rev.seq), limit=tail
+            )
+            lines = [line.line for line in found]
         return JSONResponse({"revision": rev.uid, "name": revision_name(rev.seq), "lines": lines})
 
     async def wait(request: Request) -> JSONResponse:

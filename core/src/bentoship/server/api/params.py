@@ -8,9 +8,11 @@ its value; the models also make the OpenAPI document's parameters.
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
 from ..errors import Invalid
@@ -19,9 +21,11 @@ __all__ = [
     "ClusterParams",
     "ListParams",
     "LogsParams",
+    "Moment",
     "VersionListParams",
     "WaitParams",
     "WriteParams",
+    "moment",
     "query",
 ]
 
@@ -74,6 +78,36 @@ class LogsParams(Params):
     """The last ``tail`` lines of a revision's log."""
 
     tail: Count = 200
+
+
+DURATION = re.compile(r"(?:\d{1,9}(?:\.\d{1,6})?(?:ms|s|m|h|d|w))+")
+DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+EPOCH = re.compile(r"\d{1,12}(?:\.\d{1,9})?")
+
+
+def moment(text: str, now: float) -> float:
+    """Epoch seconds of ``text``: epoch seconds, ISO-8601 (UTC unless it says), or a duration
+    (``10m``, ``2h``, ``30s``, ``1d``, ``1h30m``) before ``now``; ValueError otherwise."""
+    if DURATION.fullmatch(text):
+        return now - sum(float(n) * SECONDS[unit] for n, unit in DURATION_PART.findall(text))
+    if EPOCH.fullmatch(text):
+        return float(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            "send epoch seconds, ISO-8601 (2026-01-02T03:04:05Z) or a time ago (30s, 10m, 2h, 1d)"
+        ) from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def _valid_moment(text: str) -> str:
+    moment(text, 0.0)
+    return text
+
+
+Moment = Annotated[str, Field(max_length=64), AfterValidator(_valid_moment)]
 
 
 P = TypeVar("P", bound=Params)

@@ -72,6 +72,10 @@ class Backends(Protocol):
 
     def record_request(self, deployment: str) -> None: ...
 
+    def record_start(self, revision: str) -> None: ...
+
+    def record_abandoned(self, revision: str) -> None: ...
+
     async def backend(self, deployment: str, role: Role, scope: Scope) -> Upstream | None: ...
 
     def record_response(
@@ -175,7 +179,12 @@ class EndpointProxy:
             await _respond(send, 503, f"deployment {self.deployment} has no {missing}")
             return
         started = time.perf_counter()
-        status = await self._forward(scope, receive, send, backend)
+        self.backends.record_start(backend.revision)
+        try:
+            status = await self._forward(scope, receive, send, backend)
+        except BaseException:
+            self.backends.record_abandoned(backend.revision)
+            raise
         self.backends.record_response(
             self.deployment, backend.revision, status, time.perf_counter() - started
         )

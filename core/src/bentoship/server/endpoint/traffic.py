@@ -1,7 +1,9 @@
-"""The one count of requests per revision: totals, server errors and a latency histogram.
+"""The one count of requests per revision: answers by status class, a latency histogram, and
+the requests in flight.
 
-The endpoint proxy records every answer here; the traffic route (and canary analysis through
-it), the revisions listing and later the metrics exporter read the same counters.
+The endpoint proxy records every request here; the traffic route (and canary analysis through
+it), the revisions listing, the metrics store (observe.sampler) and the Prometheus exposition
+(observe.exposition) read the same counters.
 """
 
 from __future__ import annotations
@@ -33,14 +35,21 @@ class RevisionTraffic:
     requests: int = 0
     errors: int = 0
     """Answers with a 5xx status, including the proxy's own 502 when the revision did not answer."""
+    by_class: list[int] = field(default_factory=lambda: [0] * 5)
+    """Answers by status class: 1xx, 2xx, 3xx, 4xx, 5xx."""
     buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    seconds: float = 0.0
+    """The sum of the answers' latencies."""
+    in_progress: int = 0
     last_seen: float = 0.0
 
     def record(self, status: int, seconds: float) -> None:
         self.requests += 1
         if status >= 500:
             self.errors += 1
+        self.by_class[min(max(status // 100, 1), 5) - 1] += 1
         self.buckets[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        self.seconds += seconds
         self.last_seen = time.time()
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,11 +62,29 @@ class TrafficBook:
     def __init__(self) -> None:
         self._revisions: dict[str, RevisionTraffic] = {}
 
-    def record(self, revision: str, status: int, seconds: float) -> None:
+    def _traffic(self, revision: str) -> RevisionTraffic:
         traffic = self._revisions.get(revision)
         if traffic is None:
             traffic = self._revisions[revision] = RevisionTraffic()
+        return traffic
+
+    def started(self, revision: str) -> None:
+        """A request went to ``revision``: it is in flight until ``record`` or ``abandoned``."""
+        self._traffic(revision).in_progress += 1
+
+    def abandoned(self, revision: str) -> None:
+        """A request in flight ended without an answer (the client went away)."""
+        self._traffic(revision).in_progress -= 1
+
+    def record(self, revision: str, status: int, seconds: float, *, started: bool = False) -> None:
+        traffic = self._traffic(revision)
         traffic.record(status, seconds)
+        if started:
+            traffic.in_progress -= 1
+
+    def revisions(self) -> dict[str, RevisionTraffic]:
+        """Every revision's traffic, by uid."""
+        return dict(self._revisions)
 
     def of(self, revision: str) -> RevisionTraffic:
         return self._revisions.get(revision) or RevisionTraffic()

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..endpoint.proxy import EndpointServer, Role, Scope
 from ..endpoint.split import TrafficSplit
 from ..endpoint.traffic import TrafficBook
 from ..errors import Conflict, NotFound
+from ..observe.events import EventKind, EventLog
 from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
 from .home import prepare_revision_home
@@ -73,6 +74,9 @@ class Controller:
         self.token = settings.token
         self.runtimes: dict[str, DeploymentRuntime] = {}
         self.traffic = TrafficBook()
+        self.events = EventLog(store)
+        self.deleted_hooks: list[Callable[[str], None]] = []
+        """Called with a deployment's name once it is deleted."""
         self._tls: RevisionTLS | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -241,8 +245,14 @@ class Controller:
     def record_request(self, deployment: str) -> None:
         self.runtime(deployment).last_request = time.monotonic()
 
+    def record_start(self, revision: str) -> None:
+        self.traffic.started(revision)
+
+    def record_abandoned(self, revision: str) -> None:
+        self.traffic.abandoned(revision)
+
     def record_response(self, deployment: str, revision: str, status: int, seconds: float) -> None:
-        self.traffic.record(revision, status, seconds)
+        self.traffic.record(revision, status, seconds, started=True)
 
     async def backend(self, deployment: str, role: Role, scope: Scope) -> ServeProcess | None:
         rt = self.runtime(deployment)
@@ -345,6 +355,7 @@ class Controller:
                     f"deployment {name} has no candidate to promote (revision {label} is "
                     f"{target.phase}); deploy the bento again as a candidate"
                 )
+            self._event(target, EventKind.PROMOTED, f"candidate {label} promoted")
             self._activate(rt, target.uid)
             return self.get(name)
 
@@ -356,6 +367,7 @@ class Controller:
             target = self.target_of(dep)
             if target is None or target.phase not in HELD_PHASES:
                 return dep
+            self._event(target, EventKind.DISCARDED, f"{revision_name(target.seq)} discarded")
             self._supersede(rt, dep, DISCARDED)
             if dep.serving_revision is not None:
                 self.store.update_deployment(name, target_revision=dep.serving_revision)
@@ -375,6 +387,11 @@ class Controller:
                     "deploy with manual promotion and wait until it is ready"
                 )
             self._set_split(rt, split)
+            self._event(
+                target,
+                EventKind.CANARY,
+                f"{revision_name(target.seq)} takes {split.weight}% of the endpoint's requests",
+            )
             return self.get(name)
 
     async def rollback(self, name: str, ref: str | None) -> Deployment:
@@ -388,6 +405,12 @@ class Controller:
                 return dep
             self._supersede(rt, dep, SUPERSEDED)
             self.store.update_deployment(name, target_revision=target.uid, state=Lifecycle.ACTIVE)
+            serving = self.name_of(dep.serving_revision) or "nothing"
+            self._event(
+                target,
+                EventKind.ROLLED_BACK,
+                f"rollback to {revision_name(target.seq)} (was serving {serving})",
+            )
             proc = rt.processes.get(target.uid)
             if target.uid == dep.serving_revision and active:
                 rt.notify()
@@ -412,6 +435,8 @@ class Controller:
             rt.endpoint = rt.candidate_endpoint = None
             self.traffic.forget([rev.uid for rev in revisions])
             self.store.delete_deployment(name)
+            for hook in self.deleted_hooks:
+                hook(name)
             shutil.rmtree(self.settings.logs_dir / name, ignore_errors=True)
             for rev in revisions:
                 shutil.rmtree(self.settings.data_dir / "runtime" / rev.uid, ignore_errors=True)
@@ -435,6 +460,7 @@ class Controller:
         self.store.update_revision(uid, **changes)
         if rev.phase != phase:
             log.info("%s %s: %s -> %s", rev.deployment, revision_name(rev.seq), rev.phase, phase)
+            self._phase_event(rev, phase, reason)
         if rev.phase == RevisionPhase.CANDIDATE and phase != RevisionPhase.CANDIDATE:
             self._release_candidate(
                 self.runtime(rev.deployment), uid, stop=phase != RevisionPhase.SERVING
@@ -445,6 +471,28 @@ class Controller:
         return moved
 
     # internals
+
+    def _event(self, rev: Revision, kind: EventKind, message: str) -> None:
+        self.events.record(rev.deployment, kind, message, revision_name(rev.seq))
+
+    def _phase_event(self, rev: Revision, phase: RevisionPhase, reason: str | None) -> None:
+        name = revision_name(rev.seq)
+        because = f": {reason}" if reason else ""
+        if phase == RevisionPhase.STARTING:
+            self._event(rev, EventKind.STARTING, f"{name} ({rev.bento}) is starting")
+        elif phase == RevisionPhase.CANDIDATE:
+            self._event(rev, EventKind.READY, f"{name} is ready")
+            self._event(rev, EventKind.HELD, f"{name} is held as a candidate, without live traffic")
+        elif phase == RevisionPhase.SERVING and rev.phase != RevisionPhase.WARM:
+            self._event(rev, EventKind.READY, f"{name} is ready")
+        elif phase == RevisionPhase.FAILED:
+            self._event(rev, EventKind.FAILED, f"{name} failed{because}")
+        elif phase == RevisionPhase.CANCELLED:
+            self._event(rev, EventKind.CANCELLED, f"{name} was cancelled{because}")
+        elif phase == RevisionPhase.WARM:
+            self._event(rev, EventKind.WARM, f"{name} is kept warm for a rollback")
+        elif phase == RevisionPhase.RETIRED:
+            self._event(rev, EventKind.RETIRED, f"{name} is retired (stopped)")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -556,6 +604,9 @@ class Controller:
         )
         self.store.insert_revision(rev)
         self.store.update_deployment(dep.name, target_revision=rev.uid)
+        name = revision_name(rev.seq)
+        self._event(rev, EventKind.CREATED, f"{name} created: {bento}")
+        self._event(rev, EventKind.STARTING, f"{name} ({bento}) is starting")
         rt.notify()
         rt.rollout = asyncio.create_task(self._rollout(rt, rev.uid))
 
@@ -682,6 +733,12 @@ class Controller:
         rt.last_request = time.monotonic()
         rt.cancel_retire(uid)
         previous = dep.serving_revision
+        if rev is not None:
+            if previous == uid:
+                self._event(rev, EventKind.RESTARTED, f"{proc.name} serves again")
+            else:
+                before = f" (was {self.name_of(previous)})" if previous else ""
+                self._event(rev, EventKind.SWITCHED, f"the endpoint now serves {proc.name}{before}")
         if previous and previous != uid:
             old = self.store.get_revision(previous)
             if old is not None and old.phase == RevisionPhase.SERVING:
@@ -724,6 +781,10 @@ class Controller:
         if dep is None or dep.serving_revision != proc.revision or dep.state != Lifecycle.ACTIVE:
             return
         log.warning("revision %s of %s exited; restarting", proc.name, rt.name)
+        crashed = self.store.get_revision(proc.revision)
+        if crashed is not None:
+            code = proc.process.returncode
+            self._event(crashed, EventKind.CRASHED, f"{proc.name} exited (code {code}); restarting")
         rt.serving = None
         rt.health = Health.UNHEALTHY
         rt.notify()
@@ -795,6 +856,9 @@ class Controller:
             return
         rt.health = Health.RESTARTING
         rt.notify()
+        woken = self.store.get_revision(dep.serving_revision)
+        if woken is not None:
+            self._event(woken, EventKind.WOKEN, "a request arrived: starting again")
         rt.wakeup = asyncio.create_task(self._restart_serving(rt, dep.serving_revision))
 
     def _retire_all(self, name: str) -> None:
@@ -824,6 +888,7 @@ class Controller:
         await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
         self._retire_all(rt.name)
         self.store.update_deployment(rt.name, state=Lifecycle.TERMINATED)
+        self.events.record(rt.name, EventKind.TERMINATED, f"deployment {rt.name} terminated")
         rt.notify()
         return self.get(rt.name)
 
@@ -856,4 +921,5 @@ class Controller:
         rt.health = Health.SCALED_TO_ZERO
         await serving.stop()
         log.info("deployment %s scaled to zero after %.0f s idle", rt.name, idle)
+        self._event(rev, EventKind.SCALED_TO_ZERO, f"scaled to zero after {idle:.0f} s idle")
         rt.notify()

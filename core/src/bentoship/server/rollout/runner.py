@@ -101,7 +101,9 @@ class ServeProcess:
     port: int
     process: asyncio.subprocess.Process
     log_path: Path
+    """The process's stderr (and bentoship's own lines); stdout goes to ``stdout_path``."""
     log_offset: int = 0
+    stdout_offset: int = 0
     name: str = ""
     """The revision's short name (``r3``), which the endpoint's answers carry."""
     tls: RevisionTLS | None = None
@@ -154,15 +156,11 @@ class ServeProcess:
     def alive(self) -> bool:
         return self.process.returncode is None
 
-    def _read_new_log(self) -> str:
-        try:
-            with self.log_path.open("rb") as handle:
-                handle.seek(self.log_offset)
-                data = handle.read()
-        except OSError:
-            return ""
-        self.log_offset += len(data)
-        return data.decode(errors="replace")
+    def _read_new_log(self, final: bool = False) -> str:
+        """New complete lines of stderr, then of stdout; ``final`` adds an unfinished last line."""
+        err, self.log_offset = _read_lines(self.log_path, self.log_offset, final)
+        out, self.stdout_offset = _read_lines(stdout_path(self.log_path), self.stdout_offset, final)
+        return err + out
 
     async def wait_ready(self, deadline_seconds: float, crashes: int = 1) -> None:
         """Poll ``/readyz`` with short timeouts until it answers 200, or raise NotReadyError.
@@ -179,7 +177,7 @@ class ServeProcess:
                 exited = not self.alive
                 if exited or time.monotonic() >= next_log_check:
                     next_log_check = time.monotonic() + LOG_CHECK_INTERVAL
-                    text = self._read_new_log()
+                    text = self._read_new_log(final=exited)
                     if PORT_TAKEN in text:
                         raise PortTaken(f"bentoml serve could not bind port {self.port}: taken")
                     detector.feed(text)
@@ -229,7 +227,11 @@ async def start_serve(
     port: int | None = None,
     tls: RevisionTLS | None = None,
 ) -> ServeProcess:
-    """Start ``bentoml serve`` of ``bento_tag`` on a loopback port, logging to ``log_path``."""
+    """Start ``bentoml serve`` of ``bento_tag`` on a loopback port.
+
+    Its stderr goes to ``log_path``, after a ``[bentoship] ... starting`` line, and its stdout
+    to ``stdout_path(log_path)``.
+    """
     port = port or free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {
@@ -240,10 +242,11 @@ async def start_serve(
     env.update(envs)
     env.update({"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"})
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    with log_path.open("ab") as log:
+    with log_path.open("ab") as log, stdout_path(log_path).open("ab") as out:
         log.write(f"[bentoship] {stamp} starting {bento_tag} on port {port}\n".encode())
         log.flush()
         offset = log.tell()
+        out_offset = out.seek(0, os.SEEK_END)
         process = await asyncio.create_subprocess_exec(
             *bentoml_command(),
             "serve",
@@ -254,8 +257,8 @@ async def start_serve(
             str(port),
             *(tls.serve_args() if tls else []),
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
+            stdout=out,
+            stderr=log,
             env=env,
             cwd=str(bentoml_home),
             start_new_session=True,
@@ -267,9 +270,31 @@ async def start_serve(
         process=process,
         log_path=log_path,
         log_offset=offset,
+        stdout_offset=out_offset,
         name=name or revision[:8],
         tls=tls,
     )
+
+
+def stdout_path(log_path: Path) -> Path:
+    """Where a revision's stdout goes, beside its stderr log ``log_path``."""
+    return log_path.with_suffix(".stdout.log")
+
+
+def _read_lines(path: Path, offset: int, final: bool) -> tuple[str, int]:
+    """The complete lines of ``path`` after ``offset`` (``final``: all), and the offset after."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except OSError:
+        return "", offset
+    if not final:
+        data = data[: data.rfind(b"\n") + 1]
+    text = data.decode(errors="replace")
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text, offset + len(data)
 
 
 def tail_lines(path: Path, count: int) -> list[str]:

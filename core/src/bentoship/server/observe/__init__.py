@@ -1,0 +1,1 @@
+"""What the control plane observes: metrics per revision, logs and events, kept in DuckDB."""

@@ -1,0 +1,96 @@
+"""The control plane's observability, started and stopped with it: one analytics database,
+the metrics store and its sampler, the log store and its tailer, the event log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..rollout.runner import stdout_path
+from .analytics import open_analytics
+from .log_tail import LogTailer
+from .logs import LogStore
+from .sampler import Sampler
+from .series import SeriesStore
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from ..rollout.controller import Controller
+    from ..settings import ServerSettings
+
+__all__ = ["Observability"]
+
+log = logging.getLogger(__name__)
+LOG_POLL_SECONDS = 0.5
+
+
+@dataclass
+class Observability:
+    series: SeriesStore
+    sampler: Sampler
+    logs: LogStore
+    tailer: LogTailer
+    database: duckdb.DuckDBPyConnection
+    controller: Controller
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, settings: ServerSettings, controller: Controller) -> Observability:
+        path = settings.data_dir / "observe.duckdb"
+        database = open_analytics(path)
+        series = SeriesStore(
+            database.cursor(),
+            retention=settings.metrics_retention,
+            max_bytes=settings.metrics_max_bytes,
+            path=path,
+        )
+        logs = LogStore(
+            database.cursor(),
+            max_lines_per_revision=settings.log_lines_per_revision,
+            files_dir=settings.logs_dir,
+        )
+        tailer = LogTailer(logs, settings.data_dir / "log-offsets.json")
+        sampler = Sampler(controller, series, interval=settings.metrics_interval)
+        return cls(series, sampler, logs, tailer, database, controller)
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.sampler.run()),
+            asyncio.create_task(self._read_logs()),
+        ]
+
+    def watch_logs(self) -> None:
+        """Read the log files of every revision that has a process (and keep reading them)."""
+        for name, rt in self.controller.runtimes.items():
+            for proc in list(rt.processes.values()):
+                self.tailer.watch(name, proc.name, proc.log_path, stdout_path(proc.log_path))
+
+    def forget(self, deployment: str) -> None:
+        """A deleted deployment: its files are no longer read, its lines and series go."""
+        self.tailer.unwatch(deployment)
+        self.logs.forget(deployment)
+        self.series.forget(deployment)
+
+    async def _read_logs(self, interval: float = LOG_POLL_SECONDS) -> None:
+        while True:
+            try:
+                self.watch_logs()
+                await self.tailer.poll()
+            except Exception:
+                log.exception("reading the revisions' log files failed")
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            self.sampler.flush_traffic()
+        self.sampler.gpu.close()
+        self.database.close()

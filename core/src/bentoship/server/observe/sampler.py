@@ -1,0 +1,219 @@
+"""Every 10 s, what each revision did and uses, written to the metrics store.
+
+From the endpoint's count (TrafficBook): answers by status class and latency, as what was
+added since the last sample, and requests in flight. From each running revision: bentoml's own
+``/metrics`` (requests and in-progress), its process tree's CPU and memory (psutil), and its
+GPUs (NVML) when there are any. Before the metrics route reads the store, ``flush_traffic``
+writes the endpoint's counts up to that moment, so totals are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import psutil
+
+from ...refs import revision_name
+from ..endpoint.traffic import RevisionTraffic
+from .gpu import GpuReader
+from .series import RESOLUTION, Sample, SeriesStore
+
+if TYPE_CHECKING:
+    from ..rollout.controller import Controller
+    from ..rollout.runner import ServeProcess
+
+__all__ = ["Sampler"]
+
+log = logging.getLogger(__name__)
+
+SCRAPE_TIMEOUT = 2.0
+SERVICE_REQUESTS = "bentoml_service_request_total"
+SERVICE_IN_PROGRESS = "bentoml_service_request_in_progress"
+
+
+@dataclass
+class _Seen:
+    """A revision's cumulative counts at the last sample."""
+
+    by_class: list[int] = field(default_factory=lambda: [0] * 5)
+    buckets: list[int] = field(default_factory=list)
+
+
+class Sampler:
+    def __init__(
+        self,
+        controller: Controller,
+        series: SeriesStore,
+        *,
+        interval: float = RESOLUTION,
+        gpu: GpuReader | None = None,
+    ) -> None:
+        self.controller = controller
+        self.series = series
+        self.interval = interval
+        self.gpu = gpu if gpu is not None else GpuReader()
+        self.latest: dict[str, dict[str, float]] = {}
+        """The last gauges read of each running revision (by uid), for the Prometheus page."""
+        self._seen: dict[str, _Seen] = {}
+        self._service_seen: dict[int, float] = {}
+        self._processes: dict[int, psutil.Process] = {}
+        self._names: dict[str, tuple[str, str]] = {}
+
+    async def run(self) -> None:
+        """Sample every ``interval`` seconds until cancelled; prune once a minute."""
+        rounds = 0
+        while True:
+            await asyncio.sleep(self.interval - time.time() % self.interval)
+            try:
+                await self.sample()
+                rounds += 1
+                if rounds % 6 == 0:
+                    self.series.prune()
+            except Exception:
+                log.exception("sampling metrics failed")
+
+    def flush_traffic(self) -> None:
+        """Write the endpoint's counts added since the last sample (no readings)."""
+        self.series.write(p.sample for p in self._traffic_samples(with_gauges=False))
+
+    async def sample(self) -> None:
+        samples = {s.revision_uid: s for s in self._traffic_samples(with_gauges=True)}
+        readings = await asyncio.gather(
+            *(self._read_process(uid, proc) for uid, proc in self._running().items())
+        )
+        latest: dict[str, dict[str, float]] = {}
+        for uid, counters, gauges in readings:
+            latest[uid] = gauges
+            named = self._name(uid)
+            if named is None:
+                continue
+            sample = samples.get(uid) or _Pending(uid, Sample(*named, {}, {}, {}))
+            sample.sample.counters.update(counters)
+            sample.sample.gauges.update(gauges)
+            samples[uid] = sample
+        self.latest = latest
+        self.series.write([pending.sample for pending in samples.values()])
+
+    def forget(self, uids: list[str]) -> None:
+        for uid in uids:
+            self._seen.pop(uid, None)
+            self._names.pop(uid, None)
+            self.latest.pop(uid, None)
+
+    def _name(self, uid: str) -> tuple[str, str] | None:
+        named = self._names.get(uid)
+        if named is None:
+            rev = self.controller.store.get_revision(uid)
+            if rev is None:
+                return None
+            named = self._names[uid] = (rev.deployment, revision_name(rev.seq))
+        return named
+
+    def _traffic_samples(self, *, with_gauges: bool) -> list[_Pending]:
+        found: list[_Pending] = []
+        for uid, traffic in self.controller.traffic.revisions().items():
+            named = self._name(uid)
+            if named is None:
+                continue
+            counters, latency = self._added(uid, traffic)
+            gauges = {"in_progress": float(traffic.in_progress)} if with_gauges else {}
+            if counters or latency or gauges:
+                found.append(_Pending(uid, Sample(*named, counters, gauges, latency)))
+        return found
+
+    def _added(self, uid: str, traffic: RevisionTraffic) -> tuple[dict[str, float], dict[int, int]]:
+        seen = self._seen.setdefault(uid, _Seen())
+        if len(seen.buckets) != len(traffic.buckets):
+            seen.buckets = [0] * len(traffic.buckets)
+        counters = {
+            f"requests_{c + 1}xx": float(now - before)
+            for c, (now, before) in enumerate(zip(traffic.by_class, seen.by_class, strict=True))
+            if now != before
+        }
+        latency = {
+            index: now - before
+            for index, (now, before) in enumerate(zip(traffic.buckets, seen.buckets, strict=True))
+            if now != before
+        }
+        seen.by_class = list(traffic.by_class)
+        seen.buckets = list(traffic.buckets)
+        return counters, latency
+
+    def _running(self) -> dict[str, ServeProcess]:
+        return {
+            uid: proc
+            for rt in self.controller.runtimes.values()
+            for uid, proc in rt.processes.items()
+            if proc.alive
+        }
+
+    async def _read_process(
+        self, uid: str, proc: ServeProcess
+    ) -> tuple[str, dict[str, float], dict[str, float]]:
+        pids = {proc.process.pid, *proc.workers}
+        gauges = self._usage(pids)
+        gauges.update(self.gpu.read(pids))
+        counters: dict[str, float] = {}
+        scraped = await self._scrape(proc)
+        if scraped is not None:
+            total, in_progress = scraped
+            before = self._service_seen.get(proc.process.pid, 0.0)
+            counters["service_requests"] = total - before if total >= before else total
+            self._service_seen[proc.process.pid] = total
+            gauges["service_in_progress"] = in_progress
+        return uid, counters, gauges
+
+    def _usage(self, pids: set[int]) -> dict[str, float]:
+        cpu = rss = 0.0
+        for pid in pids:
+            process = self._processes.get(pid)
+            try:
+                if process is None:
+                    process = self._processes[pid] = psutil.Process(pid)
+                    process.cpu_percent(None)
+                cpu += process.cpu_percent(None)
+                rss += process.memory_info().rss
+            except psutil.Error:
+                self._processes.pop(pid, None)
+        for pid in [p for p in self._processes if p not in pids]:
+            with contextlib.suppress(KeyError):
+                if not self._processes[pid].is_running():
+                    del self._processes[pid]
+        return {"cpu_percent": cpu, "memory_rss_bytes": rss}
+
+    async def _scrape(self, proc: ServeProcess) -> tuple[float, float] | None:
+        """bentoml's request total and requests in progress, from the revision's /metrics."""
+        import aiohttp
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            async with proc.session().get(
+                f"{proc.url}/metrics", timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT)
+            ) as response:
+                if response.status != 200:
+                    return None
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        total = in_progress = 0.0
+        try:
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == SERVICE_REQUESTS:
+                        total += sample.value
+                    elif sample.name == SERVICE_IN_PROGRESS:
+                        in_progress += sample.value
+        except ValueError:
+            return None
+        return total, in_progress
+
+
+@dataclass
+class _Pending:
+    revision_uid: str
+    sample: Sample
