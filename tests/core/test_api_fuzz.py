@@ -60,6 +60,13 @@ AIMED: dict[str, dict[str, dict[str, Any]]] = {
     "GET /api/v2/deployments/{name}": {"path": {"name": DEPLOYMENT}},
     "GET /api/v2/deployments/{name}/revisions": {"path": {"name": DEPLOYMENT}},
     "GET /api/v2/deployments/{name}/traffic": {"path": {"name": DEPLOYMENT}},
+    "GET /api/v2/deployments/{name}/metrics": {"path": {"name": DEPLOYMENT}},
+    "GET /api/v2/deployments/{name}/events": {"path": {"name": DEPLOYMENT}},
+    "GET /api/v2/deployments/{name}/logs/download": {"path": {"name": DEPLOYMENT}},
+    "GET /api/v2/deployments/{name}/logs": {
+        "path": {"name": DEPLOYMENT},
+        "query": {"follow": "false"},
+    },
     "GET /api/v2/deployments/{name}/revisions/{revision}/logs": {
         "path": {"name": DEPLOYMENT, "revision": "r1"}
     },
@@ -69,7 +76,8 @@ AIMED: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 """Read routes aimed at the running deployment. A wait knows its status and phase, so it waits
-(for 0 s, unless a twist puts a hostile number there)."""
+(for 0 s, unless a twist puts a hostile number there); logs are searched, not followed (a
+followed log is a stream that does not end)."""
 BENTOS = "/api/v1/bento_repositories/{repo}/bentos"
 REPOSITORY = "echo"
 for _method in ("GET", "POST"):

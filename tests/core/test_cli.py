@@ -254,8 +254,21 @@ def test_revisions_mark_the_serving_one_and_logs_default_to_the_target(
             return httpx.Response(200, json={"items": revisions})
         if path == "/api/v2/deployments/svc":
             return httpx.Response(200, json=deployment_json("svc", "echo:v2", revision="rev-2"))
-        if path == "/api/v2/deployments/svc/revisions/rev-2/logs":
-            return httpx.Response(200, json={"lines": ["starting", "RuntimeError: boom"]})
+        if path == "/api/v2/deployments/svc/logs":
+            lines = [
+                {
+                    "time": "2026-11-30T01:02:03.004Z",
+                    "revision": "r2",
+                    "stream": "stderr",
+                    "line": x,
+                }
+                for x in ("starting", "RuntimeError: boom")
+            ]
+            return httpx.Response(200, json={"deployment": "svc", "lines": lines})
+        if path == "/api/v2/deployments/svc/events":
+            event = {"id": 7, "time": "2026-11-30T01:02:03.004Z", "kind": "failed"}
+            event |= {"revision": "r2", "message": "r2 failed: boom"}
+            return httpx.Response(200, json={"deployment": "svc", "events": [event]})
         return error(404, "not found")
 
     server = fake_server(answer)
@@ -265,9 +278,19 @@ def test_revisions_mark_the_serving_one_and_logs_default_to_the_target(
     assert lines[0].startswith("  r2\tfailed\techo:v2")
     assert lines[1].startswith("* r1\tserving\techo:v1")
 
-    code, out, _ = cli("logs", "svc", "--tail", "50", *SERVER)
-    assert code == 0 and out.splitlines() == ["starting", "RuntimeError: boom"]
-    assert server.requests[-1].url.params["tail"] == "50"
+    code, out, _ = cli("logs", "svc", "--tail", "50", "--grep", "Err", "--since", "10m", *SERVER)
+    assert code == 0 and out.splitlines() == [
+        "2026-11-30T01:02:03.004Z r2 stderr starting",
+        "2026-11-30T01:02:03.004Z r2 stderr RuntimeError: boom",
+    ]
+    params = server.requests[-1].url.params
+    assert (params["limit"], params["pattern"], params["since"]) == ("50", "Err", "10m")
+    code, out, _ = cli("logs", "svc", "--json", *SERVER)
+    assert json.loads(out.splitlines()[1])["line"] == "RuntimeError: boom"
+    code, out, _ = cli("events", "svc", *SERVER)
+    assert code == 0 and out == "2026-11-30T01:02:03.004Z failed r2 r2 failed: boom\n"
+    code, out, err = cli("logs", "svc", "--follow", "--until", "1h", *SERVER)
+    assert code == 2 and "drop --until" in err
 
 
 # build and push: stdout holds only the tag
@@ -422,8 +445,11 @@ def test_deploy_wait_status_revisions_logs_rollback(
     assert code == 0 and f"cli-echo\trunning\t{echo_v2}\t" in out
     code, out, _ = run("revisions", "cli-echo")
     assert code == 0 and out.splitlines()[0].startswith("* r2")
-    code, out, _ = run("logs", "cli-echo", "--tail", "50")
-    assert code == 0 and "[bentoship]" in out
+    code, out, _ = run("logs", "cli-echo", "--tail", "50", "--grep", "starting", "--since", "1h")
+    assert code == 0 and out and all("starting" in line for line in out.splitlines())
+    code, out, _ = run("events", "cli-echo", "--json")
+    kinds = [json.loads(line)["kind"] for line in out.splitlines()]
+    assert code == 0 and kinds[0] == "created" and "switched" in kinds
 
     code, out, err = run("rollback", "cli-echo")
     assert code == 0, err

@@ -103,6 +103,7 @@ def test_update_and_rollback_drop_no_request(
     assert traffic.failures == []
     assert traffic.versions()["v1"] > 0 and seen_v2 >= 20
     check_observed(api, "steady", traffic, extra_r1=1)
+    check_follow(api, "steady")
     assert httpx.post(f"{url}/echo", json={"text": "x"}).json()["version"] == "v1"
     revisions = api.revisions("steady")
     assert [r["name"] for r in revisions] == ["r2", "r1"]
@@ -211,3 +212,31 @@ def check_observed(api: Api, name: str, traffic: TrafficLoop, *, extra_r1: int) 
     assert {line["revision"] for line in lines} == {"r2"}
     download = api.http.get(f"/api/v2/deployments/{name}/logs/download").text
     assert any(line["line"] in download for line in lines)
+
+
+def check_follow(api: Api, name: str) -> None:
+    """A followed log shows the line of a new request within 2 s."""
+    import queue
+    import threading
+
+    from bentoship.client import Client
+
+    assert api.plane.connection is not None
+    endpoint, token = api.plane.connection.endpoint, api.plane.connection.token
+    seen: queue.Queue[float] = queue.Queue()
+    since = str(time.time())
+
+    def follow() -> None:
+        with Client(endpoint, token) as client:
+            for _ in client.follow_logs(name, since=since, pattern="path=/echo"):
+                seen.put(time.monotonic())
+                return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    sent = time.monotonic()
+    assert httpx.post(f"{api.url(name)}/echo", json={"text": "followed"}).status_code == 200
+    arrived = seen.get(timeout=10)
+    print(f"a followed line arrived {arrived - sent:.2f} s after the request")
+    assert arrived - sent < 2.0

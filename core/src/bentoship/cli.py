@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -206,11 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
     canary.add_argument("--route-by", help="the header or query parameter to hash (sticky)")
     revisions = subparsers.add_parser("revisions", help="list a deployment's revisions")
     revisions.add_argument("name")
-    logs = subparsers.add_parser("logs", help="print a revision's logs")
+    logs = subparsers.add_parser(
+        "logs", help="print a deployment's logs: search them, or follow them live"
+    )
     logs.add_argument("name")
-    logs.add_argument("--revision", help="revision name or uid (default: the latest)")
-    logs.add_argument("--tail", type=int, default=200)
-    for sub in (status, wait, rollback, promote, discard, canary, revisions, logs):
+    logs.add_argument("--revision", help="only this revision's lines (r3)")
+    logs.add_argument("--since", help="from: epoch seconds, ISO-8601, or a time ago (10m, 2h)")
+    logs.add_argument("--until", help="up to (same forms as --since)")
+    logs.add_argument("--grep", metavar="RE", help="only lines matching this RE2 pattern")
+    logs.add_argument(
+        "--tail", "--limit", dest="limit", type=int, default=200, help="the last N lines"
+    )
+    logs.add_argument("-f", "--follow", action="store_true", help="then print new lines live")
+    logs.add_argument("--json", action="store_true", help="one JSON object per line")
+    events = subparsers.add_parser("events", help="print what happened to a deployment")
+    events.add_argument("name")
+    events.add_argument("--since", help="from: epoch seconds, ISO-8601, or a time ago (1h)")
+    events.add_argument("--json", action="store_true", help="one JSON object per event")
+    for sub in (status, wait, rollback, promote, discard, canary, revisions, logs, events):
         _add_connection(sub)
     return parser
 
@@ -449,12 +463,23 @@ def _run_revisions(args: argparse.Namespace) -> int:
 
 
 def _run_logs(args: argparse.Namespace) -> int:
+    search = {"since": args.since, "revision": args.revision, "pattern": args.grep}
     with _client(args) as client:
-        revision = args.revision or client.get_deployment(args.name).target_revision
-        if revision is None:
-            raise InvalidRequestError(f"deployment {args.name} has no revision yet")
-        for line in client.logs(args.name, revision, tail=args.tail):
-            print(line)
+        if args.follow:
+            if args.until:
+                raise InvalidRequestError("--follow prints new lines as they come: drop --until")
+            for entry in client.follow_logs(args.name, **search):
+                print(json.dumps(asdict(entry)) if args.json else entry, flush=True)
+            return EXIT_OK
+        for entry in client.search_logs(args.name, until=args.until, limit=args.limit, **search):
+            print(json.dumps(asdict(entry)) if args.json else entry)
+    return EXIT_OK
+
+
+def _run_events(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for event in client.events(args.name, since=args.since):
+            print(json.dumps(asdict(event)) if args.json else event)
     return EXIT_OK
 
 
@@ -472,6 +497,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "canary": _run_canary,
     "revisions": _run_revisions,
     "logs": _run_logs,
+    "events": _run_events,
 }
 
 

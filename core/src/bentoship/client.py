@@ -7,6 +7,8 @@ plan (see :mod:`bentoship._http`), and each client only runs plans, blocking or 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -22,7 +24,7 @@ from .errors import (
     NotFoundError,
     ResponseLost,
 )
-from .models import DeploymentInfo, RevisionInfo, TrafficReport
+from .models import DeploymentEvent, DeploymentInfo, LogEntry, RevisionInfo, TrafficReport
 from .refs import entry_service
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client"]
@@ -229,6 +231,27 @@ class _Plans:
         )
         return list((yield from self._send(call))["lines"])
 
+    def _plan_search_logs(self, name: str, search: dict[str, Any]) -> Plan[list[LogEntry]]:
+        params = {key: value for key, value in search.items() if value is not None}
+        call = Call(
+            "GET", _deployment_path(name, "/logs"), params=params, not_found=_not_found(name)
+        )
+        return [LogEntry.from_api(line) for line in (yield from self._send(call))["lines"]]
+
+    def _plan_events(self, name: str, after: int, since: str | None) -> Plan[list[DeploymentEvent]]:
+        params: dict[str, Any] = {"after": after, **({"since": since} if since else {})}
+        call = Call(
+            "GET", _deployment_path(name, "/events"), params=params, not_found=_not_found(name)
+        )
+        return [DeploymentEvent.from_api(e) for e in (yield from self._send(call))["events"]]
+
+    def _plan_metrics(self, name: str, query: dict[str, Any]) -> Plan[dict[str, Any]]:
+        params = {key: value for key, value in query.items() if value is not None}
+        call = Call(
+            "GET", _deployment_path(name, "/metrics"), params=params, not_found=_not_found(name)
+        )
+        return dict((yield from self._send(call)))
+
     def _plan_wait_for_change(
         self, name: str, status: str, timeout: float, phase: str | None
     ) -> Plan[DeploymentInfo]:
@@ -379,6 +402,61 @@ class Client(_Plans):
     def logs(self, name: str, revision: str, tail: int = 200) -> list[str]:
         return self._run(self._plan_logs(name, revision, tail))
 
+    def search_logs(
+        self,
+        name: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        revision: str | None = None,
+        pattern: str | None = None,
+        limit: int = 1000,
+    ) -> list[LogEntry]:
+        """The deployment's log lines: ``since``/``until`` as epoch seconds, ISO-8601 or a time
+        ago (``10m``); ``pattern`` is an RE2 regex; the last ``limit`` matches, oldest first."""
+        search = {"since": since, "until": until, "revision": revision, "pattern": pattern}
+        return self._run(self._plan_search_logs(name, {**search, "limit": limit}))
+
+    def follow_logs(
+        self,
+        name: str,
+        *,
+        since: str | None = None,
+        revision: str | None = None,
+        pattern: str | None = None,
+    ) -> Iterator[LogEntry]:
+        """The matching recent lines, then every new one as it is written (until closed)."""
+        search = {"since": since, "revision": revision, "pattern": pattern, "follow": "true"}
+        params = {key: value for key, value in search.items() if value is not None}
+        path = _deployment_path(name, "/logs")
+        with self._http.stream("GET", path, params=params, timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                call = Call("GET", path, params=params, not_found=_not_found(name))
+                _http.raise_for_response(response, call, self.endpoint, self.connection.token)
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    yield LogEntry.from_api(json.loads(line[5:]))
+
+    def events(
+        self, name: str, *, after: int = 0, since: str | None = None
+    ) -> list[DeploymentEvent]:
+        """The deployment's events, oldest first: after the id ``after``, from ``since``."""
+        return self._run(self._plan_events(name, after, since))
+
+    def metrics(
+        self,
+        name: str,
+        *,
+        since: str = "1h",
+        until: str | None = None,
+        step: int = 10,
+        revision: str | None = None,
+    ) -> dict[str, Any]:
+        """The deployment's metrics per revision (series over ``t``, and ``totals``)."""
+        query = {"since": since, "until": until, "step": step, "revision": revision}
+        return self._run(self._plan_metrics(name, query))
+
     def wait_for_change(
         self, name: str, status: str, timeout: float, phase: str | None = None
     ) -> DeploymentInfo:
@@ -510,6 +588,56 @@ class AsyncClient(_Plans):
 
     async def logs(self, name: str, revision: str, tail: int = 200) -> list[str]:
         return await self._run(self._plan_logs(name, revision, tail))
+
+    async def search_logs(
+        self,
+        name: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        revision: str | None = None,
+        pattern: str | None = None,
+        limit: int = 1000,
+    ) -> list[LogEntry]:
+        search = {"since": since, "until": until, "revision": revision, "pattern": pattern}
+        return await self._run(self._plan_search_logs(name, {**search, "limit": limit}))
+
+    async def follow_logs(
+        self,
+        name: str,
+        *,
+        since: str | None = None,
+        revision: str | None = None,
+        pattern: str | None = None,
+    ) -> AsyncIterator[LogEntry]:
+        search = {"since": since, "revision": revision, "pattern": pattern, "follow": "true"}
+        params = {key: value for key, value in search.items() if value is not None}
+        path = _deployment_path(name, "/logs")
+        async with self._http.stream("GET", path, params=params, timeout=None) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                call = Call("GET", path, params=params, not_found=_not_found(name))
+                _http.raise_for_response(response, call, self.endpoint, self.connection.token)
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    yield LogEntry.from_api(json.loads(line[5:]))
+
+    async def events(
+        self, name: str, *, after: int = 0, since: str | None = None
+    ) -> list[DeploymentEvent]:
+        return await self._run(self._plan_events(name, after, since))
+
+    async def metrics(
+        self,
+        name: str,
+        *,
+        since: str = "1h",
+        until: str | None = None,
+        step: int = 10,
+        revision: str | None = None,
+    ) -> dict[str, Any]:
+        query = {"since": since, "until": until, "step": step, "revision": revision}
+        return await self._run(self._plan_metrics(name, query))
 
     async def wait_for_change(
         self, name: str, status: str, timeout: float, phase: str | None = None

@@ -11,7 +11,9 @@ from .errors import InvalidRequestError
 
 __all__ = [
     "DeploymentConfig",
+    "DeploymentEvent",
     "DeploymentInfo",
+    "LogEntry",
     "RevisionInfo",
     "Rollout",
     "RolloutLike",
@@ -154,6 +156,48 @@ class TrafficReport:
                 str(i["revision"]): tuple(int(c) for c in i["latency_buckets"]) for i in items
             },
         )
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of a deployment's log: when, from which revision and stream."""
+
+    time: str
+    revision: str
+    stream: str
+    line: str
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> LogEntry:
+        return cls(str(data["time"]), str(data["revision"]), str(data["stream"]), str(data["line"]))
+
+    def __str__(self) -> str:
+        return f"{self.time} {self.revision} {self.stream} {self.line}"
+
+
+@dataclass(frozen=True)
+class DeploymentEvent:
+    """Something that happened to a deployment (see the control plane's event kinds)."""
+
+    id: int
+    time: str
+    kind: str
+    revision: str | None
+    message: str
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> DeploymentEvent:
+        revision = data.get("revision")
+        return cls(
+            int(data["id"]),
+            str(data["time"]),
+            str(data["kind"]),
+            str(revision) if revision else None,
+            str(data["message"]),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.time} {self.kind} {self.revision or '-'} {self.message}"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from .bodies import (
     RepositoryBody,
     RevisionBody,
 )
+from .logs import LogDownloadParams, LogSearchParams
+from .observability import PROMETHEUS_PATH, EventsParams, MetricsParams
 from .params import (
     ClusterParams,
     ListParams,
@@ -68,6 +70,10 @@ QUERIES: dict[tuple[str, str], type[Params]] = {
     ("GET", "/api/v1/model_repositories/{repo}/models"): VersionListParams,
     ("GET", "/api/v1/bentos"): VersionListParams,
     ("GET", "/api/v1/models"): VersionListParams,
+    ("GET", f"{DEPLOYMENT}/logs"): LogSearchParams,
+    ("GET", f"{DEPLOYMENT}/logs/download"): LogDownloadParams,
+    ("GET", f"{DEPLOYMENT}/metrics"): MetricsParams,
+    ("GET", f"{DEPLOYMENT}/events"): EventsParams,
 }
 """Each route's query parameters, by their model (see :mod:`.params`)."""
 LINKS: dict[tuple[str, str], list[tuple[str, str, dict[str, str]]]] = {
@@ -125,8 +131,15 @@ def _operation(method: str, path: str, route: Route, defs: dict[str, Any]) -> di
     if params is not None:
         parameters.extend(query_parameters(params))
     answer: dict[str, Any] = {"application/json": {"schema": {"type": ["object", "array"]}}}
-    if path.endswith("/download"):
+    text = {"schema": {"type": "string"}}
+    if path.endswith("/logs/download"):
+        answer = {"text/plain": text, "application/x-ndjson": text}
+    elif path.endswith("/download"):
         answer = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    elif path == PROMETHEUS_PATH:
+        answer = {"text/plain": text}
+    elif path.endswith("/logs"):
+        answer["text/event-stream"] = text
     operation: dict[str, Any] = {
         "operationId": operation_id(method, path),
         "summary": (route.endpoint.__doc__ or route.name or "").strip().split("\n")[0],
