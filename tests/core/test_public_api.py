@@ -101,7 +101,11 @@ def test_async_client_has_every_method_of_the_client_with_the_same_signature() -
     assert set(asynchronous) == set(sync)
     for name, signature in sync.items():
         assert asynchronous[name].parameters == signature.parameters, name
-        assert inspect.iscoroutinefunction(getattr(AsyncClient, name)), name
+        method = getattr(AsyncClient, name)
+        asynchronous_kind = inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(
+            method
+        )
+        assert asynchronous_kind, name
 
 
 @pytest.mark.parametrize("module", ["bentoship.steps", "bentoship.errors", "bentoship.models"])

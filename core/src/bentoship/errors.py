@@ -77,12 +77,15 @@ class DeploymentFailed(BentoshipError):
         status: str = "",
         reason: str = "",
         logs: str = "",
+        events: str = "",
     ) -> None:
         super().__init__(message)
         self.deployment = deployment
         self.status = status
         self.reason = reason
         self.logs = logs
+        self.events = events
+        """The deployment's latest events, one per line (from the local control plane)."""
 
 
 class SmokeTestFailed(BentoshipError):

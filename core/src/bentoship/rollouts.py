@@ -7,6 +7,7 @@ failed, with the server's reason and, on failure, the tail of the revision's log
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,10 @@ __all__ = [
     "check_rollout",
 ]
 
+log = logging.getLogger(__name__)
+
 LOG_TAIL_LINES = 40
+EVENT_TAIL = 20
 LONG_POLL_SECONDS = 30.0
 
 Observer = Callable[[DeploymentInfo], None]
@@ -54,6 +58,8 @@ class RolloutCheck:
     message: str = ""
     reason: str = ""
     logs: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    """The deployment's latest events, when the rollout failed (local control plane)."""
     long_polled: bool = False
     """True when the check waited on the server for a change, so a loop needs no sleep."""
 
@@ -82,6 +88,7 @@ class RolloutCheck:
             status=self.status,
             reason=self.reason,
             logs="\n".join(self.logs),
+            events="\n".join(self.events),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +105,7 @@ class RolloutCheck:
             "message": self.message,
             "reason": self.reason,
             "logs": "\n".join(self.logs),
+            "events": "\n".join(self.events),
         }
 
 
@@ -137,6 +145,22 @@ def _log_tail(client: _Plans, dep: DeploymentInfo, revision: str | None) -> Plan
         return []
 
 
+def _event_tail(client: _Plans, name: str) -> Plan[list[str]]:
+    if "events" not in (yield from client._plan_extensions()):
+        return []
+    try:
+        events = yield from client._plan_events(name, 0, None)
+    except BentoshipError:
+        return []
+    return [str(event) for event in events[-EVENT_TAIL:]]
+
+
+def log_failure(check: RolloutCheck) -> None:
+    """Put a failed rollout's events into the log (so into the orchestrator's task log)."""
+    if check.events:
+        log.error("Latest events of deployment %s:\n%s", check.name, "\n".join(check.events))
+
+
 def check_plan(
     client: _Plans,
     target: RolloutLike,
@@ -172,6 +196,7 @@ def check_plan(
     if state is not RolloutState.FAILED:
         return RolloutCheck(state, name, revision, dep, reason=dep.reason, long_polled=long_polled)
     logs = yield from _log_tail(client, dep, revision)
+    events = yield from _event_tail(client, name)
     return RolloutCheck(
         state,
         name,
@@ -180,6 +205,7 @@ def check_plan(
         message=failure_message(name, message, logs),
         reason=dep.reason,
         logs=tuple(logs),
+        events=tuple(events),
     )
 
 
@@ -200,6 +226,7 @@ def wait_plan(
         if check.ready and check.deployment is not None:
             return check.deployment
         if check.failed:
+            log_failure(check)
             raise check.error()
         if not check.long_polled:
             yield Sleep(max(0.0, min(poll_interval, deadline - time.time())))

@@ -45,11 +45,15 @@ class _BentoOperator(BaseOperator):
     def hook(self) -> BentoCloudHook:
         return BentoCloudHook(self.bentocloud_conn_id)
 
-    def fail(self, exc: Exception, logs: str = "") -> AirflowException:
-        """Log the revision's log tail, then return the one-line error to raise."""
+    def fail(self, exc: Exception, logs: str = "", events: str = "") -> AirflowException:
+        """Log the revision's log tail and the deployment's events, then return the one-line
+        error to raise."""
         lines = (logs or getattr(exc, "logs", "") or "").splitlines()[-LOG_TAIL_LINES:]
         if lines:
             self.log.error("Last %d log lines of the revision:\n%s", len(lines), "\n".join(lines))
+        happened = events or getattr(exc, "events", "") or ""
+        if happened:
+            self.log.error("Latest events of the deployment:\n%s", happened)
         return AirflowException(str(exc))
 
     @staticmethod
@@ -296,7 +300,9 @@ class BentoDeployOperator(_BentoOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         if event.get("status") != "success":
             raise self.fail(
-                AirflowException(event.get("message", "rollout failed")), event.get("logs", "")
+                AirflowException(event.get("message", "rollout failed")),
+                event.get("logs", ""),
+                event.get("events", ""),
             )
         self.log.info(
             "Deployment %s serves revision %s", event["deployment"], event.get("revision")

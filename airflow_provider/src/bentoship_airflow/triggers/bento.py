@@ -85,6 +85,7 @@ class BentoDeploymentTrigger(BaseTrigger):
                     "message": check.message,
                     "reason": check.reason,
                     "logs": "\n".join(check.logs),
+                    "events": "\n".join(check.events),
                 }
             )
             return

@@ -24,7 +24,17 @@ from .params import LogsParams, WaitParams, query
 
 __all__ = ["EXTENSIONS", "routes"]
 
-EXTENSIONS = ("revisions", "rollback", "logs", "wait", "candidates", "canary", "traffic")
+EXTENSIONS = (
+    "revisions",
+    "rollback",
+    "logs",
+    "wait",
+    "candidates",
+    "canary",
+    "traffic",
+    "events",
+    "metrics",
+)
 MAX_LOG_LINES = 10000
 
 
