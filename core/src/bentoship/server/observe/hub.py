@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..rollout.runner import stdout_path
@@ -36,6 +37,7 @@ class Observability:
     tailer: LogTailer
     database: duckdb.DuckDBPyConnection
     controller: Controller
+    logs_dir: Path
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
@@ -55,7 +57,7 @@ class Observability:
         )
         tailer = LogTailer(logs, settings.data_dir / "log-offsets.json")
         sampler = Sampler(controller, series, interval=settings.metrics_interval)
-        return cls(series, sampler, logs, tailer, database, controller)
+        return cls(series, sampler, logs, tailer, database, controller, settings.logs_dir)
 
     def start(self) -> None:
         self._tasks = [
@@ -64,10 +66,13 @@ class Observability:
         ]
 
     def watch_logs(self) -> None:
-        """Read the log files of every revision that has a process (and keep reading them)."""
-        for name, rt in self.controller.runtimes.items():
-            for proc in list(rt.processes.values()):
-                self.tailer.watch(name, proc.name, proc.log_path, stdout_path(proc.log_path))
+        """Read every revision's log files (``<logs>/<deployment>/r3-<uid>.log`` and its
+        ``.stdout.log``), found on disk: a revision that failed at once is read too."""
+        for stderr in self.logs_dir.glob("*/r*-*.log"):
+            if stderr.name.endswith(".stdout.log"):
+                continue
+            name = stderr.name.split("-", 1)[0]
+            self.tailer.watch(stderr.parent.name, name, stderr, stdout_path(stderr))
 
     def forget(self, deployment: str) -> None:
         """A deleted deployment: its files are no longer read, its lines and series go."""
