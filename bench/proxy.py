@@ -31,8 +31,19 @@ def load(url: str, bearer: str | None = None) -> dict[str, float]:
     return dict(json.loads(result.stdout))
 
 
+def unmetered(workdir: Path, tag: str) -> list[dict[str, float]]:
+    """The same load through the proxy of a control plane that counts nothing (--no-metrics)."""
+    with LocalControlPlane(workdir / "unmetered-plane", metrics=False) as plane:
+        assert plane.connection is not None
+        with Client(plane.endpoint, plane.connection.token) as client:
+            push(tag, client=client)
+            dep = wait_until_ready(deploy("unmetered", tag, client=client), client=client)
+        return [load(dep.url) for _ in range(RUNS)]
+
+
 def run(workdir: Path) -> list[Row]:
     tag = build_fixture("echo", workdir, "v1")
+    plain = unmetered(workdir, tag)
     with LocalControlPlane(workdir / "proxy-plane") as plane:
         assert plane.connection is not None
         with Client(plane.endpoint, plane.connection.token) as client:
@@ -54,8 +65,18 @@ def run(workdir: Path) -> list[Row]:
     p99_through = Sample.of([r["p99"] for r in through])
     p99_direct = Sample.of([r["p99"] for r in direct])
     rps_mutual = Sample.of([r["rps"] for r in mutual])
+    rps_plain = Sample.of([r["rps"] for r in plain])
     p50_mutual = Sample.of([r["p50"] for r in mutual])
     return [
+        Row(
+            "proxy throughput, metrics on",
+            "req/s",
+            rps_through,
+            rps_plain,
+            "the proxy with --no-metrics",
+            ">= 0.97x",
+            rps_through.median >= 0.97 * rps_plain.median,
+        ),
         Row(
             "proxy throughput",
             "req/s",

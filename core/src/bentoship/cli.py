@@ -23,6 +23,24 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``24h`` or ``7d``."""
+    unit = DURATION_UNITS.get(text[-1:], 1.0) if text else 1.0
+    number = text[:-1] if text[-1:] in DURATION_UNITS else text
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text[:20]!r} is not a duration: give seconds, or 90s, 10m, 24h, 7d"
+        ) from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError("a duration must be above zero")
+    return seconds
+
+
 def _positive(value: str) -> float:
     number = float(value)
     if number <= 0:
@@ -95,6 +113,25 @@ def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "--no-extensions",
         action="store_true",
         help="hide revisions, rollback, logs and wait, as plain BentoCloud does",
+    )
+    server.add_argument(
+        "--metrics-retention",
+        type=_duration,
+        default=24 * 3600.0,
+        metavar="DURATION",
+        help="how long metrics are kept: seconds, or 90s, 10m, 24h, 7d (default 24h)",
+    )
+    server.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="count no request and keep no metrics (the traffic counts of canary analysis too)",
+    )
+    server.add_argument(
+        "--log-lines-per-revision",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="log lines kept per revision, the newest (default 100000)",
     )
 
 
@@ -296,6 +333,9 @@ def _run_server(args: argparse.Namespace) -> int:
         max_archive_bytes=args.max_archive_bytes,
         extensions=not args.no_extensions,
         crash_loop_after=args.crash_loop_after,
+        metrics=not args.no_metrics,
+        metrics_retention=args.metrics_retention,
+        log_lines_per_revision=args.log_lines_per_revision,
     )
     return EXIT_OK
 

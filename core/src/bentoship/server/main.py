@@ -52,7 +52,7 @@ async def serve(settings: ServerSettings) -> None:
     api_task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         await controller.start()
-        observed.start()
+        observed.start(sampling=settings.metrics)
         while not server.started:
             if api_task.done():
                 api_task.result()
@@ -82,6 +82,9 @@ def run_server(
     max_archive_bytes: int = 2 * 1024**3,
     extensions: bool = True,
     crash_loop_after: int = 1,
+    metrics: bool = True,
+    metrics_retention: float = 24 * 3600.0,
+    log_lines_per_revision: int = 100_000,
 ) -> None:
     logging.basicConfig(
         level=logging.INFO,
@@ -101,6 +104,9 @@ def run_server(
         max_archive_bytes=max_archive_bytes,
         extensions=extensions,
         crash_loop_after=crash_loop_after,
+        metrics=metrics,
+        metrics_retention=metrics_retention,
+        log_lines_per_revision=log_lines_per_revision,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(settings))

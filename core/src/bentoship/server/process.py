@@ -31,6 +31,8 @@ class LocalControlPlane:
         rollback_window: float | None = None,
         scale_to_zero_after: float | None = None,
         crash_loop_after: int | None = None,
+        metrics: bool = True,
+        metrics_retention: float | None = None,
         port: int = 0,
     ) -> None:
         self.data_dir = Path(data_dir)
@@ -39,11 +41,14 @@ class LocalControlPlane:
         self.args: list[str] = []
         if not extensions:
             self.args.append("--no-extensions")
+        if not metrics:
+            self.args.append("--no-metrics")
         for flag, value in (
             ("--readiness-timeout", readiness_timeout),
             ("--rollback-window", rollback_window),
             ("--scale-to-zero-after", scale_to_zero_after),
             ("--crash-loop-after", crash_loop_after),
+            ("--metrics-retention", metrics_retention),
         ):
             if value is not None:
                 self.args += [flag, str(value)]

@@ -20,6 +20,8 @@ class ServerSettings:
     restart_backoff_max: float = 30.0
     crash_loop_after: int = 1
     """Crashes while starting after which a revision is failed (see rollout.crashloop)."""
+    metrics: bool = True
+    """Count every request per revision (off: no counts, no metrics, no canary analysis)."""
     metrics_retention: float = 24 * 3600.0
     """Seconds of metrics kept (older 10 s buckets are deleted)."""
     metrics_max_bytes: int = 512 * 1024**2

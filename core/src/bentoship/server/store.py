@@ -280,17 +280,16 @@ class Store:
     def add_event(self, event: Event, keep: int) -> None:
         """Append ``event``; keep only the deployment's newest ``keep`` events."""
         with self._db:
-            cursor = self._db.execute(
+            self._db.execute(
                 "INSERT INTO events (deployment, time, kind, revision, message) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (event.deployment, event.time, event.kind, event.revision, event.message),
             )
-            if cursor.lastrowid is not None and cursor.lastrowid % 100 == 0:
-                self._db.execute(
-                    "DELETE FROM events WHERE deployment=? AND id <= "
-                    "(SELECT id FROM events WHERE deployment=? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (event.deployment, event.deployment, keep),
-                )
+            self._db.execute(
+                "DELETE FROM events WHERE deployment=? AND id <= "
+                "(SELECT id FROM events WHERE deployment=? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (event.deployment, event.deployment, keep),
+            )
 
     def list_events(
         self, deployment: str, *, after: int = 0, since: float = 0.0, limit: int = 1000

@@ -59,11 +59,11 @@ class Observability:
         sampler = Sampler(controller, series, interval=settings.metrics_interval)
         return cls(series, sampler, logs, tailer, database, controller, settings.logs_dir)
 
-    def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self.sampler.run()),
-            asyncio.create_task(self._read_logs()),
-        ]
+    def start(self, *, sampling: bool = True) -> None:
+        """Read the revisions' logs; with ``sampling``, sample metrics every 10 s."""
+        self._tasks = [asyncio.create_task(self._read_logs())]
+        if sampling:
+            self._tasks.append(asyncio.create_task(self.sampler.run()))
 
     def watch_logs(self) -> None:
         """Read every revision's log files (``<logs>/<deployment>/r3-<uid>.log`` and its

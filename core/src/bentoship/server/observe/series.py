@@ -149,10 +149,19 @@ class SeriesStore:
                 middle = bucket_of((oldest + newest) / 2)
                 for table in ("samples", "latency"):
                     self.cursor.execute(f"DELETE FROM {table} WHERE t < ?", [middle])
-            self.cursor.execute("CHECKPOINT")
+        self.cursor.execute("CHECKPOINT")
 
     def size(self) -> int:
-        return self.path.stat().st_size if self.path is not None and self.path.exists() else 0
+        """Bytes the database uses (its blocks in use, and its write-ahead log): DuckDB reuses
+        freed blocks but does not shrink its file, so the file's size would not tell."""
+        if self.path is None or not self.path.exists():
+            return 0
+        used = self.cursor.execute(
+            "SELECT block_size * used_blocks FROM pragma_database_size() "
+            "WHERE database_name = current_database()"
+        ).fetchone()
+        wal = self.path.with_name(self.path.name + ".wal")
+        return int(used[0] if used else 0) + (wal.stat().st_size if wal.exists() else 0)
 
     def forget(self, deployment: str) -> None:
         for table in ("samples", "latency"):
@@ -176,7 +185,7 @@ class SeriesStore:
             raise Invalid(f"step must be a multiple of {RESOLUTION} seconds, got {step}")
         if not math.isfinite(since) or not math.isfinite(until) or until <= since:
             raise Invalid("the range is empty: until must be later than since")
-        start, end = bucket_of(since, step), bucket_of(until, step) + step
+        start, end = bucket_of(since, step), math.ceil(until / step) * step
         points = (end - start) // step
         if points > MAX_POINTS:
             least = math.ceil((end - start) / MAX_POINTS / RESOLUTION) * RESOLUTION
@@ -185,7 +194,12 @@ class SeriesStore:
             " AND revision = $4" if revision else ""
         )
         params: list[Any] = [deployment, start, end] + ([revision] if revision else [])
-        rows = self.cursor.execute(_series_sql(where, start, end, step), params).fetchall()
+        rows = [
+            (revision, *map(list, zip(*points, strict=True)))
+            for revision, points in self.cursor.execute(
+                _series_sql(where, start, end, step), params
+            ).fetchall()
+        ]
         totals = self.cursor.execute(
             f"SELECT revision, metric, sum(value) FROM samples WHERE {where} "
             f"AND metric IN ({', '.join(repr(c) for c in COUNTERS)}) GROUP BY revision, metric",
@@ -230,19 +244,18 @@ SERIES = (
 
 def _series_sql(where: str, start: int, end: int, step: int) -> str:
     """One row per revision: its series over the axis, as lists (computed by DuckDB)."""
-    bounds = "[" + ", ".join(repr(b) for b in LATENCY_BOUNDS) + "]"
+    lows = ", ".join(repr(b) for b in (0.0, *LATENCY_BOUNDS))
+    highs = ", ".join(repr(b) for b in (*LATENCY_BOUNDS, LATENCY_BOUNDS[-1]))
     counters = ",\n".join(f"sum(value) FILTER (WHERE metric = '{c}') AS {c}" for c in COUNTERS)
     gauges = ",\n".join(f"avg(value) FILTER (WHERE metric = '{g}') AS {g}" for g in GAUGES)
     located = ",\n".join(
-        f"arg_min([bucket, upto - c, c], bucket) FILTER (WHERE upto >= {q} * total) AS q{i}"
+        f"arg_min([upto - c, c, low, high], bucket) FILTER (WHERE upto >= {q} * total) AS q{i}"
         for i, q in enumerate(QUANTILES)
     )
 
     def quantile(i: int, q: float) -> str:
-        index, seen, count = f"q{i}[1]", f"q{i}[2]", f"q{i}[3]"
-        low = f"CASE WHEN {index} = 0 THEN 0.0 ELSE {bounds}[{index}::BIGINT] END"
-        high = f"{bounds}[least({index}::BIGINT + 1, {len(LATENCY_BOUNDS)})]"
-        return f"{low} + ({high} - ({low})) * ({q} * total - {seen}) / {count}"
+        seen, count, low, high = (f"q{i}[{k}]" for k in (1, 2, 3, 4))
+        return f"{low} + ({high} - {low}) * ({q} * total - {seen}) / {count}"
 
     answered = " + ".join(f"coalesce(requests_{c}xx, 0)" for c in range(1, 6))
     columns = {
@@ -254,7 +267,7 @@ def _series_sql(where: str, start: int, end: int, step: int) -> str:
         **{f"latency_p{round(q * 100)}_seconds": quantile(i, q) for i, q in enumerate(QUANTILES)},
         **{g: g for g in GAUGES},
     }
-    listed = ",\n".join(f"list(({sql}) ORDER BY b)" for sql in columns.values())
+    listed = ", ".join(f"({sql})::DOUBLE" for sql in columns.values())
     return f"""
         WITH axis AS (SELECT unnest(range({start}, {end}, {step})) AS b),
         s AS (
@@ -265,11 +278,15 @@ def _series_sql(where: str, start: int, end: int, step: int) -> str:
             SELECT revision, (t // {step}) * {step} AS b, bucket, sum(count) AS c
             FROM latency WHERE {where} GROUP BY revision, b, bucket
         ),
+        bounds AS (
+            SELECT unnest(range({len(LATENCY_BOUNDS) + 1})) AS bucket,
+                unnest([{lows}]) AS low, unnest([{highs}]) AS high
+        ),
         running AS (
-            SELECT revision, b, bucket, c,
+            SELECT revision, b, bucket, c, low, high,
                 sum(c) OVER (PARTITION BY revision, b ORDER BY bucket) AS upto,
                 sum(c) OVER (PARTITION BY revision, b) AS total
-            FROM h
+            FROM h JOIN bounds USING (bucket)
         ),
         q AS (
             SELECT revision, b, any_value(total) AS total, {located}
@@ -280,7 +297,8 @@ def _series_sql(where: str, start: int, end: int, step: int) -> str:
             SELECT * FROM revisions CROSS JOIN axis
             LEFT JOIN s USING (revision, b) LEFT JOIN q USING (revision, b)
         )
-        SELECT revision, {listed} FROM joined GROUP BY revision ORDER BY revision
+        SELECT revision, list([{listed}] ORDER BY b)
+        FROM joined GROUP BY revision ORDER BY revision
     """
 
 

@@ -246,13 +246,16 @@ class Controller:
         self.runtime(deployment).last_request = time.monotonic()
 
     def record_start(self, revision: str) -> None:
-        self.traffic.started(revision)
+        if self.settings.metrics:
+            self.traffic.started(revision)
 
     def record_abandoned(self, revision: str) -> None:
-        self.traffic.abandoned(revision)
+        if self.settings.metrics:
+            self.traffic.abandoned(revision)
 
     def record_response(self, deployment: str, revision: str, status: int, seconds: float) -> None:
-        self.traffic.record(revision, status, seconds, started=True)
+        if self.settings.metrics:
+            self.traffic.record(revision, status, seconds, started=True)
 
     async def backend(self, deployment: str, role: Role, scope: Scope) -> ServeProcess | None:
         rt = self.runtime(deployment)
