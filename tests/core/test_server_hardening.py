@@ -86,7 +86,8 @@ def test_bad_input_of_every_finding_gets_a_short_400(shared_plane: LocalControlP
 
 def test_json_depth_counts_brackets_outside_strings() -> None:
     assert json_depth(b'{"a": [1, {"b": []}]}') == 0  # few brackets: not scanned
-    assert json_depth(b"[" * 40 + b"]" * 40) == 40
+    assert json_depth(b"[" * 40 + b"]" * 40) == 33  # read until past the limit of 32
+    assert json_depth(b"[" * 40 + b"]" * 40, limit=39) == 40
     assert json_depth(b'["' + b"[" * 40 + b'"]') == 1
     assert json_depth(b'["\\"' + b"[" * 40 + b'"]') == 1
 

@@ -36,9 +36,10 @@ MAX_JSON_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
 
 
-def json_depth(raw: bytes) -> int:
-    """How deeply arrays and objects nest in a JSON text (brackets inside strings not counted)."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+def json_depth(raw: bytes, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings not counted),
+    read until the nesting passes ``limit``."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
         return 0
     depth = deepest = 0
     in_string = escaped = False
@@ -55,6 +56,8 @@ def json_depth(raw: bytes) -> int:
         elif byte in (0x5B, 0x7B):  # [ {
             depth += 1
             deepest = max(deepest, depth)
+            if deepest > limit:
+                break
         elif byte in (0x5D, 0x7D):  # ] }
             depth -= 1
     return deepest
