@@ -45,6 +45,13 @@ def _not_found(name: str) -> str:
     return f"deployment {name!r} not found; check the name, or deploy it first"
 
 
+def _follow_call(name: str, since: str | None, revision: str | None, pattern: str | None) -> Call:
+    """The request of a followed log (a stream of server-sent events)."""
+    search = {"since": since, "revision": revision, "pattern": pattern, "follow": "true"}
+    params = {key: value for key, value in search.items() if value is not None}
+    return Call("GET", _deployment_path(name, "/logs"), params=params, not_found=_not_found(name))
+
+
 def _promotion(candidate: bool) -> dict[str, str] | None:
     return {"promotion": "manual"} if candidate else None
 
@@ -426,13 +433,10 @@ class Client(_Plans):
         pattern: str | None = None,
     ) -> Iterator[LogEntry]:
         """The matching recent lines, then every new one as it is written (until closed)."""
-        search = {"since": since, "revision": revision, "pattern": pattern, "follow": "true"}
-        params = {key: value for key, value in search.items() if value is not None}
-        path = _deployment_path(name, "/logs")
-        with self._http.stream("GET", path, params=params, timeout=None) as response:
+        call = _follow_call(name, since, revision, pattern)
+        with self._http.stream("GET", call.path, params=call.params, timeout=None) as response:
             if response.status_code >= 400:
                 response.read()
-                call = Call("GET", path, params=params, not_found=_not_found(name))
                 _http.raise_for_response(response, call, self.endpoint, self.connection.token)
             for line in response.iter_lines():
                 if line.startswith("data:"):
@@ -610,13 +614,12 @@ class AsyncClient(_Plans):
         revision: str | None = None,
         pattern: str | None = None,
     ) -> AsyncIterator[LogEntry]:
-        search = {"since": since, "revision": revision, "pattern": pattern, "follow": "true"}
-        params = {key: value for key, value in search.items() if value is not None}
-        path = _deployment_path(name, "/logs")
-        async with self._http.stream("GET", path, params=params, timeout=None) as response:
+        call = _follow_call(name, since, revision, pattern)
+        async with self._http.stream(
+            "GET", call.path, params=call.params, timeout=None
+        ) as response:
             if response.status_code >= 400:
                 await response.aread()
-                call = Call("GET", path, params=params, not_found=_not_found(name))
                 _http.raise_for_response(response, call, self.endpoint, self.connection.token)
             async for line in response.aiter_lines():
                 if line.startswith("data:"):
