@@ -13,7 +13,7 @@ from kfp import dsl
 
 from bentoship import Client
 from bentoship.server import LocalControlPlane
-from bentoship.steps import push
+from bentoship.steps import push, ship
 from bentoship_kfp import load_components
 
 from .helpers import task_output, task_ran
@@ -78,9 +78,10 @@ def expect(version: str) -> str:
     return json.dumps({"text": "ok", "version": version})
 
 
-def test_shipped_components_ship_then_roll_back_on_plain_bentocloud_api(
+def test_shipped_components_roll_back_from_the_record_on_plain_bentocloud_api(
     start_control_plane: Callable[..., LocalControlPlane],
     kfp_local: Callable[[str], Path],
+    echo_v1: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -93,44 +94,42 @@ def test_shipped_components_ship_then_roll_back_on_plain_bentocloud_api(
     homes = tmp_path / "homes"
     ship_echo = ship_echo_pipeline(homes)
 
-    first_root = kfp_local("first")
-    v1 = echo_project(tmp_path, "v1")
-    shipped = ship_echo(project_dir=str(v1), expected=expect("v1"), **server).output
-    assert task_output(first_root, "rollback-deployment") == (
-        "no rollback: exit-handler-1 succeeded"
-    )
-    deployed = json.loads(task_output(first_root, "deploy-bento", "rollout"))
-    assert not deployed["candidate"] and deployed["bento"] == shipped  # the fallback
-    assert "has no candidate revisions (plain BentoCloud)" in capsys.readouterr().out
-    assert json.loads(task_output(first_root, "promote-deployment")) == deployed  # as it was
-
+    # The first version is served already (shipped by hand, as a plain BentoCloud would have
+    # it); the pipeline ships the second, whose smoke test fails, so the exit task must put the
+    # first back from the rollout record alone.
     with Client(**server) as client:
+        shipped = push(echo_v1, client=client)
+        ship("echo", shipped, {"envs": {"WORKERS": "2"}}, client=client, timeout=120)
         first = client.get_deployment("echo")
         assert (first.status, first.bento) == ("running", shipped)
-        assert {"name": "WORKERS", "value": "2"} in first.config["envs"]
-        assert httpx.post(f"{first.url}/echo", json={"text": "a"}).json()["version"] == "v1"
+
+        root = kfp_local("second")
+        v2 = echo_project(tmp_path, "v2")
+        capsys.readouterr()
+        with pytest.raises(RuntimeError, match="smoke-test-deployment"):
+            ship_echo(project_dir=str(v2), expected=expect("v1"), **server)
+        assert "has no candidate revisions (plain BentoCloud)" in capsys.readouterr().out
+        deployed = json.loads(task_output(root, "deploy-bento", "rollout"))
+        assert not deployed["candidate"]  # the fallback: an ordinary deploy
+        assert task_ran(root, "wait-for-deployment")
+        assert not task_ran(root, "promote-deployment")
+        assert task_output(root, "rollback-deployment") == (
+            f"rolled back: echo serves {shipped} (running)"
+        )
 
         # The task that built the bento and the task that pushed it each had their own store,
         # and the deploy task had none: the bento crossed between them as an artifact only.
-        assert (homes / "build" / "bentos" / shipped.replace(":", "/")).is_dir()
-        assert (homes / "push" / "bentos" / shipped.replace(":", "/")).is_dir()
+        built = deployed["bento"].replace(":", "/")
+        assert (homes / "build" / "bentos" / built).is_dir()
+        assert (homes / "push" / "bentos" / built).is_dir()
         assert not (homes / "deploy" / "bentos").exists()
         session_store = Path(os.environ["BENTOML_HOME"]) / "bentos"
-        assert not (session_store / shipped.replace(":", "/")).exists()
-
-        second_root = kfp_local("second")
-        v2 = echo_project(tmp_path, "v2")
-        with pytest.raises(RuntimeError, match="smoke-test-deployment"):
-            ship_echo(project_dir=str(v2), expected=expect("v1"), **server)
-        assert task_ran(second_root, "wait-for-deployment")
-        assert not task_ran(second_root, "promote-deployment")
-        assert task_output(second_root, "rollback-deployment") == (
-            f"rolled back: echo serves {shipped} (running)"
-        )
+        assert not (session_store / built).exists()
 
         after = client.get_deployment("echo")
         assert (after.status, after.bento) == ("running", shipped)
         assert after.target_revision != first.target_revision  # re-applied, as on BentoCloud
+        assert {"name": "WORKERS", "value": "2"} in after.config["envs"]
         assert httpx.post(f"{after.url}/echo", json={"text": "a"}).json()["version"] == "v1"
 
     # A canary analysis needs per-revision traffic counts, which plain BentoCloud lacks.
