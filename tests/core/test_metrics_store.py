@@ -24,11 +24,11 @@ from prometheus_client.samples import Sample as PromSample
 from bentoship.server.endpoint.traffic import LATENCY_BOUNDS, RevisionTraffic, TrafficBook
 from bentoship.server.errors import Invalid
 from bentoship.server.observe.analytics import insert_columns, open_analytics
-from bentoship.server.observe.events import EventKind, EventLog
 from bentoship.server.observe.exposition import registry_for
 from bentoship.server.observe.sampler import Sampler
 from bentoship.server.observe.series import SERIES, Sample, SeriesStore, percentile
 from bentoship.server.rollout.controller import Controller
+from bentoship.server.rollout.events import EventKind, EventLog
 from bentoship.server.rollout.phases import Lifecycle, RevisionPhase
 from bentoship.server.settings import ServerSettings
 from bentoship.server.store import Deployment, Event, Revision, Store

@@ -29,7 +29,6 @@ from bentoship.server.api.observability import PROMETHEUS_PATH, MetricsParams
 from bentoship.server.app import build_app
 from bentoship.server.auth import TOKEN_FILE, load_or_create_token
 from bentoship.server.observe.analytics import open_analytics
-from bentoship.server.observe.events import EventKind
 from bentoship.server.observe.exposition import RevisionCollector
 from bentoship.server.observe.hub import Observability
 from bentoship.server.observe.logs import LogStore, iso_time
@@ -37,6 +36,7 @@ from bentoship.server.observe.sampler import Sampler
 from bentoship.server.observe.series import COUNTERS, GAUGES, SERIES, Sample, SeriesStore
 from bentoship.server.registry.service import Registry
 from bentoship.server.rollout.controller import Controller
+from bentoship.server.rollout.events import EventKind
 from bentoship.server.rollout.phases import Lifecycle, RevisionPhase
 from bentoship.server.rollout.runner import stdout_path
 from bentoship.server.settings import ServerSettings

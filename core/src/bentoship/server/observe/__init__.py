@@ -1,1 +1,1 @@
-"""What the control plane observes: metrics per revision, logs and events, kept in DuckDB."""
+"""What the control plane observes: metrics per revision and logs, kept in DuckDB."""

@@ -28,9 +28,9 @@ from ..endpoint.proxy import EndpointServer, Role, Scope
 from ..endpoint.split import TrafficSplit
 from ..endpoint.traffic import TrafficBook
 from ..errors import Conflict, NotFound
-from ..observe.events import EventKind, EventLog
 from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
+from .events import EventKind, EventLog
 from .home import prepare_revision_home
 from .phases import Health, Lifecycle, RevisionPhase, check_transition, derive_status
 from .runner import (
