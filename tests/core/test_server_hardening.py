@@ -43,7 +43,7 @@ def test_bad_input_of_every_finding_gets_a_short_400(shared_plane: LocalControlP
     for method, path in (("POST", "/api/v2/deployments"), ("PUT", "/api/v2/deployments/x")):
         assert "nests deeper" in error_of(http.request(method, path, content=deep))
     # 2. a timeout that is not a number of seconds
-    for bad in ("nan", "inf", "soon"):
+    for bad in ("nan", "inf", "soon", "1_0", "0x10", "1e3"):
         error_of(http.get("/api/v2/deployments/any/wait", params={"timeout": bad}))
 
     repos = "/api/v1/bento_repositories"

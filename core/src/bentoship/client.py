@@ -263,7 +263,7 @@ class _Plans:
         self, name: str, status: str, timeout: float, phase: str | None
     ) -> Plan[DeploymentInfo]:
         timeout = min(max(timeout, 0.0), LONG_POLL_LIMIT)
-        params: dict[str, Any] = {"status": status, "timeout": timeout}
+        params: dict[str, Any] = {"status": status, "timeout": f"{timeout:.3f}"}
         if phase:
             params["phase"] = phase
         call = Call(

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
 from ..errors import Invalid
@@ -34,6 +34,16 @@ MAX_WAIT_SECONDS = 60.0
 Short = Annotated[str, Field(max_length=253)]
 Filter = Annotated[str, Field(max_length=MAX_QUERY_CHARACTERS)]
 Count = Annotated[int, Field(ge=0, le=10**9)]
+
+
+DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+
+
+def _plain_decimal(value: object) -> object:
+    """Only plain decimals from a query (``1_0``, ``0x10`` and ``1e3`` are Python's, not ours)."""
+    if isinstance(value, str) and not DECIMAL.fullmatch(value):
+        raise ValueError("must be a plain decimal number of seconds, such as 30 or 0.5")
+    return value
 
 
 class Params(BaseModel):
@@ -71,7 +81,11 @@ class WaitParams(Params):
 
     status: Short | None = None
     phase: Short | None = None
-    timeout: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 30.0
+    timeout: Annotated[
+        float,
+        BeforeValidator(_plain_decimal),
+        Field(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False),
+    ] = 30.0
 
 
 class LogsParams(Params):
