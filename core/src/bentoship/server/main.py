@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import uvicorn
 
 from ..connection import Connection, write_connection
@@ -33,7 +34,13 @@ def prepare_data_dir(data_dir: Path) -> Path:
 async def serve(settings: ServerSettings) -> None:
     store = Store(settings.db_path)
     controller = Controller(settings, store)
-    observed = Observability.open(settings, controller)
+    try:
+        observed = Observability.open(settings, controller)
+    except duckdb.IOException as exc:  # another server holds the file's lock
+        raise SystemExit(
+            f"bentoship server: cannot open {settings.data_dir / 'observe.duckdb'} "
+            f"({str(exc).splitlines()[0][:200]}); is another server using this --data-dir?"
+        ) from None
     controller.deleted_hooks.append(observed.forget)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

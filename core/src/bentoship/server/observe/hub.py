@@ -96,6 +96,9 @@ class Observability:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
+            await self.tailer.poll()
+        with contextlib.suppress(Exception):
             self.sampler.flush_traffic()
         self.sampler.gpu.close()
+        self.logs.close()
         self.database.close()
