@@ -34,9 +34,10 @@ from bentoship.server.observe.log_tail import MAX_LINE_BYTES, LogTailer
 from bentoship.server.observe.logs import LogLine, LogStore
 from bentoship.server.registry.service import Registry
 from bentoship.server.rollout.controller import Controller
-from bentoship.server.rollout.phases import Lifecycle
 from bentoship.server.settings import ServerSettings
-from bentoship.server.store import Deployment, Store
+from bentoship.server.store import Store
+
+from .records import deployment_record
 
 
 def new_store(tmp_path: Path, **options: Any) -> LogStore:
@@ -338,20 +339,7 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     settings = ServerSettings(data_dir=tmp_path / "plane", token="t" * 16)
     state = Store(settings.db_path)
-    state.insert_deployment(
-        Deployment(
-            name="web",
-            uid="web-uid",
-            cluster="local",
-            created_at="2026-01-01T00:00:00Z",
-            updated_at=None,
-            state=Lifecycle.ACTIVE,
-            target_revision=None,
-            serving_revision=None,
-            endpoint_port=None,
-            reason="",
-        )
-    )
+    state.insert_deployment(deployment_record("web"))
     services = Services(settings, Controller(settings, state), Registry(settings, state))
     store = new_store(tmp_path)
     loops: list[asyncio.AbstractEventLoop] = []

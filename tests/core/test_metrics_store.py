@@ -29,9 +29,11 @@ from bentoship.server.observe.sampler import Sampler
 from bentoship.server.observe.series import SERIES, Sample, SeriesStore, percentile
 from bentoship.server.rollout.controller import Controller
 from bentoship.server.rollout.events import EventKind, EventLog
-from bentoship.server.rollout.phases import Lifecycle, RevisionPhase
+from bentoship.server.rollout.phases import RevisionPhase
 from bentoship.server.settings import ServerSettings
 from bentoship.server.store import Deployment, Event, Revision, Store
+
+from .records import deployment_record
 
 T0 = 1_699_999_980
 """A simulated start time, a whole minute (so also a whole 10 s bucket)."""
@@ -73,18 +75,7 @@ def series(database: duckdb.DuckDBPyConnection, tmp_path: Path) -> SeriesStore:
 
 
 def deployment_row(name: str) -> Deployment:
-    return Deployment(
-        name=name,
-        uid=f"{name}-uid",
-        cluster="local",
-        created_at="2026-01-01T00:00:00Z",
-        updated_at=None,
-        state=Lifecycle.ACTIVE,
-        target_revision=f"{name}-2",
-        serving_revision=f"{name}-1",
-        endpoint_port=None,
-        reason="",
-    )
+    return deployment_record(name, target=f"{name}-2", serving=f"{name}-1")
 
 
 def revision_row(name: str, seq: int, phase: RevisionPhase) -> Revision:

@@ -37,10 +37,12 @@ from bentoship.server.observe.series import COUNTERS, GAUGES, SERIES, Sample, Se
 from bentoship.server.registry.service import Registry
 from bentoship.server.rollout.controller import Controller
 from bentoship.server.rollout.events import EventKind
-from bentoship.server.rollout.phases import Lifecycle, RevisionPhase
+from bentoship.server.rollout.phases import RevisionPhase
 from bentoship.server.rollout.runner import stdout_path
 from bentoship.server.settings import ServerSettings
-from bentoship.server.store import Deployment, Revision, Store
+from bentoship.server.store import Revision, Store
+
+from .records import deployment_record
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 DOC = DOCS / "observability.md"
@@ -132,20 +134,7 @@ def make_settings(data_dir: Path) -> ServerSettings:
 def make_store(settings: ServerSettings) -> Store:
     """A state store with deployment ``web`` and its serving revision ``r1``."""
     store = Store(settings.db_path)
-    store.insert_deployment(
-        Deployment(
-            name="web",
-            uid="web-uid",
-            cluster="local",
-            created_at="2026-01-01T00:00:00Z",
-            updated_at=None,
-            state=Lifecycle.ACTIVE,
-            target_revision=REVISION_UID,
-            serving_revision=REVISION_UID,
-            endpoint_port=None,
-            reason="",
-        )
-    )
+    store.insert_deployment(deployment_record("web", target=REVISION_UID, serving=REVISION_UID))
     store.insert_revision(
         Revision(
             uid=REVISION_UID,
