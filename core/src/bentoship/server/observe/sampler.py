@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from ...refs import revision_name
-from ..endpoint.traffic import RevisionTraffic
+from ..endpoint.traffic import LATENCY_BOUNDS, RevisionTraffic
 from .gpu import GpuReader
 from .series import RESOLUTION, Sample, SeriesStore
 
@@ -41,7 +41,7 @@ class _Seen:
     """A revision's cumulative counts at the last sample."""
 
     by_class: list[int] = field(default_factory=lambda: [0] * 5)
-    buckets: list[int] = field(default_factory=list)
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
 
 
 class Sampler:
@@ -79,10 +79,10 @@ class Sampler:
 
     def flush_traffic(self) -> None:
         """Write the endpoint's counts added since the last sample (no readings)."""
-        self.series.write(p.sample for p in self._traffic_samples(with_gauges=False))
+        self.series.write(self._traffic_samples(with_gauges=False).values())
 
     async def sample(self) -> None:
-        samples = {s.revision_uid: s for s in self._traffic_samples(with_gauges=True)}
+        samples = self._traffic_samples(with_gauges=True)
         readings = await asyncio.gather(
             *(self._read_process(uid, proc) for uid, proc in self._running().items())
         )
@@ -92,18 +92,11 @@ class Sampler:
             named = self._name(uid)
             if named is None:
                 continue
-            sample = samples.get(uid) or _Pending(uid, Sample(*named, {}, {}, {}))
-            sample.sample.counters.update(counters)
-            sample.sample.gauges.update(gauges)
-            samples[uid] = sample
+            sample = samples.setdefault(uid, Sample(*named, {}, {}, {}))
+            sample.counters.update(counters)
+            sample.gauges.update(gauges)
         self.latest = latest
-        self.series.write([pending.sample for pending in samples.values()])
-
-    def forget(self, uids: list[str]) -> None:
-        for uid in uids:
-            self._seen.pop(uid, None)
-            self._names.pop(uid, None)
-            self.latest.pop(uid, None)
+        self.series.write(samples.values())
 
     def _name(self, uid: str) -> tuple[str, str] | None:
         named = self._names.get(uid)
@@ -114,22 +107,26 @@ class Sampler:
             named = self._names[uid] = (rev.deployment, revision_name(rev.seq))
         return named
 
-    def _traffic_samples(self, *, with_gauges: bool) -> list[_Pending]:
-        found: list[_Pending] = []
-        for uid, traffic in self.controller.traffic.revisions().items():
+    def _traffic_samples(self, *, with_gauges: bool) -> dict[str, Sample]:
+        """What each counted revision added since the last sample, by uid (a revision no longer
+        counted, its deployment deleted, is forgotten)."""
+        counted = self.controller.traffic.revisions()
+        for uid in set(self._seen) - set(counted):
+            del self._seen[uid]
+            self._names.pop(uid, None)
+        found: dict[str, Sample] = {}
+        for uid, traffic in counted.items():
             named = self._name(uid)
             if named is None:
                 continue
             counters, latency = self._added(uid, traffic)
             gauges = {"in_progress": float(traffic.in_progress)} if with_gauges else {}
             if counters or latency or gauges:
-                found.append(_Pending(uid, Sample(*named, counters, gauges, latency)))
+                found[uid] = Sample(*named, counters, gauges, latency)
         return found
 
     def _added(self, uid: str, traffic: RevisionTraffic) -> tuple[dict[str, float], dict[int, int]]:
         seen = self._seen.setdefault(uid, _Seen())
-        if len(seen.buckets) != len(traffic.buckets):
-            seen.buckets = [0] * len(traffic.buckets)
         counters = {
             f"requests_{c + 1}xx": float(now - before)
             for c, (now, before) in enumerate(zip(traffic.by_class, seen.by_class, strict=True))
@@ -211,9 +208,3 @@ class Sampler:
         except ValueError:
             return None
         return total, in_progress
-
-
-@dataclass
-class _Pending:
-    revision_uid: str
-    sample: Sample
