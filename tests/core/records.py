@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bentoship.server.rollout.phases import Lifecycle
-from bentoship.server.store import Deployment
+from bentoship.server.rollout.phases import Lifecycle, RevisionPhase
+from bentoship.server.store import Deployment, Revision
 
 
 def deployment_record(
@@ -21,4 +21,21 @@ def deployment_record(
         serving_revision=serving,
         endpoint_port=None,
         reason="",
+    )
+
+
+def revision_record(
+    deployment: str, seq: int, phase: RevisionPhase, ready_at: str | None = None
+) -> Revision:
+    """Revision ``seq`` of ``deployment`` (uid ``<deployment>-<seq>``, bento ``echo:v<seq>``)."""
+    return Revision(
+        uid=f"{deployment}-{seq}",
+        deployment=deployment,
+        seq=seq,
+        bento=f"echo:v{seq}",
+        config={},
+        created_at=f"2026-01-01T00:00:0{seq}Z",
+        phase=phase,
+        ready_at=ready_at,
+        activated_at=ready_at,
     )

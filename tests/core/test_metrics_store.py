@@ -33,7 +33,7 @@ from bentoship.server.rollout.phases import RevisionPhase
 from bentoship.server.settings import ServerSettings
 from bentoship.server.store import Deployment, Event, Revision, Store
 
-from .records import deployment_record
+from .records import deployment_record, revision_record
 
 T0 = 1_699_999_980
 """A simulated start time, a whole minute (so also a whole 10 s bucket)."""
@@ -79,15 +79,7 @@ def deployment_row(name: str) -> Deployment:
 
 
 def revision_row(name: str, seq: int, phase: RevisionPhase) -> Revision:
-    return Revision(
-        uid=f"{name}-{seq}",
-        deployment=name,
-        seq=seq,
-        bento=f"echo:v{seq}",
-        config={},
-        created_at=f"2026-01-01T00:00:0{seq}Z",
-        phase=phase,
-    )
+    return revision_record(name, seq, phase)
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from bentoship.server.rollout.phases import (
 from bentoship.server.settings import ServerSettings
 from bentoship.server.store import Deployment, Revision, Store
 
+from .records import deployment_record, revision_record
+
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "local-control-plane.md"
 P = RevisionPhase
 
@@ -145,17 +147,7 @@ def test_one_crash_is_enough_when_configured_and_a_healthy_start_is_no_crash() -
 
 
 def revision(name: str, seq: int, phase: RevisionPhase, ready_at: str | None) -> Revision:
-    return Revision(
-        uid=f"{name}-{seq}",
-        deployment=name,
-        seq=seq,
-        bento=f"echo:v{seq}",
-        config={},
-        created_at=f"2026-01-01T00:00:0{seq}Z",
-        phase=phase,
-        ready_at=ready_at,
-        activated_at=ready_at,
-    )
+    return revision_record(name, seq, phase, ready_at)
 
 
 @pytest.fixture
@@ -168,17 +160,8 @@ def add(
     controller: Controller, serving: int | None, target: int, *revisions: Revision
 ) -> Deployment:
     name = revisions[0].deployment
-    dep = Deployment(
-        name=name,
-        uid=f"{name}-uid",
-        cluster="local",
-        created_at="2026-01-01T00:00:00Z",
-        updated_at=None,
-        state=Lifecycle.ACTIVE,
-        target_revision=f"{name}-{target}",
-        serving_revision=f"{name}-{serving}" if serving else None,
-        endpoint_port=None,
-        reason="",
+    dep = deployment_record(
+        name, target=f"{name}-{target}", serving=f"{name}-{serving}" if serving else None
     )
     controller.store.insert_deployment(dep)
     for rev in revisions:
