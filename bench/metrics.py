@@ -20,19 +20,18 @@ DAY = 86_400
 
 
 def fill(series: SeriesStore, now: float) -> None:
-    def round_at(t: float) -> list[Reading]:
-        return [
-            Reading(
-                "bench",
-                revision,
-                {"requests_2xx": 480.0, "requests_5xx": 2.0},
-                {"in_progress": 3.0, "cpu_percent": 35.0, "memory_rss_bytes": 2.5e8},
-                {18: 200, 19: 180, 20: 80, 24: 20, 30: 2},
-            )
-            for revision in ("r1", "r2")
-        ]
-
-    series.write_rounds((now - DAY + i * 10, round_at(now)) for i in range(DAY // 10))
+    """Every 10 s bucket of the day before ``now``, for two revisions under steady load."""
+    readings = [
+        Reading(
+            "bench",
+            revision,
+            {"requests_2xx": 480.0, "requests_5xx": 2.0},
+            {"in_progress": 3.0, "cpu_percent": 35.0, "memory_rss_bytes": 2.5e8},
+            {18: 200, 19: 180, 20: 80, 24: 20, 30: 2},
+        )
+        for revision in ("r1", "r2")
+    ]
+    series.write_rounds((now - DAY + i * 10, readings) for i in range(DAY // 10))
 
 
 def answer_seconds(series: SeriesStore, since: float, until: float) -> float:
