@@ -1,28 +1,41 @@
-"""The control plane's ASGI app: the API's routers behind token auth, and one error handler."""
+"""The control plane's ASGI app: the API's routers and the console behind the access check."""
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from .api import deployments, extensions, logs, observability, platform, registry
+from .api import api_tokens, deployments, extensions, logs, observability, platform, registry
 from .api.common import Services
 from .api.openapi import document
-from .auth import OPENAPI_PATH, TokenAuth
+from .auth import OPENAPI_PATH, Access, is_api
+from .console import pages
+from .console.sessions import SessionBook
 from .errors import DomainError
 from .observe.hub import Observability
 from .registry.service import Registry
 from .rollout.controller import Controller
 from .settings import ServerSettings
+from .tokens import TokenBook
 
 __all__ = ["build_app", "error_response"]
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def error_response(status: int, message: str, path: str = "/api/") -> Response:
+    """The API's JSON error, or for a console page, a page saying the same."""
+    if is_api(path):
+        return JSONResponse({"error": message}, status_code=status)
+    from html import escape
+
+    return HTMLResponse(
+        f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{escape(message)}</p>"
+        '<p><a href="/deployments">Deployments</a></p>',
+        status_code=status,
+        headers=pages.SECURITY_HEADERS,
+    )
 
 
 def build_app(
@@ -39,8 +52,11 @@ def build_app(
         if observed is not None
         else []
     )
-    routes = [
+    tokens = TokenBook(controller.store, settings.token)
+    sessions = SessionBook()
+    routes: list[BaseRoute] = [
         *watched,
+        *api_tokens.routes(tokens),
         *extensions.routes(services),
         *platform.routes(services),
         *deployments.routes(services),
@@ -49,18 +65,21 @@ def build_app(
 
     async def domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, DomainError)
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, request.url.path)
 
     async def no_route(request: Request, exc: Exception) -> Response:
-        return error_response(404, f"no such API route: {request.method} {request.url.path}")
+        path = request.url.path
+        what = "API route" if is_api(path) else "page"
+        return error_response(404, f"no such {what}: {request.method} {path}", path)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(described)
 
     routes.append(Route(OPENAPI_PATH, openapi, methods=["GET"]))
-    described = document(routes)
+    described = document([r for r in routes if isinstance(r, Route) and is_api(r.path)])
+    routes.extend(pages.routes(services, tokens, sessions))
     app = Starlette(
         routes=routes,
         exception_handlers={DomainError: domain_error, 404: no_route, 405: no_route},
     )
-    return TokenAuth(app, settings.token)
+    return Access(app, tokens, sessions)

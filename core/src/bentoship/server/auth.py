@@ -1,23 +1,34 @@
-"""The API token: made once, kept private, and checked on every API request."""
+"""Who may do what: the API token or console session of each request, and its scopes.
+
+Every request but the public ones carries a token (``X-YATAI-API-TOKEN`` as bentoml sends it,
+or ``Authorization: Bearer`` as Prometheus does) or a console session cookie. A wrong, revoked
+or expired token gets 401; a token without the scope a route needs gets 403. A request made
+with a session cookie that changes anything must carry the session's CSRF token too.
+"""
 
 from __future__ import annotations
 
-import hmac
 import secrets
+from collections.abc import Awaitable, Callable
+from http.cookies import SimpleCookie
 from pathlib import Path
+from urllib.parse import parse_qs, quote
 
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..connection import write_private
+from .console.sessions import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, SessionBook, same_secret
+from .tokens import SAFE_METHODS, Principal, TokenBook
 
 __all__ = [
     "INFO_PATH",
     "OPENAPI_PATH",
     "PUBLIC_PATHS",
+    "SIGNIN_PATH",
     "TOKEN_FILE",
     "TOKEN_HEADER",
-    "TokenAuth",
+    "Access",
     "load_or_create_token",
 ]
 
@@ -25,8 +36,11 @@ TOKEN_HEADER = b"x-yatai-api-token"
 TOKEN_FILE = "token"
 INFO_PATH = "/api/v1/bentoship/info"
 OPENAPI_PATH = "/api/v1/bentoship/openapi.json"
-PUBLIC_PATHS = frozenset({INFO_PATH, OPENAPI_PATH})
-"""The routes without a token: discovery of the extensions, and the API's description."""
+SIGNIN_PATH = "/login"
+STATIC_PREFIX = "/static/"
+PUBLIC_PATHS = frozenset({INFO_PATH, OPENAPI_PATH, SIGNIN_PATH})
+"""The routes open to all: discovery, the API's description, and the sign-in form."""
+MAX_FORM_BYTES = 64 * 1024
 
 
 def load_or_create_token(data_dir: Path) -> str:
@@ -41,30 +55,133 @@ def load_or_create_token(data_dir: Path) -> str:
     return token
 
 
-class TokenAuth:
-    """Reject every API request without the right token (constant-time compare): in
-    ``X-YATAI-API-TOKEN`` as bentoml sends it, or as ``Authorization: Bearer`` as Prometheus
-    does."""
+def is_api(path: str) -> bool:
+    return path.startswith("/api/") or path == "/metrics"
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    return next((v for k, v in scope["headers"] if k == name), b"")
+
+
+def _presented_token(scope: Scope) -> bytes:
+    given = _header(scope, TOKEN_HEADER)
+    if not given:
+        bearer = _header(scope, b"authorization")
+        given = bearer[7:] if bearer[:7].lower() == b"bearer " else b""
+    return given
+
+
+def session_key(scope: Scope) -> str | None:
+    cookies = SimpleCookie()
+    try:
+        cookies.load(_header(scope, b"cookie").decode("latin-1"))
+    except Exception:  # a malformed Cookie header reads as no session
+        return None
+    morsel = cookies.get(SESSION_COOKIE)
+    return morsel.value if morsel else None
+
+
+def _refused(status: int, message: str, *, api: bool) -> Response:
+    if api:
+        return JSONResponse({"error": message}, status_code=status)
+    from html import escape
+
+    return HTMLResponse(
+        f"<!doctype html><title>{status}</title><p>{escape(message)}</p>"
+        f'<p><a href="{SIGNIN_PATH}">Sign in</a></p>',
+        status_code=status,
+    )
+
+
+async def _read_form_token(receive: Receive) -> tuple[str | None, list[Message]]:
+    """The form's CSRF field and the messages read, to hand on unchanged."""
+    messages: list[Message] = []
+    body = b""
+    while True:
+        message = await receive()
+        messages.append(message)
+        body += message.get("body", b"")
+        if len(body) > MAX_FORM_BYTES or not message.get("more_body", False):
+            break
+    values = parse_qs(body.decode("latin-1"), max_num_fields=100).get(CSRF_FIELD)
+    return (values[0] if values else None), messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Callable[[], Awaitable[Message]]:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+class Access:
+    """The access check in front of the API and the console."""
+
+    def __init__(self, app: ASGIApp, tokens: TokenBook, sessions: SessionBook) -> None:
         self.app = app
-        self.token = token.encode()
+        self.tokens = tokens
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
-            given = next((v for k, v in scope["headers"] if k == TOKEN_HEADER), b"")
-            if not given:
-                bearer = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-                given = bearer[7:] if bearer[:7].lower() == b"bearer " else b""
-            if not hmac.compare_digest(given, self.token):
-                problem = "wrong API token" if given else "missing X-YATAI-API-TOKEN header"
-                response = JSONResponse(
-                    {
-                        "error": f"{problem}; use the token from the server's connection.json "
-                        "(or BENTO_CLOUD_API_KEY)"
-                    },
-                    status_code=401,
-                )
-                await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in PUBLIC_PATHS or path.startswith(STATIC_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        api = is_api(path)
+        given = _presented_token(scope)
+        if given:
+            found = self.tokens.authenticate(given)
+            if not isinstance(found, Principal):
+                hint = "use a valid token (the server's connection.json or BENTO_CLOUD_API_KEY)"
+                await _refused(401, f"{found}; {hint}", api=api)(scope, receive, send)
                 return
+            principal = found
+        else:
+            key = session_key(scope)
+            session = self.sessions.get(key)
+            found = self.tokens.authenticate_digest(session.token_digest) if session else "none"
+            if session is None or not isinstance(found, Principal):
+                self.sessions.close(key)
+                await self._unauthenticated(path, scope, api=api)(scope, receive, send)
+                return
+            principal = found
+            if method not in SAFE_METHODS:
+                given_csrf = _header(scope, CSRF_HEADER).decode("latin-1") or None
+                content_type = _header(scope, b"content-type")
+                if given_csrf is None and content_type.startswith(
+                    b"application/x-www-form-urlencoded"
+                ):
+                    given_csrf, messages = await _read_form_token(receive)
+                    receive = _replay(messages, receive)
+                if not same_secret(given_csrf, session.csrf):
+                    message = "cross-site request refused: the CSRF token is missing or wrong"
+                    await _refused(403, f"{message}; reload the page", api=api)(
+                        scope, receive, send
+                    )
+                    return
+            scope.setdefault("state", {})["session"] = session
+        if not principal.may(method, path):
+            await _refused(403, principal.refusal(method, path), api=api)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+    def _unauthenticated(self, path: str, scope: Scope, *, api: bool) -> Response:
+        if api:
+            return _refused(
+                401,
+                "missing X-YATAI-API-TOKEN header; use the token from the server's "
+                "connection.json (or BENTO_CLOUD_API_KEY)",
+                api=True,
+            )
+        if scope["method"] in SAFE_METHODS:
+            query = scope.get("query_string", b"").decode("latin-1")
+            target = path + (f"?{query}" if query else "")
+            return RedirectResponse(f"{SIGNIN_PATH}?next={quote(target, safe='')}", 303)
+        return _refused(401, "sign in first: your session has ended", api=False)

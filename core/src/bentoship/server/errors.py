@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Conflict", "DomainError", "Invalid", "NotFound"]
+__all__ = ["Conflict", "DomainError", "Forbidden", "Invalid", "NotFound"]
 
 
 class DomainError(Exception):
@@ -29,3 +29,9 @@ class Conflict(DomainError):
     """The request cannot apply to the current state (e.g. a create of an existing name)."""
 
     status = 409
+
+
+class Forbidden(DomainError):
+    """The request's token lacks the scope the request needs."""
+
+    status = 403

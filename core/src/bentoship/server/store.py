@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, deployment TEXT NOT NULL, time REAL NOT NULL,
     kind TEXT NOT NULL, revision TEXT, message TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_deployment ON events (deployment, id);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    uid TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL, scopes TEXT NOT NULL,
+    digest TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, expired_at TEXT,
+    last_used_at TEXT, revoked_at TEXT);
 """
 ADDED_COLUMNS = {
     "deployments": {"candidate_port": "INTEGER", "canary": "TEXT"},
@@ -106,6 +110,21 @@ class Revision:
     activated_at: str | None = None
     verify: bool = False
     """Held as a candidate once ready, until promoted, instead of taking traffic at once."""
+
+
+@dataclass
+class ApiTokenRecord:
+    """An API token as stored: its SHA-256 digest, never the token itself."""
+
+    uid: str
+    name: str
+    description: str
+    scopes: list[str]
+    digest: str
+    created_at: str
+    expired_at: str | None = None
+    last_used_at: str | None = None
+    revoked_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +321,31 @@ class Store:
             (deployment, after, since, limit),
         ).fetchall()
         return [Event(**dict(row)) for row in rows]
+
+    # API tokens
+
+    def insert_api_token(self, token: ApiTokenRecord) -> None:
+        self._insert("api_tokens", {**asdict(token), "scopes": json.dumps(token.scopes)})
+
+    def list_api_tokens(self) -> list[ApiTokenRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM api_tokens WHERE revoked_at IS NULL ORDER BY created_at"
+        ).fetchall()
+        return [_api_token(r) for r in rows]
+
+    def api_token_by_digest(self, digest: str) -> ApiTokenRecord | None:
+        row = self._db.execute("SELECT * FROM api_tokens WHERE digest=?", (digest,)).fetchone()
+        return _api_token(row) if row else None
+
+    def update_api_token(self, uid: str, **fields: Any) -> None:
+        assignments = ", ".join(f"{key}=?" for key in fields)
+        self._db.execute(
+            f"UPDATE api_tokens SET {assignments} WHERE uid=?", (*fields.values(), uid)
+        )
+
+
+def _api_token(row: sqlite3.Row) -> ApiTokenRecord:
+    return ApiTokenRecord(**{**dict(row), "scopes": json.loads(row["scopes"])})
 
 
 def _artifact(row: sqlite3.Row) -> Artifact:

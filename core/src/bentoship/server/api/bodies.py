@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from ..errors import Invalid
 
 __all__ = [
+    "ApiTokenBody",
     "ArtifactBody",
     "ArtifactPatchBody",
     "CanarySplitBody",
@@ -102,6 +103,29 @@ class RevisionBody(Body):
     """Rollback and promote: the revision (``r2``, or a uid); none for the default."""
 
     revision: Name | None = None
+
+
+class ApiTokenBody(Body):
+    """A new API token: its name, BentoCloud scopes, and an optional expiry (ISO 8601)."""
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    description: Annotated[StrictStr, Field(max_length=1024)] | None = None
+    scopes: (
+        Annotated[
+            list[
+                Literal[
+                    "api",
+                    "read_organization",
+                    "write_organization",
+                    "read_cluster",
+                    "write_cluster",
+                ]
+            ],
+            Field(max_length=5),
+        ]
+        | None
+    ) = None
+    expired_at: Annotated[StrictStr, Field(max_length=64)] | None = None
 
 
 class CanarySplitBody(Body):

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from ..._version import __version__
 from ..auth import PUBLIC_PATHS
 from .bodies import (
+    ApiTokenBody,
     ArtifactBody,
     ArtifactPatchBody,
     CanarySplitBody,
@@ -29,6 +30,7 @@ from .bodies import (
 from .logs import LogDownloadParams, LogSearchParams
 from .observability import PROMETHEUS_PATH, EventsParams, MetricsParams
 from .params import (
+    ApiTokenListParams,
     ClusterParams,
     ListParams,
     LogsParams,
@@ -47,6 +49,7 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/api/v2/deployments/{name}/rollback"): RevisionBody,
     ("POST", "/api/v2/deployments/{name}/promote"): RevisionBody,
     ("PUT", "/api/v2/deployments/{name}/canary"): CanarySplitBody,
+    ("POST", "/api/v1/api_tokens"): ApiTokenBody,
 }
 for _kind in ("bento", "model"):
     _items = f"/api/v1/{_kind}_repositories/{{repo}}/{_kind}s"
@@ -58,6 +61,7 @@ for _kind in ("bento", "model"):
 DEPLOYMENT = "/api/v2/deployments/{name}"
 QUERIES: dict[tuple[str, str], type[Params]] = {
     ("GET", "/api/v2/deployments"): ListParams,
+    ("GET", "/api/v1/api_tokens"): ApiTokenListParams,
     ("POST", "/api/v2/deployments"): WriteParams,
     ("PUT", DEPLOYMENT): WriteParams,
     ("GET", DEPLOYMENT): ClusterParams,

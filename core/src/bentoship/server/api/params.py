@@ -18,6 +18,7 @@ from starlette.requests import Request
 from ..errors import Invalid
 
 __all__ = [
+    "ApiTokenListParams",
     "ClusterParams",
     "ListParams",
     "LogsParams",
@@ -74,6 +75,14 @@ class ListParams(ClusterParams, VersionListParams):
     """A page of deployments."""
 
     start: Count = 0
+
+
+class ApiTokenListParams(Params):
+    """A page of API tokens, optionally those whose name holds ``search``."""
+
+    start: Count = 0
+    count: Count | None = None
+    search: Short | None = None
 
 
 class WaitParams(Params):

@@ -1,0 +1,322 @@
+"""The console's pages: deployments, one deployment's tabs, bento repositories, API tokens.
+
+Pages are rendered on the server (Jinja2, every value escaped) over the same services as the
+API; the browser loads only the vendored htmx and uPlot and the console's own small script.
+The access check (``server.auth``) has already signed the request in and checked its scopes
+and CSRF token; the sign-in form is the one page open to all.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..api.api_tokens import principal_of, token_json
+from ..api.common import Services
+from ..api.deployments import deployment_json, revision_json
+from ..api.logs import LogSearchParams
+from ..api.params import query
+from ..auth import SIGNIN_PATH, session_key
+from ..errors import DomainError
+from ..tokens import Scope, TokenBook, digest
+from .sessions import (
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    SIGNIN_COOKIE,
+    Session,
+    SessionBook,
+    cookie_header,
+    same_secret,
+)
+from .vendor import STATIC_DIR, VENDORED, check_vendored
+
+__all__ = ["SECURITY_HEADERS", "routes"]
+
+LOG_LINES_SHOWN = 500
+TABS = ("overview", "revisions", "monitoring", "logs", "events")
+RANGES = {"15m": "15 minutes", "1h": "1 hour", "6h": "6 hours", "24h": "24 hours"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["vendored"] = VENDORED
+    return env
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after sign-in: a path on this server, else the deployments."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/deployments"
+    return target
+
+
+def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list[BaseRoute]:
+    check_vendored()
+    env = _environment()
+    controller = services.controller
+    observed = services.observed
+
+    def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        session = request.scope.get("state", {}).get("session")
+        principal = request.scope.get("state", {}).get("principal")
+        html = env.get_template(template).render(
+            csrf=session.csrf if isinstance(session, Session) else "",
+            principal=principal,
+            path=request.url.path,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+    def back(url: str, **message: str) -> RedirectResponse:
+        note = "".join(f"&{k}={quote(v, safe='')}" for k, v in message.items())
+        if note:
+            url += ("&" if "?" in url else "?") + note.lstrip("&")
+        return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+
+    async def signin_form(request: Request) -> Response:
+        return signin_page(request, request.query_params.get("next"), "", 200)
+
+    def signin_page(request: Request, target: str | None, error: str, status: int) -> Response:
+        secret = secrets.token_urlsafe(32)
+        response = page(
+            request, "login.html", status, signin_csrf=secret, next=safe_next(target), error=error
+        )
+        response.headers["Set-Cookie"] = cookie_header(SIGNIN_COOKIE, secret, max_age=3600)
+        return response
+
+    async def signin(request: Request) -> Response:
+        form = await request.form(max_files=0, max_fields=10)
+        target = str(form.get("next") or "")
+        given = str(form.get(CSRF_FIELD) or "")
+        if not same_secret(given, request.cookies.get(SIGNIN_COOKIE, "")):
+            return signin_page(
+                request, target, "The form expired or came from another site: try again.", 403
+            )
+        token = str(form.get("token") or "").strip()
+        found = tokens.authenticate(token.encode()) if token else "enter an API token"
+        if isinstance(found, str):
+            return signin_page(request, target, f"Sign-in refused: {found}.", 401)
+        key, _ = sessions.open(digest(token))
+        response = RedirectResponse(safe_next(target), status_code=303)
+        response.headers.append(
+            "Set-Cookie", cookie_header(SESSION_COOKIE, key, max_age=int(SESSION_SECONDS))
+        )
+        response.headers.append("Set-Cookie", cookie_header(SIGNIN_COOKIE, "", max_age=0))
+        return response
+
+    async def signout(request: Request) -> Response:
+        sessions.close(session_key(request.scope))
+        response = RedirectResponse(SIGNIN_PATH, status_code=303)
+        response.headers["Set-Cookie"] = cookie_header(SESSION_COOKIE, "", max_age=0)
+        return response
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/deployments", status_code=303)
+
+    def per_minute(name: str) -> float | None:
+        if observed is None:
+            return None
+        now = time.time()
+        totals = observed.series.query(name, since=now - 60, until=now)["totals"]
+        return sum(float(t["requests"] or 0) for t in totals.values())
+
+    async def deployments(request: Request) -> Response:
+        if observed is not None:
+            observed.sampler.flush_traffic()
+        rows = []
+        for dep in controller.store.list_deployments():
+            data = deployment_json(services, dep)
+            serving = controller.serving_of(dep)
+            shown_revision = serving or controller.target_of(dep)
+            rows.append(
+                {
+                    "data": data,
+                    "serving": controller.name_of(dep.serving_revision),
+                    "target": controller.name_of(dep.target_revision),
+                    "replicas": _replicas(controller, dep.name, serving),
+                    "bento": shown_revision.bento if shown_revision else None,
+                    "per_minute": per_minute(dep.name),
+                }
+            )
+        return page(request, "deployments.html", rows=rows)
+
+    async def deployment(request: Request) -> Response:
+        name = request.path_params["name"]
+        dep = controller.get(name)
+        tab = request.query_params.get("tab", "overview")
+        if tab not in TABS:
+            tab = "overview"
+        context: dict[str, Any] = {
+            "tab": tab,
+            "tabs": TABS,
+            "dep": dep,
+            "data": deployment_json(services, dep),
+            "serving": controller.name_of(dep.serving_revision),
+            "target": controller.name_of(dep.target_revision),
+            "notice": request.query_params.get("notice", ""),
+            "problem": request.query_params.get("problem", ""),
+            "ranges": RANGES,
+        }
+        if tab == "revisions":
+            context["revisions"] = [
+                revision_json(services, rev, dep, active=rev.uid == dep.serving_revision)
+                for rev in reversed(controller.revisions(name))
+            ]
+            context["candidate"] = controller.name_of(
+                c.uid if (c := controller.candidate_of(dep)) else None
+            )
+        elif tab == "logs":
+            context.update(_log_search(request, services, name))
+        elif tab == "events":
+            context["events"] = [e.to_json() for e in reversed(controller.events.of(name))]
+        return page(request, "deployment.html", **context)
+
+    async def log_lines(request: Request) -> Response:
+        name = controller.get(request.path_params["name"]).name
+        return page(request, "log_lines.html", **_log_search(request, services, name))
+
+    async def revision_command(request: Request) -> Response:
+        name = request.path_params["name"]
+        command = request.path_params["command"]
+        form = await request.form(max_files=0, max_fields=10)
+        ref = str(form.get("revision") or "") or None
+        url = f"/deployments/{quote(name)}?tab=revisions"
+        try:
+            if command == "rollback":
+                dep = await controller.rollback(name, ref)
+                done = f"Rolling back to {controller.name_of(dep.target_revision)}."
+            elif command == "promote":
+                dep = await controller.promote(name, ref)
+                done = f"Promoted {controller.name_of(dep.target_revision)}."
+            else:
+                raise DomainError(f"no such command: {command}")
+        except DomainError as exc:
+            return back(url, problem=exc.message)
+        return back(url, notice=done)
+
+    async def repositories(request: Request) -> Response:
+        store = services.registry.store
+        listed = [
+            {"repo": repo, "versions": store.list_artifacts("bento", repo["name"])}
+            for repo in store.list_repositories("bento")
+        ]
+        return page(request, "bento_repositories.html", repositories=listed)
+
+    async def api_tokens(request: Request) -> Response:
+        return tokens_page(request)
+
+    def tokens_page(
+        request: Request, created: dict[str, Any] | None = None, problem: str = ""
+    ) -> Response:
+        listed = [token_json(t) for t in tokens.list()]
+        return page(
+            request,
+            "api_tokens.html",
+            status=400 if problem else 200,
+            tokens=listed,
+            scopes=[s.value for s in Scope],
+            created=created,
+            problem=problem,
+            notice=request.query_params.get("notice", ""),
+        )
+
+    async def create_token(request: Request) -> Response:
+        form = await request.form(max_files=0, max_fields=20)
+        try:
+            record, value = tokens.create(
+                str(form.get("name") or "").strip() or _missing("name"),
+                description=str(form.get("description") or ""),
+                scopes=[str(s) for s in form.getlist("scopes")] or None,
+                expired_at=str(form.get("expired_at") or "") or None,
+                by=principal_of(request),
+            )
+        except DomainError as exc:
+            return tokens_page(request, problem=exc.message)
+        return tokens_page(request, created=token_json(record, value))
+
+    async def revoke_token(request: Request) -> Response:
+        try:
+            token = tokens.revoke(request.path_params["uid"])
+        except DomainError as exc:
+            return back("/api_tokens", notice=exc.message)
+        return back("/api_tokens", notice=f"Revoked {token.name}.")
+
+    one = "/deployments/{name:str}"
+    return [
+        Route("/", home, methods=["GET"]),
+        Route(SIGNIN_PATH, signin_form, methods=["GET"]),
+        Route(SIGNIN_PATH, signin, methods=["POST"]),
+        Route("/logout", signout, methods=["POST"]),
+        Route("/deployments", deployments, methods=["GET"]),
+        Route(one, deployment, methods=["GET"]),
+        Route(f"{one}/log_lines", log_lines, methods=["GET"]),
+        Route(f"{one}/{{command:str}}", revision_command, methods=["POST"]),
+        Route("/bento_repositories", repositories, methods=["GET"]),
+        Route("/api_tokens", api_tokens, methods=["GET"]),
+        Route("/api_tokens", create_token, methods=["POST"]),
+        Route("/api_tokens/{uid:str}/revoke", revoke_token, methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+
+
+def _missing(field: str) -> str:
+    from ..errors import Invalid
+
+    raise Invalid(f"{field} is required")
+
+
+def _replicas(controller: Any, name: str, serving: Any) -> int:
+    runtime = controller.runtimes.get(name)
+    if runtime is None or serving is None:
+        return 0
+    process = runtime.processes.get(serving.uid)
+    return 1 if process is not None and process.alive else 0
+
+
+def _log_search(request: Request, services: Services, name: str) -> dict[str, Any]:
+    """The Logs tab's form values and the lines they find (the newest 500)."""
+    form = {
+        key: request.query_params.get(key, "") for key in ("pattern", "since", "until", "revision")
+    }
+    observed = services.observed
+    if observed is None:
+        return {"form": form, "lines": [], "problem": "this server keeps no logs (--no-metrics)"}
+    try:
+        params = query(LogSearchParams, request)
+        since, until = params.window(time.time())
+        lines = observed.logs.search(
+            name,
+            since=since,
+            until=until,
+            revision=params.revision,
+            pattern=params.pattern,
+            limit=LOG_LINES_SHOWN,
+        )
+    except DomainError as exc:
+        return {"form": form, "lines": [], "problem": exc.message}
+    return {"form": form, "lines": [line.to_json() for line in lines], "problem": ""}
