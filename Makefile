@@ -8,7 +8,7 @@ TEST_WORKERS ?= 3
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install test test-fast lint format demo bench clean
+.PHONY: install browser test test-fast lint format demo bench clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -34,10 +34,23 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Debian's chromium for the console's browser tests, installed when missing: in the background,
+# beside lint and the tests (the browser test waits for it, and fails, never skips, without it).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BROWSER_LOG := test-artifacts/browser-install.log
+INSTALL_BROWSER := mkdir -p test-artifacts && rm -f $(BROWSER_LOG).rc && \
+	{ $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	chromium chromium-driver; } > $(BROWSER_LOG) 2>&1; echo $$? > $(BROWSER_LOG).rc
+
+browser:
+	test -x $(CHROMIUM) || { $(INSTALL_BROWSER); cat $(BROWSER_LOG).rc; test -x $(CHROMIUM); }
+
 # pytest's summary reports how long the whole `make test` took (tests/conftest.py reads this).
 test: export BENTOSHIP_TEST_STARTED := $(shell date +%s)
 # mypy (one core, half a minute on a clean clone) runs beside the tests rather than before them.
 test: install
+	test -x $(CHROMIUM) || ( $(INSTALL_BROWSER) ) &
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy > .mypy.out 2>&1 & mypy=$$!; \

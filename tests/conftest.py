@@ -15,9 +15,11 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+_RUN_STARTED = time.time()
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="bentoship-tests-"))
 atexit.register(shutil.rmtree, _SESSION_HOME, True)
 os.environ["BENTOML_HOME"] = str(_SESSION_HOME / "bentoml")
@@ -87,11 +89,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Under ``make test``, say how long the whole target (lint included) has taken."""
+    """Where this run's console screenshots are; under ``make test``, how long the whole target
+    (lint included) has taken."""
+    from tests.core.browser import SCREENSHOTS
+
+    shots = [p for p in SCREENSHOTS.glob("*.png") if p.stat().st_mtime >= _RUN_STARTED]
+    if shots:
+        terminalreporter.write_line(f"console screenshots ({len(shots)}): {SCREENSHOTS}")
     started = os.environ.get("BENTOSHIP_TEST_STARTED", "")
     if started.isdigit():
-        import time
-
         elapsed = int(time.time()) - int(started)
         terminalreporter.write_line(f"make test: {elapsed // 60} min {elapsed % 60} s in all")
 

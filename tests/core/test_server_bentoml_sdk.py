@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,18 +23,41 @@ def cloud_client(plane: LocalControlPlane) -> bentoml.cloud.BentoCloudClient:
     )
 
 
-def listed(plane: LocalControlPlane, *options: str) -> list[str]:
-    """``bentoml deployment list`` (the unmodified CLI) against the plane: the names."""
+def bentoml_cli(plane: LocalControlPlane, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """The unmodified ``bentoml`` CLI against the plane, signed in with the server's token."""
     assert plane.connection is not None
     env = {
         **os.environ,
         "BENTO_CLOUD_API_ENDPOINT": plane.connection.endpoint,
         "BENTO_CLOUD_API_KEY": plane.connection.token,
+        "COLUMNS": "200",
     }
-    command = [sys.executable, "-m", "bentoml", "deployment", "list", *options, "-o", "json"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "bentoml", *arguments]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def listed(plane: LocalControlPlane, *options: str) -> list[str]:
+    """``bentoml deployment list`` (the unmodified CLI) against the plane: the names."""
+    done = bentoml_cli(plane, "deployment", "list", *options, "-o", "json")
     assert done.returncode == 0, done.stderr[-2000:]
     return sorted(item["name"] for item in json.loads(done.stdout))
+
+
+def signed_in_page(url: str, token: str) -> str:
+    """``url`` opened without a session: the sign-in form, then, signed in, the page itself."""
+    with httpx.Client() as browser:
+        first = browser.get(url, follow_redirects=True)
+        assert first.status_code == 200 and first.url.path == "/login", first.url
+        form = re.search(r'name="csrf_token" value="([^"]+)"', first.text)
+        wanted = re.search(r'name="next" value="([^"]+)"', first.text)
+        assert form is not None and wanted is not None
+        signed_in = browser.post(
+            first.url.copy_with(query=None),
+            data={"csrf_token": form.group(1), "next": wanted.group(1), "token": token},
+            follow_redirects=True,
+        )
+    assert signed_in.status_code == 200 and str(signed_in.url) == url
+    return signed_in.text
 
 
 def version_for(url: str, user: str) -> str:
@@ -57,6 +81,11 @@ def test_push_deploy_update_canary_list_terminate_delete(
         _cloud_client=client,
     )
     assert dep.wait_until_ready(timeout=60, check_interval=1) == 0
+    # The dashboard URL bentoml prints opens the deployment's console page, after sign-in.
+    assert shared_plane.connection is not None
+    endpoint = shared_plane.connection.endpoint
+    assert dep.admin_console == f"{endpoint}/deployments/sdk-echo"
+    assert signed_in_page(dep.admin_console, shared_plane.connection.token).count("sdk-echo") >= 2
     # The unmodified CLI's label filter: it sends q=label:team=x
     assert listed(shared_plane, "--label", "team=x") == ["sdk-echo"]
     assert listed(shared_plane, "--label", "team=y") == []
@@ -146,3 +175,46 @@ def test_pull_returns_the_pushed_bento(
     )
     assert files_of(Path(pulled.path_of("src"))) == files_of(Path(pushed.path_of("src")))
     assert "version.txt" in files_of(Path(pulled.path_of("src")))
+
+
+def test_api_token_cli_create_scoped_then_delete(shared_plane: LocalControlPlane) -> None:
+    """``bentoml api-token create`` makes a read-only token that reads but cannot write; after
+    ``bentoml api-token delete`` it gets 401."""
+    assert shared_plane.connection is not None
+    endpoint = shared_plane.connection.endpoint
+    made = bentoml_cli(
+        shared_plane,
+        *("api-token", "create", "ci-reader", "-d", "reads only"),
+        *("--scope", "read_cluster", "--scope", "read_organization", "--expires", "30d"),
+        *("-o", "json"),
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    # The CLI shows the token in a panel, then the JSON document.
+    created = json.loads(made.stdout[made.stdout.index("\n{") :])
+    token, uid = created["token"], created["uid"]
+    assert sorted(created["scopes"]) == ["read_cluster", "read_organization"]
+    assert created["expired_at"] and created.get("is_expired", False) is False
+
+    client = bentoml.cloud.BentoCloudClient(api_key=token, endpoint=endpoint)
+    listing = client.api_token.list()
+    assert [t.name for t in listing] == ["ci-reader"] and listing[0].token is None
+    headers = {"X-YATAI-API-TOKEN": token}
+    assert httpx.get(f"{endpoint}/api/v2/deployments", headers=headers).status_code == 200
+    refused = httpx.post(f"{endpoint}/api/v2/deployments/any/rollback", headers=headers, json={})
+    assert refused.status_code == 403 and "write_cluster" in refused.json()["error"]
+    granted = httpx.post(
+        f"{endpoint}/api/v1/api_tokens", headers=headers, json={"name": "x", "scopes": ["api"]}
+    )
+    assert granted.status_code == 403
+
+    deleted = bentoml_cli(shared_plane, "api-token", "delete", uid)
+    assert deleted.returncode == 0, deleted.stderr[-2000:]
+    after = httpx.get(f"{endpoint}/api/v2/deployments", headers=headers)
+    assert after.status_code == 401 and "revoked" in after.json()["error"]
+    assert cloud_client(shared_plane).api_token.get(uid) is None
+    assert token not in json.dumps(
+        httpx.get(
+            f"{endpoint}/api/v1/api_tokens",
+            headers={"X-YATAI-API-TOKEN": shared_plane.connection.token},
+        ).json()
+    )

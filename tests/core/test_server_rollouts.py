@@ -14,6 +14,7 @@ from bentoship.server import LocalControlPlane
 
 from ..traffic import TrafficLoop
 from .api import Api
+from .browser import chromium
 
 
 def first_crash(lines: list[str]) -> float:
@@ -64,9 +65,10 @@ def test_update_and_rollback_drop_no_request(
     api.push(echo_v1)
     api.push(echo_v2)
     envs = [{"name": "A", "value": "1"}]
-    created = api.create("steady", echo_v1, envs=envs)
+    labels = [{"key": "note", "value": SCRIPT}]
+    created = api.create("steady", echo_v1, envs=envs, labels=labels)
     assert created["status"] == "deploying"
-    api.update("steady", echo_v1, envs=envs)
+    api.update("steady", echo_v1, envs=envs, labels=labels)
     # the long-poll answers as soon as the status changes, or after its timeout
     started = time.monotonic()
     response = api.http.get(
@@ -81,7 +83,7 @@ def test_update_and_rollback_drop_no_request(
     assert same.json()["status"] == "running"
     assert 0.9 <= time.monotonic() - started < 5
     # the same bento and config again make no new revision
-    api.update("steady", echo_v1, envs=envs)
+    api.update("steady", echo_v1, envs=envs, labels=labels)
     assert len(api.revisions("steady")) == 1
     url = api.url("steady")
     # the endpoint's root serves bentoml's Swagger UI, through the proxy
@@ -90,7 +92,7 @@ def test_update_and_rollback_drop_no_request(
 
     payload = {"text": "live", "delay": 0.02}
     with TrafficLoop(f"{url}/echo", payload=payload, clients=2) as traffic:
-        api.update("steady", echo_v2, envs=envs)
+        api.update("steady", echo_v2, envs=envs, labels=labels)
         api.wait_status("steady", {"running"})
         while traffic.versions()["v2"] < 20:
             time.sleep(0.05)
@@ -109,6 +111,7 @@ def test_update_and_rollback_drop_no_request(
     assert [r["name"] for r in revisions] == ["r2", "r1"]
     assert [r["status"] for r in revisions] == ["inactive", "active"]
     assert revisions[0]["bentoship"]["warm"] is True
+    check_console(api, "steady")
 
 
 def test_scale_to_zero_then_first_request_wakes(start_control_plane: Any, echo_v1: str) -> None:
@@ -240,3 +243,93 @@ def check_follow(api: Api, name: str) -> None:
     arrived = seen.get(timeout=10)
     print(f"a followed line arrived {arrived - sent:.2f} s after the request")
     assert arrived - sent < 2.0
+
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def serving(api: Api, name: str) -> str:
+    return str(api.get(name)["bentoship"]["serving_revision"])
+
+
+def check_console(api: Api, name: str) -> None:
+    """The console in a real browser, from the URL bentoml prints: sign in, the list, each tab
+    (a rollback from Revisions), sign out; a script in a label or a log line stays text."""
+    import re
+
+    assert api.plane.connection is not None
+    endpoint, token = api.plane.connection.endpoint, api.plane.connection.token
+    said = httpx.post(f"{api.url(name)}/echo", json={"text": SCRIPT, "log": True})
+    assert said.status_code == 200
+    reader = api.http.post(
+        "/api/v1/api_tokens", json={"name": "reader", "scopes": ["read_cluster"]}
+    ).json()["token"]
+    page_url = f"{endpoint}/deployments/{name}"
+    with chromium() as browser:
+        page = browser.page
+        page.goto(page_url)
+        assert page.url.startswith(f"{endpoint}/login?next=")
+        browser.shot("01-sign-in")
+        page.fill("input[name=token]", token)
+        page.click("form[action='/login'] button[type=submit]")
+        page.wait_for_url(page_url)
+        assert page.inner_text("#labels") == f"note={SCRIPT}"
+        browser.shot("03-overview")
+
+        page.click("header nav a[href='/deployments']")
+        row = page.locator("#deployments tbody tr", has_text=name)
+        assert "running" in row.inner_text()
+        browser.shot("02-deployments")
+        row.locator("a").click()
+        page.wait_for_url(page_url)
+
+        assert serving(api, name) == "r1"
+        page.click("a[role=tab]:text('Revisions')")
+        page.click("button:text('Roll back to r2')")
+        assert "Rolling back to r2" in page.inner_text(".notice")
+        api.wait_status(name, {"running"})
+        assert serving(api, name) == "r2"
+        browser.shot("04-revisions")
+
+        page.click("a[role=tab]:text('Monitoring')")
+        page.wait_for_selector("#metrics-totals tr[data-revision=r1] td[data-metric=requests]")
+        requests = page.inner_text("#metrics-totals tr[data-revision=r1] td[data-metric=requests]")
+        totals = api.http.get(f"/api/v2/deployments/{name}/metrics", params={"since": "15m"})
+        assert 0 < float(requests) == totals.json()["totals"]["r1"]["requests"]
+        assert page.locator("#charts .chart canvas").count() >= 4
+        browser.shot("05-monitoring")
+
+        page.click("a[role=tab]:text('Logs')")
+        page.fill("input[name=pattern]", "echo said")
+        page.click("form.log-search button[type=submit]")
+        page.wait_for_selector("#log-lines td.line")
+        found = page.locator("#log-lines td.line").all_inner_texts()
+        assert found and all(re.search("echo said", line) for line in found)
+        assert f"echo said: {SCRIPT}" in found
+        browser.shot("06-logs")
+
+        page.click("a[role=tab]:text('Events')")
+        rolled = page.locator("#events tr.event-rolled_back").first.inner_text()
+        assert "r2" in rolled
+        browser.shot("07-events")
+
+        page.click("form.signout button")
+        page.wait_for_url(f"{endpoint}/login")
+        page.goto(f"{endpoint}/deployments")
+        assert page.url.startswith(f"{endpoint}/login?next=")
+        assert browser.dialogs == []
+
+    # A read-only token signs in, but cannot roll back from the console.
+    with httpx.Client(base_url=endpoint) as session:
+        form = session.get("/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert csrf is not None
+        session.post("/login", data={"csrf_token": csrf.group(1), "token": reader})
+        revisions = session.get(f"/deployments/{name}", params={"tab": "revisions"})
+        page_csrf = re.search(r'name="csrf_token" value="([^"]+)"', revisions.text)
+        assert revisions.status_code == 200 and page_csrf is not None
+        refused = session.post(
+            f"/deployments/{name}/rollback", data={"csrf_token": page_csrf.group(1)}
+        )
+        assert refused.status_code == 403
+    assert serving(api, name) == "r2"

@@ -22,6 +22,7 @@ from .console.sessions import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, SessionBo
 from .tokens import SAFE_METHODS, Principal, TokenBook
 
 __all__ = [
+    "FAVICON_PATH",
     "INFO_PATH",
     "OPENAPI_PATH",
     "PUBLIC_PATHS",
@@ -37,9 +38,11 @@ TOKEN_FILE = "token"
 INFO_PATH = "/api/v1/bentoship/info"
 OPENAPI_PATH = "/api/v1/bentoship/openapi.json"
 SIGNIN_PATH = "/login"
+FAVICON_PATH = "/favicon.ico"
 STATIC_PREFIX = "/static/"
-PUBLIC_PATHS = frozenset({INFO_PATH, OPENAPI_PATH, SIGNIN_PATH})
-"""The routes open to all: discovery, the API's description, and the sign-in form."""
+PUBLIC_PATHS = frozenset({INFO_PATH, OPENAPI_PATH, SIGNIN_PATH, FAVICON_PATH})
+"""The routes open to all: discovery, the API's description, the sign-in form (and the empty
+favicon browsers ask for)."""
 MAX_FORM_BYTES = 64 * 1024
 
 

@@ -8,6 +8,7 @@ and CSRF token; the sign-in form is the one page open to all.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from ..api.common import Services
 from ..api.deployments import deployment_json, revision_json
 from ..api.logs import LogSearchParams
 from ..api.params import query
-from ..auth import SIGNIN_PATH, session_key
+from ..auth import FAVICON_PATH, SIGNIN_PATH, session_key
 from ..errors import DomainError
 from ..tokens import Scope, TokenBook, digest
 from .sessions import (
@@ -43,6 +44,9 @@ from .vendor import STATIC_DIR, VENDORED, check_vendored
 __all__ = ["SECURITY_HEADERS", "routes"]
 
 LOG_LINES_SHOWN = 500
+SIGNIN_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
+"""The sign-in form's secret as made here (kept while the browser has it: several sign-in pages
+may be open at once, or loaded by the browser itself, as for the favicon)."""
 TABS = ("overview", "revisions", "monitoring", "logs", "events")
 RANGES = {"15m": "15 minutes", "1h": "1 hour", "6h": "6 hours", "24h": "24 hours"}
 SECURITY_HEADERS = {
@@ -102,7 +106,8 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
         return signin_page(request, request.query_params.get("next"), "", 200)
 
     def signin_page(request: Request, target: str | None, error: str, status: int) -> Response:
-        secret = secrets.token_urlsafe(32)
+        kept = request.cookies.get(SIGNIN_COOKIE, "")
+        secret = kept if SIGNIN_SECRET.fullmatch(kept) else secrets.token_urlsafe(32)
         response = page(
             request, "login.html", status, signin_csrf=secret, next=safe_next(target), error=error
         )
@@ -134,6 +139,9 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
         response = RedirectResponse(SIGNIN_PATH, status_code=303)
         response.headers["Set-Cookie"] = cookie_header(SESSION_COOKIE, "", max_age=0)
         return response
+
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/deployments", status_code=303)
@@ -269,6 +277,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
     one = "/deployments/{name:str}"
     return [
         Route("/", home, methods=["GET"]),
+        Route(FAVICON_PATH, favicon, methods=["GET"]),
         Route(SIGNIN_PATH, signin_form, methods=["GET"]),
         Route(SIGNIN_PATH, signin, methods=["POST"]),
         Route("/logout", signout, methods=["POST"]),

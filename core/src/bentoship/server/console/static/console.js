@@ -6,7 +6,7 @@ const COLORS = ["#2f5bd3", "#e4572e", "#17a398", "#f3a712", "#8e44ad", "#33658a"
 
 const CHARTS = [
   { title: "Request rate (requests/s)", series: [["requests_per_second", "", 1]] },
-  { title: "Success rate (%)", series: [["success_rate", "", 100]] },
+  { title: "Success rate (%)", series: [["success_rate", "", 100]], range: [0, 100] },
   {
     title: "Latency (ms)",
     series: [["latency_p50_seconds", " p50", 1000], ["latency_p95_seconds", " p95", 1000], ["latency_p99_seconds", " p99", 1000]],
@@ -102,7 +102,9 @@ function startMonitoring(root) {
         continue;
       }
       if (box.plot) box.plot.destroy();
-      box.plot = new uPlot({ width: width, height: 220, series: series, scales: { x: { time: true } }, axes: [{}, { size: 60 }] }, data, box.node);
+      const scales = { x: { time: true } };
+      if (chart.range) scales.y = { range: chart.range };
+      box.plot = new uPlot({ width: width, height: 220, series: series, scales: scales, axes: [{}, { size: 60 }] }, data, box.node);
       box.signature = signature;
     }
     updated.textContent = "Updated " + new Date().toLocaleTimeString();
