@@ -9,13 +9,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.routing import Route
 
 from bentoship.server import LocalControlPlane
 
 from .api import Api
 
-PUBLIC_PATHS = ("/api/v1/bentoship/info", "/api/v1/bentoship/openapi.json")
-"""Discovery and the API's description: the routes without a token."""
+PUBLIC_PATHS = (
+    "/api/v1/bentoship/info",
+    "/api/v1/bentoship/openapi.json",
+    "/login",
+    "/favicon.ico",
+)
+"""Discovery, the API's description, the console's sign-in form: the routes without a token."""
 
 
 def api_routes(tmp_path: Path) -> list[tuple[str, str]]:
@@ -31,6 +37,8 @@ def api_routes(tmp_path: Path) -> list[tuple[str, str]]:
     app = build_app(settings, Registry(settings, store), Controller(settings, store))
     routes = []
     for route in app.app.routes:  # type: ignore[attr-defined]
+        if not isinstance(route, Route):
+            continue  # the console's static files, open to all
         path = re.sub(r"\{(\w+)(:\w+)?\}", r"x\1", route.path)
         routes += [(method, path) for method in sorted(route.methods - {"HEAD"})]
     store.close()
@@ -53,14 +61,21 @@ def test_every_route_rejects_missing_and_wrong_token(
         assert right.status_code == 200
         for method, path in routes:
             if path in PUBLIC_PATHS:
-                assert http.request(method, path).status_code == 200
+                # open to all; a sign-in sent without the form's CSRF secret is refused
+                expected = 403 if (method, path) == ("POST", "/login") else 200
+                assert http.request(method, path).status_code in (expected, 204), (method, path)
                 continue
             missing = http.request(method, path)
-            assert missing.status_code == 401, (method, path)
-            assert "X-YATAI-API-TOKEN" in missing.json()["error"]
             wrong = http.request(method, path, headers={"X-YATAI-API-TOKEN": "wrong"})
             assert wrong.status_code == 401, (method, path)
-            assert "wrong API token" in wrong.json()["error"]
+            assert "wrong API token" in wrong.text
+            if not (path.startswith("/api/") or path == "/metrics"):
+                # a console page: the sign-in form, or a 401 for a form sent without a session
+                expected = 303 if method == "GET" else 401
+                assert missing.status_code == expected, (method, path)
+                continue
+            assert missing.status_code == 401, (method, path)
+            assert "X-YATAI-API-TOKEN" in missing.json()["error"]
 
 
 def _tar(members: dict[str, bytes], *, link: str | None = None) -> bytes:

@@ -107,12 +107,12 @@ def parse_expiry(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise Invalid(
             f"expired_at {shown(value)} is not an ISO 8601 time; send e.g. 2030-01-31T00:00:00Z"
         ) from None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _expired(token: ApiTokenRecord, at: str) -> bool:

@@ -41,7 +41,7 @@ class EventsParams(Params):
 def routes(services: Services, observability: Observability) -> list[Route]:
     controller = services.controller
 
-    async def metrics(request: Request) -> JSONResponse:
+    async def metrics(request: Request) -> Response:
         """A deployment's metrics per revision over a range, as series a chart draws."""
         services.require_extensions()
         params = query(MetricsParams, request)
@@ -49,14 +49,14 @@ def routes(services: Services, observability: Observability) -> list[Route]:
         now = time.time()
         until = moment(params.until, now) if params.until else now
         observability.sampler.flush_traffic()
-        answer = observability.series.query(
+        answer = observability.series.query_json(
             name,
             since=moment(params.since, now),
             until=until,
             step=params.step,
             revision=params.revision,
         )
-        return JSONResponse({"deployment": name, **answer})
+        return Response(answer, media_type="application/json")
 
     async def events(request: Request) -> JSONResponse:
         """A deployment's events, oldest first."""

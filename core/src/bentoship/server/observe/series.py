@@ -8,6 +8,7 @@ which percentiles are read by interpolation.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -181,6 +182,26 @@ class SeriesStore:
         ``t`` is the time axis (bucket starts, epoch seconds); each revision's series has one
         value per point, ``null`` where it has none. ``totals`` sums the whole range.
         """
+        return dict(
+            json.loads(
+                self.query_json(deployment, since=since, until=until, step=step, revision=revision)
+            )
+        )
+
+    def query_json(
+        self,
+        deployment: str,
+        *,
+        since: float,
+        until: float,
+        step: int = RESOLUTION,
+        revision: str | None = None,
+    ) -> bytes:
+        """:meth:`query`'s answer as JSON: the series are computed with NumPy and written by
+        orjson (a day at 10 s is about 4 MB), without a Python object per point."""
+        import numpy as np
+        import orjson
+
         if step < RESOLUTION or step % RESOLUTION:
             raise Invalid(f"step must be a multiple of {RESOLUTION} seconds, got {step}")
         if not math.isfinite(since) or not math.isfinite(until) or until <= since:
@@ -194,39 +215,32 @@ class SeriesStore:
             " AND revision = $4" if revision else ""
         )
         params: list[Any] = [deployment, start, end] + ([revision] if revision else [])
-        rows = [
-            (revision, *map(list, zip(*points, strict=True)))
-            for revision, points in self.cursor.execute(
-                _series_sql(where, start, end, step), params
-            ).fetchall()
-        ]
-        totals = self.cursor.execute(
-            f"SELECT revision, metric, sum(value) FROM samples WHERE {where} "
-            f"AND metric IN ({', '.join(repr(c) for c in COUNTERS)}) GROUP BY revision, metric",
+        counters = ", ".join(f"sum(value) FILTER (WHERE metric = '{c}') AS {c}" for c in COUNTERS)
+        gauges = ", ".join(f"avg(value) FILTER (WHERE metric = '{g}') AS {g}" for g in GAUGES)
+        readings = self.cursor.execute(
+            f"SELECT revision, (t - {start}) // {step} AS i, {counters}, {gauges} "
+            f"FROM samples WHERE {where} GROUP BY ALL",
             params,
-        ).fetchall()
-        whole = self.cursor.execute(
-            f"SELECT revision, bucket, sum(count) FROM latency WHERE {where} "
-            "GROUP BY revision, bucket",
+        ).fetchnumpy()
+        histogram = self.cursor.execute(
+            f"SELECT revision, (t - {start}) // {step} AS i, bucket, sum(count)::DOUBLE AS c "
+            f"FROM latency WHERE {where} GROUP BY ALL",
             params,
-        ).fetchall()
-        names = [*SERIES, *GAUGES]
-        revisions = {
-            row[0]: {
-                name: values if any(v is not None for v in values) or name not in GAUGES else None
-                for name, values in zip(names, row[1:], strict=True)
-            }
-            for row in rows
-        }
-        for series in revisions.values():
-            for name in [n for n, v in series.items() if v is None]:
-                del series[name]
-        return {
+        ).fetchnumpy()
+        names = sorted(set(readings["revision"].tolist()) | set(histogram["revision"].tolist()))
+        revisions, totals = {}, {}
+        for name in names:
+            revisions[name], totals[name] = _revision_series(
+                np, readings, histogram, name, points, step
+            )
+        answer = {
+            "deployment": deployment,
             "step": step,
-            "t": list(range(start, end, step)),
+            "t": np.arange(start, end, step, dtype=np.int64),
             "revisions": revisions,
-            "totals": _totals(totals, whole),
+            "totals": totals,
         }
+        return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 SERIES = (
@@ -242,86 +256,74 @@ SERIES = (
 """The series every revision has (then the gauges it has readings of)."""
 
 
-def _series_sql(where: str, start: int, end: int, step: int) -> str:
-    """One row per revision: its series over the axis, as lists (computed by DuckDB)."""
-    lows = ", ".join(repr(b) for b in (0.0, *LATENCY_BOUNDS))
-    highs = ", ".join(repr(b) for b in (*LATENCY_BOUNDS, LATENCY_BOUNDS[-1]))
-    counters = ",\n".join(f"sum(value) FILTER (WHERE metric = '{c}') AS {c}" for c in COUNTERS)
-    gauges = ",\n".join(f"avg(value) FILTER (WHERE metric = '{g}') AS {g}" for g in GAUGES)
-    located = ",\n".join(
-        f"arg_min([upto - c, c, low, high], bucket) FILTER (WHERE upto >= {q} * total) AS q{i}"
-        for i, q in enumerate(QUANTILES)
-    )
+def _revision_series(
+    np: Any, readings: dict[str, Any], histogram: dict[str, Any], name: str, points: int, step: int
+) -> tuple[dict[str, Any], dict[str, float | None]]:
+    """One revision's series over ``points`` buckets, NaN (JSON null) where it has none, and
+    its totals over the whole range."""
+    mine = readings["revision"] == name
+    at = readings["i"][mine].astype(np.int64)
 
-    def quantile(i: int, q: float) -> str:
-        seen, count, low, high = (f"q{i}[{k}]" for k in (1, 2, 3, 4))
-        return f"{low} + ({high} - {low}) * ({q} * total - {seen}) / {count}"
+    def column(metric: str) -> Any:
+        values = np.full(points, np.nan)
+        found = np.ma.filled(readings[metric][mine].astype(float), np.nan)
+        values[at] = found
+        return values
 
-    answered = " + ".join(f"coalesce(requests_{c}xx, 0)" for c in range(1, 6))
-    columns = {
-        "requests": f"nullif({answered}, 0)",
-        "requests_per_second": f"nullif({answered}, 0) / {step}",
-        "success_rate": f"1 - coalesce(requests_5xx, 0) / nullif({answered}, 0)",
-        "requests_5xx": "requests_5xx",
-        "service_requests": "service_requests",
-        **{f"latency_p{round(q * 100)}_seconds": quantile(i, q) for i, q in enumerate(QUANTILES)},
-        **{g: g for g in GAUGES},
+    read = {metric: column(metric) for metric in (*COUNTERS, *GAUGES)}
+    answered = sum(np.nan_to_num(read[f"requests_{c}xx"]) for c in range(1, 6))
+    answered = np.where(answered == 0, np.nan, answered)
+    series: dict[str, Any] = {
+        "requests": answered,
+        "requests_per_second": answered / step,
+        "success_rate": 1 - np.nan_to_num(read["requests_5xx"]) / answered,
+        "requests_5xx": read["requests_5xx"],
+        "service_requests": read["service_requests"],
     }
-    listed = ", ".join(f"({sql})::DOUBLE" for sql in columns.values())
-    return f"""
-        WITH axis AS (SELECT unnest(range({start}, {end}, {step})) AS b),
-        s AS (
-            SELECT revision, (t // {step}) * {step} AS b, {counters}, {gauges}
-            FROM samples WHERE {where} GROUP BY revision, b
-        ),
-        h AS (
-            SELECT revision, (t // {step}) * {step} AS b, bucket, sum(count) AS c
-            FROM latency WHERE {where} GROUP BY revision, b, bucket
-        ),
-        bounds AS (
-            SELECT unnest(range({len(LATENCY_BOUNDS) + 1})) AS bucket,
-                unnest([{lows}]) AS low, unnest([{highs}]) AS high
-        ),
-        running AS (
-            SELECT revision, b, bucket, c, low, high,
-                sum(c) OVER (PARTITION BY revision, b ORDER BY bucket) AS upto,
-                sum(c) OVER (PARTITION BY revision, b) AS total
-            FROM h JOIN bounds USING (bucket)
-        ),
-        q AS (
-            SELECT revision, b, any_value(total) AS total, {located}
-            FROM running GROUP BY revision, b
-        ),
-        revisions AS (SELECT DISTINCT revision FROM s UNION SELECT DISTINCT revision FROM q),
-        joined AS (
-            SELECT * FROM revisions CROSS JOIN axis
-            LEFT JOIN s USING (revision, b) LEFT JOIN q USING (revision, b)
-        )
-        SELECT revision, list([{listed}] ORDER BY b)
-        FROM joined GROUP BY revision ORDER BY revision
-    """
+    counts = _latency_counts(np, histogram, name, points)
+    series.update(_latency_series(np, counts))
+    series.update({g: read[g] for g in GAUGES if not np.isnan(read[g]).all()})
+    classes = {f"{c}xx": float(np.nansum(read[f"requests_{c}xx"])) for c in range(1, 6)}
+    total = sum(classes.values())
+    whole = counts.sum(axis=0).tolist()
+    totals: dict[str, float | None] = {
+        "requests": total,
+        **classes,
+        "service_requests": float(np.nansum(read["service_requests"])),
+        "success_rate": 1 - classes["5xx"] / total if total else None,
+        **{f"latency_p{round(q * 100)}_seconds": percentile(whole, q) for q in QUANTILES},
+    }
+    return series, totals
 
 
-def _totals(
-    counted: list[tuple[str, str, float]], whole: list[tuple[str, int, int]]
-) -> dict[str, dict[str, float | None]]:
-    by_revision: dict[str, dict[str, float]] = {}
-    for revision, metric, value in counted:
-        by_revision.setdefault(revision, {})[metric] = value
-    histograms: dict[str, list[float]] = {}
-    for revision, index, count in whole:
-        histograms.setdefault(revision, [0.0] * (len(LATENCY_BOUNDS) + 1))[index] += count
-    totals: dict[str, dict[str, float | None]] = {}
-    for revision in sorted(set(by_revision) | set(histograms)):
-        sums = by_revision.get(revision, {})
-        classes = {f"{c}xx": sums.get(f"requests_{c}xx", 0.0) for c in range(1, 6)}
-        answered = sum(classes.values())
-        histogram = histograms.get(revision, [])
-        totals[revision] = {
-            "requests": answered,
-            **classes,
-            "service_requests": sums.get("service_requests", 0.0),
-            "success_rate": 1 - classes["5xx"] / answered if answered else None,
-            **{f"latency_p{round(q * 100)}_seconds": percentile(histogram, q) for q in QUANTILES},
-        }
-    return totals
+def _latency_counts(np: Any, histogram: dict[str, Any], name: str, points: int) -> Any:
+    """A revision's answers per point and latency bucket."""
+    mine = histogram["revision"] == name
+    counts = np.zeros((points, len(LATENCY_BOUNDS) + 1))
+    np.add.at(
+        counts,
+        (histogram["i"][mine].astype(np.int64), histogram["bucket"][mine].astype(np.int64)),
+        histogram["c"][mine].astype(float),
+    )
+    return counts
+
+
+def _latency_series(np: Any, counts: Any) -> dict[str, Any]:
+    """The latency quantiles of each point, interpolated inside the histogram bucket that
+    holds them (as :func:`percentile` does for one histogram)."""
+    points = counts.shape[0]
+    running = counts.cumsum(axis=1)
+    total = running[:, -1]
+    lows = np.array([0.0, *LATENCY_BOUNDS])
+    highs = np.array([*LATENCY_BOUNDS, LATENCY_BOUNDS[-1]])
+    rows = np.arange(points)
+    quantiles: dict[str, Any] = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for q in QUANTILES:
+            rank = q * total
+            at = (running >= rank[:, None]).argmax(axis=1)
+            count = counts[rows, at]
+            seen = running[rows, at] - count
+            value = lows[at] + (highs[at] - lows[at]) * (rank - seen) / count
+            quantiles[f"latency_p{round(q * 100)}_seconds"] = np.where(total > 0, value, np.nan)
+    return quantiles
