@@ -111,7 +111,7 @@ def test_update_and_rollback_drop_no_request(
     assert [r["name"] for r in revisions] == ["r2", "r1"]
     assert [r["status"] for r in revisions] == ["inactive", "active"]
     assert revisions[0]["bentoship"]["warm"] is True
-    check_console(api, "steady")
+    check_console(api, "steady", labels)
 
 
 def test_scale_to_zero_then_first_request_wakes(start_control_plane: Any, echo_v1: str) -> None:
@@ -252,9 +252,10 @@ def serving(api: Api, name: str) -> str:
     return str(api.get(name)["bentoship"]["serving_revision"])
 
 
-def check_console(api: Api, name: str) -> None:
+def check_console(api: Api, name: str, labels: list[dict[str, str]]) -> None:
     """The console in a real browser, from the URL bentoml prints: sign in, the list, each tab
     (a rollback from Revisions), sign out; a script in a label or a log line stays text."""
+    import json
     import re
 
     assert api.plane.connection is not None
@@ -274,6 +275,8 @@ def check_console(api: Api, name: str) -> None:
         page.click("form[action='/login'] button[type=submit]")
         page.wait_for_url(page_url)
         assert page.inner_text("#labels") == f"note={SCRIPT}"
+        config = json.loads(page.inner_text("#config"))
+        assert config["labels"] == labels and config["envs"] == [{"name": "A", "value": "(hidden)"}]
         browser.shot("03-overview")
 
         page.click("header nav a[href='/deployments']")
@@ -306,12 +309,26 @@ def check_console(api: Api, name: str) -> None:
         found = page.locator("#log-lines td.line").all_inner_texts()
         assert found and all(re.search("echo said", line) for line in found)
         assert f"echo said: {SCRIPT}" in found
+        page.click("#follow")
+        page.wait_for_timeout(500)
+        live = {"text": "followed in the browser", "log": True}
+        assert httpx.post(f"{api.url(name)}/echo", json=live).status_code == 200
+        page.wait_for_selector("tr.followed td.line:text('echo said: followed in the browser')")
         browser.shot("06-logs")
 
         page.click("a[role=tab]:text('Events')")
         rolled = page.locator("#events tr.event-rolled_back").first.inner_text()
         assert "r2" in rolled
         browser.shot("07-events")
+
+        page.click("header nav a[href='/bento_repositories']")
+        assert page.locator("h2#repo-echo").count() == 1
+        assert page.locator("table.list tbody tr").count() >= 2
+        browser.shot("08-bento-repositories")
+        page.click("header nav a[href='/api_tokens']")
+        assert "read_cluster" in page.locator("#tokens tr[data-token=reader]").inner_text()
+        assert reader not in page.content()
+        browser.shot("09-api-tokens")
 
         page.click("form.signout button")
         page.wait_for_url(f"{endpoint}/login")

@@ -8,6 +8,7 @@ and CSRF token; the sign-in form is the one page open to all.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -70,6 +71,17 @@ def _environment() -> Environment:
     )
     env.globals["vendored"] = VENDORED
     return env
+
+
+def shown_config(data: dict[str, Any]) -> str:
+    """The target revision's config as the Overview shows it, env values hidden (they may be
+    secrets)."""
+    revision = data.get("latest_revision") or {}
+    targets = revision.get("targets") or [{}]
+    config = dict(targets[0].get("config") or {})
+    if config.get("envs"):
+        config["envs"] = [{**env, "value": "(hidden)"} for env in config["envs"]]
+    return json.dumps(config, indent=2, sort_keys=True)
 
 
 def safe_next(target: str | None) -> str:
@@ -179,11 +191,13 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
         tab = request.query_params.get("tab", "overview")
         if tab not in TABS:
             tab = "overview"
+        data = deployment_json(services, dep)
         context: dict[str, Any] = {
             "tab": tab,
             "tabs": TABS,
             "dep": dep,
-            "data": deployment_json(services, dep),
+            "data": data,
+            "config": shown_config(data),
             "serving": controller.name_of(dep.serving_revision),
             "target": controller.name_of(dep.target_revision),
             "notice": request.query_params.get("notice", ""),
