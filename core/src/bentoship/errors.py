@@ -11,6 +11,7 @@ __all__ = [
     "CanaryFailed",
     "ConfigError",
     "DeploymentFailed",
+    "DriftDetected",
     "InvalidRequestError",
     "MissingExtraError",
     "NotFoundError",
@@ -98,3 +99,13 @@ class CanaryFailed(DeploymentFailed):
     def __init__(self, message: str, *, deployment: str, analysis: dict[str, Any]) -> None:
         super().__init__(message, deployment=deployment, reason=str(analysis.get("reason", "")))
         self.analysis = analysis
+
+
+class DriftDetected(BentoshipError):
+    """A drift check used as a gate found the current data drifted from the reference."""
+
+    def __init__(self, report: Any, report_path: str | None = None) -> None:
+        where = f"; report: {report_path}" if report_path else ""
+        super().__init__(f"{report.summary()}{where}")
+        self.report = report
+        self.report_path = report_path

@@ -3,6 +3,7 @@
 from .build import build
 from .canary import analyze_canary
 from .deploy import deploy
+from .drift import check_drift
 from .local_store import import_bento_file, import_model_file
 from .promote import discard, promote
 from .push import push
@@ -17,6 +18,7 @@ __all__ = [
     "analyze_canary",
     "async_wait_until_ready",
     "build",
+    "check_drift",
     "deploy",
     "discard",
     "import_bento_file",

@@ -1,0 +1,11 @@
+"""Data drift between a reference (the training data) and current data (a service's traffic).
+
+``check_drift`` (in :mod:`bentoship.steps`) reads both sides, compares each column
+(:mod:`.compare`, with the tests of :mod:`.statistics`) and returns a :class:`DriftReport`,
+which renders as one self-contained HTML page. Needs the ``drift`` extra (numpy, scipy).
+"""
+
+from .report import ColumnDrift, DriftReport, DriftThresholds, Verdict
+from .tables import SqlQuery
+
+__all__ = ["ColumnDrift", "DriftReport", "DriftThresholds", "SqlQuery", "Verdict"]

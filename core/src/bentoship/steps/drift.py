@@ -1,0 +1,60 @@
+"""The drift check step: compare current data with a reference, report, and optionally gate."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DriftDetected
+from ..extras import require
+
+if TYPE_CHECKING:
+    from ..drift.report import DriftReport, DriftThresholds
+
+__all__ = ["check_drift"]
+
+log = logging.getLogger(__name__)
+
+
+def check_drift(
+    reference: Any,
+    current: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    categorical: Iterable[str] = (),
+    thresholds: DriftThresholds | None = None,
+    gate: bool = False,
+    report_path: str | Path | None = None,
+) -> DriftReport:
+    """Compare ``current`` with ``reference``, column by column.
+
+    Each side is a DataFrame, a dict of columns, a Parquet file or folder, or a
+    :class:`~bentoship.drift.SqlQuery`. Numeric columns are tested with Kolmogorov-Smirnov and
+    PSI, the others (and ``categorical``) with chi-squared and PSI. The report is written as
+    HTML to ``report_path`` when given. With ``gate=True``, a drifted dataset raises
+    :class:`~bentoship.errors.DriftDetected`.
+    """
+    for module in ("numpy", "scipy"):
+        require(module, feature="check_drift", extra="drift")
+    from ..drift.compare import compare_columns
+    from ..drift.tables import read_side
+
+    report = compare_columns(
+        read_side(reference, "reference"),
+        read_side(current, "current"),
+        columns=columns,
+        categorical=categorical,
+        thresholds=thresholds,
+    )
+    written = None
+    if report_path is not None:
+        path = Path(report_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(report.to_html(), encoding="utf-8")
+        written = str(path)
+    log.info("drift check: %s%s", report.summary(), f" (report: {written})" if written else "")
+    if gate and report.drifted:
+        raise DriftDetected(report, written)
+    return report

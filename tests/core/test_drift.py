@@ -1,0 +1,160 @@
+"""check_drift: known shifts are found, no shift is rarely flagged, edge cases have verdicts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bentoship.drift import DriftReport, DriftThresholds, SqlQuery, Verdict
+from bentoship.errors import ConfigError, DriftDetected
+from bentoship.steps import check_drift
+
+ROWS = 3000
+CATEGORIES = [f"c{i}" for i in range(10)]
+
+
+def synthetic(seed: int, *, shifted: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ten numeric columns and two categorical ones; when ``shifted``, ``x3``'s mean moves by
+    0.5 sigma and category ``c0`` of ``colour`` goes from 10% to 40% of the rows."""
+    rng = np.random.default_rng(seed)
+    reference = {f"x{i}": rng.normal(i, 1 + i / 10, ROWS) for i in range(10)}
+    current = {f"x{i}": rng.normal(i, 1 + i / 10, ROWS) for i in range(10)}
+    if shifted:
+        current["x3"] = current["x3"] + 0.5 * (1 + 3 / 10)
+    even = [0.1] * 10
+    moved = [0.4] + [0.6 / 9] * 9
+    reference["colour"] = rng.choice(CATEGORIES, ROWS, p=even)
+    current["colour"] = rng.choice(CATEGORIES, ROWS, p=moved if shifted else even)
+    reference["size"] = rng.choice(["s", "m", "l"], ROWS, p=[0.3, 0.5, 0.2])
+    current["size"] = rng.choice(["s", "m", "l"], ROWS, p=[0.3, 0.5, 0.2])
+    return reference, current
+
+
+def test_exactly_the_shifted_columns_are_flagged() -> None:
+    reference, current = synthetic(7, shifted=True)
+    report = check_drift(reference, current)
+    assert sorted(report.drifted_columns) == ["colour", "x3"]
+    kinds = {c.name: (c.kind, c.test) for c in report.columns}
+    assert kinds["x3"] == ("numeric", "ks") and kinds["colour"] == ("categorical", "chi2")
+    assert report.share_drifted == pytest.approx(2 / 12)
+    assert report.drifted is False  # 2 of 12 is below the default share of 50%
+    assert check_drift(reference, current, thresholds=DriftThresholds(share=0.1)).drifted
+
+
+def test_without_a_shift_columns_are_rarely_flagged() -> None:
+    """Over 100 seeds, each column's false-positive rate is at most the test's p-value."""
+    flagged: dict[str, int] = {}
+    for seed in range(100):
+        reference, current = synthetic(1000 + seed, shifted=False)
+        for column in check_drift(reference, current).columns:
+            flagged[column.name] = flagged.get(column.name, 0) + column.drifted
+    assert len(flagged) == 12
+    assert max(flagged.values()) / 100 <= DriftThresholds().p_value, flagged
+
+
+def test_ks_statistic_and_p_value_are_scipys() -> None:
+    reference, current = synthetic(3, shifted=True)
+    report = check_drift(reference, current, columns=["x3", "x5"])
+    for column in report.columns:
+        expected = stats.ks_2samp(reference[column.name], current[column.name])
+        assert column.statistic == pytest.approx(expected.statistic, rel=1e-12)
+        assert column.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+
+
+def test_edge_cases_have_verdicts_not_exceptions() -> None:
+    reference = {
+        "with_nulls": np.array([1.0, np.nan, 2.0, 3.0] * 250),
+        "objects": np.array([1, None, 2, 3] * 250, dtype=object),
+        "gone": np.arange(1000.0),
+        "constant": np.full(1000, 5.0),
+        "moved_constant": np.full(1000, 5.0),
+        "no_values": np.full(1000, np.nan),
+        "labels": np.array(["a", "b"] * 500),
+    }
+    current = {
+        "with_nulls": np.array([3.0, 2.0, 1.0, np.nan, np.nan] * 200),
+        "objects": np.array([1, 2, 3, None] * 250, dtype=object),
+        "constant": np.full(1000, 5.0),
+        "moved_constant": np.full(1000, 6.0),
+        "no_values": np.full(1000, np.nan),
+        "labels": np.array(["a", "b", "new", "new"] * 250),
+        "added": np.arange(1000.0),
+    }
+    columns = {c.name: c for c in check_drift(reference, current).columns}
+    assert columns["with_nulls"].reference_nulls == 250
+    assert columns["with_nulls"].current_nulls == 400
+    assert columns["with_nulls"].verdict == Verdict.NO_DRIFT
+    assert columns["objects"].kind == "numeric" and columns["objects"].current_nulls == 250
+    assert columns["gone"].verdict == columns["added"].verdict == Verdict.MISSING
+    assert columns["gone"].drifted
+    assert columns["constant"].verdict == Verdict.NO_DRIFT
+    assert columns["moved_constant"].verdict == Verdict.DRIFT
+    assert columns["no_values"].verdict == Verdict.EMPTY and not columns["no_values"].drifted
+    new = columns["labels"]
+    assert new.verdict == Verdict.DRIFT and new.psi is not None and np.isfinite(new.psi)
+    assert new.histogram is not None and new.histogram.labels == ["a", "b", "new"]
+
+
+def test_the_report_is_json_and_a_self_contained_page(tmp_path: Path) -> None:
+    reference, current = synthetic(11, shifted=True)
+    reference["<b>odd</b>"] = reference.pop("size")
+    current["<b>odd</b>"] = current.pop("size")
+    page = tmp_path / "report" / "drift.html"
+    report = check_drift(reference, current, report_path=page)
+    again = DriftReport.from_dict(json.loads(report.to_json()))
+    assert again == report
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert "&lt;b&gt;odd&lt;/b&gt;" in html and "<b>odd</b>" not in html
+    assert html.count("<svg") == 12 and 'id="column-x3"' in html
+
+
+def test_a_gate_raises_with_the_summary(tmp_path: Path) -> None:
+    reference, current = synthetic(5, shifted=True)
+    limits = DriftThresholds(share=0.1)
+    with pytest.raises(DriftDetected, match=r"drift: 2 of 12 columns drifted .*colour, x3|x3"):
+        check_drift(reference, current, thresholds=limits, gate=True, report_path=tmp_path / "r")
+    assert check_drift(reference, current, gate=True).drifted is False
+
+
+def test_parquet_and_sql_sides_read_like_columns(tmp_path: Path) -> None:
+    import duckdb
+
+    reference, current = synthetic(13, shifted=True)
+    numbers = {k: v for k, v in current.items() if k.startswith("x")}
+    parquet = tmp_path / "current.parquet"
+    with duckdb.connect() as db:
+        db.register("frame", {k: v for k, v in numbers.items()})
+        db.execute(f"COPY frame TO '{parquet}' (FORMAT parquet)")
+    database = tmp_path / "warehouse.db"
+    with sqlite3.connect(database) as db:
+        db.execute(f"CREATE TABLE ref ({', '.join(numbers)})")
+        rows = zip(*(reference[k].tolist() for k in numbers), strict=True)
+        db.executemany(f"INSERT INTO ref VALUES ({', '.join('?' * len(numbers))})", rows)
+    from_files = check_drift(SqlQuery(f"sqlite:///{database}", "SELECT * FROM ref"), parquet)
+    in_memory = check_drift({k: reference[k] for k in numbers}, numbers)
+    assert from_files.drifted_columns == in_memory.drifted_columns == ["x3"]
+    assert [c.statistic for c in from_files.columns] == [c.statistic for c in in_memory.columns]
+
+
+def test_unreadable_sides_say_what_to_give(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist; give a Parquet"):
+        check_drift(tmp_path / "missing.parquet", {"x": [1.0]})
+    with pytest.raises(ConfigError, match=r"the query on sqlite:///.* failed \(no such table"):
+        check_drift(SqlQuery(f"sqlite:///{tmp_path}/w.db", "SELECT * FROM nope"), {"x": [1]})
+    secret = "postgresql://me:hunter2@127.0.0.1:1/db"
+    with pytest.raises(ConfigError) as raised:
+        check_drift(SqlQuery(secret, "SELECT 1"), {"x": [1]})
+    assert "hunter2" not in str(raised.value)
+    with pytest.raises(ConfigError, match="cannot read a int"):
+        check_drift(5, {"x": [1]})
+    with pytest.raises(ConfigError, match="column 'y' is on neither side"):
+        check_drift({"x": [1.0]}, {"x": [2.0]}, columns=["y"])
+    with pytest.raises(ConfigError, match="p_value must be in"):
+        DriftThresholds(p_value=2)
