@@ -1,0 +1,308 @@
+"""What services log with ``bentoml.monitor``: collected from each revision's files into DuckDB.
+
+Each revision's ``bentoml serve`` writes its monitors under a folder of its own
+(:func:`monitoring_dir`), set through bentoml's config (``BENTOML_CONFIG_OPTIONS``), not by
+editing the bento: ``<monitor>/data/data.<worker>.log`` (JSON lines, rotated by size) and
+``<monitor>/schema/schema.<worker>.log``.
+
+Every record is stored once, in a table per monitor with the deployment, revision, bento and
+ingest time beside it. A file is known by its inode and the digest of its first line, so a
+rename by rotation keeps its place; its offset is committed in the same transaction as its
+rows, so a crash in the middle of an ingest (even ``kill -9``) repeats or loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .analytics import insert_columns
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = [
+    "MonitoringStore",
+    "config_options",
+    "monitoring_dir",
+    "table_of",
+]
+
+log = logging.getLogger(__name__)
+
+READ_BYTES_PER_PASS = 8 * 1024 * 1024
+"""At most this much of one file is read in one pass (the rest at the next)."""
+ROTATE_BYTES = 16 * 1024 * 1024
+KEPT_FILES = 1000
+"""Rotated files kept per worker (bentoml's handler renames each of them at every rotation)."""
+PRESERVED = ("timestamp", "request_id", "trace_id")
+MONITOR_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS monitors (
+    name VARCHAR PRIMARY KEY, table_name VARCHAR, schema VARCHAR
+);
+CREATE TABLE IF NOT EXISTS monitor_files (
+    deployment VARCHAR, revision VARCHAR, monitor VARCHAR, inode BIGINT, head VARCHAR,
+    "offset" BIGINT, PRIMARY KEY (deployment, revision, monitor, inode, head)
+);
+"""
+LOGGING_CONFIG = """version: 1
+disable_existing_loggers: false
+loggers:
+  bentoml_monitor_data:
+    level: INFO
+    handlers: [bentoml_monitor_data]
+    propagate: false
+  bentoml_monitor_schema:
+    level: INFO
+    handlers: [bentoml_monitor_schema]
+    propagate: false
+handlers:
+  bentoml_monitor_data:
+    class: logging.handlers.RotatingFileHandler
+    level: INFO
+    formatter: bentoml_json
+    filename: '{data_filename}'
+    maxBytes: %(rotate)d
+    backupCount: %(kept)d
+  bentoml_monitor_schema:
+    class: logging.handlers.RotatingFileHandler
+    level: INFO
+    formatter: bentoml_json
+    filename: '{schema_filename}'
+    maxBytes: 1048576
+    backupCount: 1
+formatters:
+  bentoml_json:
+    class: pythonjsonlogger.jsonlogger.JsonFormatter
+    format: "()"
+    validate: false
+"""
+
+
+def monitoring_dir(data_dir: Path, deployment: str, revision_uid: str) -> Path:
+    return data_dir / "monitoring" / deployment / revision_uid
+
+
+def config_options(directory: Path, rotate_bytes: int = ROTATE_BYTES) -> str:
+    """``BENTOML_CONFIG_OPTIONS`` that send a revision's monitors to ``directory``, in files
+    rotated by size (written beside them as ``logging.yaml``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "logging.yaml"
+    config.write_text(LOGGING_CONFIG % {"rotate": rotate_bytes, "kept": KEPT_FILES})
+    return (
+        f"monitoring.enabled=true monitoring.type=default "
+        f"monitoring.options.log_path={directory} monitoring.options.log_config_file={config}"
+    )
+
+
+def table_of(monitor: str) -> str:
+    """The table of a monitor's records: ``monitor_`` and its name made an identifier."""
+    return "monitor_" + re.sub(r"[^a-z0-9_]", "_", monitor.lower())
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Whose records a folder holds."""
+
+    deployment: str
+    revision: str
+    bento: str
+
+
+class MonitoringStore:
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, *, retention: float = 7 * 86400) -> None:
+        self.cursor = cursor
+        self.retention = retention
+        cursor.execute(SCHEMA)
+
+    def monitors(self) -> dict[str, str]:
+        """Each monitor's name and table."""
+        return dict(self.cursor.execute("SELECT name, table_name FROM monitors").fetchall())
+
+    def ingest(self, directory: Path, origin: Origin) -> int:
+        """Store the complete new records of every monitor under ``directory``; how many."""
+        stored = 0
+        if not directory.is_dir():
+            return 0
+        for monitor_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
+            monitor = monitor_dir.name
+            if not MONITOR_NAME.fullmatch(monitor):
+                continue
+            self._schema(monitor, monitor_dir / "schema")
+            for path in sorted((monitor_dir / "data").glob("data.*.log*")):
+                stored += self._ingest_file(path, monitor, origin)
+        return stored
+
+    def _ensure_table(self, monitor: str) -> str:
+        table = table_of(monitor)
+        self.cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (deployment VARCHAR, revision VARCHAR, "
+            "bento VARCHAR, ingested_at DOUBLE, timestamp VARCHAR, request_id VARCHAR, "
+            "trace_id VARCHAR, record VARCHAR)"
+        )
+        self.cursor.execute(
+            "INSERT INTO monitors VALUES (?, ?, NULL) ON CONFLICT DO NOTHING", [monitor, table]
+        )
+        return table
+
+    def _schema(self, monitor: str, schema_dir: Path) -> None:
+        newest = max(schema_dir.glob("schema.*.log*"), default=None, key=_modified)
+        if newest is None:
+            return
+        lines = [line for line in newest.read_text(errors="replace").splitlines() if line]
+        if lines:
+            self._ensure_table(monitor)
+            self.cursor.execute(
+                "UPDATE monitors SET schema = ? WHERE name = ?", [lines[-1], monitor]
+            )
+
+    def _ingest_file(self, path: Path, monitor: str, origin: Origin) -> int:
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:  # rotated away or deleted since listed
+            return 0
+        with handle:
+            first = handle.readline()
+            if not first.endswith(b"\n"):
+                return 0
+            identity = [origin.deployment, origin.revision, monitor, _inode(handle)]
+            head = hashlib.sha256(first).hexdigest()[:32]
+            found = self.cursor.execute(
+                'SELECT "offset" FROM monitor_files WHERE deployment = ? AND revision = ? '
+                "AND monitor = ? AND inode = ? AND head = ?",
+                [*identity, head],
+            ).fetchone()
+            offset = int(found[0]) if found else 0
+            handle.seek(offset)
+            chunk = handle.read(READ_BYTES_PER_PASS)
+        end = chunk.rfind(b"\n") + 1
+        if end == 0:
+            return 0
+        lines, records = _records(chunk[:end])
+        table = self._ensure_table(monitor)
+        now = time.time()
+        self.cursor.execute("BEGIN TRANSACTION")
+        try:
+            insert_columns(
+                self.cursor,
+                table,
+                {
+                    "deployment": [origin.deployment] * len(records),
+                    "revision": [origin.revision] * len(records),
+                    "bento": [origin.bento] * len(records),
+                    "ingested_at": [now] * len(records),
+                    "timestamp": [r.get("timestamp") for r in records],
+                    "request_id": [r.get("request_id") for r in records],
+                    "trace_id": [r.get("trace_id") for r in records],
+                    "record": lines,
+                },
+            )
+            self.cursor.execute(
+                "INSERT OR REPLACE INTO monitor_files VALUES (?, ?, ?, ?, ?, ?)",
+                [*identity, head, offset + end],
+            )
+            self.cursor.execute("COMMIT")
+        except BaseException:
+            self.cursor.execute("ROLLBACK")
+            raise
+        return len(records)
+
+    def records(
+        self,
+        deployment: str,
+        monitor: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        revision: str | None = None,
+        limit: int = 10_000,
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` records of a monitor, oldest first, each with its origin."""
+        table = self.monitors().get(monitor)
+        if table is None:
+            return []
+        where: list[str] = ["deployment = ?"]
+        params: list[Any] = [deployment]
+        for clause, value in (
+            ("ingested_at >= ?", since),
+            ("ingested_at < ?", until),
+            ("revision = ?", revision),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        rows = self.cursor.execute(
+            f"SELECT * FROM (SELECT revision, bento, ingested_at, record, rowid FROM {table} "
+            f"WHERE {' AND '.join(where)} ORDER BY rowid DESC LIMIT ?) ORDER BY rowid",
+            [*params, limit],
+        ).fetchall()
+        return [
+            {"revision": r, "bento": b, "ingested_at": at, **json.loads(record)}
+            for r, b, at, record, _ in rows
+        ]
+
+    def count(self, deployment: str, monitor: str) -> int:
+        table = self.monitors().get(monitor)
+        if table is None:
+            return 0
+        found = self.cursor.execute(
+            f"SELECT count(*) FROM {table} WHERE deployment = ?", [deployment]
+        ).fetchone()
+        return int(found[0]) if found else 0
+
+    def prune(self, now: float | None = None) -> None:
+        """Forget records ingested before the retention."""
+        cutoff = (time.time() if now is None else now) - self.retention
+        for table in self.monitors().values():
+            self.cursor.execute(f"DELETE FROM {table} WHERE ingested_at < ?", [cutoff])
+
+    def forget(self, deployment: str) -> None:
+        for table in self.monitors().values():
+            self.cursor.execute(f"DELETE FROM {table} WHERE deployment = ?", [deployment])
+        self.cursor.execute("DELETE FROM monitor_files WHERE deployment = ?", [deployment])
+
+
+def _records(data: bytes) -> tuple[list[str], list[dict[str, Any]]]:
+    """The JSON objects of ``data``'s lines, and their text (lines that are not one are
+    skipped, with a warning)."""
+    import orjson
+
+    texts: list[str] = []
+    records: list[dict[str, Any]] = []
+    skipped = 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            skipped += 1
+            continue
+        if isinstance(record, dict):
+            texts.append(line.decode())
+            records.append(record)
+        else:
+            skipped += 1
+    if skipped:
+        log.warning("monitoring: %d lines that are not JSON objects were skipped", skipped)
+    return texts, records
+
+
+def _inode(handle: Any) -> int:
+    import os
+
+    return int(os.fstat(handle.fileno()).st_ino)
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
