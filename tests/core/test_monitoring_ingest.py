@@ -140,6 +140,6 @@ def test_records_schema_retention_and_forgetting(tmp_path: Path) -> None:
 
 def test_config_options_point_bentoml_at_the_revision_folder(tmp_path: Path) -> None:
     options = dict(item.split("=", 1) for item in config_options(tmp_path / "m").split())
-    assert options["monitoring.options.log_path"] == str(tmp_path / "m")
-    written = Path(options["monitoring.options.log_config_file"]).read_text()
+    assert options["services.monitoring.options.log_path"] == str(tmp_path / "m")
+    written = Path(options["services.monitoring.options.log_config_file"]).read_text()
     assert "RotatingFileHandler" in written and "{data_filename}" in written

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import bentoml
@@ -60,6 +61,37 @@ def signed_in_page(url: str, token: str) -> str:
     return signed_in.text
 
 
+def check_monitoring(plane: LocalControlPlane, url: str, bento: str) -> None:
+    """What the service logs with ``bentoml.monitor`` is collected per revision, as JSON and
+    as Parquet."""
+    import duckdb
+
+    texts = [f"monitored {i}" for i in range(3)]
+    for text in texts:
+        answer = httpx.post(f"{url}/echo", json={"text": text, "monitor": True})
+        assert answer.status_code == 200
+    assert plane.connection is not None
+    headers = {"X-YATAI-API-TOKEN": plane.connection.token}
+    base = f"{plane.connection.endpoint}/api/v2/deployments/sdk-echo/monitoring"
+    listed = httpx.get(base, headers=headers).json()["monitors"]
+    assert listed == [{"name": "echo_calls", "records": 3}]
+    records = httpx.get(f"{base}/echo_calls", headers=headers).json()["records"]
+    assert [(r["text"], r["length"]) for r in records] == [(t, len(t)) for t in texts]
+    assert {(r["revision"], r["bento"]) for r in records} == {("r1", bento)}
+    assert all(r["request_id"] for r in records)
+    parquet = httpx.get(f"{base}/echo_calls", headers=headers, params={"format": "parquet"})
+    path = Path(tempfile.mkdtemp()) / "calls.parquet"
+    path.write_bytes(parquet.content)
+    with duckdb.connect() as db:
+        rows = db.execute(f"SELECT text, length FROM '{path}' ORDER BY text").fetchall()
+    assert rows == [(t, len(t)) for t in texts]
+    unknown = httpx.get(f"{base}/nope", headers=headers)
+    assert (
+        unknown.status_code == 404
+        and "GET /api/v2/deployments/sdk-echo/monitoring" in (unknown.json()["error"])
+    )
+
+
 def version_for(url: str, user: str) -> str:
     answer = httpx.post(f"{url}/echo", json={"text": "hi"}, headers={"X-User": user}).json()
     return str(answer["version"])
@@ -91,6 +123,7 @@ def test_push_deploy_update_canary_list_terminate_delete(
     assert listed(shared_plane, "--label", "team=y") == []
     url = dep.get_endpoint_urls()[0]
     assert httpx.post(f"{url}/echo", json={"text": "hi"}).json() == {"text": "hi", "version": "v1"}
+    check_monitoring(shared_plane, url, echo_v1)
 
     updated = bentoml.deployment.update(name="sdk-echo", bento=echo_v2, _cloud_client=client)
     assert updated.get_bento() == echo_v2

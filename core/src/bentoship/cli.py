@@ -122,6 +122,13 @@ def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="how long metrics are kept: seconds, or 90s, 10m, 24h, 7d (default 24h)",
     )
     server.add_argument(
+        "--monitoring-retention",
+        type=_duration,
+        default=7 * 86400.0,
+        metavar="DURATION",
+        help="how long the records services log with bentoml.monitor are kept (default 7d)",
+    )
+    server.add_argument(
         "--no-metrics",
         action="store_true",
         help="count no request and keep no metrics (the traffic counts of canary analysis too)",
@@ -335,6 +342,7 @@ def _run_server(args: argparse.Namespace) -> int:
         crash_loop_after=args.crash_loop_after,
         metrics=not args.no_metrics,
         metrics_retention=args.metrics_retention,
+        monitoring_retention=args.monitoring_retention,
         log_lines_per_revision=args.log_lines_per_revision,
     )
     return EXIT_OK

@@ -8,7 +8,16 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from .api import api_tokens, deployments, extensions, logs, observability, platform, registry
+from .api import (
+    api_tokens,
+    deployments,
+    extensions,
+    logs,
+    monitoring,
+    observability,
+    platform,
+    registry,
+)
 from .api.common import Services
 from .api.openapi import document
 from .auth import OPENAPI_PATH, Access, is_api
@@ -48,7 +57,11 @@ def build_app(
         settings=settings, controller=controller, registry=registry_service, observed=observed
     )
     watched = (
-        [*logs.routes(services, observed.logs), *observability.routes(services, observed)]
+        [
+            *logs.routes(services, observed.logs),
+            *observability.routes(services, observed),
+            *monitoring.routes(services, observed),
+        ]
         if observed is not None
         else []
     )

@@ -91,6 +91,7 @@ def run_server(
     crash_loop_after: int = 1,
     metrics: bool = True,
     metrics_retention: float = 24 * 3600.0,
+    monitoring_retention: float = 7 * 86400.0,
     log_lines_per_revision: int = 100_000,
 ) -> None:
     logging.basicConfig(
@@ -113,6 +114,7 @@ def run_server(
         crash_loop_after=crash_loop_after,
         metrics=metrics,
         metrics_retention=metrics_retention,
+        monitoring_retention=monitoring_retention,
         log_lines_per_revision=log_lines_per_revision,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:

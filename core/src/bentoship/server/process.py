@@ -33,6 +33,7 @@ class LocalControlPlane:
         crash_loop_after: int | None = None,
         metrics: bool = True,
         metrics_retention: float | None = None,
+        monitoring_retention: float | None = None,
         port: int = 0,
     ) -> None:
         self.data_dir = Path(data_dir)
@@ -49,6 +50,7 @@ class LocalControlPlane:
             ("--scale-to-zero-after", scale_to_zero_after),
             ("--crash-loop-after", crash_loop_after),
             ("--metrics-retention", metrics_retention),
+            ("--monitoring-retention", monitoring_retention),
         ):
             if value is not None:
                 self.args += [flag, str(value)]

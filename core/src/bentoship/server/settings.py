@@ -28,6 +28,8 @@ class ServerSettings:
     """Size of the metrics store on disk above which the oldest half is deleted."""
     metrics_interval: float = 10.0
     log_lines_per_revision: int = 100_000
+    monitoring_retention: float = 7 * 86400.0
+    """Seconds the records that services log with ``bentoml.monitor`` are kept."""
 
     @property
     def db_path(self) -> Path:

@@ -34,6 +34,7 @@ EXTENSIONS = (
     "traffic",
     "events",
     "metrics",
+    "monitoring",
 )
 MAX_LOG_LINES = 10000
 

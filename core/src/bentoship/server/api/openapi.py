@@ -28,6 +28,7 @@ from .bodies import (
     RevisionBody,
 )
 from .logs import LogDownloadParams, LogSearchParams
+from .monitoring import MonitoringParams
 from .observability import PROMETHEUS_PATH, EventsParams, MetricsParams
 from .params import (
     ApiTokenListParams,
@@ -78,6 +79,7 @@ QUERIES: dict[tuple[str, str], type[Params]] = {
     ("GET", f"{DEPLOYMENT}/logs/download"): LogDownloadParams,
     ("GET", f"{DEPLOYMENT}/metrics"): MetricsParams,
     ("GET", f"{DEPLOYMENT}/events"): EventsParams,
+    ("GET", f"{DEPLOYMENT}/monitoring/{{monitor}}"): MonitoringParams,
 }
 """Each route's query parameters, by their model (see :mod:`.params`)."""
 LINKS: dict[tuple[str, str], list[tuple[str, str, dict[str, str]]]] = {

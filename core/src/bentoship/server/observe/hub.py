@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,7 @@ from ..rollout.runner import stdout_path
 from .analytics import open_analytics
 from .log_tail import LogTailer
 from .logs import LogStore
+from .monitoring import MonitoringStore, Origin
 from .sampler import Sampler
 from .series import SeriesStore
 
@@ -27,6 +30,8 @@ __all__ = ["Observability"]
 
 log = logging.getLogger(__name__)
 LOG_POLL_SECONDS = 0.5
+MONITORING_POLL_SECONDS = 1.0
+MONITORING_PRUNE_SECONDS = 60.0
 
 
 @dataclass
@@ -38,7 +43,10 @@ class Observability:
     database: duckdb.DuckDBPyConnection
     controller: Controller
     logs_dir: Path
+    monitoring: MonitoringStore
+    monitoring_root: Path
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _ingesting: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, settings: ServerSettings, controller: Controller) -> Observability:
@@ -57,11 +65,25 @@ class Observability:
         )
         tailer = LogTailer(logs, settings.data_dir / "log-offsets.json")
         sampler = Sampler(controller, series, interval=settings.metrics_interval)
-        return cls(series, sampler, logs, tailer, database, controller, settings.logs_dir)
+        monitoring = MonitoringStore(database.cursor(), retention=settings.monitoring_retention)
+        return cls(
+            series,
+            sampler,
+            logs,
+            tailer,
+            database,
+            controller,
+            settings.logs_dir,
+            monitoring,
+            settings.data_dir / "monitoring",
+        )
 
     def start(self, *, sampling: bool = True) -> None:
         """Read the revisions' logs; with ``sampling``, sample metrics every 10 s."""
-        self._tasks = [asyncio.create_task(self._read_logs())]
+        self._tasks = [
+            asyncio.create_task(self._read_logs()),
+            asyncio.create_task(self._ingest_monitoring_loop()),
+        ]
         if sampling:
             self._tasks.append(asyncio.create_task(self.sampler.run()))
 
@@ -79,6 +101,7 @@ class Observability:
         self.tailer.unwatch(deployment)
         self.logs.forget(deployment)
         self.series.forget(deployment)
+        self.monitoring.forget(deployment)
 
     async def _read_logs(self, interval: float = LOG_POLL_SECONDS) -> None:
         while True:
@@ -88,6 +111,34 @@ class Observability:
             except Exception:
                 log.exception("reading the revisions' log files failed")
             await asyncio.sleep(interval)
+
+    def ingest_monitoring(self) -> int:
+        """Store the new records of every revision's monitors (``<data>/monitoring/<deployment>
+        /<revision uid>/``); how many. One ingest at a time."""
+        with self._ingesting:
+            return self._ingest_monitoring_folders()
+
+    def _ingest_monitoring_folders(self) -> int:
+        stored = 0
+        for folder in sorted(self.monitoring_root.glob("*/*")):
+            revision = self.controller.store.get_revision(folder.name)
+            if revision is None or revision.deployment != folder.parent.name:
+                continue
+            origin = Origin(revision.deployment, f"r{revision.seq}", revision.bento)
+            stored += self.monitoring.ingest(folder, origin)
+        return stored
+
+    async def _ingest_monitoring_loop(self) -> None:
+        pruned = time.monotonic()
+        while True:
+            try:
+                await asyncio.to_thread(self.ingest_monitoring)
+                if time.monotonic() - pruned > MONITORING_PRUNE_SECONDS:
+                    pruned = time.monotonic()
+                    await asyncio.to_thread(self.monitoring.prune)
+            except Exception:
+                log.exception("ingesting the revisions' monitoring records failed")
+            await asyncio.sleep(MONITORING_POLL_SECONDS)
 
     async def close(self) -> None:
         for task in self._tasks:

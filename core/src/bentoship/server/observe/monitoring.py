@@ -97,8 +97,9 @@ def config_options(directory: Path, rotate_bytes: int = ROTATE_BYTES) -> str:
     config = directory / "logging.yaml"
     config.write_text(LOGGING_CONFIG % {"rotate": rotate_bytes, "kept": KEPT_FILES})
     return (
-        f"monitoring.enabled=true monitoring.type=default "
-        f"monitoring.options.log_path={directory} monitoring.options.log_config_file={config}"
+        f"services.monitoring.enabled=true services.monitoring.type=default "
+        f"services.monitoring.options.log_path={directory} "
+        f"services.monitoring.options.log_config_file={config}"
     )
 
 

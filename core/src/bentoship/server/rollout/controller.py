@@ -28,6 +28,7 @@ from ..endpoint.proxy import EndpointServer, Role, Scope
 from ..endpoint.split import TrafficSplit
 from ..endpoint.traffic import TrafficBook
 from ..errors import Conflict, NotFound
+from ..observe.monitoring import config_options, monitoring_dir
 from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
 from .events import EventKind, EventLog
@@ -441,6 +442,7 @@ class Controller:
             for hook in self.deleted_hooks:
                 hook(name)
             shutil.rmtree(self.settings.logs_dir / name, ignore_errors=True)
+            shutil.rmtree(self.settings.data_dir / "monitoring" / name, ignore_errors=True)
             for rev in revisions:
                 shutil.rmtree(self.settings.data_dir / "runtime" / rev.uid, ignore_errors=True)
             rt.notify()
@@ -639,7 +641,7 @@ class Controller:
                 bento_tag=rev.bento,
                 bentoml_home=home,
                 log_path=self.log_path(rev),
-                envs=process_envs(rev.config),
+                envs=self._envs(rev),
                 port=port,
                 tls=self.tls if rev.config.get("access_authorization") else None,
             )
@@ -652,6 +654,15 @@ class Controller:
             raise
         rt.processes[rev.uid] = proc
         return proc
+
+    def _envs(self, rev: Revision) -> dict[str, str]:
+        """The revision's envs, and bentoml's config sending its monitors to a folder of its
+        own (after the user's own ``BENTOML_CONFIG_OPTIONS``, if any)."""
+        envs = process_envs(rev.config)
+        folder = monitoring_dir(self.settings.data_dir, rev.deployment, rev.uid)
+        given = envs.get("BENTOML_CONFIG_OPTIONS", "")
+        envs["BENTOML_CONFIG_OPTIONS"] = f"{given} {config_options(folder)}".strip()
+        return envs
 
     async def _start_ready(self, rt: DeploymentRuntime, rev: Revision) -> ServeProcess:
         """Launch the revision and wait until it is ready; a port taken meanwhile: another port."""

@@ -1,0 +1,101 @@
+"""What a deployment's services logged with ``bentoml.monitor``: its monitors and records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import NotFound
+from ..observe.hub import Observability
+from .common import Services
+from .params import Moment, Params, moment, query
+
+__all__ = ["MonitoringParams", "routes"]
+
+MAX_RECORDS = 1_000_000
+
+
+class MonitoringParams(Params):
+    """A monitor's records: ingested in a time window, of one revision, as JSON or Parquet."""
+
+    since: Moment | None = None
+    until: Moment | None = None
+    revision: Annotated[str, Field(pattern=r"^r[0-9]{1,9}$")] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_RECORDS)] = 10_000
+    format: Literal["json", "parquet"] = "json"
+
+
+def parquet_of(records: list[dict[str, Any]]) -> bytes:
+    """``records`` as one Parquet file, their columns and types read by DuckDB."""
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="bentoship-monitoring-") as folder:
+        lines, out = Path(folder) / "records.jsonl", Path(folder) / "records.parquet"
+        lines.write_text("".join(json.dumps(r) + "\n" for r in records))
+        with duckdb.connect() as db:
+            source = f"read_json('{lines}', format='newline_delimited')"
+            db.execute(f"COPY (SELECT * FROM {source}) TO '{out}' (FORMAT parquet)")
+        return out.read_bytes()
+
+
+def routes(services: Services, observability: Observability) -> list[Route]:
+    controller = services.controller
+    store = observability.monitoring
+
+    async def monitors(request: Request) -> JSONResponse:
+        """The monitors a deployment's services logged to, and how many records each has."""
+        services.require_extensions()
+        name = controller.get(request.path_params["name"]).name
+        await asyncio.to_thread(observability.ingest_monitoring)
+        found = [
+            {"name": monitor, "records": store.count(name, monitor)}
+            for monitor in sorted(store.monitors())
+        ]
+        return JSONResponse({"deployment": name, "monitors": [m for m in found if m["records"]]})
+
+    async def records(request: Request) -> Response:
+        """A monitor's records, oldest first (the newest ``limit``), each with its revision,
+        bento and ingest time."""
+        services.require_extensions()
+        params = query(MonitoringParams, request)
+        name = controller.get(request.path_params["name"]).name
+        monitor = request.path_params["monitor"]
+        await asyncio.to_thread(observability.ingest_monitoring)
+        if monitor not in store.monitors():
+            raise NotFound(
+                f"monitor {monitor!r} of {name} has no records; list them with "
+                f"GET /api/v2/deployments/{name}/monitoring"
+            )
+        now = time.time()
+        found = store.records(
+            name,
+            monitor,
+            since=moment(params.since, now) if params.since else None,
+            until=moment(params.until, now) if params.until else None,
+            revision=params.revision,
+            limit=params.limit,
+        )
+        if params.format == "parquet":
+            body = await asyncio.to_thread(parquet_of, found) if found else b""
+            filename = f"{name}-{monitor}.parquet"
+            return Response(
+                body,
+                media_type="application/vnd.apache.parquet",
+                headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+            )
+        return JSONResponse({"deployment": name, "monitor": monitor, "records": found})
+
+    one = "/api/v2/deployments/{name:str}/monitoring"
+    return [
+        Route(one, monitors, methods=["GET"]),
+        Route(f"{one}/{{monitor:str}}", records, methods=["GET"]),
+    ]
