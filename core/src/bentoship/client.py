@@ -259,6 +259,23 @@ class _Plans:
         )
         return dict((yield from self._send(call)))
 
+    def _plan_monitoring_records(
+        self, name: str, monitor: str, after: int, limit: int
+    ) -> Plan[list[dict[str, Any]]]:
+        extensions = yield from self._plan_extensions()
+        if "monitoring" not in extensions:
+            raise InvalidRequestError(
+                "this server keeps no monitoring data (BentoCloud has no API for it); export "
+                "from where your collector writes it: a Parquet path or a SQL query"
+            )
+        call = Call(
+            "GET",
+            _deployment_path(name, f"/monitoring/{monitor}"),
+            params={"after": after, "limit": limit},
+            not_found=f"monitor {monitor!r} of deployment {name!r} has no records",
+        )
+        return list((yield from self._send(call))["records"])
+
     def _plan_wait_for_change(
         self, name: str, status: str, timeout: float, phase: str | None
     ) -> Plan[DeploymentInfo]:
@@ -461,6 +478,13 @@ class Client(_Plans):
         query = {"since": since, "until": until, "step": step, "revision": revision}
         return self._run(self._plan_metrics(name, query))
 
+    def monitoring_records(
+        self, name: str, monitor: str, *, after: int = 0, limit: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """A monitor's records with a ``seq`` above ``after``, oldest first (at most
+        ``limit``), each with its ``seq``, revision, bento and ingest time."""
+        return self._run(self._plan_monitoring_records(name, monitor, after, limit))
+
     def wait_for_change(
         self, name: str, status: str, timeout: float, phase: str | None = None
     ) -> DeploymentInfo:
@@ -641,6 +665,11 @@ class AsyncClient(_Plans):
     ) -> dict[str, Any]:
         query = {"since": since, "until": until, "step": step, "revision": revision}
         return await self._run(self._plan_metrics(name, query))
+
+    async def monitoring_records(
+        self, name: str, monitor: str, *, after: int = 0, limit: int = 10_000
+    ) -> list[dict[str, Any]]:
+        return await self._run(self._plan_monitoring_records(name, monitor, after, limit))
 
     async def wait_for_change(
         self, name: str, status: str, timeout: float, phase: str | None = None

@@ -4,6 +4,7 @@ from .build import build
 from .canary import analyze_canary
 from .deploy import deploy
 from .drift import check_drift
+from .export import ExportResult, export_monitoring
 from .local_store import import_bento_file, import_model_file
 from .promote import discard, promote
 from .push import push
@@ -13,6 +14,7 @@ from .smoke import SmokeTest, smoke_test
 from .wait import async_wait_until_ready, wait_until_ready
 
 __all__ = [
+    "ExportResult",
     "SmokeTest",
     "abort",
     "analyze_canary",
@@ -21,6 +23,7 @@ __all__ = [
     "check_drift",
     "deploy",
     "discard",
+    "export_monitoring",
     "import_bento_file",
     "import_model_file",
     "promote",

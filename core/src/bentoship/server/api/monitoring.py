@@ -30,6 +30,8 @@ class MonitoringParams(Params):
     since: Moment | None = None
     until: Moment | None = None
     revision: Annotated[str, Field(pattern=r"^r[0-9]{1,9}$")] | None = None
+    after: Annotated[int, Field(ge=0)] | None = None
+    """Records after this ``seq``, oldest first (for paging, as an export does)."""
     limit: Annotated[int, Field(ge=1, le=MAX_RECORDS)] = 10_000
     format: Literal["json", "parquet"] = "json"
 
@@ -82,6 +84,7 @@ def routes(services: Services, observability: Observability) -> list[Route]:
             since=moment(params.since, now) if params.since else None,
             until=moment(params.until, now) if params.until else None,
             revision=params.revision,
+            after=params.after,
             limit=params.limit,
         )
         if params.format == "parquet":

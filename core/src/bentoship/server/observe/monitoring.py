@@ -44,6 +44,7 @@ KEPT_FILES = 1000
 PRESERVED = ("timestamp", "request_id", "trace_id")
 MONITOR_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 SCHEMA = """
+CREATE SEQUENCE IF NOT EXISTS monitor_seq;
 CREATE TABLE IF NOT EXISTS monitors (
     name VARCHAR PRIMARY KEY, table_name VARCHAR, schema VARCHAR
 );
@@ -144,7 +145,8 @@ class MonitoringStore:
     def _ensure_table(self, monitor: str) -> str:
         table = table_of(monitor)
         self.cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS {table} (deployment VARCHAR, revision VARCHAR, "
+            f"CREATE TABLE IF NOT EXISTS {table} (seq BIGINT DEFAULT nextval('monitor_seq'), "
+            "deployment VARCHAR, revision VARCHAR, "
             "bento VARCHAR, ingested_at DOUBLE, timestamp VARCHAR, request_id VARCHAR, "
             "trace_id VARCHAR, record VARCHAR)"
         )
@@ -223,9 +225,12 @@ class MonitoringStore:
         since: float | None = None,
         until: float | None = None,
         revision: str | None = None,
+        after: int | None = None,
         limit: int = 10_000,
     ) -> list[dict[str, Any]]:
-        """The newest ``limit`` records of a monitor, oldest first, each with its origin."""
+        """The newest ``limit`` records of a monitor, oldest first, each with its origin and
+        its ``seq`` (rising in ingest order); with ``after``, the oldest ``limit`` of those
+        whose seq is above it (to page through them)."""
         table = self.monitors().get(monitor)
         if table is None:
             return []
@@ -235,18 +240,20 @@ class MonitoringStore:
             ("ingested_at >= ?", since),
             ("ingested_at < ?", until),
             ("revision = ?", revision),
+            ("seq > ?", after),
         ):
             if value is not None:
                 where.append(clause)
                 params.append(value)
+        newest = "ASC" if after is not None else "DESC"
         rows = self.cursor.execute(
-            f"SELECT * FROM (SELECT revision, bento, ingested_at, record, rowid FROM {table} "
-            f"WHERE {' AND '.join(where)} ORDER BY rowid DESC LIMIT ?) ORDER BY rowid",
+            f"SELECT * FROM (SELECT seq, revision, bento, ingested_at, record FROM {table} "
+            f"WHERE {' AND '.join(where)} ORDER BY seq {newest} LIMIT ?) ORDER BY seq",
             [*params, limit],
         ).fetchall()
         return [
-            {"revision": r, "bento": b, "ingested_at": at, **json.loads(record)}
-            for r, b, at, record, _ in rows
+            {"seq": seq, "revision": r, "bento": b, "ingested_at": at, **json.loads(record)}
+            for seq, r, b, at, record in rows
         ]
 
     def count(self, deployment: str, monitor: str) -> int:

@@ -1,0 +1,1 @@
+"""Exporting monitoring records to a warehouse (see ``steps.export_monitoring``)."""
