@@ -32,7 +32,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["bentoship_airflow.operators.bento"],
+                "python-modules": [
+                    "bentoship_airflow.operators.bento",
+                    "bentoship_airflow.operators.monitoring",
+                ],
             }
         ],
         "sensors": [
@@ -69,5 +72,6 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [
             "bentoship_airflow.links.bento.BentoDeploymentLink",
             "bentoship_airflow.links.bento.BentoEndpointLink",
+            "bentoship_airflow.links.drift.BentoDriftReportLink",
         ],
     }

@@ -260,7 +260,7 @@ class _Plans:
         return dict((yield from self._send(call)))
 
     def _plan_monitoring_records(
-        self, name: str, monitor: str, after: int, limit: int
+        self, name: str, monitor: str, after: int | None, limit: int
     ) -> Plan[list[dict[str, Any]]]:
         extensions = yield from self._plan_extensions()
         if "monitoring" not in extensions:
@@ -271,7 +271,7 @@ class _Plans:
         call = Call(
             "GET",
             _deployment_path(name, f"/monitoring/{monitor}"),
-            params={"after": after, "limit": limit},
+            params={"limit": limit, **({} if after is None else {"after": after})},
             not_found=f"monitor {monitor!r} of deployment {name!r} has no records",
         )
         return list((yield from self._send(call))["records"])
@@ -479,10 +479,11 @@ class Client(_Plans):
         return self._run(self._plan_metrics(name, query))
 
     def monitoring_records(
-        self, name: str, monitor: str, *, after: int = 0, limit: int = 10_000
+        self, name: str, monitor: str, *, after: int | None = None, limit: int = 10_000
     ) -> list[dict[str, Any]]:
-        """A monitor's records with a ``seq`` above ``after``, oldest first (at most
-        ``limit``), each with its ``seq``, revision, bento and ingest time."""
+        """A monitor's newest ``limit`` records, oldest first; with ``after``, the oldest
+        ``limit`` whose ``seq`` is above it. Each has its ``seq``, revision, bento and ingest
+        time."""
         return self._run(self._plan_monitoring_records(name, monitor, after, limit))
 
     def wait_for_change(
@@ -667,7 +668,7 @@ class AsyncClient(_Plans):
         return await self._run(self._plan_metrics(name, query))
 
     async def monitoring_records(
-        self, name: str, monitor: str, *, after: int = 0, limit: int = 10_000
+        self, name: str, monitor: str, *, after: int | None = None, limit: int = 10_000
     ) -> list[dict[str, Any]]:
         return await self._run(self._plan_monitoring_records(name, monitor, after, limit))
 

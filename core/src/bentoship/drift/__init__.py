@@ -6,6 +6,6 @@ which renders as one self-contained HTML page. Needs the ``drift`` extra (numpy,
 """
 
 from .report import ColumnDrift, DriftReport, DriftThresholds, Verdict
-from .tables import SqlQuery
+from .tables import Monitor, SqlQuery
 
-__all__ = ["ColumnDrift", "DriftReport", "DriftThresholds", "SqlQuery", "Verdict"]
+__all__ = ["ColumnDrift", "DriftReport", "DriftThresholds", "Monitor", "SqlQuery", "Verdict"]

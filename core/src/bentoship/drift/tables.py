@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["Columns", "SqlQuery", "read_side"]
+__all__ = ["Columns", "Monitor", "SqlQuery", "read_side", "side_of"]
 
 Columns = dict[str, Any]
 """Column name → a 1-D NumPy array."""
@@ -28,10 +28,44 @@ class SqlQuery:
     query: str
 
 
-def read_side(side: Any, what: str) -> Columns:
+@dataclass(frozen=True)
+class Monitor:
+    """The newest ``limit`` records of a deployment's monitor, on the local control plane
+    (their fields, without the record's seq, revision, bento, times and ids)."""
+
+    deployment: str
+    monitor: str
+    limit: int = 100_000
+
+
+RECORD_META = frozenset(
+    {"seq", "revision", "bento", "ingested_at", "timestamp", "request_id", "trace_id"}
+)
+
+
+def side_of(value: Any) -> Any:
+    """A side given as plain data (as an orchestrator passes it): ``{"url", "query"}`` is a
+    :class:`SqlQuery`, ``{"deployment", "monitor"}`` a :class:`Monitor`; else as it is."""
+    if isinstance(value, Mapping) and set(value) == {"url", "query"}:
+        return SqlQuery(str(value["url"]), str(value["query"]))
+    if isinstance(value, Mapping) and {"deployment", "monitor"} <= set(value) <= {
+        "deployment",
+        "monitor",
+        "limit",
+    }:
+        return Monitor(
+            str(value["deployment"]), str(value["monitor"]), int(value.get("limit", 100_000))
+        )
+    return value
+
+
+def read_side(side: Any, what: str, client: Any = None) -> Columns:
     """``side`` as columns; ConfigError in one line when it cannot be read."""
     import numpy as np
 
+    side = side_of(side)
+    if isinstance(side, Monitor):
+        return _read_monitor(side, client)
     if isinstance(side, SqlQuery):
         return _read_sql(side, what)
     if isinstance(side, str | Path):
@@ -44,6 +78,21 @@ def read_side(side: Any, what: str) -> Columns:
         f"{what}: cannot read a {type(side).__name__}; give a DataFrame, a dict of columns, "
         "a Parquet path or SqlQuery(url, query)"
     )
+
+
+def _read_monitor(side: Monitor, client: Any) -> Columns:
+    import numpy as np
+
+    from ..client import Client
+
+    api = client or Client.from_env()
+    try:
+        records = api.monitoring_records(side.deployment, side.monitor, limit=side.limit)
+    finally:
+        if client is None:
+            api.close()
+    names = list(dict.fromkeys(k for r in records for k in r if k not in RECORD_META))
+    return {name: np.asarray([r.get(name) for r in records], dtype=object) for name in names}
 
 
 def _read_parquet(path: Path, what: str) -> Columns:

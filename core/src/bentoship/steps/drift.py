@@ -11,6 +11,7 @@ from ..errors import DriftDetected
 from ..extras import require
 
 if TYPE_CHECKING:
+    from ..client import Client
     from ..drift.report import DriftReport, DriftThresholds
 
 __all__ = ["check_drift"]
@@ -27,11 +28,14 @@ def check_drift(
     thresholds: DriftThresholds | None = None,
     gate: bool = False,
     report_path: str | Path | None = None,
+    client: Client | None = None,
 ) -> DriftReport:
     """Compare ``current`` with ``reference``, column by column.
 
-    Each side is a DataFrame, a dict of columns, a Parquet file or folder, or a
-    :class:`~bentoship.drift.SqlQuery`. Numeric columns are tested with Kolmogorov-Smirnov and
+    Each side is a DataFrame, a dict of columns, a Parquet file or folder, a
+    :class:`~bentoship.drift.SqlQuery` (or ``{"url", "query"}``), or a deployment's monitor on
+    the local control plane, :class:`~bentoship.drift.Monitor` (or ``{"deployment",
+    "monitor"}``, read with ``client``). Numeric columns are tested with Kolmogorov-Smirnov and
     PSI, the others (and ``categorical``) with chi-squared and PSI. The report is written as
     HTML to ``report_path`` when given. With ``gate=True``, a drifted dataset raises
     :class:`~bentoship.errors.DriftDetected`.
@@ -42,8 +46,8 @@ def check_drift(
     from ..drift.tables import read_side
 
     report = compare_columns(
-        read_side(reference, "reference"),
-        read_side(current, "current"),
+        read_side(reference, "reference", client),
+        read_side(current, "current", client),
         columns=columns,
         categorical=categorical,
         thresholds=thresholds,
