@@ -45,7 +45,7 @@ PROCESS_FIXTURES = frozenset(
         "echo_v2",  # bentoml build
         "crash_bento",  # bentoml build
         "bento_workdir",  # only used to build bentos
-        "airflow_db",  # airflow db migrate (tests/airflow/conftest.py)
+        "airflow_db",  # airflow db migrate, in process (tests/airflow/conftest.py)
         "bentocloud_connection",  # shared_plane (tests/airflow/conftest.py)
         "kfp_local",  # kfp.local's SubprocessRunner (tests/kfp/conftest.py)
     }
@@ -130,10 +130,19 @@ def _fast_tests_start_no_process(request: pytest.FixtureRequest) -> Iterator[Non
     assert not started, f"a test not marked slow started a process: {started}"
 
 
-def build_fixture_bento(project: str, workdir: Path, version_text: str | None = None) -> str:
-    """Build ``tests/fixtures/bentos/<project>``, with an optional version.txt; return its tag."""
+def build_fixture_bento(
+    project: str, workdir: Path, version_text: str | None = None, cache: Path | None = None
+) -> str:
+    """Build ``tests/fixtures/bentos/<project>``, with an optional version.txt; return its tag.
+
+    With ``cache`` (a folder every xdist worker of the run shares), the first worker to need a
+    bento builds it and exports it there, keyed by a hash of its sources; the others import the
+    exported bento (same tag, same files) instead of building it again.
+    """
     import bentoml
 
+    if cache is not None:
+        return _cached_fixture_bento(project, workdir, version_text, cache)
     source = workdir / f"{project}-{version_text or 'src'}"
     if source.exists():
         shutil.rmtree(source)
@@ -145,6 +154,48 @@ def build_fixture_bento(project: str, workdir: Path, version_text: str | None = 
     return str(bento.tag)
 
 
+def _fixture_source_hash(project: str, version_text: str | None) -> str:
+    import hashlib
+
+    import bentoml
+
+    digest = hashlib.sha256(f"{bentoml.__version__}\0{version_text}\0".encode())
+    for path in sorted((FIXTURES / project).rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(FIXTURES).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _cached_fixture_bento(
+    project: str, workdir: Path, version_text: str | None, cache: Path
+) -> str:
+    import fcntl
+
+    import bentoml
+
+    key = f"{project}-{version_text or 'src'}-{_fixture_source_hash(project, version_text)}"
+    archive = cache / f"{key}.bento"
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per key; the others wait, then import
+        if archive.exists():
+            return str(bentoml.bentos.import_bento(str(archive)).tag)
+        tag = build_fixture_bento(project, workdir, version_text)
+        partial = cache / f"{key}.partial.bento"
+        bentoml.bentos.export_bento(tag, str(partial))
+        partial.replace(archive)
+        return tag
+
+
+@pytest.fixture(scope="session")
+def bento_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built fixture bentos shared by the xdist workers of one run (their base temp's parent)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return shared / "fixture-bentos"
+
+
 @pytest.fixture(scope="session")
 def bento_workdir() -> Path:
     path = _SESSION_HOME / "projects"
@@ -153,18 +204,18 @@ def bento_workdir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def echo_v1(bento_workdir: Path) -> str:
-    return build_fixture_bento("echo", bento_workdir, "v1")
+def echo_v1(bento_workdir: Path, bento_cache: Path) -> str:
+    return build_fixture_bento("echo", bento_workdir, "v1", bento_cache)
 
 
 @pytest.fixture(scope="session")
-def echo_v2(bento_workdir: Path) -> str:
-    return build_fixture_bento("echo", bento_workdir, "v2")
+def echo_v2(bento_workdir: Path, bento_cache: Path) -> str:
+    return build_fixture_bento("echo", bento_workdir, "v2", bento_cache)
 
 
 @pytest.fixture(scope="session")
-def crash_bento(bento_workdir: Path) -> str:
-    return build_fixture_bento("crash", bento_workdir)
+def crash_bento(bento_workdir: Path, bento_cache: Path) -> str:
+    return build_fixture_bento("crash", bento_workdir, cache=bento_cache)
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +15,22 @@ from bentoship.server import LocalControlPlane
 from ..traffic import TrafficLoop
 from .api import Api
 from .browser import chromium
+
+
+@pytest.fixture(scope="module")
+def shared_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
+    """One control plane for this module's tests (each uses deployments of its own): a 120 s
+    readiness deadline, which a crash-looping revision must beat by far, and scale to zero after
+    2 idle seconds, which only a deployment whose config allows zero replicas does."""
+    plane = LocalControlPlane(
+        tmp_path_factory.mktemp("rollouts-plane"),
+        readiness_timeout=120,
+        rollback_window=60,
+        scale_to_zero_after=2,
+    )
+    plane.start()
+    yield plane
+    plane.stop()
 
 
 def first_crash(lines: list[str]) -> float:
@@ -27,17 +43,16 @@ def first_crash(lines: list[str]) -> float:
 
 
 def test_crash_looping_revision_fails_long_before_its_deadline_while_previous_serves(
-    start_control_plane: Any, echo_v1: str, crash_bento: str
+    shared_plane: LocalControlPlane, echo_v1: str, crash_bento: str
 ) -> None:
-    plane: LocalControlPlane = start_control_plane(readiness_timeout=120)
-    api = Api(plane)
+    api = Api(shared_plane)
     api.push(echo_v1)
     api.push(crash_bento)
     api.create("crashy", echo_v1)
     api.wait_status("crashy", {"running"})
     url = api.url("crashy")
 
-    with TrafficLoop(f"{url}/echo", clients=1, pause=0.01) as traffic:
+    with TrafficLoop(f"{url}/echo", clients=1, pause=0.05) as traffic:
         api.update("crashy", crash_bento)
         dep = api.wait_status("crashy", {"failed"}, timeout=100)
         failed_at = time.time()
@@ -114,9 +129,10 @@ def test_update_and_rollback_drop_no_request(
     check_console(api, "steady", labels)
 
 
-def test_scale_to_zero_then_first_request_wakes(start_control_plane: Any, echo_v1: str) -> None:
-    plane: LocalControlPlane = start_control_plane(scale_to_zero_after=2)
-    api = Api(plane)
+def test_scale_to_zero_then_first_request_wakes(
+    shared_plane: LocalControlPlane, echo_v1: str
+) -> None:
+    api = Api(shared_plane)
     api.push(echo_v1)
     scaling = {"min_replicas": 0, "max_replicas": 1}
     api.create("sleepy", echo_v1, services={"Echo": {"scaling": scaling}})

@@ -40,7 +40,7 @@ def test_a_ship_that_fails_its_smoke_test_never_reaches_live_traffic(
     assert first.created and first.revision == "r1" and not first.candidate
     assert httpx.post(f"{first.endpoint_url}/echo", json={"text": "a"}).json()["version"] == "v1"
 
-    with TrafficLoop(f"{first.endpoint_url}/echo", clients=2, pause=0.01) as live:
+    with TrafficLoop(f"{first.endpoint_url}/echo", clients=2, pause=0.05) as live:
         live.wait_for(20)
         with pytest.raises(SmokeTestFailed, match=r"candidate|answered"):
             ship("svc", echo_v2, smoke=echo_check("v9"), client=client, poll_interval=0.5)
@@ -115,6 +115,8 @@ def test_retried_deploy_after_lost_response_does_not_duplicate(
     assert transport.calls.count("PUT /api/v2/deployments/lossy") == 2
     assert updated.previous_revision == created.revision
     assert [r.bento for r in client.list_revisions("lossy")] == [echo_v2, echo_v1]
+    # Nothing more is checked of r2: stop its `bentoml serve` while it is still starting.
+    client.terminate_deployment("lossy")
 
 
 def test_wait_raises_deployment_failed_with_the_exception_from_the_logs(

@@ -24,9 +24,8 @@ def client_for(plane: LocalControlPlane, **kwargs: Any) -> Client:
     return Client(plane.connection.endpoint, plane.connection.token, **kwargs)
 
 
-def test_killed_serving_process_is_restarted(start_control_plane: Any, echo_v1: str) -> None:
-    plane: LocalControlPlane = start_control_plane()
-    client = client_for(plane)
+def test_killed_serving_process_is_restarted(shared_plane: LocalControlPlane, echo_v1: str) -> None:
+    client = client_for(shared_plane)
     push(echo_v1, client=client)
     rollout = deploy("phoenix", echo_v1, client=client)
     wait_until_ready(rollout, client=client, timeout=90)
