@@ -40,8 +40,8 @@ def serialized_image(entity: Any, image_config: ImageConfig = FLYTEKIT_DEFAULT) 
 def test_default_image_is_bentoships_image_spec_named_without_building() -> None:
     assert isinstance(IMAGE, ImageSpec)
     assert IMAGE.packages == [
-        f"flytekitplugins-bentoship[build]=={__version__}",
-        f"bentoship[build]=={bentoship.__version__}",
+        f"flytekitplugins-bentoship[build,drift]=={__version__}",
+        f"bentoship[build,drift]=={bentoship.__version__}",
     ]
     name = IMAGE.image_name()
     assert name.startswith(f"ghcr.io/bentoship/bentoship-flyte:{__version__}-")

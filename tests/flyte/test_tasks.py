@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import OrderedDict
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import bentoml
+import duckdb
 import httpx
+import numpy as np
 import pytest
 from flytekit.configuration import ImageConfig, SerializationSettings
 from flytekit.tools.translator import get_serializable
@@ -22,6 +25,7 @@ from bentoship.steps import push
 from flytekitplugins.bentoship import (
     BentoDeploymentTask,
     build_bento,
+    check_drift,
     deploy_and_wait,
     deploy_bento,
     push_bento,
@@ -145,3 +149,31 @@ def test_entry_point_registers_the_connector_without_importing_bentoml() -> None
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     ).stdout.split()
     assert out == ["flytekitplugins.bentoship.connector", "False", "False"]
+
+
+def drift_parquet(path: Path, shift: float) -> str:
+    rng = np.random.default_rng(5)
+    with duckdb.connect() as db:
+        db.register("frame", {"x": rng.normal(shift, 1, 2000), "y": rng.normal(0, 1, 2000)})
+        db.execute(f"COPY frame TO '{path}' (FORMAT parquet)")
+    return str(path)
+
+
+@pytest.mark.slow  # flytekit runs `pip list` for the deck of dependencies
+def test_drift_report_is_a_deck(tmp_path: Path) -> None:
+    from flytekit import FlyteContextManager
+
+    sandbox = Path(FlyteContextManager.current_context().file_access.local_sandbox_dir)
+    started = time.time()
+    found = check_drift(
+        reference=drift_parquet(tmp_path / "train.parquet", 0.0),
+        current=drift_parquet(tmp_path / "traffic.parquet", 0.6),
+        share=0.1,
+    )
+    assert found.drifted is True and found.share_drifted == 0.5
+    assert found.summary == "drift: 1 of 2 columns drifted (50%; threshold 10%): x"
+    assert 'id="column-x"' in Path(found.report.path).read_text()
+    decks = [p for p in sandbox.rglob("deck.html") if p.stat().st_mtime >= started]
+    assert len(decks) == 1
+    deck = decks[0].read_text()
+    assert "Drift report" in deck and "column-x" in deck

@@ -7,14 +7,16 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import httpx
+import numpy as np
 import pytest
 from kfp import dsl
 
 from bentoship import Client
 from bentoship.server import LocalControlPlane
 from bentoship.steps import push, ship
-from bentoship_kfp import load_components
+from bentoship_kfp import load_component, load_components
 
 from .helpers import task_output, task_ran
 
@@ -165,3 +167,30 @@ def test_failed_rollout_fails_the_wait_task_with_the_servers_reason(
     logs = capsys.readouterr().out
     assert "DeploymentFailed: deployment crashy is failed" in logs
     assert "deliberate init failure: crash fixture" in logs
+
+
+def drift_parquet(path: Path, shift: float) -> str:
+    rng = np.random.default_rng(5)
+    with duckdb.connect() as db:
+        db.register("frame", {"x": rng.normal(shift, 1, 2000), "y": rng.normal(0, 1, 2000)})
+        db.execute(f"COPY frame TO '{path}' (FORMAT parquet)")
+    return str(path)
+
+
+@pytest.mark.slow
+def test_drift_report_is_an_html_artifact(kfp_local: Callable[[str], Path], tmp_path: Path) -> None:
+    root = kfp_local("drift")
+    check_drift = load_component("check_drift")
+    reference = drift_parquet(tmp_path / "train.parquet", 0.0)
+    task = check_drift(
+        reference=reference, current=drift_parquet(tmp_path / "traffic.parquet", 0.6), share=0.1
+    )
+    assert task.outputs["drifted"] is True
+    assert task.outputs["summary"].startswith("drift: 1 of 2 columns drifted")
+    reports = list(root.rglob("report"))
+    assert len(reports) == 1 and 'id="column-x"' in reports[0].read_text()
+    # kfp.local keeps the Metrics artifact's figures in the task's executor output
+    executed = json.loads(next(root.rglob("executor_output.json")).read_text())
+    (figures,) = executed["artifacts"]["figures"]["artifacts"]
+    assert figures["metadata"]["share_drifted"] == 0.5
+    assert figures["metadata"]["x.psi"] > 0.1 > figures["metadata"]["y.psi"]

@@ -34,7 +34,7 @@ Tasks of every component but ``build_bento`` are never cached: they act on the l
 from typing import NamedTuple, Optional
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model, Output
+from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
 from kfp.dsl.python_component import PythonComponent
 
 from ._caching import UNCACHED, never_cached
@@ -48,7 +48,9 @@ __all__ = [
     "UNCACHED",
     "analyze_canary",
     "build_bento",
+    "check_drift",
     "deploy_bento",
+    "export_monitoring",
     "promote_deployment",
     "push_bento",
     "rollback_deployment",
@@ -457,6 +459,113 @@ def rollback_deployment(
     return outcome
 
 
+@never_cached
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def check_drift(
+    reference: str,
+    current: str,
+    report: Output[HTML],
+    figures: Output[Metrics],
+    columns: Optional[list] = None,  # noqa: UP045
+    categorical: Optional[list] = None,  # noqa: UP045
+    p_value: float = 0.05,
+    psi: float = 0.1,
+    share: float = 0.5,
+    fail_on_drift: bool = False,
+    endpoint: str = "",
+    token: str = "",
+) -> NamedTuple("DriftOutputs", [("drifted", bool), ("share_drifted", float), ("summary", str)]):
+    """Compare current data with a reference, column by column (KS or chi-squared, and PSI).
+
+    The HTML report is the ``report`` artifact (the KFP UI shows it), and each column's
+    figures are ``figures`` metrics. Use ``drifted`` in a ``dsl.If`` to retrain.
+
+    Args:
+        reference: The reference data: a Parquet path or URI, or JSON: ``{"url", "query"}`` (a
+            SQL query on a SQLAlchemy URL), ``{"deployment", "monitor"}`` (a deployment's
+            monitoring records on the local control plane).
+        current: The current data, given as ``reference`` is.
+        columns: The columns to compare (default: all).
+        categorical: Columns to test as categories even when they hold numbers.
+        p_value: A column drifts when its test's p-value is below this...
+        psi: ...and its population stability index is at least this.
+        share: The data drifts when at least this share of its columns drift.
+        fail_on_drift: Fail the task when the data drifts.
+        endpoint: API endpoint for a ``{"deployment", "monitor"}`` side.
+        token: API token for such a side.
+
+    Returns:
+        drifted: Whether the data drifted; share_drifted: the share of drifted columns;
+        summary: one line.
+    """
+    import json
+
+    from bentoship import Client
+    from bentoship.drift import DriftThresholds
+    from bentoship.steps import check_drift as check
+
+    def side(text):
+        text = text.strip()
+        return json.loads(text) if text.startswith("{") else text
+
+    sides = [side(reference), side(current)]
+    monitors = [s for s in sides if isinstance(s, dict) and "deployment" in s]
+    client = Client(endpoint or None, token or None) if monitors else None
+    try:
+        found = check(
+            *sides,
+            columns=columns or None,
+            categorical=categorical or (),
+            thresholds=DriftThresholds(p_value=p_value, psi=psi, share=share),
+            report_path=report.path,
+            gate=fail_on_drift,
+            client=client,
+        )
+    finally:
+        if client is not None:
+            client.close()
+    for column in found.columns:
+        for name in ("statistic", "p_value", "psi"):
+            value = getattr(column, name)
+            if value is not None:
+                figures.log_metric(f"{column.name}.{name}", value)
+    figures.log_metric("share_drifted", found.share_drifted)
+    print(found.summary())
+    return (found.drifted, found.share_drifted, found.summary())
+
+
+@never_cached
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def export_monitoring(
+    deployment_name: str,
+    monitor: str,
+    target: str,
+    table: str = "",
+    endpoint: str = "",
+    token: str = "",
+) -> NamedTuple("ExportOutputs", [("count", int), ("watermark", int)]):
+    """Export the monitoring records the target does not have yet (no duplicate on a retry).
+
+    Args:
+        deployment_name: The deployment (on the local control plane).
+        monitor: The monitor's name, as in ``bentoml.monitor("<name>")``.
+        target: A Parquet folder, a DuckDB file (``.duckdb``/``.db``) or a SQLAlchemy URL.
+        table: The table of a DuckDB or SQL target (default ``monitor_<monitor>``).
+        endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
+        token: API token; empty for ``BENTO_CLOUD_API_KEY``.
+
+    Returns:
+        count: records written by this run; watermark: the highest record ``seq`` exported.
+    """
+    from bentoship import Client
+    from bentoship.steps import export_monitoring as export
+
+    with Client(endpoint or None, token or None) as client:
+        result = export(deployment_name, monitor, target, table=table or None, client=client)
+    print(f"exported {result.count} records of {deployment_name}/{monitor} to {result.target}")
+    return (result.count, result.watermark)
+
+
 COMPONENTS = {
     "build_bento": build_bento,
     "push_bento": push_bento,
@@ -466,6 +575,8 @@ COMPONENTS = {
     "promote_deployment": promote_deployment,
     "analyze_canary": analyze_canary,
     "rollback_deployment": rollback_deployment,
+    "check_drift": check_drift,
+    "export_monitoring": export_monitoring,
 }
 """Every component by its Python name (the shipped YAML files are named after it)."""
 

@@ -30,6 +30,8 @@ COMPONENT_NAMES = (
     "promote_deployment",
     "analyze_canary",
     "rollback_deployment",
+    "check_drift",
+    "export_monitoring",
 )
 YAML_PACKAGE = "bentoship_kfp.component_yaml"
 

@@ -33,6 +33,7 @@ from ._connection import API_KEY_SECRET
 from ._version import __version__
 from .connector import BentoDeploymentConnector, BentoDeploymentMetadata
 from .image import IMAGE, image_spec
+from .monitoring import DriftOutputs, ExportOutputs, check_drift, export_monitoring
 from .rollback import RollbackOnFailure, workflow_with_rollback
 from .task import BentoDeploymentConfig, BentoDeploymentTask
 from .tasks import (
@@ -58,12 +59,16 @@ __all__ = [
     "BentoDeploymentTask",
     "BuildOutputs",
     "DeployAndWaitOutputs",
+    "DriftOutputs",
+    "ExportOutputs",
     "RollbackOnFailure",
     "__version__",
     "analyze_canary",
     "build_bento",
+    "check_drift",
     "deploy_and_wait",
     "deploy_bento",
+    "export_monitoring",
     "image_spec",
     "promote_deployment",
     "push_bento",

@@ -55,8 +55,8 @@ def image_spec(
         registry=registry or env.get(REGISTRY_ENV, "").strip() or DEFAULT_REGISTRY,
         python_version=PYTHON_VERSION,
         packages=[
-            f"flytekitplugins-bentoship[build]=={__version__}",
-            f"bentoship[build]=={bentoship.__version__}",
+            f"flytekitplugins-bentoship[build,drift]=={__version__}",
+            f"bentoship[build,drift]=={bentoship.__version__}",
             *packages,
         ],
         env={"BENTOML_DO_NOT_TRACK": "true"},

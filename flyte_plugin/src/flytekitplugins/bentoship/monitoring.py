@@ -1,0 +1,101 @@
+"""Flyte tasks for ML monitoring: check drift (the report in a Flyte Deck), export records.
+
+bentoship, numpy and scipy are imported inside the task bodies only.
+"""
+
+import json
+import typing
+from typing import NamedTuple
+
+import flytekit
+from flytekit import task
+from flytekit.types.file import FlyteFile
+
+from ._connection import API_KEY_SECRET, client
+from .image import IMAGE
+
+__all__ = ["DriftOutputs", "ExportOutputs", "check_drift", "export_monitoring"]
+
+
+class DriftOutputs(NamedTuple):
+    drifted: bool
+    share_drifted: float
+    summary: str
+    report: FlyteFile
+
+
+class ExportOutputs(NamedTuple):
+    records: int
+    """Records written by this run."""
+    watermark: int
+
+
+def _side(text: str) -> typing.Any:
+    """A side as given to the task: a Parquet path, or JSON (``{"url", "query"}``,
+    ``{"deployment", "monitor"}``)."""
+    text = text.strip()
+    return json.loads(text) if text.startswith("{") else text
+
+
+@task(cache=False, enable_deck=True, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
+def check_drift(
+    reference: str,
+    current: str,
+    columns: list[str] | None = None,
+    categorical: list[str] | None = None,
+    p_value: float = 0.05,
+    psi: float = 0.1,
+    share: float = 0.5,
+    fail_on_drift: bool = False,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> DriftOutputs:
+    """Compare ``current`` with ``reference`` column by column (KS or chi-squared, and PSI);
+    the HTML report is the task's *Drift report* deck and its ``report`` output.
+
+    Each side is a Parquet path, or JSON: ``{"url": ..., "query": ...}`` (a SQL query on a
+    SQLAlchemy URL) or ``{"deployment": ..., "monitor": ...}`` (a deployment's monitoring
+    records on the local control plane). With ``fail_on_drift``, drift fails the task.
+    """
+    import contextlib
+
+    from bentoship.drift import DriftThresholds
+    from bentoship.steps import check_drift as check
+
+    sides = [_side(reference), _side(current)]
+    monitors = [s for s in sides if isinstance(s, dict) and "deployment" in s]
+    path = flytekit.current_context().working_directory + "/drift-report.html"
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(client(endpoint, token)) if monitors else None
+        report = check(
+            *sides,
+            columns=columns or None,
+            categorical=categorical or (),
+            thresholds=DriftThresholds(p_value=p_value, psi=psi, share=share),
+            report_path=path,
+            client=api,
+        )
+    flytekit.Deck("Drift report", report.to_html())
+    if fail_on_drift and report.drifted:
+        from bentoship.errors import DriftDetected
+
+        raise DriftDetected(report, path)
+    return DriftOutputs(report.drifted, report.share_drifted, report.summary(), FlyteFile(path))
+
+
+@task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
+def export_monitoring(
+    name: str,
+    monitor: str,
+    target: str,
+    table: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> ExportOutputs:
+    """Export the records of ``monitor`` that ``target`` (a Parquet folder, a DuckDB file or a
+    SQLAlchemy URL) does not have yet; a re-run writes no duplicate."""
+    from bentoship.steps import export_monitoring as export
+
+    with client(endpoint, token) as api:
+        result = export(name, monitor, target, table=table, client=api)
+    return ExportOutputs(result.count, result.watermark)
