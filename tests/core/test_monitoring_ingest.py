@@ -15,12 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from bentoship.server.observe.monitoring import (
-    MonitoringStore,
-    Origin,
-    config_options,
-    table_of,
-)
+from bentoship.server.observe.monitoring import MonitoringStore, Origin, table_of
+from bentoship.server.rollout.monitoring_env import config_options
 
 PER_WRITER = 50_000
 WRITER = textwrap.dedent(

@@ -337,14 +337,24 @@ def check_console(api: Api, name: str, labels: list[dict[str, str]]) -> None:
         assert "r2" in rolled
         browser.shot("07-events")
 
+        for text in ("first <b>call</b>", "second call"):
+            monitored = {"text": text, "monitor": True}
+            assert httpx.post(f"{api.url(name)}/echo", json=monitored).status_code == 200
+        page.click("a[role=tab]:text('Data')")
+        assert page.inner_text(".monitors a.active") == "echo_calls (2)"
+        sample = page.inner_text("#data-sample")
+        assert "first <b>call</b>" in sample and "second call" in sample
+        assert page.locator("#per-minute rect").count() >= 1
+        browser.shot("08-data")
+
         page.click("header nav a[href='/bento_repositories']")
         assert page.locator("h2#repo-echo").count() == 1
         assert page.locator("table.list tbody tr").count() >= 2
-        browser.shot("08-bento-repositories")
+        browser.shot("09-bento-repositories")
         page.click("header nav a[href='/api_tokens']")
         assert "read_cluster" in page.locator("#tokens tr[data-token=reader]").inner_text()
         assert reader not in page.content()
-        browser.shot("09-api-tokens")
+        browser.shot("10-api-tokens")
 
         page.click("form.signout button")
         page.wait_for_url(f"{endpoint}/login")

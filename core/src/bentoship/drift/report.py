@@ -130,8 +130,3 @@ class DriftReport:
             reference_rows=data["reference_rows"],
             current_rows=data["current_rows"],
         )
-
-    def to_html(self) -> str:
-        from .page import render_report
-
-        return render_report(self)

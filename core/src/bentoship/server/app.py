@@ -20,11 +20,12 @@ from .api import (
 )
 from .api.common import Services
 from .api.openapi import document
-from .auth import OPENAPI_PATH, Access, is_api
+from .auth import Access
 from .console import pages
 from .console.sessions import SessionBook
 from .errors import DomainError
 from .observe.hub import Observability
+from .paths import OPENAPI_PATH, is_api
 from .registry.service import Registry
 from .rollout.controller import Controller
 from .settings import ServerSettings

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
@@ -18,31 +17,14 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..connection import write_private
-from .console.sessions import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, SessionBook, same_secret
+from .console.sessions import CSRF_FIELD, CSRF_HEADER, SessionBook, same_secret, session_key
+from .paths import PUBLIC_PATHS, SIGNIN_PATH, STATIC_PREFIX, is_api
 from .tokens import SAFE_METHODS, Principal, TokenBook
 
-__all__ = [
-    "FAVICON_PATH",
-    "INFO_PATH",
-    "OPENAPI_PATH",
-    "PUBLIC_PATHS",
-    "SIGNIN_PATH",
-    "TOKEN_FILE",
-    "TOKEN_HEADER",
-    "Access",
-    "load_or_create_token",
-]
+__all__ = ["TOKEN_FILE", "TOKEN_HEADER", "Access", "load_or_create_token"]
 
 TOKEN_HEADER = b"x-yatai-api-token"
 TOKEN_FILE = "token"
-INFO_PATH = "/api/v1/bentoship/info"
-OPENAPI_PATH = "/api/v1/bentoship/openapi.json"
-SIGNIN_PATH = "/login"
-FAVICON_PATH = "/favicon.ico"
-STATIC_PREFIX = "/static/"
-PUBLIC_PATHS = frozenset({INFO_PATH, OPENAPI_PATH, SIGNIN_PATH, FAVICON_PATH})
-"""The routes open to all: discovery, the API's description, the sign-in form (and the empty
-favicon browsers ask for)."""
 MAX_FORM_BYTES = 64 * 1024
 
 
@@ -58,10 +40,6 @@ def load_or_create_token(data_dir: Path) -> str:
     return token
 
 
-def is_api(path: str) -> bool:
-    return path.startswith("/api/") or path == "/metrics"
-
-
 def _header(scope: Scope, name: bytes) -> bytes:
     return next((v for k, v in scope["headers"] if k == name), b"")
 
@@ -72,16 +50,6 @@ def _presented_token(scope: Scope) -> bytes:
         bearer = _header(scope, b"authorization")
         given = bearer[7:] if bearer[:7].lower() == b"bearer " else b""
     return given
-
-
-def session_key(scope: Scope) -> str | None:
-    cookies = SimpleCookie()
-    try:
-        cookies.load(_header(scope, b"cookie").decode("latin-1"))
-    except Exception:  # a malformed Cookie header reads as no session
-        return None
-    morsel = cookies.get(SESSION_COOKIE)
-    return morsel.value if morsel else None
 
 
 def _refused(status: int, message: str, *, api: bool) -> Response:

@@ -43,6 +43,7 @@ def check_drift(
     for module in ("numpy", "scipy"):
         require(module, feature="check_drift", extra="drift")
     from ..drift.compare import compare_columns
+    from ..drift.page import render_report
     from ..drift.tables import read_side
 
     report = compare_columns(
@@ -56,7 +57,7 @@ def check_drift(
     if report_path is not None:
         path = Path(report_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report.to_html(), encoding="utf-8")
+        path.write_text(render_report(report), encoding="utf-8")
         written = str(path)
     log.info("drift check: %s%s", report.summary(), f" (report: {written})" if written else "")
     if gate and report.drifted:

@@ -59,7 +59,7 @@ def check_drift(
     """
     import contextlib
 
-    from bentoship.drift import DriftThresholds
+    from bentoship.drift import DriftThresholds, render_report
     from bentoship.steps import check_drift as check
 
     sides = [_side(reference), _side(current)]
@@ -75,7 +75,7 @@ def check_drift(
             report_path=path,
             client=api,
         )
-    flytekit.Deck("Drift report", report.to_html())
+    flytekit.Deck("Drift report", render_report(report))
     if fail_on_drift and report.drifted:
         from bentoship.errors import DriftDetected
 

@@ -13,10 +13,10 @@ from starlette.routing import Route
 from ..._version import __version__
 from ...refs import revision_name
 from .. import schemas
-from ..auth import INFO_PATH
 from ..endpoint.split import RouteType, TrafficSplit
 from ..endpoint.traffic import LATENCY_BOUNDS
 from ..errors import Invalid
+from ..paths import INFO_PATH
 from .bodies import CanarySplitBody, RevisionBody, parse
 from .common import Services, json_body
 from .deployments import deployment_json, revision_json

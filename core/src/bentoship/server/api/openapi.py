@@ -16,7 +16,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.routing import BaseRoute, Route
 
 from ..._version import __version__
-from ..auth import PUBLIC_PATHS
+from ..paths import PUBLIC_PATHS
 from .bodies import (
     ApiTokenBody,
     ArtifactBody,

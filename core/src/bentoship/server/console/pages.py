@@ -8,6 +8,7 @@ and CSRF token; the sign-in form is the one page open to all.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -27,8 +28,8 @@ from ..api.common import Services
 from ..api.deployments import deployment_json, revision_json
 from ..api.logs import LogSearchParams
 from ..api.params import query
-from ..auth import FAVICON_PATH, SIGNIN_PATH, session_key
 from ..errors import DomainError
+from ..paths import FAVICON_PATH, SIGNIN_PATH
 from ..tokens import Scope, TokenBook, digest
 from .sessions import (
     CSRF_FIELD,
@@ -39,6 +40,7 @@ from .sessions import (
     SessionBook,
     cookie_header,
     same_secret,
+    session_key,
 )
 from .vendor import STATIC_DIR, VENDORED, check_vendored
 
@@ -48,7 +50,9 @@ LOG_LINES_SHOWN = 500
 SIGNIN_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
 """The sign-in form's secret as made here (kept while the browser has it: several sign-in pages
 may be open at once, or loaded by the browser itself, as for the favicon)."""
-TABS = ("overview", "revisions", "monitoring", "logs", "events")
+TABS = ("overview", "revisions", "monitoring", "data", "logs", "events")
+DATA_SAMPLE_ROWS = 20
+DATA_HOURS = 6
 RANGES = {"15m": "15 minutes", "1h": "1 hour", "6h": "6 hours", "24h": "24 hours"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -214,6 +218,10 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             )
         elif tab == "logs":
             context.update(_log_search(request, services, name))
+        elif tab == "data":
+            if observed is not None:
+                await asyncio.to_thread(observed.ingest_monitoring)
+            context.update(_monitoring_data(request, services, name))
         elif tab == "events":
             context["events"] = [e.to_json() for e in reversed(controller.events.of(name))]
         return page(request, "deployment.html", **context)
@@ -319,6 +327,32 @@ def _replicas(controller: Any, name: str, serving: Any) -> int:
         return 0
     process = runtime.processes.get(serving.uid)
     return 1 if process is not None and process.alive else 0
+
+
+def _monitoring_data(request: Request, services: Services, name: str) -> dict[str, Any]:
+    """The Data tab: the deployment's monitors, and for the chosen one its records per minute
+    over the last hours and a sample of its newest records."""
+    observed = services.observed
+    if observed is None:
+        return {"monitors": [], "monitor": None}
+    store = observed.monitoring
+    counts = {m: store.count(name, m) for m in sorted(store.monitors())}
+    monitors = [(m, n) for m, n in counts.items() if n]
+    chosen = request.query_params.get("monitor") or (monitors[0][0] if monitors else None)
+    if chosen not in counts or not counts[chosen]:
+        return {"monitors": monitors, "monitor": None}
+    minutes = store.per_minute(name, chosen, since=time.time() - DATA_HOURS * 3600)
+    sample = store.records(name, chosen, limit=DATA_SAMPLE_ROWS)
+    fields = list(dict.fromkeys(k for r in sample for k in r if k not in ("record",)))
+    return {
+        "monitors": monitors,
+        "monitor": chosen,
+        "minutes": minutes,
+        "peak": max((c for _, c in minutes), default=1),
+        "sample": sample,
+        "fields": fields,
+        "hours": DATA_HOURS,
+    }
 
 
 def _log_search(request: Request, services: Services, name: str) -> dict[str, Any]:

@@ -12,6 +12,9 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
+
+from starlette.types import Scope
 
 __all__ = [
     "CSRF_FIELD",
@@ -22,6 +25,7 @@ __all__ = [
     "SessionBook",
     "cookie_header",
     "same_secret",
+    "session_key",
 ]
 
 SESSION_COOKIE = "bentoship_session"
@@ -85,3 +89,15 @@ def cookie_header(name: str, value: str, *, max_age: int, secure: bool = False) 
     """A ``Set-Cookie`` value: HttpOnly, SameSite=Strict, for the whole site."""
     flags = f"; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict"
     return f"{name}={value}{flags}{'; Secure' if secure else ''}"
+
+
+def session_key(scope: Scope) -> str | None:
+    """The session cookie of a request, if it has one."""
+    header = next((v for k, v in scope["headers"] if k == b"cookie"), b"")
+    cookies: SimpleCookie = SimpleCookie()
+    try:
+        cookies.load(header.decode("latin-1"))
+    except Exception:  # a malformed Cookie header reads as no session
+        return None
+    morsel = cookies.get(SESSION_COOKIE)
+    return morsel.value if morsel else None

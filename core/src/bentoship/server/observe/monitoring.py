@@ -1,7 +1,7 @@
 """What services log with ``bentoml.monitor``: collected from each revision's files into DuckDB.
 
 Each revision's ``bentoml serve`` writes its monitors under a folder of its own
-(:func:`monitoring_dir`), set through bentoml's config (``BENTOML_CONFIG_OPTIONS``), not by
+(:func:`~..rollout.monitoring_env.monitoring_dir`), set through bentoml's config, not by
 editing the bento: ``<monitor>/data/data.<worker>.log`` (JSON lines, rotated by size) and
 ``<monitor>/schema/schema.<worker>.log``.
 
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MonitoringStore",
-    "config_options",
-    "monitoring_dir",
     "table_of",
 ]
 
@@ -38,9 +36,6 @@ log = logging.getLogger(__name__)
 
 READ_BYTES_PER_PASS = 8 * 1024 * 1024
 """At most this much of one file is read in one pass (the rest at the next)."""
-ROTATE_BYTES = 16 * 1024 * 1024
-KEPT_FILES = 1000
-"""Rotated files kept per worker (bentoml's handler renames each of them at every rotation)."""
 PRESERVED = ("timestamp", "request_id", "trace_id")
 MONITOR_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 SCHEMA = """
@@ -53,55 +48,6 @@ CREATE TABLE IF NOT EXISTS monitor_files (
     "offset" BIGINT, PRIMARY KEY (deployment, revision, monitor, inode, head)
 );
 """
-LOGGING_CONFIG = """version: 1
-disable_existing_loggers: false
-loggers:
-  bentoml_monitor_data:
-    level: INFO
-    handlers: [bentoml_monitor_data]
-    propagate: false
-  bentoml_monitor_schema:
-    level: INFO
-    handlers: [bentoml_monitor_schema]
-    propagate: false
-handlers:
-  bentoml_monitor_data:
-    class: logging.handlers.RotatingFileHandler
-    level: INFO
-    formatter: bentoml_json
-    filename: '{data_filename}'
-    maxBytes: %(rotate)d
-    backupCount: %(kept)d
-  bentoml_monitor_schema:
-    class: logging.handlers.RotatingFileHandler
-    level: INFO
-    formatter: bentoml_json
-    filename: '{schema_filename}'
-    maxBytes: 1048576
-    backupCount: 1
-formatters:
-  bentoml_json:
-    class: pythonjsonlogger.jsonlogger.JsonFormatter
-    format: "()"
-    validate: false
-"""
-
-
-def monitoring_dir(data_dir: Path, deployment: str, revision_uid: str) -> Path:
-    return data_dir / "monitoring" / deployment / revision_uid
-
-
-def config_options(directory: Path, rotate_bytes: int = ROTATE_BYTES) -> str:
-    """``BENTOML_CONFIG_OPTIONS`` that send a revision's monitors to ``directory``, in files
-    rotated by size (written beside them as ``logging.yaml``)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "logging.yaml"
-    config.write_text(LOGGING_CONFIG % {"rotate": rotate_bytes, "kept": KEPT_FILES})
-    return (
-        f"services.monitoring.enabled=true services.monitoring.type=default "
-        f"services.monitoring.options.log_path={directory} "
-        f"services.monitoring.options.log_config_file={config}"
-    )
 
 
 def table_of(monitor: str) -> str:
@@ -264,6 +210,18 @@ class MonitoringStore:
             f"SELECT count(*) FROM {table} WHERE deployment = ?", [deployment]
         ).fetchone()
         return int(found[0]) if found else 0
+
+    def per_minute(self, deployment: str, monitor: str, since: float) -> list[tuple[int, int]]:
+        """How many records were ingested in each minute from ``since``: (minute start, count)."""
+        table = self.monitors().get(monitor)
+        if table is None:
+            return []
+        rows = self.cursor.execute(
+            f"SELECT (ingested_at // 60 * 60)::BIGINT AS minute, count(*) FROM {table} "
+            "WHERE deployment = ? AND ingested_at >= ? GROUP BY minute ORDER BY minute",
+            [deployment, since],
+        ).fetchall()
+        return [(int(minute), int(count)) for minute, count in rows]
 
     def prune(self, now: float | None = None) -> None:
         """Forget records ingested before the retention."""

@@ -28,11 +28,11 @@ from ..endpoint.proxy import EndpointServer, Role, Scope
 from ..endpoint.split import TrafficSplit
 from ..endpoint.traffic import TrafficBook
 from ..errors import Conflict, NotFound
-from ..observe.monitoring import config_options, monitoring_dir
 from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
 from .events import EventKind, EventLog
 from .home import prepare_revision_home
+from .monitoring_env import config_options, monitoring_dir
 from .phases import Health, Lifecycle, RevisionPhase, check_transition, derive_status
 from .runner import (
     NotReadyError,
