@@ -60,6 +60,8 @@ def _rows(table: Columns) -> int:
 def _column(
     name: str, reference: Any, current: Any, categorical: bool, limits: DriftThresholds
 ) -> ColumnDrift:
+    import numpy as np
+
     if reference is None or current is None:
         present = reference if reference is not None else current
         kind = "categorical" if categorical or not _numeric(present) else "numeric"
@@ -72,6 +74,7 @@ def _column(
     if not len(ref) or not len(cur):
         return ColumnDrift(name, kind, Verdict.EMPTY, **counts._asdict())
     if numeric:
+        ref, cur = np.sort(ref), np.sort(cur)
         statistic, p_value = kolmogorov_smirnov(ref, cur)
         histogram = numeric_histogram(ref, cur)
         test = "ks"

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .analytics import insert_columns
-
 if TYPE_CHECKING:
     import duckdb
 
@@ -68,6 +66,7 @@ class MonitoringStore:
     def __init__(self, cursor: duckdb.DuckDBPyConnection, *, retention: float = 7 * 86400) -> None:
         self.cursor = cursor
         self.retention = retention
+        self._tables: set[str] = set()
         cursor.execute(SCHEMA)
 
     def monitors(self) -> dict[str, str]:
@@ -90,6 +89,8 @@ class MonitoringStore:
 
     def _ensure_table(self, monitor: str) -> str:
         table = table_of(monitor)
+        if monitor in self._tables:
+            return table
         self.cursor.execute(
             f"CREATE TABLE IF NOT EXISTS {table} (seq BIGINT DEFAULT nextval('monitor_seq'), "
             "deployment VARCHAR, revision VARCHAR, "
@@ -99,6 +100,7 @@ class MonitoringStore:
         self.cursor.execute(
             "INSERT INTO monitors VALUES (?, ?, NULL) ON CONFLICT DO NOTHING", [monitor, table]
         )
+        self._tables.add(monitor)
         return table
 
     def _schema(self, monitor: str, schema_dir: Path) -> None:
@@ -134,25 +136,18 @@ class MonitoringStore:
         end = chunk.rfind(b"\n") + 1
         if end == 0:
             return 0
-        lines, records = _records(chunk[:end])
+        text = chunk[:end].decode(errors="replace")
         table = self._ensure_table(monitor)
-        now = time.time()
         self.cursor.execute("BEGIN TRANSACTION")
         try:
-            insert_columns(
-                self.cursor,
-                table,
-                {
-                    "deployment": [origin.deployment] * len(records),
-                    "revision": [origin.revision] * len(records),
-                    "bento": [origin.bento] * len(records),
-                    "ingested_at": [now] * len(records),
-                    "timestamp": [r.get("timestamp") for r in records],
-                    "request_id": [r.get("request_id") for r in records],
-                    "trace_id": [r.get("trace_id") for r in records],
-                    "record": lines,
-                },
-            )
+            stored = self.cursor.execute(
+                f"INSERT INTO {table} (deployment, revision, bento, ingested_at, timestamp, "
+                "request_id, trace_id, record) "
+                "SELECT $1, $2, $3, $4, line ->> 'timestamp', line ->> 'request_id', "
+                "line ->> 'trace_id', line FROM unnest(string_split($5, chr(10))) AS lines(line) "
+                "WHERE line <> '' AND json_valid(line) AND json_type(line) = 'OBJECT'",
+                [origin.deployment, origin.revision, origin.bento, time.time(), text],
+            ).fetchone()
             self.cursor.execute(
                 "INSERT OR REPLACE INTO monitor_files VALUES (?, ?, ?, ?, ?, ?)",
                 [*identity, head, offset + end],
@@ -161,7 +156,13 @@ class MonitoringStore:
         except BaseException:
             self.cursor.execute("ROLLBACK")
             raise
-        return len(records)
+        count = int(stored[0]) if stored else 0
+        lines = text.count("\n") - text.count("\n\n")
+        if count < lines:
+            log.warning(
+                "monitoring: %d lines that are not JSON objects were skipped", lines - count
+            )
+        return count
 
     def records(
         self,
@@ -233,32 +234,6 @@ class MonitoringStore:
         for table in self.monitors().values():
             self.cursor.execute(f"DELETE FROM {table} WHERE deployment = ?", [deployment])
         self.cursor.execute("DELETE FROM monitor_files WHERE deployment = ?", [deployment])
-
-
-def _records(data: bytes) -> tuple[list[str], list[dict[str, Any]]]:
-    """The JSON objects of ``data``'s lines, and their text (lines that are not one are
-    skipped, with a warning)."""
-    import orjson
-
-    texts: list[str] = []
-    records: list[dict[str, Any]] = []
-    skipped = 0
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            skipped += 1
-            continue
-        if isinstance(record, dict):
-            texts.append(line.decode())
-            records.append(record)
-        else:
-            skipped += 1
-    if skipped:
-        log.warning("monitoring: %d lines that are not JSON objects were skipped", skipped)
-    return texts, records
 
 
 def _inode(handle: Any) -> int:
