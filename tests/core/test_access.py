@@ -201,3 +201,17 @@ def test_sessions_expire(sessions: SessionBook) -> None:
     assert sessions.get(key) == session and sessions.get("other") is None
     sessions.close(key)
     assert sessions.get(key) is None
+
+
+def test_a_new_server_token_never_starts_with_a_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bentoship status --token <value>`` must not read the token as an option."""
+    import secrets
+
+    from bentoship.server.auth import load_or_create_token
+
+    made = iter(["-starts-with-a-dash", "plain-token"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda size: next(made))
+    assert load_or_create_token(tmp_path) == "plain-token"
+    assert (tmp_path / "token").read_text() == "plain-token\n"

@@ -36,6 +36,8 @@ def load_or_create_token(data_dir: Path) -> str:
         if token:
             return token
     token = secrets.token_urlsafe(32)
+    while token.startswith("-"):  # so that `--token <value>` does not read as an option
+        token = secrets.token_urlsafe(32)
     write_private(path, token + "\n")
     return token
 
