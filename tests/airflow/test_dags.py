@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
-import numpy as np
 import pytest
 
 from bentoship import Client
 from bentoship.server import LocalControlPlane
 
+from ..drift_data import drift_parquet
 from ..traffic import TrafficLoop
 from .conftest import EXAMPLES
 
@@ -110,14 +109,6 @@ def test_good_run_then_bad_run_is_rolled_back(
         assert serving_accuracy(after.url) >= 0.8
         revisions = client.list_revisions(deployment)
         assert [(r.name, r.phase) for r in revisions] == [("r2", "cancelled"), ("r1", "serving")]
-
-
-def drift_parquet(path: Path, shift: float) -> str:
-    rng = np.random.default_rng(3)
-    with duckdb.connect() as db:
-        db.register("frame", {"x": rng.normal(shift, 1, 2000), "y": rng.normal(0, 1, 2000)})
-        db.execute(f"COPY frame TO '{path}' (FORMAT parquet)")
-    return str(path)
 
 
 @pytest.mark.usefixtures("airflow_db")

@@ -11,9 +11,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import bentoml
-import duckdb
 import httpx
-import numpy as np
 import pytest
 from flytekit.configuration import ImageConfig, SerializationSettings
 from flytekit.tools.translator import get_serializable
@@ -33,6 +31,8 @@ from flytekitplugins.bentoship import (
     smoke_test_deployment,
     wait_for_deployment,
 )
+
+from ..drift_data import drift_parquet
 
 ALL_TASKS = (
     build_bento,
@@ -149,14 +149,6 @@ def test_entry_point_registers_the_connector_without_importing_bentoml() -> None
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     ).stdout.split()
     assert out == ["flytekitplugins.bentoship.connector", "False", "False"]
-
-
-def drift_parquet(path: Path, shift: float) -> str:
-    rng = np.random.default_rng(5)
-    with duckdb.connect() as db:
-        db.register("frame", {"x": rng.normal(shift, 1, 2000), "y": rng.normal(0, 1, 2000)})
-        db.execute(f"COPY frame TO '{path}' (FORMAT parquet)")
-    return str(path)
 
 
 @pytest.mark.slow  # flytekit runs `pip list` for the deck of dependencies

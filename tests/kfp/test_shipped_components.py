@@ -7,9 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import httpx
-import numpy as np
 import pytest
 from kfp import dsl
 
@@ -18,6 +16,7 @@ from bentoship.server import LocalControlPlane
 from bentoship.steps import push, ship
 from bentoship_kfp import load_component, load_components
 
+from ..drift_data import drift_parquet
 from .helpers import task_output, task_ran
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bentos"
@@ -167,14 +166,6 @@ def test_failed_rollout_fails_the_wait_task_with_the_servers_reason(
     logs = capsys.readouterr().out
     assert "DeploymentFailed: deployment crashy is failed" in logs
     assert "deliberate init failure: crash fixture" in logs
-
-
-def drift_parquet(path: Path, shift: float) -> str:
-    rng = np.random.default_rng(5)
-    with duckdb.connect() as db:
-        db.register("frame", {"x": rng.normal(shift, 1, 2000), "y": rng.normal(0, 1, 2000)})
-        db.execute(f"COPY frame TO '{path}' (FORMAT parquet)")
-    return str(path)
 
 
 @pytest.mark.slow
