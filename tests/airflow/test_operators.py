@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 from bentoship import Client
@@ -91,6 +92,30 @@ def test_sensor_pokes_and_defers(bentocloud_connection: LocalControlPlane, echo_
     missing = BentoDeploymentSensor(task_id="s3", deployment_name="af-nowhere")
     with pytest.raises(AirflowException, match="af-nowhere"):
         missing.poke({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+    check_records_sensor(bentocloud_connection, sensor.deployment_name, rollout["endpoint_url"])
+
+
+def check_records_sensor(plane: LocalControlPlane, name: str, url: str) -> None:
+    """The records sensor waits for enough records of a monitor, after a watermark."""
+    from bentoship_airflow.sensors.monitoring import BentoMonitoringRecordsSensor
+
+    def sensed(min_records: int, after: str | None = None) -> bool:
+        sensor = BentoMonitoringRecordsSensor(
+            task_id=f"r{min_records}",
+            deployment_name=name,
+            monitor="echo_calls",
+            min_records=min_records,
+            after=after,
+        )
+        return bool(sensor.poke({"ti": TaskInstanceStandIn()}))  # type: ignore[arg-type]
+
+    assert sensed(1) is False  # no record yet: the monitor does not exist
+    for text in ("a", "b", "c"):
+        httpx.post(f"{url}/echo", json={"text": text, "monitor": True}).raise_for_status()
+    assert sensed(3) is True and sensed(4) is False
+    with Client.from_env(home=plane.data_dir) as client:
+        first = client.monitoring_records(name, "echo_calls", after=0, limit=1)[0]["seq"]
+    assert sensed(2, after=str(first)) is True and sensed(3, after=str(first)) is False
 
 
 def test_rollback_without_recorded_rollout_is_skipped() -> None:

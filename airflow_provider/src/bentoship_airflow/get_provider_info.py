@@ -39,7 +39,13 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "sensors": [
-            {"integration-name": INTEGRATION, "python-modules": ["bentoship_airflow.sensors.bento"]}
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    "bentoship_airflow.sensors.bento",
+                    "bentoship_airflow.sensors.monitoring",
+                ],
+            }
         ],
         "triggers": [
             {
