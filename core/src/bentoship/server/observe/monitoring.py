@@ -145,7 +145,7 @@ class MonitoringStore:
                 "request_id, trace_id, record) "
                 "SELECT $1, $2, $3, $4, line ->> 'timestamp', line ->> 'request_id', "
                 "line ->> 'trace_id', line FROM unnest(string_split($5, chr(10))) AS lines(line) "
-                "WHERE line <> '' AND json_valid(line) AND json_type(line) = 'OBJECT'",
+                "WHERE starts_with(line, '{') AND json_valid(line)",
                 [origin.deployment, origin.revision, origin.bento, time.time(), text],
             ).fetchone()
             self.cursor.execute(
