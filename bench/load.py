@@ -1,7 +1,7 @@
 """Load generator run as its own process: ``python -m bench.load URL SECONDS CONCURRENCY``.
 
 ``BENCH_BEARER`` in the environment is sent as ``Authorization: Bearer`` (deployments with
-access authorization).
+access authorization); ``BENCH_PAYLOAD`` (JSON) replaces the request body.
 
 Prints one JSON line: requests per second, p50 and p99 latency in seconds, and errors.
 """
@@ -17,13 +17,15 @@ import time
 
 import httpx
 
+PAYLOAD = json.loads(os.environ.get("BENCH_PAYLOAD") or '{"text": "load"}')
+
 
 async def worker(client: httpx.AsyncClient, url: str, until: float, latencies: list[float]) -> int:
     errors = 0
     while time.perf_counter() < until:
         started = time.perf_counter()
         try:
-            response = await client.post(url, json={"text": "load"})
+            response = await client.post(url, json=PAYLOAD)
             response.raise_for_status()
             latencies.append(time.perf_counter() - started)
         except httpx.HTTPError:

@@ -15,11 +15,14 @@ from bentoship.steps import deploy, push, wait_until_ready
 from .common import RUNS, Row, Sample, build_fixture
 
 SECONDS = 4.0
+MONITORED = json.dumps({"text": "load", "monitor": True})
+"""The echo service then logs the text and its length with ``bentoml.monitor``."""
 CONCURRENCY = 16
 
 
-def load(url: str, bearer: str | None = None) -> dict[str, float]:
-    env = {**os.environ, "BENCH_BEARER": bearer} if bearer else None
+def load(url: str, bearer: str | None = None, payload: str | None = None) -> dict[str, float]:
+    extra = {"BENCH_BEARER": bearer or "", "BENCH_PAYLOAD": payload or ""}
+    env = {**os.environ, **extra}
     result = subprocess.run(
         [sys.executable, "-m", "bench.load", f"{url}/echo", str(SECONDS), str(CONCURRENCY)],
         capture_output=True,
@@ -53,11 +56,12 @@ def run(workdir: Path) -> list[Row]:
             secured = {"access_authorization": True}
             tls = wait_until_ready(deploy("mtls", tag, secured, client=client), client=client)
         token = plane.connection.token
-        through, direct, mutual = [], [], []
+        through, direct, mutual, monitored = [], [], [], []
         for _ in range(RUNS):
             direct.append(load(f"http://127.0.0.1:{port}"))
             through.append(load(dep.url))
             mutual.append(load(tls.url, bearer=token))
+            monitored.append(load(dep.url, payload=MONITORED))
     rps_through = Sample.of([r["rps"] for r in through])
     rps_direct = Sample.of([r["rps"] for r in direct])
     p50_through = Sample.of([r["p50"] for r in through])
@@ -67,7 +71,17 @@ def run(workdir: Path) -> list[Row]:
     rps_mutual = Sample.of([r["rps"] for r in mutual])
     rps_plain = Sample.of([r["rps"] for r in plain])
     p50_mutual = Sample.of([r["p50"] for r in mutual])
+    p50_monitored = Sample.of([r["p50"] for r in monitored])
     return [
+        Row(
+            "monitored request p50 latency",
+            "ms",
+            p50_monitored,
+            p50_through,
+            "the same request, not monitored",
+            "(reported)",
+            True,
+        ),
         Row(
             "proxy throughput, metrics on",
             "req/s",
