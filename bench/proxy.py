@@ -34,20 +34,19 @@ def load(url: str, bearer: str | None = None, payload: str | None = None) -> dic
     return dict(json.loads(result.stdout))
 
 
-def unmetered(workdir: Path, tag: str) -> list[dict[str, float]]:
-    """The same load through the proxy of a control plane that counts nothing (--no-metrics)."""
-    with LocalControlPlane(workdir / "unmetered-plane", metrics=False) as plane:
-        assert plane.connection is not None
-        with Client(plane.endpoint, plane.connection.token) as client:
-            push(tag, client=client)
-            dep = wait_until_ready(deploy("unmetered", tag, client=client), client=client)
-        return [load(dep.url) for _ in range(RUNS)]
-
-
 def run(workdir: Path) -> list[Row]:
+    """The loads of each run one after the other, so that the machine's drift over the
+    benchmark touches every figure alike; the plane without metrics (``--no-metrics``) runs
+    beside the other all along."""
     tag = build_fixture("echo", workdir, "v1")
-    plain = unmetered(workdir, tag)
-    with LocalControlPlane(workdir / "proxy-plane") as plane:
+    with (
+        LocalControlPlane(workdir / "unmetered-plane", metrics=False) as bare,
+        LocalControlPlane(workdir / "proxy-plane") as plane,
+    ):
+        assert bare.connection is not None
+        with Client(bare.endpoint, bare.connection.token) as client:
+            push(tag, client=client)
+            unmetered = wait_until_ready(deploy("unmetered", tag, client=client), client=client)
         assert plane.connection is not None
         with Client(plane.endpoint, plane.connection.token) as client:
             push(tag, client=client)
@@ -56,8 +55,9 @@ def run(workdir: Path) -> list[Row]:
             secured = {"access_authorization": True}
             tls = wait_until_ready(deploy("mtls", tag, secured, client=client), client=client)
         token = plane.connection.token
-        through, direct, mutual, monitored = [], [], [], []
+        through, direct, mutual, monitored, plain = [], [], [], [], []
         for _ in range(RUNS):
+            plain.append(load(unmetered.url))
             direct.append(load(f"http://127.0.0.1:{port}"))
             through.append(load(dep.url))
             mutual.append(load(tls.url, bearer=token))
