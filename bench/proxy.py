@@ -15,6 +15,8 @@ from bentoship.steps import deploy, push, wait_until_ready
 from .common import RUNS, Row, Sample, build_fixture
 
 SECONDS = 4.0
+EXTRA_ROUNDS = 2
+"""Extra rounds of the metrics-on pair, per run."""
 MONITORED = json.dumps({"text": "load", "monitor": True})
 """The echo service then logs the text and its length with ``bentoml.monitor``."""
 CONCURRENCY = 16
@@ -62,6 +64,12 @@ def run(workdir: Path) -> list[Row]:
             through.append(load(dep.url))
             mutual.append(load(tls.url, bearer=token))
             monitored.append(load(dep.url, payload=MONITORED))
+        # metrics on against off is a small difference between two noisy figures: more
+        # rounds of that pair alone, the order swapped every round
+        for round_ in range(EXTRA_ROUNDS * RUNS):
+            pair = [(plain, unmetered.url), (through, dep.url)]
+            for figures, url in pair if round_ % 2 else reversed(pair):
+                figures.append(load(url))
     rps_through = Sample.of([r["rps"] for r in through])
     rps_direct = Sample.of([r["rps"] for r in direct])
     p50_through = Sample.of([r["p50"] for r in through])
