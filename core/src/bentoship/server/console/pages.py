@@ -341,18 +341,30 @@ def _monitoring_data(request: Request, services: Services, name: str) -> dict[st
     chosen = request.query_params.get("monitor") or (monitors[0][0] if monitors else None)
     if chosen not in counts or not counts[chosen]:
         return {"monitors": monitors, "monitor": None}
-    minutes = store.per_minute(name, chosen, since=time.time() - DATA_HOURS * 3600)
-    sample = store.records(name, chosen, limit=DATA_SAMPLE_ROWS)
+    start = int(time.time() // 60 * 60) - DATA_HOURS * 3600 + 60
+    minutes = store.per_minute(name, chosen, since=start)
+    sample = [
+        {**r, "ingested_at": _clock(r["ingested_at"])}
+        for r in store.records(name, chosen, limit=DATA_SAMPLE_ROWS)
+    ]
     fields = list(dict.fromkeys(k for r in sample for k in r if k not in ("record",)))
     return {
         "monitors": monitors,
         "monitor": chosen,
         "minutes": minutes,
+        "start": start,
+        "slots": DATA_HOURS * 60,
         "peak": max((c for _, c in minutes), default=1),
         "sample": sample,
         "fields": fields,
         "hours": DATA_HOURS,
     }
+
+
+def _clock(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _log_search(request: Request, services: Services, name: str) -> dict[str, Any]:
