@@ -64,8 +64,8 @@ def test_a_parquet_folder_names_its_parts_by_seq(tmp_path: Path) -> None:
     exported(target)
     names = sorted(p.name for p in folder.iterdir())
     assert [n.split("-", 2)[2] for n in names] == [
-        "0000000000000001-0000000000000002.parquet",
-        "0000000000000005-0000000000000005.parquet",
+        "0000000000000000-0000000000000002.parquet",
+        "0000000000000002-0000000000000005.parquet",
     ]
     found = rows(
         f"SELECT seq, x, label FROM read_parquet('{folder}/*.parquet', union_by_name=true) "

@@ -266,7 +266,8 @@ class _Plans:
         if "monitoring" not in extensions:
             raise InvalidRequestError(
                 "this server keeps no monitoring data (BentoCloud has no API for it); export "
-                "from where your collector writes it: a Parquet path or a SQL query"
+                "from where your collector writes it: export_monitoring(..., source=<Parquet "
+                "path or SqlQuery>)"
             )
         call = Call(
             "GET",

@@ -53,9 +53,8 @@ def _digest(source: str) -> str:
 
 
 class ParquetTarget:
-    """A folder of Parquet files, one per batch:
-    ``part-<source digest>-<first seq>-<last seq>.parquet`` (written under a temporary name,
-    then renamed)."""
+    """A folder of Parquet files, one per batch: ``part-<source digest>-<watermark before>-
+    <watermark after>.parquet`` (written under a temporary name, then renamed)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -75,8 +74,8 @@ class ParquetTarget:
         import duckdb
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        first = int(records[0]["seq"])
-        final = self.folder / f"part-{_digest(source)}-{first:016d}-{watermark:016d}.parquet"
+        after = self.watermark(source)
+        final = self.folder / f"part-{_digest(source)}-{after:016d}-{watermark:016d}.parquet"
         with tempfile.TemporaryDirectory(dir=self.folder, prefix=".export-") as scratch:
             lines, written = _lines(records, Path(scratch)), Path(scratch) / "part.parquet"
             with duckdb.connect() as db:

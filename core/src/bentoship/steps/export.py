@@ -6,10 +6,13 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..client import Client
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..drift.tables import SqlQuery
 
 __all__ = ["ExportResult", "export_monitoring"]
 
@@ -34,6 +37,8 @@ def export_monitoring(
     monitor: str,
     target: str | Path,
     *,
+    source: str | Path | SqlQuery | None = None,
+    watermark_column: str = "seq",
     table: str | None = None,
     client: Client | None = None,
     page: int = PAGE,
@@ -41,30 +46,47 @@ def export_monitoring(
     """Write the records of ``monitor`` (of deployment ``name``) that ``target`` does not have
     yet: a Parquet folder, a DuckDB file (``.duckdb``/``.db``) or a SQLAlchemy URL.
 
-    The target keeps the watermark with the records it holds, so a re-run or a retried task
-    writes no duplicate. The records come from the local control plane; BentoCloud has no API
-    for monitoring data, which this step says in one line.
+    The records come from the local control plane. BentoCloud has no API for monitoring data:
+    give ``source`` instead, a Parquet path or a :class:`~bentoship.drift.SqlQuery` that your
+    collector fills, with ``watermark_column``, a column of whole numbers that only rises (a
+    sequence, or epoch milliseconds). The target keeps the watermark with the records it holds,
+    so a re-run or a retried task writes no duplicate.
     """
+    from ..drift.tables import SqlQuery
+    from ..export.sources import (
+        DeploymentSource,
+        ParquetSource,
+        RecordSource,
+        SqlSource,
+        watermark_of,
+    )
     from ..export.targets import target_for
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", monitor):
         raise ConfigError(f"monitor {monitor!r} is not a monitor name (letters, digits, _ . -)")
     destination = target_for(target, table or f"monitor_{re.sub(r'[^a-z0-9_]', '_', monitor)}")
-    own = client is None
-    api = client or Client.from_env()
-    source = f"{api.endpoint}/deployments/{name}/monitoring/{monitor}"
+    own = client is None and source is None
+    api = client or (Client.from_env() if source is None else None)
+    records_from: RecordSource
+    if isinstance(source, SqlQuery):
+        records_from = SqlSource(source, watermark_column)
+    elif source is not None:
+        records_from = ParquetSource(Path(source), watermark_column)
+    else:
+        assert api is not None
+        records_from = DeploymentSource(api, name, monitor)
     try:
-        watermark = start = destination.watermark(source)
+        watermark = start = destination.watermark(records_from.key)
         written = 0
         while True:
-            records = api.monitoring_records(name, monitor, after=watermark, limit=page)
+            records = records_from.after(watermark, page)
             if not records:
                 break
-            watermark = max(int(r["seq"]) for r in records)
-            destination.write(source, [{"deployment": name, **r} for r in records], watermark)
+            watermark = max(watermark_of(r, watermark_column) for r in records)
+            destination.write(records_from.key, records, watermark)
             written += len(records)
     finally:
-        if own:
+        if own and api is not None:
             api.close()
     shown = str(target) if "://" not in str(target) else "the SQL target"
     log.info(
