@@ -26,13 +26,13 @@ from starlette.responses import Response
 
 from bentoship.server.api import logs as log_routes
 from bentoship.server.api.common import Services
-from bentoship.server.app import error_response
 from bentoship.server.errors import DomainError, Invalid
 from bentoship.server.observe import logs as logs_module
 from bentoship.server.observe.analytics import open_analytics
 from bentoship.server.observe.log_tail import MAX_LINE_BYTES, LogTailer
 from bentoship.server.observe.logs import LogLine, LogStore
 from bentoship.server.registry.service import Registry
+from bentoship.server.responses import error_response
 from bentoship.server.rollout.controller import Controller
 from bentoship.server.settings import ServerSettings
 from bentoship.server.store import Store

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
@@ -27,25 +27,12 @@ from .errors import DomainError
 from .observe.hub import Observability
 from .paths import OPENAPI_PATH, is_api
 from .registry.service import Registry
+from .responses import error_response
 from .rollout.controller import Controller
 from .settings import ServerSettings
 from .tokens import TokenBook
 
-__all__ = ["build_app", "error_response"]
-
-
-def error_response(status: int, message: str, path: str = "/api/") -> Response:
-    """The API's JSON error, or for a console page, a page saying the same."""
-    if is_api(path):
-        return JSONResponse({"error": message}, status_code=status)
-    from html import escape
-
-    return HTMLResponse(
-        f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{escape(message)}</p>"
-        '<p><a href="/deployments">Deployments</a></p>',
-        status_code=status,
-        headers=pages.SECURITY_HEADERS,
-    )
+__all__ = ["build_app"]
 
 
 def build_app(

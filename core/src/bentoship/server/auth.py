@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..connection import write_private
 from .console.sessions import CSRF_FIELD, CSRF_HEADER, SessionBook, same_secret, session_key
 from .paths import PUBLIC_PATHS, SIGNIN_PATH, STATIC_PREFIX, is_api
+from .responses import error_response
 from .tokens import SAFE_METHODS, Principal, TokenBook
 
 __all__ = ["TOKEN_FILE", "TOKEN_HEADER", "Access", "load_or_create_token"]
@@ -55,15 +56,7 @@ def _presented_token(scope: Scope) -> bytes:
 
 
 def _refused(status: int, message: str, *, api: bool) -> Response:
-    if api:
-        return JSONResponse({"error": message}, status_code=status)
-    from html import escape
-
-    return HTMLResponse(
-        f"<!doctype html><title>{status}</title><p>{escape(message)}</p>"
-        f'<p><a href="{SIGNIN_PATH}">Sign in</a></p>',
-        status_code=status,
-    )
+    return error_response(status, message, "/api/" if api else "/", link=(SIGNIN_PATH, "Sign in"))
 
 
 async def _read_form_token(receive: Receive) -> tuple[str | None, list[Message]]:

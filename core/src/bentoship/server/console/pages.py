@@ -30,6 +30,7 @@ from ..api.logs import LogSearchParams
 from ..api.params import query
 from ..errors import DomainError
 from ..paths import FAVICON_PATH, SIGNIN_PATH
+from ..responses import SECURITY_HEADERS
 from ..tokens import Scope, TokenBook, digest
 from .sessions import (
     CSRF_FIELD,
@@ -44,7 +45,7 @@ from .sessions import (
 )
 from .vendor import STATIC_DIR, VENDORED, check_vendored
 
-__all__ = ["SECURITY_HEADERS", "routes"]
+__all__ = ["routes"]
 
 LOG_LINES_SHOWN = 500
 SIGNIN_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -54,16 +55,6 @@ TABS = ("overview", "revisions", "monitoring", "data", "logs", "events")
 DATA_SAMPLE_ROWS = 20
 DATA_HOURS = 6
 RANGES = {"15m": "15 minutes", "1h": "1 hour", "6h": "6 hours", "24h": "24 hours"}
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-        "form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 
 
 def _environment() -> Environment:
