@@ -215,3 +215,10 @@ def test_a_new_server_token_never_starts_with_a_dash(
     monkeypatch.setattr(secrets, "token_urlsafe", lambda size: next(made))
     assert load_or_create_token(tmp_path) == "plain-token"
     assert (tmp_path / "token").read_text() == "plain-token\n"
+
+
+def test_a_token_needs_a_name(book: TokenBook) -> None:
+    for name in ("", "   ", "x" * 129):
+        with pytest.raises(Invalid, match="name is required"):
+            book.create(name)
+    assert book.create("  ci  ")[0].name == "ci"

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 TOKEN_PREFIX = "bsp_"
+MAX_NAME = 128
 LAST_USED_EVERY = 60.0
 """Seconds between writes of a token's ``last_used_at``."""
 
@@ -138,6 +139,9 @@ class TokenBook:
         by: Principal = SERVER_PRINCIPAL,
     ) -> tuple[ApiTokenRecord, str]:
         """A new token and its value (shown once); at most the scopes of ``by``."""
+        name = name.strip()
+        if not name or len(name) > MAX_NAME:
+            raise Invalid(f"name is required: give the token a name of 1 to {MAX_NAME} characters")
         wanted = sorted(set(scopes or [Scope.API]))
         unknown = [s for s in wanted if s not in ALL_SCOPES]
         if unknown:

@@ -270,7 +270,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
         form = await request.form(max_files=0, max_fields=20)
         try:
             record, value = tokens.create(
-                str(form.get("name") or "").strip() or _missing("name"),
+                str(form.get("name") or ""),
                 description=str(form.get("description") or ""),
                 scopes=[str(s) for s in form.getlist("scopes")] or None,
                 expired_at=str(form.get("expired_at") or "") or None,
@@ -304,12 +304,6 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
         Route("/api_tokens/{uid:str}/revoke", revoke_token, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-
-
-def _missing(field: str) -> str:
-    from ..errors import Invalid
-
-    raise Invalid(f"{field} is required")
 
 
 def _replicas(controller: Any, name: str, serving: Any) -> int:
