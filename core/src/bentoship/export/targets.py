@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from ..errors import ConfigError
 
-__all__ = ["DuckDBTarget", "ParquetTarget", "SqlTarget", "Target", "target_for"]
+__all__ = ["DuckDBTarget", "ParquetTarget", "SqlTarget", "Target", "target_for", "write_parquet"]
 
 WATERMARKS = "bentoship_export_watermarks"
 PART = re.compile(r"part-([0-9a-f]{8})-(\d{16})-(\d{16})\.parquet")
@@ -46,6 +46,19 @@ def _lines(records: Sequence[dict[str, Any]], folder: Path) -> Path:
     return path
 
 
+def write_parquet(records: Sequence[dict[str, Any]], path: Path) -> None:
+    """``records`` as one Parquet file at ``path``, their columns and types read by DuckDB."""
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="bentoship-parquet-") as scratch:
+        lines = _lines(records, Path(scratch))
+        with duckdb.connect() as db:
+            db.execute(
+                f"COPY (SELECT * FROM read_json('{lines}', format='newline_delimited')) "
+                f"TO '{path}' (FORMAT parquet)"
+            )
+
+
 def _digest(source: str) -> str:
     import hashlib
 
@@ -71,18 +84,12 @@ class ParquetTarget:
         return max(lasts, default=0)
 
     def write(self, source: str, records: Sequence[dict[str, Any]], watermark: int) -> None:
-        import duckdb
-
         self.folder.mkdir(parents=True, exist_ok=True)
         after = self.watermark(source)
         final = self.folder / f"part-{_digest(source)}-{after:016d}-{watermark:016d}.parquet"
         with tempfile.TemporaryDirectory(dir=self.folder, prefix=".export-") as scratch:
-            lines, written = _lines(records, Path(scratch)), Path(scratch) / "part.parquet"
-            with duckdb.connect() as db:
-                db.execute(
-                    f"COPY (SELECT * FROM read_json('{lines}', format='newline_delimited')) "
-                    f"TO '{written}' (FORMAT parquet)"
-                )
+            written = Path(scratch) / "part.parquet"
+            write_parquet(records, written)
             os.replace(written, final)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -37,15 +36,12 @@ class MonitoringParams(Params):
 
 
 def parquet_of(records: list[dict[str, Any]]) -> bytes:
-    """``records`` as one Parquet file, their columns and types read by DuckDB."""
-    import duckdb
+    """``records`` as one Parquet file."""
+    from ...export.targets import write_parquet
 
     with tempfile.TemporaryDirectory(prefix="bentoship-monitoring-") as folder:
-        lines, out = Path(folder) / "records.jsonl", Path(folder) / "records.parquet"
-        lines.write_text("".join(json.dumps(r) + "\n" for r in records))
-        with duckdb.connect() as db:
-            source = f"read_json('{lines}', format='newline_delimited')"
-            db.execute(f"COPY (SELECT * FROM {source}) TO '{out}' (FORMAT parquet)")
+        out = Path(folder) / "records.parquet"
+        write_parquet(records, out)
         return out.read_bytes()
 
 
