@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from scipy import stats
 
 from bentoship.drift import DriftReport, DriftThresholds, SqlQuery, Verdict
-from bentoship.errors import ConfigError, DriftDetected
+from bentoship.errors import ConfigError, DriftDetected, MissingExtraError
 from bentoship.steps import check_drift
 
 ROWS = 3000
@@ -125,6 +127,47 @@ def test_a_gate_raises_with_the_summary(tmp_path: Path) -> None:
     with pytest.raises(DriftDetected, match=r"drift: 2 of 12 columns drifted .*colour, x3|x3"):
         check_drift(reference, current, thresholds=limits, gate=True, report_path=tmp_path / "r")
     assert check_drift(reference, current, gate=True).drifted is False
+
+
+def test_verdicts_agree_with_evidentlys_default_preset(tmp_path: Path) -> None:
+    """Evidently (the ``evidently`` extra, installed by the test environment) judges the same
+    columns as we do, and its own page is written beside ours and linked from it."""
+    reference, current = synthetic(7, shifted=True)
+    page = tmp_path / "drift.html"
+    report = check_drift(reference, current, report_path=page, evidently=True)
+    assert report.evidently is not None and len(report.evidently) == 12
+    theirs = {c.name: c.drifted for c in report.evidently}
+    assert theirs == {c.name: c.drifted for c in report.columns}
+    assert sorted(name for name, drifted in theirs.items() if drifted) == ["colour", "x3"]
+    methods = {c.name: c.method for c in report.evidently}
+    assert methods["x3"] == "Wasserstein distance (normed)"
+    assert methods["colour"] == "Jensen-Shannon distance"
+    assert DriftReport.from_dict(json.loads(report.to_json())) == report
+    html = page.read_text()
+    assert "agrees on 12 of 12 columns" in html
+    assert 'href="drift.evidently.html"' in html and "<script" not in html
+    theirs_page = (tmp_path / "drift.evidently.html").read_text()
+    assert "Dataset Drift" in theirs_page and theirs_page.count("x3") > 10
+
+
+def test_evidently_without_its_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reference, current = synthetic(7, shifted=True)
+    monkeypatch.setitem(sys.modules, "evidently", None)
+    with pytest.raises(MissingExtraError, match=r"bentoship\[evidently\]"):
+        check_drift(reference, current, evidently=True)
+
+
+@pytest.mark.slow
+def test_a_drift_check_never_imports_evidently() -> None:
+    script = (
+        "import sys\n"
+        "from bentoship.steps import check_drift\n"
+        "assert check_drift({'x': [1.0, 2.0, 3.0]}, {'x': [1.0, 2.0, 4.0]}).columns\n"
+        "assert 'evidently' not in sys.modules and 'pandas' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
 
 
 def test_parquet_and_sql_sides_read_like_columns(tmp_path: Path) -> None:

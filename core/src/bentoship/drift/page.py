@@ -7,7 +7,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .report import ColumnDrift, DriftReport
+    from .report import ColumnDrift, DriftReport, EvidentlyColumn
     from .statistics import Histogram
 
 __all__ = ["render_report"]
@@ -70,13 +70,43 @@ def _column(column: ColumnDrift) -> str:
     )
 
 
-def render_report(report: DriftReport) -> str:
+def _evidently_cell(column: EvidentlyColumn | None) -> str:
+    if column is None:
+        return "<td>—</td>"
+    verdict = "drift" if column.drifted else "no_drift"
+    return (
+        f'<td class="{verdict}">{verdict} <small>({escape(column.method)} '
+        f"{_figure(column.score, 3)}, threshold {column.threshold:g})</small></td>"
+    )
+
+
+def _evidently_note(report: DriftReport, evidently_page: str | None) -> str:
+    if report.evidently is None:
+        return ""
+    agreeing = sum(c.drifted == report.column(c.name).drifted for c in report.evidently)
+    link = (
+        f' Its own report: <a href="{escape(evidently_page)}">{escape(evidently_page)}</a>.'
+        if evidently_page
+        else ""
+    )
+    return (
+        f"<p>Evidently's default drift preset agrees on {agreeing} of "
+        f"{len(report.evidently)} columns.{link}</p>"
+    )
+
+
+def render_report(report: DriftReport, evidently_page: str | None = None) -> str:
+    """The page; ``evidently_page`` is the address of Evidently's report, linked when given."""
+    evidently = None if report.evidently is None else {c.name: c for c in report.evidently}
     rows = "".join(
         f'<tr><td><a href="#column-{escape(c.name)}">{escape(c.name)}</a></td><td>{c.kind}</td>'
         f"<td>{c.test or '—'}</td><td>{_figure(c.statistic)}</td><td>{_figure(c.p_value)}</td>"
-        f'<td>{_figure(c.psi)}</td><td class="{c.verdict}">{c.verdict}</td></tr>'
+        f'<td>{_figure(c.psi)}</td><td class="{c.verdict}">{c.verdict}</td>'
+        + ("" if evidently is None else _evidently_cell(evidently.get(c.name)))
+        + "</tr>"
         for c in report.columns
     )
+    evidently_head = "" if evidently is None else "<th>Evidently</th>"
     limits = report.thresholds
     verdict = "drift" if report.drifted else "no_drift"
     return (
@@ -90,7 +120,8 @@ def render_report(report: DriftReport) -> str:
         f'<p class="key"><span style="background:{REFERENCE_COLOUR}"></span>reference'
         f'<span style="background:{CURRENT_COLOUR}"></span>current</p>'
         "<table><thead><tr><th>column</th><th>kind</th><th>test</th><th>statistic</th>"
-        f"<th>p-value</th><th>PSI</th><th>verdict</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"<th>p-value</th><th>PSI</th><th>verdict</th>{evidently_head}</tr></thead>"
+        f"<tbody>{rows}</tbody></table>{_evidently_note(report, evidently_page)}"
         + "".join(_column(c) for c in report.columns)
         + "</body></html>"
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from .statistics import Histogram
 
-__all__ = ["ColumnDrift", "DriftReport", "DriftThresholds", "Verdict"]
+__all__ = ["ColumnDrift", "DriftReport", "DriftThresholds", "EvidentlyColumn", "Verdict"]
 
 
 class Verdict(StrEnum):
@@ -68,15 +68,39 @@ class ColumnDrift:
 
 
 @dataclass(frozen=True)
+class EvidentlyColumn:
+    """A column's verdict under Evidently's default drift preset (``check_drift(evidently=True)``).
+
+    Evidently picks the method by type and size: KS or chi-squared p-values up to 1,000 rows,
+    Wasserstein (numbers) or Jensen-Shannon (categories) distances above.
+    """
+
+    name: str
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
 class DriftReport:
     columns: list[ColumnDrift]
     thresholds: DriftThresholds = field(default_factory=DriftThresholds)
     reference_rows: int = 0
     current_rows: int = 0
+    evidently: list[EvidentlyColumn] | None = None
+    """Evidently's verdicts on the same columns, when asked for (``evidently=True``)."""
 
     @property
     def drifted_columns(self) -> list[str]:
         return [c.name for c in self.columns if c.drifted]
+
+    def column(self, name: str) -> ColumnDrift:
+        """The column called ``name`` (KeyError if the report has none)."""
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
 
     @property
     def share_drifted(self) -> float:
@@ -107,6 +131,7 @@ class DriftReport:
             "columns": [
                 {**asdict(c), "verdict": str(c.verdict), "drifted": c.drifted} for c in self.columns
             ],
+            "evidently": None if self.evidently is None else [asdict(c) for c in self.evidently],
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -129,4 +154,7 @@ class DriftReport:
             thresholds=DriftThresholds(**data["thresholds"]),
             reference_rows=data["reference_rows"],
             current_rows=data["current_rows"],
+            evidently=None
+            if data.get("evidently") is None
+            else [EvidentlyColumn(**c) for c in data["evidently"]],
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ def check_drift(
     thresholds: DriftThresholds | None = None,
     gate: bool = False,
     report_path: str | Path | None = None,
+    evidently: bool = False,
     client: Client | None = None,
 ) -> DriftReport:
     """Compare ``current`` with ``reference``, column by column.
@@ -37,7 +39,10 @@ def check_drift(
     the local control plane, :class:`~bentoship.drift.Monitor` (or ``{"deployment",
     "monitor"}``, read with ``client``). Numeric columns are tested with Kolmogorov-Smirnov and
     PSI, the others (and ``categorical``) with chi-squared and PSI. The report is written as
-    HTML to ``report_path`` when given. With ``gate=True``, a drifted dataset raises
+    HTML to ``report_path`` when given. With ``evidently=True`` (the ``evidently`` extra),
+    Evidently's default drift preset judges the same columns too: its verdicts are in the
+    report's ``evidently`` and its own page is written beside ours, as
+    ``<report>.evidently.html``. With ``gate=True``, a drifted dataset raises
     :class:`~bentoship.errors.DriftDetected`.
     """
     for module in ("numpy", "scipy"):
@@ -46,18 +51,38 @@ def check_drift(
     from ..drift.page import render_report
     from ..drift.tables import read_side
 
+    reference_columns = read_side(reference, "reference", client)
+    current_columns = read_side(current, "current", client)
     report = compare_columns(
-        read_side(reference, "reference", client),
-        read_side(current, "current", client),
+        reference_columns,
+        current_columns,
         columns=columns,
         categorical=categorical,
         thresholds=thresholds,
     )
-    written = None
-    if report_path is not None:
-        path = Path(report_path)
+    path = None if report_path is None else Path(report_path)
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_report(report), encoding="utf-8")
+    evidently_page = None
+    if evidently:
+        from ..drift.evidently_report import evidently_drift
+
+        evidently_page = None if path is None else path.with_suffix(".evidently.html")
+        judged = evidently_drift(reference_columns, current_columns, report, evidently_page)
+        report = replace(report, evidently=judged)
+        agreeing = sum(c.drifted == report.column(c.name).drifted for c in judged)
+        log.info(
+            "drift check: Evidently's default preset agrees on %d of %d columns%s",
+            agreeing,
+            len(judged),
+            f" (its report: {evidently_page})" if evidently_page else "",
+        )
+    written = None
+    if path is not None:
+        path.write_text(
+            render_report(report, evidently_page.name if evidently_page else None),
+            encoding="utf-8",
+        )
         written = str(path)
     log.info("drift check: %s%s", report.summary(), f" (report: {written})" if written else "")
     if gate and report.drifted:
