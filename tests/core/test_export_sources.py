@@ -3,6 +3,7 @@ BentoCloud, which keeps no monitoring data: incremental, no duplicate (no proces
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -53,7 +54,9 @@ def test_a_sql_query_is_exported_once_as_it_grows(tmp_path: Path) -> None:
     assert export() == 3
     with sqlite3.connect(database) as db:
         db.executemany("INSERT INTO events VALUES (?, ?, ?)", [(4, 2.0, "b"), (5, 2.5, "b")])
-    assert (export(), export()) == (2, 0)
+    as_text = json.dumps({"url": query.url, "query": query.query})
+    again = export_monitoring("web", "calls", target, source=as_text, watermark_column="id")
+    assert (again.count, export()) == (2, 0)
     with duckdb.connect() as db:
         ids = db.execute(f"SELECT id FROM '{target}/*.parquet' ORDER BY id").fetchall()
     assert ids == [(1,), (2,), (3,), (4,), (5,)]
@@ -69,6 +72,12 @@ def test_a_source_that_cannot_be_exported_says_why(tmp_path: Path) -> None:
         export_monitoring("web", "calls", tmp_path / "out", source=query, watermark_column="id")
     with pytest.raises(ConfigError, match="does not exist; give a Parquet path"):
         export_monitoring("web", "calls", tmp_path / "out", source=tmp_path / "missing")
+    with pytest.raises(ConfigError, match="a deployment's own records need no source"):
+        export_monitoring(
+            "web", "calls", tmp_path / "out", source='{"deployment": "web", "monitor": "calls"}'
+        )
+    with pytest.raises(ConfigError, match=r"is not valid JSON .* give a Parquet path"):
+        export_monitoring("web", "calls", tmp_path / "out", source='{"url": ')
     broken = SqlQuery(f"sqlite:///{database}", "SELECT nope FROM events")
     with pytest.raises(ConfigError, match="export source query failed"):
         export_monitoring("web", "calls", tmp_path / "out", source=broken)

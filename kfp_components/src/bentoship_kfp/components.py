@@ -466,19 +466,22 @@ def check_drift(
     current: str,
     report: Output[HTML],
     figures: Output[Metrics],
+    evidently_report: Output[HTML],
     columns: Optional[list] = None,  # noqa: UP045
     categorical: Optional[list] = None,  # noqa: UP045
     p_value: float = 0.05,
     psi: float = 0.1,
     share: float = 0.5,
     fail_on_drift: bool = False,
+    evidently: bool = False,
     endpoint: str = "",
     token: str = "",
 ) -> NamedTuple("DriftOutputs", [("drifted", bool), ("share_drifted", float), ("summary", str)]):
     """Compare current data with a reference, column by column (KS or chi-squared, and PSI).
 
     The HTML report is the ``report`` artifact (the KFP UI shows it), and each column's
-    figures are ``figures`` metrics. Use ``drifted`` in a ``dsl.If`` to retrain.
+    figures are ``figures`` metrics. Use ``drifted`` in a ``dsl.If`` to retrain. With
+    ``evidently``, Evidently's own page is the ``evidently_report`` artifact.
 
     Args:
         reference: The reference data: a Parquet path or URI, or JSON: ``{"url", "query"}`` (a
@@ -491,6 +494,8 @@ def check_drift(
         psi: ...and its population stability index is at least this.
         share: The data drifts when at least this share of its columns drift.
         fail_on_drift: Fail the task when the data drifts.
+        evidently: Also run Evidently's default drift preset (needs ``bentoship[evidently]``
+            in the image); else ``evidently_report`` says it was not asked for.
         endpoint: API endpoint for a ``{"deployment", "monitor"}`` side.
         token: API token for such a side.
 
@@ -498,32 +503,38 @@ def check_drift(
         drifted: Whether the data drifted; share_drifted: the share of drifted columns;
         summary: one line.
     """
-    import json
+    import os
+    import shutil
 
     from bentoship import Client
-    from bentoship.drift import DriftThresholds
+    from bentoship.drift import DriftThresholds, Monitor
+    from bentoship.drift.tables import side_from_text
     from bentoship.steps import check_drift as check
 
-    def side(text):
-        text = text.strip()
-        return json.loads(text) if text.startswith("{") else text
-
-    sides = [side(reference), side(current)]
-    monitors = [s for s in sides if isinstance(s, dict) and "deployment" in s]
+    sides = [side_from_text(reference), side_from_text(current)]
+    monitors = [s for s in sides if isinstance(s, Monitor)]
     client = Client(endpoint or None, token or None) if monitors else None
+    page = report.path + ".html"
     try:
         found = check(
             *sides,
             columns=columns or None,
             categorical=categorical or (),
             thresholds=DriftThresholds(p_value=p_value, psi=psi, share=share),
-            report_path=report.path,
-            gate=fail_on_drift,
+            report_path=page,
+            evidently=evidently,
             client=client,
         )
     finally:
         if client is not None:
             client.close()
+    shutil.move(page, report.path)
+    if evidently:
+        shutil.move(report.path + ".evidently.html", evidently_report.path)
+    else:
+        os.makedirs(os.path.dirname(evidently_report.path), exist_ok=True)
+        with open(evidently_report.path, "w", encoding="utf-8") as handle:
+            handle.write("<p>Evidently's report was not asked for (evidently=True).</p>")
     for column in found.columns:
         for name in ("statistic", "p_value", "psi"):
             value = getattr(column, name)
@@ -531,6 +542,10 @@ def check_drift(
                 figures.log_metric(f"{column.name}.{name}", value)
     figures.log_metric("share_drifted", found.share_drifted)
     print(found.summary())
+    if fail_on_drift and found.drifted:
+        from bentoship.errors import DriftDetected
+
+        raise DriftDetected(found, report.path)
     return (found.drifted, found.share_drifted, found.summary())
 
 
@@ -541,6 +556,8 @@ def export_monitoring(
     monitor: str,
     target: str,
     table: str = "",
+    source: str = "",
+    watermark_column: str = "seq",
     endpoint: str = "",
     token: str = "",
 ) -> NamedTuple("ExportOutputs", [("count", int), ("watermark", int)]):
@@ -551,6 +568,11 @@ def export_monitoring(
         monitor: The monitor's name, as in ``bentoml.monitor("<name>")``.
         target: A Parquet folder, a DuckDB file (``.duckdb``/``.db``) or a SQLAlchemy URL.
         table: The table of a DuckDB or SQL target (default ``monitor_<monitor>``).
+        source: Where the records are when not on the local control plane (BentoCloud keeps
+            none): a Parquet path or URI, or JSON ``{"url", "query"}`` (a SQL query on a
+            SQLAlchemy URL) that your collector fills; empty for the deployment's own.
+        watermark_column: The column of ``source`` that only rises (a sequence, or epoch
+            milliseconds).
         endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
         token: API token; empty for ``BENTO_CLOUD_API_KEY``.
 
@@ -560,8 +582,18 @@ def export_monitoring(
     from bentoship import Client
     from bentoship.steps import export_monitoring as export
 
-    with Client(endpoint or None, token or None) as client:
-        result = export(deployment_name, monitor, target, table=table or None, client=client)
+    if source:
+        result = export(
+            deployment_name,
+            monitor,
+            target,
+            source=source,
+            watermark_column=watermark_column,
+            table=table or None,
+        )
+    else:
+        with Client(endpoint or None, token or None) as client:
+            result = export(deployment_name, monitor, target, table=table or None, client=client)
     print(f"exported {result.count} records of {deployment_name}/{monitor} to {result.target}")
     return (result.count, result.watermark)
 

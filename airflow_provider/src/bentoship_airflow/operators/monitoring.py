@@ -36,9 +36,15 @@ class BentoMonitoringExportOperator(_BentoOperator):
     :param target: a Parquet folder, a DuckDB file (``.duckdb``/``.db``), or a SQLAlchemy URL
         (PostgreSQL, BigQuery, Snowflake: install the dialect).
     :param table: the table of a DuckDB or SQL target (default ``monitor_<monitor>``).
+    :param source: where the records are, when not on the local control plane (BentoCloud
+        keeps none): a Parquet path, or ``{"url": ..., "query": ...}`` (a SQL query on a
+        SQLAlchemy URL) that your collector fills.
+    :param watermark_column: the column of ``source`` that only rises (a sequence, or epoch
+        milliseconds); the records above the target's watermark are exported.
     """
 
-    template_fields: Sequence[str] = ("deployment_name", "monitor", "target", "table")
+    template_fields: Sequence[str] = ("deployment_name", "monitor", "target", "table", "source")
+    template_fields_renderers = {"source": "json"}
 
     def __init__(
         self,
@@ -47,6 +53,8 @@ class BentoMonitoringExportOperator(_BentoOperator):
         monitor: str,
         target: str,
         table: str | None = None,
+        source: str | dict[str, str] | None = None,
+        watermark_column: str = "seq",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -54,17 +62,22 @@ class BentoMonitoringExportOperator(_BentoOperator):
         self.monitor = monitor
         self.target = target
         self.table = table
+        self.source = source
+        self.watermark_column = watermark_column
 
     def execute(self, context: Context) -> dict[str, Any]:
         from bentoship import BentoshipError
         from bentoship.steps import export_monitoring
 
         try:
-            with self.hook.get_conn() as client:
+            with contextlib.ExitStack() as stack:
+                client = None if self.source else stack.enter_context(self.hook.get_conn())
                 result = export_monitoring(
                     self.deployment_name,
                     self.monitor,
                     self.target,
+                    source=self.source or None,
+                    watermark_column=self.watermark_column,
                     table=self.table,
                     client=client,
                 )
@@ -101,6 +114,9 @@ class BentoDriftCheckOperator(_BentoOperator, BranchMixIn):
     :param no_drift_branch: the task to follow when it does not.
     :param report_path: where to write the HTML report (default: a file in the temp folder
         named after the DAG, task and run).
+    :param evidently: also run Evidently's default drift preset (the ``evidently`` extra):
+        its verdicts go in the report and the log, its page beside ours
+        (``<report>.evidently.html``).
     """
 
     template_fields: Sequence[str] = ("reference", "current", "columns", "report_path")
@@ -121,6 +137,7 @@ class BentoDriftCheckOperator(_BentoOperator, BranchMixIn):
         drift_branch: str | None = None,
         no_drift_branch: str | None = None,
         report_path: str | None = None,
+        evidently: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -135,6 +152,7 @@ class BentoDriftCheckOperator(_BentoOperator, BranchMixIn):
         self.drift_branch = drift_branch
         self.no_drift_branch = no_drift_branch
         self.report_path = report_path
+        self.evidently = evidently
 
     def _report_path(self, context: Context) -> Path:
         if self.report_path:
@@ -162,6 +180,7 @@ class BentoDriftCheckOperator(_BentoOperator, BranchMixIn):
                     categorical=self.categorical,
                     thresholds=DriftThresholds(**self.thresholds),
                     report_path=path,
+                    evidently=self.evidently,
                     client=client,
                 )
         except BentoshipError as exc:
@@ -179,6 +198,15 @@ class BentoDriftCheckOperator(_BentoOperator, BranchMixIn):
                 _shown(column.p_value),
                 _shown(column.psi),
                 column.verdict,
+            )
+        for judged in report.evidently or ():
+            self.log.info(
+                "  Evidently: %-24s %s %.4g (threshold %g) -> %s",
+                judged.name,
+                judged.method,
+                judged.score,
+                judged.threshold,
+                "drift" if judged.drifted else "no_drift",
             )
         if self.drift_branch is not None and self.no_drift_branch is not None:
             chosen = self.drift_branch if report.drifted else self.no_drift_branch

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["Columns", "Monitor", "SqlQuery", "read_side", "side_of"]
+__all__ = ["Columns", "Monitor", "SqlQuery", "read_side", "side_from_text", "side_of"]
 
 Columns = dict[str, Any]
 """Column name → a 1-D NumPy array."""
@@ -57,6 +57,23 @@ def side_of(value: Any) -> Any:
             str(value["deployment"]), str(value["monitor"]), int(value.get("limit", 100_000))
         )
     return value
+
+
+def side_from_text(text: str) -> Any:
+    """A side as an orchestrator's string parameter gives it: JSON (``{"url", "query"}``,
+    ``{"deployment", "monitor"}``) when it starts with ``{``, else a Parquet path."""
+    import json
+
+    text = text.strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        return side_of(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{text[:60]!r} is not valid JSON ({exc.msg}); give a Parquet path, "
+            '{"url": ..., "query": ...} or {"deployment": ..., "monitor": ...}'
+        ) from None
 
 
 def read_side(side: Any, what: str, client: Any = None) -> Columns:

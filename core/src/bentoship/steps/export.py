@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ def export_monitoring(
     monitor: str,
     target: str | Path,
     *,
-    source: str | Path | SqlQuery | None = None,
+    source: str | Path | SqlQuery | Mapping[str, str] | None = None,
     watermark_column: str = "seq",
     table: str | None = None,
     client: Client | None = None,
@@ -47,12 +48,13 @@ def export_monitoring(
     yet: a Parquet folder, a DuckDB file (``.duckdb``/``.db``) or a SQLAlchemy URL.
 
     The records come from the local control plane. BentoCloud has no API for monitoring data:
-    give ``source`` instead, a Parquet path or a :class:`~bentoship.drift.SqlQuery` that your
-    collector fills, with ``watermark_column``, a column of whole numbers that only rises (a
+    give ``source`` instead, a Parquet path or a :class:`~bentoship.drift.SqlQuery` (also
+    ``{"url", "query"}``, or that as JSON text) that your collector fills, with
+    ``watermark_column``, a column of whole numbers that only rises (a
     sequence, or epoch milliseconds). The target keeps the watermark with the records it holds,
     so a re-run or a retried task writes no duplicate.
     """
-    from ..drift.tables import SqlQuery
+    from ..drift.tables import SqlQuery, side_from_text, side_of
     from ..export.sources import (
         DeploymentSource,
         ParquetSource,
@@ -64,6 +66,15 @@ def export_monitoring(
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", monitor):
         raise ConfigError(f"monitor {monitor!r} is not a monitor name (letters, digits, _ . -)")
+    if isinstance(source, str):
+        source = side_from_text(source)
+    elif isinstance(source, Mapping):
+        source = side_of(source)
+    if source is not None and not isinstance(source, str | Path | SqlQuery):
+        raise ConfigError(
+            'source: give a Parquet path or SqlQuery(url, query) ({"url", "query"}); '
+            "a deployment's own records need no source"
+        )
     destination = target_for(target, table or f"monitor_{re.sub(r'[^a-z0-9_]', '_', monitor)}")
     own = client is None and source is None
     api = client or (Client.from_env() if source is None else None)

@@ -3,8 +3,6 @@
 bentoship, numpy and scipy are imported inside the task bodies only.
 """
 
-import json
-import typing
 from typing import NamedTuple
 
 import flytekit
@@ -30,13 +28,6 @@ class ExportOutputs(NamedTuple):
     watermark: int
 
 
-def _side(text: str) -> typing.Any:
-    """A side as given to the task: a Parquet path, or JSON (``{"url", "query"}``,
-    ``{"deployment", "monitor"}``)."""
-    text = text.strip()
-    return json.loads(text) if text.startswith("{") else text
-
-
 @task(cache=False, enable_deck=True, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
 def check_drift(
     reference: str,
@@ -47,6 +38,7 @@ def check_drift(
     psi: float = 0.1,
     share: float = 0.5,
     fail_on_drift: bool = False,
+    evidently: bool = False,
     endpoint: str | None = None,
     token: str | None = None,
 ) -> DriftOutputs:
@@ -55,15 +47,19 @@ def check_drift(
 
     Each side is a Parquet path, or JSON: ``{"url": ..., "query": ...}`` (a SQL query on a
     SQLAlchemy URL) or ``{"deployment": ..., "monitor": ...}`` (a deployment's monitoring
-    records on the local control plane). With ``fail_on_drift``, drift fails the task.
+    records on the local control plane). With ``fail_on_drift``, drift fails the task. With
+    ``evidently`` (the ``evidently`` extra), Evidently's own page is the *Evidently report*
+    deck.
     """
     import contextlib
+    from pathlib import Path
 
-    from bentoship.drift import DriftThresholds, render_report
+    from bentoship.drift import DriftThresholds, Monitor, render_report
+    from bentoship.drift.tables import side_from_text
     from bentoship.steps import check_drift as check
 
-    sides = [_side(reference), _side(current)]
-    monitors = [s for s in sides if isinstance(s, dict) and "deployment" in s]
+    sides = [side_from_text(reference), side_from_text(current)]
+    monitors = [s for s in sides if isinstance(s, Monitor)]
     path = flytekit.current_context().working_directory + "/drift-report.html"
     with contextlib.ExitStack() as stack:
         api = stack.enter_context(client(endpoint, token)) if monitors else None
@@ -73,9 +69,13 @@ def check_drift(
             categorical=categorical or (),
             thresholds=DriftThresholds(p_value=p_value, psi=psi, share=share),
             report_path=path,
+            evidently=evidently,
             client=api,
         )
-    flytekit.Deck("Drift report", render_report(report))
+    theirs = Path(path).with_suffix(".evidently.html")
+    flytekit.Deck("Drift report", render_report(report, theirs.name if evidently else None))
+    if evidently:
+        flytekit.Deck("Evidently report", theirs.read_text(encoding="utf-8"))
     if fail_on_drift and report.drifted:
         from bentoship.errors import DriftDetected
 
@@ -89,13 +89,25 @@ def export_monitoring(
     monitor: str,
     target: str,
     table: str | None = None,
+    source: str | None = None,
+    watermark_column: str = "seq",
     endpoint: str | None = None,
     token: str | None = None,
 ) -> ExportOutputs:
     """Export the records of ``monitor`` that ``target`` (a Parquet folder, a DuckDB file or a
-    SQLAlchemy URL) does not have yet; a re-run writes no duplicate."""
+    SQLAlchemy URL) does not have yet; a re-run writes no duplicate.
+
+    ``source`` is where the records are when not on the local control plane (BentoCloud keeps
+    none): a Parquet path, or JSON ``{"url", "query"}`` (a SQL query on a SQLAlchemy URL) that
+    your collector fills, with ``watermark_column``, a column that only rises.
+    """
     from bentoship.steps import export_monitoring as export
 
-    with client(endpoint, token) as api:
-        result = export(name, monitor, target, table=table, client=api)
+    if source:
+        result = export(
+            name, monitor, target, source=source, watermark_column=watermark_column, table=table
+        )
+    else:
+        with client(endpoint, token) as api:
+            result = export(name, monitor, target, table=table, client=api)
     return ExportOutputs(result.count, result.watermark)
