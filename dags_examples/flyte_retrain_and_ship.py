@@ -12,10 +12,16 @@ candidate (or rolls back a rollout that already took the endpoint). A failure be
 ``retrain_and_ship_with_connector`` is the same pipeline whose deploy-and-wait runs in the
 bentoship connector, holding no pod while the rollout runs.
 
+``closed_loop`` retrains only when the traffic has drifted: check_drift (the features the
+service logged with ``bentoml.monitor("classifier")`` against the training set's; the report
+is the task's *Drift report* deck) -> retrain_and_ship when drifted -> export the monitoring
+records the warehouse does not hold yet (a DuckDB file here).
+
 Run it locally against a local control plane (``bentoship server``)::
 
     pyflyte run dags_examples/flyte_retrain_and_ship.py retrain_and_ship
     pyflyte run dags_examples/flyte_retrain_and_ship.py retrain_and_ship --bad
+    pyflyte run dags_examples/flyte_retrain_and_ship.py closed_loop
 
 The second run trains a deliberately useless model: its quality gate fails, the candidate is
 discarded, and the endpoint never stopped serving the previous model. Set
@@ -29,12 +35,13 @@ that image, which then needs scikit-learn too.
 
 import importlib.util
 import json
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
 
 import flytekit
-from flytekit import ImageSpec, task, workflow
+from flytekit import ImageSpec, conditional, task, workflow
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
 
@@ -42,7 +49,9 @@ from flytekitplugins.bentoship import (
     IMAGE,
     BentoDeploymentTask,
     build_bento,
+    check_drift,
     deploy_bento,
+    export_monitoring,
     promote_deployment,
     push_bento,
     smoke_test_deployment,
@@ -59,6 +68,10 @@ EXAMPLE_IMAGE = (
     IMAGE.with_packages(["scikit-learn>=1.5"]) if isinstance(IMAGE, ImageSpec) else IMAGE
 )
 """This file's own tasks train and evaluate with scikit-learn."""
+MONITOR = "classifier"
+"""The monitor the service logs each answered row to (``example_bento/service.py``)."""
+FEATURES = ["f0", "f1", "f2", "f3"]
+WAREHOUSE = str(Path(tempfile.gettempdir()) / "bentoship-closed-loop" / "warehouse.duckdb")
 
 
 def _training() -> ModuleType:
@@ -208,6 +221,99 @@ def retrain_and_ship_with_connector(
         endpoint=endpoint,
     )
     return Shipped(rollout=promoted, url=endpoint_of(rollout=promoted))
+
+
+class ClosedLoop(NamedTuple):
+    drifted: bool
+    summary: str
+    report: FlyteFile
+    rollout: str
+    """The new model's rollout record, or empty when the traffic had not drifted."""
+    exported: int
+
+
+@task(cache=False, container_image=EXAMPLE_IMAGE)
+def training_features() -> str:
+    """The training set's features by column, as JSON: the drift check's reference."""
+    return json.dumps(_training().training_features())
+
+
+@task(cache=False, container_image=IMAGE)
+def traffic_of(deployment: str) -> str:
+    """The drift check's current side: what the deployment's service logged."""
+    return json.dumps({"deployment": deployment, "monitor": MONITOR})
+
+
+@task(cache=False, container_image=IMAGE)
+def deployment_of(rollout: str) -> str:
+    """The deployment a rollout shipped to (so that the export waits for the rollout)."""
+    return str(json.loads(rollout)["name"])
+
+
+@task(cache=False, container_image=IMAGE)
+def keep_serving() -> str:
+    """No drift: no new rollout."""
+    return ""
+
+
+class Shipment(NamedTuple):
+    rollout: str
+    exported: int
+
+
+@workflow
+def retrain_ship_export(
+    deployment: str, warehouse: str, min_accuracy: float, endpoint: str | None = None
+) -> Shipment:
+    """The traffic drifted: retrain and ship, then export the monitoring records."""
+    shipped = retrain_and_ship(deployment=deployment, min_accuracy=min_accuracy, endpoint=endpoint)
+    exported = export_monitoring(
+        name=deployment_of(rollout=shipped.rollout),
+        monitor=MONITOR,
+        target=warehouse,
+        endpoint=endpoint,
+    )
+    return Shipment(shipped.rollout, exported.records)
+
+
+@workflow
+def keep_serving_export(deployment: str, warehouse: str, endpoint: str | None = None) -> Shipment:
+    """No drift: the deployment keeps serving; export the monitoring records."""
+    exported = export_monitoring(
+        name=deployment, monitor=MONITOR, target=warehouse, endpoint=endpoint
+    )
+    return Shipment(keep_serving(), exported.records)
+
+
+@workflow
+def closed_loop(
+    deployment: str = DEPLOYMENT,
+    warehouse: str = WAREHOUSE,
+    min_accuracy: float = QUALITY_THRESHOLD,
+    endpoint: str | None = None,
+) -> ClosedLoop:
+    """Check the traffic for drift; retrain and ship when it drifted; export the records."""
+    found = check_drift(
+        reference=training_features(),
+        current=traffic_of(deployment=deployment),
+        columns=FEATURES,
+        endpoint=endpoint,
+    )
+    done = (
+        conditional("retrain_on_drift")
+        .if_(found.drifted.is_true())
+        .then(
+            retrain_ship_export(
+                deployment=deployment,
+                warehouse=warehouse,
+                min_accuracy=min_accuracy,
+                endpoint=endpoint,
+            )
+        )
+        .else_()
+        .then(keep_serving_export(deployment=deployment, warehouse=warehouse, endpoint=endpoint))
+    )
+    return ClosedLoop(found.drifted, found.summary, found.report, done.rollout, done.exported)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule, task
 
@@ -51,70 +52,86 @@ def meets_quality_gate(predictions: list[int]) -> bool:
     return accuracy >= train.QUALITY_THRESHOLD
 
 
+def retrain_and_ship_tasks(pipeline: str, *, deferrable: bool) -> tuple[list[Any], Any]:
+    """Add train -> build and push -> deploy -> quality gate -> promote (and rollback) to the
+    DAG being defined; return the first tasks and the promote task.
+
+    The DAG needs the ``bad_model`` and ``deployment_name`` params.
+    """
+
+    @task
+    def train_model(params: dict | None = None, run_id: str | None = None) -> str:
+        """Train on generated data and export the model file for the build task."""
+        import bentoml
+
+        train = _train_module()
+        X, y = train.generate_data()
+        bad = bool((params or {}).get("bad_model"))
+        tag = train.save_model(train.train_model(X, y, bad=bad))
+        target = HANDOFF / pipeline / str(run_id).replace(":", "_") / "model.bentomodel"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        bentoml.models.export_model(tag, str(target))
+        return str(target)
+
+    @task
+    def holdout_payload() -> dict:
+        """The quality gate's request body: held-out features."""
+        features, _ = _train_module().holdout()
+        return {"features": features.tolist()}
+
+    trained, payload = train_model(), holdout_payload()
+    build = BentoBuildOperator(
+        task_id="build_and_push",
+        project_dir=str(PROJECT),
+        model_files=[trained],
+        labels={"pipeline": pipeline},
+        push=True,
+    )
+    deploy = BentoDeployOperator(
+        task_id="deploy",
+        deployment_name="{{ params.deployment_name }}",
+        bento=build.output,
+        config={"min_replicas": 1, "max_replicas": 1, "labels": {"pipeline": pipeline}},
+        candidate=True,
+        timeout=300,
+        deferrable=deferrable,
+    )
+    quality_gate = BentoSmokeTestOperator(
+        task_id="quality_gate",
+        rollout=deploy.output,
+        api="predict",
+        payload=payload,
+        check=meets_quality_gate,
+    )
+    promote = BentoPromoteOperator(task_id="promote", deploy_task_id="deploy")
+    rollback = BentoRollbackOperator(
+        task_id="rollback", deploy_task_id="deploy", trigger_rule=TriggerRule.ONE_FAILED
+    )
+    # promote stays a leaf: when verification fails it is upstream_failed, so the run fails
+    # while the rollback task, which discards the candidate, succeeds.
+    quality_gate >> promote
+    [deploy, quality_gate] >> rollback
+    return [trained.operator, payload.operator], promote
+
+
+def ship_params() -> dict[str, Param]:
+    """The params the ship tasks read."""
+    return {
+        "bad_model": Param(False, type="boolean", description="train a useless model"),
+        "deployment_name": Param(DEPLOYMENT, type="string"),
+    }
+
+
 def retrain_and_ship_dag(dag_id: str, *, deferrable: bool) -> DAG:
     """The pipeline; ``deferrable`` makes the deploy task wait in the triggerer."""
     with DAG(
         dag_id=dag_id,
         schedule=None,
         catchup=False,
-        params={
-            "bad_model": Param(False, type="boolean", description="train a useless model"),
-            "deployment_name": Param(DEPLOYMENT, type="string"),
-        },
+        params=ship_params(),
         tags=["bentoship", "example"],
     ) as dag:
-
-        @task
-        def train_model(params: dict | None = None, run_id: str | None = None) -> str:
-            """Train on generated data and export the model file for the build task."""
-            import bentoml
-
-            train = _train_module()
-            X, y = train.generate_data()
-            bad = bool((params or {}).get("bad_model"))
-            tag = train.save_model(train.train_model(X, y, bad=bad))
-            target = HANDOFF / dag_id / str(run_id).replace(":", "_") / "model.bentomodel"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            bentoml.models.export_model(tag, str(target))
-            return str(target)
-
-        @task
-        def holdout_payload() -> dict:
-            """The quality gate's request body: held-out features."""
-            features, _ = _train_module().holdout()
-            return {"features": features.tolist()}
-
-        build = BentoBuildOperator(
-            task_id="build_and_push",
-            project_dir=str(PROJECT),
-            model_files=[train_model()],
-            labels={"pipeline": dag_id},
-            push=True,
-        )
-        deploy = BentoDeployOperator(
-            task_id="deploy",
-            deployment_name="{{ params.deployment_name }}",
-            bento=build.output,
-            config={"min_replicas": 1, "max_replicas": 1, "labels": {"pipeline": dag_id}},
-            candidate=True,
-            timeout=300,
-            deferrable=deferrable,
-        )
-        quality_gate = BentoSmokeTestOperator(
-            task_id="quality_gate",
-            rollout=deploy.output,
-            api="predict",
-            payload=holdout_payload(),
-            check=meets_quality_gate,
-        )
-        promote = BentoPromoteOperator(task_id="promote", deploy_task_id="deploy")
-        rollback = BentoRollbackOperator(
-            task_id="rollback", deploy_task_id="deploy", trigger_rule=TriggerRule.ONE_FAILED
-        )
-        # promote stays a leaf: when verification fails it is upstream_failed, so the run fails
-        # while the rollback task, which discards the candidate, succeeds.
-        quality_gate >> promote
-        [deploy, quality_gate] >> rollback
+        retrain_and_ship_tasks(dag_id, deferrable=deferrable)
     return dag
 
 

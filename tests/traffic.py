@@ -107,3 +107,25 @@ class TrafficLoop:
     def by_revision(self) -> Counter[str]:
         with self._lock:
             return Counter(a.revision for a in self.answers)
+
+
+def wait_for_records(client: Any, deployment: str, monitor: str, at_least: int) -> int:
+    """How many records of ``monitor`` the control plane holds, once at least ``at_least``
+    (ingest runs every second)."""
+    deadline = time.monotonic() + 30
+    while True:
+        held = len(client.monitoring_records(deployment, monitor, limit=100_000))
+        if held >= at_least or time.monotonic() > deadline:
+            assert held >= at_least, f"{held} records of {monitor}, expected {at_least}"
+            return held
+        time.sleep(0.5)
+
+
+def send_drifted_traffic(client: Any, deployment: str, rows: list[list[float]]) -> int:
+    """POST ``rows`` to the example classifier 4 times, once its monitor holds every record
+    logged before; return how many records it holds after them."""
+    logged = wait_for_records(client, deployment, "classifier", 0)
+    url = client.get_deployment(deployment).url
+    for _ in range(4):
+        httpx.post(f"{url}/predict", json={"features": rows}, timeout=30).raise_for_status()
+    return wait_for_records(client, deployment, "classifier", logged + 4 * len(rows))

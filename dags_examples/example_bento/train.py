@@ -31,6 +31,9 @@ SAMPLE_INPUT: list[list[float]] = [
 """A small, valid payload for ``POST /predict`` (``{"features": SAMPLE_INPUT}``)."""
 SAMPLE_EXPECTED: list[int] = [0, 1]
 """What a good model (trained on :func:`generate_data`) predicts for ``SAMPLE_INPUT``."""
+MONITOR = "classifier"
+"""The monitor the service logs each answered row to (features ``f0``..``f3``, ``prediction``)."""
+FEATURES = [f"f{i}" for i in range(N_FEATURES)]
 
 
 @lru_cache(maxsize=4)
@@ -66,6 +69,20 @@ def holdout(n: int = HOLDOUT_SIZE, seed: int = DATA_SEED) -> tuple[Any, Any]:
         raise ValueError(f"n must be in 1..{HOLDOUT_SIZE}, got {n}")
     _, _, X, y = _split(seed)
     return X[:n].copy(), y[:n].copy()
+
+
+def training_features(seed: int = DATA_SEED) -> dict[str, list[float]]:
+    """The training set's features by column (``f0``..``f3``): a drift check's reference."""
+    X, _ = generate_data(seed=seed)
+    return {name: X[:, i].tolist() for i, name in enumerate(FEATURES)}
+
+
+def traffic(n: int = HOLDOUT_SIZE, shift: float = 0.0) -> list[list[float]]:
+    """``n`` held-out rows, each feature moved by ``shift`` of its standard deviation: with a
+    shift of 1, the traffic has drifted from the training data."""
+    X, _ = holdout(n)
+    spread = generate_data()[0].std(axis=0)
+    return (X + shift * spread).tolist()
 
 
 def train_model(X: Any, y: Any, bad: bool = False) -> LogisticRegression:

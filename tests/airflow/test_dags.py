@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import httpx
 import pytest
@@ -11,25 +13,27 @@ import pytest
 from bentoship import Client
 from bentoship.server import LocalControlPlane
 
-from ..drift_data import drift_parquet
-from ..traffic import TrafficLoop
+from ..traffic import TrafficLoop, send_drifted_traffic
 from .conftest import EXAMPLES
 
 
-def run_dag(dag_id: str, conf: dict[str, Any]) -> dict[str, str]:
-    """Run the example DAG once; return each task's final state, and the deploy task's links."""
+def run_dag(
+    dag_id: str, conf: dict[str, Any], file: str = "retrain_and_ship.py", xcoms_of: str = "deploy"
+) -> dict[str, str]:
+    """Run an example DAG once; return each task's final state, and the XComs (links too) of
+    the task ``xcoms_of``."""
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    bag = DagBag(dag_folder=str(EXAMPLES / "retrain_and_ship.py"))
+    bag = DagBag(dag_folder=str(EXAMPLES / file))
     assert not bag.import_errors, bag.import_errors
     dag_run = bag.get_dag(dag_id).test(run_conf=conf)
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     states["run"] = str(dag_run.state)
     with create_session() as session:
         rows = session.query(XComModel).filter_by(
-            dag_id=dag_id, run_id=dag_run.run_id, task_id="deploy"
+            dag_id=dag_id, run_id=dag_run.run_id, task_id=xcoms_of
         )
         states.update({f"xcom:{row.key}": str(row.value) for row in rows})
     return states
@@ -63,10 +67,12 @@ def task_logs(capfd: pytest.CaptureFixture[str]) -> str:
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_good_run_then_bad_run_is_rolled_back(
-    bentocloud_connection: LocalControlPlane, capfd: pytest.CaptureFixture[str]
+def test_good_run_bad_run_rolled_back_then_drift_retrains(
+    bentocloud_connection: LocalControlPlane, capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """The deferrable DAG; `make demo` (run by CI after the tests) runs the plain one."""
+    """The deferrable DAG, then the closed loop on the same deployment once its traffic has
+    drifted; `make demo` (run by CI after the tests) runs the plain one and the closed loop
+    with `airflow dags test`."""
     dag_id, deployment = "retrain_and_ship_deferrable", "af-example-deferred"
     task_logs(capfd)
     good = run_dag(dag_id, {"bad_model": False, "deployment_name": deployment})
@@ -110,43 +116,41 @@ def test_good_run_then_bad_run_is_rolled_back(
         revisions = client.list_revisions(deployment)
         assert [(r.name, r.phase) for r in revisions] == [("r2", "cancelled"), ("r1", "serving")]
 
-
-@pytest.mark.usefixtures("airflow_db")
-def test_drift_gate_branches_to_retrain_and_links_its_report(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    from bentoship_airflow.links.drift import BentoDriftReportLink
-
-    bag = DagBag(dag_folder=str(EXAMPLES / "drift_gate.py"))
-    assert not bag.import_errors, bag.import_errors
-    dag = bag.get_dag("drift_gate")
-    report = tmp_path / "report.html"
-    conf = {
-        "reference": drift_parquet(tmp_path / "train.parquet", 0.0),
-        "current": drift_parquet(tmp_path / "traffic.parquet", 0.6),
-        "report_path": str(report),
-    }
-    run = dag.test(run_conf=conf)
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    assert states == {"check_drift": "success", "retrain": "success", "keep_serving": "skipped"}
-    html = report.read_text()
-    assert 'id="column-x"' in html and "1 of 2 columns drifted" in html
-    logged = capfd.readouterr()
-    assert "drift: 1 of 2 columns drifted (50%; threshold 10%): x" in logged.out + logged.err
-    # the link's URL, as Airflow stored it when the task ended
-    with create_session() as session:
-        stored = (
-            session.query(XComModel)
-            .filter_by(
-                dag_id="drift_gate",
-                run_id=run.run_id,
-                task_id="check_drift",
-                key=f"_link_{BentoDriftReportLink.__name__}",
-            )
-            .one()
+        before_loop = send_drifted_traffic(client, deployment, _train().traffic(200, shift=1.5))
+        warehouse = tmp_path / "warehouse.duckdb"
+        loop = run_dag(
+            "closed_loop",
+            {"deployment_name": deployment, "warehouse": str(warehouse)},
+            file="closed_loop.py",
+            xcoms_of="check_drift",
         )
-    assert stored.value == report.resolve().as_uri()
+        logs = task_logs(capfd)
+        retrained = client.get_deployment(deployment)
+    assert {k: v for k, v in loop.items() if not k.startswith("xcom:")} == {
+        "training_features": "success",
+        "check_drift": "success",
+        "retrain": "success",
+        "keep_serving": "skipped",
+        "train_model": "success",
+        "holdout_payload": "success",
+        "build_and_push": "success",
+        "deploy": "success",
+        "quality_gate": "success",
+        "promote": "success",
+        "rollback": "skipped",
+        "export_monitoring": "success",
+        "run": "success",
+    }
+    assert "drift: 4 of 4 columns drifted (100%; threshold 50%): f0, f1, f2, f3" in logs
+    report = loop["xcom:_link_BentoDriftReportLink"]
+    assert report.startswith("file:///") and report.endswith(".html")
+    page = Path(url2pathname(urlparse(report).path)).read_text()
+    assert 'id="column-f0"' in page and "4 of 4 columns drifted" in page
+    assert retrained.serving_revision == "r3" and retrained.bento != first.bento
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        exported = db.execute("SELECT count(*), count(DISTINCT seq) FROM monitor_classifier")
+        total, distinct = exported.fetchone() or (0, 0)
+    # everything logged before the loop began, and the quality gate's rows of the new model
+    assert total == distinct >= before_loop + 200, (total, distinct, before_loop)

@@ -7,6 +7,8 @@ The endpoint comes from the workflow's input and the token from the Flyte secret
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from bentoship.refs import find_revision
 from bentoship.server import LocalControlPlane
 from flytekitplugins.bentoship import IMAGE
 
-from ..traffic import TrafficLoop
+from ..traffic import TrafficLoop, send_drifted_traffic
 from .conftest import client_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
@@ -142,9 +144,60 @@ def test_bad_model_is_discarded_unseen_by_on_failure(
     assert accuracy_at(url, holdout) >= example._training().QUALITY_THRESHOLD
 
 
+def test_closed_loop_retrains_on_drift_under_pyflyte_run(
+    good_run: tuple[Rollout, str],
+    shared_plane: LocalControlPlane,
+    example: ModuleType,
+    flyte_secret: None,
+    tmp_path: Path,
+) -> None:
+    """``pyflyte run … closed_loop`` once the traffic has drifted: the report is a deck, a new
+    model serves, and the monitoring records are exported."""
+    assert shared_plane.connection is not None
+    sandbox, warehouse = tmp_path / "sandbox", tmp_path / "warehouse.duckdb"
+    with client_for(shared_plane) as api:
+        before = api.get_deployment(DEPLOYMENT)
+        logged = send_drifted_traffic(api, DEPLOYMENT, example._training().traffic(200, 1.5))
+        ran = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "pyflyte"),
+                "run",
+                str(EXAMPLES / "flyte_retrain_and_ship.py"),
+                "closed_loop",
+                "--deployment",
+                DEPLOYMENT,
+                "--warehouse",
+                str(warehouse),
+                "--endpoint",
+                shared_plane.connection.endpoint,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "FLYTE_SDK_LOCAL_SANDBOX": str(sandbox)},
+        )
+        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+        after = api.get_deployment(DEPLOYMENT)
+    assert after.serving_revision != before.serving_revision and after.bento != before.bento
+    decks = [p.read_text() for p in sandbox.rglob("deck.html")]
+    drift_decks = [d for d in decks if "Drift report" in d]
+    assert len(drift_decks) == 1 and 'id="column-f0"' in drift_decks[0]
+    assert "4 of 4 columns drifted" in drift_decks[0]
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        row = db.execute("SELECT count(*), count(DISTINCT seq) FROM monitor_classifier")
+        total, distinct = row.fetchone() or (0, 0)
+    assert total == distinct >= logged + 200, (total, distinct, logged)
+
+
 def test_example_workflows_compile_for_a_cluster(example: ModuleType) -> None:
     settings = SerializationSettings(ImageConfig.auto_default_image())
-    for pipeline in (example.retrain_and_ship, example.retrain_and_ship_with_connector):
+    for pipeline in (
+        example.retrain_and_ship,
+        example.retrain_and_ship_with_connector,
+        example.closed_loop,
+    ):
         entities: OrderedDict[Any, Any] = OrderedDict()
         spec = get_serializable(entities, settings, pipeline)
         assert spec.template.nodes
