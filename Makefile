@@ -1,5 +1,7 @@
 # Set-up on a fresh machine needs only Python 3.11: uv is bootstrapped into .uv/,
-# then every workspace member is synced into .venv/ from uv.lock.
+# then every workspace member is synced into .venv/ from uv.lock, compiled to bytecode: the
+# tests start hundreds of Python processes, and under PYTHONDONTWRITEBYTECODE each of them would
+# compile every module it imports (bentoml, kfp, airflow, flytekit...) again.
 PYTHON ?= python3.11
 UV_VERSION := 0.13.9
 UV := .uv/bin/uv
@@ -20,7 +22,7 @@ VERSION_FILES := core/src/bentoship/_version.py airflow_provider/src/bentoship_a
 	kfp_components/src/bentoship_kfp/__init__.py flyte_plugin/src/flytekitplugins/bentoship/__init__.py
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml core/pyproject.toml airflow_provider/pyproject.toml kfp_components/pyproject.toml flyte_plugin/pyproject.toml $(VERSION_FILES)
-	$(UV) sync --all-packages --locked --python $(PYTHON)
+	$(UV) sync --all-packages --locked --compile-bytecode --python $(PYTHON)
 	touch $@
 
 install: $(VENV)/.synced

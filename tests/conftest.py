@@ -234,17 +234,37 @@ def start_control_plane(tmp_path: Path) -> Iterator[Callable[..., LocalControlPl
         plane.stop()
 
 
+def shared_plane_like(data_dir: Path) -> LocalControlPlane:
+    """A control plane (not started) with ``shared_plane``'s settings."""
+    return LocalControlPlane(data_dir, readiness_timeout=60, rollback_window=60)
+
+
+@pytest.fixture(scope="session")
+def _worker_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
+    """The one control plane of this xdist worker (or session) behind ``shared_plane``."""
+    with shared_plane_like(tmp_path_factory.mktemp("shared-plane")) as plane:
+        yield plane
+
+
 @pytest.fixture(scope="module")
-def shared_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
-    """One control plane for a whole test module: a crashing revision fails at its first crash."""
-    plane = LocalControlPlane(
-        tmp_path_factory.mktemp("shared-plane"),
-        readiness_timeout=60,
-        rollback_window=60,
-    )
-    plane.start()
-    yield plane
-    plane.stop()
+def shared_plane(_worker_plane: LocalControlPlane) -> Iterator[LocalControlPlane]:
+    """One control plane for a whole test module: a crashing revision fails at its first crash.
+
+    The plane serves every module of the worker, so a module finds the bentos others pushed,
+    but no deployment of theirs: the module's own are deleted after it, with their processes.
+    """
+    from bentoship import Client
+    from bentoship.errors import NotFoundError
+
+    connection = _worker_plane.connection
+    assert connection is not None
+    with Client(connection.endpoint, connection.token) as client:
+        assert client.list_deployments() == [], "a module left deployments on the shared plane"
+    yield _worker_plane
+    with Client(connection.endpoint, connection.token) as client:
+        for deployment in client.list_deployments():
+            with contextlib.suppress(NotFoundError):
+                client.delete_deployment(deployment.name)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import bentoml
@@ -15,6 +16,16 @@ import httpx
 import pytest
 
 from bentoship.server import LocalControlPlane
+
+from ..conftest import shared_plane_like
+
+
+@pytest.fixture(scope="module")
+def shared_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
+    """A plane of this module's own, not the worker's: bentoml's first push of each bento must
+    find none there."""
+    with shared_plane_like(tmp_path_factory.mktemp("sdk-plane")) as plane:
+        yield plane
 
 
 def cloud_client(plane: LocalControlPlane) -> bentoml.cloud.BentoCloudClient:
