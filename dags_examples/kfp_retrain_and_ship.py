@@ -17,12 +17,18 @@ nothing on the server and needs no rollback.
 The ``bad_model`` parameter trains a deliberately useless model: it deploys and answers on the
 candidate URL, fails the quality gate (holdout accuracy about 0.21 against 0.8) and is discarded.
 
+``closed_loop`` retrains only when the traffic has drifted: check_drift (the features the
+service logged with ``bentoml.monitor("classifier")`` against the training set's; its report is
+an HTML artifact the KFP UI shows) -> ``dsl.If`` drifted: retrain_and_ship -> export the
+monitoring records the warehouse does not hold yet (a DuckDB file here), in either branch.
+
 In a cluster, every task that talks to the server reads ``BENTO_CLOUD_API_ENDPOINT`` and
 ``BENTO_CLOUD_API_KEY`` from the Kubernetes secret ``bentoship-api`` (keys ``endpoint`` and
 ``token``). See docs/kfp.md.
 
     python dags_examples/kfp_retrain_and_ship.py    # compile to kfp_retrain_and_ship.yaml
     python dags_examples/kfp_retrain_and_ship.py --run-local [--bad-model]
+    python dags_examples/kfp_retrain_and_ship.py --run-local --closed-loop
 """
 
 import argparse
@@ -36,7 +42,9 @@ from kfp.dsl import Model, Output
 from bentoship_kfp import DEFAULT_IMAGE
 from bentoship_kfp.components import (
     build_bento,
+    check_drift,
     deploy_bento,
+    export_monitoring,
     promote_deployment,
     push_bento,
     rollback_deployment,
@@ -57,6 +65,10 @@ DEPLOYMENT = "example-classifier"
 API_SECRET = "bentoship-api"
 SECRET_TO_ENV = {"endpoint": "BENTO_CLOUD_API_ENDPOINT", "token": "BENTO_CLOUD_API_KEY"}
 QUALITY_THRESHOLD = 0.8
+MONITOR = "classifier"
+"""The monitor the service logs each answered row to (``example_bento/service.py``)."""
+FEATURES = ["f0", "f1", "f2", "f3"]
+WAREHOUSE = "/tmp/bentoship-closed-loop/warehouse.duckdb"
 
 
 @dsl.component(base_image=EXAMPLE_IMAGE, install_kfp_package=False)
@@ -96,6 +108,26 @@ def holdout_set(project_dir: str) -> NamedTuple("Holdout", [("payload", dict), (
 
     X, y = train.holdout()
     return ({"features": X.tolist()}, json.dumps([int(label) for label in y]))
+
+
+@dsl.component(base_image=EXAMPLE_IMAGE, install_kfp_package=False)
+def training_features(project_dir: str) -> str:
+    """The training set's features by column, as JSON: the drift check's reference."""
+    import json
+    import sys
+
+    sys.path.insert(0, project_dir)
+    import train
+
+    return json.dumps(train.training_features())
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def traffic_of(deployment_name: str, monitor: str) -> str:
+    """The drift check's current side: what the deployment's service logged."""
+    import json
+
+    return json.dumps({"deployment": deployment_name, "monitor": monitor})
 
 
 def _server_secret(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -167,6 +199,41 @@ def retrain_and_ship(
     return deployed.outputs["rollout"]
 
 
+@dsl.pipeline(name="kfp-closed-loop")
+def closed_loop(
+    deployment_name: str = DEPLOYMENT,
+    project_dir: str = PROJECT_IN_IMAGE,
+    warehouse: str = WAREHOUSE,
+    min_accuracy: float = QUALITY_THRESHOLD,
+    wait_timeout: int = 600,
+) -> str:
+    """Check the traffic for drift; retrain and ship when it drifted; export the records.
+
+    Returns:
+        The drift check's one-line summary.
+    """
+    reference = training_features(project_dir=project_dir)
+    current = traffic_of(deployment_name=deployment_name, monitor=MONITOR)
+    drift = _server_secret(
+        check_drift(reference=reference.output, current=current.output, columns=FEATURES)
+    )
+    with dsl.If(drift.outputs["drifted"] == True, name="traffic-drifted"):  # noqa: E712
+        shipped = retrain_and_ship(
+            deployment_name=deployment_name,
+            project_dir=project_dir,
+            min_accuracy=min_accuracy,
+            wait_timeout=wait_timeout,
+        )
+        _server_secret(
+            export_monitoring(deployment_name=deployment_name, monitor=MONITOR, target=warehouse)
+        ).after(shipped)
+    with dsl.Else(name="no-drift"):
+        _server_secret(
+            export_monitoring(deployment_name=deployment_name, monitor=MONITOR, target=warehouse)
+        )
+    return drift.outputs["summary"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="kfp_retrain_and_ship.yaml", help="pipeline YAML")
@@ -177,15 +244,23 @@ def main(argv: list[str] | None = None) -> int:
         "from BENTO_CLOUD_API_ENDPOINT/_KEY or the local control plane (`bentoship server`)",
     )
     parser.add_argument("--bad-model", action="store_true", help="train a useless model")
+    parser.add_argument(
+        "--closed-loop", action="store_true", help="the closed loop instead (drift -> retrain)"
+    )
     args = parser.parse_args(argv)
     if not args.run_local:
-        compiler.Compiler().compile(retrain_and_ship, args.output)
+        compiler.Compiler().compile(
+            closed_loop if args.closed_loop else retrain_and_ship, args.output
+        )
         print(f"wrote {args.output}")
         return 0
 
     from kfp import local
 
     local.init(runner=local.SubprocessRunner(use_venv=False))
+    if args.closed_loop:
+        print(closed_loop(project_dir=str(LOCAL_PROJECT)).output)
+        return 0
     try:
         rollout = retrain_and_ship(bad_model=args.bad_model, project_dir=str(LOCAL_PROJECT))
     except RuntimeError as exc:

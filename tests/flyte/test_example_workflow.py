@@ -155,6 +155,7 @@ def test_closed_loop_retrains_on_drift_under_pyflyte_run(
     model serves, and the monitoring records are exported."""
     assert shared_plane.connection is not None
     sandbox, warehouse = tmp_path / "sandbox", tmp_path / "warehouse.duckdb"
+    sandbox.mkdir()
     with client_for(shared_plane) as api:
         before = api.get_deployment(DEPLOYMENT)
         logged = send_drifted_traffic(api, DEPLOYMENT, example._training().traffic(200, 1.5))
@@ -174,7 +175,7 @@ def test_closed_loop_retrains_on_drift_under_pyflyte_run(
             capture_output=True,
             text=True,
             timeout=600,
-            env={**os.environ, "FLYTE_SDK_LOCAL_SANDBOX": str(sandbox)},
+            env={**os.environ, "TMPDIR": str(sandbox)},  # flytekit's local sandbox
         )
         assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
         after = api.get_deployment(DEPLOYMENT)

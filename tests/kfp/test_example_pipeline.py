@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import duckdb
 import httpx
 import pytest
 from kfp import compiler
@@ -15,7 +16,7 @@ from kfp.components import load_component_from_text
 from bentoship import Client, Rollout
 from bentoship.server import LocalControlPlane
 
-from ..traffic import TrafficLoop
+from ..traffic import TrafficLoop, send_drifted_traffic
 from .helpers import executor_labels, task_output, task_ran, with_task_env
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
@@ -47,7 +48,7 @@ def served_accuracy(url: str, train: ModuleType) -> float:
     return sum(int(a == b) for a, b in zip(answer, labels, strict=True)) / len(labels)
 
 
-def test_good_model_ships_then_bad_model_is_discarded_unseen(
+def test_good_model_ships_bad_model_is_discarded_unseen_then_drift_retrains(
     start_control_plane: Callable[..., LocalControlPlane],
     kfp_local: Callable[[str], Path],
     server_env: Callable[[LocalControlPlane], None],
@@ -118,6 +119,25 @@ def test_good_model_ships_then_bad_model_is_discarded_unseen(
         assert not newest.serving and newest.phase == "cancelled"  # discarded, never served
         assert [r.name for r in older] == ["r1"]
         assert served_accuracy(dep.url, train) == pytest.approx(0.89, abs=0.005)
+
+    # 3. The closed loop, once the traffic has drifted: the drift check finds it, the retrain
+    # branch ships a new model, and the records are exported.
+    with Client() as client:
+        logged = send_drifted_traffic(client, name, train.traffic(200, shift=1.5))
+    loop_root = kfp_local("loop")
+    warehouse = tmp_path / "warehouse.duckdb"
+    summary = example.closed_loop(project_dir=str(PROJECT), warehouse=str(warehouse)).output
+    assert summary == "drift: 4 of 4 columns drifted (100%; threshold 50%): f0, f1, f2, f3"
+    (report,) = [p for p in loop_root.rglob("report") if p.parent.name == "check-drift"]
+    assert 'id="column-f0"' in report.read_text()
+    assert task_output(loop_root, "promote-deployment")
+    with Client() as client:
+        dep = client.get_deployment(name)
+    assert dep.serving_revision == "r3" and dep.bento not in (good.bento, bad.bento)
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        row = db.execute("SELECT count(*), count(DISTINCT seq) FROM monitor_classifier")
+        total, distinct = row.fetchone() or (0, 0)
+    assert total == distinct >= logged + 200, (total, distinct, logged)
 
     model_dir = Path("models") / "example_classifier"
     assert (homes / "exec-train-model" / model_dir).is_dir()

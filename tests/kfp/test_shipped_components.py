@@ -180,6 +180,8 @@ def test_drift_report_is_an_html_artifact(kfp_local: Callable[[str], Path], tmp_
     assert task.outputs["summary"].startswith("drift: 1 of 2 columns drifted")
     reports = list(root.rglob("report"))
     assert len(reports) == 1 and 'id="column-x"' in reports[0].read_text()
+    (evidently,) = root.rglob("evidently_report")
+    assert "not asked for (evidently=True)" in evidently.read_text()
     # kfp.local keeps the Metrics artifact's figures in the task's executor output
     executed = json.loads(next(root.rglob("executor_output.json")).read_text())
     (figures,) = executed["artifacts"]["figures"]["artifacts"]
