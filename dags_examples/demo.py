@@ -5,7 +5,11 @@
    candidate, passes its quality gate on the candidate URL and is promoted;
 3. the same DAG with ``bad_model=true``: the candidate fails the quality gate and the rollback
    task discards it; the endpoint never stopped serving the good model, and the run fails;
-4. print which revision serves and why, then stop everything it started.
+4. the service logs every row it answers with ``bentoml.monitor``; the demo sends it traffic
+   that has drifted from the training data, then runs `airflow dags test closed_loop`: the drift
+   check finds the drift (its HTML report is the task's *Drift report* link), the retrain
+   branch ships a new model, and the monitoring records are exported to a DuckDB file;
+5. print which revision serves and why, then stop everything it started.
 
 Pass ``--keep`` to keep the temporary directory (Airflow logs, server state) for a look.
 """
@@ -15,15 +19,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+if TYPE_CHECKING:
+    from bentoship import Client
 
 HERE = Path(__file__).resolve().parent
 DAG_ID = "retrain_and_ship"
+CLOSED_LOOP = "closed_loop"
 DEPLOYMENT = "example-classifier"
 
 
@@ -35,7 +48,7 @@ def airflow(*args: str, log: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def task_states(airflow_home: Path) -> dict[str, str]:
+def task_states(airflow_home: Path, dag_id: str = DAG_ID) -> dict[str, str]:
     """Each task's state in the DAG's latest run (and the run's, as ``run``), read from Airflow's
     SQLite metadata database.
 
@@ -47,12 +60,42 @@ def task_states(airflow_home: Path) -> dict[str, str]:
             "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = "
             "(SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1) "
             "ORDER BY start_date IS NULL, start_date",
-            (DAG_ID, DAG_ID),
+            (dag_id, dag_id),
         ).fetchall()
         run = db.execute(
-            "SELECT state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
+            "SELECT state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
         ).fetchone()
     return {**{task: str(state) for task, state in rows}, "run": str(run[0]) if run else ""}
+
+
+def task_xcom(airflow_home: Path, dag_id: str, task_id: str, key: str) -> object:
+    """An XCom of the task's latest run (links are XComs named ``_link_<class>``)."""
+    with contextlib.closing(sqlite3.connect(airflow_home / "airflow.db")) as db:
+        row = db.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = ? "
+            "ORDER BY timestamp DESC LIMIT 1",
+            (dag_id, task_id, key),
+        ).fetchone()
+    return json.loads(row[0]) if row and row[0] is not None else None
+
+
+def send_drifted_traffic(url: str, client: Client, rows: int = 200, requests: int = 4) -> int:
+    """POST held-out rows moved by 1.5 standard deviations; return the records logged."""
+    import httpx
+
+    sys.path.insert(0, str(HERE / "example_bento"))
+    import train
+
+    shifted = train.traffic(rows, shift=1.5)
+    for _ in range(requests):
+        httpx.post(f"{url}/predict", json={"features": shifted}, timeout=30).raise_for_status()
+    held = 0
+    for _ in range(60):  # the control plane ingests what the service logged every second
+        held = len(client.monitoring_records(DEPLOYMENT, train.MONITOR, limit=100_000))
+        if held >= rows * requests:
+            break
+        time.sleep(0.5)
+    return held
 
 
 def run_pipeline(bad_model: bool, airflow_home: Path, log: Path) -> dict[str, str]:
@@ -98,6 +141,28 @@ def main() -> int:
         print(f"     tasks: {bad}")
 
         with Client(plane.endpoint, plane.connection.token) as client:
+            served = client.get_deployment(DEPLOYMENT)
+            print("  3. traffic that has drifted from the training data: 800 rows, every feature")
+            print("     moved by 1.5 standard deviations")
+            records = send_drifted_traffic(served.url, client)
+            print(f"     the control plane holds {records} records of the monitor `classifier`")
+            print(f"  4. {CLOSED_LOOP}: check drift -> retrain -> ship -> export")
+            warehouse = workdir / "warehouse.duckdb"
+            conf = json.dumps({"deployment_name": DEPLOYMENT, "warehouse": str(warehouse)})
+            airflow("dags", "test", CLOSED_LOOP, "-c", conf, log=log)
+            loop = task_states(airflow_home, CLOSED_LOOP)
+            link = task_xcom(airflow_home, CLOSED_LOOP, "check_drift", "_link_BentoDriftReportLink")
+            exported = task_xcom(airflow_home, CLOSED_LOOP, "export_monitoring", "return_value")
+            report = Path(url2pathname(urlparse(str(link)).path)) if link else None
+            found = (
+                re.search(r"<h1>Drift report: <span[^>]*>(.*?)</span>", report.read_text())
+                if report and report.is_file()
+                else None
+            )
+            print(f"     {found.group(1) if found else 'no drift report'}")
+            print(f"     drift report (the task's Drift report link): {link}")
+            print(f"     retrain: {loop.get('retrain')}, promote: {loop.get('promote')}")
+            print(f"     exported: {exported}")
             dep = client.get_deployment(DEPLOYMENT)
             revisions = client.list_revisions(DEPLOYMENT)
         print("\nsummary")
@@ -111,16 +176,24 @@ def main() -> int:
             and bad.get("quality_gate") == "failed"
             and bad.get("rollback") == "success"
             and bad.get("run") == "failed"
-            and revisions[0].phase == "cancelled"
+            and [r.name for r in revisions] == ["r3", "r2", "r1"]
+            and revisions[1].phase == "cancelled"
+            and found is not None
+            and found.group(1).startswith("drift:")
+            and loop.get("retrain") == "success"
+            and loop.get("promote") == "success"
+            and loop.get("export_monitoring") == "success"
+            and loop.get("run") == "success"
             and dep.status == "running"
-            and len(revisions) == 2
-            and revisions[-1].serving
+            and revisions[0].serving
+            and isinstance(exported, dict)
+            and exported["count"] >= records
         )
         if ok:
             print(
-                f"  {DEPLOYMENT} is {dep.status} at {dep.url} on {revisions[-1].name}, the good "
-                f"model: candidate {revisions[0].name} failed its quality gate and was discarded "
-                "before it took any live traffic"
+                f"  r2 failed its quality gate and was discarded before it took any live "
+                f"traffic; then the traffic drifted, {CLOSED_LOOP} retrained, and {DEPLOYMENT} "
+                f"is {dep.status} at {dep.url} on {revisions[0].name}, the retrained model"
             )
         else:
             print(f"  unexpected outcome; see {log}")
