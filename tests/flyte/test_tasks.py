@@ -162,6 +162,7 @@ def test_drift_report_is_a_deck(tmp_path: Path) -> None:
         reference=drift_parquet(tmp_path / "train.parquet", 0.0),
         current=drift_parquet(tmp_path / "traffic.parquet", 0.6),
         share=0.1,
+        evidently=True,
     )
     assert found.drifted is True and found.share_drifted == 0.5
     assert found.summary == "drift: 1 of 2 columns drifted (50%; threshold 10%): x"
@@ -170,3 +171,4 @@ def test_drift_report_is_a_deck(tmp_path: Path) -> None:
     assert len(decks) == 1
     deck = decks[0].read_text()
     assert "Drift report" in deck and "column-x" in deck
+    assert "Evidently report" in deck and "Dataset Drift" in deck

@@ -174,14 +174,18 @@ def test_drift_report_is_an_html_artifact(kfp_local: Callable[[str], Path], tmp_
     check_drift = load_component("check_drift")
     reference = drift_parquet(tmp_path / "train.parquet", 0.0)
     task = check_drift(
-        reference=reference, current=drift_parquet(tmp_path / "traffic.parquet", 0.6), share=0.1
+        reference=reference,
+        current=drift_parquet(tmp_path / "traffic.parquet", 0.6),
+        share=0.1,
+        evidently=True,
     )
     assert task.outputs["drifted"] is True
     assert task.outputs["summary"].startswith("drift: 1 of 2 columns drifted")
     reports = list(root.rglob("report"))
     assert len(reports) == 1 and 'id="column-x"' in reports[0].read_text()
+    assert "Evidently's default drift preset agrees on 2 of 2 columns" in reports[0].read_text()
     (evidently,) = root.rglob("evidently_report")
-    assert "not asked for (evidently=True)" in evidently.read_text()
+    assert "Dataset Drift" in evidently.read_text()
     # kfp.local keeps the Metrics artifact's figures in the task's executor output
     executed = json.loads(next(root.rglob("executor_output.json")).read_text())
     (figures,) = executed["artifacts"]["figures"]["artifacts"]
