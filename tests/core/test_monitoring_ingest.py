@@ -134,6 +134,20 @@ def test_records_schema_retention_and_forgetting(tmp_path: Path) -> None:
         assert db.execute("SELECT count(*) FROM monitor_files").fetchone() == (0,)
 
 
+def test_a_file_listed_under_two_names_is_stored_once(tmp_path: Path) -> None:
+    """Rotation renames a file between the listing and the reads: the same file, two names."""
+    data = tmp_path / "revision" / "iris" / "data"
+    data.mkdir(parents=True)
+    lines = [json.dumps({"x": i, "request_id": str(i)}) for i in range(3)]
+    (data / "data.0.log").write_text("\n".join(lines) + "\n")
+    os.link(data / "data.0.log", data / "data.0.log.1")
+    with duckdb.connect() as db:
+        store = MonitoringStore(db.cursor())
+        assert store.ingest(tmp_path / "revision", Origin("web", "r1", "svc:v1")) == 3
+        assert store.ingest(tmp_path / "revision", Origin("web", "r1", "svc:v1")) == 0
+        assert store.count("web", "iris") == 3
+
+
 def test_config_options_point_bentoml_at_the_revision_folder(tmp_path: Path) -> None:
     options = dict(item.split("=", 1) for item in config_options(tmp_path / "m").split())
     assert options["services.monitoring.options.log_path"] == str(tmp_path / "m")

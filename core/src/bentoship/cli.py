@@ -129,6 +129,13 @@ def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="how long the records services log with bentoml.monitor are kept (default 7d)",
     )
     server.add_argument(
+        "--monitoring-rotate-bytes",
+        type=int,
+        default=16 * 1024**2,
+        metavar="BYTES",
+        help="size at which a worker's bentoml.monitor data file rotates (default 16 MiB)",
+    )
+    server.add_argument(
         "--no-metrics",
         action="store_true",
         help="count no request and keep no metrics (the traffic counts of canary analysis too)",
@@ -343,6 +350,7 @@ def _run_server(args: argparse.Namespace) -> int:
         metrics=not args.no_metrics,
         metrics_retention=args.metrics_retention,
         monitoring_retention=args.monitoring_retention,
+        monitoring_rotate_bytes=args.monitoring_rotate_bytes,
         log_lines_per_revision=args.log_lines_per_revision,
     )
     return EXIT_OK

@@ -92,6 +92,7 @@ def run_server(
     metrics: bool = True,
     metrics_retention: float = 24 * 3600.0,
     monitoring_retention: float = 7 * 86400.0,
+    monitoring_rotate_bytes: int = 16 * 1024**2,
     log_lines_per_revision: int = 100_000,
 ) -> None:
     logging.basicConfig(
@@ -115,6 +116,7 @@ def run_server(
         metrics=metrics,
         metrics_retention=metrics_retention,
         monitoring_retention=monitoring_retention,
+        monitoring_rotate_bytes=monitoring_rotate_bytes,
         log_lines_per_revision=log_lines_per_revision,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:

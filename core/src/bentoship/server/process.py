@@ -34,6 +34,7 @@ class LocalControlPlane:
         metrics: bool = True,
         metrics_retention: float | None = None,
         monitoring_retention: float | None = None,
+        monitoring_rotate_bytes: int | None = None,
         port: int = 0,
     ) -> None:
         self.data_dir = Path(data_dir)
@@ -51,6 +52,7 @@ class LocalControlPlane:
             ("--crash-loop-after", crash_loop_after),
             ("--metrics-retention", metrics_retention),
             ("--monitoring-retention", monitoring_retention),
+            ("--monitoring-rotate-bytes", monitoring_rotate_bytes),
         ):
             if value is not None:
                 self.args += [flag, str(value)]

@@ -30,6 +30,8 @@ class ServerSettings:
     log_lines_per_revision: int = 100_000
     monitoring_retention: float = 7 * 86400.0
     """Seconds the records that services log with ``bentoml.monitor`` are kept."""
+    monitoring_rotate_bytes: int = 16 * 1024**2
+    """Size at which each worker's ``bentoml.monitor`` data file rotates."""
 
     @property
     def db_path(self) -> Path:

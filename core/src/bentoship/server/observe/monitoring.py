@@ -9,6 +9,9 @@ Every record is stored once, in a table per monitor with the deployment, revisio
 ingest time beside it. A file is known by its inode and the digest of its first line, so a
 rename by rotation keeps its place; its offset is committed in the same transaction as its
 rows, so a crash in the middle of an ingest (even ``kill -9``) repeats or loses nothing.
+
+Writes (ingest, pruning, forgetting) and reads use a cursor each, one call at a time on each:
+a read answers while an ingest's transaction is open.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +37,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-READ_BYTES_PER_PASS = 8 * 1024 * 1024
-"""At most this much of one file is read in one pass (the rest at the next)."""
+READ_BYTES_PER_PASS = 32 * 1024 * 1024
+"""About this much of one monitor's files is read in one pass (the rest at the next)."""
 PRESERVED = ("timestamp", "request_id", "trace_id")
+PRESERVED_PATHS = "[" + ", ".join(f"'{name}'" for name in PRESERVED) + "]"
 MONITOR_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 SCHEMA = """
 CREATE SEQUENCE IF NOT EXISTS monitor_seq;
@@ -65,26 +71,38 @@ class Origin:
 class MonitoringStore:
     def __init__(self, cursor: duckdb.DuckDBPyConnection, *, retention: float = 7 * 86400) -> None:
         self.cursor = cursor
+        self.reader = cursor.cursor()
         self.retention = retention
         self._tables: set[str] = set()
+        self._writing = threading.Lock()
+        self._reading = threading.Lock()
         cursor.execute(SCHEMA)
+
+    def _read(self, sql: str, params: list[Any] | None = None) -> list[Any]:
+        with self._reading:
+            return self.reader.execute(sql, params).fetchall()
 
     def monitors(self) -> dict[str, str]:
         """Each monitor's name and table."""
-        return dict(self.cursor.execute("SELECT name, table_name FROM monitors").fetchall())
+        return dict(self._read("SELECT name, table_name FROM monitors"))
 
     def ingest(self, directory: Path, origin: Origin) -> int:
         """Store the complete new records of every monitor under ``directory``; how many."""
-        stored = 0
         if not directory.is_dir():
             return 0
+        with self._writing:
+            return self._ingest(directory, origin)
+
+    def _ingest(self, directory: Path, origin: Origin) -> int:
+        stored = 0
         for monitor_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
             monitor = monitor_dir.name
             if not MONITOR_NAME.fullmatch(monitor):
                 continue
             self._schema(monitor, monitor_dir / "schema")
-            for path in sorted((monitor_dir / "data").glob("data.*.log*")):
-                stored += self._ingest_file(path, monitor, origin)
+            paths = sorted((monitor_dir / "data").glob("data.*.log*"))
+            if paths:
+                stored += self._ingest_monitor(paths, monitor, origin)
         return stored
 
     def _ensure_table(self, monitor: str) -> str:
@@ -114,50 +132,69 @@ class MonitoringStore:
                 "UPDATE monitors SET schema = ? WHERE name = ?", [lines[-1], monitor]
             )
 
-    def _ingest_file(self, path: Path, monitor: str, origin: Origin) -> int:
-        try:
-            handle = path.open("rb")
-        except FileNotFoundError:  # rotated away or deleted since listed
+    def _ingest_monitor(self, paths: list[Path], monitor: str, origin: Origin) -> int:
+        """One transaction: the new complete lines of the monitor's files, and their offsets."""
+        known = {
+            (inode, head): offset
+            for inode, head, offset in self.cursor.execute(
+                'SELECT inode, head, "offset" FROM monitor_files WHERE deployment = ? '
+                "AND revision = ? AND monitor = ?",
+                [origin.deployment, origin.revision, monitor],
+            ).fetchall()
+        }
+        slices: list[_Slice] = []
+        taken: set[tuple[int, str]] = set()
+        budget = READ_BYTES_PER_PASS
+        for path in paths:
+            found = _new_lines(path, known, budget)
+            if found is None or (found.inode, found.head) in taken:
+                continue  # renamed by rotation while listed: read once a pass
+            taken.add((found.inode, found.head))
+            slices.append(found)
+            budget -= len(found.data)
+            if budget <= 0:
+                break
+        if not slices:
             return 0
-        with handle:
-            first = handle.readline()
-            if not first.endswith(b"\n"):
-                return 0
-            identity = [origin.deployment, origin.revision, monitor, _inode(handle)]
-            head = hashlib.sha256(first).hexdigest()[:32]
-            found = self.cursor.execute(
-                'SELECT "offset" FROM monitor_files WHERE deployment = ? AND revision = ? '
-                "AND monitor = ? AND inode = ? AND head = ?",
-                [*identity, head],
-            ).fetchone()
-            offset = int(found[0]) if found else 0
-            handle.seek(offset)
-            chunk = handle.read(READ_BYTES_PER_PASS)
-        end = chunk.rfind(b"\n") + 1
-        if end == 0:
-            return 0
-        text = chunk[:end].decode(errors="replace")
         table = self._ensure_table(monitor)
         self.cursor.execute("BEGIN TRANSACTION")
         try:
             stored = self.cursor.execute(
                 f"INSERT INTO {table} (deployment, revision, bento, ingested_at, timestamp, "
                 "request_id, trace_id, record) "
-                "SELECT $1, $2, $3, $4, line ->> 'timestamp', line ->> 'request_id', "
-                "line ->> 'trace_id', line FROM unnest(string_split($5, chr(10))) AS lines(line) "
-                "WHERE starts_with(line, '{') AND json_valid(line)",
-                [origin.deployment, origin.revision, origin.bento, time.time(), text],
+                "SELECT $1, $2, $3, $4, fields[1], fields[2], fields[3], line FROM ("
+                f"SELECT line, json_extract_string(line, {PRESERVED_PATHS}) AS fields "
+                "FROM (SELECT unnest(string_split(chunk, chr(10))) AS line "
+                "FROM (SELECT unnest($5) AS chunk)) "
+                "WHERE starts_with(line, '{') AND json_valid(line))",
+                [
+                    origin.deployment,
+                    origin.revision,
+                    origin.bento,
+                    time.time(),
+                    [s.data.decode(errors="replace") for s in slices],
+                ],
             ).fetchone()
             self.cursor.execute(
-                "INSERT OR REPLACE INTO monitor_files VALUES (?, ?, ?, ?, ?, ?)",
-                [*identity, head, offset + end],
+                "INSERT OR REPLACE INTO monitor_files "
+                "SELECT $1, $2, $3, unnest($4), unnest($5), unnest($6)",
+                [
+                    origin.deployment,
+                    origin.revision,
+                    monitor,
+                    [s.inode for s in slices],
+                    [s.head for s in slices],
+                    [s.offset + len(s.data) for s in slices],
+                ],
             )
             self.cursor.execute("COMMIT")
         except BaseException:
             self.cursor.execute("ROLLBACK")
             raise
         count = int(stored[0]) if stored else 0
-        lines = text.count("\n") - text.count("\n\n")
+        lines = sum(s.data.count(b"\n") for s in slices)
+        if count < lines:
+            lines -= sum(s.data.count(b"\n\n") + s.data.startswith(b"\n") for s in slices)
         if count < lines:
             log.warning(
                 "monitoring: %d lines that are not JSON objects were skipped", lines - count
@@ -193,11 +230,11 @@ class MonitoringStore:
                 where.append(clause)
                 params.append(value)
         newest = "ASC" if after is not None else "DESC"
-        rows = self.cursor.execute(
+        rows = self._read(
             f"SELECT * FROM (SELECT seq, revision, bento, ingested_at, record FROM {table} "
             f"WHERE {' AND '.join(where)} ORDER BY seq {newest} LIMIT ?) ORDER BY seq",
             [*params, limit],
-        ).fetchall()
+        )
         return [
             {"seq": seq, "revision": r, "bento": b, "ingested_at": at, **json.loads(record)}
             for seq, r, b, at, record in rows
@@ -207,39 +244,71 @@ class MonitoringStore:
         table = self.monitors().get(monitor)
         if table is None:
             return 0
-        found = self.cursor.execute(
-            f"SELECT count(*) FROM {table} WHERE deployment = ?", [deployment]
-        ).fetchone()
-        return int(found[0]) if found else 0
+        found = self._read(f"SELECT count(*) FROM {table} WHERE deployment = ?", [deployment])
+        return int(found[0][0])
 
     def per_minute(self, deployment: str, monitor: str, since: float) -> list[tuple[int, int]]:
         """How many records were ingested in each minute from ``since``: (minute start, count)."""
         table = self.monitors().get(monitor)
         if table is None:
             return []
-        rows = self.cursor.execute(
+        rows = self._read(
             f"SELECT (ingested_at // 60 * 60)::BIGINT AS minute, count(*) FROM {table} "
             "WHERE deployment = ? AND ingested_at >= ? GROUP BY minute ORDER BY minute",
             [deployment, since],
-        ).fetchall()
+        )
         return [(int(minute), int(count)) for minute, count in rows]
 
     def prune(self, now: float | None = None) -> None:
         """Forget records ingested before the retention."""
         cutoff = (time.time() if now is None else now) - self.retention
-        for table in self.monitors().values():
-            self.cursor.execute(f"DELETE FROM {table} WHERE ingested_at < ?", [cutoff])
+        tables = self.monitors().values()
+        with self._writing:
+            for table in tables:
+                self.cursor.execute(f"DELETE FROM {table} WHERE ingested_at < ?", [cutoff])
 
     def forget(self, deployment: str) -> None:
-        for table in self.monitors().values():
-            self.cursor.execute(f"DELETE FROM {table} WHERE deployment = ?", [deployment])
-        self.cursor.execute("DELETE FROM monitor_files WHERE deployment = ?", [deployment])
+        tables = self.monitors().values()
+        with self._writing:
+            for table in tables:
+                self.cursor.execute(f"DELETE FROM {table} WHERE deployment = ?", [deployment])
+            self.cursor.execute("DELETE FROM monitor_files WHERE deployment = ?", [deployment])
 
 
-def _inode(handle: Any) -> int:
-    import os
+@dataclass(frozen=True)
+class _Slice:
+    """The complete lines of one file from its committed offset."""
 
-    return int(os.fstat(handle.fileno()).st_ino)
+    inode: int
+    head: str
+    offset: int
+    data: bytes
+
+
+def _new_lines(path: Path, known: dict[tuple[int, str], int], limit: int) -> _Slice | None:
+    """The complete lines of ``path`` past its committed offset (at most ``limit`` bytes
+    of them, unless one line is longer), or None when there are none."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:  # rotated away or deleted since listed
+        return None
+    with handle:
+        first = handle.readline()
+        if not first.endswith(b"\n"):
+            return None
+        status = os.fstat(handle.fileno())
+        head = hashlib.sha256(first).hexdigest()[:32]
+        offset = known.get((status.st_ino, head), 0)
+        if status.st_size <= offset:
+            return None
+        handle.seek(offset)
+        chunk = handle.read(min(limit, status.st_size - offset))
+        if b"\n" not in chunk:  # a line being written, or one longer than the limit
+            chunk += handle.readline()
+    end = chunk.rfind(b"\n") + 1
+    if end == 0:
+        return None
+    return _Slice(status.st_ino, head, offset, chunk[:end])
 
 
 def _modified(path: Path) -> float:

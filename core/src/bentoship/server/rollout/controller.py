@@ -661,7 +661,8 @@ class Controller:
         envs = process_envs(rev.config)
         folder = monitoring_dir(self.settings.data_dir, rev.deployment, rev.uid)
         given = envs.get("BENTOML_CONFIG_OPTIONS", "")
-        envs["BENTOML_CONFIG_OPTIONS"] = f"{given} {config_options(folder)}".strip()
+        options = config_options(folder, self.settings.monitoring_rotate_bytes)
+        envs["BENTOML_CONFIG_OPTIONS"] = f"{given} {options}".strip()
         return envs
 
     async def _start_ready(self, rt: DeploymentRuntime, rev: Revision) -> ServeProcess:
