@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,13 +126,84 @@ def check_monitoring(plane: LocalControlPlane, url: str, bento: str) -> None:
     )
 
 
+def check_export(plane: LocalControlPlane, url: str, postgres: str, folder: Path) -> None:
+    """The monitor's records exported twice in a row to PostgreSQL, DuckDB and Parquet: each
+    record once; records logged later follow; ``since`` skips older history."""
+    import duckdb
+    import sqlalchemy as sa
+
+    from bentoship import Client
+    from bentoship.steps import export_monitoring
+
+    assert plane.connection is not None
+    targets = {
+        "postgresql": postgres,
+        "duckdb": str(folder / "warehouse.duckdb"),
+        "parquet": str(folder / "parquet"),
+    }
+
+    def stored(kind: str) -> list[tuple[int, str]]:
+        query = "SELECT seq, text FROM {} ORDER BY seq"
+        if kind == "postgresql":
+            engine = sa.create_engine(postgres)
+            with engine.connect() as connection:
+                found = connection.execute(sa.text(query.format("monitor_echo_calls")))
+                rows = [(int(r[0]), str(r[1])) for r in found]
+            engine.dispose()
+            return rows
+        with duckdb.connect(targets["duckdb"] if kind == "duckdb" else ":memory:") as db:
+            table = (
+                "monitor_echo_calls" if kind == "duckdb" else f"'{targets['parquet']}/*.parquet'"
+            )
+            return [(int(a), str(b)) for a, b in db.execute(query.format(table)).fetchall()]
+
+    with Client(plane.connection.endpoint, plane.connection.token) as client:
+        before = client.monitoring_records("sdk-echo", "echo_calls")
+        first = {
+            k: export_monitoring("sdk-echo", "echo_calls", t, client=client)
+            for k, t in targets.items()
+        }
+        again = {
+            k: export_monitoring("sdk-echo", "echo_calls", t, client=client)
+            for k, t in targets.items()
+        }
+        assert {k: r.count for k, r in first.items()} == dict.fromkeys(targets, len(before))
+        assert {k: r.count for k, r in again.items()} == dict.fromkeys(targets, 0)
+        assert {r.watermark for r in again.values()} == {before[-1]["seq"]}
+        cut = time.time()
+        for text in ("later 1", "later 2"):
+            httpx.post(f"{url}/echo", json={"text": text, "monitor": True}).raise_for_status()
+        deadline = time.monotonic() + 30
+        while len(client.monitoring_records("sdk-echo", "echo_calls")) < len(before) + 2:
+            assert time.monotonic() < deadline, "the two later records were not ingested"
+            time.sleep(0.3)
+        later = {
+            k: export_monitoring("sdk-echo", "echo_calls", t, client=client)
+            for k, t in targets.items()
+        }
+        assert {k: r.count for k, r in later.items()} == dict.fromkeys(targets, 2)
+        expected = [
+            (r["seq"], r["text"]) for r in client.monitoring_records("sdk-echo", "echo_calls")
+        ]
+        fresh = folder / "since.duckdb"
+        recent = export_monitoring(
+            "sdk-echo", "echo_calls", fresh, since=f"{cut:.3f}", client=client
+        )
+    for kind in targets:
+        assert stored(kind) == expected, kind
+    assert recent.count == 2
+    with duckdb.connect(str(fresh)) as db:
+        texts = sorted(t for (t,) in db.execute("SELECT text FROM monitor_echo_calls").fetchall())
+    assert texts == ["later 1", "later 2"]
+
+
 def version_for(url: str, user: str) -> str:
     answer = httpx.post(f"{url}/echo", json={"text": "hi"}, headers={"X-User": user}).json()
     return str(answer["version"])
 
 
 def test_push_deploy_update_canary_list_terminate_delete(
-    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
+    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str, postgres: str, tmp_path: Path
 ) -> None:
     client = cloud_client(shared_plane)
     bentoml.bentos.push(echo_v1, _cloud_client=client)
@@ -156,6 +228,7 @@ def test_push_deploy_update_canary_list_terminate_delete(
     url = dep.get_endpoint_urls()[0]
     assert httpx.post(f"{url}/echo", json={"text": "hi"}).json() == {"text": "hi", "version": "v1"}
     check_monitoring(shared_plane, url, echo_v1)
+    check_export(shared_plane, url, postgres, tmp_path)
 
     updated = bentoml.deployment.update(name="sdk-echo", bento=echo_v2, _cloud_client=client)
     assert updated.get_bento() == echo_v2

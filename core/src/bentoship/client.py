@@ -260,7 +260,7 @@ class _Plans:
         return dict((yield from self._send(call)))
 
     def _plan_monitoring_records(
-        self, name: str, monitor: str, after: int | None, limit: int
+        self, name: str, monitor: str, after: int | None, limit: int, since: str | None = None
     ) -> Plan[list[dict[str, Any]]]:
         extensions = yield from self._plan_extensions()
         if "monitoring" not in extensions:
@@ -272,7 +272,11 @@ class _Plans:
         call = Call(
             "GET",
             _deployment_path(name, f"/monitoring/{monitor}"),
-            params={"limit": limit, **({} if after is None else {"after": after})},
+            params={
+                "limit": limit,
+                **({} if after is None else {"after": after}),
+                **({} if since is None else {"since": since}),
+            },
             not_found=f"monitor {monitor!r} of deployment {name!r} has no records",
         )
         return list((yield from self._send(call))["records"])
@@ -480,12 +484,19 @@ class Client(_Plans):
         return self._run(self._plan_metrics(name, query))
 
     def monitoring_records(
-        self, name: str, monitor: str, *, after: int | None = None, limit: int = 10_000
+        self,
+        name: str,
+        monitor: str,
+        *,
+        after: int | None = None,
+        limit: int = 10_000,
+        since: str | None = None,
     ) -> list[dict[str, Any]]:
         """A monitor's newest ``limit`` records, oldest first; with ``after``, the oldest
-        ``limit`` whose ``seq`` is above it. Each has its ``seq``, revision, bento and ingest
-        time."""
-        return self._run(self._plan_monitoring_records(name, monitor, after, limit))
+        ``limit`` whose ``seq`` is above it; with ``since`` (ISO-8601, epoch seconds or a time
+        ago such as ``24h``), only those ingested since then. Each has its ``seq``, revision,
+        bento and ingest time."""
+        return self._run(self._plan_monitoring_records(name, monitor, after, limit, since))
 
     def wait_for_change(
         self, name: str, status: str, timeout: float, phase: str | None = None
@@ -669,9 +680,15 @@ class AsyncClient(_Plans):
         return await self._run(self._plan_metrics(name, query))
 
     async def monitoring_records(
-        self, name: str, monitor: str, *, after: int | None = None, limit: int = 10_000
+        self,
+        name: str,
+        monitor: str,
+        *,
+        after: int | None = None,
+        limit: int = 10_000,
+        since: str | None = None,
     ) -> list[dict[str, Any]]:
-        return await self._run(self._plan_monitoring_records(name, monitor, after, limit))
+        return await self._run(self._plan_monitoring_records(name, monitor, after, limit, since))
 
     async def wait_for_change(
         self, name: str, status: str, timeout: float, phase: str | None = None

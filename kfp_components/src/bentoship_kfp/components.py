@@ -556,6 +556,7 @@ def export_monitoring(
     monitor: str,
     target: str,
     table: str = "",
+    since: str = "",
     source: str = "",
     watermark_column: str = "seq",
     endpoint: str = "",
@@ -568,6 +569,8 @@ def export_monitoring(
         monitor: The monitor's name, as in ``bentoml.monitor("<name>")``.
         target: A Parquet folder, a DuckDB file (``.duckdb``/``.db``) or a SQLAlchemy URL.
         table: The table of a DuckDB or SQL target (default ``monitor_<monitor>``).
+        since: Only records ingested since then: ISO-8601, epoch seconds or a time ago
+            (``24h``); empty for all.
         source: Where the records are when not on the local control plane (BentoCloud keeps
             none): a Parquet path or URI, or JSON ``{"url", "query"}`` (a SQL query on a
             SQLAlchemy URL) that your collector fills; empty for the deployment's own.
@@ -593,7 +596,14 @@ def export_monitoring(
         )
     else:
         with Client(endpoint or None, token or None) as client:
-            result = export(deployment_name, monitor, target, table=table or None, client=client)
+            result = export(
+                deployment_name,
+                monitor,
+                target,
+                since=since or None,
+                table=table or None,
+                client=client,
+            )
     print(f"exported {result.count} records of {deployment_name}/{monitor} to {result.target}")
     return (result.count, result.watermark)
 

@@ -36,6 +36,8 @@ class BentoMonitoringExportOperator(_BentoOperator):
     :param target: a Parquet folder, a DuckDB file (``.duckdb``/``.db``), or a SQLAlchemy URL
         (PostgreSQL, BigQuery, Snowflake: install the dialect).
     :param table: the table of a DuckDB or SQL target (default ``monitor_<monitor>``).
+    :param since: only records ingested since then: ISO-8601, epoch seconds or a time ago
+        (``24h``); for a first export that skips old history.
     :param source: where the records are, when not on the local control plane (BentoCloud
         keeps none): a Parquet path, or ``{"url": ..., "query": ...}`` (a SQL query on a
         SQLAlchemy URL) that your collector fills.
@@ -43,7 +45,14 @@ class BentoMonitoringExportOperator(_BentoOperator):
         milliseconds); the records above the target's watermark are exported.
     """
 
-    template_fields: Sequence[str] = ("deployment_name", "monitor", "target", "table", "source")
+    template_fields: Sequence[str] = (
+        "deployment_name",
+        "monitor",
+        "target",
+        "table",
+        "since",
+        "source",
+    )
     template_fields_renderers = {"source": "json"}
 
     def __init__(
@@ -53,6 +62,7 @@ class BentoMonitoringExportOperator(_BentoOperator):
         monitor: str,
         target: str,
         table: str | None = None,
+        since: str | None = None,
         source: str | dict[str, str] | None = None,
         watermark_column: str = "seq",
         **kwargs: Any,
@@ -62,6 +72,7 @@ class BentoMonitoringExportOperator(_BentoOperator):
         self.monitor = monitor
         self.target = target
         self.table = table
+        self.since = since
         self.source = source
         self.watermark_column = watermark_column
 
@@ -76,6 +87,7 @@ class BentoMonitoringExportOperator(_BentoOperator):
                     self.deployment_name,
                     self.monitor,
                     self.target,
+                    since=self.since or None,
                     source=self.source or None,
                     watermark_column=self.watermark_column,
                     table=self.table,

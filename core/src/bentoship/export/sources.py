@@ -46,6 +46,8 @@ class DeploymentSource:
     client: Client
     deployment: str
     monitor: str
+    since: str | None = None
+    """Only records ingested since then (ISO-8601, epoch seconds or a time ago: ``24h``)."""
 
     @property
     def key(self) -> str:
@@ -53,7 +55,7 @@ class DeploymentSource:
 
     def after(self, watermark: int, limit: int) -> list[dict[str, Any]]:
         records = self.client.monitoring_records(
-            self.deployment, self.monitor, after=watermark, limit=limit
+            self.deployment, self.monitor, after=watermark, limit=limit, since=self.since
         )
         return [{"deployment": self.deployment, **r} for r in records]
 

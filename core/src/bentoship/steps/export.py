@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ def export_monitoring(
     monitor: str,
     target: str | Path,
     *,
+    since: datetime | str | None = None,
     source: str | Path | SqlQuery | Mapping[str, str] | None = None,
     watermark_column: str = "seq",
     table: str | None = None,
@@ -45,7 +47,9 @@ def export_monitoring(
     page: int = PAGE,
 ) -> ExportResult:
     """Write the records of ``monitor`` (of deployment ``name``) that ``target`` does not have
-    yet: a Parquet folder, a DuckDB file (``.duckdb``/``.db``) or a SQLAlchemy URL.
+    yet: a Parquet folder, a DuckDB file (``.duckdb``/``.db``) or a SQLAlchemy URL. With
+    ``since`` (a datetime, ISO-8601 text, epoch seconds or a time ago such as ``24h``), only
+    records ingested since then are exported (for a first export that skips old history).
 
     The records come from the local control plane. BentoCloud has no API for monitoring data:
     give ``source`` instead, a Parquet path or a :class:`~bentoship.drift.SqlQuery` (also
@@ -66,6 +70,12 @@ def export_monitoring(
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", monitor):
         raise ConfigError(f"monitor {monitor!r} is not a monitor name (letters, digits, _ . -)")
+    if since is not None and source is not None:
+        raise ConfigError(
+            "since= filters a deployment's own records; with source=, filter in your query"
+        )
+    if isinstance(since, datetime):
+        since = (since if since.tzinfo else since.replace(tzinfo=UTC)).isoformat()
     if isinstance(source, str):
         source = side_from_text(source)
     elif isinstance(source, Mapping):
@@ -85,7 +95,7 @@ def export_monitoring(
         records_from = ParquetSource(Path(source), watermark_column)
     else:
         assert api is not None
-        records_from = DeploymentSource(api, name, monitor)
+        records_from = DeploymentSource(api, name, monitor, since)
     try:
         watermark = start = destination.watermark(records_from.key)
         written = 0

@@ -89,13 +89,15 @@ def export_monitoring(
     monitor: str,
     target: str,
     table: str | None = None,
+    since: str | None = None,
     source: str | None = None,
     watermark_column: str = "seq",
     endpoint: str | None = None,
     token: str | None = None,
 ) -> ExportOutputs:
     """Export the records of ``monitor`` that ``target`` (a Parquet folder, a DuckDB file or a
-    SQLAlchemy URL) does not have yet; a re-run writes no duplicate.
+    SQLAlchemy URL) does not have yet; a re-run writes no duplicate. ``since`` (ISO-8601, epoch
+    seconds or a time ago such as ``24h``) keeps only the records ingested since then.
 
     ``source`` is where the records are when not on the local control plane (BentoCloud keeps
     none): a Parquet path, or JSON ``{"url", "query"}`` (a SQL query on a SQLAlchemy URL) that
@@ -109,5 +111,5 @@ def export_monitoring(
         )
     else:
         with client(endpoint, token) as api:
-            result = export(name, monitor, target, table=table, client=api)
+            result = export(name, monitor, target, since=since, table=table, client=api)
     return ExportOutputs(result.count, result.watermark)
