@@ -147,6 +147,31 @@ def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         metavar="N",
         help="log lines kept per revision, the newest (default 100000)",
     )
+    server.add_argument(
+        "--gpus",
+        type=_gpu_indices,
+        default=None,
+        metavar="0,1",
+        help="the GPUs (NVML indices) deployments may use (default: every GPU NVML finds)",
+    )
+    server.add_argument(
+        "--gpu-inventory",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a JSON list of simulated GPUs [{index, name, memory_bytes}] used instead of NVML "
+        "(tests and demos)",
+    )
+
+
+def _gpu_indices(value: str) -> tuple[int, ...]:
+    try:
+        indices = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GPU indices like 0,1, got {value}") from None
+    if not indices or min(indices) < 0:
+        raise argparse.ArgumentTypeError(f"expected GPU indices like 0,1, got {value}")
+    return indices
 
 
 def _add_connection(parser: argparse.ArgumentParser) -> None:
@@ -352,6 +377,8 @@ def _run_server(args: argparse.Namespace) -> int:
         monitoring_retention=args.monitoring_retention,
         monitoring_rotate_bytes=args.monitoring_rotate_bytes,
         log_lines_per_revision=args.log_lines_per_revision,
+        gpus=args.gpus,
+        gpu_inventory=args.gpu_inventory,
     )
     return EXIT_OK
 

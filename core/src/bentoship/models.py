@@ -54,6 +54,8 @@ class DeploymentInfo:
     """Where the candidate answers before it takes live traffic (local control plane)."""
     canary: dict[str, Any] | None = None
     """The candidate's share of the endpoint: ``{weight, route_type, route_by}``."""
+    recreate: str = ""
+    """Why the target revision's rollout stops the serving one first (only its GPUs fit it)."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -75,6 +77,7 @@ class DeploymentInfo:
             candidate_revision=extra.get("candidate_revision"),
             candidate_url=str(extra.get("candidate_url") or ""),
             canary=extra.get("canary"),
+            recreate=str(extra.get("recreate") or ""),
             raw=data,
         )
 

@@ -219,10 +219,15 @@ def wait_plan(
 ) -> Plan[DeploymentInfo]:
     """Check until ready (return the deployment) or failed (raise DeploymentFailed)."""
     deadline = time.time() + timeout
+    told = ""
     while True:
         check = yield from check_plan(
             client, target, deadline=deadline, wait=LONG_POLL_SECONDS, observe=observe
         )
+        recreate = check.deployment.recreate if check.deployment else ""
+        if recreate and recreate != told:
+            told = recreate
+            log.warning("deployment %s: %s", check.name, recreate)
         if check.ready and check.deployment is not None:
             return check.deployment
         if check.failed:

@@ -21,6 +21,8 @@ INSTANCE_TYPES: dict[str, dict[str, Any]] = {
     "cpu.large": {"cpu": "4", "memory": "8Gi", "price": "0"},
 }
 DEFAULT_INSTANCE_TYPE = "cpu.small"
+GPU_INSTANCE_TYPE = re.compile(r"\Agpu\.[a-z0-9]+\.[1-9][0-9]{0,2}\Z")
+"""``gpu.<model>.<n>``; whether this machine has those GPUs is the GPU allocator's check."""
 
 
 class ConfigInvalid(Invalid):
@@ -106,11 +108,14 @@ def _service(name: str, raw: object) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigInvalid(field, "expected an object")
     instance_type = raw.get("instance_type") or DEFAULT_INSTANCE_TYPE
-    if instance_type not in INSTANCE_TYPES:
+    if instance_type not in INSTANCE_TYPES and not (
+        isinstance(instance_type, str) and GPU_INSTANCE_TYPE.match(instance_type)
+    ):
         raise ConfigInvalid(
             f"{field}.instance_type",
-            f"unknown instance type {shown(instance_type)}; "
-            f"choose one of {', '.join(INSTANCE_TYPES)}",
+            f"unknown instance type {shown(instance_type)}; choose one of "
+            f"{', '.join(INSTANCE_TYPES)}, or a gpu.<model>.<n> type that "
+            "`bentoml deployment list-instance-types` shows",
         )
     scaling = raw.get("scaling") or {}
     if not isinstance(scaling, dict):

@@ -17,6 +17,7 @@ from ..connection import Connection, write_connection
 from .app import build_app
 from .auth import load_or_create_token
 from .endpoint.proxy import EmbeddedServer, bind_socket
+from .gpu.inventory import InventoryError, find_inventory
 from .observe.hub import Observability
 from .registry.service import Registry
 from .rollout.controller import Controller
@@ -32,8 +33,13 @@ def prepare_data_dir(data_dir: Path) -> Path:
 
 
 async def serve(settings: ServerSettings) -> None:
+    try:
+        inventory = find_inventory(settings.gpu_inventory, settings.gpus)
+    except InventoryError as exc:
+        raise SystemExit(f"bentoship server: {exc}") from None
+    logging.getLogger("bentoship.server").info("GPUs: %s", inventory.describe())
     store = Store(settings.db_path)
-    controller = Controller(settings, store)
+    controller = Controller(settings, store, inventory)
     try:
         observed = Observability.open(settings, controller)
     except duckdb.IOException as exc:  # another server holds the file's lock
@@ -94,6 +100,8 @@ def run_server(
     monitoring_retention: float = 7 * 86400.0,
     monitoring_rotate_bytes: int = 16 * 1024**2,
     log_lines_per_revision: int = 100_000,
+    gpus: tuple[int, ...] | None = None,
+    gpu_inventory: Path | None = None,
 ) -> None:
     logging.basicConfig(
         level=logging.INFO,
@@ -118,6 +126,8 @@ def run_server(
         monitoring_retention=monitoring_retention,
         monitoring_rotate_bytes=monitoring_rotate_bytes,
         log_lines_per_revision=log_lines_per_revision,
+        gpus=gpus,
+        gpu_inventory=gpu_inventory,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(settings))

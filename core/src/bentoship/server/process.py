@@ -36,6 +36,8 @@ class LocalControlPlane:
         monitoring_retention: float | None = None,
         monitoring_rotate_bytes: int | None = None,
         port: int = 0,
+        gpus: tuple[int, ...] | None = None,
+        gpu_inventory: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.token = token
@@ -56,6 +58,10 @@ class LocalControlPlane:
         ):
             if value is not None:
                 self.args += [flag, str(value)]
+        if gpus is not None:
+            self.args += ["--gpus", ",".join(map(str, gpus))]
+        if gpu_inventory is not None:
+            self.args += ["--gpu-inventory", str(gpu_inventory)]
         self.process: subprocess.Popen[str] | None = None
         self.connection: Connection | None = None
 

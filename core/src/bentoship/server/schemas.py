@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from .deploy_config import INSTANCE_TYPES
+from .gpu.inventory import Inventory
 from .store import Artifact, Deployment, Revision
 
 EPOCH = "2025-01-01T00:00:00Z"
@@ -62,23 +63,35 @@ def listing(items: list[Any], start: int = 0, total: int | None = None) -> dict[
     }
 
 
-def instance_types() -> list[dict[str, Any]]:
-    return [
-        {
-            **resource(uid=f"it-{name}", name=name, resource_type="resource_instance"),
-            "display_name": name,
-            "description": f"{spec['cpu']} CPU, {spec['memory']} on the local machine",
-            "config": {
-                "group": "cpu",
-                "resources": {
-                    "requests": {"cpu": spec["cpu"], "memory": spec["memory"]},
-                    "limits": {"cpu": spec["cpu"], "memory": spec["memory"]},
-                },
-                "price": spec["price"],
-            },
-        }
+def instance_types(gpus: Inventory | None = None) -> list[dict[str, Any]]:
+    """The CPU types, then a ``gpu.<model>.<n>`` type for each count of each GPU model present."""
+    types = [
+        _instance_type(name, spec["cpu"], spec["memory"], spec["price"], "cpu")
         for name, spec in INSTANCE_TYPES.items()
     ]
+    for name, (gpu, count) in (gpus.instance_types() if gpus else {}).items():
+        spec = INSTANCE_TYPES["cpu.large"]
+        item = _instance_type(name, spec["cpu"], spec["memory"], "0", "gpu", gpu=str(count))
+        item["description"] = f"{count} x {gpu.name} ({gpu.memory} each) on the local machine"
+        item["config"]["gpu_config"] = {"type": f"nvidia-{gpu.model}", "memory": gpu.memory}
+        types.append(item)
+    return types
+
+
+def _instance_type(
+    name: str, cpu: str, memory: str, price: str, group: str, gpu: str | None = None
+) -> dict[str, Any]:
+    requests = {"cpu": cpu, "memory": memory, **({"gpu": gpu} if gpu else {})}
+    return {
+        **resource(uid=f"it-{name}", name=name, resource_type="resource_instance"),
+        "display_name": name,
+        "description": f"{cpu} CPU, {memory} on the local machine",
+        "config": {
+            "group": group,
+            "resources": {"requests": requests, "limits": dict(requests)},
+            "price": price,
+        },
+    }
 
 
 def _build_at(value: str) -> str:

@@ -32,6 +32,10 @@ class ServerSettings:
     """Seconds the records that services log with ``bentoml.monitor`` are kept."""
     monitoring_rotate_bytes: int = 16 * 1024**2
     """Size at which each worker's ``bentoml.monitor`` data file rotates."""
+    gpus: tuple[int, ...] | None = None
+    """The GPUs (NVML indices) deployments may use (``--gpus 0,1``); None: all found."""
+    gpu_inventory: Path | None = None
+    """A JSON file of simulated GPUs, used instead of NVML (tests, demos)."""
 
     @property
     def db_path(self) -> Path:

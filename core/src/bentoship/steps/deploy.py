@@ -110,6 +110,8 @@ def _rollout(
     changed: bool = True,
 ) -> Rollout:
     held = candidate and dep.target_phase in HELD_PHASES
+    if dep.recreate and changed:
+        log.warning("deployment %s: %s", name, dep.recreate)
     return Rollout(
         name=name,
         bento=bento,

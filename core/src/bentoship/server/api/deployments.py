@@ -62,6 +62,7 @@ def deployment_json(services: Services, dep: Deployment) -> dict[str, Any]:
             "canary": dep.canary,
             "reason": controller.reason(dep),
             "requests": controller.requests(dep.name),
+            "recreate": controller.recreate_reason(dep),
         }
     return schemas.deployment(
         dep,

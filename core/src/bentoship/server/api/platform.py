@@ -32,7 +32,7 @@ def routes(services: Services) -> list[Route]:
 
     async def instance_types(request: Request) -> JSONResponse:
         check_cluster(query(ClusterParams, request).cluster)
-        return JSONResponse(schemas.instance_types())
+        return JSONResponse(schemas.instance_types(services.controller.gpus.inventory))
 
     async def secret(request: Request) -> JSONResponse:
         raise NotFound(

@@ -1,4 +1,7 @@
-"""GPU utilisation and memory of a process tree, through NVML (``nvidia-ml-py``).
+"""GPU utilisation and memory of a revision, through NVML (``nvidia-ml-py``).
+
+A revision given GPUs by the allocator is read by those devices (its GPUs are its own); any
+other by the processes of its tree that NVML sees on a device.
 
 Without the library, a driver or a GPU, ``GpuReader.available`` is False and every reading is
 empty: the series are absent, not zero.
@@ -29,9 +32,14 @@ class GpuReader:
     def available(self) -> bool:
         return self._nvml is not None
 
-    def read(self, pids: set[int]) -> dict[str, float]:
-        """Utilisation (percent, the busiest device the processes use) and their GPU memory."""
-        if self._nvml is None or not pids:
+    def read(self, pids: set[int], devices: tuple[int, ...] = ()) -> dict[str, float]:
+        """Utilisation (percent, the busiest device) and GPU memory of the revision's
+        ``devices`` when it holds some, else of the devices its processes ``pids`` use."""
+        if self._nvml is None:
+            return {}
+        if devices:
+            return self._read_devices(devices)
+        if not pids:
             return {}
         nvml = self._nvml
         used_memory = 0.0
@@ -50,6 +58,17 @@ class GpuReader:
         if not utilisation:
             return {}
         return {"gpu_utilization_percent": max(utilisation), "gpu_memory_bytes": used_memory}
+
+    def _read_devices(self, devices: tuple[int, ...]) -> dict[str, float]:
+        nvml = self._nvml
+        try:
+            handles = [nvml.nvmlDeviceGetHandleByIndex(index) for index in devices]
+            utilisation = [float(nvml.nvmlDeviceGetUtilizationRates(h).gpu) for h in handles]
+            used = sum(float(nvml.nvmlDeviceGetMemoryInfo(h).used) for h in handles)
+        except Exception as exc:  # a simulated or vanished device: no reading
+            log.debug("GPU reading of devices %s failed: %s", devices, exc)
+            return {}
+        return {"gpu_utilization_percent": max(utilisation), "gpu_memory_bytes": used}
 
     def close(self) -> None:
         if self._nvml is not None:

@@ -154,7 +154,7 @@ class Sampler:
     ) -> tuple[str, dict[str, float], dict[str, float]]:
         pids = {proc.process.pid, *proc.workers}
         gauges = self._usage(pids)
-        gauges.update(self.gpu.read(pids))
+        gauges.update(self.gpu.read(pids, self.controller.gpus.held_by(uid)))
         counters: dict[str, float] = {}
         scraped = await self._scrape(proc)
         if scraped is not None:

@@ -28,6 +28,16 @@ from ..endpoint.proxy import EndpointServer, Role, Scope
 from ..endpoint.split import TrafficSplit
 from ..endpoint.traffic import TrafficBook
 from ..errors import Conflict, NotFound
+from ..gpu.allocator import (
+    GpuAllocator,
+    GpuPlan,
+    GpuRequest,
+    GpuUnavailable,
+    Holder,
+    PlanKind,
+    gpu_request,
+)
+from ..gpu.inventory import Inventory
 from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
 from .events import EventKind, EventLog
@@ -69,7 +79,9 @@ def _not_found(name: str) -> NotFound:
 class Controller:
     """Owns every deployment's processes and endpoint; the store is the durable truth."""
 
-    def __init__(self, settings: ServerSettings, store: Store) -> None:
+    def __init__(
+        self, settings: ServerSettings, store: Store, gpus: Inventory | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.token = settings.token
@@ -78,6 +90,8 @@ class Controller:
         self.events = EventLog(store)
         self.deleted_hooks: list[Callable[[str], None]] = []
         """Called with a deployment's name once it is deleted."""
+        self.gpus = GpuAllocator(gpus or Inventory())
+        self._launching: set[str] = set()
         self._tls: RevisionTLS | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -213,7 +227,19 @@ class Controller:
             "candidate": rev.verify,
             "requests": traffic.requests,
             "errors": traffic.errors,
+            "gpus": list(self.gpus.held_by(rev.uid)) if alive else [],
         }
+
+    def recreate_reason(self, dep: Deployment) -> str:
+        """Why the target revision's rollout stops the serving one first, when it does."""
+        rt = self.runtimes.get(dep.name)
+        return rt.recreate.get(dep.target_revision or "", "") if rt else ""
+
+    def gpu_request(self, bento: str, config: dict[str, Any]) -> GpuRequest | None:
+        """The GPUs one replica of ``bento`` with ``config`` asks for (see gpu.allocator)."""
+        name, _, version = bento.partition(":")
+        item = self.store.get_artifact("bento", name, version)
+        return gpu_request(config, item.manifest if item else None)
 
     async def wait_for_change(
         self, name: str, known_status: str, timeout: float, known_phase: str | None = None
@@ -287,6 +313,7 @@ class Controller:
                 raise Conflict(
                     f"deployment {shown(name)} already exists; update it instead of creating it"
                 )
+            self.gpus.check(self.gpu_request(bento, config))
             dep = Deployment(
                 name=name,
                 uid=new_uid(),
@@ -328,10 +355,19 @@ class Controller:
                 if split is not None and phase is RevisionPhase.CANDIDATE:
                     self._set_split(rt, split)
                 return dep
+            request = self.gpu_request(bento, config)
+            self.gpus.check(request)
+            if verify and self._gpu_plan(dep, request).kind is PlanKind.RECREATE:
+                raise Conflict(
+                    f"a candidate of {name} cannot run beside the revision it serves: only that "
+                    "revision's GPUs fit it; deploy without manual promotion (a Recreate "
+                    "rollout), or free GPUs first"
+                )
             self.store.update_deployment(
                 name, state=Lifecycle.ACTIVE, canary=split.to_dict() if split else None
             )
-            self._new_revision(rt, self.get(name), bento, config, verify=verify)
+            rev = self._new_revision(rt, self.get(name), bento, config, verify=verify)
+            self._announce_recreate(rt, rev, request)
             return self.get(name)
 
     async def promote(self, name: str, ref: str | None = None) -> Deployment:
@@ -595,7 +631,7 @@ class Controller:
         config: dict[str, Any],
         *,
         verify: bool = False,
-    ) -> None:
+    ) -> Revision:
         self._supersede(rt, dep, SUPERSEDED)
         rev = Revision(
             uid=new_uid(),
@@ -614,6 +650,7 @@ class Controller:
         self._event(rev, EventKind.STARTING, f"{name} ({bento}) is starting")
         rt.notify()
         rt.rollout = asyncio.create_task(self._rollout(rt, rev.uid))
+        return rev
 
     def _start_rollout(self, rt: DeploymentRuntime, uid: str) -> None:
         """Start an existing revision again (a rollback to it, or a rollout cut by a restart)."""
@@ -628,6 +665,16 @@ class Controller:
         old = rt.processes.pop(rev.uid, None)
         if old is not None:
             await old.stop()
+        self._launching.add(rev.uid)
+        try:
+            return await self._launch_with_gpus(rt, rev, port)
+        finally:
+            self._launching.discard(rev.uid)
+
+    async def _launch_with_gpus(
+        self, rt: DeploymentRuntime, rev: Revision, port: int | None
+    ) -> ServeProcess:
+        envs = {**self._envs(rev), **self._gpu_envs(rev)}
         home = prepare_revision_home(
             self.settings.data_dir / "runtime" / rev.uid,
             rev.bento,
@@ -641,7 +688,7 @@ class Controller:
                 bento_tag=rev.bento,
                 bentoml_home=home,
                 log_path=self.log_path(rev),
-                envs=self._envs(rev),
+                envs=envs,
                 port=port,
                 tls=self.tls if rev.config.get("access_authorization") else None,
             )
@@ -664,6 +711,87 @@ class Controller:
         options = config_options(folder, self.settings.monitoring_rotate_bytes)
         envs["BENTOML_CONFIG_OPTIONS"] = f"{given} {options}".strip()
         return envs
+
+    def _gpu_envs(self, rev: Revision) -> dict[str, str]:
+        """``CUDA_VISIBLE_DEVICES`` of the GPUs the revision gets (none: hide every GPU)."""
+        if not self.gpus.inventory:
+            return {}
+        request = self.gpu_request(rev.bento, rev.config)
+        if request is None:
+            return {"CUDA_VISIBLE_DEVICES": ""}
+        self._prune_gpus()
+        before = self.gpus.held_by(rev.uid)
+        label = revision_name(rev.seq)
+        held = self.gpus.acquire(Holder(rev.deployment, rev.uid, label), request)
+        devices = ",".join(map(str, held))
+        if held != before:
+            self._event(rev, EventKind.GPUS, f"{label} gets GPU {devices} ({request.describe()})")
+        return {"CUDA_VISIBLE_DEVICES": devices, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+
+    def _prune_gpus(self) -> None:
+        """Forget the GPUs of revisions with no process (nor one starting or restarting)."""
+        live = set(self._launching)
+        for rt in self.runtimes.values():
+            live.update(rt.processes)
+            if rt.health in (Health.UNHEALTHY, Health.RESTARTING) and rt.recreated is None:
+                dep = self.store.get_deployment(rt.name)
+                if dep is not None and dep.serving_revision:
+                    live.add(dep.serving_revision)
+        self.gpus.keep_only(live)
+
+    def _gpu_plan(self, dep: Deployment, request: GpuRequest | None, label: str = "") -> GpuPlan:
+        self._prune_gpus()
+        return self.gpus.plan(request, dep.name, dep.serving_revision, label)
+
+    def _announce_recreate(
+        self, rt: DeploymentRuntime, rev: Revision, request: GpuRequest | None
+    ) -> None:
+        """Say in the events, and in the deployment's answer, that this rollout recreates."""
+        plan = self._gpu_plan(self.get(rt.name), request, revision_name(rev.seq))
+        if plan.kind is PlanKind.RECREATE and rev.uid not in rt.recreate:
+            rt.recreate[rev.uid] = plan.reason
+            self._event(rev, EventKind.RECREATE, plan.reason)
+            log.warning("deployment %s: %s", rt.name, plan.reason)
+
+    async def _make_room(self, rt: DeploymentRuntime, rev: Revision) -> None:
+        """Stop what must stop for the revision's GPUs: warm revisions, or (Recreate) the
+        serving one; GpuUnavailable when other deployments hold them."""
+        request = self.gpu_request(rev.bento, rev.config)
+        if request is None or not self.gpus.inventory:
+            return
+        self.gpus.release(rev.uid)
+        dep = self.get(rt.name)
+        plan = self._gpu_plan(dep, request, revision_name(rev.seq))
+        if plan.kind is PlanKind.BUSY:
+            raise GpuUnavailable(plan.reason)
+        if plan.kind is PlanKind.RECREATE:
+            self._announce_recreate(rt, rev, request)
+        for uid in plan.stop:
+            if uid == rev.uid:
+                continue
+            proc = rt.processes.pop(uid, None)
+            if uid == dep.serving_revision:
+                rt.recreated = uid
+                rt.serving = None
+                rt.notify()
+            if proc is not None:
+                await proc.stop()
+            self.gpus.release(uid)
+            old = self.store.get_revision(uid)
+            if old is not None and old.phase == RevisionPhase.WARM:
+                rt.cancel_retire(uid)
+                self.move(uid, RevisionPhase.RETIRED, reason="stopped to free its GPUs")
+
+    def _restart_recreated(self, rt: DeploymentRuntime) -> None:
+        """A rollout that stopped the serving revision failed: that revision starts again."""
+        uid, rt.recreated = rt.recreated, None
+        dep = self.store.get_deployment(rt.name)
+        rev = self.store.get_revision(uid) if uid else None
+        if dep is None or rev is None or dep.serving_revision != uid or rt.serving is not None:
+            return
+        self._event(rev, EventKind.RESTARTED, f"{revision_name(rev.seq)} starts again on its GPUs")
+        rt.health = Health.RESTARTING
+        rt.wakeup = self._spawn(self._restart_serving(rt, rev.uid))
 
     async def _start_ready(self, rt: DeploymentRuntime, rev: Revision) -> ServeProcess:
         """Launch the revision and wait until it is ready; a port taken meanwhile: another port."""
@@ -693,10 +821,14 @@ class Controller:
                 return
             await asyncio.sleep(SETTLE_SECONDS)
             try:
+                async with rt.lock:
+                    await self._make_room(rt, rev)
                 await self._start_ready(rt, rev)
-            except (NotReadyError, OSError) as exc:
+            except (NotReadyError, OSError, GpuUnavailable) as exc:
                 async with rt.lock:
                     await self._fail(rt, uid, str(exc))
+                    if rt.recreated is not None:
+                        self._restart_recreated(rt)
                 return
             async with rt.lock:
                 dep = self.store.get_deployment(rt.name)
@@ -744,6 +876,7 @@ class Controller:
         self.move(uid, RevisionPhase.SERVING, reason="", ready_at=ready_at, activated_at=stamp)
         self.store.update_deployment(rt.name, serving_revision=uid, reason="")
         rt.serving = proc
+        rt.recreated = None
         rt.health = Health.HEALTHY
         rt.last_request = time.monotonic()
         rt.cancel_retire(uid)
@@ -819,7 +952,7 @@ class Controller:
             try:
                 proc = await self._launch(rt, rev, port=port)
                 await proc.wait_ready(self.settings.readiness_timeout)
-            except (NotReadyError, OSError) as exc:
+            except (NotReadyError, OSError, GpuUnavailable) as exc:
                 log.warning("restart of %s failed (%s); retrying in %.0f s", rt.name, exc, delay)
                 rt.health = Health.UNHEALTHY
                 stale = rt.processes.pop(uid, None)

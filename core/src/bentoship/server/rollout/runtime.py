@@ -36,6 +36,10 @@ class DeploymentRuntime:
     rollout: asyncio.Task[None] | None = None
     wakeup: asyncio.Task[None] | None = None
     retire_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    recreate: dict[str, str] = field(default_factory=dict)
+    """Why a revision's rollout is a Recreate (stop, then start), by revision uid."""
+    recreated: str | None = None
+    """The serving revision a Recreate stopped, started again if the new one fails."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def notify(self) -> None:

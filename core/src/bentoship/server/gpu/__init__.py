@@ -1,0 +1,1 @@
+"""GPU placement: the machine's GPUs (inventory) and their allocation to revisions (allocator)."""

@@ -1,0 +1,157 @@
+"""The GPU allocator with a simulated inventory of 4 GPUs passed in: no NVML, no process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bentoship.server import schemas
+from bentoship.server.deploy_config import ConfigInvalid, normalize_config
+from bentoship.server.errors import Invalid
+from bentoship.server.gpu.allocator import (
+    GpuAllocator,
+    GpuRequest,
+    GpuUnavailable,
+    Holder,
+    PlanKind,
+    gpu_request,
+)
+from bentoship.server.gpu.inventory import (
+    Gpu,
+    Inventory,
+    InventoryError,
+    load_inventory,
+    model_slug,
+)
+
+A100 = "NVIDIA A100-SXM4-40GB"
+FOUR = Inventory(tuple(Gpu(i, A100, 40 * 1024**3) for i in range(4)), "a test")
+
+
+def ask(count: float, model: str | None = "a100") -> GpuRequest:
+    return GpuRequest(count, model, f"instance type gpu.a100.{count:g}")
+
+
+def holder(deployment: str, revision: str, replica: int = 0) -> Holder:
+    return Holder(deployment, revision, revision, replica)
+
+
+def test_placement_gives_whole_free_gpus_in_index_order() -> None:
+    gpus = GpuAllocator(FOUR)
+    assert gpus.acquire(holder("web", "r1"), ask(2)) == (0, 1)
+    assert gpus.acquire(holder("api", "r1a"), ask(1)) == (2,)
+    assert gpus.acquire(holder("web", "r1"), ask(2)) == (0, 1), "the same again, not more"
+    gpus.release("r1")
+    assert gpus.acquire(holder("job", "r9"), ask(3, None)) == (0, 1, 3)
+
+
+def test_no_two_replicas_share_a_gpu() -> None:
+    gpus = GpuAllocator(FOUR)
+    placed = [gpus.acquire(holder("web", "r1", replica), ask(1)) for replica in range(4)]
+    assert sorted(i for p in placed for i in p) == [0, 1, 2, 3]
+    with pytest.raises(GpuUnavailable, match=r"GPU 0: web r1.*free GPUs: none"):
+        gpus.acquire(holder("web", "r1", 4), ask(1))
+
+
+def test_only_a_fractional_ask_shares_a_gpu() -> None:
+    gpus = GpuAllocator(FOUR)
+    assert gpus.acquire(holder("a", "ra"), ask(0.5)) == (0,)
+    assert gpus.acquire(holder("b", "rb"), ask(0.5)) == (0,)
+    assert gpus.acquire(holder("c", "rc"), ask(1)) == (1,)
+    assert gpus.acquire(holder("d", "rd"), ask(0.5)) == (2,)
+
+
+def test_more_gpus_than_exist_is_refused_naming_what_exists() -> None:
+    gpus = GpuAllocator(FOUR)
+    with pytest.raises(Invalid) as refused:
+        gpus.check(ask(8))
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "asks for 8 a100 GPUs (instance type gpu.a100.8)" in message
+    assert f"this machine has 4 GPUs: 4 x {A100} (40Gi; GPU 0,1,2,3)" in message
+    with pytest.raises(Invalid, match=r"1 h100 GPU .*this machine has 4 GPUs"):
+        gpus.check(GpuRequest(1, "h100", "service Svc resources.gpu=1"))
+    with pytest.raises(Invalid, match=r"this machine has no GPU \(NVML finds none\)"):
+        GpuAllocator(Inventory()).check(ask(1, None))
+    gpus.check(ask(4))
+    gpus.check(None)
+    assert gpus.holdings == {}
+
+
+def test_an_update_needing_its_own_serving_gpus_is_a_recreate() -> None:
+    gpus = GpuAllocator(FOUR)
+    gpus.acquire(holder("web", "r1"), ask(2))
+    gpus.acquire(holder("other", "o1"), ask(1))
+    assert gpus.plan(ask(1), "web", "r1", "r2").kind is PlanKind.FITS
+    plan = gpus.plan(ask(2), "web", "r1", "r2")
+    assert plan.kind is PlanKind.RECREATE
+    assert plan.stop == ("r1",)
+    assert "Recreate rollout: r2 needs 2 a100 GPUs" in plan.reason
+    assert "r1 stops before r2 starts; zero downtime is impossible" in plan.reason
+    gpus.release("r1")
+    assert gpus.acquire(holder("web", "r2"), ask(2)) == (0, 1)
+
+
+def test_warm_revisions_stop_before_a_recreate_is_needed() -> None:
+    gpus = GpuAllocator(FOUR)
+    gpus.acquire(holder("web", "r1"), ask(2))
+    gpus.acquire(holder("web", "r2"), ask(2))
+    plan = gpus.plan(ask(2), "web", "r2", "r3")
+    assert (plan.kind, plan.stop) == (PlanKind.STOP_WARM, ("r1",))
+    assert "the serving revision keeps serving" in plan.reason
+
+
+def test_gpus_held_by_other_deployments_are_busy() -> None:
+    gpus = GpuAllocator(FOUR)
+    gpus.acquire(holder("other", "o1"), ask(3))
+    gpus.acquire(holder("web", "r1"), ask(1))
+    plan = gpus.plan(ask(2), "web", "r1", "r2")
+    assert plan.kind is PlanKind.BUSY
+    assert "GPU 0: other o1" in plan.reason and "free GPUs: none" not in plan.reason
+    gpus.keep_only({"r1"})
+    assert gpus.plan(ask(2), "web", "r1", "r2").kind is PlanKind.FITS
+
+
+def test_the_one_setting_instance_type_else_the_services_resources() -> None:
+    manifest = {
+        "entry_service": "Svc",
+        "services": [{"name": "Svc", "config": {"resources": {"gpu": 2, "gpu_type": "nvidia-l4"}}}],
+    }
+    config = normalize_config({}, "Svc")
+    assert gpu_request(config, manifest) == GpuRequest(2, "l4", "service Svc resources.gpu=2")
+    typed = normalize_config({"services": {"Svc": {"instance_type": "gpu.a100.1"}}}, "Svc")
+    assert gpu_request(typed, manifest) == GpuRequest(1, "a100", "instance type gpu.a100.1")
+    assert gpu_request(config, {"services": [{"name": "Svc", "config": {}}]}) is None
+    with pytest.raises(ConfigInvalid, match=r"gpu\.<model>\.<n>"):
+        normalize_config({"services": {"Svc": {"instance_type": "gpu.a100"}}}, "Svc")
+
+
+def test_model_names_and_instance_types() -> None:
+    assert model_slug(A100) == model_slug("nvidia-tesla-a100") == "a100"
+    assert model_slug("nvidia-a100-80gb") == "a100"
+    assert model_slug("NVIDIA GeForce RTX 4090") == "rtx4090"
+    assert model_slug("Tesla T4") == "t4"
+    assert model_slug("nvidia-l4") == "l4"
+    types = schemas.instance_types(FOUR)
+    names = [t["display_name"] for t in types]
+    assert names == [
+        *("cpu.small", "cpu.medium", "cpu.large"),
+        *("gpu.a100.1", "gpu.a100.2", "gpu.a100.4"),
+    ]
+    four = types[-1]["config"]
+    assert four["resources"]["requests"]["gpu"] == "4"
+    assert four["gpu_config"] == {"type": "nvidia-a100", "memory": "40Gi"}
+
+
+def test_an_inventory_file_and_gpus_restriction(tmp_path: Path) -> None:
+    path = tmp_path / "gpus.json"
+    path.write_text(json.dumps([{"index": i, "name": A100, "memory_bytes": 1} for i in range(4)]))
+    inventory = load_inventory(path)
+    assert [g.index for g in inventory.restrict([3, 1]).gpus] == [1, 3]
+    with pytest.raises(InventoryError, match="--gpus names GPU 7"):
+        inventory.restrict([7])
+    path.write_text(json.dumps([{"name": A100}]))
+    with pytest.raises(InventoryError, match="memory_bytes"):
+        load_inventory(path)
