@@ -25,6 +25,8 @@ atexit.register(shutil.rmtree, _SESSION_HOME, True)
 os.environ["BENTOML_HOME"] = str(_SESSION_HOME / "bentoml")
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 os.environ["BENTOSHIP_HOME"] = str(_SESSION_HOME / "bentoship-home")
+os.environ["BENTOSHIP_SECRETS_KEY_FILE"] = str(_SESSION_HOME / "secrets.key")
+os.environ["BENTOSHIP_RUNTIME_DIR"] = str(_SESSION_HOME / "runtime")
 for _name in ("BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY"):
     os.environ.pop(_name, None)
 

@@ -91,7 +91,8 @@ def service(**fields: Any) -> dict[str, Any]:
     ("body", "field"),
     [
         ({"access_authorization": "yes"}, "access_authorization"),
-        ({"secrets": ["db-password"]}, "secrets"),
+        ({"secrets": "db-password"}, "secrets"),
+        ({"secrets": ["ok", "../etc"]}, "secrets[1]"),
         ({"services": ["Echo"]}, "services"),
         ({"services": {"Other": {}}}, "services.Other"),
         ({"services": {"Echo": "small"}}, "services.Echo"),

@@ -78,6 +78,20 @@ def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "--token", default=None, help="API token (default: generated once, kept in the data dir)"
     )
     server.add_argument(
+        "--secrets-key-file",
+        type=Path,
+        default=None,
+        help="key that seals secrets, made 0600 on first use; must be outside the data dir "
+        "(default $BENTOSHIP_SECRETS_KEY_FILE or ~/.config/bentoship/secrets.key)",
+    )
+    server.add_argument(
+        "--runtime-dir",
+        type=Path,
+        default=None,
+        help="where revisions' secret files live while they run, outside the data dir "
+        "(default $BENTOSHIP_RUNTIME_DIR, $XDG_RUNTIME_DIR, /dev/shm or the temp dir)",
+    )
+    server.add_argument(
         "--readiness-timeout",
         type=_positive,
         default=120.0,
@@ -188,6 +202,13 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-replicas", type=int)
     parser.add_argument("--max-replicas", type=int)
     parser.add_argument("--env", type=_pair, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a secret (bentoml secret create) the deployment gets; repeat for more",
+    )
     parser.add_argument("--label", type=_pair, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
         "--access-authorization", action="store_true", help="require a bearer token on the endpoint"
@@ -317,6 +338,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         "min_replicas": args.min_replicas,
         "max_replicas": args.max_replicas,
         "envs": dict(args.env),
+        "secrets": list(args.secret),
         "labels": dict(args.label),
         "access_authorization": args.access_authorization,
     }
@@ -366,6 +388,8 @@ def _run_server(args: argparse.Namespace) -> int:
         port=args.port,
         data_dir=args.data_dir or default_home(),
         token=args.token,
+        secrets_key_file=args.secrets_key_file,
+        runtime_dir=args.runtime_dir,
         readiness_timeout=args.readiness_timeout,
         rollback_window=args.rollback_window,
         scale_to_zero_after=args.scale_to_zero_after,

@@ -211,6 +211,8 @@ class DeploymentConfig:
     min_replicas: int | None = None
     max_replicas: int | None = None
     envs: dict[str, str] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+    """Names of secrets (``bentoml secret create``) the deployment gets."""
     labels: dict[str, str] = field(default_factory=dict)
     access_authorization: bool = False
     strategy: str | None = None
@@ -246,6 +248,7 @@ class DeploymentConfig:
             if isinstance(value, float) and value.is_integer():
                 data[key] = int(value)
         data["envs"] = {str(k): str(v) for k, v in (data.get("envs") or {}).items()}
+        data["secrets"] = [str(name) for name in data.get("secrets") or []]
         data["labels"] = {str(k): str(v) for k, v in (data.get("labels") or {}).items()}
         return cls(**data)
 
@@ -266,12 +269,15 @@ class DeploymentConfig:
             service_config["scaling"] = scaling
         if self.strategy:
             service_config["deployment_strategy"] = self.strategy
-        return {
+        body: dict[str, Any] = {
             "access_authorization": self.access_authorization,
             "envs": [{"name": k, "value": v} for k, v in sorted(self.envs.items())],
             "labels": [{"key": k, "value": v} for k, v in sorted(self.labels.items())],
             "services": {service: service_config} if service else {},
         }
+        if self.secrets:
+            body["secrets"] = list(self.secrets)
+        return body
 
 
 def config_matches(wanted: dict[str, Any], current: dict[str, Any]) -> bool:
@@ -283,6 +289,8 @@ def config_matches(wanted: dict[str, Any], current: dict[str, Any]) -> bool:
     if bool(wanted.get("access_authorization")) != bool(current.get("access_authorization")):
         return False
     if pairs(wanted.get("envs"), "name") != pairs(current.get("envs"), "name"):
+        return False
+    if list(wanted.get("secrets") or []) != list(current.get("secrets") or []):
         return False
     for name, service in (wanted.get("services") or {}).items():
         have = (current.get("services") or {}).get(name) or {}

@@ -17,6 +17,7 @@ from .api import (
     observability,
     platform,
     registry,
+    secrets,
 )
 from .api.common import Services
 from .api.openapi import document
@@ -58,6 +59,7 @@ def build_app(
     routes: list[BaseRoute] = [
         *watched,
         *api_tokens.routes(tokens),
+        *secrets.routes(controller.secrets.book),
         *extensions.routes(services),
         *platform.routes(services),
         *deployments.routes(services),

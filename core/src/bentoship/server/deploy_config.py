@@ -8,6 +8,7 @@ from typing import Any
 
 from ..tags import TAG_PATTERN, shown
 from .errors import Invalid
+from .secrets.content import NAME_PATTERN as SECRET_NAME_PATTERN
 
 NAME_PATTERN = re.compile(r"\A[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
 ENV_NAME_PATTERN = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
@@ -95,6 +96,21 @@ def _envs(value: object, field: str) -> list[dict[str, str]]:
     return envs
 
 
+def secret_names(value: object) -> list[str] | None:
+    """The secrets a config names, each once, in order; None for none."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ConfigInvalid("secrets", "expected a list of secret names")
+    names: list[str] = []
+    for index, name in enumerate(value):
+        if not isinstance(name, str) or not SECRET_NAME_PATTERN.match(name):
+            raise ConfigInvalid(f"secrets[{index}]", f"{shown(name)} is not a secret name")
+        if name not in names:
+            names.append(name)
+    return names or None
+
+
 def _int(value: object, field: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigInvalid(field, f"expected an integer >= {minimum}, got {shown(value)}")
@@ -167,6 +183,7 @@ def check_body(body: dict[str, Any]) -> None:
         validate_tag(body["bento"])
     _envs(body.get("envs"), "envs")
     _labels(body.get("labels"), "labels")
+    secret_names(body.get("secrets"))
     parse_canary(body.get("canary"))
 
 
@@ -177,10 +194,6 @@ def normalize_config(body: dict[str, Any], entry_service: str) -> dict[str, Any]
         access = False
     if not isinstance(access, bool):
         raise ConfigInvalid("access_authorization", f"expected true or false, got {shown(access)}")
-    if body.get("secrets"):
-        raise ConfigInvalid(
-            "secrets", "secrets are not supported by the local control plane; pass envs instead"
-        )
     services_raw = body.get("services") or {}
     if not isinstance(services_raw, dict):
         raise ConfigInvalid("services", "expected an object keyed by service name")
@@ -195,7 +208,7 @@ def normalize_config(body: dict[str, Any], entry_service: str) -> dict[str, Any]
         "access_authorization": access,
         "envs": _envs(body.get("envs"), "envs"),
         "labels": _labels(body.get("labels"), "labels"),
-        "secrets": None,
+        "secrets": secret_names(body.get("secrets")),
         "services": {service_name: _service(service_name, services_raw.get(service_name))},
         "canary": None,
     }

@@ -21,6 +21,7 @@ from .gpu.inventory import InventoryError, find_inventory
 from .observe.hub import Observability
 from .registry.service import Registry
 from .rollout.controller import Controller
+from .secrets.placement import apart_from
 from .settings import ServerSettings
 from .store import Store
 
@@ -89,6 +90,8 @@ def run_server(
     port: int = 0,
     data_dir: Path | None = None,
     token: str | None = None,
+    secrets_key_file: Path | None = None,
+    runtime_dir: Path | None = None,
     readiness_timeout: float = 120.0,
     rollback_window: float = 300.0,
     scale_to_zero_after: float = 300.0,
@@ -110,9 +113,12 @@ def run_server(
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     directory = prepare_data_dir(data_dir or Path.home() / ".bentoship")
+    key_file, runtime = apart_from(directory, secrets_key_file, runtime_dir)
     settings = ServerSettings(
         data_dir=directory,
         token=token or load_or_create_token(directory),
+        secrets_key_file=key_file,
+        runtime_dir=runtime,
         host=host,
         port=port,
         readiness_timeout=readiness_timeout,

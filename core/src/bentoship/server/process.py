@@ -26,6 +26,8 @@ class LocalControlPlane:
         data_dir: Path,
         *,
         token: str | None = None,
+        secrets_key_file: Path | None = None,
+        runtime_dir: Path | None = None,
         extensions: bool = True,
         readiness_timeout: float | None = None,
         rollback_window: float | None = None,
@@ -48,6 +50,8 @@ class LocalControlPlane:
         if not metrics:
             self.args.append("--no-metrics")
         for flag, value in (
+            ("--secrets-key-file", secrets_key_file),
+            ("--runtime-dir", runtime_dir),
             ("--readiness-timeout", readiness_timeout),
             ("--rollback-window", rollback_window),
             ("--scale-to-zero-after", scale_to_zero_after),

@@ -12,6 +12,10 @@ class ServerSettings:
     token: str
     host: str = "127.0.0.1"
     port: int = 0
+    secrets_key_file: Path | None = None
+    """The key that seals secrets (outside the data dir); None: ``default_key_file()``."""
+    runtime_dir: Path | None = None
+    """Where revisions' secret files live while they run; None: ``default_runtime_base()``."""
     readiness_timeout: float = 120.0
     rollback_window: float = 300.0
     scale_to_zero_after: float = 300.0

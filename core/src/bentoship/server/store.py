@@ -165,6 +165,11 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for the concerns that keep tables of their own here (secrets)."""
+        return self._db
+
     def _add_columns(self) -> None:
         for table, columns in ADDED_COLUMNS.items():
             have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}

@@ -55,6 +55,7 @@ ORGANIZATION_PREFIXES = (
     "/api/v1/models",
     "/api/v1/model_repositories",
     "/api/v1/api_tokens",
+    "/api/v1/org_secrets",
     "/bento_repositories",
     "/api_tokens",
 )

@@ -49,6 +49,13 @@ def previous_of_target(client: Client, current: DeploymentInfo) -> Previous:
     return _of(next((r for r in older if r.phase in SERVED_PHASES), None))
 
 
+def secrets_changed(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    """Secrets both configs give whose pinned versions differ (the server's ``secret_versions``)."""
+    old = (before or {}).get("secret_versions") or {}
+    new = after.get("secret_versions") or {}
+    return [name for name, version in new.items() if name in old and old[name] != version]
+
+
 def deploy(
     name: str,
     bento: str,
@@ -63,7 +70,9 @@ def deploy(
     the deployment's candidate URL (``Rollout.url``) and takes no live traffic until
     :func:`promote`. A server without candidates (plain BentoCloud) gets an ordinary update,
     and the step logs that it did. Re-applying the same bento and config creates no new
-    revision, so a retried task is safe.
+    revision, so a retried task is safe. With ``secrets`` on the local control plane, the update
+    is always sent: a secret updated since the serving revision started gives a new revision
+    with its new version, and the step logs which secrets changed.
     """
     check_tag(bento)
     client = client or Client()
@@ -84,8 +93,10 @@ def deploy(
         created = client.create_deployment(name, bento, body, candidate=candidate)
         return _rollout(name, bento, created, candidate, created=True)
     held = current.target_phase in HELD_PHASES and current.target_revision is not None
+    pinned = bool(body.get("secrets")) and "revisions" in client.get_extensions()
     unchanged = (
-        current.bento == bento
+        not pinned
+        and current.bento == bento
         and config_matches(body, current.config)
         and current.status not in FAILED_STATUSES
         and (not held or (current.candidate_revision is not None) == candidate)
@@ -96,6 +107,17 @@ def deploy(
         previous = previous_before_update(client, current)
         result = client.update_deployment(name, bento, body, candidate=candidate)
         changed = result.target_revision != current.target_revision
+        if pinned and not changed:
+            previous = previous_of_target(client, current)
+        if changed:
+            for secret in secrets_changed(previous[2], result.config):
+                log.warning(
+                    "%s: secret %r changed since %s; revision %s gets its new version",
+                    name,
+                    secret,
+                    previous[0],
+                    result.target_revision,
+                )
     return _rollout(name, bento, result, candidate, previous=previous, changed=changed)
 
 

@@ -23,6 +23,8 @@ __all__ = [
     "FinishUploadBody",
     "RepositoryBody",
     "RevisionBody",
+    "SecretBody",
+    "SecretUpdateBody",
     "parse",
 ]
 
@@ -162,6 +164,43 @@ class ArtifactBody(ArtifactPatchBody):
 class FinishUploadBody(Body):
     status: Literal["success", "failed"] | None = None
     reason: Text | None = None
+
+
+SecretName = Annotated[
+    StrictStr,
+    Field(json_schema_extra={"pattern": r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"}),
+]
+SecretPath = Annotated[StrictStr, Field(max_length=1024)]
+
+
+class SecretItemBody(Body):
+    """One key of a secret; its value is sent, never answered."""
+
+    key: Name
+    sub_path: SecretPath | None = None
+    value: Text | None = None
+
+
+class SecretContentBody(Body):
+    type: Literal["env", "mountfile"]
+    items: Annotated[list[SecretItemBody], Field(min_length=1, max_length=100)]
+    path: SecretPath | None = None
+    stage: Literal["build", "runtime", "all"] | None = None
+
+
+class SecretBody(Body):
+    """A new secret (``bentoml secret create``)."""
+
+    name: SecretName
+    description: Annotated[StrictStr, Field(max_length=1024)] | None = None
+    content: SecretContentBody
+
+
+class SecretUpdateBody(Body):
+    """A secret's new content (``bentoml secret apply``); an item without a value keeps its own."""
+
+    description: Annotated[StrictStr, Field(max_length=1024)] | None = None
+    content: SecretContentBody
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -26,6 +26,8 @@ from .bodies import (
     FinishUploadBody,
     RepositoryBody,
     RevisionBody,
+    SecretBody,
+    SecretUpdateBody,
 )
 from .logs import LogDownloadParams, LogSearchParams
 from .monitoring import MonitoringParams
@@ -36,6 +38,7 @@ from .params import (
     ListParams,
     LogsParams,
     Params,
+    SecretListParams,
     VersionListParams,
     WaitParams,
     WriteParams,
@@ -51,6 +54,8 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/api/v2/deployments/{name}/promote"): RevisionBody,
     ("PUT", "/api/v2/deployments/{name}/canary"): CanarySplitBody,
     ("POST", "/api/v1/api_tokens"): ApiTokenBody,
+    ("POST", "/api/v1/org_secrets"): SecretBody,
+    ("PATCH", "/api/v1/org_secrets/{name}"): SecretUpdateBody,
 }
 for _kind in ("bento", "model"):
     _items = f"/api/v1/{_kind}_repositories/{{repo}}/{_kind}s"
@@ -63,6 +68,11 @@ DEPLOYMENT = "/api/v2/deployments/{name}"
 QUERIES: dict[tuple[str, str], type[Params]] = {
     ("GET", "/api/v2/deployments"): ListParams,
     ("GET", "/api/v1/api_tokens"): ApiTokenListParams,
+    ("GET", "/api/v1/org_secrets"): SecretListParams,
+    ("POST", "/api/v1/org_secrets"): ClusterParams,
+    ("GET", "/api/v1/org_secrets/{name}"): ClusterParams,
+    ("PATCH", "/api/v1/org_secrets/{name}"): ClusterParams,
+    ("DELETE", "/api/v1/org_secrets/{name}"): ClusterParams,
     ("POST", "/api/v2/deployments"): WriteParams,
     ("PUT", DEPLOYMENT): WriteParams,
     ("GET", DEPLOYMENT): ClusterParams,

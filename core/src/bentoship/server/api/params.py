@@ -23,6 +23,7 @@ __all__ = [
     "ListParams",
     "LogsParams",
     "Moment",
+    "SecretListParams",
     "VersionListParams",
     "WaitParams",
     "WriteParams",
@@ -83,6 +84,15 @@ class ApiTokenListParams(Params):
     start: Count = 0
     count: Count | None = None
     search: Short | None = None
+
+
+class SecretListParams(ClusterParams):
+    """A page of secrets, optionally those whose name holds ``search`` (or ``q``)."""
+
+    start: Count = 0
+    count: Count | None = None
+    search: Short | None = None
+    q: Filter | None = None
 
 
 class WaitParams(Params):

@@ -53,6 +53,7 @@ from .runner import (
     tail_lines,
 )
 from .runtime import DeploymentRuntime
+from .secrets import RevisionSecrets
 from .tls import RevisionTLS
 
 __all__ = ["Controller"]
@@ -94,6 +95,7 @@ class Controller:
         self._launching: set[str] = set()
         self._tls: RevisionTLS | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.secrets = RevisionSecrets(settings, store)
 
     # lifecycle of the control plane
 
@@ -119,6 +121,7 @@ class Controller:
             rt.serving = None
         endpoints = [e for rt in self.runtimes.values() for e in rt.endpoints()]
         await asyncio.gather(*(e.stop() for e in endpoints), return_exceptions=True)
+        self.secrets.close()
 
     @property
     def tls(self) -> RevisionTLS:
@@ -307,6 +310,7 @@ class Controller:
     async def create(
         self, name: str, bento: str, config: dict[str, Any], *, verify: bool = False
     ) -> Deployment:
+        config = self.secrets.pin(config)
         rt = self.runtime(name)
         async with rt.lock:
             if self.store.get_deployment(name) is not None:
@@ -341,6 +345,7 @@ class Controller:
         split: TrafficSplit | None = None,
     ) -> Deployment:
         """A new revision of ``name``; with ``verify`` (or a canary ``split``) a candidate."""
+        config = self.secrets.pin(config)
         rt = self.runtime(name)
         async with rt.lock:
             dep = self.get(name)
@@ -681,6 +686,7 @@ class Controller:
             self.settings.store_dir("bento"),
             self.settings.store_dir("model"),
         )
+        given = self.secrets.deliver(rev)
         starting = asyncio.ensure_future(
             start_serve(
                 revision=rev.uid,
@@ -688,9 +694,11 @@ class Controller:
                 bento_tag=rev.bento,
                 bentoml_home=home,
                 log_path=self.log_path(rev),
-                envs=envs,
+                envs={**envs, **given.envs},
                 port=port,
                 tls=self.tls if rev.config.get("access_authorization") else None,
+                log_pipe=given.log_pipe,
+                on_stop=given.remove,
             )
         )
         try:
@@ -698,6 +706,10 @@ class Controller:
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await (await starting).stop()
+            given.remove()
+            raise
+        except Exception:
+            given.remove()
             raise
         rt.processes[rev.uid] = proc
         return proc
@@ -923,6 +935,7 @@ class Controller:
             return
         proc.kill_workers()
         await proc.close_session()
+        proc.release()
         if rt.processes.get(proc.revision) is proc:
             del rt.processes[proc.revision]
         dep = self.store.get_deployment(rt.name)

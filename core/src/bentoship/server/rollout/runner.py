@@ -11,7 +11,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +111,8 @@ class ServeProcess:
     started_at: float = field(default_factory=time.monotonic)
     stopping: bool = False
     watched: bool = False
+    on_stop: Callable[[], None] | None = None
+    """Called once the process has stopped (removes what was made for it alone)."""
     _session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -214,6 +216,13 @@ class ServeProcess:
         await self.process.wait()
         self.kill_workers()
         await self.close_session()
+        self.release()
+
+    def release(self) -> None:
+        """Run ``on_stop`` once, after the process has exited."""
+        if self.on_stop is not None:
+            self.on_stop()
+            self.on_stop = None
 
 
 async def start_serve(
@@ -226,11 +235,14 @@ async def start_serve(
     envs: Mapping[str, str],
     port: int | None = None,
     tls: RevisionTLS | None = None,
+    log_pipe: Callable[[Path], int] | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> ServeProcess:
     """Start ``bentoml serve`` of ``bento_tag`` on a loopback port.
 
     Its stderr goes to ``log_path``, after a ``[bentoship] ... starting`` line, and its stdout
-    to ``stdout_path(log_path)``.
+    to ``stdout_path(log_path)``; with ``log_pipe``, through the write ends it returns for each
+    file (which mask what is written before it reaches the file).
     """
     port = port or free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,23 +259,28 @@ async def start_serve(
         log.flush()
         offset = log.tell()
         out_offset = out.seek(0, os.SEEK_END)
-        process = await asyncio.create_subprocess_exec(
-            *bentoml_command(),
-            "serve",
-            bento_tag,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *(tls.serve_args() if tls else []),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=log,
-            env=env,
-            cwd=str(bentoml_home),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        pipes = (log_pipe(stdout_path(log_path)), log_pipe(log_path)) if log_pipe else ()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *bentoml_command(),
+                "serve",
+                bento_tag,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *(tls.serve_args() if tls else []),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=pipes[0] if pipes else out,
+                stderr=pipes[1] if pipes else log,
+                env=env,
+                cwd=str(bentoml_home),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            for fd in pipes:
+                os.close(fd)
     return ServeProcess(
         revision=revision,
         port=port,
@@ -273,6 +290,7 @@ async def start_serve(
         stdout_offset=out_offset,
         name=name or revision[:8],
         tls=tls,
+        on_stop=on_stop,
     )
 
 

@@ -1,0 +1,1 @@
+"""Deployment secrets: sealed at rest, pinned per revision, delivered as envs or files, masked."""
