@@ -310,8 +310,8 @@ def _replicas(controller: Any, name: str, serving: Any) -> int:
     runtime = controller.runtimes.get(name)
     if runtime is None or serving is None:
         return 0
-    process = runtime.processes.get(serving.uid)
-    return 1 if process is not None and process.alive else 0
+    pool = runtime.processes.get(serving.uid)
+    return len(pool.serving()) if pool is not None else 0
 
 
 def _monitoring_data(request: Request, services: Services, name: str) -> dict[str, Any]:

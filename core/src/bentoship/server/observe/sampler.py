@@ -84,16 +84,16 @@ class Sampler:
     async def sample(self) -> None:
         samples = self._traffic_samples(with_gauges=True)
         readings = await asyncio.gather(
-            *(self._read_process(uid, proc) for uid, proc in self._running().items())
+            *(self._read_process(uid, proc) for uid, proc in self._running())
         )
         latest: dict[str, dict[str, float]] = {}
         for uid, counters, gauges in readings:
-            latest[uid] = gauges
+            gauges = _merged(latest.setdefault(uid, {}), gauges, SUMMED_GAUGES)
             named = self._name(uid)
             if named is None:
                 continue
             sample = samples.setdefault(uid, Sample(*named, {}, {}, {}))
-            sample.counters.update(counters)
+            _merged(sample.counters, counters, set(counters))
             sample.gauges.update(gauges)
         self.latest = latest
         self.series.write(samples.values())
@@ -141,13 +141,15 @@ class Sampler:
         seen.buckets = list(traffic.buckets)
         return counters, latency
 
-    def _running(self) -> dict[str, ServeProcess]:
-        return {
-            uid: proc
+    def _running(self) -> list[tuple[str, ServeProcess]]:
+        """Every live process (each replica of each revision), with its revision's uid."""
+        return [
+            (uid, proc)
             for rt in self.controller.runtimes.values()
-            for uid, proc in rt.processes.items()
+            for uid, pool in rt.processes.items()
+            for proc in pool.processes()
             if proc.alive
-        }
+        ]
 
     async def _read_process(
         self, uid: str, proc: ServeProcess
@@ -208,3 +210,14 @@ class Sampler:
         except ValueError:
             return None
         return total, in_progress
+
+
+SUMMED_GAUGES = {"cpu_percent", "memory_rss_bytes", "service_in_progress"}
+"""Gauges that add up over a revision's replicas (its GPU readings are the revision's already)."""
+
+
+def _merged(into: dict[str, float], more: dict[str, float], summed: set[str]) -> dict[str, float]:
+    """``into`` updated with one replica's readings ``more``: ``summed`` keys add up."""
+    for key, value in more.items():
+        into[key] = into.get(key, 0.0) + value if key in summed else value
+    return into

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from ...refs import find_revision, revision_name
 from ...statuses import DeploymentStatus
 from ...tags import shown
 from ..deploy_config import min_replicas, process_envs
-from ..endpoint.proxy import EndpointServer, Role, Scope
+from ..endpoint.balancing import replica_of
+from ..endpoint.proxy import EndpointServer, Role, Scope, Upstream
 from ..endpoint.split import TrafficSplit
 from ..endpoint.traffic import TrafficBook
 from ..errors import Conflict, NotFound
@@ -44,6 +46,7 @@ from .events import EventKind, EventLog
 from .home import prepare_revision_home
 from .monitoring_env import config_options, monitoring_dir
 from .phases import Health, Lifecycle, RevisionPhase, check_transition, derive_status
+from .replicas import ReplicaSet
 from .runner import (
     NotReadyError,
     PortTaken,
@@ -92,7 +95,7 @@ class Controller:
         self.deleted_hooks: list[Callable[[str], None]] = []
         """Called with a deployment's name once it is deleted."""
         self.gpus = GpuAllocator(gpus or Inventory())
-        self._launching: set[str] = set()
+        self._launching: Counter[str] = Counter()
         self._tls: RevisionTLS | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.secrets = RevisionSecrets(settings, store)
@@ -212,8 +215,9 @@ class Controller:
 
     def revision_extensions(self, rev: Revision, dep: Deployment) -> dict[str, Any]:
         rt = self.runtimes.get(dep.name)
-        proc = rt.processes.get(rev.uid) if rt else None
-        alive = proc is not None and proc.alive
+        pool = rt.processes.get(rev.uid) if rt else None
+        proc = pool.first if pool is not None else None
+        alive = proc is not None
         traffic = self.traffic.of(rev.uid)
         return {
             "number": rev.seq,
@@ -231,6 +235,7 @@ class Controller:
             "requests": traffic.requests,
             "errors": traffic.errors,
             "gpus": list(self.gpus.held_by(rev.uid)) if alive else [],
+            "replicas": pool.describe() if pool is not None else [],
         }
 
     def recreate_reason(self, dep: Deployment) -> str:
@@ -276,34 +281,49 @@ class Controller:
         self.runtime(deployment).last_request = time.monotonic()
 
     def record_start(self, revision: str) -> None:
+        replica = replica_of(revision)
+        if replica is not None:
+            replica.started()
         if self.settings.metrics:
-            self.traffic.started(revision)
+            self.traffic.started(str(revision))
 
     def record_abandoned(self, revision: str) -> None:
+        replica = replica_of(revision)
+        if replica is not None:
+            replica.finished(answered=False)
         if self.settings.metrics:
-            self.traffic.abandoned(revision)
+            self.traffic.abandoned(str(revision))
 
     def record_response(self, deployment: str, revision: str, status: int, seconds: float) -> None:
+        replica = replica_of(revision)
+        if replica is not None:
+            replica.finished(answered=True)
         if self.settings.metrics:
-            self.traffic.record(revision, status, seconds, started=True)
+            self.traffic.record(str(revision), status, seconds, started=True)
 
-    async def backend(self, deployment: str, role: Role, scope: Scope) -> ServeProcess | None:
+    async def backend(self, deployment: str, role: Role, scope: Scope) -> Upstream | None:
+        """A ready replica (the one with the fewest outstanding requests) of the revision that
+        the role and the canary split choose; while the serving revision has none, wait."""
         rt = self.runtime(deployment)
         if role is Role.CANDIDATE:
-            return rt.candidate
+            return rt.candidate.choose() if rt.candidate is not None else None
         if rt.candidate is not None and rt.split is not None and rt.split.to_canary(scope):
-            return rt.candidate
-        if rt.serving is not None:
-            return rt.serving
+            chosen = rt.candidate.choose()
+            if chosen is not None:
+                return chosen
+        chosen = rt.serving.choose() if rt.serving is not None else None
+        if chosen is not None:
+            return chosen
         dep = self.store.get_deployment(deployment)
         if dep is None or dep.state != Lifecycle.ACTIVE or dep.serving_revision is None:
             return None
         if rt.health is Health.SCALED_TO_ZERO:
             self._wake(rt)
         deadline = time.monotonic() + BACKEND_WAIT_SECONDS
-        while rt.serving is None and time.monotonic() < deadline:
+        while chosen is None and time.monotonic() < deadline:
             await rt.changed(1.0)
-        return rt.serving
+            chosen = rt.serving.choose() if rt.serving is not None else None
+        return chosen
 
     # commands
 
@@ -591,39 +611,42 @@ class Controller:
 
     def _hold(self, rt: DeploymentRuntime, uid: str) -> None:
         """Hold a ready revision as the candidate, with the canary split asked for, if any."""
-        proc = rt.processes[uid]
+        pool = rt.processes[uid]
         dep = self.get(rt.name)
         self.move(uid, RevisionPhase.CANDIDATE, reason="", ready_at=now())
-        rt.candidate = proc
+        rt.candidate = pool
         rt.split = TrafficSplit.from_dict(dep.canary) if dep.canary else None
-        self._spawn(self._watch_candidate(rt, proc))
+        for proc in pool.processes():
+            self._spawn(self._watch_candidate(rt, pool, proc))
         log.info(
             "deployment %s holds candidate %s on %s",
             rt.name,
-            proc.name,
+            pool.name,
             self.endpoint_url(dep, Role.CANDIDATE),
         )
         rt.notify()
 
     def _release_candidate(self, rt: DeploymentRuntime, uid: str, *, stop: bool) -> None:
         """The candidate left its phase: no more traffic to it; ``stop`` its process."""
-        proc = rt.candidate
-        if proc is None or proc.revision != uid:
+        pool = rt.candidate
+        if pool is None or pool.revision != uid:
             return
         rt.candidate = None
         rt.split = None
         self.store.update_deployment(rt.name, canary=None)
-        if stop and rt.processes.get(uid) is proc:
+        if stop and rt.processes.get(uid) is pool:
             self._spawn(self._stop_unless_serving(rt, uid))
 
-    async def _watch_candidate(self, rt: DeploymentRuntime, proc: ServeProcess) -> None:
-        """A candidate whose process exits has failed: it is not restarted."""
+    async def _watch_candidate(
+        self, rt: DeploymentRuntime, pool: ReplicaSet, proc: ServeProcess
+    ) -> None:
+        """A candidate one of whose processes exits has failed: it is not restarted."""
         await proc.process.wait()
-        if proc.stopping or rt.candidate is not proc:
+        if proc.stopping or rt.candidate is not pool:
             return
         async with rt.lock:
             rev = self.store.get_revision(proc.revision)
-            if rt.candidate is not proc or rev is None or rev.phase != RevisionPhase.CANDIDATE:
+            if rt.candidate is not pool or rev is None or rev.phase != RevisionPhase.CANDIDATE:
                 return
             problem = f"its process exited with code {proc.process.returncode} while a candidate"
             await self._fail(rt, proc.revision, problem, RevisionPhase.CANDIDATE)
@@ -664,22 +687,33 @@ class Controller:
         rt.rollout = asyncio.create_task(self._rollout(rt, uid))
 
     async def _launch(
-        self, rt: DeploymentRuntime, rev: Revision, port: int | None = None
+        self, rt: DeploymentRuntime, rev: Revision, index: int = 0, port: int | None = None
     ) -> ServeProcess:
-        """Start the revision's process; a cancelled launch stops what it started."""
-        old = rt.processes.pop(rev.uid, None)
+        """Start replica ``index`` of the revision (in place of one with that index); a
+        cancelled launch stops what it started."""
+        pool = rt.processes.get(rev.uid)
+        if pool is None:
+            pool = rt.processes[rev.uid] = ReplicaSet(rev.uid, revision_name(rev.seq))
+        old = pool.remove(index)
         if old is not None:
             await old.stop()
-        self._launching.add(rev.uid)
+        self._launching[rev.uid] += 1
         try:
-            return await self._launch_with_gpus(rt, rev, port)
+            proc = await self._launch_with_gpus(rt, rev, index, port)
         finally:
-            self._launching.discard(rev.uid)
+            self._launching[rev.uid] -= 1
+            if self._launching[rev.uid] <= 0:
+                del self._launching[rev.uid]
+        if rt.processes.get(rev.uid) is not pool:
+            await proc.stop()
+            raise NotReadyError(f"{proc.name} stopped while replica {index} started")
+        pool.add(proc)
+        return proc
 
     async def _launch_with_gpus(
-        self, rt: DeploymentRuntime, rev: Revision, port: int | None
+        self, rt: DeploymentRuntime, rev: Revision, index: int, port: int | None
     ) -> ServeProcess:
-        envs = {**self._envs(rev), **self._gpu_envs(rev)}
+        envs = {**self._envs(rev), **self._gpu_envs(rev, index)}
         home = prepare_revision_home(
             self.settings.data_dir / "runtime" / rev.uid,
             rev.bento,
@@ -691,6 +725,7 @@ class Controller:
             start_serve(
                 revision=rev.uid,
                 name=revision_name(rev.seq),
+                replica=index,
                 bento_tag=rev.bento,
                 bentoml_home=home,
                 log_path=self.log_path(rev),
@@ -711,7 +746,6 @@ class Controller:
         except Exception:
             given.remove()
             raise
-        rt.processes[rev.uid] = proc
         return proc
 
     def _envs(self, rev: Revision) -> dict[str, str]:
@@ -724,20 +758,24 @@ class Controller:
         envs["BENTOML_CONFIG_OPTIONS"] = f"{given} {options}".strip()
         return envs
 
-    def _gpu_envs(self, rev: Revision) -> dict[str, str]:
-        """``CUDA_VISIBLE_DEVICES`` of the GPUs the revision gets (none: hide every GPU)."""
+    def _gpu_envs(self, rev: Revision, index: int = 0) -> dict[str, str]:
+        """``CUDA_VISIBLE_DEVICES`` of the GPUs replica ``index`` of the revision gets (none:
+        hide every GPU)."""
         if not self.gpus.inventory:
             return {}
         request = self.gpu_request(rev.bento, rev.config)
         if request is None:
             return {"CUDA_VISIBLE_DEVICES": ""}
         self._prune_gpus()
-        before = self.gpus.held_by(rev.uid)
+        before = self.gpus.holdings.get((rev.uid, index))
         label = revision_name(rev.seq)
-        held = self.gpus.acquire(Holder(rev.deployment, rev.uid, label), request)
+        held = self.gpus.acquire(Holder(rev.deployment, rev.uid, label, index), request)
         devices = ",".join(map(str, held))
-        if held != before:
-            self._event(rev, EventKind.GPUS, f"{label} gets GPU {devices} ({request.describe()})")
+        if before is None or held != before.indices:
+            which = f" replica {index}" if index else ""
+            self._event(
+                rev, EventKind.GPUS, f"{label}{which} gets GPU {devices} ({request.describe()})"
+            )
         return {"CUDA_VISIBLE_DEVICES": devices, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
     def _prune_gpus(self) -> None:
@@ -805,26 +843,56 @@ class Controller:
         rt.health = Health.RESTARTING
         rt.wakeup = self._spawn(self._restart_serving(rt, rev.uid))
 
-    async def _start_ready(self, rt: DeploymentRuntime, rev: Revision) -> ServeProcess:
-        """Launch the revision and wait until it is ready; a port taken meanwhile: another port."""
+    async def _start_ready(self, rt: DeploymentRuntime, rev: Revision) -> ReplicaSet:
+        """Start the revision's minimum count of replicas (at least one) and wait until every
+        one is ready; the first that fails stops the others' starts."""
+        old = rt.processes.pop(rev.uid, None)
+        if old is not None and old is not rt.serving:
+            await old.stop()
+        pool = rt.processes[rev.uid] = ReplicaSet(rev.uid, revision_name(rev.seq))
+        starts = [
+            asyncio.ensure_future(self._start_replica(rt, rev, index))
+            for index in range(max(1, min_replicas(rev.config)))
+        ]
+        try:
+            done, _ = await asyncio.wait(starts, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for start in starts:
+                start.cancel()
+            await asyncio.gather(*starts, return_exceptions=True)
+        for start in done:
+            error = None if start.cancelled() else start.exception()
+            if error is not None:
+                raise error
+        return pool
+
+    async def _start_replica(
+        self, rt: DeploymentRuntime, rev: Revision, index: int, port: int | None = None
+    ) -> ServeProcess:
+        """Launch replica ``index`` and wait until it is ready; a port taken meanwhile: another."""
         for attempt in range(PORT_ATTEMPTS):
-            proc = await self._launch(rt, rev)
+            proc = await self._launch(rt, rev, index, port)
             try:
                 await proc.wait_ready(
                     self.settings.readiness_timeout, self.settings.crash_loop_after
                 )
-                return proc
             except PortTaken:
                 if attempt == PORT_ATTEMPTS - 1:
                     raise
                 log.info("%s %s: port %s was taken; another port", rt.name, proc.name, proc.port)
+                port = None
+                continue
+            pool = rt.processes.get(rev.uid)
+            if pool is not None:
+                pool.mark_ready(proc)
+            return proc
         raise AssertionError("unreachable")
 
     async def _stop_unless_serving(self, rt: DeploymentRuntime, uid: str) -> None:
-        proc = rt.processes.get(uid)
-        if proc is not None and proc is not rt.serving:
+        pool = rt.processes.get(uid)
+        if pool is not None and pool is not rt.serving:
             del rt.processes[uid]
-            await proc.stop()
+            await pool.stop()
 
     async def _rollout(self, rt: DeploymentRuntime, uid: str) -> None:
         try:
@@ -881,13 +949,13 @@ class Controller:
 
     def _activate(self, rt: DeploymentRuntime, uid: str) -> None:
         dep = self.get(rt.name)
-        proc = rt.processes[uid]
+        pool = rt.processes[uid]
         rev = self.store.get_revision(uid)
         stamp = now()
         ready_at = (rev.ready_at if rev else None) or stamp
         self.move(uid, RevisionPhase.SERVING, reason="", ready_at=ready_at, activated_at=stamp)
         self.store.update_deployment(rt.name, serving_revision=uid, reason="")
-        rt.serving = proc
+        rt.serving = pool
         rt.recreated = None
         rt.health = Health.HEALTHY
         rt.last_request = time.monotonic()
@@ -895,10 +963,14 @@ class Controller:
         previous = dep.serving_revision
         if rev is not None:
             if previous == uid:
-                self._event(rev, EventKind.RESTARTED, f"{proc.name} serves again")
+                self._event(rev, EventKind.RESTARTED, f"{pool.name} serves again")
             else:
                 before = f" (was {self.name_of(previous)})" if previous else ""
-                self._event(rev, EventKind.SWITCHED, f"the endpoint now serves {proc.name}{before}")
+                count = len(pool.replicas)
+                on = f" on {count} replicas" if count > 1 else ""
+                self._event(
+                    rev, EventKind.SWITCHED, f"the endpoint now serves {pool.name}{on}{before}"
+                )
         if previous and previous != uid:
             old = self.store.get_revision(previous)
             if old is not None and old.phase == RevisionPhase.SERVING:
@@ -907,11 +979,16 @@ class Controller:
                     self._schedule_retire(rt, previous)
                 else:
                     self.move(previous, RevisionPhase.RETIRED)
+        for proc in pool.processes():
+            self._watch_replica(rt, proc)
+        ports = ", ".join(str(p.port) for p in pool.processes())
+        log.info("deployment %s now serves revision %s on port(s) %s", rt.name, pool.name, ports)
+        rt.notify()
+
+    def _watch_replica(self, rt: DeploymentRuntime, proc: ServeProcess) -> None:
         if not proc.watched:
             proc.watched = True
             self._spawn(self._watch(rt, proc))
-        log.info("deployment %s now serves revision %s on port %s", rt.name, proc.name, proc.port)
-        rt.notify()
 
     def _schedule_retire(self, rt: DeploymentRuntime, uid: str) -> None:
         rt.cancel_retire(uid)
@@ -929,31 +1006,93 @@ class Controller:
             self.move(uid, RevisionPhase.RETIRED)
 
     async def _watch(self, rt: DeploymentRuntime, proc: ServeProcess) -> None:
-        """Restart the serving revision with backoff when its process dies."""
+        """Replace a replica of the serving revision whose process dies, with backoff."""
         await proc.process.wait()
         if proc.stopping:
             return
+        pool = rt.processes.get(proc.revision)
+        if pool is not None:
+            pool.discard(proc)
         proc.kill_workers()
         await proc.close_session()
         proc.release()
-        if rt.processes.get(proc.revision) is proc:
-            del rt.processes[proc.revision]
         dep = self.store.get_deployment(rt.name)
-        if dep is None or dep.serving_revision != proc.revision or dep.state != Lifecycle.ACTIVE:
+        serving = dep is not None and dep.serving_revision == proc.revision
+        if not serving or dep is None or dep.state != Lifecycle.ACTIVE or rt.serving is not pool:
+            if pool is not None and not pool.replicas and rt.processes.get(pool.revision) is pool:
+                del rt.processes[pool.revision]
             return
-        log.warning("revision %s of %s exited; restarting", proc.name, rt.name)
+        assert pool is not None
+        which = f"{proc.name} replica {proc.replica}"
+        log.warning("%s of %s exited; replacing it", which, rt.name)
         crashed = self.store.get_revision(proc.revision)
         if crashed is not None:
             code = proc.process.returncode
-            self._event(crashed, EventKind.CRASHED, f"{proc.name} exited (code {code}); restarting")
-        rt.serving = None
-        rt.health = Health.UNHEALTHY
+            self._event(crashed, EventKind.CRASHED, f"{which} exited (code {code}); restarting")
+        if not pool.serving():
+            rt.health = Health.UNHEALTHY
         rt.notify()
-        await self._restart_serving(rt, proc.revision, port=proc.port)
+        self._spawn_replace(rt, pool, proc.replica, proc.port)
 
-    async def _restart_serving(
-        self, rt: DeploymentRuntime, uid: str, port: int | None = None
+    def _spawn_replace(
+        self, rt: DeploymentRuntime, pool: ReplicaSet, index: int, port: int | None = None
     ) -> None:
+        running = rt.replacing.get(index)
+        if running is None or running.done():
+            rt.replacing[index] = self._spawn(self._replace(rt, pool, index, port))
+
+    async def _replace(
+        self, rt: DeploymentRuntime, pool: ReplicaSet, index: int, port: int | None
+    ) -> None:
+        """Start replica ``index`` of the serving ``pool`` again until it is ready."""
+        delay = 1.0
+        while True:
+            dep = self.store.get_deployment(rt.name)
+            rev = self.store.get_revision(pool.revision)
+            if dep is None or rev is None or dep.serving_revision != pool.revision:
+                return
+            if dep.state != Lifecycle.ACTIVE or rt.serving is not pool:
+                return
+            try:
+                proc = await self._start_replica(rt, rev, index, port)
+            except (NotReadyError, OSError, GpuUnavailable) as exc:
+                log.warning(
+                    "replica %s of %s failed to start (%s); retrying in %.0f s",
+                    index,
+                    rt.name,
+                    exc,
+                    delay,
+                )
+                stale = pool.remove(index)
+                if stale is not None:
+                    await stale.stop()
+                if not pool.serving():
+                    rt.health = Health.UNHEALTHY
+                rt.notify()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.restart_backoff_max)
+                port = None
+                continue
+            async with rt.lock:
+                dep = self.store.get_deployment(rt.name)
+                current = dep is not None and dep.serving_revision == pool.revision
+                if not current or dep is None or dep.state != Lifecycle.ACTIVE:
+                    if pool.discard(proc):
+                        await proc.stop()
+                    return
+                if rt.serving is not pool:
+                    if pool.discard(proc):
+                        await proc.stop()
+                    return
+                self._watch_replica(rt, proc)
+                rt.health = Health.HEALTHY
+                self._event(rev, EventKind.RESTARTED, f"{pool.name} replica {index} serves again")
+                rt.notify()
+            return
+
+    async def _restart_serving(self, rt: DeploymentRuntime, uid: str) -> None:
+        """Start the serving revision's replicas again (after a restart, a wake-up or a failed
+        Recreate), with backoff, then serve them."""
         delay = 1.0
         while True:
             dep = self.store.get_deployment(rt.name)
@@ -963,8 +1102,7 @@ class Controller:
             if dep.state != Lifecycle.ACTIVE:
                 return
             try:
-                proc = await self._launch(rt, rev, port=port)
-                await proc.wait_ready(self.settings.readiness_timeout)
+                await self._start_ready(rt, rev)
             except (NotReadyError, OSError, GpuUnavailable) as exc:
                 log.warning("restart of %s failed (%s); retrying in %.0f s", rt.name, exc, delay)
                 rt.health = Health.UNHEALTHY
@@ -974,7 +1112,6 @@ class Controller:
                 rt.notify()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.restart_backoff_max)
-                port = None
                 continue
             async with rt.lock:
                 dep = self.store.get_deployment(rt.name)
@@ -1038,6 +1175,7 @@ class Controller:
         rt.cancel_rollout()
         if rt.wakeup is not None:
             rt.wakeup.cancel()
+        rt.cancel_replacements()
         rt.serving = None
         rt.candidate = None
         rt.split = None
@@ -1057,7 +1195,12 @@ class Controller:
         """Scale idle deployments whose config allows zero replicas down to zero."""
         while True:
             await asyncio.sleep(1.0)
-            running = [p for rt in self.runtimes.values() for p in rt.processes.values()]
+            running = [
+                p
+                for rt in self.runtimes.values()
+                for pool in rt.processes.values()
+                for p in pool.processes()
+            ]
             if running:
                 tree = process_tree()
                 for proc in running:
@@ -1078,6 +1221,7 @@ class Controller:
         if idle < self.settings.scale_to_zero_after:
             return
         rt.processes.pop(dep.serving_revision, None)
+        rt.cancel_replacements()
         rt.serving = None
         rt.health = Health.SCALED_TO_ZERO
         await serving.stop()

@@ -106,6 +106,8 @@ class ServeProcess:
     stdout_offset: int = 0
     name: str = ""
     """The revision's short name (``r3``), which the endpoint's answers carry."""
+    replica: int = 0
+    """Which replica of the revision this process is (its GPUs are placed by this index)."""
     tls: RevisionTLS | None = None
     """Set when the revision listens with TLS and requires the control plane's client cert."""
     started_at: float = field(default_factory=time.monotonic)
@@ -229,6 +231,7 @@ async def start_serve(
     *,
     revision: str,
     name: str = "",
+    replica: int = 0,
     bento_tag: str,
     bentoml_home: Path,
     log_path: Path,
@@ -255,7 +258,8 @@ async def start_serve(
     env.update({"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"})
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     with log_path.open("ab") as log, stdout_path(log_path).open("ab") as out:
-        log.write(f"[bentoship] {stamp} starting {bento_tag} on port {port}\n".encode())
+        which = f" replica {replica}" if replica else ""
+        log.write(f"[bentoship] {stamp} starting {bento_tag}{which} on port {port}\n".encode())
         log.flush()
         offset = log.tell()
         out_offset = out.seek(0, os.SEEK_END)
@@ -289,6 +293,7 @@ async def start_serve(
         log_offset=offset,
         stdout_offset=out_offset,
         name=name or revision[:8],
+        replica=replica,
         tls=tls,
         on_stop=on_stop,
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ..endpoint.proxy import EndpointServer
 from ..endpoint.split import TrafficSplit
 from .phases import Health
-from .runner import ServeProcess
+from .replicas import ReplicaSet
 
 __all__ = ["DeploymentRuntime"]
 
@@ -23,12 +23,12 @@ class DeploymentRuntime:
     """Held by every command on this deployment, and by a rollout while it changes state."""
     endpoint: EndpointServer | None = None
     candidate_endpoint: EndpointServer | None = None
-    processes: dict[str, ServeProcess] = field(default_factory=dict)
-    """Running processes by revision uid: the serving one, warm ones, one that starts."""
-    serving: ServeProcess | None = None
-    """The process the endpoint forwards to; None while there is none (scaled, restarting)."""
-    candidate: ServeProcess | None = None
-    """The process of the revision held for verification, which the candidate URL reaches."""
+    processes: dict[str, ReplicaSet] = field(default_factory=dict)
+    """Running replicas by revision uid: the serving revision's, warm ones, one that starts."""
+    serving: ReplicaSet | None = None
+    """The replicas the endpoint forwards to; None while there are none (scaled, restarting)."""
+    candidate: ReplicaSet | None = None
+    """The replicas of the revision held for verification, which the candidate URL reaches."""
     split: TrafficSplit | None = None
     """The candidate's share of the stable endpoint's traffic (a canary), if it has one."""
     health: Health = Health.HEALTHY
@@ -38,6 +38,8 @@ class DeploymentRuntime:
     retire_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     recreate: dict[str, str] = field(default_factory=dict)
     """Why a revision's rollout is a Recreate (stop, then start), by revision uid."""
+    replacing: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    """Replacements of the serving revision's lost replicas underway, by replica index."""
     recreated: str | None = None
     """The serving revision a Recreate stopped, started again if the new one fails."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -60,6 +62,11 @@ class DeploymentRuntime:
         if task is not None and not task.done():
             task.cancel()
 
+    def cancel_replacements(self) -> None:
+        replacing, self.replacing = self.replacing, {}
+        for task in replacing.values():
+            task.cancel()
+
     def cancel_retire(self, uid: str) -> None:
         handle = self.retire_timers.pop(uid, None)
         if handle is not None:
@@ -69,4 +76,5 @@ class DeploymentRuntime:
         return [e for e in (self.endpoint, self.candidate_endpoint) if e is not None]
 
     def tasks(self) -> list[asyncio.Task[None]]:
-        return [t for t in (self.rollout, self.wakeup) if t is not None and not t.done()]
+        tasks = [self.rollout, self.wakeup, *self.replacing.values()]
+        return [t for t in tasks if t is not None and not t.done()]

@@ -1,0 +1,125 @@
+"""Which replica of a revision answers a request: the one with the fewest outstanding requests.
+
+Each replica is an upstream of its own for the endpoint proxy, with the revision's uid and name,
+so the proxy counts per revision as before. The uid it carries is a :class:`ReplicaRevision`, a
+``str`` equal to the uid that also names the replica: the proxy hands it back in
+``record_start``, ``record_response`` and ``record_abandoned``, and the replica's own count of
+outstanding requests follows. Ties go to the replica chosen least recently, so an idle revision
+is served round-robin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterable
+from typing import Any, Generic, Protocol, TypeVar
+
+import aiohttp
+
+__all__ = ["Replica", "ReplicaProcess", "ReplicaRevision", "choose", "replica_of"]
+
+DRAIN_POLL_SECONDS = 0.05
+
+_turns = itertools.count(1)
+
+
+class ReplicaProcess(Protocol):
+    """A serving process as the balancer needs it."""
+
+    @property
+    def revision(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    def session(self) -> aiohttp.ClientSession: ...
+
+
+P = TypeVar("P", bound=ReplicaProcess)
+
+
+class ReplicaRevision(str):
+    """A revision's uid (equal to it, hashed as it) that also names one of its replicas."""
+
+    replica: Replica[Any]
+
+
+class Replica(Generic[P]):
+    """One replica of a revision: its process, its outstanding requests and its answers."""
+
+    def __init__(self, index: int, process: P) -> None:
+        self.index = index
+        self.process = process
+        self.ready = False
+        """Set once it answered its readiness check; only ready replicas get requests."""
+        self.draining = False
+        """Set when it is to stop: it gets no new request, and stops once it has answered."""
+        self.outstanding = 0
+        self.answered = 0
+        self.turn = 0
+        tagged = ReplicaRevision(process.revision)
+        tagged.replica = self
+        self._revision = tagged
+
+    @property
+    def revision(self) -> str:
+        return self._revision
+
+    @property
+    def name(self) -> str:
+        return self.process.name
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def session(self) -> aiohttp.ClientSession:
+        return self.process.session()
+
+    @property
+    def eligible(self) -> bool:
+        return self.ready and not self.draining and self.process.alive
+
+    def started(self) -> None:
+        self.outstanding += 1
+
+    def finished(self, *, answered: bool) -> None:
+        self.outstanding = max(0, self.outstanding - 1)
+        if answered:
+            self.answered += 1
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no request is outstanding (True), or ``timeout`` seconds (False)."""
+        deadline = time.monotonic() + timeout
+        while self.outstanding > 0:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        return True
+
+
+def choose(replicas: Iterable[Replica[P]]) -> Replica[P] | None:
+    """The eligible replica with the fewest outstanding requests (least recently chosen on a
+    tie), now marked chosen; None when none is eligible."""
+    best: Replica[P] | None = None
+    for replica in replicas:
+        if not replica.eligible:
+            continue
+        if best is None or (replica.outstanding, replica.turn) < (best.outstanding, best.turn):
+            best = replica
+    if best is not None:
+        best.turn = next(_turns)
+    return best
+
+
+def replica_of(revision: str) -> Replica[Any] | None:
+    """The replica a revision uid handed out by :class:`Replica` names, if it names one."""
+    return revision.replica if isinstance(revision, ReplicaRevision) else None

@@ -1,0 +1,102 @@
+"""One revision's replicas: its ``bentoml serve`` processes, by replica index."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..endpoint.balancing import Replica, choose
+from .runner import ServeProcess
+
+__all__ = ["ReplicaSet"]
+
+DRAIN_SECONDS = 60.0
+"""The longest a replica that scales down waits for its outstanding requests."""
+
+
+class ReplicaSet:
+    """The replicas of revision ``revision``: started, ready, or draining before they stop."""
+
+    def __init__(self, revision: str, name: str) -> None:
+        self.revision = revision
+        self.name = name
+        self.replicas: dict[int, Replica[ServeProcess]] = {}
+
+    def add(self, proc: ServeProcess) -> Replica[ServeProcess]:
+        """Hold ``proc`` as replica ``proc.replica`` (not ready yet: it gets no request)."""
+        replica = Replica(proc.replica, proc)
+        self.replicas[proc.replica] = replica
+        return replica
+
+    def mark_ready(self, proc: ServeProcess) -> None:
+        replica = self.replicas.get(proc.replica)
+        if replica is not None and replica.process is proc:
+            replica.ready = True
+
+    def discard(self, proc: ServeProcess) -> bool:
+        """Forget ``proc`` if it is still one of the replicas (True)."""
+        replica = self.replicas.get(proc.replica)
+        if replica is None or replica.process is not proc:
+            return False
+        del self.replicas[proc.replica]
+        return True
+
+    def remove(self, index: int) -> ServeProcess | None:
+        replica = self.replicas.pop(index, None)
+        return replica.process if replica is not None else None
+
+    def choose(self) -> Replica[ServeProcess] | None:
+        """The replica for the next request: the ready one with the fewest outstanding."""
+        return choose(self.replicas.values())
+
+    def processes(self) -> list[ServeProcess]:
+        return [r.process for r in self.replicas.values()]
+
+    def serving(self) -> list[Replica[ServeProcess]]:
+        """Ready replicas that take requests (not draining), by index."""
+        return [r for _, r in sorted(self.replicas.items()) if r.eligible]
+
+    def next_index(self) -> int:
+        return next(i for i in range(len(self.replicas) + 1) if i not in self.replicas)
+
+    @property
+    def alive(self) -> bool:
+        return any(p.alive for p in self.processes())
+
+    @property
+    def first(self) -> ServeProcess | None:
+        """The live replica with the lowest index (the one a single-process view shows)."""
+        live = [r.process for _, r in sorted(self.replicas.items()) if r.process.alive]
+        return live[0] if live else None
+
+    async def drain(self, index: int, timeout: float = DRAIN_SECONDS) -> None:
+        """Stop replica ``index`` once its outstanding requests are answered."""
+        replica = self.replicas.get(index)
+        if replica is None:
+            return
+        replica.draining = True
+        await replica.drained(timeout)
+        if self.replicas.get(index) is replica:
+            del self.replicas[index]
+        await replica.process.stop()
+
+    async def stop(self) -> None:
+        """Stop every replica now."""
+        procs = self.processes()
+        self.replicas.clear()
+        await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "index": index,
+                "port": r.process.port,
+                "pid": r.process.process.pid,
+                "ready": r.ready,
+                "draining": r.draining,
+                "outstanding": r.outstanding,
+                "requests": r.answered,
+            }
+            for index, r in sorted(self.replicas.items())
+            if r.process.alive
+        ]
