@@ -42,6 +42,7 @@ from ..gpu.allocator import (
 from ..gpu.inventory import Inventory
 from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
+from .autoscale import Autoscaler, declared_concurrency, scaling_policy
 from .events import EventKind, EventLog
 from .home import prepare_revision_home
 from .monitoring_env import config_options, monitoring_dir
@@ -1035,16 +1036,26 @@ class Controller:
         self._spawn_replace(rt, pool, proc.replica, proc.port)
 
     def _spawn_replace(
-        self, rt: DeploymentRuntime, pool: ReplicaSet, index: int, port: int | None = None
+        self,
+        rt: DeploymentRuntime,
+        pool: ReplicaSet,
+        index: int,
+        port: int | None = None,
+        started: str = "serves again",
     ) -> None:
         running = rt.replacing.get(index)
         if running is None or running.done():
-            rt.replacing[index] = self._spawn(self._replace(rt, pool, index, port))
+            rt.replacing[index] = self._spawn(self._replace(rt, pool, index, port, started))
 
     async def _replace(
-        self, rt: DeploymentRuntime, pool: ReplicaSet, index: int, port: int | None
+        self,
+        rt: DeploymentRuntime,
+        pool: ReplicaSet,
+        index: int,
+        port: int | None,
+        started: str = "serves again",
     ) -> None:
-        """Start replica ``index`` of the serving ``pool`` again until it is ready."""
+        """Start replica ``index`` of the serving ``pool`` (again) until it is ready."""
         delay = 1.0
         while True:
             dep = self.store.get_deployment(rt.name)
@@ -1086,7 +1097,8 @@ class Controller:
                     return
                 self._watch_replica(rt, proc)
                 rt.health = Health.HEALTHY
-                self._event(rev, EventKind.RESTARTED, f"{pool.name} replica {index} serves again")
+                kind = EventKind.RESTARTED if started == "serves again" else EventKind.SCALED
+                self._event(rev, kind, f"{pool.name} replica {index} {started}")
                 rt.notify()
             return
 
@@ -1207,7 +1219,50 @@ class Controller:
                     proc.refresh_workers(tree)
             for rt in list(self.runtimes.values()):
                 if rt.serving is not None and not rt.lock.locked():
+                    self._autoscale(rt)
+                if rt.serving is not None and not rt.lock.locked():
                     await self._scale_to_zero_if_idle(rt)
+
+    def _autoscale(self, rt: DeploymentRuntime) -> None:
+        """Start or drain replicas of the serving revision as its autoscaler settles."""
+        pool = rt.serving
+        dep = self.store.get_deployment(rt.name)
+        if pool is None or dep is None or dep.state != Lifecycle.ACTIVE:
+            return
+        rev = self.store.get_revision(pool.revision)
+        if rev is None or dep.serving_revision != rev.uid:
+            return
+        if rt.autoscaler is None or rt.autoscaler[0] != rev.uid:
+            name, _, version = rev.bento.partition(":")
+            item = self.store.get_artifact("bento", name, version)
+            concurrency = declared_concurrency(item.manifest if item else None)
+            rt.autoscaler = (rev.uid, Autoscaler(scaling_policy(rev.config, concurrency)))
+        scaler = rt.autoscaler[1]
+        active = sorted(i for i, r in pool.replicas.items() if not r.draining)
+        coming = [i for i, t in rt.replacing.items() if not t.done() and i not in active]
+        current = len(active) + len(coming)
+        outstanding = sum(r.outstanding for r in pool.replicas.values())
+        desired = scaler.desired(time.monotonic(), outstanding, current)
+        if desired == current:
+            return
+        because = f"{outstanding} requests outstanding, concurrency {scaler.policy.concurrency}"
+        message = f"{pool.name} scales from {current} to {desired} replicas ({because})"
+        self._event(rev, EventKind.SCALED, message)
+        log.info("deployment %s: %s", rt.name, message)
+        if desired > current:
+            taken = set(active) | set(coming) | set(pool.replicas)
+            free = (i for i in range(len(taken) + desired) if i not in taken)
+            for _, index in zip(range(desired - current), free, strict=False):
+                self._spawn_replace(rt, pool, index, started="started (scale-up)")
+            return
+        for index in active[desired - current :]:
+            self._spawn(self._drain(rt, pool, index))
+
+    async def _drain(self, rt: DeploymentRuntime, pool: ReplicaSet, index: int) -> None:
+        """Stop replica ``index`` once its outstanding requests are answered; free its GPUs."""
+        await pool.drain(index)
+        self.gpus.release(pool.revision, index)
+        rt.notify()
 
     async def _scale_to_zero_if_idle(self, rt: DeploymentRuntime) -> None:
         serving = rt.serving

@@ -42,6 +42,8 @@ class EventKind(StrEnum):
     """A revision's process was given GPUs (its ``CUDA_VISIBLE_DEVICES``)."""
     RECREATE = "recreate"
     """A rollout stops the deployment's serving revision before it starts: only its GPUs fit."""
+    SCALED = "scaled"
+    """The serving revision's replica count changed (the autoscaler)."""
     SCALED_TO_ZERO = "scaled_to_zero"
     WOKEN = "woken"
     TERMINATED = "terminated"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..endpoint.proxy import EndpointServer
 from ..endpoint.split import TrafficSplit
+from .autoscale import Autoscaler
 from .phases import Health
 from .replicas import ReplicaSet
 
@@ -40,6 +41,8 @@ class DeploymentRuntime:
     """Why a revision's rollout is a Recreate (stop, then start), by revision uid."""
     replacing: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     """Replacements of the serving revision's lost replicas underway, by replica index."""
+    autoscaler: tuple[str, Autoscaler] | None = None
+    """The serving revision's uid and its autoscaler."""
     recreated: str | None = None
     """The serving revision a Recreate stopped, started again if the new one fails."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
