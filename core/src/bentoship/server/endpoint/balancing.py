@@ -18,6 +18,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 
+from .proxy import Upstream
+
 __all__ = ["Replica", "ReplicaProcess", "ReplicaRevision", "choose", "replica_of"]
 
 DRAIN_POLL_SECONDS = 0.05
@@ -25,22 +27,11 @@ DRAIN_POLL_SECONDS = 0.05
 _turns = itertools.count(1)
 
 
-class ReplicaProcess(Protocol):
-    """A serving process as the balancer needs it."""
-
-    @property
-    def revision(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def url(self) -> str: ...
+class ReplicaProcess(Upstream, Protocol):
+    """A serving process as the balancer needs it: an upstream that may have died."""
 
     @property
     def alive(self) -> bool: ...
-
-    def session(self) -> aiohttp.ClientSession: ...
 
 
 P = TypeVar("P", bound=ReplicaProcess)
