@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 __all__ = ["render_report"]
 
-WIDTH, HEIGHT, PAD = 420, 150, 22
+WIDTH, HEIGHT, PAD = 560, 150, 22
 REFERENCE_COLOUR, CURRENT_COLOUR = "#7a8aa6", "#e4572e"
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;color:#1d2330;margin:24px;max-width:1100px}
@@ -49,7 +49,8 @@ def _chart(histogram: Histogram) -> str:
                 f"{share:.1%}</title></rect>"
             )
         if bins <= 12:
-            short = escape(label if len(label) <= 14 else label[:13] + "…")
+            shown = label.split(" to ", 1)[0] if " to " in label else label
+            short = escape(shown if len(shown) <= 9 else shown[:8] + "…")
             parts.append(
                 f'<text x="{x + slot / 2:.1f}" y="{HEIGHT + 14}" font-size="9" '
                 f'text-anchor="middle">{short}</text>'
