@@ -1,7 +1,8 @@
 """Load generator run as its own process: ``python -m bench.load URL SECONDS CONCURRENCY``.
 
 ``BENCH_BEARER`` in the environment is sent as ``Authorization: Bearer`` (deployments with
-access authorization); ``BENCH_PAYLOAD`` (JSON) replaces the request body.
+access authorization); ``BENCH_PAYLOAD`` (JSON) replaces the request body; ``BENCH_RATE``
+(requests per second) paces the workers to that rate in all, instead of as fast as they go.
 
 Prints one JSON line: requests per second, p50 and p99 latency in seconds, and errors.
 """
@@ -18,11 +19,23 @@ import time
 import httpx
 
 PAYLOAD = json.loads(os.environ.get("BENCH_PAYLOAD") or '{"text": "load"}')
+RATE = float(os.environ.get("BENCH_RATE") or 0)
 
 
-async def worker(client: httpx.AsyncClient, url: str, until: float, latencies: list[float]) -> int:
+async def worker(
+    client: httpx.AsyncClient,
+    url: str,
+    until: float,
+    latencies: list[float],
+    due: float,
+    period: float,
+) -> int:
+    """Post until ``until``; paced (``period`` > 0), at ``due`` and every period after."""
     errors = 0
     while time.perf_counter() < until:
+        if period:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            due += period
         started = time.perf_counter()
         try:
             response = await client.post(url, json=PAYLOAD)
@@ -43,8 +56,12 @@ async def main(url: str, seconds: float, concurrency: int) -> dict[str, float]:
     ) as client:
         await client.post(url, json={"text": "warm"})
         until = time.perf_counter() + seconds
+        now, period = time.perf_counter(), concurrency / RATE if RATE else 0.0
         errors = await asyncio.gather(
-            *(worker(client, url, until, latencies) for _ in range(concurrency))
+            *(
+                worker(client, url, until, latencies, now + i * period / concurrency, period)
+                for i in range(concurrency)
+            )
         )
     cuts = statistics.quantiles(latencies, n=100)
     return {

@@ -14,7 +14,7 @@ from .errors import MissingExtraError
 
 __all__ = ["SERVER_MODULES", "require"]
 
-SERVER_MODULES = ("starlette", "uvicorn", "aiohttp", "yaml", "jinja2", "orjson")
+SERVER_MODULES = ("starlette", "uvicorn", "aiohttp", "httptools", "yaml", "jinja2", "orjson")
 """What the control plane imports beyond the client (bentoml runs in its own processes)."""
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -16,7 +17,7 @@ import uvicorn
 from ..connection import Connection, write_connection
 from .app import build_app
 from .auth import load_or_create_token
-from .endpoint.proxy import EmbeddedServer, bind_socket
+from .endpoint.proxy import bind_socket
 from .gpu.inventory import InventoryError, find_inventory
 from .observe.hub import Observability
 from .registry.service import Registry
@@ -24,6 +25,14 @@ from .rollout.controller import Controller
 from .secrets.placement import apart_from
 from .settings import ServerSettings
 from .store import Store
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the control plane."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def prepare_data_dir(data_dir: Path) -> Path:

@@ -170,6 +170,11 @@ class Store:
         """The connection, for the concerns that keep tables of their own here (secrets)."""
         return self._db
 
+    @property
+    def changes(self) -> int:
+        """Rows changed since the store was opened: equal counts mean nothing changed."""
+        return self._db.total_changes
+
     def _add_columns(self) -> None:
         for table, columns in ADDED_COLUMNS.items():
             have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}

@@ -19,6 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import aiohttp
 
 from .proxy import Upstream
+from .upstream import UpstreamPool
 
 __all__ = ["Replica", "ReplicaProcess", "ReplicaRevision", "choose", "replica_of"]
 
@@ -28,10 +29,16 @@ _turns = itertools.count(1)
 
 
 class ReplicaProcess(Upstream, Protocol):
-    """A serving process as the balancer needs it: an upstream that may have died."""
+    """A serving process as the balancer needs it: an upstream that may have died, with its
+    own routes' client (metrics scrapes)."""
 
     @property
     def alive(self) -> bool: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def session(self) -> aiohttp.ClientSession: ...
 
 
 P = TypeVar("P", bound=ReplicaProcess)
@@ -74,6 +81,9 @@ class Replica(Generic[P]):
 
     def session(self) -> aiohttp.ClientSession:
         return self.process.session()
+
+    def connections(self) -> UpstreamPool:
+        return self.process.connections()
 
     @property
     def eligible(self) -> bool:

@@ -4,6 +4,11 @@ The stable endpoint sends each request to the serving revision, or to the canary
 canary's share; the candidate endpoint sends every request to the candidate. Every answer
 names the revision that gave it in the ``X-Bentoship-Revision`` header, and is counted for
 that revision.
+
+The proxy is an asyncio protocol: ``httptools`` parses the request's head, the proxy rewrites
+the head and passes the body on as it arrives; the answer comes back the same way through a
+kept-alive connection to the revision (``endpoint.upstream``). A request whose revision is up
+and has an idle connection is forwarded within the callbacks of the event loop, without a task.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ import contextlib
 import hmac
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections import deque
+from collections.abc import Coroutine
 from enum import StrEnum
-from typing import Any, Protocol
+from http import HTTPStatus
+from typing import Any, Protocol, cast
 
-import aiohttp
-import uvicorn
+import httptools
+
+from .upstream import UpstreamConnection, UpstreamPool
 
 HOP_BY_HOP = frozenset(
     {
@@ -32,13 +40,16 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length"}
-BUFFERED_BODY_BYTES = 1024 * 1024
+REPLAYED_BODY_BYTES = 1024 * 1024
+"""A request body up to this size is kept until the answer starts, to resend it once when a
+kept-alive connection turns out to be closed."""
+HIGH_WATER = 256 * 1024
+KEEP_ALIVE_SECONDS = 30.0
 REVISION_HEADER = b"x-bentoship-revision"
+OWN_COOKIE_PREFIX = b"bentoship_"
+NO_BODY_STATUSES = frozenset({204, 304})
 
 Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Role(StrEnum):
@@ -49,7 +60,7 @@ class Role(StrEnum):
 
 
 class Upstream(Protocol):
-    """A revision's process as the proxy sees it: which revision, where, pooled connections."""
+    """A revision's process as the proxy sees it: which revision, and its pooled connections."""
 
     @property
     def revision(self) -> str: ...
@@ -57,10 +68,7 @@ class Upstream(Protocol):
     @property
     def name(self) -> str: ...
 
-    @property
-    def url(self) -> str: ...
-
-    def session(self) -> aiohttp.ClientSession: ...
+    def connections(self) -> UpstreamPool: ...
 
 
 class Backends(Protocol):
@@ -76,19 +84,473 @@ class Backends(Protocol):
 
     def record_abandoned(self, revision: str) -> None: ...
 
-    async def backend(self, deployment: str, role: Role, scope: Scope) -> Upstream | None: ...
+    def backend(self, deployment: str, role: Role, scope: Scope) -> Upstream | None:
+        """The revision for this request, or None when none serves right now."""
+
+    async def wait_backend(self, deployment: str, role: Role) -> Upstream | None:
+        """The revision once one serves (a scaled-to-zero deployment wakes), or None."""
 
     def record_response(
         self, deployment: str, revision: str, status: int, seconds: float
     ) -> None: ...
 
 
-class EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the control plane."""
+def _without_own_cookies(header: bytes) -> bytes:
+    """A ``Cookie`` header without the control plane's own cookies (``bentoship_*``)."""
+    parts = [part.strip() for part in header.split(b";")]
+    return b"; ".join(p for p in parts if p and not p.startswith(OWN_COOKIE_PREFIX))
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+
+def _error_answer(status: int, message: str, revision: bytes | None, close: bool) -> bytes:
+    body = ('{"error": "' + message.replace('"', "'") + '"}').encode()
+    head = b"HTTP/1.1 %d %b\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
+        status,
+        HTTPStatus(status).phrase.encode(),
+        len(body),
+    )
+    if revision is not None:
+        head += REVISION_HEADER + b": " + revision + b"\r\n"
+    if close:
+        head += b"connection: close\r\n"
+    return head + b"\r\n" + body
+
+
+class Exchange:
+    """One request and its answer: from the caller to a revision and back."""
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        http10: bool,
+        chunked: bool,
+        body_done: bool,
+    ) -> None:
+        self.client = client
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.http10 = http10
+        self.chunked = chunked
+        self.body: list[bytes] = []
+        """Framed body bytes not sent yet, or all of them while they can be replayed."""
+        self.body_size = 0
+        self.replayable = True
+        self.body_done = body_done
+        self.begun = False
+        self.backend: Upstream | None = None
+        self.started = 0.0
+        self.upstream: UpstreamConnection | None = None
+        self.reused = False
+        self.revision_name = b""
+        self.out: list[bytes] = []
+        self.answer_chunked = False
+        self.answer_until_eof = False
+        self.answered = False
+        """The answer's head went to the caller."""
+        self.finished = False
+        self.status = 0
+        self.paused_request = False
+
+    # the request, as the caller sends it
+
+    def scope(self) -> Scope:
+        path, _, query = self.target.partition(b"?")
+        return {
+            "type": "http",
+            "method": self.method.decode("latin-1"),
+            "raw_path": path,
+            "path": path.decode("latin-1"),
+            "query_string": query,
+            "headers": self.headers,
+        }
+
+    def request_body(self, chunk: bytes) -> None:
+        if self.finished:
+            return
+        self.forward(b"%x\r\n%b\r\n" % (len(chunk), chunk) if self.chunked else chunk)
+
+    def request_end(self) -> None:
+        self.body_done = True
+        if self.chunked and not self.finished:
+            self.forward(b"0\r\n\r\n")
+
+    def forward(self, data: bytes) -> None:
+        self.body_size += len(data)
+        if self.replayable and self.body_size > REPLAYED_BODY_BYTES:
+            self.replayable = False
+            if self.upstream is not None:
+                self.body.clear()
+        if self.upstream is not None:
+            self.upstream.write(data)
+            if self.replayable:
+                self.body.append(data)
+        else:
+            self.body.append(data)
+            if self.body_size > HIGH_WATER:
+                self.pause_request()
+
+    def pause_request(self) -> None:
+        if not self.paused_request:
+            self.paused_request = True
+            self.client.reading(False)
+
+    def resume_request(self) -> None:
+        if self.paused_request:
+            self.paused_request = False
+            self.client.reading(True)
+
+    def upstream_head(self, host: bytes) -> bytes:
+        token = self.client.bearer
+        lines = [self.method, b" ", self.target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+        for key, value in self.headers:
+            if key in HOP_BY_HOP or key == b"host":
+                continue
+            if key == b"authorization" and hmac.compare_digest(value.strip(), token):
+                continue
+            if key == b"cookie":
+                value = _without_own_cookies(value)
+                if not value:
+                    continue
+            lines += (key, b": ", value, b"\r\n")
+        if self.chunked:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def send(self, connection: UpstreamConnection, reused: bool) -> None:
+        """Send the head and the body so far on ``connection``; the rest follows as it comes."""
+        pool = connection.pool
+        self.upstream = connection
+        self.reused = reused
+        connection.start(self, head_only=self.method == b"HEAD")
+        head = self.upstream_head(b"%s:%d" % (pool.host.encode(), pool.port))
+        connection.write(b"".join([head, *self.body]) if self.body else head)
+        if not self.replayable:
+            self.body.clear()
+        self.resume_request()
+
+    # the answer, as the revision sends it (endpoint.upstream.ResponseSink)
+
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        if status < 200 and status != 101:
+            if not self.http10:
+                self.out.append(b"HTTP/1.1 %d %b\r\n\r\n" % (status, reason))
+            return
+        self.status = status
+        self.answered = True
+        self.body.clear()
+        lines = [b"HTTP/1.1 %d %b\r\n" % (status, reason)]
+        framed = self.method == b"HEAD" or status in NO_BODY_STATUSES
+        for key, value in headers:
+            lower = key.lower()
+            if lower == b"content-length":
+                framed = True
+            elif lower == b"transfer-encoding":
+                if self.method != b"HEAD":
+                    self.answer_chunked = True
+                    framed = True
+                continue
+            elif lower in HOP_BY_HOP or lower == REVISION_HEADER:
+                continue
+            lines += (key, b": ", value, b"\r\n")
+        if not framed:
+            self.answer_until_eof = True
+            self.answer_chunked = not self.http10
+            if self.http10:
+                self.keep_alive = False
+        if self.answer_chunked:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        lines += (REVISION_HEADER, b": ", self.revision_name, b"\r\n")
+        if not self.keep_alive:
+            lines.append(b"connection: close\r\n")
+        elif self.http10:
+            lines.append(b"connection: keep-alive\r\n")
+        lines.append(b"\r\n")
+        self.out.append(b"".join(lines))
+
+    def response_body(self, chunk: bytes) -> None:
+        if self.answer_chunked:
+            self.out += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+        else:
+            self.out.append(chunk)
+
+    def flush(self) -> None:
+        if self.out:
+            self.client.write(self.out)
+            self.out = []
+
+    def response_end(self, reusable: bool) -> None:
+        if self.answer_chunked:
+            self.client.write([b"0\r\n\r\n"])
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.paused(False)
+            upstream.pool.release(upstream, reusable and self.body_done)
+        self.client.proxy.answered(self)
+
+    def upstream_lost(self, exc: BaseException) -> None:
+        self.upstream = None
+        if self.finished:
+            return
+        if self.answered and self.answer_until_eof:
+            self.flush()
+            self.response_end(False)
+        elif self.answered:
+            self.client.proxy.abandon(self)
+            self.client.close()
+        elif self.reused and self.replayable:
+            self.client.proxy.connect(self)
+        else:
+            self.client.proxy.failed(self, type(exc).__name__)
+
+    def answer_paused(self, paused: bool) -> None:
+        if self.upstream is not None:
+            self.upstream.paused(paused)
+
+
+class ClientConnection(asyncio.Protocol):
+    """One caller's connection to the endpoint: requests one after the other (kept alive)."""
+
+    def __init__(self, proxy: EndpointProxy) -> None:
+        self.proxy = proxy
+        self.bearer = b"Bearer " + proxy.backends.token.encode()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunked = False
+        self.length: bytes | None = None
+        self.receiving: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        self.last_active = 0.0
+        self.closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(HIGH_WATER)
+        self.proxy.connections.add(self)
+        self.last_active = time.monotonic()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.proxy.connections.discard(self)
+        for exchange in self.queue:
+            self.proxy.abandon(exchange)
+        self.queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse(501, "the endpoint does not upgrade connections")
+        except httptools.HttpParserError:
+            self._refuse(400, "malformed HTTP request")
+        if self.queue and not self.queue[0].begun and not self.closing:
+            self.proxy.start(self.queue[0])
+
+    def pause_writing(self) -> None:
+        if self.queue:
+            self.queue[0].answer_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.queue:
+            self.queue[0].answer_paused(False)
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.chunked = False
+        self.length = None
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"transfer-encoding":
+            self.chunked = b"chunked" in value.lower()
+        elif name == b"content-length":
+            self.length = value
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        exchange = Exchange(
+            self,
+            parser.get_method(),
+            self.url,
+            self.headers,
+            parser.should_keep_alive(),
+            parser.get_http_version() == "1.0",
+            self.chunked,
+            not self.chunked and (self.length is None or self.length.strip() == b"0"),
+        )
+        self.receiving = exchange
+        self.queue.append(exchange)
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.receiving is not None:
+            self.receiving.request_body(chunk)
+
+    def on_message_complete(self) -> None:
+        if self.receiving is not None:
+            self.receiving.request_end()
+            self.receiving = None
+
+    def write(self, data: list[bytes]) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.write(b"".join(data) if len(data) > 1 else data[0])
+
+    def reading(self, on: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if on:
+            self.transport.resume_reading()
+        else:
+            self.transport.pause_reading()
+
+    def answered(self, exchange: Exchange) -> None:
+        """``exchange``'s answer is complete: close, or go on with the next request."""
+        if self.closing:
+            return
+        self.queue.popleft()
+        if not exchange.keep_alive or not exchange.body_done:
+            self.close()
+        elif self.queue:
+            self.proxy.start(self.queue[0])
+        else:
+            self.last_active = time.monotonic()
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _refuse(self, status: int, message: str) -> None:
+        if self.transport is not None and not self.queue:
+            self.transport.write(_error_answer(status, message, None, close=True))
+        self.close()
+
+
+class EndpointProxy:
+    """Forwards every request to the revision its role and the split choose."""
+
+    def __init__(self, deployment: str, backends: Backends, role: Role = Role.STABLE) -> None:
+        self.deployment = deployment
+        self.backends = backends
+        self.role = role
+        self.connections: set[ClientConnection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _authorized(self, exchange: Exchange) -> bool:
+        for key, value in exchange.headers:
+            if key == b"authorization":
+                return hmac.compare_digest(value, exchange.client.bearer)
+        return False
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def start(self, exchange: Exchange) -> None:
+        """Refuse the request, or send it on its way to a revision."""
+        exchange.begun = True
+        backends = self.backends
+        if backends.requires_auth(self.deployment, self.role) and not self._authorized(exchange):
+            self.refuse(exchange, 401, "this deployment requires 'Authorization: Bearer <token>'")
+            return
+        backends.record_request(self.deployment)
+        backend = backends.backend(self.deployment, self.role, exchange.scope())
+        if backend is None:
+            self._spawn(self._wait(exchange))
+        else:
+            self._dispatch(exchange, backend)
+
+    async def _wait(self, exchange: Exchange) -> None:
+        backend = await self.backends.wait_backend(self.deployment, self.role)
+        if exchange.finished:
+            return
+        if backend is None:
+            missing = "candidate" if self.role is Role.CANDIDATE else "serving revision"
+            self.refuse(exchange, 503, f"deployment {self.deployment} has no {missing}")
+        else:
+            self._dispatch(exchange, backend)
+
+    def _dispatch(self, exchange: Exchange, backend: Upstream) -> None:
+        exchange.backend = backend
+        exchange.revision_name = backend.name.encode()
+        exchange.started = time.perf_counter()
+        self.backends.record_start(backend.revision)
+        self.connect(exchange)
+
+    def connect(self, exchange: Exchange) -> None:
+        """Send the request on an idle connection to its revision, else on a new one."""
+        assert exchange.backend is not None
+        pool = exchange.backend.connections()
+        connection = pool.take()
+        if connection is not None:
+            exchange.send(connection, reused=True)
+        else:
+            self._spawn(self._connect(exchange, pool))
+
+    async def _connect(self, exchange: Exchange, pool: UpstreamPool) -> None:
+        try:
+            connection = await pool.connect()
+        except (OSError, TimeoutError) as exc:
+            if not exchange.finished:
+                self.failed(exchange, type(exc).__name__)
+            return
+        if exchange.finished:
+            pool.release(connection, True)
+        else:
+            exchange.send(connection, reused=False)
+
+    def failed(self, exchange: Exchange, reason: str) -> None:
+        """The revision did not answer: a 502 that names it."""
+        assert exchange.backend is not None
+        message = f"revision {exchange.backend.name} of {self.deployment} did not answer: {reason}"
+        self.refuse(exchange, 502, message, exchange.revision_name)
+
+    def refuse(
+        self, exchange: Exchange, status: int, message: str, revision: bytes | None = None
+    ) -> None:
+        if not exchange.body_done:
+            exchange.keep_alive = False
+        exchange.status = status
+        exchange.body.clear()
+        exchange.client.write([_error_answer(status, message, revision, not exchange.keep_alive)])
+        self.answered(exchange)
+
+    def answered(self, exchange: Exchange) -> None:
+        """The answer is complete: count it, then let the caller's connection go on."""
+        exchange.finished = True
+        exchange.resume_request()
+        if exchange.backend is not None:
+            self.backends.record_response(
+                self.deployment,
+                exchange.backend.revision,
+                exchange.status,
+                time.perf_counter() - exchange.started,
+            )
+        exchange.client.answered(exchange)
+
+    def abandon(self, exchange: Exchange) -> None:
+        """The caller went away, or the answer broke off: drop the exchange."""
+        if exchange.finished:
+            return
+        exchange.finished = True
+        upstream, exchange.upstream = exchange.upstream, None
+        if upstream is not None:
+            upstream.sink = None
+            upstream.abort()
+        if exchange.backend is not None:
+            self.backends.record_abandoned(exchange.backend.revision)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -100,161 +562,13 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _respond(
-    send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = ('{"error": "' + message.replace('"', "'") + '"}').encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(extra or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-OWN_COOKIE_PREFIX = b"bentoship_"
-
-
-def _without_own_cookies(header: bytes) -> bytes:
-    """A ``Cookie`` header without the control plane's own cookies (``bentoship_*``)."""
-    parts = [part.strip() for part in header.split(b";")]
-    return b"; ".join(p for p in parts if p and not p.startswith(OWN_COOKIE_PREFIX))
-
-
-class EndpointProxy:
-    """ASGI app that forwards every request to the revision its role and the split choose."""
-
-    def __init__(self, deployment: str, backends: Backends, role: Role = Role.STABLE) -> None:
-        self.deployment = deployment
-        self.backends = backends
-        self.role = role
-
-    def _forwarded(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """The request's headers for the service: never the control plane's API token, never
-        a bentoship session cookie, no hop-by-hop header."""
-        token = f"Bearer {self.backends.token}".encode()
-        kept: list[tuple[bytes, bytes]] = []
-        for key, value in headers:
-            if key in NOT_FORWARDED:
-                continue
-            if key == b"authorization" and hmac.compare_digest(value.strip(), token):
-                continue
-            if key == b"cookie":
-                value = _without_own_cookies(value)
-                if not value:
-                    continue
-            kept.append((key, value))
-        return kept
-
-    def _authorized(self, scope: Scope) -> bool:
-        expected = f"Bearer {self.backends.token}".encode()
-        for key, value in scope["headers"]:
-            if key == b"authorization":
-                return hmac.compare_digest(value, expected)
-        return False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            message = await receive()
-            while message["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-                message = await receive()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        if scope["type"] != "http":
-            return
-        if self.backends.requires_auth(self.deployment, self.role) and not self._authorized(scope):
-            await _respond(send, 401, "this deployment requires 'Authorization: Bearer <token>'")
-            return
-        self.backends.record_request(self.deployment)
-        backend = await self.backends.backend(self.deployment, self.role, scope)
-        if backend is None:
-            missing = "candidate" if self.role is Role.CANDIDATE else "serving revision"
-            await _respond(send, 503, f"deployment {self.deployment} has no {missing}")
-            return
-        started = time.perf_counter()
-        self.backends.record_start(backend.revision)
-        try:
-            status = await self._forward(scope, receive, send, backend)
-        except BaseException:
-            self.backends.record_abandoned(backend.revision)
-            raise
-        self.backends.record_response(
-            self.deployment, backend.revision, status, time.perf_counter() - started
-        )
-
-    async def _forward(self, scope: Scope, receive: Receive, send: Send, backend: Upstream) -> int:
-        """Forward the request; return the status the client got."""
-
-        async def rest(first: bytes) -> Any:
-            yield first
-            while True:
-                message = await receive()
-                yield message.get("body", b"")
-                if not message.get("more_body", False):
-                    break
-
-        headers = self._forwarded(scope["headers"])
-        message = await receive()
-        content: bytes | Any = message.get("body", b"")
-        while message.get("more_body", False) and len(content) < BUFFERED_BODY_BYTES:
-            message = await receive()
-            content += message.get("body", b"")
-        if message.get("more_body", False):
-            content = rest(content)
-        path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string", b"")
-        target = b"%s?%s" % (path, query) if query else path
-        url = f"{backend.url}{target.decode('latin-1')}"
-        session = backend.session()
-        try:
-            response = await session.request(
-                scope["method"],
-                url,
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-                data=content,
-                allow_redirects=False,
-            )
-        except (aiohttp.ClientError, OSError) as exc:
-            await _respond(
-                send,
-                502,
-                f"revision {backend.name} of {self.deployment} did not answer: "
-                f"{type(exc).__name__}",
-                [(REVISION_HEADER, backend.name.encode())],
-            )
-            return 502
-        try:
-            headers = [
-                (k, v)
-                for k, v in response.raw_headers
-                if k.lower() not in HOP_BY_HOP and k.lower() != REVISION_HEADER
-            ]
-            headers.append((REVISION_HEADER, backend.name.encode()))
-            await send(
-                {"type": "http.response.start", "status": response.status, "headers": headers}
-            )
-            async for chunk in response.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        finally:
-            response.release()
-        return response.status
-
-
 class EndpointServer:
-    """One deployment's listening socket and the uvicorn server behind it."""
+    """One deployment's listening socket and the proxy behind it."""
 
     def __init__(self, deployment: str, backends: Backends, role: Role = Role.STABLE) -> None:
-        self.app = EndpointProxy(deployment, backends, role)
-        self.server: EmbeddedServer | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.proxy = EndpointProxy(deployment, backends, role)
+        self.server: asyncio.Server | None = None
+        self.sweeper: asyncio.Future[None] | None = None
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
@@ -263,23 +577,29 @@ class EndpointServer:
         except OSError:
             sock = bind_socket(host, 0)
         self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(
-            self.app, lifespan="off", log_level="warning", access_log=False, timeout_keep_alive=30
-        )
-        self.server = EmbeddedServer(config)
-        self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-                raise RuntimeError(f"endpoint on port {self.port} stopped while starting")
-            await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: ClientConnection(self.proxy), sock=sock)
+        self.sweeper = asyncio.ensure_future(self._close_idle())
         return self.port
 
+    async def _close_idle(self) -> None:
+        """Close callers' connections kept alive but idle for KEEP_ALIVE_SECONDS."""
+        while True:
+            await asyncio.sleep(KEEP_ALIVE_SECONDS / 6)
+            idle_since = time.monotonic() - KEEP_ALIVE_SECONDS
+            for connection in list(self.proxy.connections):
+                if not connection.queue and connection.last_active < idle_since:
+                    connection.close()
+
     async def stop(self) -> None:
-        if self.server is not None and self.task is not None:
-            self.server.should_exit = True
-            self.server.force_exit = True
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
+        if self.server is not None:
+            self.server.close()
+            for connection in list(self.proxy.connections):
+                if connection.transport is not None:
+                    connection.transport.abort()
             with contextlib.suppress(Exception):
-                await self.task
+                await asyncio.wait_for(self.server.wait_closed(), 5.0)
         self.server = None
-        self.task = None

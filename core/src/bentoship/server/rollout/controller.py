@@ -98,6 +98,7 @@ class Controller:
         self.gpus = GpuAllocator(gpus or Inventory())
         self._launching: Counter[str] = Counter()
         self._tls: RevisionTLS | None = None
+        self._requires_auth: dict[tuple[str, Role], tuple[int, bool]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.secrets = RevisionSecrets(settings, store)
 
@@ -271,12 +272,21 @@ class Controller:
     # the endpoint's view (endpoint.proxy.Backends)
 
     def requires_auth(self, deployment: str, role: Role) -> bool:
+        """Read from the store once per change of the store, not once per request."""
+        changes = self.store.changes
+        known = self._requires_auth.get((deployment, role))
+        if known is not None and known[0] == changes:
+            return known[1]
         dep = self.store.get_deployment(deployment)
-        if dep is None:
-            return False
-        uid = dep.target_revision if role is Role.CANDIDATE else dep.serving_revision
+        uid = (
+            None
+            if dep is None
+            else (dep.target_revision if role is Role.CANDIDATE else dep.serving_revision)
+        )
         rev = self.store.get_revision(uid) if uid else None
-        return bool(rev and rev.config.get("access_authorization"))
+        required = bool(rev and rev.config.get("access_authorization"))
+        self._requires_auth[(deployment, role)] = (changes, required)
+        return required
 
     def record_request(self, deployment: str) -> None:
         self.runtime(deployment).last_request = time.monotonic()
@@ -302,9 +312,9 @@ class Controller:
         if self.settings.metrics:
             self.traffic.record(str(revision), status, seconds, started=True)
 
-    async def backend(self, deployment: str, role: Role, scope: Scope) -> Upstream | None:
+    def backend(self, deployment: str, role: Role, scope: Scope) -> Upstream | None:
         """A ready replica (the one with the fewest outstanding requests) of the revision that
-        the role and the canary split choose; while the serving revision has none, wait."""
+        the role and the canary split choose; None while there is none."""
         rt = self.runtime(deployment)
         if role is Role.CANDIDATE:
             return rt.candidate.choose() if rt.candidate is not None else None
@@ -312,6 +322,14 @@ class Controller:
             chosen = rt.candidate.choose()
             if chosen is not None:
                 return chosen
+        return rt.serving.choose() if rt.serving is not None else None
+
+    async def wait_backend(self, deployment: str, role: Role) -> Upstream | None:
+        """A ready replica of the serving revision (or the candidate), waiting while the serving
+        revision has none (waking from zero, a replica restarting)."""
+        rt = self.runtime(deployment)
+        if role is Role.CANDIDATE:
+            return rt.candidate.choose() if rt.candidate is not None else None
         chosen = rt.serving.choose() if rt.serving is not None else None
         if chosen is not None:
             return chosen

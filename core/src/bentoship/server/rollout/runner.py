@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
+from ..endpoint.upstream import UpstreamPool
 from .crashloop import CrashLoopDetector
 from .tls import RevisionTLS
 
@@ -116,9 +117,17 @@ class ServeProcess:
     on_stop: Callable[[], None] | None = None
     """Called once the process has stopped (removes what was made for it alone)."""
     _session: aiohttp.ClientSession | None = None
+    _pool: UpstreamPool | None = None
+
+    def connections(self) -> UpstreamPool:
+        """The kept-alive connections of the endpoint's traffic to this process."""
+        if self._pool is None:
+            ssl_context = self.tls.client_context() if self.tls else None
+            self._pool = UpstreamPool("127.0.0.1", self.port, ssl_context)
+        return self._pool
 
     def session(self) -> aiohttp.ClientSession:
-        """The pooled HTTP/1.1 connections of this process's proxy traffic."""
+        """A client of this process's own routes (metrics scrapes)."""
         if self._session is None:
             ssl_context = self.tls.client_context() if self.tls else None
             self._session = aiohttp.ClientSession(
@@ -132,6 +141,9 @@ class ServeProcess:
         return self._session
 
     async def close_session(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -1,0 +1,244 @@
+"""The endpoint proxy against a real upstream server (aiohttp) on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+from aiohttp import web
+
+from bentoship.server.endpoint.proxy import EndpointServer, Role, Scope
+from bentoship.server.endpoint.upstream import UpstreamPool
+
+TOKEN = "the-control-plane-token"
+BIG = 8 * 1024 * 1024
+
+
+@dataclass
+class Revision:
+    revision: str
+    name: str
+    port: int
+    pool: UpstreamPool | None = None
+
+    def connections(self) -> UpstreamPool:
+        if self.pool is None:
+            self.pool = UpstreamPool("127.0.0.1", self.port)
+        return self.pool
+
+
+@dataclass
+class Book:
+    """A Backends with one revision (or none), counting what the proxy records."""
+
+    serving: Revision | None
+    auth: bool = False
+    token: str = TOKEN
+    responses: list[tuple[str, int]] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)
+    in_flight: int = 0
+
+    def requires_auth(self, deployment: str, role: Role) -> bool:
+        return self.auth
+
+    def record_request(self, deployment: str) -> None:
+        pass
+
+    def record_start(self, revision: str) -> None:
+        self.in_flight += 1
+
+    def record_abandoned(self, revision: str) -> None:
+        self.in_flight -= 1
+        self.abandoned.append(revision)
+
+    def backend(self, deployment: str, role: Role, scope: Scope) -> Revision | None:
+        return self.serving
+
+    async def wait_backend(self, deployment: str, role: Role) -> Revision | None:
+        return self.serving
+
+    def record_response(self, deployment: str, revision: str, status: int, seconds: float) -> None:
+        self.in_flight -= 1
+        self.responses.append((revision, status))
+
+
+async def echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return web.json_response({"size": len(body), "headers": headers}, status=201)
+
+
+async def upload(request: web.Request) -> web.Response:
+    digest, size = hashlib.sha256(), 0
+    async for chunk in request.content.iter_any():
+        digest.update(chunk)
+        size += len(chunk)
+    return web.json_response({"size": size, "sha256": digest.hexdigest()})
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"X-Bentoship-Revision": "spoofed"})
+    await response.prepare(request)
+    for _ in range(BIG // 65536):
+        await response.write(b"x" * 65536)
+    await response.write_eof()
+    return response
+
+
+async def hang_up(request: web.Request) -> web.StreamResponse:
+    assert request.transport is not None
+    request.transport.abort()
+    return web.Response()
+
+
+Case = Callable[[httpx.AsyncClient, Book], Awaitable[None]]
+
+
+async def _run(case: Case, auth: bool = False, upstream: bool = True) -> Book:
+    app = web.Application(client_max_size=BIG * 2)
+    app.add_routes(
+        [
+            web.post("/echo", echo),
+            web.get("/echo", echo),
+            web.post("/upload", upload),
+            web.get("/stream", stream),
+            web.post("/hang-up", hang_up),
+        ]
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    if not upstream:
+        await runner.cleanup()
+    book = Book(Revision("uid-1", "r1", port), auth=auth)
+    endpoint = EndpointServer("dep", book)
+    proxy_port = await endpoint.start("127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{proxy_port}", timeout=30, trust_env=False
+        ) as http:
+            await case(http, book)
+    finally:
+        await endpoint.stop()
+        if book.serving is not None and book.serving.pool is not None:
+            book.serving.pool.close()
+        await runner.cleanup()
+    return book
+
+
+def run(case: Case, **options: bool) -> Book:
+    return asyncio.run(_run(case, **options))
+
+
+def test_answers_name_the_revision_and_are_counted_on_kept_alive_connections() -> None:
+    async def case(http: httpx.AsyncClient, book: Book) -> None:
+        for _ in range(20):
+            response = await http.post("/echo?x=1", json={"text": "hi"})
+            assert response.status_code == 201
+            assert response.headers["x-bentoship-revision"] == "r1"
+        head = await http.head("/echo")
+        assert head.status_code == 201 and head.headers["x-bentoship-revision"] == "r1"
+        assert (await http.get("/echo")).status_code == 201
+        assert book.serving is not None and book.serving.pool is not None
+        assert len(book.serving.pool.open) == 1
+
+    book = run(case)
+    assert book.responses == [("uid-1", 201)] * 22
+    assert book.in_flight == 0
+
+
+def test_the_token_and_own_cookies_never_reach_the_service_and_auth_is_enforced() -> None:
+    async def case(http: httpx.AsyncClient, book: Book) -> None:
+        assert (await http.post("/echo", json={})).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert (await http.post("/echo", json={}, headers=wrong)).status_code == 401
+        headers = {"Authorization": f"Bearer {TOKEN}", "Cookie": "bentoship_session=s; theirs=1"}
+        seen = (await http.post("/echo", json={}, headers=headers)).json()["headers"]
+        assert "authorization" not in seen and seen["cookie"] == "theirs=1"
+        assert seen["host"] == f"127.0.0.1:{book.serving.port}"  # type: ignore[union-attr]
+
+    book = run(case, auth=True)
+    assert book.responses == [("uid-1", 201)]
+
+
+def test_large_bodies_stream_both_ways() -> None:
+    payload = b"y" * BIG
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, BIG, 1 << 20):
+            yield payload[start : start + (1 << 20)]
+
+    async def case(http: httpx.AsyncClient, book: Book) -> None:
+        sized = (await http.post("/upload", content=payload)).json()
+        chunked = (await http.post("/upload", content=chunks())).json()
+        expected = {"size": BIG, "sha256": hashlib.sha256(payload).hexdigest()}
+        assert sized == expected and chunked == expected
+        async with http.stream("GET", "/stream") as response:
+            assert response.headers.get_list("x-bentoship-revision") == ["r1"]
+            assert response.headers["transfer-encoding"] == "chunked"
+            received = sum([len(chunk) async for chunk in response.aiter_raw()])
+        assert received == BIG
+
+    run(case)
+
+
+def test_an_upstream_that_fails_gives_a_502_naming_the_revision() -> None:
+    async def hang_up(http: httpx.AsyncClient, book: Book) -> None:
+        response = await http.post("/hang-up", json={})
+        assert response.status_code == 502
+        assert response.headers["x-bentoship-revision"] == "r1"
+        assert "revision r1 of dep did not answer" in response.json()["error"]
+        assert (await http.post("/echo", json={})).status_code == 201
+
+    assert run(hang_up).responses == [("uid-1", 502), ("uid-1", 201)]
+
+    async def refused(http: httpx.AsyncClient, book: Book) -> None:
+        response = await http.post("/echo", json={})
+        assert response.status_code == 502 and "ConnectionRefusedError" in response.text
+
+    run(refused, upstream=False)
+
+
+def test_no_serving_revision_is_a_503() -> None:
+    async def case(http: httpx.AsyncClient, book: Book) -> None:
+        book.serving = None
+        response = await http.get("/echo")
+        assert response.status_code == 503 and "no serving revision" in response.text
+
+    run(case)
+
+
+def test_a_kept_alive_connection_the_revision_closed_is_replaced_without_an_error() -> None:
+    async def case(http: httpx.AsyncClient, book: Book) -> None:
+        assert (await http.post("/echo", json={})).status_code == 201
+        assert book.serving is not None and book.serving.pool is not None
+        for connection in list(book.serving.pool.idle):
+            assert connection.transport is not None
+            connection.transport.pause_reading()
+            # the upstream side closes; the pool learns only when it tries the connection
+            sock = connection.transport.get_extra_info("socket")
+            sock.shutdown(2)
+        assert (await http.post("/echo", json={})).status_code == 201
+
+    run(case)
+
+
+def test_a_caller_that_goes_away_is_counted_as_abandoned() -> None:
+    async def case(http: httpx.AsyncClient, book: Book) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", http.base_url.port)
+        writer.write(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        await writer.drain()
+        await reader.read(1000)
+        writer.close()
+        for _ in range(100):
+            if book.abandoned:
+                break
+            await asyncio.sleep(0.05)
+
+    book = run(case)
+    assert book.abandoned == ["uid-1"] and book.in_flight == 0
