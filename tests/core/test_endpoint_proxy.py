@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -202,6 +203,27 @@ def test_an_upstream_that_fails_gives_a_502_naming_the_revision() -> None:
         assert response.status_code == 502 and "ConnectionRefusedError" in response.text
 
     run(refused, upstream=False)
+
+
+def test_a_request_no_replica_connection_took_goes_to_another_replica() -> None:
+    """A replica that refuses connections (its process died): the request that never reached
+    it is answered by another replica, and counted there, not as a failure."""
+
+    async def case(http: httpx.AsyncClient, book: Book) -> None:
+        live = book.serving
+        assert live is not None
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            dead = Revision("uid-1", "r1", closed.getsockname()[1])
+        replicas = iter([dead, live, live])
+        book.backend = lambda deployment, role, scope: next(replicas)  # type: ignore[method-assign]
+        assert (await http.post("/echo", json={})).status_code == 201
+        assert (await http.post("/echo", json={})).status_code == 201
+        dead.connections().close()
+
+    book = run(case)
+    assert book.responses == [("uid-1", 201), ("uid-1", 201)]
+    assert book.abandoned == ["uid-1"] and book.in_flight == 0
 
 
 def test_no_serving_revision_is_a_503() -> None:

@@ -146,6 +146,8 @@ class Exchange:
         self.started = 0.0
         self.upstream: UpstreamConnection | None = None
         self.reused = False
+        self.redispatched = False
+        """The request was sent to another replica once, its first one refusing it."""
         self.revision_name = b""
         self.out: list[bytes] = []
         self.answer_chunked = False
@@ -503,13 +505,27 @@ class EndpointProxy:
         try:
             connection = await pool.connect()
         except (OSError, TimeoutError) as exc:
-            if not exchange.finished:
+            if not exchange.finished and not self._redispatch(exchange):
                 self.failed(exchange, type(exc).__name__)
             return
         if exchange.finished:
             pool.release(connection, True)
         else:
             exchange.send(connection, reused=False)
+
+    def _redispatch(self, exchange: Exchange) -> bool:
+        """The request never reached its replica (no connection): send it to another replica
+        of the revisions the role serves, once. False when there is no other."""
+        failed = exchange.backend
+        if exchange.redispatched or failed is None:
+            return False
+        other = self.backends.backend(self.deployment, self.role, exchange.scope())
+        if other is None or other.connections() is failed.connections():
+            return False
+        exchange.redispatched = True
+        self.backends.record_abandoned(failed.revision)
+        self._dispatch(exchange, other)
+        return True
 
     def failed(self, exchange: Exchange, reason: str) -> None:
         """The revision did not answer: a 502 that names it."""
