@@ -138,9 +138,14 @@ def test_scale_to_zero_then_first_request_wakes(
     api.create("sleepy", echo_v1, services={"Echo": {"scaling": scaling}})
     api.wait_status("sleepy", {"running"})
     api.wait_status("sleepy", {"scaled-to-zero"}, timeout=30)
+    before = api.http.get("/api/v2/deployments/sleepy/traffic").json()["revisions"]
     answer = httpx.post(f"{api.url('sleepy')}/echo", json={"text": "wake"}, timeout=60)
-    assert answer.json()["version"] == "v1"
+    assert answer.json()["version"] == "v1" and answer.headers["x-bentoship-revision"] == "r1"
     assert api.get("sleepy")["status"] == "running"
+    # the request that woke it was queued, not refused, and is counted for the revision
+    after = api.http.get("/api/v2/deployments/sleepy/traffic").json()["revisions"]
+    counted = {r["revision"]: r["requests"] for r in after}
+    assert counted["r1"] == sum(r["requests"] for r in before) + 1, (before, after)
 
 
 @pytest.mark.slow
