@@ -47,6 +47,7 @@ PROCESS_FIXTURES = frozenset(
         "echo_v2",  # bentoml build
         "crash_bento",  # bentoml build
         "gpu_bento",  # bentoml build
+        "busy_bento",  # bentoml build
         "bento_workdir",  # only used to build bentos
         "airflow_db",  # airflow db migrate, in process (tests/airflow/conftest.py)
         "bentocloud_connection",  # shared_plane (tests/airflow/conftest.py)
@@ -219,6 +220,11 @@ def echo_v2(bento_workdir: Path, bento_cache: Path) -> str:
 @pytest.fixture(scope="session")
 def crash_bento(bento_workdir: Path, bento_cache: Path) -> str:
     return build_fixture_bento("crash", bento_workdir, cache=bento_cache)
+
+
+@pytest.fixture(scope="session")
+def busy_bento(bento_workdir: Path, bento_cache: Path) -> str:
+    return build_fixture_bento("busy", bento_workdir, cache=bento_cache)
 
 
 @pytest.fixture(scope="session")

@@ -77,3 +77,33 @@ def test_replicas_share_requests_survive_a_kill_and_a_switch(
     assert switch.failures == []
     assert switch.versions()["v1"] > 0
     assert len(replicas(api, "trio", "r2")) == 2
+
+
+def test_replicas_grow_under_load_and_shrink_after_the_window_failing_none(
+    shared_plane: LocalControlPlane, busy_bento: str
+) -> None:
+    """A service declaring a concurrency of 2, loaded by 6 clients: the revision grows to its
+    maximum of 3 replicas; once the load eases, it shrinks back to 1 after the scale-down
+    window (2 s), draining, while a client keeps calling: no request fails."""
+    api = Api(shared_plane)
+    api.push(busy_bento)
+    policy = {"scale_up_stabilization_window": 0, "scale_down_stabilization_window": 2}
+    scaling = {"min_replicas": 1, "max_replicas": 3, "policy": policy}
+    api.create("busy", busy_bento, services={"Busy": {"scaling": scaling}})
+    api.wait_status("busy", {"running"})
+    wait_replicas(api, "busy", 1)
+    url = f"{api.url('busy')}/work"
+    with TrafficLoop(url, payload={"seconds": 0.3}, clients=6) as heavy:
+        grown = wait_replicas(api, "busy", 3)
+        heavy.wait_for(len(heavy.answers) + 30)
+    with TrafficLoop(url, payload={"seconds": 0.05}, clients=1, pause=0.05) as light:
+        shrunk = wait_replicas(api, "busy", 1)
+        light.wait_for(len(light.answers) + 20)
+    assert heavy.failures == [] and light.failures == []
+    assert {a.status for a in heavy.answers + light.answers} == {200}
+    assert len(grown) == 3 and len(shrunk) == 1
+    events = api.http.get("/api/v2/deployments/busy/events").json()["events"]
+    scaled = [e["message"] for e in events if e["kind"] == "scaled"]
+    assert any("from 1 to" in m for m in scaled) and any("to 1 replica" in m for m in scaled), (
+        scaled
+    )
