@@ -300,3 +300,25 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_bentoml_process_outlives_the_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """When the session ends, no bentoml process runs from its temporary folders: one left
+    over (a worker in a session of its own that outlived its arbiter) is killed by its PID and
+    reported on stderr."""
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    import psutil
+
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "bentoml" in cmdline and str(proc.info["cwd"] or "").startswith(base):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                print(
+                    f"\nkilled a bentoml process the tests left: {proc.pid} {cmdline[:120]}",
+                    file=sys.stderr,
+                )
