@@ -84,14 +84,13 @@ def _evidently_cell(column: EvidentlyColumn | None) -> str:
 def _evidently_note(report: DriftReport, evidently_page: str | None) -> str:
     if report.evidently is None:
         return ""
-    agreeing = sum(c.drifted == report.column(c.name).drifted for c in report.evidently)
     link = (
         f' Its own report: <a href="{escape(evidently_page)}">{escape(evidently_page)}</a>.'
         if evidently_page
         else ""
     )
     return (
-        f"<p>Evidently's default drift preset agrees on {agreeing} of "
+        f"<p>Evidently's default drift preset agrees on {report.evidently_agreeing} of "
         f"{len(report.evidently)} columns.{link}</p>"
     )
 

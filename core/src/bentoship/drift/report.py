@@ -103,6 +103,11 @@ class DriftReport:
         raise KeyError(name)
 
     @property
+    def evidently_agreeing(self) -> int:
+        """On how many columns Evidently's verdict is ours (0 without Evidently's verdicts)."""
+        return sum(c.drifted == self.column(c.name).drifted for c in self.evidently or ())
+
+    @property
     def share_drifted(self) -> float:
         judged = [c for c in self.columns if c.verdict != Verdict.EMPTY]
         return sum(c.drifted for c in judged) / len(judged) if judged else 0.0

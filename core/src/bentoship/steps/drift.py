@@ -70,10 +70,9 @@ def check_drift(
         evidently_page = None if path is None else path.with_suffix(".evidently.html")
         judged = evidently_drift(reference_columns, current_columns, report, evidently_page)
         report = replace(report, evidently=judged)
-        agreeing = sum(c.drifted == report.column(c.name).drifted for c in judged)
         log.info(
             "drift check: Evidently's default preset agrees on %d of %d columns%s",
-            agreeing,
+            report.evidently_agreeing,
             len(judged),
             f" (its report: {evidently_page})" if evidently_page else "",
         )
