@@ -237,6 +237,7 @@ def test_status_of_one_deployment_is_json(
         "candidate_url": None,
         "canary": None,
         "reason": "boom",
+        "replicas": None,
     }
 
 
@@ -456,6 +457,7 @@ def test_deploy_wait_status_revisions_logs_rollback(
     assert json.loads(out)["bento"] == echo_v1
     code, out, _ = run("status", "cli-echo")
     assert json.loads(out)["bento"] == echo_v1
+    assert json.loads(out)["replicas"] == {"ready": 1, "desired": 1, "min": 1, "max": 1}
 
     code, out, err = run("status", "no-such-deployment")
     assert (code, out) == (1, "")

@@ -8,7 +8,16 @@ import signal
 import time
 from typing import Any
 
-from bentoship.server import LocalControlPlane
+import httpx
+import pytest
+from bentoml._internal.cloud.schemas.schemasv2 import KubePodSchema
+from bentoml._internal.cloud.schemas.utils import schema_from_object
+from httpx_ws import WebSocketUpgradeError, connect_ws
+
+from bentoship import DeploymentInfo, ReplicaCount
+from bentoship.server import LocalControlPlane, schemas
+from bentoship.server.rollout.replicas import ReplicaView
+from bentoship.server.store import Revision
 
 from ..traffic import TrafficLoop
 from .api import Api
@@ -45,6 +54,16 @@ def test_replicas_share_requests_survive_a_kill_and_a_switch(
     api.wait_status("trio", {"running"})
     started = wait_replicas(api, "trio", REPLICAS)
     assert len({r["port"] for r in started}) == REPLICAS
+    assert api.get("trio")["bentoship"]["replicas"] == {
+        "ready": 3,
+        "desired": 3,
+        "min": 3,
+        "max": 3,
+    }
+    pods = api.cloud_client().client.v2.list_deployment_pods("trio")
+    assert sorted(p.name for p in pods) == ["trio-r1-0", "trio-r1-1", "trio-r1-2"]
+    assert all(p.status.ready and p.pod_status.status == "Running" for p in pods)
+    assert {p.labels["yatai.ai/bento-function-component-type"] for p in pods} == {"api-server"}
     url = f"{api.url('trio')}/echo"
 
     with TrafficLoop(url, clients=4) as spread:
@@ -77,33 +96,95 @@ def test_replicas_share_requests_survive_a_kill_and_a_switch(
     assert switch.failures == []
     assert switch.versions()["v1"] > 0
     assert len(replicas(api, "trio", "r2")) == 2
+    assert api.get("trio")["bentoship"]["replicas"] == {
+        "ready": 2,
+        "desired": 2,
+        "min": 2,
+        "max": 2,
+    }
+    listed = api.http.get("/api/v2/deployments/trio/pods").json()["items"]
+    serving = [p for p in listed if p["labels"]["bentoship.io/role"] == "serving"]
+    assert sorted(p["name"] for p in serving) == ["trio-r2-0", "trio-r2-1"]
+    assert {p["bentoship"]["pid"] for p in serving} == {
+        r["pid"] for r in replicas(api, "trio", "r2")
+    }
 
 
-def test_replicas_grow_under_load_and_shrink_after_the_window_failing_none(
-    shared_plane: LocalControlPlane, busy_bento: str
+def test_pods_socket_refuses_a_wrong_token_and_names_an_unknown_deployment(
+    shared_plane: LocalControlPlane,
 ) -> None:
-    """A service declaring a concurrency of 2, loaded by 6 clients: the revision grows to its
-    maximum of 3 replicas; once the load eases, it shrinks back to 1 after the scale-down
-    window (2 s), draining, while a client keeps calling: no request fails."""
-    api = Api(shared_plane)
-    api.push(busy_bento)
-    policy = {"scale_up_stabilization_window": 0, "scale_down_stabilization_window": 2}
-    scaling = {"min_replicas": 1, "max_replicas": 3, "policy": policy}
-    api.create("busy", busy_bento, services={"Busy": {"scaling": scaling}})
-    api.wait_status("busy", {"running"})
-    wait_replicas(api, "busy", 1)
-    url = f"{api.url('busy')}/work"
-    with TrafficLoop(url, payload={"seconds": 0.3}, clients=6) as heavy:
-        grown = wait_replicas(api, "busy", 3)
-        heavy.wait_for(len(heavy.answers) + 30)
-    with TrafficLoop(url, payload={"seconds": 0.05}, clients=1, pause=0.05) as light:
-        shrunk = wait_replicas(api, "busy", 1)
-        light.wait_for(len(light.answers) + 20)
-    assert heavy.failures == [] and light.failures == []
-    assert {a.status for a in heavy.answers + light.answers} == {200}
-    assert len(grown) == 3 and len(shrunk) == 1
-    events = api.http.get("/api/v2/deployments/busy/events").json()["events"]
-    scaled = [e["message"] for e in events if e["kind"] == "scaled"]
-    assert any("from 1 to" in m for m in scaled) and any("to 1 replica" in m for m in scaled), (
-        scaled
-    )
+    """The pods websocket refuses a wrong or missing token at the handshake (401 with the
+    reason), and answers an unknown deployment with an error message naming it."""
+    assert shared_plane.connection is not None
+    endpoint = shared_plane.connection.endpoint.replace("http://", "ws://").rstrip("/")
+    token = shared_plane.connection.token
+    url = f"{endpoint}/ws/v2/deployments/ghost/pods"
+    with (
+        httpx.Client(headers={"X-YATAI-API-TOKEN": token}) as http,
+        connect_ws(url, http) as ws,
+    ):
+        message = ws.receive_json()
+    assert message["type"] == "error" and message["payload"] is None
+    assert "deployment 'ghost' not found" in message["message"]
+    for headers in ({"X-YATAI-API-TOKEN": token + "x"}, {}):
+        with (
+            httpx.Client(headers=headers) as http,
+            pytest.raises(WebSocketUpgradeError) as refused,
+            connect_ws(url, http),
+        ):
+            pass
+        assert refused.value.response.status_code == 401
+    handshake = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "X-YATAI-API-TOKEN": token + "x",
+    }
+    answer = httpx.get(url.replace("ws://", "http://"), headers=handshake)
+    assert answer.status_code == 401 and "use a valid token" in answer.json()["error"]
+
+
+def _replica(index: int, *, ready: bool, draining: bool = False) -> dict[str, Any]:
+    return {
+        "index": index,
+        "port": 4000 + index,
+        "pid": 100 + index,
+        "ready": ready,
+        "draining": draining,
+        "outstanding": 2,
+        "requests": 7,
+    }
+
+
+def test_a_replica_reads_as_a_bentocloud_pod_in_each_of_its_states() -> None:
+    """Ready, starting and draining replicas parse as bentoml's KubePodSchema, each with the
+    phase, readiness and pod status BentoCloud would show for it."""
+    services = {"Echo": {"scaling": {"min_replicas": 2, "max_replicas": 4}}}
+    rev = Revision("u1", "trio", 3, "echo:v1", {"services": services}, "", "serving")
+    views = [
+        ReplicaView(rev, "serving", _replica(0, ready=True), gpus=(1,)),
+        ReplicaView(rev, "serving", _replica(1, ready=False)),
+        ReplicaView(rev, "serving", _replica(2, ready=True, draining=True)),
+    ]
+    pods = [schema_from_object(schemas.pod("trio", v), KubePodSchema) for v in views]
+    assert [p.name for p in pods] == ["trio-r3-0", "trio-r3-1", "trio-r3-2"]
+    assert [(p.status.phase, p.status.ready, p.pod_status.status) for p in pods] == [
+        ("Running", True, "Running"),
+        ("Pending", False, "Pending"),
+        ("Running", False, "Terminating"),
+    ]
+    assert {p.runner_name for p in pods} == {"Echo"}
+    assert pods[0].labels["bentoship.io/revision"] == "r3"
+    assert schemas.pod("trio", views[0])["bentoship"]["gpus"] == [1]
+
+
+def test_replica_count_reads_from_the_deployment_json() -> None:
+    data = {
+        "name": "trio",
+        "bentoship": {"replicas": {"ready": 2, "desired": 3, "min": 1, "max": 5}},
+    }
+    replicas = DeploymentInfo.from_api(data).replicas
+    assert replicas == ReplicaCount(ready=2, desired=3, min=1, max=5)
+    assert str(replicas) == "2/3 replicas ready (min 1, max 5)"
+    assert DeploymentInfo.from_api({"name": "trio"}).replicas is None

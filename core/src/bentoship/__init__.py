@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .models import (
         DeploymentConfig,
         DeploymentInfo,
+        ReplicaCount,
         RevisionInfo,
         Rollout,
         RolloutLike,
@@ -48,6 +49,7 @@ _LAZY = {
     "TrafficReport": "models",
     "DeploymentConfig": "models",
     "DeploymentInfo": "models",
+    "ReplicaCount": "models",
     "RevisionInfo": "models",
     "Rollout": "models",
     "RolloutLike": "models",
@@ -83,6 +85,7 @@ __all__ = [
     "InvalidRequestError",
     "MissingExtraError",
     "NotFoundError",
+    "ReplicaCount",
     "ResponseLost",
     "RetryPolicy",
     "RevisionInfo",

@@ -371,6 +371,7 @@ def _print_deployment(dep: DeploymentInfo) -> None:
                 "candidate_url": dep.candidate_url or None,
                 "canary": dep.canary,
                 "reason": dep.reason,
+                "replicas": asdict(dep.replicas) if dep.replicas else None,
             },
             indent=2,
         )

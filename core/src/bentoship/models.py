@@ -14,6 +14,7 @@ __all__ = [
     "DeploymentEvent",
     "DeploymentInfo",
     "LogEntry",
+    "ReplicaCount",
     "RevisionInfo",
     "Rollout",
     "RolloutLike",
@@ -32,6 +33,26 @@ def _bento_tag(target: dict[str, Any]) -> str:
     bento = target.get("bento") or {}
     repository = (bento.get("repository") or {}).get("name")
     return f"{repository}:{bento.get('name')}" if repository else ""
+
+
+@dataclass(frozen=True)
+class ReplicaCount:
+    """The serving revision's replicas (local control plane): ready to take requests, and
+    desired (running, not draining), beside its ``scaling`` bounds."""
+
+    ready: int
+    desired: int
+    min: int
+    max: int
+
+    def __str__(self) -> str:
+        return f"{self.ready}/{self.desired} replicas ready (min {self.min}, max {self.max})"
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any] | None) -> ReplicaCount | None:
+        if not data:
+            return None
+        return cls(*(int(data.get(key) or 0) for key in ("ready", "desired", "min", "max")))
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,8 @@ class DeploymentInfo:
     """The candidate's share of the endpoint: ``{weight, route_type, route_by}``."""
     recreate: str = ""
     """Why the target revision's rollout stops the serving one first (only its GPUs fit it)."""
+    replicas: ReplicaCount | None = None
+    """The serving revision's replicas (local control plane); None where the server has none."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -78,6 +101,7 @@ class DeploymentInfo:
             candidate_url=str(extra.get("candidate_url") or ""),
             canary=extra.get("canary"),
             recreate=str(extra.get("recreate") or ""),
+            replicas=ReplicaCount.from_api(extra.get("replicas")),
             raw=data,
         )
 

@@ -16,6 +16,7 @@ from .api import (
     monitoring,
     observability,
     platform,
+    pods,
     registry,
     secrets,
 )
@@ -62,6 +63,7 @@ def build_app(
         *secrets.routes(controller.secrets.book),
         *extensions.routes(services),
         *platform.routes(services),
+        *pods.routes(services),
         *deployments.routes(services),
         *registry.routes(services),
     ]

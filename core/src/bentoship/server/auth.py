@@ -91,6 +91,9 @@ class Access:
         self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -137,6 +140,27 @@ class Access:
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Let a websocket through with a token that may read its path; else refuse the
+        handshake: 401 or 403 with the JSON reason, or a policy-violation close where the
+        server cannot send a response."""
+        path: str = scope["path"]
+        given = _presented_token(scope)
+        found = self.tokens.authenticate(given) if given else "no API token given"
+        if not isinstance(found, Principal):
+            hint = "use a valid token (the server's connection.json or BENTO_CLOUD_API_KEY)"
+            refusal = _refused(401, f"{found}; {hint}", api=True)
+        elif not found.may("GET", path):
+            refusal = _refused(403, found.refusal("GET", path), api=True)
+        else:
+            scope.setdefault("state", {})["principal"] = found
+            await self.app(scope, receive, send)
+            return
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await refusal(scope, receive, send)
+        else:
+            await send({"type": "websocket.close", "code": 1008})
 
     def _unauthenticated(self, path: str, scope: Scope, *, api: bool) -> Response:
         if api:

@@ -7,6 +7,7 @@ from typing import Any
 
 from .deploy_config import INSTANCE_TYPES
 from .gpu.inventory import Inventory
+from .rollout.replicas import ReplicaView
 from .store import Artifact, Deployment, Revision
 
 EPOCH = "2025-01-01T00:00:00Z"
@@ -210,3 +211,41 @@ def deployment(
     if extensions is not None:
         data["bentoship"] = extensions
     return data
+
+
+POD_PHASES = {True: "Running", False: "Pending"}
+
+
+def pod(deployment_name: str, view: ReplicaView) -> dict[str, Any]:
+    """A replica as BentoCloud lists a deployment's pods (``KubePodSchema``)."""
+    rev, replica = view.revision, view.replica
+    ready = bool(replica["ready"]) and not replica["draining"]
+    if replica["draining"]:
+        status, reason = "Terminating", "draining: answering its outstanding requests"
+    elif replica["ready"]:
+        status, reason = "Running", ""
+    else:
+        status, reason = "Pending", "starting: /readyz does not answer 200 yet"
+    service = next(iter(rev.config.get("services") or {}), "")
+    return {
+        "name": f"{deployment_name}-r{rev.seq}-{replica['index']}",
+        "namespace": NAMESPACE,
+        "labels": {
+            "yatai.ai/bento-deployment": deployment_name,
+            "yatai.ai/bento-function-component-type": "api-server",
+            "bentoship.io/revision": f"r{rev.seq}",
+            "bentoship.io/replica": str(replica["index"]),
+            "bentoship.io/role": view.role,
+        },
+        "pod_status": {"status": status, "reason": reason},
+        "status": {"phase": POD_PHASES[bool(replica["ready"])], "ready": ready},
+        "runner_name": service,
+        "bentoship": {
+            "bento": rev.bento,
+            "port": replica["port"],
+            "pid": replica["pid"],
+            "outstanding": replica["outstanding"],
+            "requests": replica["requests"],
+            "gpus": list(view.gpus),
+        },
+    }

@@ -63,6 +63,7 @@ def deployment_json(services: Services, dep: Deployment) -> dict[str, Any]:
             "reason": controller.reason(dep),
             "requests": controller.requests(dep.name),
             "recreate": controller.recreate_reason(dep),
+            "replicas": controller.replica_count(dep),
         }
     return schemas.deployment(
         dep,

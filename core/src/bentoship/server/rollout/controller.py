@@ -47,7 +47,7 @@ from .events import EventKind, EventLog
 from .home import prepare_revision_home
 from .monitoring_env import config_options, monitoring_dir
 from .phases import Health, Lifecycle, RevisionPhase, check_transition, derive_status
-from .replicas import ReplicaSet
+from .replicas import ReplicaSet, ReplicaView
 from .runner import (
     NotReadyError,
     PortTaken,
@@ -238,6 +238,44 @@ class Controller:
             "errors": traffic.errors,
             "gpus": list(self.gpus.held_by(rev.uid)) if alive else [],
             "replicas": pool.describe() if pool is not None else [],
+        }
+
+    def replica_views(self, dep: Deployment) -> list[ReplicaView]:
+        """Every running replica of the deployment's revisions, oldest revision first."""
+        rt = self.runtimes.get(dep.name)
+        if rt is None:
+            return []
+        views: list[ReplicaView] = []
+        for rev in self.store.list_revisions(dep.name):
+            pool = rt.processes.get(rev.uid)
+            if pool is None:
+                continue
+            if rev.uid == dep.serving_revision:
+                role = "serving"
+            elif pool is rt.candidate:
+                role = "candidate"
+            elif rev.uid == dep.target_revision:
+                role = "starting"
+            else:
+                role = "warm"
+            for replica in pool.describe():
+                held = self.gpus.holdings.get((rev.uid, replica["index"]))
+                views.append(ReplicaView(rev, role, replica, held.indices if held else ()))
+        return views
+
+    def replica_count(self, dep: Deployment) -> dict[str, int]:
+        """The serving revision's replicas: ready (taking requests) and desired (not draining),
+        beside its scaling bounds; all 0 while none serves (scaled to zero, stopped)."""
+        rt = self.runtimes.get(dep.name)
+        rev = self.serving_of(dep)
+        pool = rt.processes.get(rev.uid) if rt is not None and rev is not None else None
+        policy = scaling_policy(rev.config, None) if rev is not None else None
+        listed = pool.describe() if pool is not None else []
+        return {
+            "ready": sum(1 for r in listed if r["ready"] and not r["draining"]),
+            "desired": sum(1 for r in listed if not r["draining"]),
+            "min": policy.min_replicas if policy else 0,
+            "max": policy.max_replicas if policy else 0,
         }
 
     def recreate_reason(self, dep: Deployment) -> str:

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from ..endpoint.balancing import Replica, choose
+from ..store import Revision
 from .runner import ServeProcess
 
-__all__ = ["ReplicaSet"]
+__all__ = ["ReplicaSet", "ReplicaView"]
 
 DRAIN_SECONDS = 60.0
 """The longest a replica that scales down waits for its outstanding requests."""
+
+
+@dataclass(frozen=True)
+class ReplicaView:
+    """One running replica as the API shows it."""
+
+    revision: Revision
+    role: str
+    """``serving``, ``candidate`` (held for verification), ``starting`` or ``warm``."""
+    replica: dict[str, Any]
+    """Its :meth:`ReplicaSet.describe` entry: index, port, pid, ready, draining, counts."""
+    gpus: tuple[int, ...] = ()
 
 
 class ReplicaSet:

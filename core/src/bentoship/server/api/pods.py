@@ -1,0 +1,51 @@
+"""A deployment's replicas as BentoCloud lists its pods.
+
+``bentoml``'s client reads them from the websocket ``/ws/v2/deployments/{name}/pods``: one
+message ``{type, message, payload}`` whose payload is the list of pods. The same list is also
+at ``GET /api/v2/deployments/{name}/pods`` for clients without websockets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from .. import schemas
+from ..errors import DomainError
+from .common import Services, check_cluster
+
+__all__ = ["POD_SOCKET_PATH", "routes"]
+
+POD_SOCKET_PATH = "/ws/v2/deployments/{name:str}/pods"
+
+
+def routes(services: Services) -> list[BaseRoute]:
+    controller = services.controller
+
+    def pods_of(name: str, cluster: str | None) -> list[dict[str, Any]]:
+        check_cluster(cluster)
+        dep = controller.get(name)
+        return [schemas.pod(dep.name, view) for view in controller.replica_views(dep)]
+
+    async def listed(request: Request) -> JSONResponse:
+        items = pods_of(request.path_params["name"], request.query_params.get("cluster"))
+        return JSONResponse(schemas.listing(items))
+
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            items = pods_of(websocket.path_params["name"], websocket.query_params.get("cluster"))
+        except DomainError as exc:
+            await websocket.send_json({"type": "error", "message": exc.message, "payload": None})
+        else:
+            await websocket.send_json({"type": "success", "message": "", "payload": items})
+        await websocket.close()
+
+    return [
+        Route("/api/v2/deployments/{name:str}/pods", listed, methods=["GET"]),
+        WebSocketRoute(POD_SOCKET_PATH, socket),
+    ]
