@@ -76,6 +76,7 @@ QUERIES: dict[tuple[str, str], type[Params]] = {
     ("POST", "/api/v2/deployments"): WriteParams,
     ("PUT", DEPLOYMENT): WriteParams,
     ("GET", DEPLOYMENT): ClusterParams,
+    ("GET", f"{DEPLOYMENT}/pods"): ClusterParams,
     ("DELETE", DEPLOYMENT): ClusterParams,
     ("POST", f"{DEPLOYMENT}/terminate"): ClusterParams,
     ("GET", "/api/v1/instance_types"): ClusterParams,

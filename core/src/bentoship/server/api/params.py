@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from ..errors import Invalid
 
@@ -146,7 +146,7 @@ Moment = Annotated[str, Field(max_length=64), AfterValidator(_valid_moment)]
 P = TypeVar("P", bound=Params)
 
 
-def query(model: type[P], request: Request) -> P:
+def query(model: type[P], request: HTTPConnection) -> P:
     """``request``'s query parameters read by ``model``; Invalid naming the first wrong one."""
     values = {key: value for key, value in request.query_params.items() if value != ""}
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 from .. import schemas
 from ..errors import DomainError
 from .common import Services, check_cluster
+from .params import ClusterParams, query
 
 __all__ = ["POD_SOCKET_PATH", "routes"]
 
@@ -26,19 +27,19 @@ POD_SOCKET_PATH = "/ws/v2/deployments/{name:str}/pods"
 def routes(services: Services) -> list[BaseRoute]:
     controller = services.controller
 
-    def pods_of(name: str, cluster: str | None) -> list[dict[str, Any]]:
-        check_cluster(cluster)
-        dep = controller.get(name)
+    def pods_of(connection: HTTPConnection) -> list[dict[str, Any]]:
+        check_cluster(query(ClusterParams, connection).cluster)
+        dep = controller.get(connection.path_params["name"])
         return [schemas.pod(dep.name, view) for view in controller.replica_views(dep)]
 
     async def listed(request: Request) -> JSONResponse:
-        items = pods_of(request.path_params["name"], request.query_params.get("cluster"))
-        return JSONResponse(schemas.listing(items))
+        """The deployment's running replicas, as BentoCloud's pods."""
+        return JSONResponse(schemas.listing(pods_of(request)))
 
     async def socket(websocket: WebSocket) -> None:
         await websocket.accept()
         try:
-            items = pods_of(websocket.path_params["name"], websocket.query_params.get("cluster"))
+            items = pods_of(websocket)
         except DomainError as exc:
             await websocket.send_json({"type": "error", "message": exc.message, "payload": None})
         else:
