@@ -1,9 +1,12 @@
-"""The GPU allocator with a simulated inventory of 4 GPUs passed in: no NVML, no process."""
+"""The GPU allocator with a simulated inventory of 4 GPUs passed in: no NVML, no process (the
+autoscaler's GPU cap runs on a real controller with stand-in replicas)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +28,14 @@ from bentoship.server.gpu.inventory import (
     load_inventory,
     model_slug,
 )
+from bentoship.server.rollout.autoscale import Autoscaler, ScalingPolicy
+from bentoship.server.rollout.controller import Controller
+from bentoship.server.rollout.phases import RevisionPhase
+from bentoship.server.rollout.replicas import ReplicaSet
+from bentoship.server.settings import ServerSettings
+from bentoship.server.store import Store
+
+from .records import deployment_record, revision_record
 
 A100 = "NVIDIA A100-SXM4-40GB"
 FOUR = Inventory(tuple(Gpu(i, A100, 40 * 1024**3) for i in range(4)), "a test")
@@ -155,3 +166,139 @@ def test_an_inventory_file_and_gpus_restriction(tmp_path: Path) -> None:
     path.write_text(json.dumps([{"name": A100}]))
     with pytest.raises(InventoryError, match="memory_bytes"):
         load_inventory(path)
+
+
+def test_min_replicas_times_gpus_that_fit_get_distinct_gpus() -> None:
+    gpus = GpuAllocator(FOUR)
+    gpus.check(ask(2), 2)
+    gpus.check(ask(4), 0)
+    assert gpus.plan(ask(2), "web", None, "r1", replicas=2).kind is PlanKind.FITS
+    placed = [gpus.acquire(holder("web", "r1", replica), ask(2)) for replica in range(2)]
+    assert placed == [(0, 1), (2, 3)]
+    assert gpus.held_by("r1") == (0, 1, 2, 3)
+
+
+def test_replicas_times_gpus_beyond_the_machine_are_refused_at_check() -> None:
+    gpus = GpuAllocator(FOUR)
+    with pytest.raises(Invalid) as refused:
+        gpus.check(ask(2), 3)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "asks for 3 replicas x 2 a100 GPUs (instance type gpu.a100.2; min_replicas 3) = 6 GPUs, "
+        "no two replicas on one GPU, but this machine has "
+        f"4 GPUs: 4 x {A100} (40Gi; GPU 0,1,2,3)"
+    )
+    assert "lower min_replicas or the GPUs per replica" in message
+    with pytest.raises(Invalid, match=r"5 replicas x 1 a100 GPU .*= 5 GPUs"):
+        gpus.check(ask(1), 5)
+    with pytest.raises(Invalid, match=r"asks for 5 a100 GPUs \(instance type gpu.a100.5\), but"):
+        gpus.check(ask(5), 0)
+    gpus.check(ask(0.5), 8)
+    with pytest.raises(Invalid, match=r"9 replicas x 0.5 a100 GPU .*= 5 GPUs, but"):
+        gpus.check(ask(0.5), 9)
+    assert gpus.holdings == {}
+
+
+def test_a_plan_places_every_minimum_replica_of_the_new_revision() -> None:
+    gpus = GpuAllocator(FOUR)
+    gpus.acquire(holder("web", "r1"), ask(2))
+    fits = gpus.plan(ask(1), "web", "r1", "r2", replicas=2)
+    assert fits.kind is PlanKind.FITS
+    plan = gpus.plan(ask(2), "web", "r1", "r2", replicas=2)
+    assert (plan.kind, plan.stop) == (PlanKind.RECREATE, ("r1",))
+    assert "r2 needs 2 replicas x 2 a100 GPUs (instance type gpu.a100.2; min_replicas 2)" in (
+        plan.reason
+    )
+    assert gpus.plan(ask(2), "web", "r1", "r2", replicas=1).kind is PlanKind.FITS
+
+    gpus.acquire(holder("web", "r0"), ask(1))
+    warm = gpus.plan(ask(1), "web", "r1", "r2", replicas=2)
+    assert (warm.kind, warm.stop) == (PlanKind.STOP_WARM, ("r0",))
+
+    gpus.release("r0")
+    gpus.acquire(holder("other", "o1"), ask(1))
+    busy = gpus.plan(ask(2), "web", "r1", "r2", replicas=2)
+    assert busy.kind is PlanKind.BUSY
+    assert "needs 2 replicas x 2 a100 GPUs" in busy.reason and "GPU 2: other o1" in busy.reason
+
+
+def test_room_counts_only_free_gpus_and_says_who_holds_them() -> None:
+    gpus = GpuAllocator(FOUR)
+    gpus.acquire(holder("web", "r1", 0), ask(1))
+    gpus.acquire(holder("web", "r1", 1), ask(1))
+    gpus.acquire(holder("other", "o1"), ask(1))
+    assert gpus.room(ask(1), 3) == 1
+    assert gpus.room(ask(2), 1) == 0
+    assert gpus.room(ask(0.5), 3) == 2
+    gpus.acquire(holder("web", "r1", 2), ask(1))
+    assert gpus.room(ask(1), 1) == 0
+    assert gpus.full_reason(ask(1)) == (
+        "no free a100 GPU (GPU 0: web r1; GPU 1: web r1; GPU 2: other o1; GPU 3: web r1)"
+    )
+
+
+@dataclass
+class StandIn:
+    """A replica's process, as far as the autoscaler looks at it."""
+
+    revision: str
+    replica: int
+    name: str = "r1"
+
+
+@pytest.fixture
+def controller(tmp_path: Path) -> Controller:
+    settings = ServerSettings(data_dir=tmp_path, token="t" * 16)
+    return Controller(settings, Store(settings.db_path), FOUR)
+
+
+def test_a_scale_up_holds_at_the_replicas_free_gpus_take(controller: Controller) -> None:
+    config = normalize_config(
+        {
+            "services": {
+                "Svc": {
+                    "instance_type": "gpu.a100.1",
+                    "scaling": {"min_replicas": 2, "max_replicas": 4},
+                }
+            }
+        },
+        "Svc",
+    )
+    controller.store.insert_deployment(deployment_record("web", target="web-1", serving="web-1"))
+    revision = revision_record("web", 1, RevisionPhase.SERVING)
+    revision.config = config
+    controller.store.insert_revision(revision)
+    rt = controller.runtime("web")
+    pool = rt.processes["web-1"] = ReplicaSet("web-1", "r1")
+    rt.serving = pool
+    rt.autoscaler = ("web-1", Autoscaler(ScalingPolicy(2, 4, 1)))
+    other = controller.runtime("other")
+    other.processes["o1"] = ReplicaSet("o1", "o1")
+    controller.gpus.acquire(Holder("other", "o1", "o1"), ask(1))
+    started: list[int] = []
+
+    def start(rt: Any, pool: ReplicaSet, index: int, *args: Any, **kwargs: Any) -> None:
+        started.append(index)
+        controller.gpus.acquire(Holder("web", "web-1", "r1", index), ask(1))
+        pool.add(StandIn("web-1", index))  # type: ignore[arg-type]
+
+    controller._spawn_replace = start  # type: ignore[method-assign]
+    for index in range(2):
+        start(rt, pool, index)
+    started.clear()
+    for replica in pool.replicas.values():
+        replica.outstanding = 2
+
+    controller._autoscale(rt)
+    assert started == [2]
+    assert sorted(i for h in controller.gpus.holdings.values() for i in h.indices) == [0, 1, 2, 3]
+    controller._autoscale(rt)
+    assert started == [2], "no replica beyond the free GPUs"
+    scaled = [e.message for e in controller.events.of("web") if e.kind == "scaled"]
+    assert scaled == [
+        "r1 scales from 2 to 3 replicas (4 requests outstanding, concurrency 1)",
+        "r1 scale-up to 4 held at 3: no free a100 GPU "
+        "(GPU 0: other o1; GPU 1: web r1; GPU 2: web r1; GPU 3: a replica starting now)",
+    ]
+    assert [e.kind for e in controller.events.of("web")] == ["scaled", "scaled"]

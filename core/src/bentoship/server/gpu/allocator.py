@@ -10,6 +10,7 @@ revision stopped first (a Recreate rollout), or cannot start because others hold
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -54,10 +55,21 @@ class GpuRequest:
     def whole(self) -> int:
         return 1 if self.shared else int(self.count)
 
-    def describe(self) -> str:
+    def gpus_for(self, replicas: int) -> int:
+        """The GPUs ``replicas`` replicas take at least: whole ones each, or shared ones packed."""
+        if not self.shared:
+            return self.whole * replicas
+        return math.ceil(replicas / math.floor((1 + 1e-9) / self.count))
+
+    def describe(self, replicas: int = 1) -> str:
         of = f" {self.model}" if self.model else ""
         amount = f"{self.count:g}" if self.shared else str(self.whole)
         plural = "s" if not self.shared and self.whole > 1 else ""
+        if replicas > 1:
+            return (
+                f"{replicas} replicas x {amount}{of} GPU{plural} "
+                f"({self.setting}; min_replicas {replicas})"
+            )
         return f"{amount}{of} GPU{plural} ({self.setting})"
 
 
@@ -144,19 +156,30 @@ class GpuAllocator:
         self.inventory = inventory
         self.holdings: dict[tuple[str, int], Holding] = {}
 
-    def check(self, request: GpuRequest | None) -> None:
-        """Raise Invalid (a failed deploy, nothing changed) when the machine can never fit it."""
+    def check(self, request: GpuRequest | None, replicas: int = 1) -> None:
+        """Raise Invalid (a failed deploy, nothing changed) when the machine can never fit
+        ``replicas`` replicas (``min_replicas``; 0 counts as the 1 that wakes) of ``request``."""
         if request is None:
             return
-        fitting = self.inventory.of_model(request.model)
-        if request.whole <= len(fitting):
+        replicas = max(1, replicas)
+        empty = {g.index: 0.0 for g in self.inventory.gpus}
+        if self._place_all(request, replicas, empty) is not None:
             return
-        what = f"{request.whole} {request.model} GPU" if request.model else f"{request.whole} GPU"
-        plural = "s" if request.whole > 1 else ""
+        total = request.gpus_for(replicas)
+        what = f"{total} {request.model} GPU" if request.model else f"{total} GPU"
+        plural = "s" if total > 1 else ""
+        if replicas == 1:
+            raise Invalid(
+                f"asks for {request.describe()}, but this machine has "
+                f"{self.inventory.describe()}; no {what}{plural} to give it: ask for what "
+                "exists (`bentoml deployment list-instance-types`)"
+            )
+        apart = "" if request.shared else ", no two replicas on one GPU"
         raise Invalid(
-            f"asks for {request.describe()}, but this machine has {self.inventory.describe()}; "
-            f"no {what}{plural} to give it: ask for what exists (`bentoml deployment "
-            "list-instance-types`)"
+            f"asks for {request.describe(replicas)} = {total} GPU{plural}{apart}, but this "
+            f"machine has {self.inventory.describe()}; no {what}{plural} to give it: "
+            "lower min_replicas or the GPUs per replica to what exists "
+            "(`bentoml deployment list-instance-types`)"
         )
 
     def held_by(self, revision: str) -> tuple[int, ...]:
@@ -195,35 +218,64 @@ class GpuAllocator:
         self.holdings[(holder.revision, holder.replica)] = Holding(holder, placed, share)
         return placed
 
+    def room(self, request: GpuRequest, wanted: int) -> int:
+        """How many of ``wanted`` more replicas of ``request`` free GPUs take now."""
+        used = self._usage(excluded=set())
+        share = request.count if request.shared else 1.0
+        for placed in range(wanted):
+            indices = self._fit(request, used)
+            if indices is None:
+                return placed
+            for index in indices:
+                used[index] += share
+        return wanted
+
     def plan(
-        self, request: GpuRequest | None, deployment: str, serving: str | None, label: str = ""
+        self,
+        request: GpuRequest | None,
+        deployment: str,
+        serving: str | None,
+        label: str = "",
+        replicas: int = 1,
     ) -> GpuPlan:
-        """What a new revision ``label`` of ``deployment`` needs stopped before it starts."""
-        if request is None or self._place(request, excluded=set()) is not None:
+        """What a new revision ``label`` of ``deployment`` needs stopped before its ``replicas``
+        replicas (its ``min_replicas``, at least one) start."""
+        replicas = max(1, replicas)
+        if request is None or self._fits(request, replicas, excluded=set()):
             return GpuPlan(PlanKind.FITS)
+        asks = request.describe(replicas)
         own = {h.holder.revision: h.holder for h in self.holdings.values()}
         own = {uid: holder for uid, holder in own.items() if holder.deployment == deployment}
         others = {uid for uid in own if uid != serving}
-        if others and self._place(request, excluded=others) is not None:
+        if others and self._fits(request, replicas, excluded=others):
             names = ", ".join(own[uid].label or uid for uid in sorted(others))
             return GpuPlan(
                 PlanKind.STOP_WARM,
                 tuple(sorted(others)),
-                f"{label or 'the new revision'} needs {request.describe()}: {names} stop(s) first "
+                f"{label or 'the new revision'} needs {asks}: {names} stop(s) first "
                 "to free them (the serving revision keeps serving)",
             )
-        if serving in own and self._place(request, excluded=set(own)) is not None:
+        if serving in own and self._fits(request, replicas, excluded=set(own)):
             old = own[serving].label or serving
             gpus = ",".join(map(str, self.held_by(serving)))
             return GpuPlan(
                 PlanKind.RECREATE,
                 tuple(sorted(own)),
-                f"Recreate rollout: {label or 'the new revision'} needs {request.describe()} and "
+                f"Recreate rollout: {label or 'the new revision'} needs {asks} and "
                 f"only the GPUs {old} holds ({gpus}) make that possible, so {old} stops before "
                 f"{label or 'it'} starts; zero downtime is impossible, the endpoint answers "
                 "again once it is ready",
             )
-        return GpuPlan(PlanKind.BUSY, reason=self._busy_reason(request, excluded=set(own)))
+        return GpuPlan(
+            PlanKind.BUSY, reason=self._busy_reason(request, excluded=set(own), replicas=replicas)
+        )
+
+    def full_reason(self, request: GpuRequest, starting: int = 0) -> str:
+        """Why no replica of ``request`` fits beyond ``starting`` ones about to take GPUs: who
+        holds which GPU."""
+        placed = self._place_all(request, starting, self._usage(excluded=set())) or []
+        model = f" {request.model}" if request.model else ""
+        return f"no free{model} GPU ({self._held_text(i for p in placed for i in p)})"
 
     def _usage(self, excluded: set[str]) -> dict[int, float]:
         used: dict[int, float] = {g.index: 0.0 for g in self.inventory.gpus}
@@ -233,8 +285,8 @@ class GpuAllocator:
                     used[index] = used.get(index, 0.0) + holding.share
         return used
 
-    def _place(self, request: GpuRequest, excluded: set[str]) -> tuple[int, ...] | None:
-        used = self._usage(excluded)
+    def _fit(self, request: GpuRequest, used: Mapping[int, float]) -> tuple[int, ...] | None:
+        """The GPUs one replica of ``request`` gets given ``used`` (the part of each taken)."""
         fitting: list[Gpu] = list(self.inventory.of_model(request.model))
         if request.shared:
             partly = [g for g in fitting if 0 < used[g.index] <= 1 - request.count + 1e-9]
@@ -244,17 +296,45 @@ class GpuAllocator:
         free = [g.index for g in fitting if used[g.index] == 0]
         return tuple(free[: request.whole]) if len(free) >= request.whole else None
 
-    def _busy_reason(self, request: GpuRequest, excluded: set[str]) -> str:
+    def _place(self, request: GpuRequest, excluded: set[str]) -> tuple[int, ...] | None:
+        return self._fit(request, self._usage(excluded))
+
+    def _place_all(
+        self, request: GpuRequest, replicas: int, used: Mapping[int, float]
+    ) -> list[tuple[int, ...]] | None:
+        """GPUs for each of ``replicas`` replicas at once, none on another's, or None."""
+        taken = dict(used)
+        share = request.count if request.shared else 1.0
+        placed = []
+        for _ in range(replicas):
+            indices = self._fit(request, taken)
+            if indices is None:
+                return None
+            for index in indices:
+                taken[index] += share
+            placed.append(indices)
+        return placed
+
+    def _fits(self, request: GpuRequest, replicas: int, excluded: set[str]) -> bool:
+        return self._place_all(request, replicas, self._usage(excluded)) is not None
+
+    def _held_text(self, starting: Iterable[int] = ()) -> str:
+        """Who holds each GPU; ``starting``: GPUs that replicas starting now are about to take."""
+        named: dict[int, set[str]] = {}
+        for index, holders in self.holders().items():
+            named[index] = {f"{h.deployment} {h.label}".strip() for h in holders}
+        for index in starting:
+            named.setdefault(index, set()).add("a replica starting now")
+        held = [f"GPU {i}: {', '.join(sorted(n))}" for i, n in sorted(named.items())]
+        return "; ".join(held) or "nothing held"
+
+    def _busy_reason(self, request: GpuRequest, excluded: set[str], replicas: int = 1) -> str:
         used = self._usage(excluded)
         fitting = self.inventory.of_model(request.model)
         free = [g.index for g in fitting if used[g.index] == 0]
-        held = []
-        for index, holders in sorted(self.holders().items()):
-            named = {f"{h.deployment} {h.label}".strip() for h in holders}
-            held.append(f"GPU {index}: {', '.join(sorted(named))}")
         free_text = ",".join(map(str, free)) if free else "none"
         return (
-            f"needs {request.describe()}, but other deployments hold them "
-            f"({'; '.join(held) or 'nothing held'}); free GPUs: {free_text}; "
+            f"needs {request.describe(replicas)}, but other deployments hold them "
+            f"({self._held_text()}); free GPUs: {free_text}; "
             "terminate or scale one of them, then deploy again"
         )

@@ -394,7 +394,7 @@ class Controller:
                 raise Conflict(
                     f"deployment {shown(name)} already exists; update it instead of creating it"
                 )
-            self.gpus.check(self.gpu_request(bento, config))
+            self.gpus.check(self.gpu_request(bento, config), min_replicas(config))
             dep = Deployment(
                 name=name,
                 uid=new_uid(),
@@ -438,8 +438,9 @@ class Controller:
                     self._set_split(rt, split)
                 return dep
             request = self.gpu_request(bento, config)
-            self.gpus.check(request)
-            if verify and self._gpu_plan(dep, request).kind is PlanKind.RECREATE:
+            replicas = min_replicas(config)
+            self.gpus.check(request, replicas)
+            if verify and self._gpu_plan(dep, request, replicas).kind is PlanKind.RECREATE:
                 raise Conflict(
                     f"a candidate of {name} cannot run beside the revision it serves: only that "
                     "revision's GPUs fit it; deploy without manual promotion (a Recreate "
@@ -846,15 +847,19 @@ class Controller:
                     live.add(dep.serving_revision)
         self.gpus.keep_only(live)
 
-    def _gpu_plan(self, dep: Deployment, request: GpuRequest | None, label: str = "") -> GpuPlan:
+    def _gpu_plan(
+        self, dep: Deployment, request: GpuRequest | None, replicas: int, label: str = ""
+    ) -> GpuPlan:
+        """The plan for ``replicas`` (``min_replicas``) replicas of ``request`` at once."""
         self._prune_gpus()
-        return self.gpus.plan(request, dep.name, dep.serving_revision, label)
+        return self.gpus.plan(request, dep.name, dep.serving_revision, label, replicas)
 
     def _announce_recreate(
         self, rt: DeploymentRuntime, rev: Revision, request: GpuRequest | None
     ) -> None:
         """Say in the events, and in the deployment's answer, that this rollout recreates."""
-        plan = self._gpu_plan(self.get(rt.name), request, revision_name(rev.seq))
+        replicas = min_replicas(rev.config)
+        plan = self._gpu_plan(self.get(rt.name), request, replicas, revision_name(rev.seq))
         if plan.kind is PlanKind.RECREATE and rev.uid not in rt.recreate:
             rt.recreate[rev.uid] = plan.reason
             self._event(rev, EventKind.RECREATE, plan.reason)
@@ -868,7 +873,7 @@ class Controller:
             return
         self.gpus.release(rev.uid)
         dep = self.get(rt.name)
-        plan = self._gpu_plan(dep, request, revision_name(rev.seq))
+        plan = self._gpu_plan(dep, request, min_replicas(rev.config), revision_name(rev.seq))
         if plan.kind is PlanKind.BUSY:
             raise GpuUnavailable(plan.reason)
         if plan.kind is PlanKind.RECREATE:
@@ -1123,6 +1128,13 @@ class Controller:
             try:
                 proc = await self._start_replica(rt, rev, index, port)
             except (NotReadyError, OSError, GpuUnavailable) as exc:
+                stale = pool.remove(index)
+                if stale is not None:
+                    await stale.stop()
+                if isinstance(exc, GpuUnavailable) and started != "serves again":
+                    log.info("scale-up replica %s of %s not started: %s", index, rt.name, exc)
+                    rt.notify()
+                    return
                 log.warning(
                     "replica %s of %s failed to start (%s); retrying in %.0f s",
                     index,
@@ -1130,9 +1142,6 @@ class Controller:
                     exc,
                     delay,
                 )
-                stale = pool.remove(index)
-                if stale is not None:
-                    await stale.stop()
                 if not pool.serving():
                     rt.health = Health.UNHEALTHY
                 rt.notify()
@@ -1298,13 +1307,25 @@ class Controller:
         coming = [i for i, t in rt.replacing.items() if not t.done() and i not in active]
         current = len(active) + len(coming)
         outstanding = sum(r.outstanding for r in pool.replicas.values())
-        desired = scaler.desired(time.monotonic(), outstanding, current)
+        wanted = scaler.desired(time.monotonic(), outstanding, current)
+        desired = self._gpu_capped(rev, coming, current, wanted)
+        if desired != current:
+            because = f"{outstanding} requests outstanding, concurrency {scaler.policy.concurrency}"
+            message = f"{pool.name} scales from {current} to {desired} replicas ({because})"
+            self._event(rev, EventKind.SCALED, message)
+            log.info("deployment %s: %s", rt.name, message)
+        held = (wanted, desired) if desired < wanted else None
+        if held is not None and held != rt.scale_held:
+            request = self.gpu_request(rev.bento, rev.config)
+            unplaced = [i for i in coming if (rev.uid, i) not in self.gpus.holdings]
+            starting = len(unplaced) + desired - current
+            why = self.gpus.full_reason(request, starting) if request else "no free GPU"
+            message = f"{pool.name} scale-up to {wanted} held at {desired}: {why}"
+            self._event(rev, EventKind.SCALED, message)
+            log.info("deployment %s: %s", rt.name, message)
+        rt.scale_held = held
         if desired == current:
             return
-        because = f"{outstanding} requests outstanding, concurrency {scaler.policy.concurrency}"
-        message = f"{pool.name} scales from {current} to {desired} replicas ({because})"
-        self._event(rev, EventKind.SCALED, message)
-        log.info("deployment %s: %s", rt.name, message)
         if desired > current:
             taken = set(active) | set(coming) | set(pool.replicas)
             free = (i for i in range(len(taken) + desired) if i not in taken)
@@ -1313,6 +1334,19 @@ class Controller:
             return
         for index in active[desired - current :]:
             self._spawn(self._drain(rt, pool, index))
+
+    def _gpu_capped(self, rev: Revision, coming: list[int], current: int, desired: int) -> int:
+        """The count a scale-up from ``current`` to ``desired`` reaches on free GPUs, no
+        replica on another's GPU (``coming``: replicas started but maybe not placed yet)."""
+        if desired <= current or not self.gpus.inventory:
+            return desired
+        request = self.gpu_request(rev.bento, rev.config)
+        if request is None:
+            return desired
+        self._prune_gpus()
+        unplaced = sum(1 for i in coming if (rev.uid, i) not in self.gpus.holdings)
+        room = self.gpus.room(request, unplaced + desired - current) - unplaced
+        return min(desired, current + max(0, room))
 
     async def _drain(self, rt: DeploymentRuntime, pool: ReplicaSet, index: int) -> None:
         """Stop replica ``index`` once its outstanding requests are answered; free its GPUs."""

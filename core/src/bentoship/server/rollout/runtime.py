@@ -43,6 +43,8 @@ class DeploymentRuntime:
     """Replacements of the serving revision's lost replicas underway, by replica index."""
     autoscaler: tuple[str, Autoscaler] | None = None
     """The serving revision's uid and its autoscaler."""
+    scale_held: tuple[int, int] | None = None
+    """A scale-up held for want of free GPUs: (wanted, reached), so its event is said once."""
     recreated: str | None = None
     """The serving revision a Recreate stopped, started again if the new one fails."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
