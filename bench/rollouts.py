@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +13,13 @@ import httpx
 
 from bentoship import Client
 from bentoship.server import LocalControlPlane
-from bentoship.server.rollout.runner import bentoml_command, free_port
+from bentoship.server.rollout.runner import (
+    REPLICA_MARKER,
+    bentoml_command,
+    free_port,
+    kill_marked,
+    new_marker,
+)
 from bentoship.steps import deploy, push, rollback, wait_until_ready
 
 from .common import RUNS, Row, Sample, build_fixture, timed
@@ -26,11 +30,13 @@ READY_PROBE_INTERVAL = 0.005
 def serve_by_hand(tag: str) -> float:
     """Baseline: ``bentoml serve`` started by hand, until ``/readyz`` answers 200."""
     port = free_port()
+    marker = new_marker()
     started = time.perf_counter()
     process = subprocess.Popen(
         [*bentoml_command(), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, REPLICA_MARKER: marker},
         start_new_session=True,
     )
     try:
@@ -43,14 +49,9 @@ def serve_by_hand(tag: str) -> float:
                     pass
                 time.sleep(0.01)
     finally:
-        from bentoship.server.rollout.runner import descendants
-
-        workers = descendants(process.pid)
         process.terminate()
         process.wait(30)
-        for pid in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_marked(marker)
 
 
 def first_ready(client: Client, name: str, seen: dict[str, float]) -> None:

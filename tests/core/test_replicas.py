@@ -17,6 +17,7 @@ from httpx_ws import WebSocketUpgradeError, connect_ws
 from bentoship import DeploymentInfo, ReplicaCount
 from bentoship.server import LocalControlPlane, schemas
 from bentoship.server.rollout.replicas import ReplicaView
+from bentoship.server.rollout.runner import marked_processes, marker_of
 from bentoship.server.store import Revision
 
 from ..traffic import TrafficLoop
@@ -74,6 +75,9 @@ def test_replicas_share_requests_survive_a_kill_and_a_switch(
     assert all(abs(c - total / REPLICAS) <= 0.1 * total / REPLICAS for c in counts), counts
 
     victim = started[1]
+    marker = marker_of(victim["pid"])
+    assert marker is not None
+    assert len(marked_processes(marker)[marker]) > 1, "the workers carry the replica's marker"
     with TrafficLoop(url, payload={"text": "live", "delay": 0.02}, clients=4) as load:
         load.wait_for(100)
         with contextlib.suppress(ProcessLookupError):
@@ -83,6 +87,10 @@ def test_replicas_share_requests_survive_a_kill_and_a_switch(
         load.wait_for(seen + 100)
     assert len(load.failures) <= load.clients, load.failures
     assert victim["pid"] not in {r["pid"] for r in again}
+    deadline = time.monotonic() + 5
+    while marked_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marked_processes(marker) == {}, "a process of the killed replica outlived it"
     events = api.http.get("/api/v2/deployments/trio/events").json()["events"]
     kinds = [e["kind"] for e in events]
     assert "crashed" in kinds and "restarted" in kinds

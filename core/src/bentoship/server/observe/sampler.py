@@ -2,9 +2,10 @@
 
 From the endpoint's count (TrafficBook): answers by status class and latency, as what was
 added since the last sample, and requests in flight. From each running revision: bentoml's own
-``/metrics`` (requests and in-progress), its process tree's CPU and memory (psutil), and its
-GPUs (NVML) when there are any. Before the metrics route reads the store, ``flush_traffic``
-writes the endpoint's counts up to that moment, so totals are exact.
+``/metrics`` (requests and in-progress), the CPU and memory (psutil) of the processes that
+carry its replica marker, and its GPUs (NVML) when there are any. Before the metrics route
+reads the store, ``flush_traffic`` writes the endpoint's counts up to that moment, so totals
+are exact.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import psutil
 
 from ...refs import revision_name
 from ..endpoint.traffic import LATENCY_BOUNDS, RevisionTraffic
+from ..rollout.runner import marked_processes
 from .gpu import GpuReader
 from .series import RESOLUTION, Sample, SeriesStore
 
@@ -83,8 +85,10 @@ class Sampler:
 
     async def sample(self) -> None:
         samples = self._traffic_samples(with_gauges=True)
+        running = self._running()
+        marked = marked_processes() if running else {}
         readings = await asyncio.gather(
-            *(self._read_process(uid, proc) for uid, proc in self._running())
+            *(self._read_process(uid, proc, marked.get(proc.marker, [])) for uid, proc in running)
         )
         latest: dict[str, dict[str, float]] = {}
         for uid, counters, gauges in readings:
@@ -152,9 +156,10 @@ class Sampler:
         ]
 
     async def _read_process(
-        self, uid: str, proc: ServeProcess
+        self, uid: str, proc: ServeProcess, marked: list[int]
     ) -> tuple[str, dict[str, float], dict[str, float]]:
-        pids = {proc.process.pid, *proc.workers}
+        """``marked``: the PIDs that carry the replica's marker (its workers)."""
+        pids = {proc.process.pid, *marked}
         gauges = self._usage(pids)
         gauges.update(self.gpu.read(pids, self.controller.gpus.held_by(uid)))
         counters: dict[str, float] = {}

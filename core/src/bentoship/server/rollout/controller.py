@@ -49,10 +49,11 @@ from .monitoring_env import config_options, monitoring_dir
 from .phases import Health, Lifecycle, RevisionPhase, check_transition, derive_status
 from .replicas import ReplicaSet, ReplicaView
 from .runner import (
+    PLANE_MARKER,
     NotReadyError,
     PortTaken,
     ServeProcess,
-    process_tree,
+    kill_marked,
     start_serve,
     tail_lines,
 )
@@ -124,6 +125,9 @@ class Controller:
         for rt in self.runtimes.values():
             rt.processes.clear()
             rt.serving = None
+        leftover = kill_marked(PLANE_MARKER)
+        if leftover:
+            log.warning("killed %d process(es) of replicas that outlived them", len(leftover))
         endpoints = [e for rt in self.runtimes.values() for e in rt.endpoints()]
         await asyncio.gather(*(e.stop() for e in endpoints), return_exceptions=True)
         self.secrets.close()
@@ -1075,7 +1079,7 @@ class Controller:
         pool = rt.processes.get(proc.revision)
         if pool is not None:
             pool.discard(proc)
-        proc.kill_workers()
+        proc.sweep()
         await proc.close_session()
         proc.release()
         dep = self.store.get_deployment(rt.name)
@@ -1272,16 +1276,6 @@ class Controller:
         """Scale idle deployments whose config allows zero replicas down to zero."""
         while True:
             await asyncio.sleep(1.0)
-            running = [
-                p
-                for rt in self.runtimes.values()
-                for pool in rt.processes.values()
-                for p in pool.processes()
-            ]
-            if running:
-                tree = process_tree()
-                for proc in running:
-                    proc.refresh_workers(tree)
             for rt in list(self.runtimes.values()):
                 if rt.serving is not None and not rt.lock.locked():
                     self._autoscale(rt)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -21,6 +23,8 @@ import httpx
 from ..endpoint.upstream import UpstreamPool
 from .crashloop import CrashLoopDetector
 from .tls import RevisionTLS
+
+logger = logging.getLogger("bentoship.server")
 
 PROBE_TIMEOUT = httpx.Timeout(0.5, connect=0.25)
 PROBE_INTERVAL = 0.05
@@ -39,41 +43,94 @@ class PortTaken(NotReadyError):
 PORT_TAKEN = "Address already in use"
 
 
-ProcessTree = dict[int, list[int]]
+REPLICA_MARKER = "BENTOSHIP_REPLICA_ID"
+"""The environment variable that tags every process of a replica: its ``bentoml serve`` and
+every descendant, which inherit it even once reparented to PID 1."""
+_MARKER_ENTRY = f"{REPLICA_MARKER}=".encode()
+PLANE_MARKER = f"{secrets.token_hex(6)}-"
+"""The start of every replica marker this control plane gives (the rest is the replica's)."""
+SWEEP_ROUNDS = 5
+"""Scans at most of one sweep: another follows one that found a process to kill (a process may
+fork before its signal reaches it)."""
 
 
-def process_tree() -> ProcessTree:
-    """Every process's children by parent PID, read once from Linux ``/proc``."""
-    children: ProcessTree = {}
+def new_marker() -> str:
+    """A replica's marker: this control plane's, then a token of its own."""
+    return PLANE_MARKER + secrets.token_hex(6)
+
+
+def marker_of(pid: int) -> str | None:
+    """The replica marker in the environment of process ``pid`` (None: none, or unreadable)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    if _MARKER_ENTRY not in environ:
+        return None
+    for entry in environ.split(b"\0"):
+        if entry.startswith(_MARKER_ENTRY):
+            return entry[len(_MARKER_ENTRY) :].decode(errors="replace")
+    return None
+
+
+def marked_processes(prefix: str = PLANE_MARKER) -> dict[str, list[int]]:
+    """This user's processes whose replica marker starts with ``prefix`` (by default: any of
+    this control plane's), by marker; one scan of Linux ``/proc``."""
+    uid, me = os.getuid(), str(os.getpid())
+    found: dict[str, list[int]] = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or entry.name == me:
             continue
         try:
-            stat = Path(entry.path, "stat").read_text()
+            if entry.stat().st_uid != uid:
+                continue
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    return children
-
-
-def descendants(pid: int, tree: ProcessTree | None = None) -> list[int]:
-    """PIDs of every process below ``pid``, children first (from ``tree``, else read now)."""
-    children = process_tree() if tree is None else tree
-    found: list[int] = []
-    stack = [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
+        marker = marker_of(int(entry.name))
+        if marker is not None and marker.startswith(prefix):
+            found.setdefault(marker, []).append(int(entry.name))
     return found
 
 
-def _is_bentoml_process(pid: int) -> bool:
+def _kill_if_marked(pid: int, prefix: str) -> bool:
+    """SIGKILL ``pid`` through a pidfd, if it still carries a marker starting with ``prefix``
+    once the pidfd holds it (a PID reused meanwhile is left alone)."""
+    pidfd: int | None
     try:
-        return b"bentoml" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except OSError:  # a kernel without pidfds (before 5.3): the PID alone
+        pidfd = None
+    try:
+        marker = marker_of(pid)
+        if marker is None or not marker.startswith(prefix):
+            return False
+        if pidfd is None:
+            os.kill(pid, signal.SIGKILL)
+        else:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        return True
     except OSError:
         return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def kill_marked(prefix: str) -> list[int]:
+    """SIGKILL every process whose replica marker starts with ``prefix``; the PIDs killed."""
+    if not prefix:
+        raise ValueError("an empty prefix would match every control plane's replicas")
+    seen: set[int] = set()
+    killed: list[int] = []
+    for _ in range(SWEEP_ROUNDS):
+        found = [p for pids in marked_processes(prefix).values() for p in pids if p not in seen]
+        if not found:
+            break
+        seen.update(found)
+        killed += [pid for pid in found if _kill_if_marked(pid, prefix)]
+    return killed
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -103,6 +160,8 @@ class ServeProcess:
     process: asyncio.subprocess.Process
     log_path: Path
     """The process's stderr (and bentoship's own lines); stdout goes to ``stdout_path``."""
+    marker: str
+    """The value of ``REPLICA_MARKER`` in the environment of this replica's processes."""
     log_offset: int = 0
     stdout_offset: int = 0
     name: str = ""
@@ -148,20 +207,18 @@ class ServeProcess:
             await self._session.close()
             self._session = None
 
-    workers: list[int] = field(default_factory=list)
-
-    def refresh_workers(self, tree: ProcessTree | None = None) -> None:
-        """Remember the worker processes: bentoml's workers start sessions of their own."""
-        if self.alive:
-            self.workers = descendants(self.process.pid, tree)
-
-    def kill_workers(self) -> None:
-        """SIGKILL remembered workers that outlived their arbiter (checked to be bentoml's)."""
-        for pid in self.workers:
-            if _is_bentoml_process(pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-        self.workers = []
+    def sweep(self) -> list[int]:
+        """SIGKILL every process that carries this replica's marker: bentoml's workers, in
+        sessions of their own, outlive an arbiter that is killed; the PIDs killed."""
+        killed = kill_marked(self.marker)
+        if killed:
+            logger.info(
+                "%s replica %s: killed %d leftover process(es)",
+                self.name,
+                self.replica,
+                len(killed),
+            )
+        return killed
 
     @property
     def url(self) -> str:
@@ -207,7 +264,6 @@ class ServeProcess:
                 with contextlib.suppress(httpx.HTTPError):
                     response = await http.get(f"{self.url}/readyz")
                     if response.status_code == 200:
-                        self.refresh_workers()
                         return
                 if time.monotonic() >= deadline:
                     raise NotReadyError(
@@ -217,9 +273,9 @@ class ServeProcess:
                 await asyncio.sleep(PROBE_INTERVAL)
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
+        """SIGTERM the process group, SIGKILL it after ``grace`` seconds, then every process
+        left with this replica's marker."""
         self.stopping = True
-        self.refresh_workers()
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -228,7 +284,7 @@ class ServeProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         await self.process.wait()
-        self.kill_workers()
+        self.sweep()
         await self.close_session()
         self.release()
 
@@ -267,7 +323,14 @@ async def start_serve(
         if key not in ("BENTO_CLOUD_API_KEY", "BENTO_CLOUD_API_ENDPOINT")
     }
     env.update(envs)
-    env.update({"BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"})
+    marker = new_marker()
+    env.update(
+        {
+            "BENTOML_HOME": str(bentoml_home),
+            "BENTOML_DO_NOT_TRACK": "true",
+            REPLICA_MARKER: marker,
+        }
+    )
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     with log_path.open("ab") as log, stdout_path(log_path).open("ab") as out:
         which = f" replica {replica}" if replica else ""
@@ -302,6 +365,7 @@ async def start_serve(
         port=port,
         process=process,
         log_path=log_path,
+        marker=marker,
         log_offset=offset,
         stdout_offset=out_offset,
         name=name or revision[:8],
