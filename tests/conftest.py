@@ -306,19 +306,22 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _no_bentoml_process_outlives_the_session(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[None]:
-    """When the session ends, no bentoml process runs from its temporary folders: one left
-    over (a worker in a session of its own that outlived its arbiter) is killed by its PID and
-    reported on stderr."""
+    """When the session ends, no bentoml process nor process of a replica (one that carries a
+    replica marker) runs from its temporary folders: one left over (a worker in a session of
+    its own that outlived its arbiter) is killed by its PID and reported on stderr."""
     base = str(tmp_path_factory.getbasetemp())
     yield
     import psutil
 
+    from bentoship.server.rollout.runner import marker_of
+
     for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "bentoml" in cmdline and str(proc.info["cwd"] or "").startswith(base):
+        tagged = "bentoml" in cmdline or marker_of(proc.pid) is not None
+        if tagged and str(proc.info["cwd"] or "").startswith(base):
             with contextlib.suppress(psutil.Error):
                 proc.kill()
                 print(
-                    f"\nkilled a bentoml process the tests left: {proc.pid} {cmdline[:120]}",
+                    f"\nkilled a process the tests left: {proc.pid} {cmdline[:120]}",
                     file=sys.stderr,
                 )
