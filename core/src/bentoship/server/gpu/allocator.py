@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import islice
 from typing import Any
 
 from ..errors import Invalid
@@ -220,15 +221,7 @@ class GpuAllocator:
 
     def room(self, request: GpuRequest, wanted: int) -> int:
         """How many of ``wanted`` more replicas of ``request`` free GPUs take now."""
-        used = self._usage(excluded=set())
-        share = request.count if request.shared else 1.0
-        for placed in range(wanted):
-            indices = self._fit(request, used)
-            if indices is None:
-                return placed
-            for index in indices:
-                used[index] += share
-        return wanted
+        return sum(1 for _ in islice(self._placements(request, self._usage(set())), wanted))
 
     def plan(
         self,
@@ -299,21 +292,23 @@ class GpuAllocator:
     def _place(self, request: GpuRequest, excluded: set[str]) -> tuple[int, ...] | None:
         return self._fit(request, self._usage(excluded))
 
+    def _placements(
+        self, request: GpuRequest, used: Mapping[int, float]
+    ) -> Iterator[tuple[int, ...]]:
+        """GPUs for one replica after another, none on another's, while they fit."""
+        taken = dict(used)
+        share = request.count if request.shared else 1.0
+        while (indices := self._fit(request, taken)) is not None:
+            for index in indices:
+                taken[index] += share
+            yield indices
+
     def _place_all(
         self, request: GpuRequest, replicas: int, used: Mapping[int, float]
     ) -> list[tuple[int, ...]] | None:
         """GPUs for each of ``replicas`` replicas at once, none on another's, or None."""
-        taken = dict(used)
-        share = request.count if request.shared else 1.0
-        placed = []
-        for _ in range(replicas):
-            indices = self._fit(request, taken)
-            if indices is None:
-                return None
-            for index in indices:
-                taken[index] += share
-            placed.append(indices)
-        return placed
+        placed = list(islice(self._placements(request, used), replicas))
+        return placed if len(placed) == replicas else None
 
     def _fits(self, request: GpuRequest, replicas: int, excluded: set[str]) -> bool:
         return self._place_all(request, replicas, self._usage(excluded)) is not None
