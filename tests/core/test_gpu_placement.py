@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,19 @@ def test_a_service_sees_the_gpu_it_was_given(
         rollout = deploy("probe", gpu_bento, {"instance_type": f"gpu.{gpu.model}.1"}, client=client)
         wait_until_ready(rollout, client=client, timeout=150)
         seen = devices(rollout.endpoint_url)
+        assert plane.connection is not None
+        exposition = ""
+        deadline = time.monotonic() + 30
+        while "bentoship_revision_gpu_memory_bytes{" not in exposition:
+            assert time.monotonic() < deadline, "no GPU series for the revision in 30 s"
+            time.sleep(1)
+            exposition = httpx.get(
+                f"{plane.connection.endpoint}/metrics",
+                headers={"Authorization": f"Bearer {plane.connection.token}"},
+            ).text
+    assert 'bentoship_revision_gpu_utilization_percent{deployment="probe",revision="r1"}' in (
+        exposition
+    )
     assert seen["cuda_visible_devices"] == str(gpu.index)
     if seen["torch_device_count"] is not None:
         assert seen["torch_device_count"] == 1
