@@ -298,6 +298,10 @@ def check_console(api: Api, name: str, labels: list[dict[str, str]]) -> None:
         assert page.inner_text("#labels") == f"note={SCRIPT}"
         config = json.loads(page.inner_text("#config"))
         assert config["labels"] == labels and config["envs"] == [{"name": "A", "value": "(hidden)"}]
+        assert page.inner_text("#replica-count") == "1/1 ready (min 1, max 1)"
+        pod = page.locator(f"#replicas tr[data-replica='{name}-r1-0']")
+        assert pod.locator("td[data-status]").inner_text() == "Running"
+        assert "serving" in pod.inner_text()
         browser.shot("03-overview")
 
         page.click("header nav a[href='/deployments']")

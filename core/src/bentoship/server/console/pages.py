@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .. import schemas
 from ..api.api_tokens import principal_of, token_json
 from ..api.common import Services
 from ..api.deployments import deployment_json, revision_json
@@ -173,7 +174,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
                     "data": data,
                     "serving": controller.name_of(dep.serving_revision),
                     "target": controller.name_of(dep.target_revision),
-                    "replicas": _replicas(controller, dep.name, serving),
+                    "replicas": controller.replica_count(dep)["ready"],
                     "bento": shown_revision.bento if shown_revision else None,
                     "per_minute": per_minute(dep.name),
                 }
@@ -199,7 +200,10 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             "problem": request.query_params.get("problem", ""),
             "ranges": RANGES,
         }
-        if tab == "revisions":
+        if tab == "overview":
+            context["pods"] = [schemas.pod(dep.name, v) for v in controller.replica_views(dep)]
+            context["replica_count"] = controller.replica_count(dep)
+        elif tab == "revisions":
             context["revisions"] = [
                 revision_json(services, rev, dep, active=rev.uid == dep.serving_revision)
                 for rev in reversed(controller.revisions(name))
@@ -304,14 +308,6 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
         Route("/api_tokens/{uid:str}/revoke", revoke_token, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-
-
-def _replicas(controller: Any, name: str, serving: Any) -> int:
-    runtime = controller.runtimes.get(name)
-    if runtime is None or serving is None:
-        return 0
-    pool = runtime.processes.get(serving.uid)
-    return len(pool.serving()) if pool is not None else 0
 
 
 def _monitoring_data(request: Request, services: Services, name: str) -> dict[str, Any]:

@@ -245,7 +245,8 @@ class Controller:
         }
 
     def replica_views(self, dep: Deployment) -> list[ReplicaView]:
-        """Every running replica of the deployment's revisions, oldest revision first."""
+        """Every running replica of the deployment's revisions: the serving revision's first,
+        then a candidate's or a starting one's, then warm ones, newest first."""
         rt = self.runtimes.get(dep.name)
         if rt is None:
             return []
@@ -265,7 +266,8 @@ class Controller:
             for replica in pool.describe():
                 held = self.gpus.holdings.get((rev.uid, replica["index"]))
                 views.append(ReplicaView(rev, role, replica, held.indices if held else ()))
-        return views
+        order = ("serving", "candidate", "starting", "warm")
+        return sorted(views, key=lambda v: (order.index(v.role), -v.revision.seq))
 
     def replica_count(self, dep: Deployment) -> dict[str, int]:
         """The serving revision's replicas: ready (taking requests) and desired (not draining),
