@@ -105,6 +105,8 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         ["wait", "svc", "--timeout", "0"],
         ["deploy", "svc", "echo:v1", "--env", "NO_EQUALS_SIGN"],
         ["ship", "svc", "echo:v1", "--smoke-payload", "{not json"],
+        ["server", "--gpus", "0,-1"],
+        ["server", "--gpus", ","],
         ["frobnicate"],
     ):
         with pytest.raises(SystemExit) as caught:

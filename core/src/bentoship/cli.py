@@ -179,13 +179,10 @@ def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _gpu_indices(value: str) -> tuple[int, ...]:
-    try:
-        indices = tuple(int(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected GPU indices like 0,1, got {value}") from None
-    if not indices or min(indices) < 0:
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
         raise argparse.ArgumentTypeError(f"expected GPU indices like 0,1, got {value}")
-    return indices
+    return tuple(int(part) for part in parts)
 
 
 def _add_connection(parser: argparse.ArgumentParser) -> None:

@@ -213,8 +213,6 @@ def deployment(
     return data
 
 
-POD_PHASES = {True: "Running", False: "Pending"}
-
 
 def pod(deployment_name: str, view: ReplicaView) -> dict[str, Any]:
     """A replica as BentoCloud lists a deployment's pods (``KubePodSchema``)."""
@@ -238,7 +236,7 @@ def pod(deployment_name: str, view: ReplicaView) -> dict[str, Any]:
             "bentoship.io/role": view.role,
         },
         "pod_status": {"status": status, "reason": reason},
-        "status": {"phase": POD_PHASES[bool(replica["ready"])], "ready": ready},
+        "status": {"phase": "Running" if replica["ready"] else "Pending", "ready": ready},
         "runner_name": service,
         "bentoship": {
             "bento": rev.bento,
