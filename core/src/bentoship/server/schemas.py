@@ -213,7 +213,6 @@ def deployment(
     return data
 
 
-
 def pod(deployment_name: str, view: ReplicaView) -> dict[str, Any]:
     """A replica as BentoCloud lists a deployment's pods (``KubePodSchema``)."""
     rev, replica = view.revision, view.replica
