@@ -3,6 +3,7 @@ autoscaler's GPU cap runs on a real controller with stand-in replicas)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,3 +303,36 @@ def test_a_scale_up_holds_at_the_replicas_free_gpus_take(controller: Controller)
         "(GPU 0: other o1; GPU 1: web r1; GPU 2: web r1; GPU 3: a replica starting now)",
     ]
     assert [e.kind for e in controller.events.of("web")] == ["scaled", "scaled"]
+
+
+def test_a_scale_up_that_loses_the_gpu_race_gives_up_and_a_lost_replica_retries(
+    controller: Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    controller.store.insert_deployment(deployment_record("web", target="web-1", serving="web-1"))
+    controller.store.insert_revision(revision_record("web", 1, RevisionPhase.SERVING))
+    rt = controller.runtime("web")
+    pool = rt.processes["web-1"] = ReplicaSet("web-1", "r1")
+    rt.serving = pool
+    pool.add(StandIn("web-1", 0))  # type: ignore[arg-type]
+    attempts: list[int] = []
+    waits: list[float] = []
+
+    async def gpus_taken(rt: Any, rev: Any, index: int, port: int | None) -> None:
+        attempts.append(index)
+        if len(attempts) == 3:
+            rt.serving = None
+        raise GpuUnavailable("no free a100 GPU (GPU 0: other o1)")
+
+    async def no_wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    controller._start_replica = gpus_taken  # type: ignore[method-assign,assignment]
+    monkeypatch.setattr(asyncio, "sleep", no_wait)
+    asyncio.run(controller._replace(rt, pool, 1, None, "started (scale-up)"))
+    assert (attempts, waits) == ([1], []), "a scale-up the GPUs no longer allow is not retried"
+    assert sorted(pool.replicas) == [0]
+
+    attempts.clear()
+    asyncio.run(controller._replace(rt, pool, 1, None))
+    assert attempts == [1, 1, 1], "a lost replica starts again (backoff) while its pool serves"
+    assert waits == [1.0, 2.0, 4.0]
