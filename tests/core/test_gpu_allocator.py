@@ -328,7 +328,7 @@ def test_a_scale_up_that_loses_the_gpu_race_gives_up_and_a_lost_replica_retries(
 
     controller._start_replica = gpus_taken  # type: ignore[method-assign,assignment]
     monkeypatch.setattr(asyncio, "sleep", no_wait)
-    asyncio.run(controller._replace(rt, pool, 1, None, "started (scale-up)"))
+    asyncio.run(controller._replace(rt, pool, 1, None, scale_up=True))
     assert (attempts, waits) == ([1], []), "a scale-up the GPUs no longer allow is not retried"
     assert sorted(pool.replicas) == [0]
 

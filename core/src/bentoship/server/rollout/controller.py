@@ -291,9 +291,13 @@ class Controller:
 
     def gpu_request(self, bento: str, config: dict[str, Any]) -> GpuRequest | None:
         """The GPUs one replica of ``bento`` with ``config`` asks for (see gpu.allocator)."""
+        return gpu_request(config, self._manifest(bento))
+
+    def _manifest(self, bento: str) -> dict[str, Any] | None:
+        """The pushed bento's manifest (its services' resources and traffic), if known."""
         name, _, version = bento.partition(":")
         item = self.store.get_artifact("bento", name, version)
-        return gpu_request(config, item.manifest if item else None)
+        return item.manifest if item else None
 
     async def wait_for_change(
         self, name: str, known_status: str, timeout: float, known_phase: str | None = None
@@ -1108,11 +1112,13 @@ class Controller:
         pool: ReplicaSet,
         index: int,
         port: int | None = None,
-        started: str = "serves again",
+        *,
+        scale_up: bool = False,
     ) -> None:
         running = rt.replacing.get(index)
         if running is None or running.done():
-            rt.replacing[index] = self._spawn(self._replace(rt, pool, index, port, started))
+            replace = self._replace(rt, pool, index, port, scale_up=scale_up)
+            rt.replacing[index] = self._spawn(replace)
 
     async def _replace(
         self,
@@ -1120,9 +1126,11 @@ class Controller:
         pool: ReplicaSet,
         index: int,
         port: int | None,
-        started: str = "serves again",
+        *,
+        scale_up: bool = False,
     ) -> None:
-        """Start replica ``index`` of the serving ``pool`` (again) until it is ready."""
+        """Start replica ``index`` of the serving ``pool`` (again) until it is ready; a
+        ``scale_up`` replica gives up when other replicas took the GPUs it would get."""
         delay = 1.0
         while True:
             dep = self.store.get_deployment(rt.name)
@@ -1137,7 +1145,7 @@ class Controller:
                 stale = pool.remove(index)
                 if stale is not None:
                     await stale.stop()
-                if isinstance(exc, GpuUnavailable) and started != "serves again":
+                if isinstance(exc, GpuUnavailable) and scale_up:
                     log.info("scale-up replica %s of %s not started: %s", index, rt.name, exc)
                     rt.notify()
                     return
@@ -1158,18 +1166,16 @@ class Controller:
             async with rt.lock:
                 dep = self.store.get_deployment(rt.name)
                 current = dep is not None and dep.serving_revision == pool.revision
-                if not current or dep is None or dep.state != Lifecycle.ACTIVE:
-                    if pool.discard(proc):
-                        await proc.stop()
-                    return
-                if rt.serving is not pool:
+                active = dep is not None and dep.state == Lifecycle.ACTIVE
+                if not current or not active or rt.serving is not pool:
                     if pool.discard(proc):
                         await proc.stop()
                     return
                 self._watch_replica(rt, proc)
                 rt.health = Health.HEALTHY
-                kind = EventKind.RESTARTED if started == "serves again" else EventKind.SCALED
-                self._event(rev, kind, f"{pool.name} replica {index} {started}")
+                kind = EventKind.SCALED if scale_up else EventKind.RESTARTED
+                done = "started (scale-up)" if scale_up else "serves again"
+                self._event(rev, kind, f"{pool.name} replica {index} {done}")
                 rt.notify()
             return
 
@@ -1294,9 +1300,7 @@ class Controller:
         if rev is None or dep.serving_revision != rev.uid:
             return
         if rt.autoscaler is None or rt.autoscaler[0] != rev.uid:
-            name, _, version = rev.bento.partition(":")
-            item = self.store.get_artifact("bento", name, version)
-            concurrency = declared_concurrency(item.manifest if item else None)
+            concurrency = declared_concurrency(self._manifest(rev.bento))
             rt.autoscaler = (rev.uid, Autoscaler(scaling_policy(rev.config, concurrency)))
         scaler = rt.autoscaler[1]
         active = sorted(i for i, r in pool.replicas.items() if not r.draining)
@@ -1323,10 +1327,10 @@ class Controller:
         if desired == current:
             return
         if desired > current:
-            taken = set(active) | set(coming) | set(pool.replicas)
+            taken = set(coming) | set(pool.replicas)
             free = (i for i in range(len(taken) + desired) if i not in taken)
             for _, index in zip(range(desired - current), free, strict=False):
-                self._spawn_replace(rt, pool, index, started="started (scale-up)")
+                self._spawn_replace(rt, pool, index, scale_up=True)
             return
         for index in active[desired - current :]:
             self._spawn(self._drain(rt, pool, index))
