@@ -70,7 +70,9 @@ def test_canary_split_sticky_routing_then_analysis_promotes(client: Client, echo
             for _ in range(1000)
         ]
     share = Counter(answers)[new] / len(answers)
-    assert 0.07 <= share <= 0.13, share
+    # 10% of 1,000 has a standard deviation of 0.95 points: +-5 points is over 5 sigma, which a
+    # fair split misses about once in ten million runs (+-3 failed once in a full run, at 13.2%).
+    assert 0.05 <= share <= 0.15, share
 
     client.set_canary(NAME, 30, "header", "X-User")
     users = [f"user-{i}" for i in range(60)]
