@@ -55,11 +55,12 @@ test: install
 	test -x $(CHROMIUM) || ( $(INSTALL_BROWSER) ) &
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/python -m tests.meter -- sh -c '\
 	$(VENV)/bin/mypy > .mypy.out 2>&1 & mypy=$$!; \
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		--durations=15; tests=$$?; \
 	wait $$mypy; typed=$$?; cat .mypy.out; rm -f .mypy.out; \
-	test $$tests -eq 0 && test $$typed -eq 0
+	test $$tests -eq 0 && test $$typed -eq 0'
 
 # The unit tier: no process, no server; under a minute.
 test-fast: install

@@ -46,6 +46,8 @@ PORT_TAKEN = "Address already in use"
 REPLICA_MARKER = "BENTOSHIP_REPLICA_ID"
 """The environment variable that tags every process of a replica: its ``bentoml serve`` and
 every descendant, which inherit it even once reparented to PID 1."""
+SERVE_LEDGER_ENV = "BENTOSHIP_SERVE_LEDGER"
+"""A file that every start of ``bentoml serve`` appends one line to, when set (for test runs)."""
 _MARKER_ENTRY = f"{REPLICA_MARKER}=".encode()
 PLANE_MARKER = f"{secrets.token_hex(6)}-"
 """The start of every replica marker this control plane gives (the rest is the replica's)."""
@@ -332,6 +334,7 @@ async def start_serve(
         }
     )
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    _note_start(bento_tag)
     with log_path.open("ab") as log, stdout_path(log_path).open("ab") as out:
         which = f" replica {replica}" if replica else ""
         log.write(f"[bentoship] {stamp} starting {bento_tag}{which} on port {port}\n".encode())
@@ -373,6 +376,14 @@ async def start_serve(
         tls=tls,
         on_stop=on_stop,
     )
+
+
+def _note_start(bento_tag: str) -> None:
+    """Append a line to ``$BENTOSHIP_SERVE_LEDGER``, when set (what a test run's meter counts)."""
+    ledger = os.environ.get(SERVE_LEDGER_ENV)
+    if ledger:
+        with open(ledger, "a") as handle:
+            handle.write(f"{os.getpid()} {bento_tag}\n")
 
 
 def stdout_path(log_path: Path) -> Path:
