@@ -1,4 +1,8 @@
-"""The server's validation of a deployment's name, bento tag and config (pure functions)."""
+"""The server's validation of a deployment's name, bento tag and config (pure functions).
+
+A value of the wrong type is refused by the body's model (``invalid request body: <field>``),
+one of the right type that breaks a rule by the config's checks (``invalid deployment config``).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,15 @@ from bentoship.models import DeploymentConfig, config_matches
 from bentoship.server.deploy_config import (
     CanaryVersion,
     ConfigInvalid,
+    check_body,
+    generated_name,
     min_replicas,
     normalize_config,
-    parse_canary,
     process_envs,
     validate_name,
     validate_tag,
 )
+from bentoship.server.errors import Invalid
 
 DEFAULT_SERVICE = {
     "instance_type": "cpu.small",
@@ -90,27 +96,44 @@ def service(**fields: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
+        ({"bento": "echo:v1", "name": 7}, "name"),
         ({"access_authorization": "yes"}, "access_authorization"),
         ({"secrets": "db-password"}, "secrets"),
-        ({"secrets": ["ok", "../etc"]}, "secrets[1]"),
         ({"services": ["Echo"]}, "services"),
-        ({"services": {"Other": {}}}, "services.Other"),
         ({"services": {"Echo": "small"}}, "services.Echo"),
-        (service(instance_type="gpu.huge"), "services.Echo.instance_type"),
         (service(scaling=[1, 2]), "services.Echo.scaling"),
-        (service(scaling={"min_replicas": 3, "max_replicas": 1}), "services.Echo.scaling"),
-        (service(scaling={"min_replicas": -1}), "services.Echo.scaling.min_replicas"),
         (service(scaling={"min_replicas": True}), "services.Echo.scaling.min_replicas"),
         (service(scaling={"min_replicas": 1.5}), "services.Echo.scaling.min_replicas"),
+        (service(config_overrides=["x"]), "services.Echo.config_overrides"),
+        ({"envs": {"A": "1"}}, "envs"),
+        ({"envs": [{"value": "1"}]}, "envs[0].name"),
+        ({"envs": [{"name": "A", "value": {"nested": 1}}]}, "envs[0].value"),
+        ({"labels": [{"name": "team", "value": "ml"}]}, "labels[0].key"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_named_by_the_model(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        normalize_config(body, "Echo")
+    assert not isinstance(caught.value, ConfigInvalid)
+    message = str(caught.value)
+    assert message.startswith(f"invalid request body: {field}: ")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"secrets": ["ok", "../etc"]}, "secrets[1]"),
+        ({"services": {"Other": {}}}, "services.Other"),
+        (service(instance_type="gpu.huge"), "services.Echo.instance_type"),
+        (service(scaling={"min_replicas": 3, "max_replicas": 1}), "services.Echo.scaling"),
+        (service(scaling={"min_replicas": -1}), "services.Echo.scaling.min_replicas"),
         (service(scaling={"max_replicas": 0}), "services.Echo.scaling.max_replicas"),
         (service(deployment_strategy="YOLO"), "services.Echo.deployment_strategy"),
         (service(cold_start_timeout=0), "services.Echo.cold_start_timeout"),
-        (service(config_overrides=["x"]), "services.Echo.config_overrides"),
         (service(envs=[{"name": "9LIVES", "value": "1"}]), "services.Echo.envs[0].name"),
-        ({"envs": {"A": "1"}}, "envs"),
-        ({"envs": [{"value": "1"}]}, "envs[0]"),
         ({"envs": [{"name": "OK", "value": "1"}, {"name": "BAD-NAME"}]}, "envs[1].name"),
-        ({"labels": [{"name": "team", "value": "ml"}]}, "labels[0]"),
+        ({"labels": [{"key": "-team", "value": "ml"}]}, "labels[0].key"),
     ],
 )
 def test_each_bad_field_is_named_in_the_error(body: dict[str, Any], field: str) -> None:
@@ -127,31 +150,47 @@ def version(**fields: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("canary", "field"),
+    ("canary", "field", "rule"),
     [
-        ("10%", "canary"),
-        ({"weight": 10}, "canary.versions"),
-        ({"versions": {"a": {}, "b": {}}}, "canary.versions"),
-        ({"route_type": "cookie", **version()}, "canary.route_type"),
-        ({"route_type": "header", **version()}, "canary.route_by"),
-        ({"versions": {"v2": "echo:v2"}}, "canary.versions.v2"),
-        (version(weight=101), "canary.versions.v2.weight"),
-        (version(weight=True), "canary.versions.v2.weight"),
-        (version(bento="echo"), "canary.versions.v2.bento"),
-        (version(envs=[{"name": "BAD-NAME"}]), "canary.versions.v2.envs[0].name"),
+        ("10%", "canary", False),
+        ({"weight": 10}, "canary.versions", True),
+        ({"versions": {"a": {}, "b": {}}}, "canary.versions", True),
+        ({"route_type": "cookie", **version()}, "canary.route_type", False),
+        ({"route_type": "header", **version()}, "canary.route_by", True),
+        ({"versions": {"v2": "echo:v2"}}, "canary.versions.v2", False),
+        (version(weight=101), "canary.versions.v2.weight", True),
+        (version(weight=True), "canary.versions.v2.weight", False),
+        (version(bento="echo"), "canary.versions.v2.bento", True),
+        ({"versions": {"v2": {"weight": 10}}}, "canary.versions.v2.bento", True),
+        (version(envs=[{"name": "BAD-NAME"}]), "canary.versions.v2.envs[0].name", True),
     ],
 )
-def test_each_bad_canary_field_is_named(canary: Any, field: str) -> None:
-    with pytest.raises(ConfigInvalid) as caught:
-        parse_canary(canary)
-    assert caught.value.field == field
-    assert "\n" not in str(caught.value)
+def test_each_bad_canary_field_is_named(canary: Any, field: str, rule: bool) -> None:
+    with pytest.raises(Invalid) as caught:
+        check_body({"canary": canary})
+    message = str(caught.value)
+    if rule:
+        assert isinstance(caught.value, ConfigInvalid) and caught.value.field == field
+    else:
+        assert message.startswith(f"invalid request body: {field}: ")
+    assert "\n" not in message
 
 
 def test_a_canary_config_is_read_as_one_version() -> None:
-    parsed = parse_canary({"route_type": "header", "route_by": "X-User", **version(weight=25)})
+    canary = {"route_type": "header", "route_by": "X-User", **version(weight=25)}
+    parsed = check_body({"canary": canary}).canary
     assert parsed == CanaryVersion("v2", "echo:v2", 25, "header", "X-User", [])
-    assert parse_canary(None) is None and parse_canary({}) is None
+    assert check_body({"bento": "echo:v1", "canary": None}).canary is None
+    assert check_body({"bento": "echo:v1", "canary": {}}).canary is None
+
+
+def test_the_bento_is_required_but_beside_a_canary() -> None:
+    bodies: list[dict[str, Any]] = [{}, {"bento": None}, {"canary": {}}]
+    for body in bodies:
+        with pytest.raises(ConfigInvalid) as caught:
+            check_body(body)
+        assert caught.value.field == "bento" and "name:version" in str(caught.value)
+    assert check_body({"canary": version()}).bento is None
 
 
 @pytest.mark.parametrize("name", ["a", "svc", "my-svc-2", "0day", "a" * 63])
@@ -160,9 +199,9 @@ def test_valid_deployment_names(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "Svc", "my_svc", "-svc", "svc-", "a" * 64, "svc.v2", "svc name", None, 7]
+    "name", ["", "Svc", "my_svc", "-svc", "svc-", "a" * 64, "svc.v2", "svc name"]
 )
-def test_invalid_deployment_names(name: object) -> None:
+def test_invalid_deployment_names(name: str) -> None:
     with pytest.raises(ConfigInvalid) as caught:
         validate_name(name)
     assert caught.value.field == "name" and repr(name) in str(caught.value)
@@ -173,8 +212,8 @@ def test_valid_tags(tag: str) -> None:
     assert validate_tag(tag) == tag
 
 
-@pytest.mark.parametrize("tag", ["echo", "echo:", ":v1", "Echo:v1", "echo:v1:x", "echo:-v1", 3])
-def test_invalid_tags_name_the_field(tag: object) -> None:
+@pytest.mark.parametrize("tag", ["echo", "echo:", ":v1", "Echo:v1", "echo:v1:x", "echo:-v1", None])
+def test_invalid_tags_name_the_field(tag: str | None) -> None:
     with pytest.raises(ConfigInvalid) as caught:
         validate_tag(tag)
     assert caught.value.field == "bento" and "name:version" in str(caught.value)
@@ -199,3 +238,10 @@ def test_what_the_client_sends_matches_what_the_server_stores(settings: dict[str
     assert config_matches(sent, stored)
     changed = DeploymentConfig.from_dict({**settings, "envs": {"MODE": "other"}}).to_api("Echo")
     assert not config_matches(changed, stored)
+
+
+@pytest.mark.parametrize("bento", ["echo", "my_model.v2", "a" * 63, "x-_"])
+def test_a_name_made_from_the_bento_is_a_valid_deployment_name(bento: str) -> None:
+    made = generated_name(f"{bento}:v1")
+    assert validate_name(made) == made
+    assert made.startswith(bento.replace("_", "-").replace(".", "-")[:20].rstrip("-"))

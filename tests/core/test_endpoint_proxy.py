@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import httpx
 from aiohttp import web
 
-from bentoship.server.endpoint.proxy import EndpointServer, Role, Scope
+from bentoship.server.endpoint.interface import Role, Scope
+from bentoship.server.endpoint.server import EndpointServer
 from bentoship.server.endpoint.upstream import UpstreamPool
 
 TOKEN = "the-control-plane-token"

@@ -1,11 +1,11 @@
 """The GPU allocator with a simulated inventory of 4 GPUs passed in: no NVML, no process (the
-autoscaler's GPU cap runs on a real controller with stand-in replicas)."""
+autoscaler's GPU cap runs on a real controller over a fake launcher and clock)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,10 @@ from bentoship.server.gpu.inventory import (
 )
 from bentoship.server.rollout.autoscale import Autoscaler, ScalingPolicy
 from bentoship.server.rollout.controller import Controller
-from bentoship.server.rollout.phases import RevisionPhase
-from bentoship.server.rollout.replicas import ReplicaSet
 from bentoship.server.settings import ServerSettings
 from bentoship.server.store import Store
 
-from .records import deployment_record, revision_record
+from .fakes import FakeClock, FakeLauncher, settle
 
 A100 = "NVIDIA A100-SXM4-40GB"
 FOUR = Inventory(tuple(Gpu(i, A100, 40 * 1024**3) for i in range(4)), "a test")
@@ -239,100 +237,87 @@ def test_room_counts_only_free_gpus_and_says_who_holds_them() -> None:
     )
 
 
-@dataclass
-class StandIn:
-    """A replica's process, as far as the autoscaler looks at it."""
-
-    revision: str
-    replica: int
-    name: str = "r1"
-
-
-@pytest.fixture
-def controller(tmp_path: Path) -> Controller:
-    settings = ServerSettings(data_dir=tmp_path, token="t" * 16)
-    return Controller(settings, Store(settings.db_path), FOUR)
-
-
-def test_a_scale_up_holds_at_the_replicas_free_gpus_take(controller: Controller) -> None:
-    config = normalize_config(
-        {
-            "services": {
-                "Svc": {
-                    "instance_type": "gpu.a100.1",
-                    "scaling": {"min_replicas": 2, "max_replicas": 4},
-                }
-            }
-        },
-        "Svc",
+def gpu_config(min_replicas: int, max_replicas: int) -> dict[str, Any]:
+    scaling = {"min_replicas": min_replicas, "max_replicas": max_replicas}
+    return normalize_config(
+        {"services": {"Svc": {"instance_type": "gpu.a100.1", "scaling": scaling}}}, "Svc"
     )
-    controller.store.insert_deployment(deployment_record("web", target="web-1", serving="web-1"))
-    revision = revision_record("web", 1, RevisionPhase.SERVING)
-    revision.config = config
-    controller.store.insert_revision(revision)
-    rt = controller.runtime("web")
-    pool = rt.processes["web-1"] = ReplicaSet("web-1", "r1")
-    rt.serving = pool
-    rt.autoscaler = ("web-1", Autoscaler(ScalingPolicy(2, 4, 1)))
-    other = controller.runtime("other")
-    other.processes["o1"] = ReplicaSet("o1", "o1")
-    controller.gpus.acquire(Holder("other", "o1", "o1"), ask(1))
-    started: list[int] = []
 
-    def start(rt: Any, pool: ReplicaSet, index: int, *args: Any, **kwargs: Any) -> None:
-        started.append(index)
-        controller.gpus.acquire(Holder("web", "web-1", "r1", index), ask(1))
-        pool.add(StandIn("web-1", index))  # type: ignore[arg-type]
 
-    controller._spawn_replace = start  # type: ignore[method-assign]
-    for index in range(2):
-        start(rt, pool, index)
-    started.clear()
-    for replica in pool.replicas.values():
-        replica.outstanding = 2
+def run_on_four_gpus(
+    tmp_path: Path, scenario: Callable[[Controller, FakeLauncher, FakeClock], Awaitable[None]]
+) -> None:
+    """Run ``scenario`` on a controller over the 4 simulated GPUs, a fake launcher and clock."""
+    settings = ServerSettings(data_dir=tmp_path, token="t" * 16)
+    launcher, clock = FakeLauncher(), FakeClock()
+    controller = Controller(settings, Store(settings.db_path), FOUR, launcher=launcher, clock=clock)
 
-    controller._autoscale(rt)
-    assert started == [2]
-    assert sorted(i for h in controller.gpus.holdings.values() for i in h.indices) == [0, 1, 2, 3]
-    controller._autoscale(rt)
-    assert started == [2], "no replica beyond the free GPUs"
-    scaled = [e.message for e in controller.events.of("web") if e.kind == "scaled"]
-    assert scaled == [
-        "r1 scales from 2 to 3 replicas (4 requests outstanding, concurrency 1)",
-        "r1 scale-up to 4 held at 3: no free a100 GPU "
-        "(GPU 0: other o1; GPU 1: web r1; GPU 2: web r1; GPU 3: a replica starting now)",
-    ]
-    assert [e.kind for e in controller.events.of("web")] == ["scaled", "scaled"]
+    async def main() -> None:
+        try:
+            await scenario(controller, launcher, clock)
+        finally:
+            await controller.close()
+
+    asyncio.run(main())
+
+
+def test_a_scale_up_holds_at_the_replicas_free_gpus_take(tmp_path: Path) -> None:
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("other", "echo:v1", gpu_config(1, 1))
+        await controller.create("web", "echo:v1", gpu_config(2, 4))
+        await settle()
+        rt = controller.runtime("web")
+        pool = rt.serving
+        assert pool is not None and sorted(pool.replicas) == [0, 1]
+        rt.autoscaler = (pool.revision, Autoscaler(ScalingPolicy(2, 4, 1)))
+        for replica in pool.replicas.values():
+            replica.outstanding = 2
+
+        controller.scaling.autoscale(rt)
+        await settle()
+        web = [r.replica for r in launcher.launched if r.revision == pool.revision]
+        assert web == [0, 1, 2]
+        assert [e["CUDA_VISIBLE_DEVICES"] for e in launcher.envs] == ["0", "1", "2", "3"]
+        controller.scaling.autoscale(rt)
+        await settle()
+        assert len(launcher.launched) == 4, "no replica beyond the free GPUs"
+        scaled = [e.message for e in controller.events.of("web") if e.kind == "scaled"]
+        assert scaled == [
+            "r1 scales from 2 to 3 replicas (4 requests outstanding, concurrency 1)",
+            "r1 scale-up to 4 held at 3: no free a100 GPU "
+            "(GPU 0: other r1; GPU 1: web r1; GPU 2: web r1; GPU 3: a replica starting now)",
+            "r1 replica 2 started (scale-up)",
+        ]
+
+    run_on_four_gpus(tmp_path, scenario)
 
 
 def test_a_scale_up_that_loses_the_gpu_race_gives_up_and_a_lost_replica_retries(
-    controller: Controller, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    controller.store.insert_deployment(deployment_record("web", target="web-1", serving="web-1"))
-    controller.store.insert_revision(revision_record("web", 1, RevisionPhase.SERVING))
-    rt = controller.runtime("web")
-    pool = rt.processes["web-1"] = ReplicaSet("web-1", "r1")
-    rt.serving = pool
-    pool.add(StandIn("web-1", 0))  # type: ignore[arg-type]
-    attempts: list[int] = []
-    waits: list[float] = []
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", gpu_config(1, 2))
+        await controller.create("other", "echo:v1", gpu_config(3, 3))
+        await settle()
+        rt = controller.runtime("web")
+        pool = rt.serving
+        assert pool is not None and len(launcher.launched) == 4
 
-    async def gpus_taken(rt: Any, rev: Any, index: int, port: int | None) -> None:
-        attempts.append(index)
-        if len(attempts) == 3:
-            rt.serving = None
-        raise GpuUnavailable("no free a100 GPU (GPU 0: other o1)")
+        controller.pools.replace(rt, pool, 1, scale_up=True)
+        await settle()
+        assert len(launcher.launched) == 4 and clock.slept == [], (
+            "a scale-up the GPUs no longer allow is neither started nor retried"
+        )
+        assert sorted(pool.replicas) == [0]
 
-    async def no_wait(seconds: float) -> None:
-        waits.append(seconds)
+        def stop_serving_on_the_third_wait(seconds: float) -> None:
+            if len(clock.slept) == 3:
+                rt.serving = None
 
-    controller._start_replica = gpus_taken  # type: ignore[method-assign,assignment]
-    monkeypatch.setattr(asyncio, "sleep", no_wait)
-    asyncio.run(controller._replace(rt, pool, 1, None, scale_up=True))
-    assert (attempts, waits) == ([1], []), "a scale-up the GPUs no longer allow is not retried"
-    assert sorted(pool.replicas) == [0]
+        clock.on_sleep = stop_serving_on_the_third_wait
+        controller.pools.replace(rt, pool, 1)
+        await settle(200)
+        assert clock.slept == [1.0, 2.0, 4.0], "a lost replica retries (backoff) while it serves"
+        assert len(launcher.launched) == 4
 
-    attempts.clear()
-    asyncio.run(controller._replace(rt, pool, 1, None))
-    assert attempts == [1, 1, 1], "a lost replica starts again (backoff) while its pool serves"
-    assert waits == [1.0, 2.0, 4.0]
+    run_on_four_gpus(tmp_path, scenario)

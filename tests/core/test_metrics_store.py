@@ -489,15 +489,15 @@ def test_exposition_in_progress_follows_started_and_record(controller: Controlle
         (gauge,) = labelled(found, "bentoship_requests_in_progress", revision="r2")
         return gauge.value
 
-    controller.record_start("web-2")
-    controller.record_start("web-2")
-    controller.record_start("web-2")
+    controller.backends.record_start("web-2")
+    controller.backends.record_start("web-2")
+    controller.backends.record_start("web-2")
     assert in_progress() == 3
-    controller.record_response("web", "web-2", 200, 0.1)
+    controller.backends.record_response("web", "web-2", 200, 0.1)
     assert in_progress() == 2
-    controller.record_abandoned("web-2")
+    controller.backends.record_abandoned("web-2")
     assert in_progress() == 1
-    controller.record_response("web", "web-2", 500, 0.1)
+    controller.backends.record_response("web", "web-2", 500, 0.1)
     assert in_progress() == 0
     counts = families(controller)["bentoship_requests"]
     assert [s.value for s in labelled(counts, "bentoship_requests_total", revision="r2")] == [
@@ -538,8 +538,8 @@ def test_flush_traffic_writes_each_count_once(controller: Controller, series: Se
     assert rows(series, "samples") == rows(series, "latency") == 0
 
     for status in (200, 200, 200, 404, 500):
-        controller.record_response("web", "web-1", status, 0.05)
-    controller.record_response("web", "not-stored", 200, 0.05)
+        controller.backends.record_response("web", "web-1", status, 0.05)
+    controller.backends.record_response("web", "not-stored", 200, 0.05)
     sampler.flush_traffic()
     first = totals()
     assert set(first) == {"r1"}
@@ -553,8 +553,8 @@ def test_flush_traffic_writes_each_count_once(controller: Controller, series: Se
     assert totals() == first
     assert (rows(series, "samples"), rows(series, "latency")) == written
 
-    controller.record_response("web", "web-1", 200, 0.05)
-    controller.record_response("web", "web-2", 503, 2.0)
+    controller.backends.record_response("web", "web-1", 200, 0.05)
+    controller.backends.record_response("web", "web-2", 503, 2.0)
     sampler.flush_traffic()
     after = totals()
     assert (after["r1"]["requests"], after["r1"]["2xx"], after["r1"]["5xx"]) == (6, 4, 1)

@@ -419,7 +419,7 @@ def test_fluent_bit_tails_the_files_the_log_store_writes(tmp_path: Path) -> None
     revision = store.get_revision(REVISION_UID)
     store.close()
     assert revision is not None
-    raw = controller.log_path(revision)
+    raw = controller.views.log_path(revision)
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.touch()
     stdout_path(raw).touch()

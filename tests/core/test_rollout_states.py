@@ -180,7 +180,7 @@ def test_rollback_target_is_the_serving_revision_while_a_newer_one_failed(
         revision("svc", 2, P.SERVING, "2026-01-01T00:02:00Z"),
         revision("svc", 3, P.FAILED, None),
     )
-    assert controller._rollback_target(dep, None).seq == 2
+    assert controller.views.rollback_target(dep, None).seq == 2
 
 
 def test_rollback_target_is_the_last_revision_that_served_before_the_current(
@@ -194,9 +194,9 @@ def test_rollback_target_is_the_last_revision_that_served_before_the_current(
         revision("svc", 2, P.WARM, "2026-01-01T00:02:00Z"),
         revision("svc", 3, P.SERVING, "2026-01-01T00:03:00Z"),
     )
-    assert controller._rollback_target(dep, None).seq == 2
-    assert controller._rollback_target(dep, "r1").seq == 1
-    assert controller._rollback_target(dep, "svc-1").seq == 1
+    assert controller.views.rollback_target(dep, None).seq == 2
+    assert controller.views.rollback_target(dep, "r1").seq == 1
+    assert controller.views.rollback_target(dep, "svc-1").seq == 1
 
 
 def test_rollback_refuses_what_never_served_and_what_does_not_exist(
@@ -210,12 +210,12 @@ def test_rollback_refuses_what_never_served_and_what_does_not_exist(
         revision("svc", 2, P.FAILED, None),
     )
     with pytest.raises(Conflict, match="never became ready"):
-        controller._rollback_target(dep, "r2")
+        controller.views.rollback_target(dep, "r2")
     with pytest.raises(NotFound, match="no revision 'r9'"):
-        controller._rollback_target(dep, "r9")
+        controller.views.rollback_target(dep, "r9")
     only = add(controller, 1, 1, revision("solo", 1, P.SERVING, "2026-01-01T00:01:00Z"))
     with pytest.raises(Conflict, match="no earlier good revision"):
-        controller._rollback_target(only, None)
+        controller.views.rollback_target(only, None)
 
 
 def test_move_persists_checks_and_wakes(controller: Controller) -> None:
@@ -227,8 +227,8 @@ def test_move_persists_checks_and_wakes(controller: Controller) -> None:
         controller.move("svc-1", P.SERVING)
     assert controller.store.get_revision("svc-1").phase == "failed"  # type: ignore[union-attr]
     dep = controller.get("svc")
-    assert controller.status(dep) == DeploymentStatus.FAILED
-    assert controller.reason(dep) == "it crashed"
+    assert controller.views.status(dep) == DeploymentStatus.FAILED
+    assert controller.views.reason(dep) == "it crashed"
 
 
 def test_old_phases_are_migrated_when_the_store_opens(tmp_path: Path) -> None:

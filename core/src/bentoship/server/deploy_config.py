@@ -1,12 +1,25 @@
-"""Validation and normalisation of a deployment's config (the body of create and update)."""
+"""A deployment's config (the body of create and update): checked in two steps, in this order.
+
+1. :func:`check_body`, which reads no state: the body's types (its model,
+   :class:`~.api.bodies.DeploymentBody`), then the patterns and ranges of its values
+   (:func:`check_config`), then the bento it needs. Every rule that does not depend on the
+   bento lives here, each once.
+2. :func:`config_for`, once the bento is resolved: the rules that depend on it (a service's
+   name must be the bento's entry service) and the defaults of what the body left out.
+
+Create and update call both, in this order. A failure is one line naming the field; it may say
+what was given (cut short by :func:`~bentoship.tags.shown`), never an env or label value.
+"""
 
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from ..tags import TAG_PATTERN, shown
+from .api.bodies import CanaryConfig, DeploymentBody, EnvItem, LabelItem, ServiceConfig, parse
 from .errors import Invalid
 from .secrets.content import NAME_PATTERN as SECRET_NAME_PATTERN
 
@@ -34,8 +47,8 @@ class ConfigInvalid(Invalid):
         self.field = field
 
 
-def validate_name(name: object) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+def validate_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
         raise ConfigInvalid(
             "name",
             f"{shown(name)} is not a valid deployment name; use lowercase letters, digits and '-' "
@@ -44,173 +57,114 @@ def validate_name(name: object) -> str:
     return name
 
 
-def validate_tag(tag: object, field: str = "bento") -> str:
-    if not isinstance(tag, str) or not TAG_PATTERN.match(tag):
+def validate_tag(tag: str | None, field: str = "bento") -> str:
+    if tag is None:
+        raise ConfigInvalid(field, "missing; give the bento tag as 'name:version'")
+    if not TAG_PATTERN.match(tag):
         raise ConfigInvalid(field, f"{shown(tag)} is not a bento tag; give it as 'name:version'")
     return tag
 
 
-def _pairs(value: object, field: str, key: str) -> list[dict[str, str]]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ConfigInvalid(field, f"expected a list of {{{key}, value}} objects")
-    items: list[dict[str, str]] = []
-    for index, item in enumerate(value):
+def _value(value: object, field: str) -> str:
+    text = "" if value is None else str(value)
+    if "\x00" in text or len(text) > MAX_VALUE_CHARACTERS:
+        raise ConfigInvalid(
+            field, f"holds a NUL byte or is longer than {MAX_VALUE_CHARACTERS} characters"
+        )
+    return text
+
+
+def _envs(items: list[EnvItem | None] | None, field: str) -> list[dict[str, str]]:
+    envs: list[dict[str, str]] = []
+    for index, item in enumerate(items or []):
         if item is None:
             continue
-        if not isinstance(item, dict) or not isinstance(item.get(key), str):
-            raise ConfigInvalid(f"{field}[{index}]", f"expected an object with a string '{key}'")
-        raw = item.get("value", "")
-        if isinstance(raw, (dict, list)):
-            raise ConfigInvalid(f"{field}[{index}].value", "expected a string, number or bool")
-        text = "" if raw is None else str(raw)
-        if "\x00" in text or len(text) > MAX_VALUE_CHARACTERS:
+        if not ENV_NAME_PATTERN.match(item.name):
             raise ConfigInvalid(
-                f"{field}[{index}].value",
-                f"holds a NUL byte or is longer than {MAX_VALUE_CHARACTERS} characters",
+                f"{field}[{index}].name", f"{shown(item.name)} is not an env var name"
             )
-        items.append({key: item[key], "value": text})
-    return items
-
-
-def _labels(value: object, field: str) -> list[dict[str, str]]:
-    labels = _pairs(value, field, "key")
-    for index, label in enumerate(labels):
-        if not LABEL_KEY_PATTERN.match(label["key"]):
-            raise ConfigInvalid(
-                f"{field}[{index}].key",
-                f"{shown(label['key'])} is not a label key; use letters, digits, '-', '_', '.' "
-                "and '/' (at most 253 characters)",
-            )
-    return labels
-
-
-def _envs(value: object, field: str) -> list[dict[str, str]]:
-    envs = _pairs(value, field, "name")
-    for index, env in enumerate(envs):
-        if not ENV_NAME_PATTERN.match(env["name"]):
-            raise ConfigInvalid(
-                f"{field}[{index}].name", f"{shown(env['name'])} is not an env var name"
-            )
+        envs.append({"name": item.name, "value": _value(item.value, f"{field}[{index}].value")})
     return envs
 
 
-def secret_names(value: object) -> list[str] | None:
+def _labels(items: list[LabelItem | None] | None, field: str) -> list[dict[str, str]]:
+    labels: list[dict[str, str]] = []
+    for index, item in enumerate(items or []):
+        if item is None:
+            continue
+        if not LABEL_KEY_PATTERN.match(item.key):
+            raise ConfigInvalid(
+                f"{field}[{index}].key",
+                f"{shown(item.key)} is not a label key; use letters, digits, '-', '_', '.' "
+                "and '/' (at most 253 characters)",
+            )
+        labels.append({"key": item.key, "value": _value(item.value, f"{field}[{index}].value")})
+    return labels
+
+
+def secret_names(names: list[str] | None) -> list[str] | None:
     """The secrets a config names, each once, in order; None for none."""
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise ConfigInvalid("secrets", "expected a list of secret names")
-    names: list[str] = []
-    for index, name in enumerate(value):
-        if not isinstance(name, str) or not SECRET_NAME_PATTERN.match(name):
+    unique: list[str] = []
+    for index, name in enumerate(names or []):
+        if not SECRET_NAME_PATTERN.match(name):
             raise ConfigInvalid(f"secrets[{index}]", f"{shown(name)} is not a secret name")
-        if name not in names:
-            names.append(name)
-    return names or None
+        if name not in unique:
+            unique.append(name)
+    return unique or None
 
 
-def _int(value: object, field: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _at_least(value: int, field: str, minimum: int) -> int:
+    if value < minimum:
         raise ConfigInvalid(field, f"expected an integer >= {minimum}, got {shown(value)}")
     return value
 
 
-def _service(name: str, raw: object) -> dict[str, Any]:
+def _service(name: str, given: ServiceConfig | None) -> dict[str, Any]:
+    """One service's config, every default filled in (a missing service gets only defaults)."""
     field = f"services.{name}"
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigInvalid(field, "expected an object")
-    instance_type = raw.get("instance_type") or DEFAULT_INSTANCE_TYPE
-    if instance_type not in INSTANCE_TYPES and not (
-        isinstance(instance_type, str) and GPU_INSTANCE_TYPE.match(instance_type)
-    ):
+    raw = given or ServiceConfig()
+    instance_type = raw.instance_type or DEFAULT_INSTANCE_TYPE
+    if instance_type not in INSTANCE_TYPES and not GPU_INSTANCE_TYPE.match(instance_type):
         raise ConfigInvalid(
             f"{field}.instance_type",
             f"unknown instance type {shown(instance_type)}; choose one of "
             f"{', '.join(INSTANCE_TYPES)}, or a gpu.<model>.<n> type that "
             "`bentoml deployment list-instance-types` shows",
         )
-    scaling = raw.get("scaling") or {}
-    if not isinstance(scaling, dict):
-        raise ConfigInvalid(f"{field}.scaling", "expected an object")
-    min_replicas = scaling.get("min_replicas")
-    max_replicas = scaling.get("max_replicas")
+    scaling = raw.scaling
+    min_given = scaling.min_replicas if scaling else None
+    max_given = scaling.max_replicas if scaling else None
     min_replicas = (
-        1 if min_replicas is None else _int(min_replicas, f"{field}.scaling.min_replicas", 0)
+        1 if min_given is None else _at_least(min_given, f"{field}.scaling.min_replicas", 0)
     )
     max_replicas = (
         max(min_replicas, 1)
-        if max_replicas is None
-        else _int(max_replicas, f"{field}.scaling.max_replicas", 1)
+        if max_given is None
+        else _at_least(max_given, f"{field}.scaling.max_replicas", 1)
     )
     if min_replicas > max_replicas:
         raise ConfigInvalid(f"{field}.scaling", "min_replicas must not exceed max_replicas")
-    strategy = raw.get("deployment_strategy") or "RollingUpdate"
+    strategy = raw.deployment_strategy or "RollingUpdate"
     if strategy not in STRATEGIES:
         raise ConfigInvalid(
             f"{field}.deployment_strategy",
             f"{shown(strategy)} is not one of {', '.join(STRATEGIES)}",
         )
-    cold_start = raw.get("cold_start_timeout")
+    cold_start = raw.cold_start_timeout
     if cold_start is not None:
-        _int(cold_start, f"{field}.cold_start_timeout", 1)
-    overrides = raw.get("config_overrides") or {}
-    if not isinstance(overrides, dict):
-        raise ConfigInvalid(f"{field}.config_overrides", "expected an object")
+        _at_least(cold_start, f"{field}.cold_start_timeout", 1)
     return {
         "instance_type": instance_type,
         "scaling": {
             "min_replicas": min_replicas,
             "max_replicas": max_replicas,
-            "policy": scaling.get("policy"),
+            "policy": (scaling.model_extra or {}).get("policy") if scaling else None,
         },
-        "envs": _envs(raw.get("envs"), f"{field}.envs"),
+        "envs": _envs(raw.envs, f"{field}.envs"),
         "deployment_strategy": strategy,
-        "extras": raw.get("extras"),
+        "extras": (raw.model_extra or {}).get("extras"),
         "cold_start_timeout": cold_start,
-        "config_overrides": overrides,
-    }
-
-
-def check_body(body: dict[str, Any]) -> None:
-    """Refuse a body whose fields are wrong whatever its bento (before the bento is looked up)."""
-    if body.get("name"):
-        validate_name(body["name"])
-    if body.get("bento") is not None:
-        validate_tag(body["bento"])
-    _envs(body.get("envs"), "envs")
-    _labels(body.get("labels"), "labels")
-    secret_names(body.get("secrets"))
-    parse_canary(body.get("canary"))
-
-
-def normalize_config(body: dict[str, Any], entry_service: str) -> dict[str, Any]:
-    """Return the config with every default filled in, or raise ConfigInvalid naming the field."""
-    access = body.get("access_authorization", False)
-    if access is None:
-        access = False
-    if not isinstance(access, bool):
-        raise ConfigInvalid("access_authorization", f"expected true or false, got {shown(access)}")
-    services_raw = body.get("services") or {}
-    if not isinstance(services_raw, dict):
-        raise ConfigInvalid("services", "expected an object keyed by service name")
-    unknown = [name for name in services_raw if entry_service and name != entry_service]
-    if unknown:
-        raise ConfigInvalid(
-            f"services.{unknown[0]}",
-            f"the bento has no service {shown(unknown[0])}; use {shown(entry_service)}",
-        )
-    service_name = entry_service or next(iter(services_raw), "default")
-    return {
-        "access_authorization": access,
-        "envs": _envs(body.get("envs"), "envs"),
-        "labels": _labels(body.get("labels"), "labels"),
-        "secrets": secret_names(body.get("secrets")),
-        "services": {service_name: _service(service_name, services_raw.get(service_name))},
-        "canary": None,
+        "config_overrides": raw.config_overrides or {},
     }
 
 
@@ -226,48 +180,120 @@ class CanaryVersion:
     envs: list[dict[str, str]]
 
 
-ROUTE_TYPES = ("random", "header", "query")
-
-
-def parse_canary(raw: object) -> CanaryVersion | None:
-    """The canary version asked for, or None; ConfigInvalid names the field that is wrong."""
-    if raw is None or raw == {}:
+def _canary(raw: CanaryConfig | None) -> CanaryVersion | None:
+    """The canary version asked for, or None for no canary (none given, or ``{}``)."""
+    if raw is None or not raw.model_fields_set:
         return None
-    if not isinstance(raw, dict):
-        raise ConfigInvalid("canary", "expected an object {route_type, route_by, versions}")
-    route_type = raw.get("route_type") or "random"
-    if route_type not in ROUTE_TYPES:
-        raise ConfigInvalid(
-            "canary.route_type", f"{shown(route_type)} is not one of random, header, query"
-        )
-    route_by = raw.get("route_by") or None
-    if route_type != "random" and not isinstance(route_by, str):
+    route_type = raw.route_type or "random"
+    route_by = raw.route_by or None
+    if route_type != "random" and route_by is None:
         raise ConfigInvalid(
             "canary.route_by", f"route_type {route_type} needs the name to route by"
         )
-    versions = raw.get("versions") or {}
-    if not isinstance(versions, dict) or len(versions) != 1:
+    versions = raw.versions or {}
+    if len(versions) != 1:
         raise ConfigInvalid(
             "canary.versions",
             "the local control plane runs one canary version; give one {name: {bento, weight}}",
         )
     ((name, version),) = versions.items()
     field = f"canary.versions.{name}"
-    if not isinstance(version, dict):
-        raise ConfigInvalid(field, "expected an object {bento, weight}")
-    weight = version.get("weight")
-    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
+    weight = version.weight
+    if weight is None or not 0 <= weight <= 100:
         raise ConfigInvalid(
             f"{field}.weight", f"expected a percentage from 0 to 100, got {shown(weight)}"
         )
     return CanaryVersion(
-        name=str(name),
-        bento=validate_tag(version.get("bento"), f"{field}.bento"),
+        name=name,
+        bento=validate_tag(version.bento, f"{field}.bento"),
         weight=weight,
         route_type=route_type,
         route_by=route_by,
-        envs=_envs(version.get("envs"), f"{field}.envs"),
+        envs=_envs(version.envs, f"{field}.envs"),
     )
+
+
+@dataclass(frozen=True)
+class CheckedBody:
+    """A deployment body that passed every rule that needs no state, its values normalised."""
+
+    name: str | None
+    """The deployment's name, or None to make one from the bento's (on create)."""
+    bento: str | None
+    """The bento tag; None only beside a canary (whose main bento is the one serving)."""
+    access_authorization: bool
+    envs: list[dict[str, str]]
+    labels: list[dict[str, str]]
+    secrets: list[str] | None
+    services: dict[str, dict[str, Any]]
+    """Each service the body names, with its defaults filled in."""
+    canary: CanaryVersion | None
+
+
+def check_config(body: dict[str, Any]) -> CheckedBody:
+    """The type, then the pattern or range, of every field of a body, reading no state; the
+    bento may be missing (a config alone, as a test gives it).
+
+    Invalid (``invalid request body: <field>: …``) for a value of the wrong type, ConfigInvalid
+    (``invalid deployment config: <field>: …``) for a value of the right type that breaks a rule.
+    """
+    typed = parse(DeploymentBody, body)
+    return CheckedBody(
+        name=validate_name(typed.name) if typed.name else None,
+        bento=None if typed.bento is None else validate_tag(typed.bento),
+        access_authorization=bool(typed.access_authorization),
+        envs=_envs(typed.envs, "envs"),
+        labels=_labels(typed.labels, "labels"),
+        secrets=secret_names(typed.secrets),
+        services={key: _service(key, value) for key, value in (typed.services or {}).items()},
+        canary=_canary(typed.canary),
+    )
+
+
+def check_body(body: dict[str, Any]) -> CheckedBody:
+    """Step 1 of a create or update, reading no state: :func:`check_config`, and the bento is
+    required (but beside a canary, whose main bento is then the one serving)."""
+    checked = check_config(body)
+    if checked.bento is None and checked.canary is None:
+        validate_tag(None)  # ConfigInvalid: bento: missing
+    return checked
+
+
+def config_for(checked: CheckedBody, entry_service: str) -> dict[str, Any]:
+    """Step 2, once the bento (of the canary, when there is one) is known: the stored config.
+
+    The only rule left is the bento's: the one service configured is its entry service ("" for
+    a bento that names none: the body's first service, else ``default``).
+    """
+    unknown = [name for name in checked.services if entry_service and name != entry_service]
+    if unknown:
+        raise ConfigInvalid(
+            f"services.{unknown[0]}",
+            f"the bento has no service {shown(unknown[0])}; use {shown(entry_service)}",
+        )
+    service = entry_service or next(iter(checked.services), "default")
+    canary = checked.canary
+    return {
+        "access_authorization": checked.access_authorization,
+        "envs": [*checked.envs, *(canary.envs if canary else [])],
+        "labels": checked.labels,
+        "secrets": checked.secrets,
+        "services": {service: checked.services.get(service) or _service(service, None)},
+        "canary": {"name": canary.name, "weight": canary.weight} if canary else None,
+    }
+
+
+def normalize_config(body: dict[str, Any], entry_service: str) -> dict[str, Any]:
+    """The stored config of a config alone (no bento needed) whose bento's entry service is
+    known: :func:`check_config`, then :func:`config_for`."""
+    return config_for(check_config(body), entry_service)
+
+
+def generated_name(tag: str) -> str:
+    """A deployment name made from a bento tag's name (on a create that gives none); always
+    valid: the bento name's '_' and '.' become '-', cut to leave room for a random suffix."""
+    stem = re.sub(r"[^a-z0-9-]", "-", tag.partition(":")[0])[:56].strip("-") or "deployment"
+    return f"{stem}-{secrets.token_hex(3)}"
 
 
 def process_envs(config: dict[str, Any]) -> dict[str, str]:

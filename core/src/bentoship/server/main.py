@@ -17,7 +17,7 @@ import uvicorn
 from ..connection import Connection, write_connection
 from .app import build_app
 from .auth import load_or_create_token
-from .endpoint.proxy import bind_socket
+from .endpoint.server import bind_socket
 from .gpu.inventory import InventoryError, find_inventory
 from .observe.hub import Observability
 from .registry.service import Registry

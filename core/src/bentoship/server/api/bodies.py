@@ -10,8 +10,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
+from ...tags import shown
 from ..errors import Invalid
 
 __all__ = [
@@ -42,7 +54,22 @@ Version = Annotated[
     StrictStr, Field(json_schema_extra={"pattern": r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$"})
 ]
 Text = Annotated[StrictStr, Field(max_length=64 * 1024)]
-Scalar = StrictStr | StrictInt | float | StrictBool | None
+
+
+def _scalar(value: object) -> object:
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise PydanticCustomError("scalar_type", "Input should be a string, number, boolean or null")
+
+
+Scalar = Annotated[
+    Any,
+    PlainValidator(_scalar),
+    WithJsonSchema(
+        {"anyOf": [{"type": t} for t in ("string", "integer", "number", "boolean", "null")]}
+    ),
+]
+"""An env or label value: one error at the field itself (a union would name each member)."""
 RouteType = Literal["random", "header", "query"]
 
 
@@ -83,7 +110,7 @@ class CanaryVersion(Body):
 class CanaryConfig(Body):
     route_type: RouteType | None = None
     route_by: Name | None = None
-    versions: dict[str, CanaryVersion] | None = None
+    versions: dict[Name, CanaryVersion] | None = None
 
 
 class DeploymentBody(Body):
@@ -97,7 +124,7 @@ class DeploymentBody(Body):
     envs: list[EnvItem | None] | None = None
     labels: list[LabelItem | None] | None = None
     secrets: list[Name] | None = None
-    services: dict[str, ServiceConfig | None] | None = None
+    services: dict[Name, ServiceConfig | None] | None = None
     canary: CanaryConfig | None = None
 
 
@@ -204,12 +231,18 @@ class SecretUpdateBody(Body):
 
 
 M = TypeVar("M", bound=BaseModel)
+MAX_SHOWN_KEY = 64
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
+    """The field's path; a long key in it (a service's name) cut as :func:`shown` cuts values."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        name = part if len(part) <= MAX_SHOWN_KEY else shown(part)
+        text += f".{name}" if text else name
     return text or "body"
 
 

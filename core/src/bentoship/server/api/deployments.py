@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from starlette.requests import Request
@@ -11,18 +10,11 @@ from starlette.routing import Route
 
 from ...statuses import DeploymentStatus
 from .. import schemas
-from ..deploy_config import (
-    CanaryVersion,
-    check_body,
-    normalize_config,
-    parse_canary,
-    validate_name,
-)
-from ..endpoint.proxy import Role
+from ..deploy_config import CanaryVersion, check_body, config_for, generated_name
+from ..endpoint.interface import Role
 from ..endpoint.split import RouteType, TrafficSplit
 from ..errors import Invalid
 from ..store import Deployment, Revision
-from .bodies import DeploymentBody, parse
 from .common import Services, check_cluster, json_body
 from .params import ClusterParams, ListParams, WriteParams, query
 from .query import ListFilter
@@ -41,7 +33,7 @@ def bento_json(services: Services, tag: str) -> dict[str, Any] | None:
 def revision_json(services: Services, rev: Revision, dep: Deployment, *, active: bool) -> Any:
     extensions = None
     if services.settings.extensions:
-        extensions = services.controller.revision_extensions(rev, dep)
+        extensions = services.controller.views.revision_extensions(rev, dep)
     return schemas.revision(
         rev, active=active, bento=bento_json(services, rev.bento), extensions=extensions
     )
@@ -52,24 +44,24 @@ def deployment_json(services: Services, dep: Deployment) -> dict[str, Any]:
     target = controller.target_of(dep)
     extensions = None
     if services.settings.extensions:
-        candidate = controller.candidate_of(dep)
+        candidate = controller.views.candidate_of(dep)
         extensions = {
             "target_revision": controller.name_of(dep.target_revision),
             "target_phase": target.phase if target else None,
             "serving_revision": controller.name_of(dep.serving_revision),
             "candidate_revision": controller.name_of(candidate.uid) if candidate else None,
-            "candidate_url": controller.endpoint_url(dep, Role.CANDIDATE),
+            "candidate_url": controller.views.endpoint_url(dep, Role.CANDIDATE),
             "canary": dep.canary,
-            "reason": controller.reason(dep),
-            "requests": controller.requests(dep.name),
-            "recreate": controller.recreate_reason(dep),
-            "replicas": controller.replica_count(dep),
+            "reason": controller.views.reason(dep),
+            "requests": controller.views.requests(dep.name),
+            "recreate": controller.views.recreate_reason(dep),
+            "replicas": controller.views.replica_count(dep),
         }
     return schemas.deployment(
         dep,
-        status=controller.status(dep),
+        status=controller.views.status(dep),
         latest_revision=revision_json(services, target, dep, active=True) if target else None,
-        url=controller.endpoint_url(dep),
+        url=controller.views.endpoint_url(dep),
         labels=target.config.get("labels", []) if target else [],
         routing=_routing(target, dep),
         extensions=extensions,
@@ -110,21 +102,22 @@ def routes(services: Services) -> list[Route]:
         target = controller.target_of(dep)
         return list(target.config.get("labels") or []) if target else []
 
+    # Create and update check a body in the same order: every rule that needs no state
+    # (check_body), then the state (the deployment, on update; the bento), then the rules that
+    # need the bento (config_for). A body that breaks a rule of the first step reads no state.
+
     async def create(request: Request) -> JSONResponse:
         verify = manual_promotion(request)
-        body = await json_body(request)
-        parse(DeploymentBody, body)
-        if parse_canary(body.get("canary")) is not None:
+        checked = check_body(await json_body(request))
+        if checked.canary is not None:
             raise Invalid(
                 "canary: a canary needs a deployment that already serves its main bento; "
                 "create it without a canary, then update it with one"
             )
-        check_body(body)
-        given = body.get("name")
-        tag, entry = registry.resolve_bento(body.get("bento"))
-        generated = f"{tag.split(':')[0].replace('_', '-')}-{secrets.token_hex(3)}"
-        name = validate_name(given or generated)
-        config = normalize_config(body, entry)
+        assert checked.bento is not None  # check_body requires it without a canary
+        tag, entry = registry.resolve_bento(checked.bento)
+        config = config_for(checked, entry)
+        name = checked.name or generated_name(tag)
         dep = await controller.create(name, tag, config, verify=verify)
         return JSONResponse(deployment_json(services, dep))
 
@@ -136,28 +129,25 @@ def routes(services: Services) -> list[Route]:
     async def update(request: Request) -> JSONResponse:
         name = request.path_params["name"]
         verify = manual_promotion(request)
-        body = await json_body(request)
-        parse(DeploymentBody, body)
-        check_body(body)
-        controller.get(name)
-        canary = parse_canary(body.get("canary"))
+        checked = check_body(await json_body(request))
+        dep = controller.get(name)
+        canary = checked.canary
         if canary is None:
-            tag, entry = registry.resolve_bento(body.get("bento"))
-            config = normalize_config(body, entry)
+            assert checked.bento is not None  # check_body requires it without a canary
+            tag, entry = registry.resolve_bento(checked.bento)
+            config = config_for(checked, entry)
             dep = await controller.update(name, tag, config, verify=verify)
             return JSONResponse(deployment_json(services, dep))
-        serving = controller.serving_of(controller.get(name))
-        main, _ = registry.resolve_bento(body.get("bento") or (serving.bento if serving else None))
+        serving = controller.serving_of(dep)
+        main = checked.bento or (serving.bento if serving else None)
         if serving is None or main != serving.bento:
             raise Invalid(
                 f"canary: the main bento must be the one {name} serves now "
                 f"({serving.bento if serving else 'none'}); give the new bento as the canary"
             )
+        registry.resolve_bento(main)
         tag, entry = registry.resolve_bento(canary.bento)
-        config = normalize_config(
-            {**body, "envs": [*(body.get("envs") or []), *canary.envs]}, entry
-        )
-        config["canary"] = {"name": canary.name, "weight": canary.weight}
+        config = config_for(checked, entry)  # with the canary's envs and its name and weight
         dep = await controller.update(name, tag, config, split=canary_split(canary))
         return JSONResponse(deployment_json(services, dep))
 

@@ -53,7 +53,7 @@ def routes(services: Services) -> list[Route]:
         dep = controller.get(request.path_params["name"])
         items = [
             revision_json(services, rev, dep, active=rev.uid == dep.serving_revision)
-            for rev in controller.revisions(dep.name)
+            for rev in controller.views.revisions(dep.name)
         ]
         return JSONResponse(schemas.listing(items))
 
@@ -98,7 +98,7 @@ def routes(services: Services) -> list[Route]:
         services.require_extensions()
         dep = controller.get(request.path_params["name"])
         items = []
-        for rev in controller.revisions(dep.name):
+        for rev in controller.views.revisions(dep.name):
             counts = controller.traffic.of(rev.uid)
             items.append({"revision": revision_name(rev.seq), "uid": rev.uid, **counts.to_dict()})
         return JSONResponse(
@@ -108,10 +108,12 @@ def routes(services: Services) -> list[Route]:
     async def logs(request: Request) -> JSONResponse:
         services.require_extensions()
         tail = min(query(LogsParams, request).tail, MAX_LOG_LINES)
-        rev = controller.revision(request.path_params["name"], request.path_params["revision"])
+        rev = controller.views.revision(
+            request.path_params["name"], request.path_params["revision"]
+        )
         observed = services.observed
         if observed is None:
-            lines = controller.logs(rev, tail)
+            lines = controller.views.logs(rev, tail)
         else:
             observed.watch_logs()
             await observed.tailer.poll()
@@ -126,8 +128,10 @@ def routes(services: Services) -> list[Route]:
         name = request.path_params["name"]
         params = query(WaitParams, request)
         dep = controller.get(name)
-        known = params.status or controller.status(dep)
-        await controller.wait_for_change(name, known, params.timeout, known_phase=params.phase)
+        known = params.status or controller.views.status(dep)
+        await controller.views.wait_for_change(
+            name, known, params.timeout, known_phase=params.phase
+        )
         return JSONResponse(deployment_json(services, controller.get(name)))
 
     one = "/api/v2/deployments/{name:str}"

@@ -30,7 +30,7 @@ def routes(services: Services) -> list[BaseRoute]:
     def pods_of(connection: HTTPConnection) -> list[dict[str, Any]]:
         check_cluster(query(ClusterParams, connection).cluster)
         dep = controller.get(connection.path_params["name"])
-        return [schemas.pod(dep.name, view) for view in controller.replica_views(dep)]
+        return [schemas.pod(dep.name, view) for view in controller.views.replica_views(dep)]
 
     async def listed(request: Request) -> JSONResponse:
         """The deployment's running replicas, as BentoCloud's pods."""

@@ -174,7 +174,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
                     "data": data,
                     "serving": controller.name_of(dep.serving_revision),
                     "target": controller.name_of(dep.target_revision),
-                    "replicas": controller.replica_count(dep)["ready"],
+                    "replicas": controller.views.replica_count(dep)["ready"],
                     "bento": shown_revision.bento if shown_revision else None,
                     "per_minute": per_minute(dep.name),
                 }
@@ -201,15 +201,17 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             "ranges": RANGES,
         }
         if tab == "overview":
-            context["pods"] = [schemas.pod(dep.name, v) for v in controller.replica_views(dep)]
-            context["replica_count"] = controller.replica_count(dep)
+            context["pods"] = [
+                schemas.pod(dep.name, v) for v in controller.views.replica_views(dep)
+            ]
+            context["replica_count"] = controller.views.replica_count(dep)
         elif tab == "revisions":
             context["revisions"] = [
                 revision_json(services, rev, dep, active=rev.uid == dep.serving_revision)
-                for rev in reversed(controller.revisions(name))
+                for rev in reversed(controller.views.revisions(name))
             ]
             context["candidate"] = controller.name_of(
-                c.uid if (c := controller.candidate_of(dep)) else None
+                c.uid if (c := controller.views.candidate_of(dep)) else None
             )
         elif tab == "logs":
             context.update(_log_search(request, services, name))

@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 
-from .proxy import Upstream
+from .interface import Upstream
 from .upstream import UpstreamPool
 
 __all__ = ["Replica", "ReplicaProcess", "ReplicaRevision", "choose", "replica_of"]

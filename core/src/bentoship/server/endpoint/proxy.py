@@ -14,18 +14,16 @@ and has an idle connection is forwarded within the callbacks of the event loop, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
-import socket
 import time
 from collections import deque
 from collections.abc import Coroutine
-from enum import StrEnum
 from http import HTTPStatus
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import httptools
 
+from .interface import Backends, Role, Scope, Upstream
 from .upstream import UpstreamConnection, UpstreamPool
 
 HOP_BY_HOP = frozenset(
@@ -48,51 +46,6 @@ KEEP_ALIVE_SECONDS = 30.0
 REVISION_HEADER = b"x-bentoship-revision"
 OWN_COOKIE_PREFIX = b"bentoship_"
 NO_BODY_STATUSES = frozenset({204, 304})
-
-Scope = dict[str, Any]
-
-
-class Role(StrEnum):
-    STABLE = "stable"
-    """The deployment's URL: the serving revision, and a canary for its share."""
-    CANDIDATE = "candidate"
-    """The candidate URL: the revision held for verification, before it takes live traffic."""
-
-
-class Upstream(Protocol):
-    """A revision's process as the proxy sees it: which revision, and its pooled connections."""
-
-    @property
-    def revision(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    def connections(self) -> UpstreamPool: ...
-
-
-class Backends(Protocol):
-    """What the proxy needs from the controller."""
-
-    token: str
-
-    def requires_auth(self, deployment: str, role: Role) -> bool: ...
-
-    def record_request(self, deployment: str) -> None: ...
-
-    def record_start(self, revision: str) -> None: ...
-
-    def record_abandoned(self, revision: str) -> None: ...
-
-    def backend(self, deployment: str, role: Role, scope: Scope) -> Upstream | None:
-        """The revision for this request, or None when none serves right now."""
-
-    async def wait_backend(self, deployment: str, role: Role) -> Upstream | None:
-        """The revision once one serves (a scaled-to-zero deployment wakes), or None."""
-
-    def record_response(
-        self, deployment: str, revision: str, status: int, seconds: float
-    ) -> None: ...
 
 
 def _without_own_cookies(header: bytes) -> bytes:
@@ -567,55 +520,3 @@ class EndpointProxy:
             upstream.abort()
         if exchange.backend is not None:
             self.backends.record_abandoned(exchange.backend.revision)
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
-class EndpointServer:
-    """One deployment's listening socket and the proxy behind it."""
-
-    def __init__(self, deployment: str, backends: Backends, role: Role = Role.STABLE) -> None:
-        self.proxy = EndpointProxy(deployment, backends, role)
-        self.server: asyncio.Server | None = None
-        self.sweeper: asyncio.Future[None] | None = None
-        self.port = 0
-
-    async def start(self, host: str, port: int) -> int:
-        try:
-            sock = bind_socket(host, port)
-        except OSError:
-            sock = bind_socket(host, 0)
-        self.port = int(sock.getsockname()[1])
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: ClientConnection(self.proxy), sock=sock)
-        self.sweeper = asyncio.ensure_future(self._close_idle())
-        return self.port
-
-    async def _close_idle(self) -> None:
-        """Close callers' connections kept alive but idle for KEEP_ALIVE_SECONDS."""
-        while True:
-            await asyncio.sleep(KEEP_ALIVE_SECONDS / 6)
-            idle_since = time.monotonic() - KEEP_ALIVE_SECONDS
-            for connection in list(self.proxy.connections):
-                if not connection.queue and connection.last_active < idle_since:
-                    connection.close()
-
-    async def stop(self) -> None:
-        if self.sweeper is not None:
-            self.sweeper.cancel()
-            self.sweeper = None
-        if self.server is not None:
-            self.server.close()
-            for connection in list(self.proxy.connections):
-                if connection.transport is not None:
-                    connection.transport.abort()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 5.0)
-        self.server = None

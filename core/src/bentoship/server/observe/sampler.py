@@ -27,7 +27,7 @@ from .series import RESOLUTION, Sample, SeriesStore
 
 if TYPE_CHECKING:
     from ..rollout.controller import Controller
-    from ..rollout.runner import ServeProcess
+    from ..rollout.launcher import ReplicaHandle
 
 __all__ = ["Sampler"]
 
@@ -145,7 +145,7 @@ class Sampler:
         seen.buckets = list(traffic.buckets)
         return counters, latency
 
-    def _running(self) -> list[tuple[str, ServeProcess]]:
+    def _running(self) -> list[tuple[str, ReplicaHandle]]:
         """Every live process (each replica of each revision), with its revision's uid."""
         return [
             (uid, proc)
@@ -156,19 +156,19 @@ class Sampler:
         ]
 
     async def _read_process(
-        self, uid: str, proc: ServeProcess, marked: list[int]
+        self, uid: str, proc: ReplicaHandle, marked: list[int]
     ) -> tuple[str, dict[str, float], dict[str, float]]:
         """``marked``: the PIDs that carry the replica's marker (its workers)."""
-        pids = {proc.process.pid, *marked}
+        pids = {proc.pid, *marked}
         gauges = self._usage(pids)
         gauges.update(self.gpu.read(pids, self.controller.gpus.held_by(uid)))
         counters: dict[str, float] = {}
         scraped = await self._scrape(proc)
         if scraped is not None:
             total, in_progress = scraped
-            before = self._service_seen.get(proc.process.pid, 0.0)
+            before = self._service_seen.get(proc.pid, 0.0)
             counters["service_requests"] = total - before if total >= before else total
-            self._service_seen[proc.process.pid] = total
+            self._service_seen[proc.pid] = total
             gauges["service_in_progress"] = in_progress
         return uid, counters, gauges
 
@@ -190,7 +190,7 @@ class Sampler:
                     del self._processes[pid]
         return {"cpu_percent": cpu, "memory_rss_bytes": rss}
 
-    async def _scrape(self, proc: ServeProcess) -> tuple[float, float] | None:
+    async def _scrape(self, proc: ReplicaHandle) -> tuple[float, float] | None:
         """bentoml's request total and requests in progress, from the revision's /metrics."""
         import aiohttp
         from prometheus_client.parser import text_string_to_metric_families

@@ -18,7 +18,6 @@ from typing import Any
 
 from ...refs import entry_service
 from ...tags import NAME_PATTERN, VERSION_PATTERN, shown
-from ..deploy_config import validate_tag
 from ..errors import Invalid, NotFound
 from ..settings import ServerSettings
 from ..store import Artifact, Store, new_uid, now
@@ -222,14 +221,14 @@ class Registry:
 
     # what deployments need
 
-    def resolve_bento(self, tag: object) -> tuple[str, str]:
-        """(tag, entry service) of a pushed bento whose models were pushed too."""
-        text = validate_tag(tag)
-        name, _, version = text.partition(":")
+    def resolve_bento(self, tag: str) -> tuple[str, str]:
+        """(tag, entry service) of a pushed bento whose models were pushed too; the tag's form
+        is checked before (a deployment body's, by ``check_body``)."""
+        name, _, version = tag.partition(":")
         item = self.store.get_artifact("bento", name, version)
         if item is None or item.upload_status != UploadStatus.SUCCESS:
             raise NotFound(
-                f"bento {text} not found on this server (record not found); "
+                f"bento {tag} not found on this server (record not found); "
                 "push it first with `bentoml push` or bentoship's push step"
             )
         manifest = item.manifest or {}
@@ -239,6 +238,6 @@ class Registry:
             found = self.store.get_artifact("model", model_name, model_version)
             if model_tag and (found is None or found.upload_status != UploadStatus.SUCCESS):
                 raise Invalid(
-                    f"bento {text} needs model {model_tag}, which was not pushed; push it first"
+                    f"bento {tag} needs model {model_tag}, which was not pushed; push it first"
                 )
-        return text, entry_service(manifest)
+        return tag, entry_service(manifest)

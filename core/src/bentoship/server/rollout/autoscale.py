@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Autoscaler", "ScalingPolicy", "declared_concurrency", "scaling_policy"]
+__all__ = [
+    "Autoscaler",
+    "ScaleSteps",
+    "ScalingPolicy",
+    "declared_concurrency",
+    "scale_steps",
+    "scaling_policy",
+]
 
 SCALE_UP_WINDOW = 0.0
 SCALE_DOWN_WINDOW = 300.0
@@ -98,3 +105,27 @@ class Autoscaler:
         if recommended < current:
             return min(current, max(down or [recommended]))
         return current
+
+
+@dataclass(frozen=True)
+class ScaleSteps:
+    """What reaching a replica count takes: the indices to start, the indices to drain."""
+
+    start: tuple[int, ...] = ()
+    drain: tuple[int, ...] = ()
+
+
+def scale_steps(
+    active: list[int], coming: list[int], occupied: list[int], desired: int
+) -> ScaleSteps:
+    """From ``active`` replicas (taking requests) and ``coming`` ones (starting), reach
+    ``desired``: start the lowest indices no replica has (``occupied``: draining ones too), or
+    drain the highest active ones."""
+    current = len(active) + len(coming)
+    if desired > current:
+        taken = set(occupied) | set(coming)
+        free = (i for i in range(len(taken) + desired) if i not in taken)
+        return ScaleSteps(start=tuple(next(free) for _ in range(desired - current)))
+    if desired < current:
+        return ScaleSteps(drain=tuple(sorted(active)[desired - current :]))
+    return ScaleSteps()

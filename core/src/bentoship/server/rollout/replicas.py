@@ -8,7 +8,7 @@ from typing import Any
 
 from ..endpoint.balancing import Replica, choose
 from ..store import Revision
-from .runner import ServeProcess
+from .launcher import ReplicaHandle
 
 __all__ = ["ReplicaSet", "ReplicaView"]
 
@@ -34,20 +34,20 @@ class ReplicaSet:
     def __init__(self, revision: str, name: str) -> None:
         self.revision = revision
         self.name = name
-        self.replicas: dict[int, Replica[ServeProcess]] = {}
+        self.replicas: dict[int, Replica[ReplicaHandle]] = {}
 
-    def add(self, proc: ServeProcess) -> Replica[ServeProcess]:
+    def add(self, proc: ReplicaHandle) -> Replica[ReplicaHandle]:
         """Hold ``proc`` as replica ``proc.replica`` (not ready yet: it gets no request)."""
         replica = Replica(proc.replica, proc)
         self.replicas[proc.replica] = replica
         return replica
 
-    def mark_ready(self, proc: ServeProcess) -> None:
+    def mark_ready(self, proc: ReplicaHandle) -> None:
         replica = self.replicas.get(proc.replica)
         if replica is not None and replica.process is proc:
             replica.ready = True
 
-    def discard(self, proc: ServeProcess) -> bool:
+    def discard(self, proc: ReplicaHandle) -> bool:
         """Forget ``proc`` if it is still one of the replicas (True)."""
         replica = self.replicas.get(proc.replica)
         if replica is None or replica.process is not proc:
@@ -55,18 +55,18 @@ class ReplicaSet:
         del self.replicas[proc.replica]
         return True
 
-    def remove(self, index: int) -> ServeProcess | None:
+    def remove(self, index: int) -> ReplicaHandle | None:
         replica = self.replicas.pop(index, None)
         return replica.process if replica is not None else None
 
-    def choose(self) -> Replica[ServeProcess] | None:
+    def choose(self) -> Replica[ReplicaHandle] | None:
         """The replica for the next request: the ready one with the fewest outstanding."""
         return choose(self.replicas.values())
 
-    def processes(self) -> list[ServeProcess]:
+    def processes(self) -> list[ReplicaHandle]:
         return [r.process for r in self.replicas.values()]
 
-    def serving(self) -> list[Replica[ServeProcess]]:
+    def serving(self) -> list[Replica[ReplicaHandle]]:
         """Ready replicas that take requests (not draining), by index."""
         return [r for _, r in sorted(self.replicas.items()) if r.eligible]
 
@@ -78,7 +78,7 @@ class ReplicaSet:
         return any(p.alive for p in self.processes())
 
     @property
-    def first(self) -> ServeProcess | None:
+    def first(self) -> ReplicaHandle | None:
         """The live replica with the lowest index (the one a single-process view shows)."""
         live = [r.process for _, r in sorted(self.replicas.items()) if r.process.alive]
         return live[0] if live else None
@@ -105,7 +105,7 @@ class ReplicaSet:
             {
                 "index": index,
                 "port": r.process.port,
-                "pid": r.process.process.pid,
+                "pid": r.process.pid,
                 "ready": r.ready,
                 "draining": r.draining,
                 "outstanding": r.outstanding,

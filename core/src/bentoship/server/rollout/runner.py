@@ -231,6 +231,19 @@ class ServeProcess:
     def alive(self) -> bool:
         return self.process.returncode is None
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def exited(self) -> int | None:
+        """Wait until the process ends on its own; then sweep what it left and return its code."""
+        code = await self.process.wait()
+        if not self.stopping:
+            self.sweep()
+            await self.close_session()
+            self.release()
+        return code
+
     def _read_new_log(self, final: bool = False) -> str:
         """New complete lines of stderr, then of stdout; ``final`` adds an unfinished last line."""
         err, self.log_offset = _read_lines(self.log_path, self.log_offset, final)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 
-from ..endpoint.proxy import EndpointServer
+from ..endpoint.server import EndpointServer
 from ..endpoint.split import TrafficSplit
 from .autoscale import Autoscaler
+from .launcher import TimerHandle
 from .phases import Health
 from .replicas import ReplicaSet
 
@@ -33,10 +33,13 @@ class DeploymentRuntime:
     split: TrafficSplit | None = None
     """The candidate's share of the stable endpoint's traffic (a canary), if it has one."""
     health: Health = Health.HEALTHY
-    last_request: float = field(default_factory=time.monotonic)
+    commanded_at: float = float("-inf")
+    """When the last command that created a revision came (the clock's monotonic seconds)."""
+    last_request: float = 0.0
+    """When the endpoint last got a request (the clock's monotonic seconds)."""
     rollout: asyncio.Task[None] | None = None
     wakeup: asyncio.Task[None] | None = None
-    retire_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    retire_timers: dict[str, TimerHandle] = field(default_factory=dict)
     recreate: dict[str, str] = field(default_factory=dict)
     """Why a revision's rollout is a Recreate (stop, then start), by revision uid."""
     replacing: dict[int, asyncio.Task[None]] = field(default_factory=dict)

@@ -1,0 +1,174 @@
+"""What every part of the rollout shares: the store, the runtimes, the clock and launcher, the
+event log, supervised background tasks, and the one function that moves a revision's phase."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from ...logtail import last_error_line
+from ...refs import revision_name
+from ...tags import shown
+from ..endpoint.traffic import TrafficBook
+from ..errors import NotFound
+from ..settings import ServerSettings
+from ..store import Deployment, Revision, Store
+from .events import EventKind, EventLog
+from .launcher import Clock, Launcher
+from .phases import RevisionPhase, check_transition
+from .runner import tail_lines
+from .runtime import DeploymentRuntime
+
+__all__ = ["HELD_PHASES", "PhaseListener", "RolloutContext", "not_found"]
+
+log = logging.getLogger("bentoship.server")
+
+HELD_PHASES = (RevisionPhase.STARTING, RevisionPhase.CANDIDATE)
+"""Phases of a target that has not taken the endpoint yet: what discard and supersede cancel."""
+
+PhaseListener = Callable[[Revision, RevisionPhase], None]
+"""Called with a revision (as it was) and the phase it has just moved to."""
+
+
+def not_found(name: str) -> NotFound:
+    return NotFound(
+        f"deployment {shown(name)} not found (record not found); "
+        "list deployments with `bentoship status` or create it first"
+    )
+
+
+class RolloutContext:
+    """The store (the durable truth), each deployment's runtime, and how time passes."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        store: Store,
+        launcher: Launcher,
+        clock: Clock,
+        log_path: Callable[[Revision], Path],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.launcher = launcher
+        self.clock = clock
+        self.log_path = log_path
+        self.runtimes: dict[str, DeploymentRuntime] = {}
+        self.traffic = TrafficBook()
+        self.events = EventLog(store)
+        self.phase_listeners: list[PhaseListener] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def runtime(self, name: str) -> DeploymentRuntime:
+        rt = self.runtimes.get(name)
+        if rt is None:
+            rt = self.runtimes[name] = DeploymentRuntime(name, last_request=self.clock.monotonic())
+        return rt
+
+    def get(self, name: str) -> Deployment:
+        dep = self.store.get_deployment(name)
+        if dep is None:
+            raise not_found(name)
+        return dep
+
+    def target_of(self, dep: Deployment) -> Revision | None:
+        return self.store.get_revision(dep.target_revision) if dep.target_revision else None
+
+    def serving_of(self, dep: Deployment) -> Revision | None:
+        return self.store.get_revision(dep.serving_revision) if dep.serving_revision else None
+
+    def name_of(self, uid: str | None) -> str | None:
+        """A revision's short name (``r3``) from its uid."""
+        rev = self.store.get_revision(uid) if uid else None
+        return revision_name(rev.seq) if rev else None
+
+    def manifest(self, bento: str) -> dict[str, Any] | None:
+        """The pushed bento's manifest (its services' resources and traffic), if known."""
+        name, _, version = bento.partition(":")
+        item = self.store.get_artifact("bento", name, version)
+        return item.manifest if item else None
+
+    def event(self, rev: Revision, kind: EventKind, message: str) -> None:
+        self.events.record(rev.deployment, kind, message, revision_name(rev.seq))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background; an exception it ends with is logged, never lost."""
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def move(
+        self, uid: str, phase: RevisionPhase, *, reason: str | None = None, **fields: Any
+    ) -> Revision:
+        """Move revision ``uid`` to ``phase`` (checked against the table), persist, wake waiters."""
+        rev = self.store.get_revision(uid)
+        if rev is None:
+            raise NotFound(f"revision {uid} not found (record not found)")
+        check_transition(RevisionPhase(rev.phase), phase)
+        changes: dict[str, Any] = {"phase": phase, **fields}
+        if reason is not None:
+            changes["reason"] = reason
+        self.store.update_revision(uid, **changes)
+        if rev.phase != phase:
+            log.info("%s %s: %s -> %s", rev.deployment, revision_name(rev.seq), rev.phase, phase)
+            self._phase_event(rev, phase, reason)
+            for listener in self.phase_listeners:
+                listener(rev, phase)
+        self.runtime(rev.deployment).notify()
+        moved = self.store.get_revision(uid)
+        assert moved is not None
+        return moved
+
+    def _phase_event(self, rev: Revision, phase: RevisionPhase, reason: str | None) -> None:
+        name = revision_name(rev.seq)
+        because = f": {reason}" if reason else ""
+        if phase == RevisionPhase.STARTING:
+            self.event(rev, EventKind.STARTING, f"{name} ({rev.bento}) is starting")
+        elif phase == RevisionPhase.CANDIDATE:
+            self.event(rev, EventKind.READY, f"{name} is ready")
+            self.event(rev, EventKind.HELD, f"{name} is held as a candidate, without live traffic")
+        elif phase == RevisionPhase.SERVING and rev.phase != RevisionPhase.WARM:
+            self.event(rev, EventKind.READY, f"{name} is ready")
+        elif phase == RevisionPhase.FAILED:
+            self.event(rev, EventKind.FAILED, f"{name} failed{because}")
+        elif phase == RevisionPhase.CANCELLED:
+            self.event(rev, EventKind.CANCELLED, f"{name} was cancelled{because}")
+        elif phase == RevisionPhase.WARM:
+            self.event(rev, EventKind.WARM, f"{name} is kept warm for a rollback")
+        elif phase == RevisionPhase.RETIRED:
+            self.event(rev, EventKind.RETIRED, f"{name} is retired (stopped)")
+
+    async def stop_unless_serving(self, rt: DeploymentRuntime, uid: str) -> None:
+        """Stop the revision's replicas, unless the endpoint forwards to them."""
+        pool = rt.processes.get(uid)
+        if pool is not None and pool is not rt.serving:
+            del rt.processes[uid]
+            await pool.stop()
+
+    async def fail(
+        self,
+        rt: DeploymentRuntime,
+        uid: str,
+        problem: str,
+        phase: RevisionPhase = RevisionPhase.STARTING,
+    ) -> None:
+        """Stop the revision and move it from ``phase`` to failed, with the last error it logged."""
+        await self.stop_unless_serving(rt, uid)
+        rev = self.store.get_revision(uid)
+        if rev is None or rev.phase != phase:
+            return
+        reason = f"revision {revision_name(rev.seq)} ({rev.bento}) failed: {problem}"
+        cause = last_error_line(tail_lines(self.log_path(rev), 400))
+        if cause and cause not in reason:
+            reason += f"; last error in its logs: {cause}"
+        log.warning("%s", reason)
+        self.move(uid, RevisionPhase.FAILED, reason=reason)

@@ -1,0 +1,98 @@
+"""The serving revision's replica count over time: the autoscaler's decision carried out (start
+or drain replicas, held at the free GPUs), and scale to zero after an idle spell."""
+
+from __future__ import annotations
+
+import logging
+
+from ..deploy_config import min_replicas
+from .autoscale import Autoscaler, declared_concurrency, scale_steps, scaling_policy
+from .context import RolloutContext
+from .events import EventKind
+from .phases import Health, Lifecycle
+from .placement import Placement
+from .pools import Pools
+from .runtime import DeploymentRuntime
+
+__all__ = ["Scaling"]
+
+log = logging.getLogger("bentoship.server")
+
+TICK_SECONDS = 1.0
+
+
+class Scaling:
+    def __init__(self, ctx: RolloutContext, pools: Pools, placement: Placement) -> None:
+        self.ctx = ctx
+        self.pools = pools
+        self.placement = placement
+
+    async def loop(self) -> None:
+        """Every second, autoscale each serving deployment, and stop idle ones that may."""
+        while True:
+            await self.ctx.clock.sleep(TICK_SECONDS)
+            await self.tick()
+
+    async def tick(self) -> None:
+        for rt in list(self.ctx.runtimes.values()):
+            if rt.serving is not None and not rt.lock.locked():
+                self.autoscale(rt)
+            if rt.serving is not None and not rt.lock.locked():
+                await self.scale_to_zero_if_idle(rt)
+
+    def autoscale(self, rt: DeploymentRuntime) -> None:
+        """Start or drain replicas of the serving revision as its autoscaler settles."""
+        pool = rt.serving
+        dep = self.ctx.store.get_deployment(rt.name)
+        if pool is None or dep is None or dep.state != Lifecycle.ACTIVE:
+            return
+        rev = self.ctx.store.get_revision(pool.revision)
+        if rev is None or dep.serving_revision != rev.uid:
+            return
+        if rt.autoscaler is None or rt.autoscaler[0] != rev.uid:
+            concurrency = declared_concurrency(self.ctx.manifest(rev.bento))
+            rt.autoscaler = (rev.uid, Autoscaler(scaling_policy(rev.config, concurrency)))
+        scaler = rt.autoscaler[1]
+        active = sorted(i for i, r in pool.replicas.items() if not r.draining)
+        coming = [i for i, t in rt.replacing.items() if not t.done() and i not in active]
+        current = len(active) + len(coming)
+        outstanding = sum(r.outstanding for r in pool.replicas.values())
+        wanted = scaler.desired(self.ctx.clock.monotonic(), outstanding, current)
+        desired = self.placement.capped(rev, coming, current, wanted)
+        if desired != current:
+            because = f"{outstanding} requests outstanding, concurrency {scaler.policy.concurrency}"
+            message = f"{pool.name} scales from {current} to {desired} replicas ({because})"
+            self.ctx.event(rev, EventKind.SCALED, message)
+            log.info("deployment %s: %s", rt.name, message)
+        held = (wanted, desired) if desired < wanted else None
+        if held is not None and held != rt.scale_held:
+            why = self.placement.held_reason(rev, coming, desired - current)
+            message = f"{pool.name} scale-up to {wanted} held at {desired}: {why}"
+            self.ctx.event(rev, EventKind.SCALED, message)
+            log.info("deployment %s: %s", rt.name, message)
+        rt.scale_held = held
+        steps = scale_steps(active, coming, list(pool.replicas), desired)
+        for index in steps.start:
+            self.pools.replace(rt, pool, index, scale_up=True)
+        for index in steps.drain:
+            self.ctx.spawn(self.pools.drain(rt, pool, index))
+
+    async def scale_to_zero_if_idle(self, rt: DeploymentRuntime) -> None:
+        serving = rt.serving
+        dep = self.ctx.store.get_deployment(rt.name)
+        if serving is None or dep is None or dep.serving_revision is None:
+            return
+        rev = self.ctx.store.get_revision(dep.serving_revision)
+        if rev is None or dep.state != Lifecycle.ACTIVE or min_replicas(rev.config) > 0:
+            return
+        idle = self.ctx.clock.monotonic() - rt.last_request
+        if idle < self.ctx.settings.scale_to_zero_after:
+            return
+        rt.processes.pop(dep.serving_revision, None)
+        rt.cancel_replacements()
+        rt.serving = None
+        rt.health = Health.SCALED_TO_ZERO
+        await serving.stop()
+        log.info("deployment %s scaled to zero after %.0f s idle", rt.name, idle)
+        self.ctx.event(rev, EventKind.SCALED_TO_ZERO, f"scaled to zero after {idle:.0f} s idle")
+        rt.notify()

@@ -1,0 +1,140 @@
+"""A launcher of stand-in replicas and a clock that moves only when told: the rollout's two
+injected parts (``bentoship.server.rollout.launcher``), for unit tests that start no process."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bentoship.server.rollout.runner import NotReadyError
+from bentoship.server.store import Revision
+
+_pids = itertools.count(90001)
+_ports = itertools.count(41001)
+
+
+class FakeReplica:
+    """A replica that is ready (or fails) when its launcher says, and exits when told."""
+
+    def __init__(self, rev: Revision, index: int, port: int | None, problem: str | None) -> None:
+        self.revision = rev.uid
+        self.name = f"r{rev.seq}"
+        self.replica = index
+        self.port = port or next(_ports)
+        self.pid = next(_pids)
+        self.marker = f"fake-{self.pid}"
+        self.stopping = False
+        self.watched = False
+        self.problem = problem
+        self.code: int | None = None
+        self._exit = asyncio.Event()
+
+    @property
+    def alive(self) -> bool:
+        return self.code is None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def session(self) -> Any:
+        raise AssertionError("a unit test scrapes no replica")
+
+    def connections(self) -> Any:
+        raise AssertionError("a unit test proxies no request")
+
+    async def wait_ready(self, deadline_seconds: float, crashes: int = 1) -> None:
+        await asyncio.sleep(0)
+        if self.problem is not None:
+            self.exit(3)
+            raise NotReadyError(self.problem)
+
+    def exit(self, code: int) -> None:
+        """The process ends on its own (a crash)."""
+        if self.code is None:
+            self.code = code
+            self._exit.set()
+
+    async def exited(self) -> int | None:
+        await self._exit.wait()
+        return self.code
+
+    async def stop(self) -> None:
+        self.stopping = True
+        self.exit(-15)
+
+
+@dataclass
+class FakeLauncher:
+    """Launches :class:`FakeReplica`; a bento listed in ``failing`` never becomes ready."""
+
+    failing: dict[str, str] = field(default_factory=dict)
+    """Bento tag -> the reason its replicas give for not being ready."""
+    launched: list[FakeReplica] = field(default_factory=list)
+    envs: list[dict[str, str]] = field(default_factory=list)
+
+    async def launch(
+        self, rev: Revision, index: int, port: int | None, envs: Mapping[str, str]
+    ) -> FakeReplica:
+        await asyncio.sleep(0)
+        replica = FakeReplica(rev, index, port, self.failing.get(rev.bento))
+        self.launched.append(replica)
+        self.envs.append(dict(envs))
+        return replica
+
+    def of(self, uid: str) -> list[FakeReplica]:
+        return [r for r in self.launched if r.revision == uid]
+
+    def running(self) -> list[FakeReplica]:
+        return [r for r in self.launched if r.alive]
+
+
+class FakeTimer:
+    def __init__(self, clock: FakeClock, when: float, callback: Callable[[], object]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+        clock.timers.append(self)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class FakeClock:
+    """Monotonic time that moves on ``sleep`` (recorded) and ``advance`` (which fires timers)."""
+
+    now: float = 1000.0
+    slept: list[float] = field(default_factory=list)
+    timers: list[FakeTimer] = field(default_factory=list)
+    on_sleep: Callable[[float], None] | None = None
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if self.on_sleep is not None:
+            self.on_sleep(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> FakeTimer:
+        return FakeTimer(self, self.now + seconds, callback)
+
+    def advance(self, seconds: float) -> None:
+        """Move time on and run every timer that falls due."""
+        self.now += seconds
+        due = [t for t in self.timers if t.when <= self.now and not t.cancelled]
+        self.timers = [t for t in self.timers if t not in due and not t.cancelled]
+        for timer in due:
+            timer.callback()
+
+
+async def settle(rounds: int = 50) -> None:
+    """Let every ready task of the loop run (the fakes never wait on anything else)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)

@@ -1,0 +1,248 @@
+"""Reconcile over a fake launcher and a fake clock: the rollout's commands and what they start,
+switch, hold, retire, replace and give up, with no process and no wait.
+
+Each test drives a real Controller over a SQLite store in tmp_path; only the two injected parts
+(the launcher of replicas, the clock) are stand-ins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bentoship.server.endpoint.interface import Role
+from bentoship.server.endpoint.split import TrafficSplit
+from bentoship.server.errors import Conflict
+from bentoship.server.rollout.controller import Controller
+from bentoship.server.rollout.reconcile import SETTLE_SECONDS
+from bentoship.server.settings import ServerSettings
+from bentoship.server.store import Store
+
+from .fakes import FakeClock, FakeLauncher, settle
+
+WINDOW = 30.0
+
+Scenario = Callable[[Controller, FakeLauncher, FakeClock], Awaitable[None]]
+
+
+def run(tmp_path: Path, scenario: Scenario, launcher: FakeLauncher | None = None) -> None:
+    settings = ServerSettings(
+        data_dir=tmp_path, token="t" * 16, rollback_window=WINDOW, restart_backoff_max=8
+    )
+    launcher = launcher or FakeLauncher()
+    clock = FakeClock()
+    controller = Controller(settings, Store(settings.db_path), launcher=launcher, clock=clock)
+
+    async def main() -> None:
+        try:
+            await scenario(controller, launcher, clock)
+        finally:
+            await controller.close()
+
+    asyncio.run(main())
+
+
+def phases(controller: Controller, name: str) -> list[str]:
+    """The phases of the deployment's revisions, r1 first."""
+    return [rev.phase for rev in sorted(controller.views.revisions(name), key=lambda r: r.seq)]
+
+
+def kinds(controller: Controller, name: str) -> list[str]:
+    return [event.kind for event in controller.events.of(name)]
+
+
+def test_create_then_update_switches_keeps_the_old_warm_then_retires_it(tmp_path: Path) -> None:
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        dep = controller.get("web")
+        assert controller.views.status(dep) == "running"
+        assert phases(controller, "web") == ["serving"]
+        assert clock.slept == [], "a lone create starts at once"
+
+        await controller.update("web", "echo:v2", {})
+        await settle()
+        assert phases(controller, "web") == ["warm", "serving"]
+        assert [r.alive for r in launcher.launched] == [True, True]
+        assert controller.name_of(controller.get("web").serving_revision) == "r2"
+
+        clock.advance(WINDOW - 1)
+        await settle()
+        assert phases(controller, "web") == ["warm", "serving"], "not before the window ends"
+        clock.advance(1)
+        await settle()
+        assert phases(controller, "web") == ["retired", "serving"]
+        assert [r.alive for r in launcher.launched] == [False, True]
+        assert kinds(controller, "web") == [
+            "created",
+            "starting",
+            "ready",
+            "switched",
+            "created",
+            "starting",
+            "ready",
+            "switched",
+            "warm",
+            "retired",
+        ]
+
+    run(tmp_path, scenario)
+
+
+def test_a_revision_that_is_never_ready_fails_and_the_endpoint_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        await controller.update("web", "crash:v1", {})
+        await settle()
+        dep = controller.get("web")
+        assert phases(controller, "web") == ["serving", "failed"]
+        assert controller.views.status(dep) == "failed"
+        assert controller.views.reason(dep) == (
+            "revision r2 (crash:v1) failed: bentoml serve exited with code 3"
+        )
+        assert controller.name_of(dep.serving_revision) == "r1"
+        assert [r.alive for r in launcher.launched] == [True, False]
+
+    run(tmp_path, scenario, FakeLauncher({"crash:v1": "bentoml serve exited with code 3"}))
+
+
+def test_an_update_close_behind_another_settles_and_cancels_the_first(tmp_path: Path) -> None:
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        await controller.update("web", "echo:v2", {})
+        await controller.update("web", "echo:v3", {})
+        await controller.update("web", "echo:v4", {})
+        await settle()
+        assert clock.slept == [SETTLE_SECONDS], "only the last of a burst waits, and once"
+        assert phases(controller, "web") == ["warm", "cancelled", "cancelled", "serving"]
+        started = {r.name for r in launcher.launched}
+        assert started <= {"r1", "r2", "r4"} and "r3" not in started
+        assert [r.name for r in launcher.running()] == ["r1", "r4"]
+
+    run(tmp_path, scenario)
+
+
+def test_a_candidate_is_held_gets_its_canary_share_and_is_promoted(tmp_path: Path) -> None:
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        await controller.update("web", "echo:v2", {}, verify=True)
+        await settle()
+        rt = controller.runtime("web")
+        assert phases(controller, "web") == ["serving", "candidate"]
+        assert rt.candidate is not None and rt.split is None
+        with pytest.raises(Conflict, match="not the candidate"):
+            await controller.promote("web", "r1")
+
+        await controller.set_split("web", TrafficSplit(weight=25))
+        assert rt.split is not None and rt.split.weight == 25
+        assert controller.get("web").canary == TrafficSplit(weight=25).to_dict()
+
+        await controller.promote("web")
+        await settle()
+        assert phases(controller, "web") == ["warm", "serving"]
+        assert rt.candidate is None and rt.split is None
+        assert controller.get("web").canary is None
+        assert "promoted" in kinds(controller, "web")
+
+    run(tmp_path, scenario)
+
+
+def test_a_discarded_candidate_stops_and_a_crashed_candidate_fails(tmp_path: Path) -> None:
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        await controller.update("web", "echo:v2", {}, verify=True)
+        await settle()
+        await controller.discard("web")
+        await settle()
+        assert phases(controller, "web") == ["serving", "cancelled"]
+        assert not launcher.of(controller.views.revision("web", "r2").uid)[0].alive
+
+        await controller.update("web", "echo:v3", {}, verify=True)
+        await settle()
+        launcher.of(controller.views.revision("web", "r3").uid)[0].exit(1)
+        await settle()
+        r3 = controller.views.revision("web", "r3")
+        assert r3.phase == "failed"
+        assert "its process exited with code 1 while a candidate" in r3.reason
+        assert controller.runtime("web").candidate is None
+
+    run(tmp_path, scenario)
+
+
+def test_a_lost_serving_replica_is_replaced_with_backoff(tmp_path: Path) -> None:
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        launcher.failing["echo:v1"] = "not ready within the readiness deadline"
+        attempts: list[float] = []
+
+        def ready_on_the_third_wait(seconds: float) -> None:
+            attempts.append(seconds)
+            if len(attempts) == 3:
+                launcher.failing.clear()
+
+        clock.on_sleep = ready_on_the_third_wait
+        launcher.launched[0].exit(137)
+        await settle(200)
+        dep = controller.get("web")
+        assert clock.slept == [1.0, 2.0, 4.0]
+        assert controller.views.status(dep) == "running"
+        assert len(launcher.launched) == 5 and launcher.launched[-1].alive
+        assert kinds(controller, "web")[-2:] == ["crashed", "restarted"]
+        messages = [e.message for e in controller.events.of("web")]
+        assert "r1 replica 0 exited (code 137); restarting" in messages
+
+    run(tmp_path, scenario)
+
+
+def test_rollback_to_a_warm_revision_switches_at_once(tmp_path: Path) -> None:
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        await controller.update("web", "echo:v2", {})
+        await settle()
+        await controller.rollback("web", None)
+        assert phases(controller, "web") == ["serving", "warm"]
+        assert len(launcher.launched) == 2, "a warm revision serves again with no new process"
+
+        await controller.terminate("web")
+        await settle()
+        assert controller.views.status(controller.get("web")) == "terminated"
+        assert launcher.running() == []
+        assert phases(controller, "web") == ["retired", "retired"]
+
+    run(tmp_path, scenario)
+
+
+def test_a_deployment_allowed_zero_replicas_scales_to_zero_when_idle_and_wakes(
+    tmp_path: Path,
+) -> None:
+    config = {"services": {"Svc": {"scaling": {"min_replicas": 0, "max_replicas": 1}}}}
+
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", config)
+        await settle()
+        rt = controller.runtime("web")
+        await controller.scaling.tick()
+        assert rt.serving is not None, "not idle yet"
+        clock.advance(controller.settings.scale_to_zero_after)
+        await controller.scaling.tick()
+        assert controller.views.status(controller.get("web")) == "scaled-to-zero"
+        assert launcher.running() == []
+
+        waiting = asyncio.ensure_future(controller.backends.wait_backend("web", Role.STABLE))
+        await settle()
+        assert (await waiting) is not None
+        assert controller.views.status(controller.get("web")) == "running"
+        assert kinds(controller, "web")[-3:] == ["scaled_to_zero", "woken", "restarted"]
+
+    run(tmp_path, scenario)
