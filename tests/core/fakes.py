@@ -19,7 +19,9 @@ _ports = itertools.count(41001)
 class FakeReplica:
     """A replica that is ready (or fails) when its launcher says, and exits when told."""
 
-    def __init__(self, rev: Revision, index: int, port: int | None, problem: str | None) -> None:
+    def __init__(
+        self, rev: Revision, index: int, port: int | None, problem: str | None, hangs: bool
+    ) -> None:
         self.revision = rev.uid
         self.name = f"r{rev.seq}"
         self.replica = index
@@ -29,6 +31,7 @@ class FakeReplica:
         self.stopping = False
         self.watched = False
         self.problem = problem
+        self.hangs = hangs
         self.code: int | None = None
         self._exit = asyncio.Event()
 
@@ -48,6 +51,9 @@ class FakeReplica:
 
     async def wait_ready(self, deadline_seconds: float, crashes: int = 1) -> None:
         await asyncio.sleep(0)
+        if self.hangs:
+            await self._exit.wait()
+            raise NotReadyError(f"exited with code {self.code} before it was ready")
         if self.problem is not None:
             self.exit(3)
             raise NotReadyError(self.problem)
@@ -73,6 +79,8 @@ class FakeLauncher:
 
     failing: dict[str, str] = field(default_factory=dict)
     """Bento tag -> the reason its replicas give for not being ready."""
+    hanging: set[str] = field(default_factory=set)
+    """Bento tags whose replicas never answer their readiness check (still starting)."""
     launched: list[FakeReplica] = field(default_factory=list)
     envs: list[dict[str, str]] = field(default_factory=list)
 
@@ -80,7 +88,8 @@ class FakeLauncher:
         self, rev: Revision, index: int, port: int | None, envs: Mapping[str, str]
     ) -> FakeReplica:
         await asyncio.sleep(0)
-        replica = FakeReplica(rev, index, port, self.failing.get(rev.bento))
+        hangs = rev.bento in self.hanging
+        replica = FakeReplica(rev, index, port, self.failing.get(rev.bento), hangs)
         self.launched.append(replica)
         self.envs.append(dict(envs))
         return replica

@@ -246,3 +246,31 @@ def test_a_deployment_allowed_zero_replicas_scales_to_zero_when_idle_and_wakes(
         assert kinds(controller, "web")[-3:] == ["scaled_to_zero", "woken", "restarted"]
 
     run(tmp_path, scenario)
+
+
+def test_after_a_restart_warm_revisions_retire_and_what_served_or_started_starts_again(
+    tmp_path: Path,
+) -> None:
+    async def before(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("steady", "echo:v1", {})
+        await settle()
+        await controller.update("steady", "echo:v2", {})
+        await controller.create("midway", "echo:v1", {})
+        await settle()
+        launcher.hanging.add("echo:v3")
+        await controller.update("midway", "echo:v3", {})
+        await settle()
+        assert phases(controller, "midway") == ["serving", "starting"]
+
+    run(tmp_path, before)
+
+    async def after(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.start()
+        await settle(100)
+        assert phases(controller, "steady") == ["retired", "serving"]
+        assert phases(controller, "midway") == ["warm", "serving"]
+        assert sorted(r.name for r in launcher.running()) == ["r1", "r2", "r2"]
+        for name in ("steady", "midway"):
+            assert controller.views.status(controller.get(name)) == "running"
+
+    run(tmp_path, after)

@@ -330,7 +330,11 @@ def check_console(api: Api, name: str, labels: list[dict[str, str]]) -> None:
         page.click("a[role=tab]:text('Logs')")
         page.fill("input[name=pattern]", "echo said")
         page.click("form.log-search button[type=submit]")
-        page.wait_for_selector("#log-lines td.line")
+        # the tab shows the unfiltered tail until the search's answer replaces it
+        page.wait_for_function(
+            "() => { const lines = [...document.querySelectorAll('#log-lines td.line')];"
+            " return lines.length > 0 && lines.every(td => td.innerText.includes('echo said')); }"
+        )
         found = page.locator("#log-lines td.line").all_inner_texts()
         assert found and all(re.search("echo said", line) for line in found)
         assert f"echo said: {SCRIPT}" in found
