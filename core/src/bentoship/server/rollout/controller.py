@@ -36,7 +36,7 @@ from .launcher import BentomlLauncher, Clock, Launcher, LoopClock
 from .phases import Lifecycle, RevisionPhase
 from .placement import Placement
 from .pools import Pools
-from .reconcile import SETTLE_SECONDS, SUPERSEDED, Reconciler
+from .reconcile import GATHER_SECONDS, SETTLE_SECONDS, SUPERSEDED, Reconciler
 from .runner import PLANE_MARKER, kill_marked
 from .runtime import DeploymentRuntime
 from .scaling import Scaling
@@ -178,7 +178,7 @@ class Controller:
             )
             self.store.insert_deployment(dep)
             await self._open_endpoint(rt, dep)
-            self._new_revision(rt, dep, bento, config, verify=verify)
+            self._new_revision(rt, dep, bento, config, verify=verify, first=True)
             return self.get(name)
 
     async def update(
@@ -368,7 +368,10 @@ class Controller:
         config: dict[str, Any],
         *,
         verify: bool = False,
+        first: bool = False,
     ) -> Revision:
+        """A new revision, started at once when ``first`` (a create), else after a short wait
+        that lets the rest of a burst of updates supersede it before it starts a process."""
         self._supersede(rt, dep, SUPERSEDED)
         rev = Revision(
             uid=new_uid(),
@@ -387,9 +390,14 @@ class Controller:
         self.ctx.event(rev, EventKind.STARTING, f"{name} ({bento}) is starting")
         rt.notify()
         stamp = self.ctx.clock.monotonic()
-        settle = stamp - rt.commanded_at < SETTLE_SECONDS
+        if first:
+            after = 0.0
+        elif stamp - rt.commanded_at < SETTLE_SECONDS:
+            after = SETTLE_SECONDS
+        else:
+            after = GATHER_SECONDS
         rt.commanded_at = stamp
-        self.reconciler.start_rollout(rt, rev.uid, settle=settle)
+        self.reconciler.start_rollout(rt, rev.uid, after=after)
         return rev
 
     def _start_rollout(self, rt: DeploymentRuntime, uid: str) -> None:

@@ -22,13 +22,16 @@ from .placement import Placement
 from .pools import START_ERRORS, Pools
 from .runtime import DeploymentRuntime
 
-__all__ = ["SETTLE_SECONDS", "SUPERSEDED", "Reconciler"]
+__all__ = ["GATHER_SECONDS", "SETTLE_SECONDS", "SUPERSEDED", "Reconciler"]
 
 log = logging.getLogger("bentoship.server")
 
+GATHER_SECONDS = 0.02
+"""An update waits this long before it starts a process: the other updates of a burst, already
+sent, reach the deployment's lock first and cancel it before it starts anything. A create
+starts at once (there is no burst of creates)."""
 SETTLE_SECONDS = 0.2
-"""An update that follows another this closely waits this long before it starts a process,
-so that a burst of updates starts one; a lone update starts at once."""
+"""An update that follows another this closely waits this long, so a burst starts one process."""
 SUPERSEDED = "superseded by a newer request"
 
 
@@ -41,18 +44,19 @@ class Reconciler:
         self.placement = placement
         self.candidates = candidates
 
-    def start_rollout(self, rt: DeploymentRuntime, uid: str, *, settle: bool = False) -> None:
-        """Start revision ``uid``'s rollout, in place of any underway."""
+    def start_rollout(self, rt: DeploymentRuntime, uid: str, *, after: float = 0.0) -> None:
+        """Start revision ``uid``'s rollout, in place of any underway; its process starts
+        ``after`` seconds from now, unless a newer command cancels it first."""
         rt.cancel_rollout()
-        rt.rollout = self.ctx.spawn(self._rollout(rt, uid, settle))
+        rt.rollout = self.ctx.spawn(self._rollout(rt, uid, after))
 
-    async def _rollout(self, rt: DeploymentRuntime, uid: str, settle: bool) -> None:
+    async def _rollout(self, rt: DeploymentRuntime, uid: str, after: float) -> None:
         try:
             rev = self.ctx.store.get_revision(uid)
             if rev is None:
                 return
-            if settle:
-                await self.ctx.clock.sleep(SETTLE_SECONDS)
+            if after > 0:
+                await self.ctx.clock.sleep(after)
             try:
                 async with rt.lock:
                     await self.placement.make_room(rt, rev, min_replicas(rev.config))
