@@ -79,6 +79,8 @@ class FakeLauncher:
 
     failing: dict[str, str] = field(default_factory=dict)
     """Bento tag -> the reason its replicas give for not being ready."""
+    broken: dict[str, str] = field(default_factory=dict)
+    """Bento tags whose launch raises RuntimeError with this text (a bug, not a start error)."""
     hanging: set[str] = field(default_factory=set)
     """Bento tags whose replicas never answer their readiness check (still starting)."""
     launched: list[FakeReplica] = field(default_factory=list)
@@ -88,6 +90,8 @@ class FakeLauncher:
         self, rev: Revision, index: int, port: int | None, envs: Mapping[str, str]
     ) -> FakeReplica:
         await asyncio.sleep(0)
+        if rev.bento in self.broken:
+            raise RuntimeError(self.broken[rev.bento])
         hangs = rev.bento in self.hanging
         replica = FakeReplica(rev, index, port, self.failing.get(rev.bento), hangs)
         self.launched.append(replica)

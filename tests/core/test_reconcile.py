@@ -277,3 +277,29 @@ def test_after_a_restart_warm_revisions_retire_and_what_served_or_started_starts
             assert controller.views.status(controller.get(name)) == "running"
 
     run(tmp_path, after)
+
+
+def test_a_rollout_task_that_fails_on_a_bug_fails_its_revision_with_the_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        launcher.broken["echo:v2"] = "an injected bug"
+        await controller.update("web", "echo:v2", {})
+        await settle()
+        r2 = controller.views.revision("web", "r2")
+        assert r2.phase == "failed"
+        assert r2.reason == (
+            "revision r2 (echo:v2) failed: internal error in its rollout (RuntimeError: an "
+            "injected bug); the server's log has the traceback"
+        )
+        dep = controller.get("web")
+        assert controller.views.status(dep) == "failed"
+        assert controller.name_of(dep.serving_revision) == "r1", "r1 keeps serving"
+        assert kinds(controller, "web")[-2:] == ["internal_error", "failed"]
+        assert [r.name for r in launcher.running()] == ["r1"]
+
+    run(tmp_path, scenario)
+    failures = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(failures) == 1 and failures[0].exc_info is not None, "logged with its traceback"

@@ -35,7 +35,7 @@ class Candidates:
         rt.candidate = pool
         rt.split = TrafficSplit.from_dict(dep.canary) if dep.canary else None
         for proc in pool.processes():
-            self.ctx.spawn(self._watch(rt, pool, proc))
+            self.ctx.spawn(self._watch(rt, pool, proc), deployment=rt.name)
         port = rt.candidate_endpoint.port if rt.candidate_endpoint else dep.candidate_port
         log.info("deployment %s holds candidate %s on port %s", rt.name, pool.name, port)
         rt.notify()
@@ -58,7 +58,7 @@ class Candidates:
         rt.split = None
         self.ctx.store.update_deployment(rt.name, canary=None)
         if phase != RevisionPhase.SERVING and rt.processes.get(rev.uid) is pool:
-            self.ctx.spawn(self.ctx.stop_unless_serving(rt, rev.uid))
+            self.ctx.spawn(self.ctx.stop_unless_serving(rt, rev.uid), deployment=rt.name)
 
     async def _watch(self, rt: DeploymentRuntime, pool: ReplicaSet, proc: ReplicaHandle) -> None:
         """A candidate one of whose processes exits has failed: it is not restarted."""

@@ -94,17 +94,43 @@ class RolloutContext:
     def event(self, rev: Revision, kind: EventKind, message: str) -> None:
         self.events.record(rev.deployment, kind, message, revision_name(rev.seq))
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run ``coro`` in the background; an exception it ends with is logged, never lost."""
+    def spawn(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        *,
+        deployment: str | None = None,
+        revision: str | None = None,
+    ) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background, supervised: an exception it ends with is logged with
+        its traceback and recorded as an ``internal_error`` event of ``deployment``; the
+        ``revision`` it was rolling out, if still starting or a candidate, is failed with it."""
         task = asyncio.create_task(coro)
         self.tasks.add(task)
-        task.add_done_callback(self._finished)
+        task.add_done_callback(lambda done: self._finished(done, deployment, revision))
         return task
 
-    def _finished(self, task: asyncio.Task[Any]) -> None:
+    def _finished(
+        self, task: asyncio.Task[Any], deployment: str | None, revision: str | None
+    ) -> None:
         self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        log.error(
+            "a background task of %s failed", deployment or "the control plane", exc_info=error
+        )
+        problem = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        if deployment is None or self.store.get_deployment(deployment) is None:
+            return
+        self.events.record(deployment, EventKind.INTERNAL_ERROR, f"internal error: {problem}")
+        rev = self.store.get_revision(revision) if revision else None
+        if rev is not None and rev.phase in HELD_PHASES:
+            reason = (
+                f"revision {revision_name(rev.seq)} ({rev.bento}) failed: internal error in its "
+                f"rollout ({problem}); the server's log has the traceback"
+            )
+            self.move(rev.uid, RevisionPhase.FAILED, reason=reason)
+            self.spawn(self.stop_unless_serving(self.runtime(deployment), rev.uid))
 
     def move(
         self, uid: str, phase: RevisionPhase, *, reason: str | None = None, **fields: Any

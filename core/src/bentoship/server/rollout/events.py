@@ -47,6 +47,9 @@ class EventKind(StrEnum):
     SCALED_TO_ZERO = "scaled_to_zero"
     WOKEN = "woken"
     TERMINATED = "terminated"
+    INTERNAL_ERROR = "internal_error"
+    """A background task of the control plane failed (a bug); the server's log has its
+    traceback, and the revision it was rolling out, if any, is failed."""
 
 
 class EventLog:

@@ -121,7 +121,7 @@ class Pools:
         """Replace the replica (a serving revision's) when its process ends on its own."""
         if not proc.watched:
             proc.watched = True
-            self.ctx.spawn(self._watch(rt, proc))
+            self.ctx.spawn(self._watch(rt, proc), deployment=rt.name)
 
     async def _watch(self, rt: DeploymentRuntime, proc: ReplicaHandle) -> None:
         code = await proc.exited()
@@ -160,7 +160,7 @@ class Pools:
         running = rt.replacing.get(index)
         if running is None or running.done():
             replace = self._replace(rt, pool, index, port, scale_up=scale_up)
-            rt.replacing[index] = self.ctx.spawn(replace)
+            rt.replacing[index] = self.ctx.spawn(replace, deployment=rt.name)
 
     def _still_serves(self, rt: DeploymentRuntime, pool: ReplicaSet) -> bool:
         dep = self.ctx.store.get_deployment(rt.name)

@@ -48,7 +48,7 @@ class Reconciler:
         """Start revision ``uid``'s rollout, in place of any underway; its process starts
         ``after`` seconds from now, unless a newer command cancels it first."""
         rt.cancel_rollout()
-        rt.rollout = self.ctx.spawn(self._rollout(rt, uid, after))
+        rt.rollout = self.ctx.spawn(self._rollout(rt, uid, after), deployment=rt.name, revision=uid)
 
     async def _rollout(self, rt: DeploymentRuntime, uid: str, after: float) -> None:
         try:
@@ -128,7 +128,8 @@ class Reconciler:
     def _schedule_retire(self, rt: DeploymentRuntime, uid: str) -> None:
         rt.cancel_retire(uid)
         rt.retire_timers[uid] = self.ctx.clock.call_later(
-            self.ctx.settings.rollback_window, lambda: self.ctx.spawn(self._retire(rt, uid))
+            self.ctx.settings.rollback_window,
+            lambda: self.ctx.spawn(self._retire(rt, uid), deployment=rt.name),
         )
 
     async def _retire(self, rt: DeploymentRuntime, uid: str) -> None:
@@ -150,7 +151,7 @@ class Reconciler:
         message = f"{revision_name(rev.seq)} starts again on its GPUs"
         self.ctx.event(rev, EventKind.RESTARTED, message)
         rt.health = Health.RESTARTING
-        rt.wakeup = self.ctx.spawn(self._restart_serving(rt, rev.uid))
+        rt.wakeup = self.ctx.spawn(self._restart_serving(rt, rev.uid), deployment=rt.name)
 
     async def _restart_serving(self, rt: DeploymentRuntime, uid: str) -> None:
         """Start the serving revision's replicas again, with backoff, then serve them."""
@@ -202,7 +203,9 @@ class Reconciler:
             return
         if dep.serving_revision:
             rt.health = Health.RESTARTING
-            rt.wakeup = ctx.spawn(self._restart_serving(rt, dep.serving_revision))
+            rt.wakeup = ctx.spawn(
+                self._restart_serving(rt, dep.serving_revision), deployment=rt.name
+            )
         target = ctx.target_of(dep)
         starting = target is not None and target.phase == RevisionPhase.STARTING
         if target is not None and starting and target.uid != dep.serving_revision:
@@ -220,7 +223,9 @@ class Reconciler:
         woken = self.ctx.store.get_revision(dep.serving_revision)
         if woken is not None:
             self.ctx.event(woken, EventKind.WOKEN, "a request arrived: starting again")
-        rt.wakeup = self.ctx.spawn(self._restart_serving(rt, dep.serving_revision))
+        rt.wakeup = self.ctx.spawn(
+            self._restart_serving(rt, dep.serving_revision), deployment=rt.name
+        )
 
     def retire_all(self, name: str) -> None:
         for rev in self.ctx.store.list_revisions(name):

@@ -75,7 +75,7 @@ class Scaling:
         for index in steps.start:
             self.pools.replace(rt, pool, index, scale_up=True)
         for index in steps.drain:
-            self.ctx.spawn(self.pools.drain(rt, pool, index))
+            self.ctx.spawn(self.pools.drain(rt, pool, index), deployment=rt.name)
 
     async def scale_to_zero_if_idle(self, rt: DeploymentRuntime) -> None:
         serving = rt.serving
