@@ -13,7 +13,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .connection import default_home
 from .errors import BentoshipError, ConfigError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -21,24 +20,6 @@ if TYPE_CHECKING:
     from .models import DeploymentInfo
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``10m``, ``24h`` or ``7d``."""
-    unit = DURATION_UNITS.get(text[-1:], 1.0) if text else 1.0
-    number = text[:-1] if text[-1:] in DURATION_UNITS else text
-    try:
-        seconds = float(number) * unit
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text[:20]!r} is not a duration: give seconds, or 90s, 10m, 24h, 7d"
-        ) from None
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError("a duration must be above zero")
-    return seconds
 
 
 def _positive(value: str) -> float:
@@ -63,126 +44,12 @@ def _json(value: str) -> Any:
 
 
 def _add_server(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .server.options import add_arguments
+
     server = subparsers.add_parser(
         "server", help="run the local control plane (a BentoCloud-compatible server)"
     )
-    server.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    server.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
-    server.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="state directory (default $BENTOSHIP_HOME or ~/.bentoship)",
-    )
-    server.add_argument(
-        "--token", default=None, help="API token (default: generated once, kept in the data dir)"
-    )
-    server.add_argument(
-        "--secrets-key-file",
-        type=Path,
-        default=None,
-        help="key that seals secrets, made 0600 on first use; must be outside the data dir "
-        "(default $BENTOSHIP_SECRETS_KEY_FILE or ~/.config/bentoship/secrets.key)",
-    )
-    server.add_argument(
-        "--runtime-dir",
-        type=Path,
-        default=None,
-        help="where revisions' secret files live while they run, outside the data dir "
-        "(default $BENTOSHIP_RUNTIME_DIR, $XDG_RUNTIME_DIR, /dev/shm or the temp dir)",
-    )
-    server.add_argument(
-        "--readiness-timeout",
-        type=_positive,
-        default=120.0,
-        help="seconds a new revision has to answer /readyz before it is failed (default 120)",
-    )
-    server.add_argument(
-        "--rollback-window",
-        type=_positive,
-        default=300.0,
-        help="seconds the previous revision is kept warm after a switch (default 300)",
-    )
-    server.add_argument(
-        "--scale-to-zero-after",
-        type=_positive,
-        default=300.0,
-        help="idle seconds before a min_replicas=0 deployment is scaled to zero (default 300)",
-    )
-    server.add_argument(
-        "--crash-loop-after",
-        type=int,
-        default=1,
-        metavar="N",
-        help="crashes while starting after which a revision is failed (default 1; raise it "
-        "for services whose start can fail once and then succeed)",
-    )
-    server.add_argument(
-        "--max-archive-bytes",
-        type=int,
-        default=2 * 1024**3,
-        help="largest accepted bento or model archive, unpacked (default 2 GiB)",
-    )
-    server.add_argument(
-        "--no-extensions",
-        action="store_true",
-        help="hide revisions, rollback, logs and wait, as plain BentoCloud does",
-    )
-    server.add_argument(
-        "--metrics-retention",
-        type=_duration,
-        default=24 * 3600.0,
-        metavar="DURATION",
-        help="how long metrics are kept: seconds, or 90s, 10m, 24h, 7d (default 24h)",
-    )
-    server.add_argument(
-        "--monitoring-retention",
-        type=_duration,
-        default=7 * 86400.0,
-        metavar="DURATION",
-        help="how long the records services log with bentoml.monitor are kept (default 7d)",
-    )
-    server.add_argument(
-        "--monitoring-rotate-bytes",
-        type=int,
-        default=16 * 1024**2,
-        metavar="BYTES",
-        help="size at which a worker's bentoml.monitor data file rotates (default 16 MiB)",
-    )
-    server.add_argument(
-        "--no-metrics",
-        action="store_true",
-        help="count no request and keep no metrics (the traffic counts of canary analysis too)",
-    )
-    server.add_argument(
-        "--log-lines-per-revision",
-        type=int,
-        default=100_000,
-        metavar="N",
-        help="log lines kept per revision, the newest (default 100000)",
-    )
-    server.add_argument(
-        "--gpus",
-        type=_gpu_indices,
-        default=None,
-        metavar="0,1",
-        help="the GPUs (NVML indices) deployments may use (default: every GPU NVML finds)",
-    )
-    server.add_argument(
-        "--gpu-inventory",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="a JSON list of simulated GPUs [{index, name, memory_bytes}] used instead of NVML "
-        "(tests and demos)",
-    )
-
-
-def _gpu_indices(value: str) -> tuple[int, ...]:
-    parts = [part.strip() for part in value.split(",") if part.strip()]
-    if not parts or not all(part.isdigit() for part in parts):
-        raise argparse.ArgumentTypeError(f"expected GPU indices like 0,1, got {value}")
-    return tuple(int(part) for part in parts)
+    add_arguments(server)
 
 
 def _add_connection(parser: argparse.ArgumentParser) -> None:
@@ -380,28 +247,9 @@ def _run_server(args: argparse.Namespace) -> int:
 
     require("starlette", feature="bentoship server", extra="server")
     from .server import run_server
+    from .server.options import settings_values
 
-    run_server(
-        host=args.host,
-        port=args.port,
-        data_dir=args.data_dir or default_home(),
-        token=args.token,
-        secrets_key_file=args.secrets_key_file,
-        runtime_dir=args.runtime_dir,
-        readiness_timeout=args.readiness_timeout,
-        rollback_window=args.rollback_window,
-        scale_to_zero_after=args.scale_to_zero_after,
-        max_archive_bytes=args.max_archive_bytes,
-        extensions=not args.no_extensions,
-        crash_loop_after=args.crash_loop_after,
-        metrics=not args.no_metrics,
-        metrics_retention=args.metrics_retention,
-        monitoring_retention=args.monitoring_retention,
-        monitoring_rotate_bytes=args.monitoring_rotate_bytes,
-        log_lines_per_revision=args.log_lines_per_revision,
-        gpus=args.gpus,
-        gpu_inventory=args.gpu_inventory,
-    )
+    run_server(**settings_values(args))
     return EXIT_OK
 
 

@@ -8,18 +8,20 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import uvicorn
 
-from ..connection import Connection, write_connection
+from ..connection import Connection, default_home, write_connection
 from .app import build_app
 from .auth import load_or_create_token
 from .endpoint.server import bind_socket
 from .gpu.inventory import InventoryError, find_inventory
 from .observe.hub import Observability
+from .options import settings_values
 from .registry.service import Registry
 from .rollout.controller import Controller
 from .secrets.placement import apart_from
@@ -93,57 +95,32 @@ async def serve(settings: ServerSettings) -> None:
         store.close()
 
 
-def run_server(
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    data_dir: Path | None = None,
-    token: str | None = None,
-    secrets_key_file: Path | None = None,
-    runtime_dir: Path | None = None,
-    readiness_timeout: float = 120.0,
-    rollback_window: float = 300.0,
-    scale_to_zero_after: float = 300.0,
-    max_archive_bytes: int = 2 * 1024**3,
-    extensions: bool = True,
-    crash_loop_after: int = 1,
-    metrics: bool = True,
-    metrics_retention: float = 24 * 3600.0,
-    monitoring_retention: float = 7 * 86400.0,
-    monitoring_rotate_bytes: int = 16 * 1024**2,
-    log_lines_per_revision: int = 100_000,
-    gpus: tuple[int, ...] | None = None,
-    gpu_inventory: Path | None = None,
-) -> None:
+def settings_from(options: Mapping[str, Any]) -> ServerSettings:
+    """The settings these options (``server.options``) give, the data dir made and its token
+    read or created; every option left out takes its default."""
+    values = settings_values(options)
+    directory = prepare_data_dir(values.pop("data_dir") or default_home())
+    key_file, runtime = apart_from(
+        directory, values.pop("secrets_key_file"), values.pop("runtime_dir")
+    )
+    return ServerSettings(
+        data_dir=directory,
+        token=values.pop("token") or load_or_create_token(directory),
+        secrets_key_file=key_file,
+        runtime_dir=runtime,
+        **values,
+    )
+
+
+def run_server(**options: Any) -> None:
+    """Run the server with these options until SIGTERM."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    directory = prepare_data_dir(data_dir or Path.home() / ".bentoship")
-    key_file, runtime = apart_from(directory, secrets_key_file, runtime_dir)
-    settings = ServerSettings(
-        data_dir=directory,
-        token=token or load_or_create_token(directory),
-        secrets_key_file=key_file,
-        runtime_dir=runtime,
-        host=host,
-        port=port,
-        readiness_timeout=readiness_timeout,
-        rollback_window=rollback_window,
-        scale_to_zero_after=scale_to_zero_after,
-        max_archive_bytes=max_archive_bytes,
-        extensions=extensions,
-        crash_loop_after=crash_loop_after,
-        metrics=metrics,
-        metrics_retention=metrics_retention,
-        monitoring_retention=monitoring_retention,
-        monitoring_rotate_bytes=monitoring_rotate_bytes,
-        log_lines_per_revision=log_lines_per_revision,
-        gpus=gpus,
-        gpu_inventory=gpu_inventory,
-    )
+    settings = settings_from(options)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(settings))
 

@@ -11,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ..connection import Connection, read_connection
 from ..errors import BentoshipError
+from .options import command_args
 
 READY_PREFIX = "bentoship server ready at "
 
@@ -22,50 +24,14 @@ class LocalControlPlane:
     """``bentoship server`` in a child process, bound to 127.0.0.1 on a free port."""
 
     def __init__(
-        self,
-        data_dir: Path,
-        *,
-        token: str | None = None,
-        secrets_key_file: Path | None = None,
-        runtime_dir: Path | None = None,
-        extensions: bool = True,
-        readiness_timeout: float | None = None,
-        rollback_window: float | None = None,
-        scale_to_zero_after: float | None = None,
-        crash_loop_after: int | None = None,
-        metrics: bool = True,
-        metrics_retention: float | None = None,
-        monitoring_retention: float | None = None,
-        monitoring_rotate_bytes: int | None = None,
-        port: int = 0,
-        gpus: tuple[int, ...] | None = None,
-        gpu_inventory: Path | None = None,
+        self, data_dir: Path, *, token: str | None = None, port: int = 0, **options: Any
     ) -> None:
+        """``options``: any option of ``bentoship server`` by its setting name
+        (``server.options``), such as ``readiness_timeout=60`` or ``metrics=False``."""
         self.data_dir = Path(data_dir)
         self.token = token
         self.port = port
-        self.args: list[str] = []
-        if not extensions:
-            self.args.append("--no-extensions")
-        if not metrics:
-            self.args.append("--no-metrics")
-        for flag, value in (
-            ("--secrets-key-file", secrets_key_file),
-            ("--runtime-dir", runtime_dir),
-            ("--readiness-timeout", readiness_timeout),
-            ("--rollback-window", rollback_window),
-            ("--scale-to-zero-after", scale_to_zero_after),
-            ("--crash-loop-after", crash_loop_after),
-            ("--metrics-retention", metrics_retention),
-            ("--monitoring-retention", monitoring_retention),
-            ("--monitoring-rotate-bytes", monitoring_rotate_bytes),
-        ):
-            if value is not None:
-                self.args += [flag, str(value)]
-        if gpus is not None:
-            self.args += ["--gpus", ",".join(map(str, gpus))]
-        if gpu_inventory is not None:
-            self.args += ["--gpu-inventory", str(gpu_inventory)]
+        self.args = command_args(options)
         self.process: subprocess.Popen[str] | None = None
         self.connection: Connection | None = None
 
@@ -78,12 +44,17 @@ class LocalControlPlane:
     def log_path(self) -> Path:
         return self.data_dir / "server.log"
 
-    def start(self, timeout: float = 60.0) -> Connection:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def command(self) -> list[str]:
+        """The ``bentoship server`` command line this launcher runs."""
         command = [sys.executable, "-m", "bentoship", "server", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--data-dir", str(self.data_dir), *self.args]
         if self.token:
             command += ["--token", self.token]
+        return command
+
+    def start(self, timeout: float = 60.0) -> Connection:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = self.command()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command,
