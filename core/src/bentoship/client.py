@@ -245,8 +245,11 @@ class _Plans:
         )
         return [LogEntry.from_api(line) for line in (yield from self._send(call))["lines"]]
 
-    def _plan_events(self, name: str, after: int, since: str | None) -> Plan[list[DeploymentEvent]]:
-        params: dict[str, Any] = {"after": after, **({"since": since} if since else {})}
+    def _plan_events(
+        self, name: str, after: int | None, since: str | None, limit: int | None = None
+    ) -> Plan[list[DeploymentEvent]]:
+        given = {"after": after, "since": since or None, "limit": limit}
+        params = {key: value for key, value in given.items() if value is not None}
         call = Call(
             "GET", _deployment_path(name, "/events"), params=params, not_found=_not_found(name)
         )
@@ -465,10 +468,16 @@ class Client(_Plans):
                     yield LogEntry.from_api(json.loads(line[5:]))
 
     def events(
-        self, name: str, *, after: int = 0, since: str | None = None
+        self,
+        name: str,
+        *,
+        after: int | None = None,
+        since: str | None = None,
+        limit: int | None = None,
     ) -> list[DeploymentEvent]:
-        """The deployment's events, oldest first: after the id ``after``, from ``since``."""
-        return self._run(self._plan_events(name, after, since))
+        """The deployment's events, oldest first: with ``after`` (a cursor, the last id read; 0
+        for the first), the oldest ``limit`` after it, else the newest; from ``since``."""
+        return self._run(self._plan_events(name, after, since, limit))
 
     def metrics(
         self,
@@ -663,9 +672,14 @@ class AsyncClient(_Plans):
                     yield LogEntry.from_api(json.loads(line[5:]))
 
     async def events(
-        self, name: str, *, after: int = 0, since: str | None = None
+        self,
+        name: str,
+        *,
+        after: int | None = None,
+        since: str | None = None,
+        limit: int | None = None,
     ) -> list[DeploymentEvent]:
-        return await self._run(self._plan_events(name, after, since))
+        return await self._run(self._plan_events(name, after, since, limit))
 
     async def metrics(
         self,

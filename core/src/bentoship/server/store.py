@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,9 @@ CREATE TABLE IF NOT EXISTS revisions (
     verify INTEGER NOT NULL DEFAULT 0, UNIQUE (deployment, seq));
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, deployment TEXT NOT NULL, time REAL NOT NULL,
-    kind TEXT NOT NULL, revision TEXT, message TEXT NOT NULL);
+    kind TEXT NOT NULL, revision TEXT, message TEXT NOT NULL, data TEXT);
 CREATE INDEX IF NOT EXISTS events_by_deployment ON events (deployment, id);
+CREATE TABLE IF NOT EXISTS event_readers (name TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS api_tokens (
     uid TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL, scopes TEXT NOT NULL,
     digest TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, expired_at TEXT,
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 ADDED_COLUMNS = {
     "deployments": {"candidate_port": "INTEGER", "canary": "TEXT"},
     "revisions": {"verify": "INTEGER NOT NULL DEFAULT 0"},
+    "events": {"data": "TEXT"},
 }
 """Columns added since 0.1, added to an older database when it is opened."""
 PHASES_BEFORE_0_2 = """
@@ -135,8 +137,11 @@ class Event:
     time: float
     kind: str
     message: str
+    """The sentence people read, derived from the typed event's fields."""
     revision: str | None = None
     id: int = 0
+    data: str | None = None
+    """The typed event's fields as JSON (``rollout.events``); None for events of before 0.3."""
 
     def to_json(self) -> dict[str, Any]:
         stamp = datetime.fromtimestamp(self.time, UTC).isoformat(timespec="milliseconds")
@@ -146,6 +151,7 @@ class Event:
             "kind": self.kind,
             "revision": self.revision,
             "message": self.message,
+            "data": json.loads(self.data) if self.data else None,
         }
 
 
@@ -306,31 +312,71 @@ class Store:
 
     # events
 
-    def add_event(self, event: Event, keep: int) -> None:
-        """Append ``event``; keep only the deployment's newest ``keep`` events."""
+    def add_event(self, event: Event) -> Event:
+        """Append ``event`` under the next id; return it with that id."""
         with self._db:
-            self._db.execute(
-                "INSERT INTO events (deployment, time, kind, revision, message) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (event.deployment, event.time, event.kind, event.revision, event.message),
+            cursor = self._db.execute(
+                "INSERT INTO events (deployment, time, kind, revision, message, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    event.deployment,
+                    event.time,
+                    event.kind,
+                    event.revision,
+                    event.message,
+                    event.data,
+                ),
             )
-            self._db.execute(
-                "DELETE FROM events WHERE deployment=? AND id <= "
-                "(SELECT id FROM events WHERE deployment=? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (event.deployment, event.deployment, keep),
-            )
+        return replace(event, id=int(cursor.lastrowid or 0))
 
     def list_events(
-        self, deployment: str, *, after: int = 0, since: float = 0.0, limit: int = 1000
+        self, deployment: str, *, after: int | None = None, since: float = 0.0, limit: int = 1000
     ) -> list[Event]:
-        """The deployment's events with an id above ``after`` and a time from ``since``, oldest
-        first (the newest ``limit`` of them)."""
-        rows = self._db.execute(
-            "SELECT * FROM (SELECT * FROM events WHERE deployment=? AND id>? AND time>=? "
-            "ORDER BY id DESC LIMIT ?) ORDER BY id",
-            (deployment, after, since, limit),
-        ).fetchall()
+        """The deployment's events with a time from ``since``, oldest first: with ``after`` (a
+        cursor), the oldest ``limit`` of those with a greater id; without, the newest ``limit``."""
+        if after is not None:
+            rows = self._db.execute(
+                "SELECT * FROM events WHERE deployment=? AND id>? AND time>=? ORDER BY id LIMIT ?",
+                (deployment, after, since, limit),
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM (SELECT * FROM events WHERE deployment=? AND time>=? "
+                "ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (deployment, since, limit),
+            ).fetchall()
         return [Event(**dict(row)) for row in rows]
+
+    def register_event_reader(self, name: str) -> int:
+        """``name``'s cursor, kept from now on (from the newest event, for a new reader)."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO event_readers (name, cursor) "
+                "SELECT ?, COALESCE(MAX(id), 0) FROM events",
+                (name,),
+            )
+        row = self._db.execute("SELECT cursor FROM event_readers WHERE name=?", (name,)).fetchone()
+        return int(row["cursor"])
+
+    def move_event_reader(self, name: str, cursor: int) -> None:
+        with self._db:
+            self._db.execute("UPDATE event_readers SET cursor=? WHERE name=?", (cursor, name))
+
+    def prune_events(self, older_than: float, keep_rows: int) -> int:
+        """Delete events older than ``older_than`` (epoch seconds) or beyond the newest
+        ``keep_rows``, but none past the slowest registered reader's cursor; return the count."""
+        row = self._db.execute("SELECT MIN(cursor) AS slowest FROM event_readers").fetchone()
+        slowest = row["slowest"] if row["slowest"] is not None else None
+        newest = self._db.execute(
+            "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?", (keep_rows,)
+        ).fetchone()
+        beyond = int(newest["id"]) if newest is not None else 0
+        with self._db:
+            cursor = self._db.execute(
+                "DELETE FROM events WHERE (time < ? OR id <= ?) AND id <= ?",
+                (older_than, beyond, slowest if slowest is not None else 2**62),
+            )
+        return cursor.rowcount
 
     # API tokens
 

@@ -31,9 +31,10 @@ class MetricsParams(Params):
 
 
 class EventsParams(Params):
-    """Events after the id ``after`` (for polling), from ``since``, the newest ``limit``."""
+    """With ``after`` (a cursor: the last id read, 0 for the first), the oldest ``limit``
+    events after it; without, the newest ``limit``; from ``since``."""
 
-    after: Annotated[int, Field(ge=0)] = 0
+    after: Annotated[int, Field(ge=0)] | None = None
     since: Moment | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 1000
 

@@ -16,7 +16,18 @@ from ..endpoint.traffic import TrafficBook
 from ..errors import NotFound
 from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store
-from .events import EventKind, EventLog
+from .events import (
+    Cancelled,
+    DeploymentEvent,
+    EventLog,
+    Failed,
+    Held,
+    InternalError,
+    Ready,
+    Retired,
+    Starting,
+    Warm,
+)
 from .launcher import Clock, Launcher
 from .phases import RevisionPhase, check_transition
 from .runner import tail_lines
@@ -91,8 +102,9 @@ class RolloutContext:
         item = self.store.get_artifact("bento", name, version)
         return item.manifest if item else None
 
-    def event(self, rev: Revision, kind: EventKind, message: str) -> None:
-        self.events.record(rev.deployment, kind, message, revision_name(rev.seq))
+    def publish(self, deployment: str, event: DeploymentEvent) -> None:
+        """Publish a typed event of ``deployment`` (once the change it tells of is stored)."""
+        self.events.publish(deployment, event)
 
     def spawn(
         self,
@@ -122,7 +134,7 @@ class RolloutContext:
         problem = f"{type(error).__name__}: {error}".splitlines()[0][:300]
         if deployment is None or self.store.get_deployment(deployment) is None:
             return
-        self.events.record(deployment, EventKind.INTERNAL_ERROR, f"internal error: {problem}")
+        self.publish(deployment, InternalError(None, problem))
         rev = self.store.get_revision(revision) if revision else None
         if rev is not None and rev.phase in HELD_PHASES:
             reason = (
@@ -146,7 +158,8 @@ class RolloutContext:
         self.store.update_revision(uid, **changes)
         if rev.phase != phase:
             log.info("%s %s: %s -> %s", rev.deployment, revision_name(rev.seq), rev.phase, phase)
-            self._phase_event(rev, phase, reason)
+            for event in self._phase_events(rev, phase, reason):
+                self.publish(rev.deployment, event)
             for listener in self.phase_listeners:
                 listener(rev, phase)
         self.runtime(rev.deployment).notify()
@@ -154,24 +167,24 @@ class RolloutContext:
         assert moved is not None
         return moved
 
-    def _phase_event(self, rev: Revision, phase: RevisionPhase, reason: str | None) -> None:
+    def _phase_events(
+        self, rev: Revision, phase: RevisionPhase, reason: str | None
+    ) -> list[DeploymentEvent]:
+        """The typed events a move of ``rev`` (as it was) to ``phase`` publishes."""
         name = revision_name(rev.seq)
-        because = f": {reason}" if reason else ""
         if phase == RevisionPhase.STARTING:
-            self.event(rev, EventKind.STARTING, f"{name} ({rev.bento}) is starting")
-        elif phase == RevisionPhase.CANDIDATE:
-            self.event(rev, EventKind.READY, f"{name} is ready")
-            self.event(rev, EventKind.HELD, f"{name} is held as a candidate, without live traffic")
-        elif phase == RevisionPhase.SERVING and rev.phase != RevisionPhase.WARM:
-            self.event(rev, EventKind.READY, f"{name} is ready")
-        elif phase == RevisionPhase.FAILED:
-            self.event(rev, EventKind.FAILED, f"{name} failed{because}")
-        elif phase == RevisionPhase.CANCELLED:
-            self.event(rev, EventKind.CANCELLED, f"{name} was cancelled{because}")
-        elif phase == RevisionPhase.WARM:
-            self.event(rev, EventKind.WARM, f"{name} is kept warm for a rollback")
-        elif phase == RevisionPhase.RETIRED:
-            self.event(rev, EventKind.RETIRED, f"{name} is retired (stopped)")
+            return [Starting(name, rev.bento)]
+        if phase == RevisionPhase.CANDIDATE:
+            return [Ready(name), Held(name)]
+        if phase == RevisionPhase.SERVING:
+            return [] if rev.phase == RevisionPhase.WARM else [Ready(name)]
+        if phase == RevisionPhase.FAILED:
+            return [Failed(name, reason or "")]
+        if phase == RevisionPhase.CANCELLED:
+            return [Cancelled(name, reason or "")]
+        if phase == RevisionPhase.WARM:
+            return [Warm(name)]
+        return [Retired(name)]
 
     async def stop_unless_serving(self, rt: DeploymentRuntime, uid: str) -> None:
         """Stop the revision's replicas, unless the endpoint forwards to them."""

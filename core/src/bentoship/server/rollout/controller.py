@@ -31,7 +31,16 @@ from ..store import Deployment, Revision, Store, new_uid, now
 from .backends import EndpointBackends
 from .candidates import Candidates
 from .context import HELD_PHASES, RolloutContext
-from .events import EventKind, EventLog
+from .events import (
+    CanaryWeight,
+    Created,
+    Discarded,
+    EventLog,
+    Promoted,
+    RolledBack,
+    Starting,
+    Terminated,
+)
 from .launcher import BentomlLauncher, Clock, Launcher, LoopClock
 from .phases import Lifecycle, RevisionPhase
 from .placement import Placement
@@ -249,7 +258,7 @@ class Controller:
                     f"deployment {name} has no candidate to promote (revision {label} is "
                     f"{target.phase}); deploy the bento again as a candidate"
                 )
-            self.ctx.event(target, EventKind.PROMOTED, f"candidate {label} promoted")
+            self.ctx.publish(name, Promoted(label))
             self.reconciler.activate(rt, target.uid)
             return self.get(name)
 
@@ -261,7 +270,7 @@ class Controller:
             target = self.target_of(dep)
             if target is None or target.phase not in HELD_PHASES:
                 return dep
-            self.ctx.event(target, EventKind.DISCARDED, f"{revision_name(target.seq)} discarded")
+            self.ctx.publish(name, Discarded(revision_name(target.seq)))
             self._supersede(rt, dep, DISCARDED)
             if dep.serving_revision is not None:
                 self.store.update_deployment(name, target_revision=dep.serving_revision)
@@ -281,11 +290,7 @@ class Controller:
                     "deploy with manual promotion and wait until it is ready"
                 )
             self.candidates.set_split(rt, split)
-            self.ctx.event(
-                target,
-                EventKind.CANARY,
-                f"{revision_name(target.seq)} takes {split.weight}% of the endpoint's requests",
-            )
+            self.ctx.publish(name, CanaryWeight(revision_name(target.seq), split.weight))
             return self.get(name)
 
     async def rollback(self, name: str, ref: str | None) -> Deployment:
@@ -299,12 +304,8 @@ class Controller:
                 return dep
             self._supersede(rt, dep, SUPERSEDED)
             self.store.update_deployment(name, target_revision=target.uid, state=Lifecycle.ACTIVE)
-            serving = self.name_of(dep.serving_revision) or "nothing"
-            self.ctx.event(
-                target,
-                EventKind.ROLLED_BACK,
-                f"rollback to {revision_name(target.seq)} (was serving {serving})",
-            )
+            serving = self.name_of(dep.serving_revision)
+            self.ctx.publish(name, RolledBack(revision_name(target.seq), serving))
             proc = rt.processes.get(target.uid)
             if target.uid == dep.serving_revision and active:
                 rt.notify()
@@ -386,8 +387,8 @@ class Controller:
         self.store.insert_revision(rev)
         self.store.update_deployment(dep.name, target_revision=rev.uid)
         name = revision_name(rev.seq)
-        self.ctx.event(rev, EventKind.CREATED, f"{name} created: {bento}")
-        self.ctx.event(rev, EventKind.STARTING, f"{name} ({bento}) is starting")
+        self.ctx.publish(dep.name, Created(name, bento))
+        self.ctx.publish(dep.name, Starting(name, bento))
         rt.notify()
         stamp = self.ctx.clock.monotonic()
         if first:
@@ -415,6 +416,6 @@ class Controller:
         await self.reconciler.stop_all(rt)
         self.reconciler.retire_all(rt.name)
         self.store.update_deployment(rt.name, state=Lifecycle.TERMINATED)
-        self.events.record(rt.name, EventKind.TERMINATED, f"deployment {rt.name} terminated")
+        self.ctx.publish(rt.name, Terminated(None, rt.name))
         rt.notify()
         return self.get(rt.name)

@@ -19,7 +19,7 @@ from ..gpu.allocator import (
 )
 from ..store import Deployment, Revision
 from .context import RolloutContext
-from .events import EventKind
+from .events import GpusGiven, Recreating
 from .phases import Health, RevisionPhase
 from .runtime import DeploymentRuntime
 
@@ -55,10 +55,8 @@ class Placement:
         held = self.gpus.acquire(Holder(rev.deployment, rev.uid, label, index), request)
         devices = ",".join(map(str, held))
         if before is None or held != before.indices:
-            which = f" replica {index}" if index else ""
-            self.ctx.event(
-                rev, EventKind.GPUS, f"{label}{which} gets GPU {devices} ({request.describe()})"
-            )
+            given = GpusGiven(label, index, devices, request.describe())
+            self.ctx.publish(rev.deployment, given)
         return {"CUDA_VISIBLE_DEVICES": devices, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
     def prune(self) -> None:
@@ -86,7 +84,7 @@ class Placement:
         plan = self.plan(self.ctx.get(rt.name), request, replicas, revision_name(rev.seq))
         if plan.kind is PlanKind.RECREATE and rev.uid not in rt.recreate:
             rt.recreate[rev.uid] = plan.reason
-            self.ctx.event(rev, EventKind.RECREATE, plan.reason)
+            self.ctx.publish(rt.name, Recreating(revision_name(rev.seq), plan.reason))
             log.warning("deployment %s: %s", rt.name, plan.reason)
 
     async def make_room(self, rt: DeploymentRuntime, rev: Revision, replicas: int) -> None:

@@ -11,7 +11,7 @@ from ..deploy_config import min_replicas, process_envs
 from ..gpu.allocator import GpuUnavailable
 from ..store import Revision
 from .context import RolloutContext
-from .events import EventKind
+from .events import Crashed, ReplicaAdded, Restarted
 from .launcher import ReplicaHandle
 from .monitoring_env import config_options, monitoring_dir
 from .phases import Health, Lifecycle
@@ -139,9 +139,7 @@ class Pools:
         assert pool is not None
         which = f"{proc.name} replica {proc.replica}"
         log.warning("%s of %s exited; replacing it", which, rt.name)
-        crashed = self.ctx.store.get_revision(proc.revision)
-        if crashed is not None:
-            self.ctx.event(crashed, EventKind.CRASHED, f"{which} exited (code {code}); restarting")
+        self.ctx.publish(rt.name, Crashed(proc.name, proc.replica, code))
         if not pool.serving():
             rt.health = Health.UNHEALTHY
         rt.notify()
@@ -218,9 +216,8 @@ class Pools:
                     return
                 self.watch(rt, proc)
                 rt.health = Health.HEALTHY
-                kind = EventKind.SCALED if scale_up else EventKind.RESTARTED
-                done = "started (scale-up)" if scale_up else "serves again"
-                self.ctx.event(rev, kind, f"{pool.name} replica {index} {done}")
+                added = ReplicaAdded(pool.name, index) if scale_up else None
+                self.ctx.publish(rt.name, added or Restarted(pool.name, index))
                 rt.notify()
             return
 

@@ -16,7 +16,7 @@ from ..deploy_config import min_replicas
 from ..store import Deployment, now
 from .candidates import Candidates
 from .context import HELD_PHASES, RolloutContext
-from .events import EventKind
+from .events import Restarted, Switched, Woken
 from .phases import Health, Lifecycle, RevisionPhase
 from .placement import Placement
 from .pools import START_ERRORS, Pools
@@ -104,13 +104,10 @@ class Reconciler:
         previous = dep.serving_revision
         if rev is not None:
             if previous == uid:
-                ctx.event(rev, EventKind.RESTARTED, f"{pool.name} serves again")
+                ctx.publish(rt.name, Restarted(pool.name))
             else:
-                before = f" (was {ctx.name_of(previous)})" if previous else ""
-                count = len(pool.replicas)
-                on = f" on {count} replicas" if count > 1 else ""
-                message = f"the endpoint now serves {pool.name}{on}{before}"
-                ctx.event(rev, EventKind.SWITCHED, message)
+                switched = Switched(pool.name, len(pool.replicas), ctx.name_of(previous))
+                ctx.publish(rt.name, switched)
         if previous and previous != uid:
             old = ctx.store.get_revision(previous)
             if old is not None and old.phase == RevisionPhase.SERVING:
@@ -148,8 +145,7 @@ class Reconciler:
         rev = self.ctx.store.get_revision(uid) if uid else None
         if dep is None or rev is None or dep.serving_revision != uid or rt.serving is not None:
             return
-        message = f"{revision_name(rev.seq)} starts again on its GPUs"
-        self.ctx.event(rev, EventKind.RESTARTED, message)
+        self.ctx.publish(rt.name, Restarted(revision_name(rev.seq), on_gpus=True))
         rt.health = Health.RESTARTING
         rt.wakeup = self.ctx.spawn(self._restart_serving(rt, rev.uid), deployment=rt.name)
 
@@ -222,7 +218,7 @@ class Reconciler:
         rt.notify()
         woken = self.ctx.store.get_revision(dep.serving_revision)
         if woken is not None:
-            self.ctx.event(woken, EventKind.WOKEN, "a request arrived: starting again")
+            self.ctx.publish(rt.name, Woken(revision_name(woken.seq)))
         rt.wakeup = self.ctx.spawn(
             self._restart_serving(rt, dep.serving_revision), deployment=rt.name
         )

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 
+from ...refs import revision_name
 from ..deploy_config import min_replicas
 from .autoscale import Autoscaler, declared_concurrency, scale_steps, scaling_policy
 from .context import RolloutContext
-from .events import EventKind
+from .events import Scaled, ScaledToZero, ScaleUpHeld
 from .phases import Health, Lifecycle
 from .placement import Placement
 from .pools import Pools
@@ -60,16 +61,16 @@ class Scaling:
         wanted = scaler.desired(self.ctx.clock.monotonic(), outstanding, current)
         desired = self.placement.capped(rev, coming, current, wanted)
         if desired != current:
-            because = f"{outstanding} requests outstanding, concurrency {scaler.policy.concurrency}"
-            message = f"{pool.name} scales from {current} to {desired} replicas ({because})"
-            self.ctx.event(rev, EventKind.SCALED, message)
-            log.info("deployment %s: %s", rt.name, message)
+            concurrency = scaler.policy.concurrency
+            scaled = Scaled(pool.name, current, desired, outstanding, concurrency)
+            self.ctx.publish(rt.name, scaled)
+            log.info("deployment %s: %s", rt.name, scaled.describe())
         held = (wanted, desired) if desired < wanted else None
         if held is not None and held != rt.scale_held:
             why = self.placement.held_reason(rev, coming, desired - current)
-            message = f"{pool.name} scale-up to {wanted} held at {desired}: {why}"
-            self.ctx.event(rev, EventKind.SCALED, message)
-            log.info("deployment %s: %s", rt.name, message)
+            short = ScaleUpHeld(pool.name, wanted, desired, why)
+            self.ctx.publish(rt.name, short)
+            log.info("deployment %s: %s", rt.name, short.describe())
         rt.scale_held = held
         steps = scale_steps(active, coming, list(pool.replicas), desired)
         for index in steps.start:
@@ -94,5 +95,5 @@ class Scaling:
         rt.health = Health.SCALED_TO_ZERO
         await serving.stop()
         log.info("deployment %s scaled to zero after %.0f s idle", rt.name, idle)
-        self.ctx.event(rev, EventKind.SCALED_TO_ZERO, f"scaled to zero after {idle:.0f} s idle")
+        self.ctx.publish(rt.name, ScaledToZero(revision_name(rev.seq), idle))
         rt.notify()
