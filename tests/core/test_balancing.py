@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from bentoship.server.endpoint.balancing import Replica, ReplicaRevision, choose, replica_of
+from bentoship.server.endpoint.balancing import Replica, choose
 
 
 @dataclass
@@ -20,8 +20,13 @@ class Stand:
     url: str = "http://127.0.0.1:1"
     alive: bool = True
 
+    pool: object = None
+
     def session(self) -> aiohttp.ClientSession:
         raise AssertionError("the balancer never opens a session")
+
+    def connections(self) -> object:
+        return self.pool
 
 
 def replicas(count: int) -> list[Replica[Stand]]:
@@ -76,17 +81,12 @@ def test_replicas_not_ready_draining_or_dead_get_no_request() -> None:
     assert choose(pool) is None
 
 
-def test_the_revision_a_replica_hands_out_is_the_uid_and_names_the_replica() -> None:
+def test_a_replica_is_an_upstream_of_its_revision() -> None:
     replica = replicas(2)[1]
-    revision = replica.revision
-    assert revision == "uid-1"
-    assert hash(revision) == hash("uid-1")
-    assert {"uid-1": 1}[revision] == 1
-    assert type(str(revision)) is str
-    assert isinstance(revision, ReplicaRevision)
-    assert replica_of(revision) is replica
-    assert replica_of("uid-1") is None
+    assert type(replica.revision) is str and replica.revision == "uid-1"
     assert replica.name == "r1"
+    replica.process.pool = object()
+    assert replica.connections() is replica.process.pool
 
 
 def test_a_draining_replica_waits_for_its_outstanding_requests() -> None:

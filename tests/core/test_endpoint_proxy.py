@@ -7,11 +7,19 @@ import hashlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from aiohttp import web
 
-from bentoship.server.endpoint.interface import Role, Scope
+from bentoship.server.endpoint.interface import (
+    ObservedRequest,
+    Outcome,
+    RequestEnd,
+    Role,
+    Route,
+    Scope,
+)
 from bentoship.server.endpoint.server import EndpointServer
 from bentoship.server.endpoint.upstream import UpstreamPool
 
@@ -33,8 +41,24 @@ class Revision:
 
 
 @dataclass
+class Hold:
+    """A lease on the one revision: released exactly once."""
+
+    book: Book
+    revision: str
+    released: bool = False
+
+    def release(self, *, answered: bool) -> None:
+        assert not self.released, "a lease is released once"
+        self.released = True
+        self.book.in_flight -= 1
+        if not answered:
+            self.book.abandoned.append(self.revision)
+
+
+@dataclass
 class Book:
-    """A Backends with one revision (or none), counting what the proxy records."""
+    """A Backends with one revision (or none): it routes to it, and observes every request."""
 
     serving: Revision | None
     auth: bool = False
@@ -42,29 +66,41 @@ class Book:
     responses: list[tuple[str, int]] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
     in_flight: int = 0
+    started: list[ObservedRequest] = field(default_factory=list)
+    ended: list[tuple[ObservedRequest, RequestEnd]] = field(default_factory=list)
+    pick: Callable[[], Revision | None] | None = None
+
+    @property
+    def observer(self) -> Book:
+        return self
+
+    def request_started(self, request: ObservedRequest) -> None:
+        self.started.append(request)
+
+    def request_ended(self, request: ObservedRequest, end: RequestEnd) -> None:
+        self.ended.append((request, end))
+        if request.upstream is not None and end.outcome is not Outcome.CLIENT_GONE:
+            self.responses.append((request.upstream.revision, end.status))
 
     def requires_auth(self, deployment: str, role: Role) -> bool:
         return self.auth
 
-    def record_request(self, deployment: str) -> None:
-        pass
-
-    def record_start(self, revision: str) -> None:
+    def route(self, deployment: str, role: Role, scope: Scope) -> Route | None:
+        chosen = self.pick() if self.pick is not None else self.serving
+        if chosen is None:
+            return None
         self.in_flight += 1
+        return Route(chosen, Hold(self, chosen.revision))
 
-    def record_abandoned(self, revision: str) -> None:
-        self.in_flight -= 1
-        self.abandoned.append(revision)
+    async def wait_route(self, deployment: str, role: Role) -> Route | None:
+        return self.route(deployment, role, {})
 
-    def backend(self, deployment: str, role: Role, scope: Scope) -> Revision | None:
-        return self.serving
-
-    async def wait_backend(self, deployment: str, role: Role) -> Revision | None:
-        return self.serving
-
-    def record_response(self, deployment: str, revision: str, status: int, seconds: float) -> None:
-        self.in_flight -= 1
-        self.responses.append((revision, status))
+    def outcomes(self) -> list[tuple[str, int]]:
+        """How each request ended, with its status; checks one start and one end each."""
+        assert [id(r) for r in self.started] == [id(r) for r, _ in self.ended], (
+            "exactly one start and one end for each request, in order"
+        )
+        return [(str(end.outcome), end.status) for _, end in self.ended]
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -217,7 +253,7 @@ def test_a_request_no_replica_connection_took_goes_to_another_replica() -> None:
             closed.bind(("127.0.0.1", 0))
             dead = Revision("uid-1", "r1", closed.getsockname()[1])
         replicas = iter([dead, live, live])
-        book.backend = lambda deployment, role, scope: next(replicas)  # type: ignore[method-assign]
+        book.pick = lambda: next(replicas)
         assert (await http.post("/echo", json={})).status_code == 201
         assert (await http.post("/echo", json={})).status_code == 201
         dead.connections().close()
@@ -265,3 +301,56 @@ def test_a_caller_that_goes_away_is_counted_as_abandoned() -> None:
 
     book = run(case)
     assert book.abandoned == ["uid-1"] and book.in_flight == 0
+
+
+class TimingOut(UpstreamPool):
+    """An upstream whose connections never open in time (a fault injected: a real one takes
+    the connect deadline to show)."""
+
+    async def connect(self) -> Any:
+        raise TimeoutError
+
+
+def test_the_observer_sees_one_start_and_one_end_of_every_request_however_it_ends() -> None:
+    async def case(http: httpx.AsyncClient, book: Book) -> None:
+        live = book.serving
+        assert live is not None
+        assert (await http.post("/echo", json={"text": "hi"})).status_code == 201
+        assert (await http.post("/hang-up", json={})).status_code == 502
+        reader, writer = await asyncio.open_connection("127.0.0.1", http.base_url.port)
+        writer.write(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        await writer.drain()
+        await reader.read(1000)
+        writer.close()
+        for _ in range(100):
+            if len(book.ended) == 3:
+                break
+            await asyncio.sleep(0.05)
+        slow = Revision("uid-1", "r1", live.port, TimingOut("127.0.0.1", live.port))
+        book.pick = lambda: slow
+        timed_out = await http.post("/echo", json={})
+        assert timed_out.status_code == 502 and "TimeoutError" in timed_out.text
+        book.pick = lambda: None
+        assert (await http.get("/echo")).status_code == 503
+        book.pick = None
+        book.auth = True
+        assert (await http.get("/echo")).status_code == 401
+
+    book = run(case)
+    assert book.outcomes() == [
+        ("answered", 201),
+        ("upstream_error", 502),
+        ("client_gone", 0),
+        ("timeout", 502),
+        ("unavailable", 503),
+        ("refused", 401),
+    ]
+    answered, _ = book.ended[0]
+    assert (answered.deployment, answered.role, answered.method) == ("dep", "stable", b"POST")
+    assert answered.upstream is not None and answered.upstream.name == "r1"
+    assert not answered.mirrored
+    end = book.ended[0][1]
+    assert end.bytes_sent > 100 and end.seconds > 0
+    # every lease is released once: unanswered for the 502s and the caller gone, and for the
+    # route the timed-out request was offered again (the same replica, so not taken)
+    assert book.in_flight == 0 and book.abandoned == ["uid-1"] * 4

@@ -12,6 +12,7 @@ import math
 import random
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample as PromSample
 
+from bentoship.server.endpoint.interface import Outcome, RequestEnd
 from bentoship.server.endpoint.traffic import LATENCY_BOUNDS, RevisionTraffic, TrafficBook
 from bentoship.server.errors import Invalid
 from bentoship.server.observe.analytics import insert_columns, open_analytics
@@ -398,9 +400,10 @@ def test_traffic_book_counts_classes_latency_and_requests_in_flight() -> None:
     book.started("a")
     book.started("a")
     assert book.of("a").in_progress == 3
-    book.record("a", 200, 0.01, started=True)
-    book.record("a", 503, 0.2, started=True)
-    book.abandoned("a")
+    book.record("a", 200, 0.01)
+    book.record("a", 503, 0.2)
+    for _ in range(3):
+        book.ended("a")
     book.record("a", 101, 0.001)
     book.record("a", 302, 0.0)
     book.record("a", 404, 61.0)
@@ -483,21 +486,45 @@ def test_exposition_counts_by_deployment_revision_and_status_class(
     assert "not-stored" not in generate_latest(registry_for(controller)).decode()
 
 
+@dataclass(frozen=True)
+class To:
+    """The upstream a request was routed to, as the request book reads it."""
+
+    revision: str
+    name: str = "r2"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A request as the endpoint's observer sees it."""
+
+    deployment: str
+    upstream: To | None
+    role: str = "stable"
+    method: bytes = b"POST"
+    target: bytes = b"/echo"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    mirrored: bool = False
+
+
 def test_exposition_in_progress_follows_started_and_record(controller: Controller) -> None:
     def in_progress() -> float:
         found = families(controller)["bentoship_requests_in_progress"]
         (gauge,) = labelled(found, "bentoship_requests_in_progress", revision="r2")
         return gauge.value
 
-    controller.backends.record_start("web-2")
-    controller.backends.record_start("web-2")
-    controller.backends.record_start("web-2")
+    book = controller.backends.observer
+    for _ in range(3):
+        controller.traffic.started("web-2")
     assert in_progress() == 3
-    controller.backends.record_response("web", "web-2", 200, 0.1)
+    book.request_ended(Seen("web", To("web-2")), RequestEnd(Outcome.ANSWERED, 200, 10, 0.1))
+    controller.traffic.ended("web-2")
     assert in_progress() == 2
-    controller.backends.record_abandoned("web-2")
+    book.request_ended(Seen("web", To("web-2")), RequestEnd(Outcome.CLIENT_GONE, 0, 0, 0.1))
+    controller.traffic.ended("web-2")
     assert in_progress() == 1
-    controller.backends.record_response("web", "web-2", 500, 0.1)
+    book.request_ended(Seen("web", To("web-2")), RequestEnd(Outcome.UPSTREAM_ERROR, 500, 9, 0.1))
+    controller.traffic.ended("web-2")
     assert in_progress() == 0
     counts = families(controller)["bentoship_requests"]
     assert [s.value for s in labelled(counts, "bentoship_requests_total", revision="r2")] == [
@@ -538,8 +565,8 @@ def test_flush_traffic_writes_each_count_once(controller: Controller, series: Se
     assert rows(series, "samples") == rows(series, "latency") == 0
 
     for status in (200, 200, 200, 404, 500):
-        controller.backends.record_response("web", "web-1", status, 0.05)
-    controller.backends.record_response("web", "not-stored", 200, 0.05)
+        controller.traffic.record("web-1", status, 0.05)
+    controller.traffic.record("not-stored", 200, 0.05)
     sampler.flush_traffic()
     first = totals()
     assert set(first) == {"r1"}
@@ -553,8 +580,8 @@ def test_flush_traffic_writes_each_count_once(controller: Controller, series: Se
     assert totals() == first
     assert (rows(series, "samples"), rows(series, "latency")) == written
 
-    controller.backends.record_response("web", "web-1", 200, 0.05)
-    controller.backends.record_response("web", "web-2", 503, 2.0)
+    controller.traffic.record("web-1", 200, 0.05)
+    controller.traffic.record("web-2", 503, 2.0)
     sampler.flush_traffic()
     after = totals()
     assert (after["r1"]["requests"], after["r1"]["2xx"], after["r1"]["5xx"]) == (6, 4, 1)

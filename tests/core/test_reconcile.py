@@ -242,9 +242,11 @@ def test_a_deployment_allowed_zero_replicas_scales_to_zero_when_idle_and_wakes(
         assert controller.views.status(controller.get("web")) == "scaled-to-zero"
         assert launcher.running() == []
 
-        waiting = asyncio.ensure_future(controller.backends.wait_backend("web", Role.STABLE))
+        waiting = asyncio.ensure_future(controller.backends.wait_route("web", Role.STABLE))
         await settle()
-        assert (await waiting) is not None
+        route = await waiting
+        assert route is not None and route.primary.name == "r1"
+        route.lease.release(answered=True)
         assert controller.views.status(controller.get("web")) == "running"
         assert kinds(controller, "web")[-3:] == ["scaled_to_zero", "woken", "restarted"]
 

@@ -1,11 +1,9 @@
 """Which replica of a revision answers a request: the one with the fewest outstanding requests.
 
-Each replica is an upstream of its own for the endpoint proxy, with the revision's uid and name,
-so the proxy counts per revision as before. The uid it carries is a :class:`ReplicaRevision`, a
-``str`` equal to the uid that also names the replica: the proxy hands it back in
-``record_start``, ``record_response`` and ``record_abandoned``, and the replica's own count of
-outstanding requests follows. Ties go to the replica chosen least recently, so an idle revision
-is served round-robin.
+Each replica is an upstream of its own for the endpoint proxy, with its revision's uid and name.
+A request routed to it holds it (``started``) until the request ends (``finished``): that is
+its count of outstanding requests. Ties go to the replica chosen least recently, so an idle
+revision is served round-robin.
 """
 
 from __future__ import annotations
@@ -14,14 +12,14 @@ import asyncio
 import itertools
 import time
 from collections.abc import Iterable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import aiohttp
 
 from .interface import Upstream
 from .upstream import UpstreamPool
 
-__all__ = ["Replica", "ReplicaProcess", "ReplicaRevision", "choose", "replica_of"]
+__all__ = ["Replica", "ReplicaProcess", "choose"]
 
 DRAIN_POLL_SECONDS = 0.05
 
@@ -44,12 +42,6 @@ class ReplicaProcess(Upstream, Protocol):
 P = TypeVar("P", bound=ReplicaProcess)
 
 
-class ReplicaRevision(str):
-    """A revision's uid (equal to it, hashed as it) that also names one of its replicas."""
-
-    replica: Replica[Any]
-
-
 class Replica(Generic[P]):
     """One replica of a revision: its process, its outstanding requests and its answers."""
 
@@ -63,13 +55,10 @@ class Replica(Generic[P]):
         self.outstanding = 0
         self.answered = 0
         self.turn = 0
-        tagged = ReplicaRevision(process.revision)
-        tagged.replica = self
-        self._revision = tagged
 
     @property
     def revision(self) -> str:
-        return self._revision
+        return self.process.revision
 
     @property
     def name(self) -> str:
@@ -119,8 +108,3 @@ def choose(replicas: Iterable[Replica[P]]) -> Replica[P] | None:
     if best is not None:
         best.turn = next(_turns)
     return best
-
-
-def replica_of(revision: str) -> Replica[Any] | None:
-    """The replica a revision uid handed out by :class:`Replica` names, if it names one."""
-    return revision.replica if isinstance(revision, ReplicaRevision) else None

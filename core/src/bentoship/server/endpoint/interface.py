@@ -1,14 +1,26 @@
-"""What the endpoint proxy needs from the rollout: the request's role, the upstream that
-answers it, and where each request is reported."""
+"""What the endpoint proxy needs from the rollout: a request's route (the upstream that
+answers it, its mirrors, and a lease), and the one observer every request is reported to."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
 from .upstream import UpstreamPool
 
-__all__ = ["Backends", "Role", "Scope", "Upstream"]
+__all__ = [
+    "Backends",
+    "Lease",
+    "ObservedRequest",
+    "Outcome",
+    "RequestEnd",
+    "RequestObserver",
+    "Role",
+    "Route",
+    "Scope",
+    "Upstream",
+]
 
 Scope = dict[str, Any]
 
@@ -32,25 +44,95 @@ class Upstream(Protocol):
     def connections(self) -> UpstreamPool: ...
 
 
+class Lease(Protocol):
+    """A request's hold on the upstream it was routed to, released once when it ends."""
+
+    def release(self, *, answered: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one request goes: the ``primary`` upstream that answers it, ``mirrors`` that get a
+    copy (their answers are not the caller's), and the ``lease`` its routing took."""
+
+    primary: Upstream
+    lease: Lease
+    mirrors: tuple[Upstream, ...] = ()
+
+
+class Outcome(StrEnum):
+    """How a request ended."""
+
+    ANSWERED = "answered"
+    """The upstream's answer reached the caller (whatever its status)."""
+    UPSTREAM_ERROR = "upstream_error"
+    """The upstream did not answer, or its answer broke off: a 502, or a cut answer."""
+    TIMEOUT = "timeout"
+    """No connection to the upstream within its deadline (a 502)."""
+    CLIENT_GONE = "client_gone"
+    """The caller went away before the answer was complete."""
+    UNAVAILABLE = "unavailable"
+    """No upstream could take it: a 503."""
+    REFUSED = "refused"
+    """The endpoint refused it before routing it (a 401 without the token it needs)."""
+
+
+class ObservedRequest(Protocol):
+    """A request as observers see it, from its start to its end."""
+
+    @property
+    def deployment(self) -> str: ...
+
+    @property
+    def role(self) -> Role: ...
+
+    @property
+    def method(self) -> bytes: ...
+
+    @property
+    def target(self) -> bytes: ...
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]: ...
+
+    @property
+    def upstream(self) -> Upstream | None:
+        """The upstream it was routed to (the last one, if it was routed again); None before."""
+
+    @property
+    def mirrored(self) -> bool:
+        """A copy of it went to a mirror."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEnd:
+    outcome: Outcome
+    status: int
+    """The status the caller got (0 when it went away before an answer started)."""
+    bytes_sent: int
+    """Bytes of the answer written to the caller."""
+    seconds: float
+    """From the request's routing to its end (from its start, if it was never routed)."""
+
+
+class RequestObserver(Protocol):
+    """Told of every request twice: once as it starts, once as it ends, however it ends."""
+
+    def request_started(self, request: ObservedRequest) -> None: ...
+
+    def request_ended(self, request: ObservedRequest, end: RequestEnd) -> None: ...
+
+
 class Backends(Protocol):
-    """What the proxy needs from the controller."""
+    """What the proxy needs from the rollout."""
 
     token: str
+    observer: RequestObserver
 
     def requires_auth(self, deployment: str, role: Role) -> bool: ...
 
-    def record_request(self, deployment: str) -> None: ...
+    def route(self, deployment: str, role: Role, scope: Scope) -> Route | None:
+        """Where this request goes, or None when nothing serves right now."""
 
-    def record_start(self, revision: str) -> None: ...
-
-    def record_abandoned(self, revision: str) -> None: ...
-
-    def backend(self, deployment: str, role: Role, scope: Scope) -> Upstream | None:
-        """The revision for this request, or None when none serves right now."""
-
-    async def wait_backend(self, deployment: str, role: Role) -> Upstream | None:
-        """The revision once one serves (a scaled-to-zero deployment wakes), or None."""
-
-    def record_response(
-        self, deployment: str, revision: str, status: int, seconds: float
-    ) -> None: ...
+    async def wait_route(self, deployment: str, role: Role) -> Route | None:
+        """A route once something serves (a scaled-to-zero deployment wakes), or None."""

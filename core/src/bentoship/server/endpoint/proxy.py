@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import httptools
 
-from .interface import Backends, Role, Scope, Upstream
+from .interface import Backends, Outcome, RequestEnd, Role, Route, Scope, Upstream
 from .upstream import UpstreamConnection, UpstreamPool
 
 HOP_BY_HOP = frozenset(
@@ -95,9 +95,11 @@ class Exchange:
         self.replayable = True
         self.body_done = body_done
         self.begun = False
-        self.backend: Upstream | None = None
-        self.started = 0.0
-        self.upstream: UpstreamConnection | None = None
+        self.route: Route | None = None
+        self.started = time.perf_counter()
+        """When it started; then, once routed, when it was routed (its latency's start)."""
+        self.sent = 0
+        self.upstream_connection: UpstreamConnection | None = None
         self.reused = False
         self.redispatched = False
         """The request was sent to another replica once, its first one refusing it."""
@@ -110,6 +112,29 @@ class Exchange:
         self.finished = False
         self.status = 0
         self.paused_request = False
+
+    # what observers read (interface.ObservedRequest)
+
+    @property
+    def deployment(self) -> str:
+        return self.client.proxy.deployment
+
+    @property
+    def role(self) -> Role:
+        return self.client.proxy.role
+
+    @property
+    def upstream(self) -> Upstream | None:
+        return self.route.primary if self.route is not None else None
+
+    @property
+    def mirrored(self) -> bool:
+        return bool(self.route is not None and self.route.mirrors)
+
+    def emit(self, data: list[bytes]) -> None:
+        """Write ``data`` to the caller, counted as this answer's bytes."""
+        self.sent += sum(map(len, data))
+        self.client.write(data)
 
     # the request, as the caller sends it
 
@@ -138,10 +163,10 @@ class Exchange:
         self.body_size += len(data)
         if self.replayable and self.body_size > REPLAYED_BODY_BYTES:
             self.replayable = False
-            if self.upstream is not None:
+            if self.upstream_connection is not None:
                 self.body.clear()
-        if self.upstream is not None:
-            self.upstream.write(data)
+        if self.upstream_connection is not None:
+            self.upstream_connection.write(data)
             if self.replayable:
                 self.body.append(data)
         else:
@@ -180,7 +205,7 @@ class Exchange:
     def send(self, connection: UpstreamConnection, reused: bool) -> None:
         """Send the head and the body so far on ``connection``; the rest follows as it comes."""
         pool = connection.pool
-        self.upstream = connection
+        self.upstream_connection = connection
         self.reused = reused
         connection.start(self, head_only=self.method == b"HEAD")
         head = self.upstream_head(b"%s:%d" % (pool.host.encode(), pool.port))
@@ -236,36 +261,36 @@ class Exchange:
 
     def flush(self) -> None:
         if self.out:
-            self.client.write(self.out)
+            self.emit(self.out)
             self.out = []
 
     def response_end(self, reusable: bool) -> None:
         if self.answer_chunked:
-            self.client.write([b"0\r\n\r\n"])
-        upstream, self.upstream = self.upstream, None
+            self.emit([b"0\r\n\r\n"])
+        upstream, self.upstream_connection = self.upstream_connection, None
         if upstream is not None:
             upstream.paused(False)
             upstream.pool.release(upstream, reusable and self.body_done)
         self.client.proxy.answered(self)
 
     def upstream_lost(self, exc: BaseException) -> None:
-        self.upstream = None
+        self.upstream_connection = None
         if self.finished:
             return
         if self.answered and self.answer_until_eof:
             self.flush()
             self.response_end(False)
         elif self.answered:
-            self.client.proxy.abandon(self)
+            self.client.proxy.abandon(self, Outcome.UPSTREAM_ERROR)
             self.client.close()
         elif self.reused and self.replayable:
             self.client.proxy.connect(self)
         else:
-            self.client.proxy.failed(self, type(exc).__name__)
+            self.client.proxy.failed(self, exc)
 
     def answer_paused(self, paused: bool) -> None:
-        if self.upstream is not None:
-            self.upstream.paused(paused)
+        if self.upstream_connection is not None:
+            self.upstream_connection.paused(paused)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -417,37 +442,40 @@ class EndpointProxy:
         """Refuse the request, or send it on its way to a revision."""
         exchange.begun = True
         backends = self.backends
+        backends.observer.request_started(exchange)
         if backends.requires_auth(self.deployment, self.role) and not self._authorized(exchange):
-            self.refuse(exchange, 401, "this deployment requires 'Authorization: Bearer <token>'")
+            message = "this deployment requires 'Authorization: Bearer <token>'"
+            self.refuse(exchange, 401, message, outcome=Outcome.REFUSED)
             return
-        backends.record_request(self.deployment)
-        backend = backends.backend(self.deployment, self.role, exchange.scope())
-        if backend is None:
+        route = backends.route(self.deployment, self.role, exchange.scope())
+        if route is None:
             self._spawn(self._wait(exchange))
         else:
-            self._dispatch(exchange, backend)
+            self._dispatch(exchange, route)
 
     async def _wait(self, exchange: Exchange) -> None:
-        backend = await self.backends.wait_backend(self.deployment, self.role)
+        route = await self.backends.wait_route(self.deployment, self.role)
         if exchange.finished:
+            if route is not None:
+                route.lease.release(answered=False)
             return
-        if backend is None:
+        if route is None:
             missing = "candidate" if self.role is Role.CANDIDATE else "serving revision"
-            self.refuse(exchange, 503, f"deployment {self.deployment} has no {missing}")
+            message = f"deployment {self.deployment} has no {missing}"
+            self.refuse(exchange, 503, message, outcome=Outcome.UNAVAILABLE)
         else:
-            self._dispatch(exchange, backend)
+            self._dispatch(exchange, route)
 
-    def _dispatch(self, exchange: Exchange, backend: Upstream) -> None:
-        exchange.backend = backend
-        exchange.revision_name = backend.name.encode()
+    def _dispatch(self, exchange: Exchange, route: Route) -> None:
+        exchange.route = route
+        exchange.revision_name = route.primary.name.encode()
         exchange.started = time.perf_counter()
-        self.backends.record_start(backend.revision)
         self.connect(exchange)
 
     def connect(self, exchange: Exchange) -> None:
         """Send the request on an idle connection to its revision, else on a new one."""
-        assert exchange.backend is not None
-        pool = exchange.backend.connections()
+        assert exchange.route is not None
+        pool = exchange.route.primary.connections()
         connection = pool.take()
         if connection is not None:
             exchange.send(connection, reused=True)
@@ -459,7 +487,7 @@ class EndpointProxy:
             connection = await pool.connect()
         except (OSError, TimeoutError) as exc:
             if not exchange.finished and not self._redispatch(exchange):
-                self.failed(exchange, type(exc).__name__)
+                self.failed(exchange, exc)
             return
         if exchange.finished:
             pool.release(connection, True)
@@ -469,54 +497,71 @@ class EndpointProxy:
     def _redispatch(self, exchange: Exchange) -> bool:
         """The request never reached its replica (no connection): send it to another replica
         of the revisions the role serves, once. False when there is no other."""
-        failed = exchange.backend
+        failed = exchange.route
         if exchange.redispatched or failed is None:
             return False
-        other = self.backends.backend(self.deployment, self.role, exchange.scope())
-        if other is None or other.connections() is failed.connections():
+        other = self.backends.route(self.deployment, self.role, exchange.scope())
+        if other is None:
+            return False
+        if other.primary.connections() is failed.primary.connections():
+            other.lease.release(answered=False)
             return False
         exchange.redispatched = True
-        self.backends.record_abandoned(failed.revision)
+        failed.lease.release(answered=False)
         self._dispatch(exchange, other)
         return True
 
-    def failed(self, exchange: Exchange, reason: str) -> None:
+    def failed(self, exchange: Exchange, exc: BaseException) -> None:
         """The revision did not answer: a 502 that names it."""
-        assert exchange.backend is not None
-        message = f"revision {exchange.backend.name} of {self.deployment} did not answer: {reason}"
-        self.refuse(exchange, 502, message, exchange.revision_name)
+        assert exchange.route is not None
+        name = exchange.route.primary.name
+        reason = type(exc).__name__
+        message = f"revision {name} of {self.deployment} did not answer: {reason}"
+        outcome = Outcome.TIMEOUT if isinstance(exc, TimeoutError) else Outcome.UPSTREAM_ERROR
+        self.refuse(exchange, 502, message, exchange.revision_name, outcome=outcome)
 
     def refuse(
-        self, exchange: Exchange, status: int, message: str, revision: bytes | None = None
+        self,
+        exchange: Exchange,
+        status: int,
+        message: str,
+        revision: bytes | None = None,
+        *,
+        outcome: Outcome,
     ) -> None:
         if not exchange.body_done:
             exchange.keep_alive = False
         exchange.status = status
         exchange.body.clear()
-        exchange.client.write([_error_answer(status, message, revision, not exchange.keep_alive)])
-        self.answered(exchange)
-
-    def answered(self, exchange: Exchange) -> None:
-        """The answer is complete: count it, then let the caller's connection go on."""
-        exchange.finished = True
-        exchange.resume_request()
-        if exchange.backend is not None:
-            self.backends.record_response(
-                self.deployment,
-                exchange.backend.revision,
-                exchange.status,
-                time.perf_counter() - exchange.started,
-            )
+        exchange.emit([_error_answer(status, message, revision, not exchange.keep_alive)])
+        self._end(exchange, outcome, answered=False)
         exchange.client.answered(exchange)
 
-    def abandon(self, exchange: Exchange) -> None:
+    def answered(self, exchange: Exchange) -> None:
+        """The answer is complete: report it, then let the caller's connection go on."""
+        self._end(exchange, Outcome.ANSWERED, answered=True)
+        exchange.client.answered(exchange)
+
+    def abandon(self, exchange: Exchange, outcome: Outcome = Outcome.CLIENT_GONE) -> None:
         """The caller went away, or the answer broke off: drop the exchange."""
         if exchange.finished:
             return
-        exchange.finished = True
-        upstream, exchange.upstream = exchange.upstream, None
+        if not exchange.begun:
+            exchange.finished = True
+            return
+        upstream, exchange.upstream_connection = exchange.upstream_connection, None
         if upstream is not None:
             upstream.sink = None
             upstream.abort()
-        if exchange.backend is not None:
-            self.backends.record_abandoned(exchange.backend.revision)
+        self._end(exchange, outcome, answered=False)
+
+    def _end(self, exchange: Exchange, outcome: Outcome, *, answered: bool) -> None:
+        """Release the request's lease and tell the observer how it ended (once)."""
+        exchange.finished = True
+        exchange.resume_request()
+        if exchange.route is not None:
+            exchange.route.lease.release(answered=answered)
+        seconds = time.perf_counter() - exchange.started
+        status = exchange.status if outcome is not Outcome.CLIENT_GONE else 0
+        end = RequestEnd(outcome, status, exchange.sent, seconds)
+        self.backends.observer.request_ended(exchange, end)

@@ -69,18 +69,16 @@ class TrafficBook:
         return traffic
 
     def started(self, revision: str) -> None:
-        """A request went to ``revision``: it is in flight until ``record`` or ``abandoned``."""
+        """A request went to ``revision``: it is in flight until ``ended``."""
         self._traffic(revision).in_progress += 1
 
-    def abandoned(self, revision: str) -> None:
-        """A request in flight ended without an answer (the client went away)."""
+    def ended(self, revision: str) -> None:
+        """A request in flight to ``revision`` ended, answered or not."""
         self._traffic(revision).in_progress -= 1
 
-    def record(self, revision: str, status: int, seconds: float, *, started: bool = False) -> None:
-        traffic = self._traffic(revision)
-        traffic.record(status, seconds)
-        if started:
-            traffic.in_progress -= 1
+    def record(self, revision: str, status: int, seconds: float) -> None:
+        """``revision`` answered with ``status`` after ``seconds``."""
+        self._traffic(revision).record(status, seconds)
 
     def revisions(self) -> dict[str, RevisionTraffic]:
         """Every revision's traffic, by uid."""

@@ -1,17 +1,29 @@
-"""The endpoint's view of the rollout (``endpoint.proxy.Backends``): which replica a request
-goes to, whether it needs a token, and the request book (counts per revision and replica)."""
+"""The endpoint's view of the rollout (``endpoint.interface.Backends``): the route a request
+takes (a replica, held by a lease), whether it needs a token, and the request book that
+observes every request (the counts per revision)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..endpoint.balancing import replica_of
-from ..endpoint.interface import Role, Scope, Upstream
+from ..endpoint.balancing import Replica
+from ..endpoint.interface import (
+    ObservedRequest,
+    Outcome,
+    RequestEnd,
+    RequestObserver,
+    Role,
+    Route,
+    Scope,
+)
+from ..endpoint.traffic import TrafficBook
 from .context import RolloutContext
+from .launcher import ReplicaHandle
 from .phases import Health, Lifecycle
+from .replicas import ReplicaSet
 from .runtime import DeploymentRuntime
 
-__all__ = ["BACKEND_WAIT_SECONDS", "EndpointBackends"]
+__all__ = ["BACKEND_WAIT_SECONDS", "EndpointBackends", "ReplicaLease", "RequestBook"]
 
 BACKEND_WAIT_SECONDS = 60.0
 """The longest a request waits for the serving revision to have a ready replica."""
@@ -21,6 +33,7 @@ class EndpointBackends:
     def __init__(self, ctx: RolloutContext, wake: Callable[[DeploymentRuntime], None]) -> None:
         self.ctx = ctx
         self.wake = wake
+        self.observer: RequestObserver = RequestBook(ctx)
         self.token = ctx.settings.token
         """The control plane's own token, which the endpoint accepts beside the revision's."""
         self._requires_auth: dict[tuple[str, Role], tuple[int, bool]] = {}
@@ -43,49 +56,32 @@ class EndpointBackends:
         self._requires_auth[(deployment, role)] = (changes, required)
         return required
 
-    def record_request(self, deployment: str) -> None:
-        self.ctx.runtime(deployment).last_request = self.ctx.clock.monotonic()
-
-    def record_start(self, revision: str) -> None:
-        replica = replica_of(revision)
-        if replica is not None:
-            replica.started()
-        if self.ctx.settings.metrics:
-            self.ctx.traffic.started(str(revision))
-
-    def record_abandoned(self, revision: str) -> None:
-        replica = replica_of(revision)
-        if replica is not None:
-            replica.finished(answered=False)
-        if self.ctx.settings.metrics:
-            self.ctx.traffic.abandoned(str(revision))
-
-    def record_response(self, deployment: str, revision: str, status: int, seconds: float) -> None:
-        replica = replica_of(revision)
-        if replica is not None:
-            replica.finished(answered=True)
-        if self.ctx.settings.metrics:
-            self.ctx.traffic.record(str(revision), status, seconds, started=True)
-
-    def backend(self, deployment: str, role: Role, scope: Scope) -> Upstream | None:
-        """A ready replica (the one with the fewest outstanding requests) of the revision that
-        the role and the canary split choose; None while there is none."""
+    def route(self, deployment: str, role: Role, scope: Scope) -> Route | None:
+        """The route to a ready replica (the one with the fewest outstanding requests) of the
+        revision that the role and the canary split choose; None while there is none."""
         rt = self.ctx.runtime(deployment)
         if role is Role.CANDIDATE:
-            return rt.candidate.choose() if rt.candidate is not None else None
+            return self._lease(rt.candidate)
         if rt.candidate is not None and rt.split is not None and rt.split.to_canary(scope):
-            chosen = rt.candidate.choose()
-            if chosen is not None:
-                return chosen
-        return rt.serving.choose() if rt.serving is not None else None
+            route = self._lease(rt.candidate)
+            if route is not None:
+                return route
+        return self._lease(rt.serving)
 
-    async def wait_backend(self, deployment: str, role: Role) -> Upstream | None:
-        """A ready replica of the serving revision (or the candidate), waiting while the serving
-        revision has none (waking from zero, a replica restarting)."""
+    def _lease(self, pool: ReplicaSet | None) -> Route | None:
+        replica = pool.choose() if pool is not None else None
+        if replica is None:
+            return None
+        traffic = self.ctx.traffic if self.ctx.settings.metrics else None
+        return Route(replica, ReplicaLease(replica, traffic))
+
+    async def wait_route(self, deployment: str, role: Role) -> Route | None:
+        """A route to a ready replica of the serving revision (or the candidate), waiting while
+        the serving revision has none (waking from zero, a replica restarting)."""
         rt = self.ctx.runtime(deployment)
         if role is Role.CANDIDATE:
-            return rt.candidate.choose() if rt.candidate is not None else None
-        chosen = rt.serving.choose() if rt.serving is not None else None
+            return self._lease(rt.candidate)
+        chosen = self._lease(rt.serving)
         if chosen is not None:
             return chosen
         dep = self.ctx.store.get_deployment(deployment)
@@ -97,5 +93,45 @@ class EndpointBackends:
         deadline = clock.monotonic() + BACKEND_WAIT_SECONDS
         while chosen is None and clock.monotonic() < deadline:
             await rt.changed(1.0)
-            chosen = rt.serving.choose() if rt.serving is not None else None
+            chosen = self._lease(rt.serving)
         return chosen
+
+
+class ReplicaLease:
+    """A request's hold on a replica: counted outstanding there and in flight for its revision
+    until released."""
+
+    __slots__ = ("released", "replica", "traffic")
+
+    def __init__(self, replica: Replica[ReplicaHandle], traffic: TrafficBook | None) -> None:
+        self.replica = replica
+        self.traffic = traffic
+        self.released = False
+        replica.started()
+        if traffic is not None:
+            traffic.started(replica.revision)
+
+    def release(self, *, answered: bool) -> None:
+        if self.released:
+            return
+        self.released = True
+        self.replica.finished(answered=answered)
+        if self.traffic is not None:
+            self.traffic.ended(self.replica.revision)
+
+
+class RequestBook:
+    """The endpoints' observer: a request's start keeps its deployment awake (scale to zero
+    counts idle time from the last one); its end is counted for the revision that answered."""
+
+    def __init__(self, ctx: RolloutContext) -> None:
+        self.ctx = ctx
+
+    def request_started(self, request: ObservedRequest) -> None:
+        self.ctx.runtime(request.deployment).last_request = self.ctx.clock.monotonic()
+
+    def request_ended(self, request: ObservedRequest, end: RequestEnd) -> None:
+        upstream = request.upstream
+        if upstream is None or end.outcome is Outcome.CLIENT_GONE or not self.ctx.settings.metrics:
+            return
+        self.ctx.traffic.record(upstream.revision, end.status, end.seconds)
