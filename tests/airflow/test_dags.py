@@ -93,7 +93,7 @@ def test_good_run_bad_run_rolled_back_then_drift_retrains(
 
         features = holdout_features()
         with TrafficLoop(
-            f"{first.url}/predict", {"features": features}, clients=2, pause=0.05
+            f"{first.url}/predict", {"features": features}, clients=2, pause=0.1
         ) as live:
             live.wait_for(5)
             bad = run_dag(dag_id, {"bad_model": True, "deployment_name": deployment})

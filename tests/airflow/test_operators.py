@@ -1,4 +1,7 @@
-"""Operator behaviours at unit level, against a real local control plane."""
+"""Operator behaviours at unit level, against a real local control plane.
+
+The tests that deploy share one deployment, in file order: the sensor's test creates it, the
+others update what the test before left (a test run on its own creates it first)."""
 
 from __future__ import annotations
 
@@ -14,52 +17,14 @@ from bentoship.steps import push, wait_until_ready
 
 from .test_provider import TaskInstanceStandIn
 
+DEPLOYMENT = "af-ops"
+
 
 class TaskStateStoreStandIn(dict):  # type: ignore[type-arg]
     """``context["task_state_store"]``: a key-value store that survives task retries."""
 
     def set(self, key: str, value: Any) -> None:
         self[key] = value
-
-
-def test_retried_deploy_reattaches_to_its_rollout(
-    bentocloud_connection: LocalControlPlane, echo_v1: str, echo_v2: str
-) -> None:
-    from bentoship_airflow.operators.bento import BentoDeployOperator
-
-    with Client.from_env(home=bentocloud_connection.data_dir) as client:
-        for tag in (echo_v1, echo_v2):
-            push(tag, client=client)
-        first = BentoDeployOperator(task_id="d", deployment_name="af-retry", bento=echo_v1)
-        first.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
-        store = TaskStateStoreStandIn()
-        op = BentoDeployOperator(task_id="d2", deployment_name="af-retry", bento=echo_v2)
-        attempt = op.execute({"ti": TaskInstanceStandIn(), "task_state_store": store})  # type: ignore[arg-type]
-        retry = op.execute({"ti": TaskInstanceStandIn(), "task_state_store": store})  # type: ignore[arg-type]
-        assert retry == attempt and retry["changed"] is True
-        assert retry["previous_revision"] is not None
-        assert len(client.list_revisions("af-retry")) == 2
-
-
-def test_on_kill_mid_rollout_returns_to_last_good_revision(
-    bentocloud_connection: LocalControlPlane, echo_v1: str, crash_bento: str
-) -> None:
-    from bentoship_airflow.operators.bento import BentoDeployOperator
-
-    with Client.from_env(home=bentocloud_connection.data_dir) as client:
-        for tag in (echo_v1, crash_bento):
-            push(tag, client=client)
-        good = BentoDeployOperator(task_id="d", deployment_name="af-kill", bento=echo_v1)
-        good_rollout = good.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
-        op = BentoDeployOperator(
-            task_id="d2", deployment_name="af-kill", bento=crash_bento, wait_for_completion=False
-        )
-        op.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
-        assert client.get_deployment("af-kill").status == "deploying"
-        op.on_kill()
-        dep = wait_until_ready("af-kill", client=client, timeout=60)
-        assert dep.serving_revision == good_rollout["revision"]
-        assert dep.target_revision == good_rollout["revision"]
 
 
 def test_sensor_pokes_and_defers(bentocloud_connection: LocalControlPlane, echo_v1: str) -> None:
@@ -70,14 +35,15 @@ def test_sensor_pokes_and_defers(bentocloud_connection: LocalControlPlane, echo_
 
     with Client.from_env(home=bentocloud_connection.data_dir) as client:
         push(echo_v1, client=client)
+    # creates the module's deployment: a rollout to sense
     deploy = BentoDeployOperator(
-        task_id="d", deployment_name="af-sensed", bento=echo_v1, wait_for_completion=False
+        task_id="d", deployment_name=DEPLOYMENT, bento=echo_v1, wait_for_completion=False
     )
     rollout = deploy.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
     # templated into a string, as XCom values in templates are: the deferral keeps the rollout
     deferring = BentoDeploymentSensor(
         task_id="s",
-        deployment_name="af-sensed",
+        deployment_name=DEPLOYMENT,
         rollout=json.dumps(rollout),
         deferrable=True,
         timeout=60,
@@ -85,9 +51,9 @@ def test_sensor_pokes_and_defers(bentocloud_connection: LocalControlPlane, echo_
     with pytest.raises(TaskDeferred) as deferred:
         deferring.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
     assert deferred.value.trigger.rollout == rollout
-    sensor = BentoDeploymentSensor(task_id="s2", deployment_name="af-sensed", rollout=rollout)
+    sensor = BentoDeploymentSensor(task_id="s2", deployment_name=DEPLOYMENT, rollout=rollout)
     with Client.from_env(home=bentocloud_connection.data_dir) as client:
-        wait_until_ready("af-sensed", client=client, timeout=60)
+        wait_until_ready(DEPLOYMENT, client=client, timeout=60)
     assert sensor.poke({"ti": TaskInstanceStandIn()}) is True  # type: ignore[arg-type]
     missing = BentoDeploymentSensor(task_id="s3", deployment_name="af-nowhere")
     with pytest.raises(AirflowException, match="af-nowhere"):
@@ -116,6 +82,48 @@ def check_records_sensor(plane: LocalControlPlane, name: str, url: str) -> None:
     with Client.from_env(home=plane.data_dir) as client:
         first = client.monitoring_records(name, "echo_calls", after=0, limit=1)[0]["seq"]
     assert sensed(2, after=str(first)) is True and sensed(3, after=str(first)) is False
+
+
+def test_retried_deploy_reattaches_to_its_rollout(
+    bentocloud_connection: LocalControlPlane, echo_v1: str, echo_v2: str
+) -> None:
+    from bentoship_airflow.operators.bento import BentoDeployOperator
+
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        for tag in (echo_v1, echo_v2):
+            push(tag, client=client)
+        # what the test before left serving (created now when this test runs on its own)
+        first = BentoDeployOperator(task_id="d", deployment_name=DEPLOYMENT, bento=echo_v1)
+        first.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+        store = TaskStateStoreStandIn()
+        op = BentoDeployOperator(task_id="d2", deployment_name=DEPLOYMENT, bento=echo_v2)
+        attempt = op.execute({"ti": TaskInstanceStandIn(), "task_state_store": store})  # type: ignore[arg-type]
+        retry = op.execute({"ti": TaskInstanceStandIn(), "task_state_store": store})  # type: ignore[arg-type]
+        assert retry == attempt and retry["changed"] is True
+        assert retry["previous_revision"] is not None
+        assert len(client.list_revisions(DEPLOYMENT)) == 2
+
+
+def test_on_kill_mid_rollout_returns_to_last_good_revision(
+    bentocloud_connection: LocalControlPlane, echo_v2: str, crash_bento: str
+) -> None:
+    from bentoship_airflow.operators.bento import BentoDeployOperator
+
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        for tag in (echo_v2, crash_bento):
+            push(tag, client=client)
+        # the good revision: the one the test before left serving (no new revision)
+        good = BentoDeployOperator(task_id="d", deployment_name=DEPLOYMENT, bento=echo_v2)
+        good_rollout = good.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+        op = BentoDeployOperator(
+            task_id="d2", deployment_name=DEPLOYMENT, bento=crash_bento, wait_for_completion=False
+        )
+        op.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+        assert client.get_deployment(DEPLOYMENT).status == "deploying"
+        op.on_kill()
+        dep = wait_until_ready(DEPLOYMENT, client=client, timeout=60)
+        assert dep.serving_revision == good_rollout["revision"]
+        assert dep.target_revision == good_rollout["revision"]
 
 
 def test_rollback_without_recorded_rollout_is_skipped() -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,42 +21,18 @@ from bentoship.server import LocalControlPlane
 from bentoship.steps import deploy, wait_until_ready
 
 from .api import Api
-
-CLI_EACH = """
-import json, sys
-from bentoml_cli.cli import cli  # what `bentoml` runs
-for arguments in json.loads(sys.argv[1]):
-    try:
-        cli(arguments, prog_name="bentoml")
-    except SystemExit as exit:
-        if exit.code:
-            print(f"exit {exit.code}: {arguments[:2]}", file=sys.stderr)
-            raise
-    print("\\0", flush=True)
-"""
+from .cli_session import BentomlCli
 
 
-def bentoml_secret(plane: LocalControlPlane, *commands: list[str]) -> list[str]:
-    """Each ``bentoml secret <command>`` of the unmodified CLI, in one interpreter (imports
-    cost seconds); the output of each."""
-    assert plane.connection is not None
-    env = {
-        **os.environ,
-        "BENTO_CLOUD_API_ENDPOINT": plane.connection.endpoint,
-        "BENTO_CLOUD_API_KEY": plane.connection.token,
-        "COLUMNS": "250",
-    }
-    arguments = json.dumps([["secret", *command] for command in commands])
-    done = subprocess.run(
-        [sys.executable, "-c", CLI_EACH, arguments],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    *outputs, rest = done.stdout.split("\0\n")
-    assert len(outputs) == len(commands) and not rest.strip(), done.stdout
+def bentoml_secret(cli: BentomlCli, *commands: list[str]) -> list[str]:
+    """Each ``bentoml secret <command>`` of the unmodified CLI; the output of each."""
+    outputs = []
+    for command in commands:
+        done = cli("secret", *command)
+        assert done.returncode == 0, f"exit {done.returncode}: {command[:1]}\n" + (
+            done.stdout[-2000:] + done.stderr[-2000:]
+        )
+        outputs.append(done.stdout)
     return outputs
 
 
@@ -79,6 +53,7 @@ def test_secrets_from_the_bentoml_cli_reach_one_deployment_masked_pinned_and_nev
     echo_v1: str,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
     key_file = tmp_path / "keys" / "secrets.key"
     runtime = tmp_path / "run"
@@ -94,8 +69,11 @@ def test_secrets_from_the_bentoml_cli_reach_one_deployment_masked_pinned_and_nev
     values = (password, rotated, scratch, *certificate.split())
     (tmp_path / "cert.pem").write_text(certificate)
 
+    # One interpreter runs every command of the unmodified CLI (imports cost seconds).
+    cli = BentomlCli(plane, tmp_path / "cli-stderr.log").start()
+    request.addfinalizer(cli.close)
     created = bentoml_secret(
-        plane,
+        cli,
         ["create", "db-creds", f"DB_PASSWORD={password}", "-d", "the database"],
         ["create", "tls", f"cert.pem=@{tmp_path / 'cert.pem'}", "-t", "file", "-p", "/etc/app"],
         ["create", "scratch", f"TOKEN={scratch}"],
@@ -130,7 +108,7 @@ def test_secrets_from_the_bentoml_cli_reach_one_deployment_masked_pinned_and_nev
         assert {"***" in line for line in lines} == {True} and len(lines) == 2, lines
         assert not any(v in line for line in lines for v in values)
 
-        applied = bentoml_secret(plane, ["apply", "db-creds", f"DB_PASSWORD={rotated}"])
+        applied = bentoml_secret(cli, ["apply", "db-creds", f"DB_PASSWORD={rotated}"])
         assert "applied successfully" in applied[0]
         assert api.get("sec")["latest_revision"]["name"] == "r1"
         pinned = httpx.post(f"{url}/environ", json={"name": "DB_PASSWORD"}, timeout=30).json()

@@ -19,6 +19,7 @@ import pytest
 from bentoship.server import LocalControlPlane
 
 from ..conftest import shared_plane_like
+from .cli_session import BentomlCli
 
 
 @pytest.fixture(scope="module")
@@ -53,29 +54,26 @@ def bentoml_cli(plane: LocalControlPlane, *arguments: str) -> subprocess.Complet
     return subprocess.run(command, env=cli_env(plane), capture_output=True, text=True, timeout=120)
 
 
-LIST_EACH = """
-import json, sys
-from bentoml_cli.cli import cli  # what `bentoml` and `python -m bentoml` run
-for options in json.loads(sys.argv[1]):
-    try:
-        cli(["deployment", "list", *options, "-o", "json"], prog_name="bentoml")
-    except SystemExit as exit:
-        if exit.code:
-            raise
-    print("\\0", flush=True)
-"""
+@pytest.fixture(scope="module")
+def cli(
+    shared_plane: LocalControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BentomlCli]:
+    """The unmodified ``bentoml`` CLI against the module's plane: one interpreter runs every
+    command of the module (each interpreter costs seconds of CPU in imports alone)."""
+    stderr = tmp_path_factory.mktemp("sdk-cli") / "stderr.log"
+    with BentomlCli(shared_plane, stderr, columns=200) as session:
+        yield session
 
 
-def listed(plane: LocalControlPlane, *option_sets: list[str]) -> list[list[str]]:
-    """``bentoml deployment list <options>`` (the unmodified CLI) against the plane, once per
-    set of options: the names each time. One interpreter runs them all (each costs seconds of
-    CPU in imports alone)."""
-    command = [sys.executable, "-c", LIST_EACH, json.dumps(option_sets)]
-    done = subprocess.run(command, env=cli_env(plane), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    *outputs, rest = done.stdout.split("\0\n")
-    assert len(outputs) == len(option_sets) and not rest.strip(), done.stdout
-    return [sorted(item["name"] for item in json.loads(out)) for out in outputs]
+def listed(cli: BentomlCli, *option_sets: list[str]) -> list[list[str]]:
+    """``bentoml deployment list <options> -o json`` (the unmodified CLI), once per set of
+    options: the names each time."""
+    names = []
+    for options in option_sets:
+        done = cli("deployment", "list", *options, "-o", "json")
+        assert done.returncode == 0, done.stderr[-2000:]
+        names.append(sorted(item["name"] for item in json.loads(done.stdout)))
+    return names
 
 
 def signed_in_page(url: str, token: str) -> str:
@@ -203,7 +201,12 @@ def version_for(url: str, user: str) -> str:
 
 
 def test_push_deploy_update_canary_list_terminate_delete(
-    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str, postgres: str, tmp_path: Path
+    shared_plane: LocalControlPlane,
+    cli: BentomlCli,
+    echo_v1: str,
+    echo_v2: str,
+    postgres: str,
+    tmp_path: Path,
 ) -> None:
     client = cloud_client(shared_plane)
     bentoml.bentos.push(echo_v1, _cloud_client=client)
@@ -224,7 +227,7 @@ def test_push_deploy_update_canary_list_terminate_delete(
     assert dep.admin_console == f"{endpoint}/deployments/sdk-echo"
     assert signed_in_page(dep.admin_console, shared_plane.connection.token).count("sdk-echo") >= 2
     # The unmodified CLI's label filter: it sends q=label:team=x
-    assert listed(shared_plane, ["--label", "team=x"], ["--label", "team=y"]) == [["sdk-echo"], []]
+    assert listed(cli, ["--label", "team=x"], ["--label", "team=y"]) == [["sdk-echo"], []]
     url = dep.get_endpoint_urls()[0]
     assert httpx.post(f"{url}/echo", json={"text": "hi"}).json() == {"text": "hi", "version": "v1"}
     check_monitoring(shared_plane, url, echo_v1)
@@ -315,13 +318,14 @@ def test_pull_returns_the_pushed_bento(
     assert "version.txt" in files_of(Path(pulled.path_of("src")))
 
 
-def test_api_token_cli_create_scoped_then_delete(shared_plane: LocalControlPlane) -> None:
+def test_api_token_cli_create_scoped_then_delete(
+    shared_plane: LocalControlPlane, cli: BentomlCli
+) -> None:
     """``bentoml api-token create`` makes a read-only token that reads but cannot write; after
     ``bentoml api-token delete`` it gets 401."""
     assert shared_plane.connection is not None
     endpoint = shared_plane.connection.endpoint
-    made = bentoml_cli(
-        shared_plane,
+    made = cli(
         *("api-token", "create", "ci-reader", "-d", "reads only"),
         *("--scope", "read_cluster", "--scope", "read_organization", "--expires", "30d"),
         *("-o", "json"),
@@ -345,7 +349,7 @@ def test_api_token_cli_create_scoped_then_delete(shared_plane: LocalControlPlane
     )
     assert granted.status_code == 403
 
-    deleted = bentoml_cli(shared_plane, "api-token", "delete", uid)
+    deleted = cli("api-token", "delete", uid)
     assert deleted.returncode == 0, deleted.stderr[-2000:]
     after = httpx.get(f"{endpoint}/api/v2/deployments", headers=headers)
     assert after.status_code == 401 and "revoked" in after.json()["error"]

@@ -42,48 +42,16 @@ def first_crash(lines: list[str]) -> float:
     raise AssertionError("no crash in the revision's log")
 
 
-def test_crash_looping_revision_fails_long_before_its_deadline_while_previous_serves(
-    shared_plane: LocalControlPlane, echo_v1: str, crash_bento: str
-) -> None:
-    api = Api(shared_plane)
-    api.push(echo_v1)
-    api.push(crash_bento)
-    api.create("crashy", echo_v1)
-    api.wait_status("crashy", {"running"})
-    url = api.url("crashy")
-
-    with TrafficLoop(f"{url}/echo", clients=1, pause=0.05) as traffic:
-        api.update("crashy", crash_bento)
-        dep = api.wait_status("crashy", {"failed"}, timeout=100)
-        failed_at = time.time()
-        time.sleep(0.5)
-
-    assert traffic.failures == []
-    assert set(traffic.versions()) == {"v1"}
-    assert dep["bentoship"]["serving_revision"] != dep["bentoship"]["target_revision"]
-    reason = dep["bentoship"]["reason"]
-    assert "crashed while starting" in reason
-    assert "deliberate init failure: crash fixture" in reason
-    failed = next(r for r in api.revisions("crashy") if r["bentoship"]["phase"] == "failed")
-    lines = api.logs("crashy", failed["name"], tail=2000)
-    assert any("deliberate init failure: crash fixture" in line for line in lines)
-    # failed within 15 s of its first crash (log stamps have whole seconds), not at 120 s
-    assert failed_at - first_crash(lines) <= 16
-    assert failed["bentoship"]["warm"] is False
-    assert httpx.post(f"{url}/echo", json={"text": "y"}).json()["version"] == "v1"
-
-
 def test_update_and_rollback_drop_no_request(
     shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
 ) -> None:
     api = Api(shared_plane)
     api.push(echo_v1)
     api.push(echo_v2)
-    envs = [{"name": "A", "value": "1"}]
     labels = [{"key": "note", "value": SCRIPT}]
-    created = api.create("steady", echo_v1, envs=envs, labels=labels)
+    created = api.create("steady", echo_v1, envs=ENVS, labels=labels)
     assert created["status"] == "deploying"
-    api.update("steady", echo_v1, envs=envs, labels=labels)
+    api.update("steady", echo_v1, envs=ENVS, labels=labels)
     # the long-poll answers as soon as the status changes, or after its timeout
     started = time.monotonic()
     response = api.http.get(
@@ -98,7 +66,7 @@ def test_update_and_rollback_drop_no_request(
     assert same.json()["status"] == "running"
     assert 0.9 <= time.monotonic() - started < 5
     # the same bento and config again make no new revision
-    api.update("steady", echo_v1, envs=envs, labels=labels)
+    api.update("steady", echo_v1, envs=ENVS, labels=labels)
     assert len(api.revisions("steady")) == 1
     url = api.url("steady")
     # the endpoint's root serves bentoml's Swagger UI, through the proxy
@@ -107,7 +75,7 @@ def test_update_and_rollback_drop_no_request(
 
     payload = {"text": "live", "delay": 0.02}
     with TrafficLoop(f"{url}/echo", payload=payload, clients=2) as traffic:
-        api.update("steady", echo_v2, envs=envs, labels=labels)
+        api.update("steady", echo_v2, envs=ENVS, labels=labels)
         api.wait_status("steady", {"running"})
         while traffic.versions()["v2"] < 20:
             time.sleep(0.05)
@@ -127,6 +95,36 @@ def test_update_and_rollback_drop_no_request(
     assert [r["status"] for r in revisions] == ["inactive", "active"]
     assert revisions[0]["bentoship"]["warm"] is True
     check_console(api, "steady", labels)
+
+
+def test_crash_looping_revision_fails_long_before_its_deadline_while_previous_serves(
+    shared_plane: LocalControlPlane, crash_bento: str
+) -> None:
+    """An update of the previous test's deployment (serving r2, echo v2) to a crashing bento."""
+    api = Api(shared_plane)
+    api.push(crash_bento)
+    assert serving(api, "steady") == "r2"
+    url = api.url("steady")
+
+    with TrafficLoop(f"{url}/echo", clients=1, pause=0.05) as traffic:
+        api.update("steady", crash_bento, envs=ENVS, labels=[{"key": "note", "value": SCRIPT}])
+        dep = api.wait_status("steady", {"failed"}, timeout=100)
+        failed_at = time.time()
+        time.sleep(0.5)
+
+    assert traffic.failures == []
+    assert set(traffic.versions()) == {"v2"}
+    assert dep["bentoship"]["serving_revision"] != dep["bentoship"]["target_revision"]
+    reason = dep["bentoship"]["reason"]
+    assert "crashed while starting" in reason
+    assert "deliberate init failure: crash fixture" in reason
+    failed = next(r for r in api.revisions("steady") if r["bentoship"]["phase"] == "failed")
+    lines = api.logs("steady", failed["name"], tail=2000)
+    assert any("deliberate init failure: crash fixture" in line for line in lines)
+    # failed within 15 s of its first crash (log stamps have whole seconds), not at 120 s
+    assert failed_at - first_crash(lines) <= 16
+    assert failed["bentoship"]["warm"] is False
+    assert httpx.post(f"{url}/echo", json={"text": "y"}).json()["version"] == "v2"
 
 
 def test_scale_to_zero_then_first_request_wakes(
@@ -267,6 +265,7 @@ def check_follow(api: Api, name: str) -> None:
 
 
 SCRIPT = "<script>alert(1)</script>"
+ENVS = [{"name": "A", "value": "1"}]
 
 
 def serving(api: Api, name: str) -> str:

@@ -58,37 +58,20 @@ def test_a_ship_that_fails_its_smoke_test_never_reaches_live_traffic(
     assert "discarded" in bad.reason
 
 
-def test_deploy_twice_makes_one_revision_and_wait_long_polls(
-    shared_plane: LocalControlPlane, echo_v1: str
-) -> None:
-    transport = FaultyTransport(lambda request, n: None)  # forwards all, records the calls
-    client = client_for(shared_plane, transport=transport)
-    push(echo_v1, client=client)
-    config = {"envs": {"MODE": "a"}, "min_replicas": 1}
-    first = deploy("twice", echo_v1, config, client=client)
-    again = deploy("twice", echo_v1, config, client=client)
-    assert first.created and not again.changed
-    assert again.revision == first.revision
+@pytest.fixture(scope="module")
+def chain() -> dict[str, Rollout]:
+    """The rollouts of ``CHAIN``, one deployment that the next three tests build on in file
+    order: created (v1) and updated (v2) with lost answers, deployed again unchanged while v2
+    starts, then rolled back by name."""
+    return {}
 
-    assert client.get_deployment("twice").status == "deploying"
-    before = len(transport.calls)
-    # A sleep of poll_interval (an hour) between polls could never end within the timeout.
-    dep = wait_until_ready(again, client=client, poll_interval=3600, timeout=90)
-    assert dep.status == "running" and dep.serving_revision == first.revision
-    during = transport.calls[before:]
-    waits = [c for c in during if c == "GET /api/v2/deployments/twice/wait"]
-    gets = [c for c in during if c == "GET /api/v2/deployments/twice"]
-    # one long-poll per status change (deploying -> running), not a poll loop
-    assert 1 <= len(waits) <= 3, during
-    assert len(gets) <= 2, during
 
-    assert not deploy("twice", echo_v1, config, client=client).changed
-    assert len(client.list_revisions("twice")) == 1
-    assert Rollout.from_json(first.to_json()) == first
+CHAIN = "chain"
+CHAIN_CONFIG = {"envs": {"MODE": "a"}, "min_replicas": 1, "access_authorization": True}
 
 
 def test_retried_deploy_after_lost_response_does_not_duplicate(
-    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
+    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str, chain: dict[str, Rollout]
 ) -> None:
     seen: dict[str, int] = {}
 
@@ -107,16 +90,44 @@ def test_retried_deploy_after_lost_response_does_not_duplicate(
     )
     push(echo_v1, client=client)
     push(echo_v2, client=client)
-    created = deploy("lossy", echo_v1, client=client)
-    assert created.revision is not None
+    created = deploy(CHAIN, echo_v1, CHAIN_CONFIG, client=client)
+    assert created.created and created.revision is not None
     assert transport.calls.count("POST /api/v2/deployments") == 1
     wait_until_ready(created, client=client, timeout=60)
-    updated = deploy("lossy", echo_v2, client=client)
-    assert transport.calls.count("PUT /api/v2/deployments/lossy") == 2
-    assert updated.previous_revision == created.revision
-    assert [r.bento for r in client.list_revisions("lossy")] == [echo_v2, echo_v1]
-    # Nothing more is checked of r2: stop its `bentoml serve` while it is still starting.
-    client.terminate_deployment("lossy")
+    updated = deploy(CHAIN, echo_v2, CHAIN_CONFIG, client=client)
+    assert transport.calls.count(f"PUT /api/v2/deployments/{CHAIN}") == 2
+    assert updated.changed and updated.previous_revision == created.revision
+    assert [r.bento for r in client.list_revisions(CHAIN)] == [echo_v2, echo_v1]
+    chain.update(created=created, updated=updated)
+
+
+def test_deploy_twice_makes_one_revision_and_wait_long_polls(
+    shared_plane: LocalControlPlane, echo_v2: str, chain: dict[str, Rollout]
+) -> None:
+    """Deploying what the previous test's update just deployed (v2, still starting) again."""
+    transport = FaultyTransport(lambda request, n: None)  # forwards all, records the calls
+    client = client_for(shared_plane, transport=transport)
+    first = chain["updated"]
+    again = deploy(CHAIN, echo_v2, CHAIN_CONFIG, client=client)
+    assert first.changed and not again.changed
+    assert again.revision == first.revision
+
+    assert client.get_deployment(CHAIN).status == "deploying"
+    before = len(transport.calls)
+    # A sleep of poll_interval (an hour) between polls could never end within the timeout.
+    dep = wait_until_ready(again, client=client, poll_interval=3600, timeout=90)
+    assert dep.status == "running" and dep.serving_revision == first.revision
+    during = transport.calls[before:]
+    waits = [c for c in during if c == f"GET /api/v2/deployments/{CHAIN}/wait"]
+    gets = [c for c in during if c == f"GET /api/v2/deployments/{CHAIN}"]
+    # one long-poll per status change (deploying -> running), not a poll loop
+    assert 1 <= len(waits) <= 3, during
+    assert len(gets) <= 2, during
+
+    assert not deploy(CHAIN, echo_v2, CHAIN_CONFIG, client=client).changed
+    assert [r.name for r in client.list_revisions(CHAIN)] == ["r2", "r1"]
+    assert Rollout.from_json(first.to_json()) == first
+    assert Rollout.from_json(chain["created"].to_json()) == chain["created"]
 
 
 def test_wait_raises_deployment_failed_with_the_exception_from_the_logs(
@@ -135,16 +146,11 @@ def test_wait_raises_deployment_failed_with_the_exception_from_the_logs(
 
 
 def test_rollback_to_named_revision_and_smoke_test_with_token(
-    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
+    shared_plane: LocalControlPlane, chain: dict[str, Rollout]
 ) -> None:
+    """On the chain's deployment (access_authorization): r1 serves v1, r2 serves v2."""
     client = client_for(shared_plane)
-    for tag in (echo_v1, echo_v2):
-        push(tag, client=client)
-    config = {"access_authorization": True}
-    first = deploy("named", echo_v1, config, client=client)
-    wait_until_ready(first, client=client, timeout=60)
-    second = deploy("named", echo_v2, config, client=client)
-    wait_until_ready(second, client=client, timeout=60)
+    first, second = chain["created"], chain["updated"]
     token = client.connection.token
     assert smoke_test(second, echo_check("v2"), token=token)["version"] == "v2"
     with pytest.raises(SmokeTestFailed, match="HTTP 401"):
@@ -153,7 +159,7 @@ def test_rollback_to_named_revision_and_smoke_test_with_token(
         smoke_test(second, echo_check("v2"), token="not-the-token")
     # No side door: the revision's own port, which the revisions API lists, takes only the
     # control plane's client certificate (mutual TLS), so a local client cannot skip the token.
-    port = next(r.port for r in client.list_revisions("named") if r.serving)
+    port = next(r.port for r in client.list_revisions(CHAIN) if r.serving)
     assert port is not None
     for scheme in ("http", "https"):
         with pytest.raises(httpx.HTTPError):
@@ -166,6 +172,6 @@ def test_rollback_to_named_revision_and_smoke_test_with_token(
     ).json()
     assert "authorization" not in seen and seen["cookie"] == "theirs=1"
     assert token not in str(seen)
-    dep = rollback("named", revision="r1", client=client)
+    dep = rollback(CHAIN, revision="r1", client=client)
     assert dep is not None and dep.serving_revision == first.revision
-    assert smoke_test("named", echo_check("v1"), token=token, client=client)["version"] == "v1"
+    assert smoke_test(CHAIN, echo_check("v1"), token=token, client=client)["version"] == "v1"

@@ -81,7 +81,7 @@ def test_canary_split_sticky_routing_then_analysis_promotes(client: Client, echo
     assert first == again and set(first.values()) == {baseline, new}
     assert echo(rollout.endpoint_url).headers[REVISION_HEADER] == baseline
 
-    with TrafficLoop(f"{rollout.endpoint_url}/echo") as live:
+    with TrafficLoop(f"{rollout.endpoint_url}/echo", pause=0.01) as live:
         analysis = analyze_canary(rollout, POLICY, client=client)
     assert analysis.promoted and [s.weight for s in analysis.steps] == [10, 50, 100]
     assert all(s.candidate.requests >= 100 and s.candidate.errors == 0 for s in analysis.steps)
@@ -100,7 +100,7 @@ def test_analysis_discards_a_candidate_that_fails_five_percent(
     with pytest.raises(InvalidRequestError, match="not a ready candidate"):
         analyze_canary(promote_target(rollout), POLICY, client=client)
 
-    with TrafficLoop(f"{rollout.endpoint_url}/echo") as live:
+    with TrafficLoop(f"{rollout.endpoint_url}/echo", pause=0.01) as live:
         with pytest.raises(CanaryFailed, match=r"success rate 9\d\.\d\d%") as caught:
             analyze_canary(rollout, POLICY, client=client)
         seen = len(live.answers)

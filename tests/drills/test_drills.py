@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 from bentoship import Client
 from bentoship.server import LocalControlPlane
@@ -24,26 +27,95 @@ def client_for(plane: LocalControlPlane, **kwargs: Any) -> Client:
     return Client(plane.connection.endpoint, plane.connection.token, **kwargs)
 
 
-def test_killed_serving_process_is_restarted(shared_plane: LocalControlPlane, echo_v1: str) -> None:
+@dataclass
+class Crowd:
+    """Five pipelines shipped at once: four straight to the plane, the fifth ("unreliable")
+    through a proxy that drops or delays 30% of its connections."""
+
+    names: list[str]
+    errors: list[BaseException] = field(default_factory=list)
+    proxy: FaultProxy | None = None
+    unreliable: Any = None
+    """The fifth pipeline's rollout."""
+
+
+@pytest.fixture(scope="module")
+def crowd(shared_plane: LocalControlPlane, echo_v1: str) -> Iterator[Crowd]:
+    """The five pipelines of the drills below, run once: the network drill is one of the five,
+    and the killed-process drill uses one of their deployments."""
+    assert shared_plane.connection is not None
+    push(echo_v1, client=client_for(shared_plane))
+    crowd = Crowd([f"crowd-{i}" for i in range(4)] + ["unreliable"])
+    proxy = crowd.proxy = FaultProxy(shared_plane.port, fault_rate=0.3).start()
+    fresh_connections = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
+    unreliable = Client(
+        f"http://127.0.0.1:{proxy.port}",
+        shared_plane.connection.token,
+        transport=fresh_connections,
+    )
+
+    def pipeline(name: str) -> None:
+        try:
+            if name == "unreliable":
+                with unreliable as client:
+                    crowd.unreliable = ship(
+                        name, echo_v1, smoke=ECHO_V1, client=client, timeout=300
+                    )
+            else:
+                with client_for(shared_plane) as client:
+                    ship(name, echo_v1, smoke=ECHO_V1, client=client, timeout=300)
+        except BaseException as exc:
+            crowd.errors.append(exc)
+
+    threads = [threading.Thread(target=pipeline, args=(name,)) for name in crowd.names]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(400)
+    finally:
+        proxy.stop()
+    yield crowd
+
+
+def test_five_pipelines_at_once_all_go_green(shared_plane: LocalControlPlane, crowd: Crowd) -> None:
+    assert crowd.errors == []
+    with client_for(shared_plane) as client:
+        statuses = {client.get_deployment(name).status for name in crowd.names}
+    assert len(crowd.names) == 5 and statuses == {"running"}
+
+
+def test_ship_through_a_network_that_drops_or_delays_30_percent(
+    shared_plane: LocalControlPlane, crowd: Crowd
+) -> None:
+    assert crowd.errors == [] and crowd.unreliable is not None and crowd.proxy is not None
+    assert crowd.proxy.counts["dropped before forwarding"] > 0
+    assert crowd.proxy.counts["response lost"] > 0
+    with client_for(shared_plane) as direct:
+        assert len(direct.list_revisions("unreliable")) == 1
+        assert direct.get_deployment("unreliable").serving_revision == crowd.unreliable.revision
+
+
+def test_killed_serving_process_is_restarted(shared_plane: LocalControlPlane, crowd: Crowd) -> None:
+    """On one of the crowd's deployments, shipped and serving."""
+    phoenix = crowd.names[0]
     client = client_for(shared_plane)
-    push(echo_v1, client=client)
-    rollout = deploy("phoenix", echo_v1, client=client)
-    wait_until_ready(rollout, client=client, timeout=90)
-    serving = next(r for r in client.list_revisions("phoenix") if r.serving)
+    assert client.get_deployment(phoenix).status == "running"
+    serving = next(r for r in client.list_revisions(phoenix) if r.serving)
     assert serving.pid is not None
 
     tree = psutil.Process(serving.pid).children(recursive=True)
     for pid in [serving.pid, *(child.pid for child in tree)]:
         os.kill(pid, signal.SIGKILL)
-    seen = client.wait_for_change("phoenix", "running", timeout=30)
+    seen = client.wait_for_change(phoenix, "running", timeout=30)
     assert seen.status == "unhealthy"
     back = seen
     for _ in range(20):
         if back.status == "running":
             break
-        back = client.wait_for_change("phoenix", back.status, timeout=10)
+        back = client.wait_for_change(phoenix, back.status, timeout=10)
     assert back.status == "running" and back.serving_revision == serving.name
-    restarted = next(r for r in client.list_revisions("phoenix") if r.serving)
+    restarted = next(r for r in client.list_revisions(phoenix) if r.serving)
     assert restarted.pid not in (None, serving.pid)
     answer = httpx.post(f"{back.url}/echo", json={"text": "x"}).json()
     assert answer == {"text": "x", "version": "v1"}
@@ -84,47 +156,3 @@ def test_control_plane_killed_with_one_deployment_steady_and_one_mid_rollout_rec
     assert [(r.uid, r.name) for r in after] == [(r.uid, r.name) for r in steady_before]
     assert [r.phase for r in after] == ["serving", "retired"]
     assert httpx.post(f"{steady_url}/echo", json={"text": "x"}).json()["version"] == "v2"
-
-
-def test_five_pipelines_at_once_all_go_green(shared_plane: LocalControlPlane, echo_v1: str) -> None:
-    push(echo_v1, client=client_for(shared_plane))
-    errors: list[BaseException] = []
-
-    def pipeline(index: int) -> None:
-        try:
-            with client_for(shared_plane) as client:
-                ship(f"crowd-{index}", echo_v1, smoke=ECHO_V1, client=client, timeout=300)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=pipeline, args=(i,)) for i in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(400)
-    assert errors == []
-    with client_for(shared_plane) as client:
-        statuses = {client.get_deployment(f"crowd-{i}").status for i in range(5)}
-    assert statuses == {"running"}
-
-
-def test_ship_through_a_network_that_drops_or_delays_30_percent(
-    shared_plane: LocalControlPlane, echo_v1: str
-) -> None:
-    proxy = FaultProxy(shared_plane.port, fault_rate=0.3).start()
-    try:
-        assert shared_plane.connection is not None
-        fresh_connections = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
-        client = Client(
-            f"http://127.0.0.1:{proxy.port}",
-            shared_plane.connection.token,
-            transport=fresh_connections,
-        )
-        rollout = ship("unreliable", echo_v1, smoke=ECHO_V1, client=client, timeout=300)
-    finally:
-        proxy.stop()
-    assert proxy.counts["dropped before forwarding"] > 0
-    assert proxy.counts["response lost"] > 0
-    with client_for(shared_plane) as direct:
-        assert len(direct.list_revisions("unreliable")) == 1
-        assert direct.get_deployment("unreliable").serving_revision == rollout.revision

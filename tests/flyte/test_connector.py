@@ -19,15 +19,12 @@ from flytekit.models.task import TaskTemplate
 from flytekit.tools.translator import get_serializable
 
 from bentoship import Client, Rollout
-from bentoship.server import LocalControlPlane
 from bentoship.steps import deploy, push, wait_until_ready
 from flytekitplugins.bentoship import (
     BentoDeploymentConnector,
     BentoDeploymentMetadata,
     BentoDeploymentTask,
 )
-
-from .conftest import client_for
 
 TERMINAL = (TaskExecution.SUCCEEDED, TaskExecution.FAILED)
 
@@ -82,78 +79,87 @@ def pushed(api: Client, echo_v1: str, echo_v2: str) -> None:
     push(echo_v2, client=api)
 
 
+DEPLOYMENT = "conn"
+"""The one deployment of the module: the tests after the first update the one it leaves."""
+
+
+def serving(api: Client, bento: str) -> Rollout:
+    """``DEPLOYMENT`` serving ``bento``: as the tests before left it (no new revision), or
+    created now when a test runs on its own."""
+    rollout = deploy(DEPLOYMENT, bento, client=api)
+    wait_until_ready(rollout, client=api, timeout=60)
+    return rollout
+
+
 @pytest.mark.usefixtures("cloud_env", "pushed")
 def test_create_get_delete_against_the_server(api: Client, echo_v1: str, echo_v2: str) -> None:
     task = BentoDeploymentTask(name="tests.flyte.connector_direct", timeout_seconds=120)
 
     # create, then get until green: a new deployment
-    first_meta = create(task, name="conn", bento=echo_v1, config={"min_replicas": 1})
+    first_meta = create(task, name=DEPLOYMENT, bento=echo_v1, config={"min_replicas": 1})
     first = Rollout.from_json(first_meta.rollout)
     assert first.created and first.revision
     done = get_until_done(first_meta)
     assert done.phase == TaskExecution.SUCCEEDED, done.message
     assert done.outputs is not None and done.outputs["rollout"] == first_meta.rollout
     assert version_at(done.outputs["url"]) == "v1"
-    assert api.get_deployment("conn").serving_revision == first.revision
+    assert api.get_deployment(DEPLOYMENT).serving_revision == first.revision
 
     # an update aborted while it rolls out: delete rolls it back, and a second delete is a no-op
-    aborted_meta = create(task, name="conn", bento=echo_v2, config={"min_replicas": 1})
+    aborted_meta = create(task, name=DEPLOYMENT, bento=echo_v2, config={"min_replicas": 1})
     aborted = Rollout.from_json(aborted_meta.rollout)
     assert aborted.changed and aborted.previous_revision == first.revision
     connector().delete(aborted_meta)
-    dep = api.get_deployment("conn")
+    dep = api.get_deployment(DEPLOYMENT)
     assert dep.target_revision == first.revision and dep.bento == echo_v1
     connector().delete(aborted_meta)
-    assert api.get_deployment("conn").target_revision == first.revision
+    assert api.get_deployment(DEPLOYMENT).target_revision == first.revision
     after_abort = get_until_done(aborted_meta)
     assert after_abort.phase == TaskExecution.FAILED
     assert "no longer targets this rollout" in str(after_abort.message)
-    wait_until_ready("conn", client=api, timeout=60)
+    wait_until_ready(DEPLOYMENT, client=api, timeout=60)
     assert version_at(dep.url) == "v1"
 
     # a rollout that finished is not undone by a late delete
-    second_meta = create(task, name="conn", bento=echo_v2, config={"min_replicas": 1})
+    second_meta = create(task, name=DEPLOYMENT, bento=echo_v2, config={"min_replicas": 1})
     second = Rollout.from_json(second_meta.rollout)
     assert get_until_done(second_meta).phase == TaskExecution.SUCCEEDED
     connector().delete(second_meta)
-    dep = api.get_deployment("conn")
+    dep = api.get_deployment(DEPLOYMENT)
     assert dep.serving_revision == second.revision == dep.target_revision
     assert version_at(dep.url) == "v2"
 
 
-@pytest.mark.usefixtures("cloud_env")
+@pytest.mark.usefixtures("cloud_env", "pushed")
 def test_failing_rollout_is_failed_with_the_servers_reason_and_rolled_back(
-    shared_plane: LocalControlPlane, echo_v1: str, crash_bento: str
+    api: Client, echo_v2: str, crash_bento: str
 ) -> None:
-    with client_for(shared_plane) as api:
-        push(echo_v1, client=api)
-        push(crash_bento, client=api)
-        good = deploy("crashing", echo_v1, client=api)
-        wait_until_ready(good, client=api, timeout=60)
+    push(crash_bento, client=api)
+    good = serving(api, echo_v2)
 
-        task = BentoDeploymentTask(name="tests.flyte.connector_crash", timeout_seconds=120)
-        meta = create(task, name="crashing", bento=crash_bento)
-        done = get_until_done(meta)
+    task = BentoDeploymentTask(name="tests.flyte.connector_crash", timeout_seconds=120)
+    meta = create(task, name=DEPLOYMENT, bento=crash_bento)
+    done = get_until_done(meta)
 
-        assert done.phase == TaskExecution.FAILED
-        message = str(done.message)
-        crashed = next(r for r in api.list_revisions("crashing") if r.bento == crash_bento)
-        assert crashed.phase == "failed" and crashed.reason
-        assert crashed.reason in message
-        assert "deliberate init failure: crash fixture" in message
-        assert f"rolled crashing back to revision {good.revision}" in message
-        dep = api.get_deployment("crashing")
-        assert dep.target_revision == good.revision == dep.serving_revision
-        assert dep.bento == echo_v1
-        wait_until_ready("crashing", client=api, timeout=60)
-        assert version_at(dep.url) == "v1"
+    assert done.phase == TaskExecution.FAILED
+    message = str(done.message)
+    crashed = next(r for r in api.list_revisions(DEPLOYMENT) if r.bento == crash_bento)
+    assert crashed.phase == "failed" and crashed.reason
+    assert crashed.reason in message
+    assert "deliberate init failure: crash fixture" in message
+    assert f"rolled {DEPLOYMENT} back to revision {good.revision}" in message
+    dep = api.get_deployment(DEPLOYMENT)
+    assert dep.target_revision == good.revision == dep.serving_revision
+    assert dep.bento == echo_v2
+    wait_until_ready(DEPLOYMENT, client=api, timeout=60)
+    assert version_at(dep.url) == "v2"
 
 
 @pytest.mark.usefixtures("cloud_env", "pushed")
 def test_connector_task_runs_in_a_local_workflow(
     api: Client, echo_v1: str, echo_v2: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wait_until_ready(deploy("async-wf", echo_v1, client=api), client=api, timeout=60)
+    before = serving(api, echo_v2)
     phases: list[int] = []
     real_get = connector().get
 
@@ -163,11 +169,12 @@ def test_connector_task_runs_in_a_local_workflow(
         return resource
 
     monkeypatch.setattr(connector(), "get", observed_get)
-    url = ship_echo(name="async-wf", bento=echo_v2)
+    url = ship_echo(name=DEPLOYMENT, bento=echo_v1)
 
     # the workflow went through the connector: it called get until the rollout succeeded
     assert phases and phases[-1] == TaskExecution.SUCCEEDED
     assert set(phases[:-1]) <= {TaskExecution.RUNNING}
-    dep = api.get_deployment("async-wf")
-    assert dep.bento == echo_v2 and dep.serving_revision == dep.target_revision
-    assert url == dep.url and version_at(url) == "v2"
+    dep = api.get_deployment(DEPLOYMENT)
+    assert dep.bento == echo_v1 and dep.serving_revision == dep.target_revision
+    assert dep.serving_revision != before.revision
+    assert url == dep.url and version_at(url) == "v1"

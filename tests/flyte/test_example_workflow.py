@@ -119,7 +119,7 @@ def test_bad_model_is_discarded_unseen_by_on_failure(
     with client_for(shared_plane) as api:
         before = {r.uid for r in api.list_revisions(DEPLOYMENT)}
         with TrafficLoop(
-            f"{url}/predict", {"features": features[:5]}, clients=2, pause=0.05
+            f"{url}/predict", {"features": features[:5]}, clients=2, pause=0.1
         ) as live:
             live.wait_for(5)
             with pytest.raises(Exception, match=r"matches the expected items, below 0\.8"):

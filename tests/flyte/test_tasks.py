@@ -45,6 +45,11 @@ ALL_TASKS = (
 )
 
 
+DEPLOYMENT = "steps"
+"""The one deployment of the module: the first test creates it, the tests after update it."""
+CONFIG = {"envs": {"MODE": "a"}}
+
+
 def echo(version: str) -> dict[str, str]:
     return {"text": "hi", "version": version}
 
@@ -66,9 +71,11 @@ def test_tasks_use_endpoint_and_token_inputs_before_the_secret(
     assert pushed == echo_v1  # forced: another module may have pushed it to the worker's plane
     assert api.bento_uploaded(echo_v1)
 
-    rollout_json = deploy_bento(name="inputs", bento=echo_v1, endpoint=endpoint, token=token)
+    rollout_json = deploy_bento(
+        name=DEPLOYMENT, bento=echo_v1, config=CONFIG, endpoint=endpoint, token=token
+    )
     rollout = Rollout.from_json(rollout_json)
-    assert rollout.name == "inputs" and rollout.created
+    assert rollout.name == DEPLOYMENT and rollout.created
     with pytest.raises(Exception, match="rejected the API token"):
         wait_for_deployment(rollout=rollout_json, endpoint=endpoint)
 
@@ -76,27 +83,26 @@ def test_tasks_use_endpoint_and_token_inputs_before_the_secret(
     url = wait_for_deployment(rollout=rollout_json, endpoint=endpoint)
     assert url == rollout.endpoint_url
     with pytest.raises(Exception, match="rejected the API token"):
-        deploy_bento(name="inputs", bento=echo_v1, endpoint=endpoint, token="wrong-input-token")
+        deploy_bento(name=DEPLOYMENT, bento=echo_v1, endpoint=endpoint, token="wrong-input-token")
 
 
 @pytest.mark.usefixtures("cloud_env")
 def test_tasks_deploy_smoke_test_and_roll_back(api: Client, echo_v1: str, echo_v2: str) -> None:
     push(echo_v1, client=api)
     push(echo_v2, client=api)
-    first = deploy_bento(name="steps", bento=echo_v1, config={"envs": {"MODE": "a"}})
+    # the revision the test before created (created now when this test runs on its own)
+    first = deploy_bento(name=DEPLOYMENT, bento=echo_v1, config=CONFIG)
     wait_for_deployment(rollout=first, poll_interval=0.5)
-    again = Rollout.from_json(
-        deploy_bento(name="steps", bento=echo_v1, config={"envs": {"MODE": "a"}})
-    )
+    again = Rollout.from_json(deploy_bento(name=DEPLOYMENT, bento=echo_v1, config=CONFIG))
     assert not again.changed and again.revision == Rollout.from_json(first).revision
 
-    second = deploy_bento(name="steps", bento=echo_v2, config={"envs": {"MODE": "a"}})
+    second = deploy_bento(name=DEPLOYMENT, bento=echo_v2, config=CONFIG)
     url = wait_for_deployment(rollout=second)
     answer = smoke_test_deployment(
         rollout=second, api="echo", payload={"text": "hi"}, expected=json.dumps(echo("v2"))
     )
     assert json.loads(answer) == echo("v2")
-    hello = smoke_test_deployment(rollout="steps", api="hello", expected='"hello from v2"')
+    hello = smoke_test_deployment(rollout=DEPLOYMENT, api="hello", expected='"hello from v2"')
     assert json.loads(hello) == "hello from v2"
     with pytest.raises(Exception, match="expected"):
         smoke_test_deployment(
@@ -105,25 +111,33 @@ def test_tasks_deploy_smoke_test_and_roll_back(api: Client, echo_v1: str, echo_v
 
     serving = rollback_deployment(rollout=second)
     assert serving == Rollout.from_json(first).revision
-    dep = api.get_deployment("steps")
+    dep = api.get_deployment(DEPLOYMENT)
     assert dep.serving_revision == serving and dep.bento == echo_v1
     assert httpx.post(f"{url}/echo", json={"text": "hi"}).json() == echo("v1")
     assert rollback_deployment(rollout=first) == ""
 
 
 @pytest.mark.usefixtures("cloud_env")
-def test_deploy_and_wait_is_the_connector_tasks_plain_twin(api: Client, echo_v1: str) -> None:
+def test_deploy_and_wait_is_the_connector_tasks_plain_twin(
+    api: Client, echo_v1: str, echo_v2: str
+) -> None:
     connector_task = BentoDeploymentTask(name="tests.flyte.twin")
     plain = deploy_and_wait.python_interface
     assert set(connector_task.python_interface.inputs) <= set(plain.inputs)
     assert set(connector_task.python_interface.outputs) == set(plain.outputs)
 
     push(echo_v1, client=api)
-    rollout_json, url = deploy_and_wait(name="twin", bento=echo_v1, poll_interval=0.5)
+    push(echo_v2, client=api)
+    # a bento the deployment does not serve (it serves v1 after the test before; it is
+    # created with v1 first when this test runs on its own): a rollout to wait for
+    if api.find_deployment(DEPLOYMENT) is None:
+        deploy_bento(name=DEPLOYMENT, bento=echo_v1, config=CONFIG)
+    rollout_json, url = deploy_and_wait(name=DEPLOYMENT, bento=echo_v2, poll_interval=0.5)
     rollout = Rollout.from_json(rollout_json)
-    dep = api.get_deployment("twin")
+    assert rollout.changed
+    dep = api.get_deployment(DEPLOYMENT)
     assert dep.serving_revision == rollout.revision and url == dep.url
-    assert httpx.post(f"{url}/echo", json={"text": "hi"}).json() == echo("v1")
+    assert httpx.post(f"{url}/echo", json={"text": "hi"}).json() == echo("v2")
 
 
 def test_tasks_are_never_cached_and_request_the_secret() -> None:

@@ -93,7 +93,7 @@ def test_good_model_ships_bad_model_is_discarded_unseen_then_drift_retrains(
     bad_root = kfp_local("bad")
     features, _ = train.holdout()
     live_payload = {"features": features.tolist()[:5]}
-    with TrafficLoop(f"{dep.url}/predict", live_payload, clients=2, pause=0.05) as live:
+    with TrafficLoop(f"{dep.url}/predict", live_payload, clients=2, pause=0.15) as live:
         live.wait_for(5)
         with pytest.raises(RuntimeError, match="smoke-test-deployment"):
             pipeline(project_dir=str(PROJECT), bad_model=True)
