@@ -1,4 +1,7 @@
-"""A deployment's logs: searched, followed live as Server-Sent Events, and downloaded."""
+"""A deployment's logs: searched, followed live as Server-Sent Events, and downloaded.
+
+The store is read (and RE2 run over the lines) in worker threads, never on the loop.
+"""
 
 from __future__ import annotations
 
@@ -72,7 +75,8 @@ def routes(services: Services, store: LogStore) -> list[Route]:
             )
 
         if not params.follow:
-            return JSONResponse({"deployment": name, "lines": [x.to_json() for x in recent()]})
+            found = await asyncio.to_thread(recent)
+            return JSONResponse({"deployment": name, "lines": [x.to_json() for x in found]})
 
         def wanted(line: LogLine) -> bool:
             return (
@@ -113,14 +117,17 @@ async def _follow(
     recent: Callable[[], list[LogLine]],
     wanted: Callable[[LogLine], bool],
 ) -> AsyncIterator[ServerSentEvent]:
-    """The recent lines, then each new wanted one (subscribed before the recent ones are read,
-    with no await between: no line is missed or sent twice)."""
+    """The recent lines, then each new wanted one. Subscribed before the recent ones are read
+    (in a thread, while lines are stored): a new line whose ``seq`` is not above the newest
+    recent one's was there when they were read, and is not sent again; none is missed."""
     with store.subscribe(name) as queue:
-        for line in recent():
+        found = await asyncio.to_thread(recent)
+        sent = max((line.seq for line in found), default=0)
+        for line in found:
             yield _event(line)
         while True:
             line = await queue.get()
-            if wanted(line):
+            if line.seq > sent and wanted(line):
                 yield _event(line)
 
 
@@ -128,12 +135,8 @@ async def _download(store: LogStore, name: str, jsonl: bool) -> AsyncIterator[st
     render: Callable[[LogLine], Any] = (
         (lambda line: json.dumps(line.to_json())) if jsonl else LogLine.to_text
     )
-    chunk: list[str] = []
-    for line in store.lines(name):
-        chunk.append(render(line))
-        if len(chunk) >= DOWNLOAD_LINES_PER_CHUNK:
-            yield "\n".join(chunk) + "\n"
-            chunk = []
-            await asyncio.sleep(0)
-    if chunk:
-        yield "\n".join(chunk) + "\n"
+    chunks = store.chunks(name)
+    while found := await asyncio.to_thread(next, chunks, None):
+        for start in range(0, len(found), DOWNLOAD_LINES_PER_CHUNK):
+            part = found[start : start + DOWNLOAD_LINES_PER_CHUNK]
+            yield "\n".join(render(line) for line in part) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -53,11 +54,15 @@ def routes(services: Services, observability: Observability) -> list[Route]:
         """The monitors a deployment's services logged to, and how many records each has."""
         services.require_extensions()
         name = controller.get(request.path_params["name"]).name
-        await asyncio.to_thread(observability.ingest_monitoring)
-        found = [
-            {"name": monitor, "records": store.count(name, monitor)}
-            for monitor in sorted(store.monitors())
-        ]
+        await observability.ingest()
+
+        def counted() -> list[dict[str, Any]]:
+            return [
+                {"name": monitor, "records": store.count(name, monitor)}
+                for monitor in sorted(store.monitors())
+            ]
+
+        found = await asyncio.to_thread(counted)
         return JSONResponse({"deployment": name, "monitors": [m for m in found if m["records"]]})
 
     async def records(request: Request) -> Response:
@@ -67,21 +72,24 @@ def routes(services: Services, observability: Observability) -> list[Route]:
         params = query(MonitoringParams, request)
         name = controller.get(request.path_params["name"]).name
         monitor = request.path_params["monitor"]
-        await asyncio.to_thread(observability.ingest_monitoring)
-        if monitor not in store.monitors():
+        await observability.ingest()
+        if monitor not in await asyncio.to_thread(store.monitors):
             raise NotFound(
                 f"monitor {monitor!r} of {name} has no records; list them with "
                 f"GET /api/v2/deployments/{name}/monitoring"
             )
         now = time.time()
-        found = store.records(
-            name,
-            monitor,
-            since=moment(params.since, now) if params.since else None,
-            until=moment(params.until, now) if params.until else None,
-            revision=params.revision,
-            after=params.after,
-            limit=params.limit,
+        found = await asyncio.to_thread(
+            functools.partial(
+                store.records,
+                name,
+                monitor,
+                since=moment(params.since, now) if params.since else None,
+                until=moment(params.until, now) if params.until else None,
+                revision=params.revision,
+                after=params.after,
+                limit=params.limit,
+            )
         )
         if params.format == "parquet":
             body = await asyncio.to_thread(parquet_of, found) if found else b""

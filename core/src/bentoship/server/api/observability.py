@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from typing import Annotated
 
@@ -49,13 +51,16 @@ def routes(services: Services, observability: Observability) -> list[Route]:
         name = controller.get(request.path_params["name"]).name
         now = time.time()
         until = moment(params.until, now) if params.until else now
-        observability.sampler.flush_traffic()
-        answer = observability.series.query_json(
-            name,
-            since=moment(params.since, now),
-            until=until,
-            step=params.step,
-            revision=params.revision,
+        await asyncio.wrap_future(observability.sampler.flush_traffic())
+        answer = await asyncio.to_thread(
+            functools.partial(
+                observability.series.query_json,
+                name,
+                since=moment(params.since, now),
+                until=until,
+                step=params.step,
+                revision=params.revision,
+            )
         )
         return Response(answer, media_type="application/json")
 

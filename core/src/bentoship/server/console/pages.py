@@ -163,7 +163,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
 
     async def deployments(request: Request) -> Response:
         if observed is not None:
-            observed.sampler.flush_traffic()
+            await asyncio.wrap_future(observed.sampler.flush_traffic())
         rows = []
         for dep in controller.store.list_deployments():
             data = deployment_json(services, dep)
@@ -176,7 +176,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
                     "target": controller.name_of(dep.target_revision),
                     "replicas": controller.views.replica_count(dep)["ready"],
                     "bento": shown_revision.bento if shown_revision else None,
-                    "per_minute": per_minute(dep.name),
+                    "per_minute": await asyncio.to_thread(per_minute, dep.name),
                 }
             )
         return page(request, "deployments.html", rows=rows)
@@ -214,18 +214,19 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
                 c.uid if (c := controller.views.candidate_of(dep)) else None
             )
         elif tab == "logs":
-            context.update(_log_search(request, services, name))
+            context.update(await asyncio.to_thread(_log_search, request, services, name))
         elif tab == "data":
             if observed is not None:
-                await asyncio.to_thread(observed.ingest_monitoring)
-            context.update(_monitoring_data(request, services, name))
+                await observed.ingest()
+            context.update(await asyncio.to_thread(_monitoring_data, request, services, name))
         elif tab == "events":
             context["events"] = [e.to_json() for e in reversed(controller.events.of(name))]
         return page(request, "deployment.html", **context)
 
     async def log_lines(request: Request) -> Response:
         name = controller.get(request.path_params["name"]).name
-        return page(request, "log_lines.html", **_log_search(request, services, name))
+        found = await asyncio.to_thread(_log_search, request, services, name)
+        return page(request, "log_lines.html", **found)
 
     async def revision_command(request: Request) -> Response:
         name = request.path_params["name"]

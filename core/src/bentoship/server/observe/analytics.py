@@ -1,12 +1,15 @@
 """The embedded analytics store: one DuckDB file for metrics and logs.
 
-One process opens it, once; every store takes its own cursor. Rows are written in columns
-(``insert_columns``): DuckDB appends a thousand rows that way in milliseconds, where row by
-row would take seconds.
+One process opens it, once. Its writes all go through one writer thread
+(:class:`~.writer.AnalyticsWriter`), on the stores' cursor; its reads run on a cursor per
+thread (:class:`Readers`): a DuckDB connection is used by one thread at a time. Rows are
+written in columns (``insert_columns``): DuckDB appends a thousand rows that way in
+milliseconds, where row by row would take seconds.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["insert_columns", "open_analytics"]
+__all__ = ["Readers", "insert_columns", "open_analytics"]
 
 
 def open_analytics(path: Path) -> duckdb.DuckDBPyConnection:
@@ -39,3 +42,29 @@ def insert_columns(
         f"INSERT INTO {table} ({', '.join(names)}) SELECT {selected}",
         [list(columns[name]) for name in names],
     )
+
+
+class Readers:
+    """A read cursor of ``database`` per thread, made at its first read; call to get it."""
+
+    def __init__(self, database: duckdb.DuckDBPyConnection) -> None:
+        self.database = database
+        self._local = threading.local()
+        self._making = threading.Lock()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def __call__(self) -> duckdb.DuckDBPyConnection:
+        cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cursor is None:
+            with self._making:
+                cursor = self.database.cursor()
+                self._cursors.append(cursor)
+            self._local.cursor = cursor
+        return cursor
+
+    def close(self) -> None:
+        """Close every thread's cursor (once no read runs)."""
+        with self._making:
+            cursors, self._cursors = self._cursors, []
+        for cursor in cursors:
+            cursor.close()

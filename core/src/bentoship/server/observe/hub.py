@@ -1,24 +1,30 @@
 """The control plane's observability, started and stopped with it: one analytics database,
-the metrics store and its sampler, the log store and its tailer, the event log."""
+the metrics store and its sampler, the log store and its tailer, the event log.
+
+Nothing here blocks the event loop: every write to the database (log lines, series, prunes,
+monitoring ingest, forgetting a deployment) runs in the one writer thread, in order, and the
+log files are read there too; reads run in worker threads, each on its own cursor.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..rollout.runner import stdout_path
-from .analytics import open_analytics
+from .analytics import Readers, open_analytics
 from .log_tail import LogTailer
 from .logs import LogStore
 from .monitoring import MonitoringStore, Origin
 from .sampler import Sampler
 from .series import SeriesStore
+from .writer import AnalyticsWriter
 
 if TYPE_CHECKING:
     import duckdb
@@ -45,27 +51,35 @@ class Observability:
     logs_dir: Path
     monitoring: MonitoringStore
     monitoring_root: Path
+    writer: AnalyticsWriter
+    readers: Readers
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    _ingesting: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, settings: ServerSettings, controller: Controller) -> Observability:
         path = settings.data_dir / "observe.duckdb"
         database = open_analytics(path)
+        writer = AnalyticsWriter()
+        readers = Readers(database)
+        written = database.cursor()  # the writer thread's: every store writes on it
         series = SeriesStore(
-            database.cursor(),
+            written,
             retention=settings.metrics_retention,
             max_bytes=settings.metrics_max_bytes,
             path=path,
+            reader=readers,
         )
         logs = LogStore(
-            database.cursor(),
+            written,
             max_lines_per_revision=settings.log_lines_per_revision,
             files_dir=settings.logs_dir,
+            reader=readers,
         )
-        tailer = LogTailer(logs, settings.data_dir / "log-offsets.json")
-        sampler = Sampler(controller, series, interval=settings.metrics_interval)
-        monitoring = MonitoringStore(database.cursor(), retention=settings.monitoring_retention)
+        tailer = LogTailer(logs, settings.data_dir / "log-offsets.json", writer=writer)
+        sampler = Sampler(controller, series, interval=settings.metrics_interval, writer=writer)
+        monitoring = MonitoringStore(
+            written, retention=settings.monitoring_retention, reader=readers
+        )
         return cls(
             series,
             sampler,
@@ -76,6 +90,8 @@ class Observability:
             settings.logs_dir,
             monitoring,
             settings.data_dir / "monitoring",
+            writer,
+            readers,
         )
 
     def start(self, *, sampling: bool = True) -> None:
@@ -89,7 +105,8 @@ class Observability:
 
     def watch_logs(self) -> None:
         """Read every revision's log files (``<logs>/<deployment>/r3-<uid>.log`` and its
-        ``.stdout.log``), found on disk: a revision that failed at once is read too."""
+        ``.stdout.log``), found on disk: a revision that failed at once is read too. Lists a
+        folder: the loop calls :meth:`read_logs` instead."""
         for stderr in self.logs_dir.glob("*/r*-*.log"):
             if stderr.name.endswith(".stdout.log"):
                 continue
@@ -97,26 +114,47 @@ class Observability:
             self.tailer.watch(stderr.parent.name, name, stderr, stdout_path(stderr))
 
     def forget(self, deployment: str) -> None:
-        """A deleted deployment: its files are no longer read, its lines and series go."""
-        self.tailer.unwatch(deployment)
-        self.logs.forget(deployment)
-        self.series.forget(deployment)
-        self.monitoring.forget(deployment)
+        """A deleted deployment: its files are no longer read, its lines and series go (in the
+        writer's thread, after every write submitted before; not waited for)."""
+        self.forgetting(deployment)
+
+    def forgetting(self, deployment: str) -> concurrent.futures.Future[None]:
+        """:meth:`forget`, with its future (to wait for it)."""
+
+        def forget() -> None:
+            self.tailer.unwatch(deployment)
+            self.logs.forget(deployment)
+            self.series.forget(deployment)
+            self.monitoring.forget(deployment)
+
+        return self.writer.post(forget, f"forgetting deployment {deployment}")
+
+    async def read_logs(self) -> int:
+        """Watch the revisions' log files found on disk, and store their new lines; how many
+        (in the writer's thread)."""
+        return await self.writer.run(self._read_logs_now)
+
+    def _read_logs_now(self) -> int:
+        self.watch_logs()
+        return self.tailer.poll_now()
 
     async def _read_logs(self, interval: float = LOG_POLL_SECONDS) -> None:
         while True:
             try:
-                self.watch_logs()
-                await self.tailer.poll()
+                await self.read_logs()
             except Exception:
                 log.exception("reading the revisions' log files failed")
             await asyncio.sleep(interval)
 
     def ingest_monitoring(self) -> int:
         """Store the new records of every revision's monitors (``<data>/monitoring/<deployment>
-        /<revision uid>/``); how many. One ingest at a time."""
-        with self._ingesting:
-            return self._ingest_monitoring_folders()
+        /<revision uid>/``); how many. Run by the writer's thread, one ingest at a time; this
+        waits for it (call it off the loop, or await :meth:`ingest`)."""
+        return self.writer.call(self._ingest_monitoring_folders)
+
+    async def ingest(self) -> int:
+        """:meth:`ingest_monitoring`, awaited on the loop."""
+        return await self.writer.run(self._ingest_monitoring_folders)
 
     def _ingest_monitoring_folders(self) -> int:
         stored = 0
@@ -132,15 +170,17 @@ class Observability:
         pruned = time.monotonic()
         while True:
             try:
-                await asyncio.to_thread(self.ingest_monitoring)
+                await self.ingest()
                 if time.monotonic() - pruned > MONITORING_PRUNE_SECONDS:
                     pruned = time.monotonic()
-                    await asyncio.to_thread(self.monitoring.prune)
+                    await self.writer.run(self.monitoring.prune)
             except Exception:
                 log.exception("ingesting the revisions' monitoring records failed")
             await asyncio.sleep(MONITORING_POLL_SECONDS)
 
     async def close(self) -> None:
+        """Stop the tasks, read the logs' last lines and write the last counts; then the writer
+        runs what is queued and stops, and the database closes."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -149,7 +189,9 @@ class Observability:
         with contextlib.suppress(Exception):
             await self.tailer.poll()
         with contextlib.suppress(Exception):
-            self.sampler.flush_traffic()
+            await asyncio.wrap_future(self.sampler.flush_traffic())
         self.sampler.gpu.close()
+        await asyncio.to_thread(self.writer.close)
         self.logs.close()
+        self.readers.close()
         self.database.close()

@@ -3,6 +3,10 @@
 Each file is read from the byte offset where the last read stopped; the offsets are saved in a
 JSON file, so a restarted control plane goes on where it stopped, without repeating or losing a
 line. A file that shrank, or was replaced, is read again from its start.
+
+The files are read, and their lines stored, off the event loop: by the analytics writer's
+thread when the tailer has one (the control plane's), else by a worker thread; one poll at a
+time. ``watch`` may be called from any thread.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .logs import LogStore
+from .writer import AnalyticsWriter
 
 __all__ = ["MAX_LINE_BYTES", "LogTailer"]
 
@@ -49,14 +55,26 @@ class _File:
 class LogTailer:
     """Tail each watched revision's stderr and stdout files into ``store``."""
 
-    def __init__(self, store: LogStore, state_path: Path, *, partial_after: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: LogStore,
+        state_path: Path,
+        *,
+        partial_after: float = 2.0,
+        writer: AnalyticsWriter | None = None,
+    ) -> None:
         self.store = store
+        self.writer = writer
         self.state_path = state_path
         self.partial_after = partial_after
         """An unfinished last line is stored as it is after this many seconds."""
         self._files: dict[str, _File] = {}
         self._saved: dict[str, dict[str, Any]] = self._load()
         self._dirty = False
+        self._listing = threading.Lock()
+        """Held while ``_files`` changes or is listed."""
+        self._reading = threading.Lock()
+        """Held by a poll or an unwatch: one at a time reads the files."""
 
     def watch(
         self, deployment: str, revision_name: str, stderr_path: Path, stdout_path: Path
@@ -67,38 +85,59 @@ class LogTailer:
             if key in self._files:
                 continue
             saved = self._saved.get(key, {})
-            self._files[key] = _File(
-                deployment,
-                revision_name,
-                stream,
-                path,
-                offset=int(saved.get("offset", 0)),
-                inode=saved.get("inode"),
-                skipping=bool(saved.get("skipping", False)),
-            )
+            with self._listing:
+                self._files.setdefault(
+                    key,
+                    _File(
+                        deployment,
+                        revision_name,
+                        stream,
+                        path,
+                        offset=int(saved.get("offset", 0)),
+                        inode=saved.get("inode"),
+                        skipping=bool(saved.get("skipping", False)),
+                    ),
+                )
 
     def unwatch(self, deployment: str, revision_name: str | None = None) -> int:
         """Stop reading the revision's files (every revision's when None), after reading what
-        they hold now, an unfinished last line too; returns the lines read."""
+        they hold now, an unfinished last line too; returns the lines read. Blocks: call it
+        off the loop (the control plane calls it in the writer's thread)."""
         count = 0
-        for key, file in list(self._files.items()):
-            if file.deployment == deployment and revision_name in (None, file.revision):
-                count += self._read(file, final=True)
-                del self._files[key]
-        self._save()
+        with self._reading:
+            with self._listing:
+                files = list(self._files.items())
+            for key, file in files:
+                if file.deployment == deployment and revision_name in (None, file.revision):
+                    count += self._read(file, final=True)
+                    with self._listing:
+                        del self._files[key]
+            self._save()
         return count
 
     def watched(self) -> list[tuple[str, str, str, Path]]:
         """``(deployment, revision, stream, path)`` of every file read."""
-        return [(f.deployment, f.revision, f.stream, f.path) for f in self._files.values()]
+        with self._listing:
+            files = list(self._files.values())
+        return [(f.deployment, f.revision, f.stream, f.path) for f in files]
 
     async def poll(self) -> int:
-        """Store the new complete lines of every watched file; returns how many."""
+        """Store the new complete lines of every watched file; returns how many. The files are
+        read off the loop (in the writer's thread, or else a worker thread)."""
+        if self.writer is not None:
+            return await self.writer.run(self.poll_now)
+        return await asyncio.to_thread(self.poll_now)
+
+    def poll_now(self) -> int:
+        """:meth:`poll`, in the calling thread (blocks: not on the loop)."""
         count = 0
-        for file in list(self._files.values()):
-            count += self._read(file, final=False)
-        if self._dirty:
-            self._save()
+        with self._reading:
+            with self._listing:
+                files = list(self._files.values())
+            for file in files:
+                count += self._read(file, final=False)
+            if self._dirty:
+                self._save()
         return count
 
     async def run(self, interval: float = 0.5) -> None:

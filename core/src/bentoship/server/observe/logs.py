@@ -2,8 +2,10 @@
 
 Each line is also written as a JSON object to rotated JSON-lines files, one set per deployment
 (``<files_dir>/<deployment>/<deployment>.jsonl``), which log shippers such as Fluent Bit or
-Vector tail. A store is used from one thread, the event loop's: its followers' queues are
-asyncio queues.
+Vector tail. Its writes (``append``, ``forget``) run in one thread at a time: the analytics
+writer's, in the control plane. Its reads run on ``reader()``, a cursor of the calling thread
+(the writing cursor when none is given). Its followers' queues are asyncio queues of the loop
+that subscribed: lines appended on another thread reach them through that loop.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -58,6 +60,8 @@ class LogLine:
     revision: str
     stream: str
     line: str
+    seq: int = field(default=0, compare=False)
+    """The order the line was stored in (0 when not read from the store); not shown."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,8 +106,10 @@ class LogStore:
         files_dir: Path | None = None,
         file_max_bytes: int = 10 * 1024**2,
         file_backups: int = 5,
+        reader: Callable[[], duckdb.DuckDBPyConnection] | None = None,
     ) -> None:
         self._cursor = cursor
+        self._reader = reader if reader is not None else lambda: cursor
         self.max_lines_per_revision = max(1, max_lines_per_revision)
         self.files_dir = files_dir
         self.file_max_bytes = file_max_bytes
@@ -115,6 +121,8 @@ class LogStore:
         self._counts: dict[tuple[str, str], int] = {}
         self._files: dict[str, RotatingFileHandler] = {}
         self._followers: dict[str, set[asyncio.Queue[LogLine]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the followers' queues (None: subscribed outside a running loop)."""
 
     def append(
         self, deployment: str, revision: str, stream: str, lines: list[str], t: float
@@ -143,7 +151,10 @@ class LogStore:
         )
         self._retain(deployment, revision, first, count)
         if deployment in self._followers:
-            self._notify(deployment, [LogLine(t, deployment, revision, stream, x) for x in lines])
+            items = [
+                LogLine(t, deployment, revision, stream, x, first + i) for i, x in enumerate(lines)
+            ]
+            self._deliver(deployment, items)
         self._write_file(deployment, revision, stream, lines, t)
 
     def search(
@@ -158,18 +169,20 @@ class LogStore:
         newest_first: bool = False,
     ) -> list[LogLine]:
         """The last ``limit`` lines with ``since <= t <= until`` of ``revision`` that
-        ``pattern`` finds (RE2, anywhere in the line), oldest first unless ``newest_first``."""
+        ``pattern`` finds (RE2, anywhere in the line), oldest first unless ``newest_first``.
+        Blocks (RE2 runs over the rows here): the loop calls it in a worker thread."""
         regex = compile_pattern(pattern) if pattern else None
         if limit <= 0:
             return []
         where, params = _where(deployment, since, until, revision)
-        order = f"SELECT {COLUMNS} FROM logs WHERE {where} ORDER BY t DESC, seq DESC"
+        order = f"SELECT {COLUMNS}, seq FROM logs WHERE {where} ORDER BY t DESC, seq DESC"
         found: list[LogLine] = []
+        cursor = self._reader()
         if regex is None:
-            rows = self._cursor.execute(f"{order} LIMIT ?", [*params, limit]).fetchall()
+            rows = cursor.execute(f"{order} LIMIT ?", [*params, limit]).fetchall()
             found = [LogLine(*row) for row in rows]
         else:
-            result = self._cursor.execute(order, params)
+            result = cursor.execute(order, params)
             while len(found) < limit and (rows := result.fetchmany(CHUNK_LINES)):
                 found.extend(LogLine(*row) for row in rows if regex.search(row[4]))
             del found[limit:]
@@ -180,9 +193,17 @@ class LogStore:
     def lines(self, deployment: str) -> Iterator[LogLine]:
         """Every line of ``deployment`` stored when the iteration starts, oldest first, read in
         chunks (lines appended meanwhile are left out)."""
-        last = self._cursor.execute(
-            "SELECT max(seq) FROM logs WHERE deployment = ?", [deployment]
-        ).fetchone()
+        for chunk in self.chunks(deployment):
+            yield from chunk
+
+    def chunks(self, deployment: str) -> Iterator[list[LogLine]]:
+        """:meth:`lines` in lists of up to CHUNK_LINES, each read by one query (on the cursor
+        of the thread that asks for it: each chunk may be read on another thread)."""
+        last = (
+            self._reader()
+            .execute("SELECT max(seq) FROM logs WHERE deployment = ?", [deployment])
+            .fetchone()
+        )
         if not last or last[0] is None:
             return
         after: tuple[float, int] | None = None
@@ -191,13 +212,17 @@ class LogStore:
             params: list[Any] = [deployment, last[0]]
             if after is not None:
                 params += [after[0], after[0], after[1]]
-            rows = self._cursor.execute(
-                f"SELECT {COLUMNS}, seq FROM logs WHERE deployment = ? AND seq <= ? {keyset} "
-                "ORDER BY t, seq LIMIT ?",
-                [*params, CHUNK_LINES],
-            ).fetchall()
-            for row in rows:
-                yield LogLine(*row[:5])
+            rows = (
+                self._reader()
+                .execute(
+                    f"SELECT {COLUMNS}, seq FROM logs WHERE deployment = ? AND seq <= ? {keyset} "
+                    "ORDER BY t, seq LIMIT ?",
+                    [*params, CHUNK_LINES],
+                )
+                .fetchall()
+            )
+            if rows:
+                yield [LogLine(*row) for row in rows]
             if len(rows) < CHUNK_LINES:
                 return
             after = (rows[-1][0], rows[-1][5])
@@ -219,6 +244,7 @@ class LogStore:
         """A queue of the deployment's new lines while the block runs; a follower that falls
         more than ``max_lines`` behind loses the oldest."""
         queue: asyncio.Queue[LogLine] = asyncio.Queue(max(1, max_lines))
+        self._loop = _running_loop()
         self._followers.setdefault(deployment, set()).add(queue)
         try:
             yield queue
@@ -278,6 +304,15 @@ class LogStore:
                 runs.append((seq, 1))
         return runs
 
+    def _deliver(self, deployment: str, items: list[LogLine]) -> None:
+        """Tell the followers, on their loop (at once when appended on it, or on no loop)."""
+        loop = self._loop
+        if loop is None or _running_loop() is loop:
+            self._notify(deployment, items)
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody follows
+            loop.call_soon_threadsafe(self._notify, deployment, items)
+
     def _notify(self, deployment: str, items: list[LogLine]) -> None:
         for queue in self._followers.get(deployment, ()):
             for item in items[-queue.maxsize :]:
@@ -314,6 +349,13 @@ class LogStore:
                 group, size = [], 0
         if group:
             handler.handle(logging.makeLogRecord({"msg": "\n".join(group)}))
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _where(

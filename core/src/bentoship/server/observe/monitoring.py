@@ -11,7 +11,9 @@ rename by rotation keeps its place; its offset is committed in the same transact
 rows, so a crash in the middle of an ingest (even ``kill -9``) repeats or loses nothing.
 
 Writes (ingest, pruning, forgetting) and reads use a cursor each, one call at a time on each:
-a read answers while an ingest's transaction is open.
+a read answers while an ingest's transaction is open. In the control plane the writes all run
+in the analytics writer's thread, and each reading thread has a cursor of its own
+(``reader``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,9 +72,16 @@ class Origin:
 
 
 class MonitoringStore:
-    def __init__(self, cursor: duckdb.DuckDBPyConnection, *, retention: float = 7 * 86400) -> None:
+    def __init__(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        *,
+        retention: float = 7 * 86400,
+        reader: Callable[[], duckdb.DuckDBPyConnection] | None = None,
+    ) -> None:
         self.cursor = cursor
         self.reader = cursor.cursor()
+        self._readers = reader
         self.retention = retention
         self._tables: set[str] = set()
         self._writing = threading.Lock()
@@ -79,6 +89,8 @@ class MonitoringStore:
         cursor.execute(SCHEMA)
 
     def _read(self, sql: str, params: list[Any] | None = None) -> list[Any]:
+        if self._readers is not None:
+            return self._readers().execute(sql, params).fetchall()
         with self._reading:
             return self.reader.execute(sql, params).fetchall()
 

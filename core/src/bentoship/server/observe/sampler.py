@@ -6,14 +6,20 @@ added since the last sample, and requests in flight. From each running revision:
 carry its replica marker, and its GPUs (NVML) when there are any. Before the metrics route
 reads the store, ``flush_traffic`` writes the endpoint's counts up to that moment, so totals
 are exact.
+
+With a writer (the control plane's), the samples are written by the analytics writer's thread,
+and the processes are read (``/proc``, psutil, NVML) in a worker thread: the loop only counts
+and scrapes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,6 +30,7 @@ from ..endpoint.traffic import LATENCY_BOUNDS, RevisionTraffic
 from ..rollout.runner import marked_processes
 from .gpu import GpuReader
 from .series import RESOLUTION, Sample, SeriesStore
+from .writer import AnalyticsWriter
 
 if TYPE_CHECKING:
     from ..rollout.controller import Controller
@@ -54,9 +61,11 @@ class Sampler:
         *,
         interval: float = RESOLUTION,
         gpu: GpuReader | None = None,
+        writer: AnalyticsWriter | None = None,
     ) -> None:
         self.controller = controller
         self.series = series
+        self.writer = writer
         self.interval = interval
         self.gpu = gpu if gpu is not None else GpuReader()
         self.latest: dict[str, dict[str, float]] = {}
@@ -75,20 +84,40 @@ class Sampler:
                 await self.sample()
                 rounds += 1
                 if rounds % 6 == 0:
-                    self.series.prune()
+                    await self._wrote(self.series.prune)
             except Exception:
                 log.exception("sampling metrics failed")
 
-    def flush_traffic(self) -> None:
-        """Write the endpoint's counts added since the last sample (no readings)."""
-        self.series.write(self._traffic_samples(with_gauges=False).values())
+    def flush_traffic(self) -> concurrent.futures.Future[None]:
+        """Write the endpoint's counts added since the last sample (no readings). They are
+        counted now; with a writer, written by its thread: await the future before reading."""
+        samples = list(self._traffic_samples(with_gauges=False).values())
+        return self._write(lambda: self.series.write(samples))
+
+    def _write(self, call: Callable[[], None]) -> concurrent.futures.Future[None]:
+        if self.writer is not None:
+            return self.writer.submit(call)
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        call()
+        done.set_result(None)
+        return done
+
+    async def _wrote(self, call: Callable[[], None]) -> None:
+        await asyncio.wrap_future(self._write(call))
 
     async def sample(self) -> None:
         samples = self._traffic_samples(with_gauges=True)
         running = self._running()
-        marked = marked_processes() if running else {}
+        held = [self.controller.gpus.held_by(uid) for uid, _ in running]
+        if self.writer is not None:  # the control plane: /proc, psutil and NVML off the loop
+            usage = await asyncio.to_thread(self._read_usage, running, held)
+        else:
+            usage = self._read_usage(running, held)
         readings = await asyncio.gather(
-            *(self._read_process(uid, proc, marked.get(proc.marker, [])) for uid, proc in running)
+            *(
+                self._read_process(uid, proc, gauges)
+                for (uid, proc), gauges in zip(running, usage, strict=True)
+            )
         )
         latest: dict[str, dict[str, float]] = {}
         for uid, counters, gauges in readings:
@@ -100,7 +129,8 @@ class Sampler:
             _merged(sample.counters, counters, set(counters))
             sample.gauges.update(gauges)
         self.latest = latest
-        self.series.write(samples.values())
+        written = list(samples.values())
+        await self._wrote(lambda: self.series.write(written))
 
     def _name(self, uid: str) -> tuple[str, str] | None:
         named = self._names.get(uid)
@@ -155,13 +185,24 @@ class Sampler:
             if proc.alive
         ]
 
+    def _read_usage(
+        self, running: list[tuple[str, ReplicaHandle]], held: list[tuple[int, ...]]
+    ) -> list[dict[str, float]]:
+        """Each process's CPU, memory and GPU readings (``held``: the GPUs its revision holds),
+        with its workers' (the PIDs that carry its replica marker). Blocks (scans ``/proc``)."""
+        marked = marked_processes() if running else {}
+        found = []
+        for (_, proc), gpus in zip(running, held, strict=True):
+            pids = {proc.pid, *marked.get(proc.marker, [])}
+            gauges = self._usage(pids)
+            gauges.update(self.gpu.read(pids, gpus))
+            found.append(gauges)
+        return found
+
     async def _read_process(
-        self, uid: str, proc: ReplicaHandle, marked: list[int]
+        self, uid: str, proc: ReplicaHandle, gauges: dict[str, float]
     ) -> tuple[str, dict[str, float], dict[str, float]]:
-        """``marked``: the PIDs that carry the replica's marker (its workers)."""
-        pids = {proc.pid, *marked}
-        gauges = self._usage(pids)
-        gauges.update(self.gpu.read(pids, self.controller.gpus.held_by(uid)))
+        """``gauges``: the process's readings (``_read_usage``); its bentoml counts added."""
         counters: dict[str, float] = {}
         scraped = await self._scrape(proc)
         if scraped is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,7 +91,11 @@ def percentile(counts: Sequence[float], q: float) -> float | None:
 
 
 class SeriesStore:
-    """Writes samples, reads a deployment's series, and forgets what is older than retention."""
+    """Writes samples, reads a deployment's series, and forgets what is older than retention.
+
+    Writes (``write``, ``prune``, ``forget``) go on ``cursor``, from one thread at a time (the
+    analytics writer's, in the control plane); reads on ``reader()``, the calling thread's
+    cursor (``cursor`` when none is given)."""
 
     def __init__(
         self,
@@ -100,8 +104,10 @@ class SeriesStore:
         retention: float = 24 * 3600,
         max_bytes: int = 512 * 1024**2,
         path: Path | None = None,
+        reader: Callable[[], duckdb.DuckDBPyConnection] | None = None,
     ) -> None:
         self.cursor = cursor
+        self.reader = reader if reader is not None else lambda: cursor
         self.retention = retention
         self.max_bytes = max_bytes
         self.path = path
@@ -217,12 +223,13 @@ class SeriesStore:
         params: list[Any] = [deployment, start, end] + ([revision] if revision else [])
         counters = ", ".join(f"sum(value) FILTER (WHERE metric = '{c}') AS {c}" for c in COUNTERS)
         gauges = ", ".join(f"avg(value) FILTER (WHERE metric = '{g}') AS {g}" for g in GAUGES)
-        readings = self.cursor.execute(
+        cursor = self.reader()
+        readings = cursor.execute(
             f"SELECT revision, (t - {start}) // {step} AS i, {counters}, {gauges} "
             f"FROM samples WHERE {where} GROUP BY ALL",
             params,
         ).fetchnumpy()
-        histogram = self.cursor.execute(
+        histogram = cursor.execute(
             f"SELECT revision, (t - {start}) // {step} AS i, bucket, sum(count)::DOUBLE AS c "
             f"FROM latency WHERE {where} GROUP BY ALL",
             params,
