@@ -4,22 +4,24 @@ nothing searched.
 
 In process, not a full control plane: the loop runs the control plane's observability as
 ``bentoship server`` starts it (``Observability.open`` and ``start``: the log tailer, the
-monitoring ingest and the sampler, with the one analytics writer thread), and the timer. A
-thread appends lines to a revision's log file at 5,000 a second, which the tailer reads into
-the log store; in the searched phase, two coroutines call the console's search (its Logs tab:
-an RE2 pattern, the newest 500 lines made JSON, in a worker thread as the console does)
-back to back. The figure is the
-99th percentile of the timer's lateness over each phase; the loop serves every deployment's
-endpoint too, so this is how long a request may wait behind the observability.
+monitoring ingest and the sampler, with the one analytics writer thread, and the interpreter's
+switch interval the server sets), and the timer. A process of its own (as a revision's
+``bentoml serve`` is) appends lines to a revision's log file at 5,000 a second, which the
+tailer reads into the log store; in the searched phase, two coroutines call the console's
+search (its Logs tab: an RE2 pattern, the newest 500 lines made JSON, in a worker thread as
+the console does) back to back. The figure is the 99th percentile of the timer's lateness
+over each phase; the loop serves every deployment's endpoint too, so this is how long a
+request may wait behind the observability.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import statistics
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from .common import RUNS, Row, Sample
 
@@ -31,7 +33,7 @@ PATTERN = r"status=5\d\d .*user=[a-z]+7"
 REVISION_UID = "0123456789abcdef0123456789abcdef"
 
 
-def _service(path: Path, stop: threading.Event) -> None:
+def _service(path: Path, stop: Any) -> None:
     """Append LINES_PER_SECOND lines a second to ``path``, in batches every 10 ms."""
     batch = int(LINES_PER_SECOND * TICK)
     written = 0
@@ -94,6 +96,7 @@ async def _phase(observed: object, searching: bool) -> float:
 
 
 async def _measure(workdir: Path) -> tuple[list[float], list[float]]:
+    from bentoship.server.main import share_the_interpreter
     from bentoship.server.observe.hub import Observability
     from bentoship.server.rollout.controller import Controller
     from bentoship.server.rollout.phases import Lifecycle, RevisionPhase
@@ -132,10 +135,14 @@ async def _measure(workdir: Path) -> tuple[list[float], list[float]]:
     log_file = settings.logs_dir / "bench" / f"r1-{REVISION_UID}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     stdout_path(log_file).touch()
+    share_the_interpreter()  # as `bentoship server` does at its start
     observed = Observability.open(settings, Controller(settings, store))
     observed.start(sampling=True)
-    stop = threading.Event()
-    service = threading.Thread(target=_service, args=(log_file, stop), daemon=True)
+    # the service is a process of its own, as a revision's `bentoml serve` is
+    stop = multiprocessing.Event()
+    service = multiprocessing.get_context("fork").Process(
+        target=_service, args=(log_file, stop), daemon=True
+    )
     service.start()
     searched, quiet = [], []
     try:
@@ -145,7 +152,7 @@ async def _measure(workdir: Path) -> tuple[list[float], list[float]]:
             searched.append(await _phase(observed, searching=True))
     finally:
         stop.set()
-        service.join()
+        service.join(10)
         await observed.close()
         store.close()
     return searched, quiet

@@ -37,6 +37,17 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
+SWITCH_INTERVAL = 0.001
+"""Seconds a background thread (the analytics writer, a log search, a file read) may hold the
+interpreter before the event loop, which serves every endpoint, gets it back (Python's default
+is 5 ms)."""
+
+
+def share_the_interpreter() -> None:
+    """Let the event loop take the interpreter back from busy threads within a millisecond."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
+
+
 def prepare_data_dir(data_dir: Path) -> Path:
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +56,7 @@ def prepare_data_dir(data_dir: Path) -> Path:
 
 
 async def serve(settings: ServerSettings) -> None:
+    share_the_interpreter()
     try:
         inventory = find_inventory(settings.gpu_inventory, settings.gpus)
     except InventoryError as exc:
