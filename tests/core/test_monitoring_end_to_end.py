@@ -21,12 +21,12 @@ from bentoship.server.observe.monitoring import table_of
 
 from .api import Api
 
-RECORDS = 40_000
+RECORDS = 100_000
 BATCH = 2_000
-ROTATE_BYTES = 96 * 1024
+SENDERS = 4
+ROTATE_BYTES = 256 * 1024
 KILL_AFTER = 10_000
-"""Ingested records after which the control plane is killed (the rest are still coming: the
-ingest keeps up with the senders, so about 12,000 of the records were answered at the kill)."""
+"""Ingested records after which the control plane is killed (the rest are still coming)."""
 DEPLOYMENT = "ledger"
 MONITOR = "echo_records"
 TWO_WORKERS = [{"name": "BENTOML_CONFIG_OPTIONS", "value": "services.Echo.workers=2"}]
@@ -35,8 +35,9 @@ TWO_WORKERS = [{"name": "BENTOML_CONFIG_OPTIONS", "value": "services.Echo.worker
 @dataclass
 class Sender:
     """Posts batches of records (each named by its first id) to the deployment's endpoint from
-    two threads, each batch once; once ``stopping`` is set, those not yet taken go to
-    ``unsent``."""
+    ``SENDERS`` threads, each batch once; once ``stopping`` is set, those not yet taken go to
+    ``unsent``. Each thread keeps its own connection alive, and each connection reaches one of
+    the service's two workers: with four, both workers get records (and rotate their files)."""
 
     url: str
     batches: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
@@ -49,7 +50,7 @@ class Sender:
     def start(self, firsts: list[int]) -> None:
         for first in firsts:
             self.batches.put(first)
-        self.threads = [threading.Thread(target=self._send, daemon=True) for _ in range(2)]
+        self.threads = [threading.Thread(target=self._send, daemon=True) for _ in range(SENDERS)]
         for thread in self.threads:
             thread.start()
 
