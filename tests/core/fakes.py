@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bentoship.server.gpu.inventory import Inventory
 from bentoship.server.rollout.runner import NotReadyError
+from bentoship.server.settings import ServerSettings
 from bentoship.server.store import Revision
+
+if TYPE_CHECKING:
+    from bentoship.server.rollout.controller import Controller
 
 _pids = itertools.count(90001)
 _ports = itertools.count(41001)
@@ -145,6 +150,35 @@ class FakeClock:
         self.timers = [t for t in self.timers if t not in due and not t.cancelled]
         for timer in due:
             timer.callback()
+
+
+Scenario = Callable[["Controller", FakeLauncher, FakeClock], Awaitable[None]]
+
+
+def run_controller(
+    settings: ServerSettings,
+    scenario: Scenario,
+    *,
+    launcher: FakeLauncher | None = None,
+    gpus: Inventory | None = None,
+) -> None:
+    """Run ``scenario`` on a real Controller over ``settings``' store, a fake launcher and a
+    fake clock, in an event loop of its own; the controller is closed after it."""
+    from bentoship.server.rollout.controller import Controller
+    from bentoship.server.store import Store
+
+    launcher = launcher or FakeLauncher()
+    clock = FakeClock()
+    store = Store(settings.db_path)
+    controller = Controller(settings, store, gpus, launcher=launcher, clock=clock)
+
+    async def main() -> None:
+        try:
+            await scenario(controller, launcher, clock)
+        finally:
+            await controller.close()
+
+    asyncio.run(main())
 
 
 async def settle(rounds: int = 50) -> None:

@@ -3,9 +3,7 @@ autoscaler's GPU cap runs on a real controller over a fake launcher and clock)."
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +30,8 @@ from bentoship.server.gpu.inventory import (
 from bentoship.server.rollout.autoscale import Autoscaler, ScalingPolicy
 from bentoship.server.rollout.controller import Controller
 from bentoship.server.settings import ServerSettings
-from bentoship.server.store import Store
 
-from .fakes import FakeClock, FakeLauncher, settle
+from .fakes import FakeClock, FakeLauncher, Scenario, run_controller, settle
 
 A100 = "NVIDIA A100-SXM4-40GB"
 FOUR = Inventory(tuple(Gpu(i, A100, 40 * 1024**3) for i in range(4)), "a test")
@@ -244,21 +241,9 @@ def gpu_config(min_replicas: int, max_replicas: int) -> dict[str, Any]:
     )
 
 
-def run_on_four_gpus(
-    tmp_path: Path, scenario: Callable[[Controller, FakeLauncher, FakeClock], Awaitable[None]]
-) -> None:
+def run_on_four_gpus(tmp_path: Path, scenario: Scenario) -> None:
     """Run ``scenario`` on a controller over the 4 simulated GPUs, a fake launcher and clock."""
-    settings = ServerSettings(data_dir=tmp_path, token="t" * 16)
-    launcher, clock = FakeLauncher(), FakeClock()
-    controller = Controller(settings, Store(settings.db_path), FOUR, launcher=launcher, clock=clock)
-
-    async def main() -> None:
-        try:
-            await scenario(controller, launcher, clock)
-        finally:
-            await controller.close()
-
-    asyncio.run(main())
+    run_controller(ServerSettings(data_dir=tmp_path, token="t" * 16), scenario, gpus=FOUR)
 
 
 def test_a_scale_up_holds_at_the_replicas_free_gpus_take(tmp_path: Path) -> None:

@@ -19,9 +19,8 @@ from bentoship.server.errors import Conflict
 from bentoship.server.rollout.controller import Controller
 from bentoship.server.rollout.reconcile import GATHER_SECONDS, SETTLE_SECONDS
 from bentoship.server.settings import ServerSettings
-from bentoship.server.store import Store
 
-from .fakes import FakeClock, FakeLauncher, settle
+from .fakes import FakeClock, FakeLauncher, run_controller, settle
 
 WINDOW = 30.0
 
@@ -32,17 +31,7 @@ def run(tmp_path: Path, scenario: Scenario, launcher: FakeLauncher | None = None
     settings = ServerSettings(
         data_dir=tmp_path, token="t" * 16, rollback_window=WINDOW, restart_backoff_max=8
     )
-    launcher = launcher or FakeLauncher()
-    clock = FakeClock()
-    controller = Controller(settings, Store(settings.db_path), launcher=launcher, clock=clock)
-
-    async def main() -> None:
-        try:
-            await scenario(controller, launcher, clock)
-        finally:
-            await controller.close()
-
-    asyncio.run(main())
+    run_controller(settings, scenario, launcher=launcher)
 
 
 def phases(controller: Controller, name: str) -> list[str]:
