@@ -6,6 +6,8 @@ discard, the canary's traffic split and each revision's traffic counts.
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -115,10 +117,9 @@ def routes(services: Services) -> list[Route]:
         if observed is None:
             lines = controller.views.logs(rev, tail)
         else:
-            observed.watch_logs()
-            await observed.tailer.poll()
-            found = observed.logs.search(
-                rev.deployment, revision=revision_name(rev.seq), limit=tail
+            await observed.read_logs()
+            found = await asyncio.to_thread(
+                observed.logs.search, rev.deployment, revision=revision_name(rev.seq), limit=tail
             )
             lines = [line.line for line in found]
         return JSONResponse({"revision": rev.uid, "name": revision_name(rev.seq), "lines": lines})
