@@ -15,6 +15,26 @@ from .transports import deployment_json
 # DeploymentConfig
 
 
+def test_envs_and_labels_come_as_a_mapping_or_as_bentocloud_lists() -> None:
+    listed = DeploymentConfig.from_dict(
+        {
+            "envs": [{"name": "MODE", "value": "fast"}, {"name": "N", "value": 3}],
+            "labels": [{"key": "team", "value": "ml"}],
+        }
+    )
+    mapped = DeploymentConfig.from_dict(
+        {"envs": {"MODE": "fast", "N": 3}, "labels": {"team": "ml"}}
+    )
+    assert listed == mapped
+    assert listed.envs == {"MODE": "fast", "N": "3"} and listed.labels == {"team": "ml"}
+    for bad, kind in (("MODE=fast", "str"), (["MODE=fast"], "list of other items"), (5, "int")):
+        with pytest.raises(InvalidRequestError) as caught:
+            DeploymentConfig.from_dict({"envs": bad})
+        message = str(caught.value)
+        assert message.startswith("envs: expected a mapping") and message.endswith(kind)
+        assert "\n" not in message and "MODE=fast" not in message
+
+
 def test_from_dict_accepts_what_orchestrators_pass() -> None:
     config = DeploymentConfig.from_dict(
         {"min_replicas": 1.0, "max_replicas": 3, "envs": {"WORKERS": 2}, "labels": {"v": 1.5}}

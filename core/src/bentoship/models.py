@@ -227,6 +227,28 @@ class DeploymentEvent:
         return f"{self.time} {self.kind} {self.revision or '-'} {self.message}"
 
 
+def _pairs(value: object, option: str, key: str) -> dict[str, str]:
+    """``envs`` or ``labels`` as a mapping, from a mapping or from BentoCloud's list of
+    ``{"<key>": ..., "value": ...}`` (``name`` for envs, ``key`` for labels; either is taken)."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, list) and all(
+        isinstance(item, Mapping) and (item.get(key) or item.get("name") or item.get("key"))
+        for item in value
+    ):
+        return {
+            str(item.get(key) or item.get("name") or item.get("key")): str(item.get("value", ""))
+            for item in value
+        }
+    raise InvalidRequestError(
+        f"{option}: expected a mapping {{NAME: value}} or BentoCloud's list "
+        f'[{{"{key}": NAME, "value": value}}], got {type(value).__name__}'
+        + (" of other items" if isinstance(value, list) else "")
+    )
+
+
 @dataclass(frozen=True)
 class DeploymentConfig:
     """What a deployment runs with, besides its bento."""
@@ -271,9 +293,9 @@ class DeploymentConfig:
             value = data.get(key)
             if isinstance(value, float) and value.is_integer():
                 data[key] = int(value)
-        data["envs"] = {str(k): str(v) for k, v in (data.get("envs") or {}).items()}
+        data["envs"] = _pairs(data.get("envs"), "envs", "name")
         data["secrets"] = [str(name) for name in data.get("secrets") or []]
-        data["labels"] = {str(k): str(v) for k, v in (data.get("labels") or {}).items()}
+        data["labels"] = _pairs(data.get("labels"), "labels", "key")
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
