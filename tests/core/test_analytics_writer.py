@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,9 +28,9 @@ from bentoship.server.rollout.controller import Controller
 from bentoship.server.rollout.phases import RevisionPhase
 from bentoship.server.rollout.runner import stdout_path
 from bentoship.server.settings import ServerSettings
-from bentoship.server.store import Revision, Store
+from bentoship.server.store import Store
 
-from .records import deployment_record
+from .records import deployment_record, revision_record
 
 T = TypeVar("T")
 REVISION_UID = "0123456789abcdef0123456789abcdef"
@@ -175,15 +176,7 @@ def settings_with_a_revision(data_dir: Path) -> tuple[ServerSettings, Store]:
     store = Store(settings.db_path)
     store.insert_deployment(deployment_record("web", target=REVISION_UID, serving=REVISION_UID))
     store.insert_revision(
-        Revision(
-            uid=REVISION_UID,
-            deployment="web",
-            seq=1,
-            bento="iris:v1",
-            config={},
-            created_at="2026-01-01T00:00:00Z",
-            phase=RevisionPhase.SERVING,
-        )
+        replace(revision_record("web", 1, RevisionPhase.SERVING), uid=REVISION_UID)
     )
     return settings, store
 

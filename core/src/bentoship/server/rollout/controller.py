@@ -74,7 +74,6 @@ class Controller:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.token = settings.token
         self.secrets = RevisionSecrets(settings, store)
         self._tls: RevisionTLS | None = None
         bentoml = BentomlLauncher(settings, self.secrets, lambda: self.tls)

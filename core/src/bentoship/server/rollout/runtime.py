@@ -82,7 +82,3 @@ class DeploymentRuntime:
 
     def endpoints(self) -> list[EndpointServer]:
         return [e for e in (self.endpoint, self.candidate_endpoint) if e is not None]
-
-    def tasks(self) -> list[asyncio.Task[None]]:
-        tasks = [self.rollout, self.wakeup, *self.replacing.values()]
-        return [t for t in tasks if t is not None and not t.done()]
