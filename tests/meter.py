@@ -6,7 +6,8 @@
 The CPU figure is user + sys of every process the command started and waited for (the
 control planes and the ``bentoml serve`` processes they started included). The count of
 ``bentoml serve`` starts is read from a ledger that every start appends a line to
-(``BENTOSHIP_SERVE_LEDGER``, see ``bentoship.server.rollout.runner``).
+(``BENTOSHIP_SERVE_LEDGER``, see ``bentoship.server.rollout.runner``): a fresh one, or the
+file that variable already names, to keep (each line: pid, bento tag, the test that started it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+LEDGER_ENV = "BENTOSHIP_SERVE_LEDGER"
+
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--"]:
@@ -27,14 +30,15 @@ def main(argv: list[str]) -> int:
         print("usage: python -m tests.meter -- COMMAND [ARG ...]", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="bentoship-meter-") as folder:
-        ledger = Path(folder) / "serve-starts"
+        ledger = Path(os.environ.get(LEDGER_ENV) or Path(folder) / "serve-starts")
         ledger.touch()
-        env = {**os.environ, "BENTOSHIP_SERVE_LEDGER": str(ledger)}
+        before = len(ledger.read_text().splitlines())
+        env = {**os.environ, LEDGER_ENV: str(ledger)}
         started = time.monotonic()
         code = subprocess.call(argv, env=env)
         wall = time.monotonic() - started
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        starts = len(ledger.read_text().splitlines())
+        starts = len(ledger.read_text().splitlines()) - before
     cpu = usage.ru_utime + usage.ru_stime
     print(
         f"cost: {int(wall) // 60} min {int(wall) % 60} s wall, {cpu:.0f} CPU-seconds "

@@ -23,7 +23,7 @@ from bentoship.server.store import Revision
 from ..traffic import TrafficLoop
 from .api import Api
 
-REPLICAS = 3
+REPLICAS = 2
 SPREAD = 3000
 """Requests spread over the replicas (least outstanding first, ties round-robin); each
 replica's share is asserted within 10% of even."""
@@ -54,25 +54,25 @@ def test_replicas_share_requests_survive_a_kill_and_a_switch(
     api.push(echo_v1)
     api.push(echo_v2)
     scaling = {"min_replicas": REPLICAS, "max_replicas": REPLICAS}
-    api.create("trio", echo_v1, services={"Echo": {"scaling": scaling}})
-    api.wait_status("trio", {"running"})
-    started = wait_replicas(api, "trio", REPLICAS)
+    api.create("pair", echo_v1, services={"Echo": {"scaling": scaling}})
+    api.wait_status("pair", {"running"})
+    started = wait_replicas(api, "pair", REPLICAS)
     assert len({r["port"] for r in started}) == REPLICAS
-    assert api.get("trio")["bentoship"]["replicas"] == {
-        "ready": 3,
-        "desired": 3,
-        "min": 3,
-        "max": 3,
+    assert api.get("pair")["bentoship"]["replicas"] == {
+        "ready": REPLICAS,
+        "desired": REPLICAS,
+        "min": REPLICAS,
+        "max": REPLICAS,
     }
-    pods = api.cloud_client().client.v2.list_deployment_pods("trio")
-    assert sorted(p.name for p in pods) == ["trio-r1-0", "trio-r1-1", "trio-r1-2"]
+    pods = api.cloud_client().client.v2.list_deployment_pods("pair")
+    assert sorted(p.name for p in pods) == ["pair-r1-0", "pair-r1-1"]
     assert all(p.status.ready and p.pod_status.status == "Running" for p in pods)
     assert {p.labels["yatai.ai/bento-function-component-type"] for p in pods} == {"api-server"}
-    url = f"{api.url('trio')}/echo"
+    url = f"{api.url('pair')}/echo"
 
     with TrafficLoop(url, clients=4) as spread:
         spread.wait_for(SPREAD)
-    counts = [r["requests"] for r in replicas(api, "trio")]
+    counts = [r["requests"] for r in replicas(api, "pair")]
     total = sum(counts)
     assert total >= SPREAD and spread.failures == []
     assert all(abs(c - total / REPLICAS) <= 0.1 * total / REPLICAS for c in counts), counts
@@ -85,7 +85,7 @@ def test_replicas_share_requests_survive_a_kill_and_a_switch(
         load.wait_for(100)
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim["pid"], signal.SIGKILL)
-        again = wait_replicas(api, "trio", REPLICAS, gone=victim["pid"])
+        again = wait_replicas(api, "pair", REPLICAS, gone=victim["pid"])
         seen = len(load.answers)
         load.wait_for(seen + 100)
     assert len(load.failures) <= load.clients, load.failures
@@ -94,30 +94,30 @@ def test_replicas_share_requests_survive_a_kill_and_a_switch(
     while marked_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marked_processes(marker) == {}, "a process of the killed replica outlived it"
-    events = api.http.get("/api/v2/deployments/trio/events").json()["events"]
+    events = api.http.get("/api/v2/deployments/pair/events").json()["events"]
     kinds = [e["kind"] for e in events]
     assert "crashed" in kinds and "restarted" in kinds
 
-    smaller = {"min_replicas": 2, "max_replicas": 2}
+    smaller = {"min_replicas": 1, "max_replicas": 1}
     with TrafficLoop(url, payload={"text": "live", "delay": 0.01}, clients=4, pause=0.02) as switch:
-        api.update("trio", echo_v2, services={"Echo": {"scaling": smaller}})
-        api.wait_status("trio", {"running"})
+        api.update("pair", echo_v2, services={"Echo": {"scaling": smaller}})
+        api.wait_status("pair", {"running"})
         while switch.versions()["v2"] < 50:
             time.sleep(0.05)
     assert switch.failures == []
     assert switch.versions()["v1"] > 0
-    assert len(replicas(api, "trio", "r2")) == 2
-    assert api.get("trio")["bentoship"]["replicas"] == {
-        "ready": 2,
-        "desired": 2,
-        "min": 2,
-        "max": 2,
+    assert len(replicas(api, "pair", "r2")) == 1
+    assert api.get("pair")["bentoship"]["replicas"] == {
+        "ready": 1,
+        "desired": 1,
+        "min": 1,
+        "max": 1,
     }
-    listed = api.http.get("/api/v2/deployments/trio/pods").json()["items"]
+    listed = api.http.get("/api/v2/deployments/pair/pods").json()["items"]
     serving = [p for p in listed if p["labels"]["bentoship.io/role"] == "serving"]
-    assert sorted(p["name"] for p in serving) == ["trio-r2-0", "trio-r2-1"]
+    assert sorted(p["name"] for p in serving) == ["pair-r2-0"]
     assert {p["bentoship"]["pid"] for p in serving} == {
-        r["pid"] for r in replicas(api, "trio", "r2")
+        r["pid"] for r in replicas(api, "pair", "r2")
     }
 
 
@@ -172,14 +172,14 @@ def test_a_replica_reads_as_a_bentocloud_pod_in_each_of_its_states() -> None:
     """Ready, starting and draining replicas parse as bentoml's KubePodSchema, each with the
     phase, readiness and pod status BentoCloud would show for it."""
     services = {"Echo": {"scaling": {"min_replicas": 2, "max_replicas": 4}}}
-    rev = Revision("u1", "trio", 3, "echo:v1", {"services": services}, "", "serving")
+    rev = Revision("u1", "pair", 3, "echo:v1", {"services": services}, "", "serving")
     views = [
         ReplicaView(rev, "serving", _replica(0, ready=True), gpus=(1,)),
         ReplicaView(rev, "serving", _replica(1, ready=False)),
         ReplicaView(rev, "serving", _replica(2, ready=True, draining=True)),
     ]
-    pods = [schema_from_object(schemas.pod("trio", v), KubePodSchema) for v in views]
-    assert [p.name for p in pods] == ["trio-r3-0", "trio-r3-1", "trio-r3-2"]
+    pods = [schema_from_object(schemas.pod("pair", v), KubePodSchema) for v in views]
+    assert [p.name for p in pods] == ["pair-r3-0", "pair-r3-1", "pair-r3-2"]
     assert [(p.status.phase, p.status.ready, p.pod_status.status) for p in pods] == [
         ("Running", True, "Running"),
         ("Pending", False, "Pending"),
@@ -187,15 +187,15 @@ def test_a_replica_reads_as_a_bentocloud_pod_in_each_of_its_states() -> None:
     ]
     assert {p.runner_name for p in pods} == {"Echo"}
     assert pods[0].labels["bentoship.io/revision"] == "r3"
-    assert schemas.pod("trio", views[0])["bentoship"]["gpus"] == [1]
+    assert schemas.pod("pair", views[0])["bentoship"]["gpus"] == [1]
 
 
 def test_replica_count_reads_from_the_deployment_json() -> None:
     data = {
-        "name": "trio",
+        "name": "pair",
         "bentoship": {"replicas": {"ready": 2, "desired": 3, "min": 1, "max": 5}},
     }
     replicas = DeploymentInfo.from_api(data).replicas
     assert replicas == ReplicaCount(ready=2, desired=3, min=1, max=5)
     assert str(replicas) == "2/3 replicas ready (min 1, max 5)"
-    assert DeploymentInfo.from_api({"name": "trio"}).replicas is None
+    assert DeploymentInfo.from_api({"name": "pair"}).replicas is None

@@ -347,7 +347,7 @@ async def start_serve(
         }
     )
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    _note_start(bento_tag)
+    _note_start(bento_tag, log_path.parent.name)
     with log_path.open("ab") as log, stdout_path(log_path).open("ab") as out:
         which = f" replica {replica}" if replica else ""
         log.write(f"[bentoship] {stamp} starting {bento_tag}{which} on port {port}\n".encode())
@@ -391,12 +391,13 @@ async def start_serve(
     )
 
 
-def _note_start(bento_tag: str) -> None:
+def _note_start(bento_tag: str, deployment: str) -> None:
     """Append a line to ``$BENTOSHIP_SERVE_LEDGER``, when set (what a test run's meter counts)."""
     ledger = os.environ.get(SERVE_LEDGER_ENV)
     if ledger:
         with open(ledger, "a") as handle:
-            handle.write(f"{os.getpid()} {bento_tag}\n")
+            test = os.environ.get("PYTEST_CURRENT_TEST", "-").split(" ")[0]
+            handle.write(f"{os.getpid()} {bento_tag} {deployment} {test}\n")
 
 
 def stdout_path(log_path: Path) -> Path:
