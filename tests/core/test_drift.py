@@ -98,13 +98,93 @@ def test_edge_cases_have_verdicts_not_exceptions() -> None:
     assert columns["with_nulls"].verdict == Verdict.NO_DRIFT
     assert columns["objects"].kind == "numeric" and columns["objects"].current_nulls == 250
     assert columns["gone"].verdict == columns["added"].verdict == Verdict.MISSING
-    assert columns["gone"].drifted
+    assert not columns["gone"].drifted and columns["gone"].only_in == "reference"
+    assert columns["added"].only_in == "current" and columns["added"].current_count == 1000
     assert columns["constant"].verdict == Verdict.NO_DRIFT
     assert columns["moved_constant"].verdict == Verdict.DRIFT
     assert columns["no_values"].verdict == Verdict.EMPTY and not columns["no_values"].drifted
     new = columns["labels"]
     assert new.verdict == Verdict.DRIFT and new.psi is not None and np.isfinite(new.psi)
     assert new.histogram is not None and new.histogram.labels == ["a", "b", "new"]
+
+
+FEATURES = ["f0", "f1", "f2", "f3"]
+
+
+def features_and_traffic() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Training features, and traffic with the same features (no shift) and a ``prediction``
+    column the training data has not."""
+    rng = np.random.default_rng(3)
+    reference = {name: rng.normal(0, 1, ROWS) for name in FEATURES}
+    current = {name: rng.normal(0, 1, ROWS) for name in FEATURES}
+    current["prediction"] = rng.choice(["setosa", "versicolor", "virginica"], ROWS)
+    return reference, current
+
+
+def test_a_column_on_one_side_only_is_missing_not_drifted(tmp_path: Path) -> None:
+    reference, current = features_and_traffic()
+    page = tmp_path / "drift.html"
+    report = check_drift(
+        reference, current, thresholds=DriftThresholds(share=0.1), report_path=page
+    )
+    prediction = report.column("prediction")
+    assert prediction.verdict == Verdict.MISSING and prediction.only_in == "current"
+    assert not prediction.drifted and prediction.current_count == ROWS
+    assert report.drifted_columns == [] and report.share_drifted == 0.0
+    assert report.drifted is False
+    assert report.compared_columns == FEATURES and report.missing_columns == ["prediction"]
+    assert report.summary() == (
+        "no drift: 0 of 4 columns drifted (0%; threshold 10%): none; compared: f0, f1, f2, f3; "
+        "missing (not counted as drifted): prediction (current only)"
+    )
+    found = report.to_dict()
+    assert found["drifted"] is False and found["share_drifted"] == 0.0
+    assert found["drifted_columns"] == [] and found["missing_columns"] == ["prediction"]
+    assert found["compared_columns"] == FEATURES
+    assert DriftReport.from_dict(json.loads(report.to_json())) == report
+    html = page.read_text()
+    assert "Compared (4): f0, f1, f2, f3." in html
+    assert "(not counted as drifted)" in html and "prediction (current only)" in html
+
+
+def test_missing_as_drift_counts_a_missing_column(tmp_path: Path) -> None:
+    reference, current = features_and_traffic()
+    limits = DriftThresholds(share=0.2)
+    report = check_drift(reference, current, thresholds=limits, missing_as_drift=True)
+    assert report.column("prediction").verdict == Verdict.MISSING
+    assert report.column("prediction").drifted
+    assert report.drifted_columns == ["prediction"] and report.share_drifted == pytest.approx(0.2)
+    assert report.drifted is True
+    assert report.missing_columns == ["prediction"] and report.compared_columns == FEATURES
+    assert report.summary().endswith("missing (counted as drifted): prediction (current only)")
+    assert DriftReport.from_dict(json.loads(report.to_json())) == report
+    with pytest.raises(DriftDetected, match=r"^drift: 1 of 5 columns drifted .*: prediction;"):
+        check_drift(
+            reference,
+            current,
+            thresholds=limits,
+            missing_as_drift=True,
+            gate=True,
+            report_path=tmp_path / "drift.html",
+        )
+    assert "(counted as drifted)" in (tmp_path / "drift.html").read_text()
+
+
+def test_columns_restricts_the_comparison_and_the_report_names_them(tmp_path: Path) -> None:
+    reference, current = features_and_traffic()
+    page = tmp_path / "drift.html"
+    report = check_drift(
+        reference, current, columns=FEATURES[:3], missing_as_drift=True, report_path=page
+    )
+    assert [c.name for c in report.columns] == report.compared_columns == FEATURES[:3]
+    assert report.missing_columns == [] and report.share_drifted == 0.0
+    assert report.summary() == (
+        "no drift: 0 of 3 columns drifted (0%; threshold 50%): none; compared: f0, f1, f2"
+    )
+    assert report.to_dict()["compared_columns"] == FEATURES[:3]
+    html = page.read_text()
+    assert "Compared (3): f0, f1, f2." in html
+    assert "prediction" not in html and 'id="column-f3"' not in html
 
 
 def test_the_report_is_json_and_a_self_contained_page(tmp_path: Path) -> None:

@@ -179,7 +179,7 @@ def test_drift_report_is_a_deck(tmp_path: Path) -> None:
         evidently=True,
     )
     assert found.drifted is True and found.share_drifted == 0.5
-    assert found.summary == "drift: 1 of 2 columns drifted (50%; threshold 10%): x"
+    assert found.summary == "drift: 1 of 2 columns drifted (50%; threshold 10%): x; compared: x, y"
     assert 'id="column-x"' in Path(found.report.path).read_text()
     decks = [p for p in sandbox.rglob("deck.html") if p.stat().st_mtime >= started]
     assert len(decks) == 1

@@ -469,6 +469,7 @@ def check_drift(
     evidently_report: Output[HTML],
     columns: Optional[list] = None,  # noqa: UP045
     categorical: Optional[list] = None,  # noqa: UP045
+    missing_as_drift: bool = False,
     p_value: float = 0.05,
     psi: float = 0.1,
     share: float = 0.5,
@@ -490,6 +491,7 @@ def check_drift(
         current: The current data, given as ``reference`` is.
         columns: The columns to compare (default: all).
         categorical: Columns to test as categories even when they hold numbers.
+        missing_as_drift: Count a column on one side only (``missing``) as drifted.
         p_value: A column drifts when its test's p-value is below this...
         psi: ...and its population stability index is at least this.
         share: The data drifts when at least this share of its columns drift.
@@ -520,6 +522,7 @@ def check_drift(
             *sides,
             columns=columns or None,
             categorical=categorical or (),
+            missing_as_drift=missing_as_drift,
             thresholds=DriftThresholds(p_value=p_value, psi=psi, share=share),
             report_path=page,
             evidently=evidently,

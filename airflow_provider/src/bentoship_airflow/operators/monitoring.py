@@ -118,6 +118,8 @@ class BentoDriftCheckOperator(_BentoOperator, BranchMixIn):
     :param current: the current data (the service's traffic).
     :param columns: the columns to compare (default: all).
     :param categorical: columns to test as categories even when they hold numbers.
+    :param missing_as_drift: count a column on one side only (reported as ``missing``) as
+        drifted; by default it is not counted.
     :param p_value: a column drifts when its test's p-value is below this...
     :param psi: ...and its population stability index is at least this.
     :param share: the data drifts when at least this share of its columns drift.
@@ -142,6 +144,7 @@ class BentoDriftCheckOperator(_BentoOperator, BranchMixIn):
         current: Any,
         columns: Sequence[str] | None = None,
         categorical: Sequence[str] = (),
+        missing_as_drift: bool = False,
         p_value: float = 0.05,
         psi: float = 0.1,
         share: float = 0.5,
@@ -159,6 +162,7 @@ class BentoDriftCheckOperator(_BentoOperator, BranchMixIn):
         self.current = current
         self.columns = columns
         self.categorical = categorical
+        self.missing_as_drift = missing_as_drift
         self.thresholds = {"p_value": p_value, "psi": psi, "share": share}
         self.fail_on_drift = fail_on_drift
         self.drift_branch = drift_branch
@@ -190,6 +194,7 @@ class BentoDriftCheckOperator(_BentoOperator, BranchMixIn):
                     *sides,
                     columns=self.columns,
                     categorical=self.categorical,
+                    missing_as_drift=self.missing_as_drift,
                     thresholds=DriftThresholds(**self.thresholds),
                     report_path=path,
                     evidently=self.evidently,

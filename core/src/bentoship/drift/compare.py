@@ -26,8 +26,10 @@ def compare_columns(
     columns: Sequence[str] | None = None,
     categorical: Iterable[str] = (),
     thresholds: DriftThresholds | None = None,
+    missing_as_drift: bool = False,
 ) -> DriftReport:
-    """The drift report of ``columns`` (default: every column of either side)."""
+    """The drift report of ``columns`` (default: every column of either side); a column on
+    one side only is ``missing``, counted as drifted only with ``missing_as_drift``."""
     limits = thresholds or DriftThresholds()
     as_categories = set(categorical)
     names = list(columns) if columns is not None else _union(reference, current)
@@ -39,6 +41,8 @@ def compare_columns(
         )
     judged = [
         _column(name, reference.get(name), current.get(name), name in as_categories, limits)
+        if name in reference and name in current
+        else _missing(name, reference, current, name in as_categories, missing_as_drift)
         for name in names
     ]
     return DriftReport(
@@ -57,15 +61,32 @@ def _rows(table: Columns) -> int:
     return max((len(v) for v in table.values()), default=0)
 
 
+def _missing(
+    name: str, reference: Columns, current: Columns, categorical: bool, as_drift: bool
+) -> ColumnDrift:
+    """A column on one side only, with the figures of the side that has it."""
+    side = "reference" if name in reference else "current"
+    present = reference[name] if side == "reference" else current[name]
+    numeric = not categorical and _numeric(present)
+    values, nulls = _values(present, numeric)
+    counts = Counts(len(values), 0, nulls, 0)
+    if side == "current":
+        counts = Counts(0, len(values), 0, nulls)
+    return ColumnDrift(
+        name,
+        "numeric" if numeric else "categorical",
+        Verdict.MISSING,
+        only_in=side,
+        missing_as_drift=as_drift,
+        **counts._asdict(),
+    )
+
+
 def _column(
     name: str, reference: Any, current: Any, categorical: bool, limits: DriftThresholds
 ) -> ColumnDrift:
     import numpy as np
 
-    if reference is None or current is None:
-        present = reference if reference is not None else current
-        kind = "categorical" if categorical or not _numeric(present) else "numeric"
-        return ColumnDrift(name, kind, Verdict.MISSING)
     numeric = not categorical and _numeric(reference) and _numeric(current)
     kind = "numeric" if numeric else "categorical"
     ref, ref_nulls = _values(reference, numeric)

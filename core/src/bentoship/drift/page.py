@@ -95,6 +95,21 @@ def _evidently_note(report: DriftReport, evidently_page: str | None) -> str:
     )
 
 
+def _columns_note(report: DriftReport) -> str:
+    """Which columns were compared, and which are on one side only (and how they count)."""
+    compared = ", ".join(escape(name) for name in report.compared_columns) or "none"
+    note = f"<p>Compared ({len(report.compared_columns)}): {compared}.</p>"
+    missing = [c for c in report.columns if c.verdict == "missing"]
+    if not missing:
+        return note
+    counts = "counted" if any(c.drifted for c in missing) else "not counted"
+    sides = ", ".join(f"{escape(c.name)} ({c.only_in or 'one side'} only)" for c in missing)
+    return (
+        f'{note}<p>Missing, on one side only ({counts} as drifted): <span class="missing">'
+        f"{sides}</span>.</p>"
+    )
+
+
 def render_report(report: DriftReport, evidently_page: str | None = None) -> str:
     """The page; ``evidently_page`` is the address of Evidently's report, linked when given."""
     evidently = None if report.evidently is None else {c.name: c for c in report.evidently}
@@ -116,7 +131,8 @@ def render_report(report: DriftReport, evidently_page: str | None = None) -> str
         f"<p>{report.reference_rows} reference rows, {report.current_rows} current rows. A "
         f"column drifts when its test's p-value is below {limits.p_value:g} and its PSI is "
         f"at least {limits.psi:g}; the data drifts when at least {limits.share:.0%} of its "
-        "columns drift (a column on one side only counts as drifted).</p>"
+        "columns drift (a column on one side only counts as drifted only with "
+        f"missing_as_drift).</p>{_columns_note(report)}"
         f'<p class="key"><span style="background:{REFERENCE_COLOUR}"></span>reference'
         f'<span style="background:{CURRENT_COLOUR}"></span>current</p>'
         "<table><thead><tr><th>column</th><th>kind</th><th>test</th><th>statistic</th>"

@@ -16,7 +16,8 @@ class Verdict(StrEnum):
     DRIFT = "drift"
     NO_DRIFT = "no_drift"
     MISSING = "missing"
-    """The column is on one side only (counted as drifted: the data's schema changed)."""
+    """The column is on one side only: not compared, and not counted unless
+    ``missing_as_drift`` (then it counts as drifted: the data's schema changed)."""
     EMPTY = "empty"
     """One side has no value in this column but nulls (not counted either way)."""
 
@@ -61,10 +62,22 @@ class ColumnDrift:
     reference_nulls: int = 0
     current_nulls: int = 0
     histogram: Histogram | None = None
+    only_in: str | None = None
+    """For a missing column, the side that has it: ``reference`` or ``current``."""
+    missing_as_drift: bool = False
+    """For a missing column, whether it counts as drifted (``missing_as_drift=True``)."""
 
     @property
     def drifted(self) -> bool:
-        return self.verdict in (Verdict.DRIFT, Verdict.MISSING)
+        return self.verdict == Verdict.DRIFT or (
+            self.verdict == Verdict.MISSING and self.missing_as_drift
+        )
+
+    @property
+    def counted(self) -> bool:
+        """Whether the column counts in the share of drifted columns: tested, or counted as
+        drifted."""
+        return self.verdict in (Verdict.DRIFT, Verdict.NO_DRIFT) or self.drifted
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,16 @@ class DriftReport:
     def drifted_columns(self) -> list[str]:
         return [c.name for c in self.columns if c.drifted]
 
+    @property
+    def compared_columns(self) -> list[str]:
+        """The columns on both sides, which were compared."""
+        return [c.name for c in self.columns if c.verdict != Verdict.MISSING]
+
+    @property
+    def missing_columns(self) -> list[str]:
+        """The columns on one side only (each column's ``only_in`` says which)."""
+        return [c.name for c in self.columns if c.verdict == Verdict.MISSING]
+
     def column(self, name: str) -> ColumnDrift:
         """The column called ``name`` (KeyError if the report has none)."""
         for column in self.columns:
@@ -109,7 +132,7 @@ class DriftReport:
 
     @property
     def share_drifted(self) -> float:
-        judged = [c for c in self.columns if c.verdict != Verdict.EMPTY]
+        judged = [c for c in self.columns if c.counted]
         return sum(c.drifted for c in judged) / len(judged) if judged else 0.0
 
     @property
@@ -117,19 +140,29 @@ class DriftReport:
         return bool(self.columns) and self.share_drifted >= self.thresholds.share
 
     def summary(self) -> str:
-        """One line: the verdict and the drifted columns."""
+        """One line: the verdict, the drifted columns, the compared and the missing ones."""
         verdict = "drift" if self.drifted else "no drift"
         named = ", ".join(self.drifted_columns) or "none"
-        return (
-            f"{verdict}: {len(self.drifted_columns)} of {len(self.columns)} columns drifted "
-            f"({self.share_drifted:.0%}; threshold {self.thresholds.share:.0%}): {named}"
+        counted = sum(c.counted for c in self.columns)
+        line = (
+            f"{verdict}: {len(self.drifted_columns)} of {counted} columns drifted "
+            f"({self.share_drifted:.0%}; threshold {self.thresholds.share:.0%}): {named}; "
+            f"compared: {', '.join(self.compared_columns) or 'none'}"
         )
+        missing = [c for c in self.columns if c.verdict == Verdict.MISSING]
+        if not missing:
+            return line
+        counts = "counted" if any(c.drifted for c in missing) else "not counted"
+        sides = ", ".join(f"{c.name} ({c.only_in or 'one side'} only)" for c in missing)
+        return f"{line}; missing ({counts} as drifted): {sides}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "drifted": self.drifted,
             "share_drifted": self.share_drifted,
             "drifted_columns": self.drifted_columns,
+            "compared_columns": self.compared_columns,
+            "missing_columns": self.missing_columns,
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "thresholds": asdict(self.thresholds),

@@ -26,6 +26,7 @@ def check_drift(
     *,
     columns: Sequence[str] | None = None,
     categorical: Iterable[str] = (),
+    missing_as_drift: bool = False,
     thresholds: DriftThresholds | None = None,
     gate: bool = False,
     report_path: str | Path | None = None,
@@ -38,7 +39,10 @@ def check_drift(
     :class:`~bentoship.drift.SqlQuery` (or ``{"url", "query"}``), or a deployment's monitor on
     the local control plane, :class:`~bentoship.drift.Monitor` (or ``{"deployment",
     "monitor"}``, read with ``client``). Numeric columns are tested with Kolmogorov-Smirnov and
-    PSI, the others (and ``categorical``) with chi-squared and PSI. The report is written as
+    PSI, the others (and ``categorical``) with chi-squared and PSI. ``columns`` names the
+    columns to compare (default: every column of either side); a column on one side only is
+    reported as ``missing`` and counts as drifted only with ``missing_as_drift=True``. The
+    report says which columns it compared and which were missing, and is written as
     HTML to ``report_path`` when given. With ``evidently=True`` (the ``evidently`` extra),
     Evidently's default drift preset judges the same columns too: its verdicts are in the
     report's ``evidently`` and its own page is written beside ours, as
@@ -59,6 +63,7 @@ def check_drift(
         columns=columns,
         categorical=categorical,
         thresholds=thresholds,
+        missing_as_drift=missing_as_drift,
     )
     path = None if report_path is None else Path(report_path)
     if path is not None:

@@ -34,6 +34,7 @@ def check_drift(
     current: str,
     columns: list[str] | None = None,
     categorical: list[str] | None = None,
+    missing_as_drift: bool = False,
     p_value: float = 0.05,
     psi: float = 0.1,
     share: float = 0.5,
@@ -47,7 +48,9 @@ def check_drift(
 
     Each side is a Parquet path, or JSON: ``{"url": ..., "query": ...}`` (a SQL query on a
     SQLAlchemy URL) or ``{"deployment": ..., "monitor": ...}`` (a deployment's monitoring
-    records on the local control plane). With ``fail_on_drift``, drift fails the task. With
+    records on the local control plane). ``columns`` names the columns to compare (default:
+    all); a column on one side only is ``missing``, counted as drifted only with
+    ``missing_as_drift``. With ``fail_on_drift``, drift fails the task. With
     ``evidently`` (the ``evidently`` extra), Evidently's own page is the *Evidently report*
     deck.
     """
@@ -67,6 +70,7 @@ def check_drift(
             *sides,
             columns=columns or None,
             categorical=categorical or (),
+            missing_as_drift=missing_as_drift,
             thresholds=DriftThresholds(p_value=p_value, psi=psi, share=share),
             report_path=path,
             evidently=evidently,
