@@ -70,6 +70,16 @@ def test_requests_without_a_token_get_401_or_the_sign_in_page(client: TestClient
     assert bearer.json()["who"] == "server token"
 
 
+def test_a_request_without_a_token_is_told_both_ways_to_send_one(client: TestClient) -> None:
+    missing = client.get("/metrics")
+    message = missing.json()["error"]
+    assert missing.status_code == 401
+    assert "X-YATAI-API-TOKEN" in message and "Authorization: Bearer" in message
+    # both ways the message names are accepted
+    for headers in (token(SERVER_TOKEN), {"Authorization": f"Bearer {SERVER_TOKEN}"}):
+        assert client.get("/metrics", headers=headers).json()["who"] == "server token"
+
+
 def test_a_read_only_token_reads_but_every_write_gets_403(
     client: TestClient, book: TokenBook
 ) -> None:

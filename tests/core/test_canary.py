@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 
 import pytest
 
 from bentoship import CanaryPolicy, InvalidRequestError, TrafficReport
-from bentoship.canary import WindowStats, judge_step, quantile, window_stats
+from bentoship.canary import StepVerdict, WindowStats, judge_step, quantile, window_stats
 from bentoship.server.endpoint.split import RouteType, TrafficSplit
 from bentoship.server.endpoint.traffic import LATENCY_BOUNDS, TrafficBook
+from bentoship.signals import Terminated, terminated_raises
 
 BOUNDS = (0.01, 0.02, 0.05, 0.1)
 
@@ -124,3 +127,40 @@ def test_the_traffic_book_counts_errors_and_latency_per_revision() -> None:
     assert book.of("c").requests == 0
     book.forget(["a"])
     assert book.of("a").requests == 0
+
+
+def test_a_step_reads_as_one_line_with_both_sides_figures_and_its_verdict() -> None:
+    held = StepVerdict(10, WindowStats(57, 0, 12.4), WindowStats(300, 1, 10.0))
+    assert held.describe() == (
+        "at 10%: candidate 57 requests, 100.00% success, p99 12 ms; "
+        "baseline 300 requests, 99.67% success, p99 10 ms; held"
+    )
+    failed = StepVerdict(50, WindowStats(0, 0, None), WindowStats(0, 0, None), ("too few",))
+    assert failed.describe() == (
+        "at 50%: candidate 0 requests, no answers, no p99; "
+        "baseline 0 requests, no answers, no p99; failed: too few"
+    )
+
+
+def test_sigterm_raises_inside_the_block_once_and_the_handler_is_put_back() -> None:
+    before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        cleaned = []
+        with pytest.raises(Terminated) as stopped, terminated_raises():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the handler runs here
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # a second one is ignored
+                cleaned.append(True)
+        assert stopped.value.code == 143 and cleaned == [True]
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+        def own(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, own)
+        with terminated_raises():
+            assert signal.getsignal(signal.SIGTERM) is own  # an orchestrator's is kept
+    finally:
+        signal.signal(signal.SIGTERM, before)

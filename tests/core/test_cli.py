@@ -1,14 +1,17 @@
 """The ``bentoship`` CLI: output and exit codes 0 (worked), 1 (failed) and 2 (bad usage).
 
 ``bentoship.cli.main(argv)`` runs in-process; one test runs the console script itself. The
-unit tests answer from httpx.MockTransport or point at a port nothing listens on; one test
-runs the whole deploy/wait/status/revisions/logs/rollback scenario on a real control plane.
+unit tests answer from httpx.MockTransport or point at a port nothing listens on; the whole
+deploy/wait/status/revisions/logs/rollback scenario on a real control plane is in
+``test_docs_walk``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,13 +20,22 @@ from pathlib import Path
 import bentoml
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 import bentoship.client
 from bentoship import RetryPolicy
 from bentoship.cli import main
-from bentoship.server import LocalControlPlane
+from bentoship.connection import Connection, write_connection
+from bentoship.server import LocalControlPlane, ServerSettings
+from bentoship.server.app import build_app
+from bentoship.server.registry.service import Registry
+from bentoship.server.rollout.controller import Controller
+from bentoship.server.rollout.phases import RevisionPhase
+from bentoship.server.store import Store
 from bentoship.steps import push
 
+from .records import deployment_record, revision_record
+from .test_body_rules import bento as bento_artifact
 from .test_steps import client_for
 from .transports import Answer, FakeServer, deployment_json, error
 
@@ -137,7 +149,9 @@ def test_missing_connection_exits_2_and_says_what_to_set(
 ) -> None:
     monkeypatch.setenv("BENTOSHIP_HOME", str(tmp_path))
     code, _, err = cli("status")
-    assert code == 2 and "bentoship server" in err and "BENTO_CLOUD_API_KEY" in err
+    assert code == 2 and "bentoship server" in err and err.count("\n") == 1
+    for way in ("BENTOSHIP_HOME", "--endpoint", "--token", "BENTO_CLOUD_API_ENDPOINT"):
+        assert way in err
     code, _, err = cli("status", "--endpoint", ENDPOINT)
     assert code == 2 and "BENTO_CLOUD_API_KEY" in err
 
@@ -173,7 +187,7 @@ def test_rejected_token_exits_1_without_showing_it(
 ) -> None:
     fake_server(lambda r, n: error(401, "wrong API token"))
     code, out, err = cli("revisions", "svc", *SERVER)
-    assert code == 1 and "BENTO_CLOUD_API_KEY" in err
+    assert code == 1 and "the token came from the --token flag" in err
     assert TOKEN not in out + err
 
 
@@ -234,13 +248,63 @@ def test_status_of_one_deployment_is_json(
         "url": "http://127.0.0.1:9/svc",
         "bento": "echo:v2",
         "target_revision": "rev-2",
+        "target_bento": "echo:v2",
         "serving_revision": "rev-1",
         "candidate_revision": None,
+        "candidate_bento": None,
         "candidate_url": None,
         "canary": None,
         "reason": "boom",
         "replicas": None,
     }
+
+
+@pytest.fixture
+def held_candidate_app(tmp_path: Path) -> Iterator[TestClient]:
+    """The real app over a data dir where deployment ``held`` serves r1 (echo:v1) and holds r2
+    (echo:v2) as a candidate (records written directly: nothing runs)."""
+    settings = ServerSettings(
+        data_dir=tmp_path,
+        token=TOKEN,
+        secrets_key_file=tmp_path / "secrets.key",
+        runtime_dir=tmp_path / "runtime",
+    )
+    store = Store(settings.db_path)
+    store.create_repository("bento", "echo", "")
+    for version in ("v1", "v2"):
+        store.upsert_artifact(bento_artifact(version))
+    store.insert_deployment(deployment_record("held", target="held-2", serving="held-1"))
+    store.insert_revision(revision_record("held", 1, RevisionPhase.SERVING, "2026-01-01T00:01Z"))
+    candidate = revision_record("held", 2, RevisionPhase.CANDIDATE, "2026-01-01T00:02Z")
+    store.insert_revision(dataclasses.replace(candidate, verify=True))
+    app = build_app(settings, Registry(settings, store), Controller(settings, store))
+    with TestClient(app, headers={"X-YATAI-API-TOKEN": TOKEN}) as client:
+        yield client
+    store.close()
+
+
+def test_status_shows_the_serving_bento_and_the_held_candidate(
+    cli: Run, fake_server: Callable[[Answer], FakeServer], held_candidate_app: TestClient
+) -> None:
+    def forward(request: httpx.Request, n: int) -> httpx.Response:
+        answer = held_candidate_app.request(
+            request.method, request.url.path, params=request.url.params
+        )
+        return httpx.Response(answer.status_code, json=answer.json())
+
+    fake_server(forward)
+    code, out, err = cli("status", *SERVER)
+    assert code == 0, err
+    (line,) = out.splitlines()
+    name, _, bento, _, held = line.split("\t")
+    assert (name, bento, held) == ("held", "echo:v1", "candidate r2 echo:v2")
+
+    code, out, err = cli("status", "held", *SERVER)
+    assert code == 0, err
+    shown = json.loads(out)
+    assert (shown["bento"], shown["serving_revision"]) == ("echo:v1", "r1")
+    assert (shown["candidate_bento"], shown["candidate_revision"]) == ("echo:v2", "r2")
+    assert (shown["target_bento"], shown["target_revision"]) == ("echo:v2", "r2")
 
 
 def test_revisions_mark_the_serving_one_and_logs_default_to_the_target(
@@ -413,56 +477,44 @@ def test_console_script_build_composes_in_shell(noisy_project: Path) -> None:
     assert "python noise" in result.stderr and "file descriptor noise" in result.stderr
 
 
-# end to end, on a real control plane
+# on a real control plane
 
 
-def test_deploy_wait_status_revisions_logs_rollback(
-    cli: Run, shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
+def test_a_rejected_token_names_where_it_came_from(
+    cli: Run, shared_plane: LocalControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert shared_plane.connection is not None
-    token = shared_plane.connection.token
-    server = ["--endpoint", shared_plane.connection.endpoint, "--token", token]
-    client = client_for(shared_plane)
-    push(echo_v1, client=client)
-    push(echo_v2, client=client)
-    outputs: list[str] = []
+    endpoint = shared_plane.endpoint
+    for variable in ("BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    wrong = "wrong-token-0123456789"
+    code, out, err = cli("status", "--endpoint", endpoint, "--token", wrong)
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert "wrong API token" in err and err.rstrip().endswith("came from the --token flag")
 
-    def run(*argv: str) -> tuple[int, str, str]:
-        code, out, err = cli(*argv, *server)
-        outputs.append(out + err)
-        return code, out, err
+    monkeypatch.setenv("BENTO_CLOUD_API_ENDPOINT", endpoint)
+    monkeypatch.setenv("BENTO_CLOUD_API_KEY", wrong)
+    code, _, err = cli("status")
+    assert code == 1 and err.rstrip().endswith("came from BENTO_CLOUD_API_KEY")
 
-    code, out, err = run("deploy", "cli-echo", echo_v1, "--env", "A=1", "--wait")
-    assert code == 0, err
-    assert json.loads(out)["created"] is True
-    assert "cli-echo: deploying" in err and "cli-echo: running" in err
+    for variable in ("BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY"):
+        monkeypatch.delenv(variable)
+    write_connection(tmp_path, Connection(endpoint, wrong))
+    monkeypatch.setenv("BENTOSHIP_HOME", str(tmp_path))
+    code, _, err = cli("status")
+    assert code == 1 and err.rstrip().endswith(f"the connection file {tmp_path}/connection.json")
+    assert wrong not in err
 
-    code, out, err = run("deploy", "cli-echo", echo_v2, "--env", "A=1")
-    assert code == 0, err
-    assert json.loads(out)["changed"] is True
-    code, out, err = run("wait", "cli-echo", "--timeout", "60")
-    assert code == 0, err
-    assert json.loads(out)["bento"] == echo_v2
 
-    code, out, _ = run("status")
-    assert code == 0 and f"cli-echo\trunning\t{echo_v2}\t" in out
-    code, out, _ = run("revisions", "cli-echo")
-    assert code == 0 and out.splitlines()[0].startswith("* r2")
-    code, out, _ = run("logs", "cli-echo", "--tail", "50", "--grep", "starting", "--since", "1h")
-    assert code == 0 and out and all("starting" in line for line in out.splitlines())
-    code, out, _ = run("events", "cli-echo", "--json")
-    kinds = [json.loads(line)["kind"] for line in out.splitlines()]
-    assert code == 0 and kinds[0] == "created" and "switched" in kinds
-
-    code, out, err = run("rollback", "cli-echo")
-    assert code == 0, err
-    assert json.loads(out)["bento"] == echo_v1
-    code, out, _ = run("status", "cli-echo")
-    assert json.loads(out)["bento"] == echo_v1
-    assert json.loads(out)["replicas"] == {"ready": 1, "desired": 1, "min": 1, "max": 1}
-
-    code, out, err = run("status", "no-such-deployment")
-    assert (code, out) == (1, "")
-    assert err.count("\n") == 1 and "no-such-deployment" in err
-
-    assert all(token not in text for text in outputs)
+def test_a_server_with_its_own_data_dir_prints_the_line_that_finds_it(
+    start_control_plane: Callable[..., LocalControlPlane], tmp_path: Path
+) -> None:
+    plane = start_control_plane(tmp_path / "own data")
+    assert plane.process is not None and plane.process.stdout is not None
+    plane.process.send_signal(signal.SIGTERM)
+    plane.process.wait(30)
+    printed = plane.process.stdout.read().splitlines()
+    data_dir = plane.data_dir.resolve()
+    assert printed == [
+        f"export BENTOSHIP_HOME='{data_dir}'  # so that the bentoship CLI finds this server "
+        f"({data_dir / 'connection.json'} holds its endpoint and token)"
+    ]

@@ -289,11 +289,32 @@ def test_rejected_token_is_an_authentication_error_that_hides_the_token(status: 
     with pytest.raises(AuthenticationError) as caught:
         client.list_deployments()
     message = str(caught.value)
-    assert "BENTO_CLOUD_API_KEY" in message and "wrong API token" in message
+    assert "the token came from the token argument" in message and "wrong API token" in message
     assert TOKEN not in message and "\n" not in message
     assert len(server.calls) == 1
     assert server.requests[0].headers["X-YATAI-API-TOKEN"] == TOKEN
     assert TOKEN not in repr(client)
+
+
+def test_a_rejected_token_names_the_file_or_variable_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BENTO_CLOUD_API_ENDPOINT", raising=False)
+    monkeypatch.delenv("BENTO_CLOUD_API_KEY", raising=False)
+    write_connection(tmp_path, Connection(ENDPOINT, "file-token-0123456789"))
+    server = FakeServer(lambda r, n: error(401, "wrong API token"))
+    from_file = Client.from_env(home=tmp_path, retry=FAST, transport=server.transport())
+    with pytest.raises(AuthenticationError) as caught:
+        from_file.list_deployments()
+    assert f"the connection file {tmp_path / 'connection.json'}" in str(caught.value)
+    assert "file-token-0123456789" not in str(caught.value)
+
+    monkeypatch.setenv("BENTO_CLOUD_API_ENDPOINT", ENDPOINT)
+    monkeypatch.setenv("BENTO_CLOUD_API_KEY", "env-token-0123456789")
+    from_env = Client.from_env(retry=FAST, transport=server.transport())
+    with pytest.raises(AuthenticationError) as caught:
+        from_env.list_deployments()
+    assert str(caught.value).endswith("the token came from BENTO_CLOUD_API_KEY")
 
 
 def test_404_is_not_found_and_names_the_deployment() -> None:

@@ -115,6 +115,17 @@ def test_an_invalid_pattern_is_one_short_invalid(store: LogStore) -> None:
         store.search("web", pattern=r"(a)\1")
 
 
+def test_an_invalid_pattern_is_shown_as_it_was_typed(store: LogStore) -> None:
+    with pytest.raises(Invalid) as raised:
+        store.search("web", pattern=r"(a+)\1")
+    message = raised.value.message
+    assert message.startswith(r"pattern '(a+)\1' is not a valid RE2 regular expression")
+    assert r"\\1" not in message
+    with pytest.raises(Invalid) as raised:
+        store.search("web", pattern="(a\nb")
+    assert "'(a\\nb'" in raised.value.message and "\n" not in raised.value.message
+
+
 def test_retention_keeps_the_newest_lines_of_each_revision(tmp_path: Path) -> None:
     store = new_store(tmp_path, max_lines_per_revision=10)
     store.append("web", "r1", "stdout", [f"a{i}" for i in range(7)], t=1.0)

@@ -13,7 +13,7 @@ import pytest
 
 from bentoship.cli import build_parser
 from bentoship.server import LocalControlPlane, ServerSettings
-from bentoship.server.main import settings_from
+from bentoship.server.main import connection_hint, settings_from
 from bentoship.server.options import OPTIONS, Option, add_arguments, settings_values
 
 DERIVED = {"data_dir", "token", "secrets_key_file", "runtime_dir"}
@@ -102,6 +102,21 @@ def test_the_resolved_settings_keep_secrets_apart_from_the_data_dir(tmp_path: Pa
     assert settings.token == "s" * 20
     with pytest.raises(SystemExit, match="inside the data dir"):
         settings_from({"data_dir": tmp_path / "data", "runtime_dir": tmp_path / "data" / "run"})
+
+
+def test_a_data_dir_other_than_the_home_gets_the_line_that_points_the_cli_at_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("BENTOSHIP_HOME", str(home))
+    assert connection_hint(home) is None
+    assert connection_hint(home / "sub" / "..") is None
+    other = tmp_path / "my data"
+    settings = settings_from({"data_dir": other})
+    hint = connection_hint(settings.data_dir)
+    assert hint is not None and "\n" not in hint
+    assert hint.startswith(f"export BENTOSHIP_HOME='{settings.data_dir}'  # ")
+    assert str(settings.data_dir / "connection.json") in hint and settings.token not in hint
 
 
 def test_bad_values_get_one_line_naming_the_option(

@@ -103,9 +103,12 @@ def test_connection_file_is_private_and_read_back(tmp_path: Path) -> None:
 def test_read_connection_errors_say_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as missing:
         read_connection(tmp_path)
-    assert "bentoship server" in str(missing.value) and "BENTO_CLOUD_API_ENDPOINT" in str(
-        missing.value
-    )
+    message = str(missing.value)
+    assert "bentoship server" in message and "\n" not in message
+    # the three ways to connect: the data dir, the flags, the variables
+    for way in ("BENTOSHIP_HOME", "--endpoint", "--token", "BENTO_CLOUD_API_ENDPOINT"):
+        assert way in message
+    assert "BENTO_CLOUD_API_KEY" in message
     for text in ("{not json", json.dumps({"endpoint": "http://x"}), json.dumps(["a", "b"])):
         (tmp_path / "connection.json").write_text(text)
         with pytest.raises(ConfigError, match="unreadable connection file"):
@@ -148,6 +151,20 @@ def test_resolve_connection_environment_before_the_file(monkeypatch: pytest.Monk
     monkeypatch.setenv("BENTO_CLOUD_API_ENDPOINT", "http://env:2/")
     monkeypatch.setenv("BENTO_CLOUD_API_KEY", "env-token-0123")
     assert resolve_connection() == Connection("http://env:2", "env-token-0123")
+
+
+def test_resolve_connection_names_where_the_token_came_from(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert resolve_connection().source == f"the connection file {home / 'connection.json'}"
+    flag = "the --token flag"
+    assert resolve_connection("http://arg:3", "t-0123", token_source=flag).source == flag
+    assert resolve_connection("http://arg:3", "t-0123").source == "the token argument"
+    monkeypatch.setenv("BENTO_CLOUD_API_KEY", "env-token-0123")
+    assert resolve_connection("http://arg:3", token_source=flag).source == "BENTO_CLOUD_API_KEY"
+    monkeypatch.setenv("BENTO_CLOUD_API_ENDPOINT", "http://env:2")
+    assert resolve_connection().source == "BENTO_CLOUD_API_KEY"
+    assert resolve_connection(token="t-0123", token_source=flag).source == flag
 
 
 @pytest.mark.usefixtures("home")

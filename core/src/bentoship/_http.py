@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from .connection import mask_token
+from .connection import Connection, mask_token
 from .errors import (
     AuthenticationError,
     BentoshipError,
@@ -148,15 +148,15 @@ def server_message(response: httpx.Response) -> str:
     return text[:300] or response.reason_phrase
 
 
-def raise_for_response(response: httpx.Response, call: Call, endpoint: str, token: str) -> None:
+def raise_for_response(response: httpx.Response, call: Call, connection: Connection) -> None:
     status = response.status_code
     if status == 200:
         return
     message = server_message(response)
     if status in (401, 403):
         raise AuthenticationError(
-            f"{endpoint} rejected the API token {mask_token(token)} ({message}); "
-            "check BENTO_CLOUD_API_KEY or the connection's token"
+            f"{connection.endpoint} rejected the API token {mask_token(connection.token)} "
+            f"({message}); the token came from {connection.source}"
         )
     if status == 404 or (status == 400 and "record not found" in message):
         raise NotFoundError(call.not_found or message)

@@ -101,6 +101,12 @@ class WindowStats:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "success_rate": self.success_rate}
 
+    def describe(self) -> str:
+        """``57 requests, 100.00% success, p99 12 ms``: the figures in a line."""
+        rate = "no answers" if self.success_rate is None else f"{self.success_rate:.2%} success"
+        p99 = "no p99" if self.p99_ms is None else f"p99 {self.p99_ms:.0f} ms"
+        return f"{self.requests} requests, {rate}, {p99}"
+
 
 def quantile(bounds: tuple[float, ...], counts: tuple[int, ...], q: float) -> float | None:
     """The ``q`` quantile in seconds of a histogram (counts per bucket, the last one +Inf)."""
@@ -156,6 +162,14 @@ class StepVerdict:
             "baseline": self.baseline.to_dict(),
             "problems": list(self.problems),
         }
+
+    def describe(self) -> str:
+        """The step's figures against the baseline's, and its verdict, in a line."""
+        verdict = "held" if self.passed else f"failed: {'; '.join(self.problems)}"
+        return (
+            f"at {self.weight}%: candidate {self.candidate.describe()}; "
+            f"baseline {self.baseline.describe()}; {verdict}"
+        )
 
 
 def judge_step(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -192,8 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _client(args: argparse.Namespace) -> Client:
     from .client import Client
+    from .connection import resolve_connection
 
-    return Client(args.endpoint, args.token)
+    return Client.from_connection(
+        resolve_connection(args.endpoint, args.token, token_source="the --token flag")
+    )
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -221,6 +225,11 @@ def _progress(name: str) -> Callable[[DeploymentInfo], None]:
     return show
 
 
+def _shown_bento(dep: DeploymentInfo) -> str:
+    """The bento that serves; the target's where the server does not say (or none serves)."""
+    return dep.serving_bento or dep.bento
+
+
 def _print_deployment(dep: DeploymentInfo) -> None:
     print(
         json.dumps(
@@ -228,10 +237,12 @@ def _print_deployment(dep: DeploymentInfo) -> None:
                 "name": dep.name,
                 "status": dep.status,
                 "url": dep.url,
-                "bento": dep.bento,
+                "bento": _shown_bento(dep),
                 "target_revision": dep.target_revision,
+                "target_bento": dep.bento,
                 "serving_revision": dep.serving_revision,
                 "candidate_revision": dep.candidate_revision,
+                "candidate_bento": dep.candidate_bento or None,
                 "candidate_url": dep.candidate_url or None,
                 "canary": dep.canary,
                 "reason": dep.reason,
@@ -349,7 +360,11 @@ def _run_status(args: argparse.Namespace) -> int:
             _print_deployment(client.get_deployment(args.name))
         else:
             for dep in client.list_deployments():
-                print(f"{dep.name}\t{dep.status}\t{dep.bento}\t{dep.url}")
+                line = f"{dep.name}\t{dep.status}\t{_shown_bento(dep)}\t{dep.url}"
+                if dep.candidate_revision:
+                    held = " ".join(filter(None, (dep.candidate_revision, dep.candidate_bento)))
+                    line += f"\tcandidate {held}"
+                print(line)
     return EXIT_OK
 
 
@@ -454,8 +469,33 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+class _StepLog(logging.StreamHandler):  # type: ignore[type-arg]
+    """The steps' log lines on whatever ``sys.stderr`` is when they are written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("bentoship: %(message)s"))
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _show_step_log() -> None:
+    """What the steps log at INFO and above (a canary's figures, a rollback) goes to stderr."""
+    steps = logging.getLogger("bentoship.steps")
+    if not any(isinstance(handler, _StepLog) for handler in steps.handlers):
+        steps.addHandler(_StepLog())
+        steps.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_step_log()
     try:
         return HANDLERS[args.command](args)
     except (ConfigError, InvalidRequestError) as exc:

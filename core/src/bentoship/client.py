@@ -75,8 +75,14 @@ class _Plans:
     @classmethod
     def from_env(cls, *, home: Path | None = None, **kwargs: Any) -> Self:
         """Connect with ``BENTO_CLOUD_API_*``, else ``connection.json`` in ``home``."""
-        connection = resolve_connection(home=home)
-        return cls(connection.endpoint, connection.token, **kwargs)
+        return cls.from_connection(resolve_connection(home=home), **kwargs)
+
+    @classmethod
+    def from_connection(cls, connection: Connection, **kwargs: Any) -> Self:
+        """Connect as ``connection`` says; a rejected token's error names its ``source``."""
+        client = cls(connection.endpoint, connection.token, **kwargs)
+        client.connection = connection
+        return client
 
     @property
     def endpoint(self) -> str:
@@ -102,7 +108,7 @@ class _Plans:
             response: httpx.Response = yield call
         except httpx.HTTPError as exc:
             raise _http.transport_error(self.endpoint, call, exc) from None
-        _http.raise_for_response(response, call, self.endpoint, self.connection.token)
+        _http.raise_for_response(response, call, self.connection)
         return response.json()
 
     def _send(self, call: Call) -> Plan[Any]:
@@ -319,6 +325,13 @@ class _Plans:
     def _plan_entry_service(self, tag: str) -> Plan[str]:
         return entry_service((yield from self._plan_get_bento(tag)).get("manifest"))
 
+    def _plan_resolve_bento(self, tag: str) -> Plan[tuple[str, str]]:
+        bento = yield from self._plan_get_bento(tag)
+        name, _, version = tag.partition(":")
+        if version == "latest":
+            version = str(bento.get("version") or bento.get("name") or version)
+        return f"{name}:{version}", entry_service(bento.get("manifest"))
+
     def _plan_current_user(self) -> Plan[dict[str, Any]]:
         return dict((yield from self._send(Call("GET", "/api/v1/auth/current"))))
 
@@ -462,7 +475,7 @@ class Client(_Plans):
         with self._http.stream("GET", call.path, params=call.params, timeout=None) as response:
             if response.status_code >= 400:
                 response.read()
-                _http.raise_for_response(response, call, self.endpoint, self.connection.token)
+                _http.raise_for_response(response, call, self.connection)
             for line in response.iter_lines():
                 if line.startswith("data:"):
                     yield LogEntry.from_api(json.loads(line[5:]))
@@ -521,6 +534,11 @@ class Client(_Plans):
 
     def entry_service(self, tag: str) -> str:
         return self._run(self._plan_entry_service(tag))
+
+    def resolve_bento(self, tag: str) -> tuple[str, str]:
+        """(tag, entry service) of a bento on the server; ``name:latest`` becomes its newest
+        version there."""
+        return self._run(self._plan_resolve_bento(tag))
 
 
 class AsyncClient(_Plans):
@@ -666,7 +684,7 @@ class AsyncClient(_Plans):
         ) as response:
             if response.status_code >= 400:
                 await response.aread()
-                _http.raise_for_response(response, call, self.endpoint, self.connection.token)
+                _http.raise_for_response(response, call, self.connection)
             async for line in response.aiter_lines():
                 if line.startswith("data:"):
                     yield LogEntry.from_api(json.loads(line[5:]))
@@ -718,3 +736,6 @@ class AsyncClient(_Plans):
 
     async def entry_service(self, tag: str) -> str:
         return await self._run(self._plan_entry_service(tag))
+
+    async def resolve_bento(self, tag: str) -> tuple[str, str]:
+        return await self._run(self._plan_resolve_bento(tag))

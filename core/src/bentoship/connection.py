@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
@@ -31,6 +31,8 @@ def default_home() -> Path:
 class Connection:
     endpoint: str
     token: str
+    source: str = field(default="the token argument", compare=False)
+    """Where the token came from, as an error names it: a flag, a variable, a file's path."""
 
     def __repr__(self) -> str:
         return f"Connection(endpoint={self.endpoint!r}, token={mask_token(self.token)!r})"
@@ -64,11 +66,16 @@ def read_connection(data_dir: Path | None = None) -> Connection:
     path = (data_dir or default_home()) / CONNECTION_FILE
     try:
         payload = json.loads(path.read_text())
-        return Connection(endpoint=str(payload["endpoint"]), token=str(payload["token"]))
+        return Connection(
+            endpoint=str(payload["endpoint"]),
+            token=str(payload["token"]),
+            source=f"the connection file {path}",
+        )
     except FileNotFoundError:
         raise ConfigError(
-            f"no bentoship connection at {path}: start `bentoship server`, or set "
-            "BENTO_CLOUD_API_ENDPOINT and BENTO_CLOUD_API_KEY"
+            f"no bentoship connection at {path}: start `bentoship server`, then set "
+            "BENTOSHIP_HOME to its --data-dir (the default is ~/.bentoship), "
+            f"or pass --endpoint and --token, or set {ENDPOINT_ENV} and {TOKEN_ENV}"
         ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(
@@ -81,15 +88,23 @@ TOKEN_ENV = "BENTO_CLOUD_API_KEY"
 
 
 def resolve_connection(
-    endpoint: str | None = None, token: str | None = None, *, home: Path | None = None
+    endpoint: str | None = None,
+    token: str | None = None,
+    *,
+    home: Path | None = None,
+    token_source: str = "the token argument",
 ) -> Connection:
-    """Explicit values, else the ``BENTO_CLOUD_API_*`` variables, else ``connection.json``."""
+    """Explicit values, else the ``BENTO_CLOUD_API_*`` variables, else ``connection.json``.
+
+    ``token_source`` names an explicit ``token`` in errors (the CLI says ``--token``).
+    """
     if endpoint and token:
-        return Connection(endpoint=endpoint.rstrip("/"), token=token)
+        return Connection(endpoint=endpoint.rstrip("/"), token=token, source=token_source)
     env_endpoint = endpoint or os.environ.get(ENDPOINT_ENV)
     env_token = token or os.environ.get(TOKEN_ENV)
     if env_endpoint and env_token:
-        return Connection(endpoint=env_endpoint.rstrip("/"), token=env_token)
+        source = token_source if token else TOKEN_ENV
+        return Connection(endpoint=env_endpoint.rstrip("/"), token=env_token, source=source)
     if env_endpoint or env_token:
         missing = TOKEN_ENV if env_endpoint else ENDPOINT_ENV
         raise ConfigError(f"an endpoint and a token go together: set {missing} as well")

@@ -79,6 +79,10 @@ class DeploymentInfo:
     """Why the target revision's rollout stops the serving one first (only its GPUs fit it)."""
     replicas: ReplicaCount | None = None
     """The serving revision's replicas (local control plane); None where the server has none."""
+    serving_bento: str = ""
+    """The serving revision's bento (local control plane); ``bento`` is the target's."""
+    candidate_bento: str = ""
+    """The held candidate's bento, while there is one (local control plane)."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -102,6 +106,8 @@ class DeploymentInfo:
             canary=extra.get("canary"),
             recreate=str(extra.get("recreate") or ""),
             replicas=ReplicaCount.from_api(extra.get("replicas")),
+            serving_bento=str(extra.get("serving_bento") or ""),
+            candidate_bento=str(extra.get("candidate_bento") or ""),
             raw=data,
         )
 

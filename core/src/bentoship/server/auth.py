@@ -166,7 +166,8 @@ class Access:
         if api:
             return _refused(
                 401,
-                "missing X-YATAI-API-TOKEN header; use the token from the server's "
+                "missing API token: send it as the X-YATAI-API-TOKEN header or as "
+                "Authorization: Bearer <token>; use the token from the server's "
                 "connection.json (or BENTO_CLOUD_API_KEY)",
                 api=True,
             )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -15,7 +16,7 @@ from typing import Any
 import duckdb
 import uvicorn
 
-from ..connection import Connection, default_home, write_connection
+from ..connection import CONNECTION_FILE, Connection, default_home, write_connection
 from .app import build_app
 from .auth import load_or_create_token
 from .endpoint.server import bind_socket
@@ -98,6 +99,9 @@ async def serve(settings: ServerSettings) -> None:
         endpoint = f"http://{url_host}:{port}"
         write_connection(settings.data_dir, Connection(endpoint=endpoint, token=settings.token))
         print(f"bentoship server ready at {endpoint}", flush=True)
+        hint = connection_hint(settings.data_dir)
+        if hint:
+            print(hint, flush=True)
         await stop.wait()
     finally:
         server.should_exit = True
@@ -105,6 +109,18 @@ async def serve(settings: ServerSettings) -> None:
         await api_task
         await observed.close()
         store.close()
+
+
+def connection_hint(data_dir: Path) -> str | None:
+    """The shell line that points the CLI at a data dir other than the default home (it names
+    where the token is, never the token); None for the default home."""
+    if data_dir.expanduser().resolve() == default_home().expanduser().resolve():
+        return None
+    where = data_dir / CONNECTION_FILE
+    return (
+        f"export BENTOSHIP_HOME={shlex.quote(str(data_dir))}"
+        f"  # so that the bentoship CLI finds this server ({where} holds its endpoint and token)"
+    )
 
 
 def settings_from(options: Mapping[str, Any]) -> ServerSettings:

@@ -11,6 +11,7 @@ from ..canary import CanaryAnalysis, CanaryPolicy, StepVerdict, judge_step, wind
 from ..client import Client
 from ..errors import CanaryFailed, InvalidRequestError
 from ..models import Rollout, RolloutLike, TrafficReport
+from ..signals import terminated_raises
 from .promote import promote
 
 __all__ = ["analyze_canary"]
@@ -56,22 +57,29 @@ def analyze_canary(
         )
     baseline = dep.serving_revision
     verdicts: list[StepVerdict] = []
-    try:
-        start = client.traffic(rollout.name)
-        for weight in policy.steps:
-            client.set_canary(rollout.name, weight, policy.route_type, policy.route_by)
-            log.info("canary %s of %s: %d%% of the traffic", rollout.revision, rollout.name, weight)
-            verdict = _run_step(client, rollout, baseline, weight, policy, start, sleep)
-            verdicts.append(verdict)
-            log.info("canary step %d%%: %s", weight, verdict.to_dict())
-            if not verdict.passed:
-                return _reject(client, rollout, baseline, policy, verdicts, raise_on_failure)
-    except CanaryFailed:
-        raise
-    except BaseException:
-        log.error("canary analysis of %s stopped; discarding the candidate", rollout.name)
-        client.discard(rollout.name)
-        raise
+    with terminated_raises():
+        try:
+            start = client.traffic(rollout.name)
+            for weight in policy.steps:
+                client.set_canary(rollout.name, weight, policy.route_type, policy.route_by)
+                log.info(
+                    "canary %s of %s: %d%% of the traffic", rollout.revision, rollout.name, weight
+                )
+                verdict = _run_step(client, rollout, baseline, weight, policy, start, sleep)
+                verdicts.append(verdict)
+                log.info("canary %s of %s %s", rollout.revision, rollout.name, verdict.describe())
+                if not verdict.passed:
+                    return _reject(client, rollout, baseline, policy, verdicts, raise_on_failure)
+        except CanaryFailed:
+            raise
+        except BaseException as exc:
+            log.error(
+                "canary analysis of %s stopped (%s); discarding the candidate",
+                rollout.name,
+                _stopped_by(exc),
+            )
+            client.discard(rollout.name)
+            raise
     promote(rollout, client=client, timeout=timeout)
     analysis = CanaryAnalysis(
         rollout.name,
@@ -82,8 +90,16 @@ def analyze_canary(
         verdicts,
         policy,
     )
-    log.info("canary %s of %s promoted", rollout.revision, rollout.name)
+    log.info("canary %s of %s promoted: %s", rollout.revision, rollout.name, analysis.reason)
     return analysis
+
+
+def _stopped_by(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, SystemExit):
+        return "terminated"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _run_step(
@@ -97,6 +113,7 @@ def _run_step(
 ) -> StepVerdict:
     """Watch one step until it has held for its interval with enough requests, or failed."""
     began = time.monotonic()
+    told = began
     before = client.traffic(rollout.name)
     while True:
         sleep(min(TICK_SECONDS, policy.interval))
@@ -112,6 +129,19 @@ def _run_step(
         failing = enough and not verdict.passed
         if failing or (enough and elapsed >= policy.interval) or elapsed >= policy.wait_limit:
             return verdict
+        if not enough and time.monotonic() - told >= policy.interval:
+            told = time.monotonic()
+            log.info(
+                "canary %s of %s at %d%%: waiting for traffic, %d of %d requests after %.0f s "
+                "(the step fails after %.0f s)",
+                rollout.revision,
+                rollout.name,
+                weight,
+                verdict.candidate.requests,
+                policy.min_requests,
+                elapsed,
+                policy.wait_limit,
+            )
 
 
 def _reject(

@@ -87,7 +87,8 @@ def deploy(
     settings = (
         config if isinstance(config, DeploymentConfig) else DeploymentConfig.from_dict(config)
     )
-    body = settings.to_api(client.entry_service(bento))
+    bento, entry = client.resolve_bento(bento)
+    body = settings.to_api(entry)
     current = client.find_deployment(name)
     if current is None:
         created = client.create_deployment(name, bento, body, candidate=candidate)

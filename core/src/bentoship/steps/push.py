@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 def push(bento: str | Path, *, client: Client | None = None, force: bool = False) -> str:
     """Upload ``bento`` (a tag, or a path to an exported archive) and return its tag.
 
+    ``name:latest`` is the newest version of ``name`` in the local store, and the tag returned
+    is that version's.
+
     A bento the server already has is a fast no-op unless ``force`` is set. bentoml's
     progress display goes to stderr, never stdout, and ends with a newline.
     """
@@ -33,6 +36,8 @@ def push(bento: str | Path, *, client: Client | None = None, force: bool = False
         tag = import_bento_file(path)
     else:
         tag = check_tag(str(bento))
+        if tag.endswith(":latest"):
+            tag = _newest_local(tag)
     if not force and client.bento_uploaded(tag):
         return tag
     retry_call(
@@ -41,6 +46,22 @@ def push(bento: str | Path, *, client: Client | None = None, force: bool = False
         lambda exc: isinstance(exc, ServerUnavailableError),
     )
     return tag
+
+
+def _newest_local(tag: str) -> str:
+    """``name:latest`` as the newest version of ``name`` in the local bento store."""
+    from ..extras import require
+
+    require("bentoml", feature="the push step", extra="build")
+    import bentoml
+    from bentoml.exceptions import NotFound as BentoNotFound
+
+    try:
+        return str(bentoml.bentos.get(tag).tag)
+    except BentoNotFound:
+        raise NotFoundError(
+            f"no bento {tag.partition(':')[0]} in the local bento store; build it first"
+        ) from None
 
 
 def _upload(tag: str, client: Client, *, force: bool) -> None:
@@ -73,7 +94,10 @@ def _upload(tag: str, client: Client, *, force: bool) -> None:
             f"push of {tag} failed: {' '.join(str(exc).split())[:300]}"
         ) from None
     if not client.bento_uploaded(tag):
-        raise ServerUnavailableError(f"push of {tag} did not complete on {client.endpoint}; retry")
+        raise ServerUnavailableError(
+            f"push of {tag}: bentoml reported success, but {client.endpoint} has not finished "
+            "the upload; retry"
+        )
 
 
 class _LineTracker(io.TextIOBase):

@@ -45,11 +45,14 @@ def deployment_json(services: Services, dep: Deployment) -> dict[str, Any]:
     extensions = None
     if services.settings.extensions:
         candidate = controller.views.candidate_of(dep)
+        serving = controller.serving_of(dep)
         extensions = {
             "target_revision": controller.name_of(dep.target_revision),
             "target_phase": target.phase if target else None,
             "serving_revision": controller.name_of(dep.serving_revision),
+            "serving_bento": serving.bento if serving else None,
             "candidate_revision": controller.name_of(candidate.uid) if candidate else None,
+            "candidate_bento": candidate.bento if candidate else None,
             "candidate_url": controller.views.endpoint_url(dep, Role.CANDIDATE),
             "canary": dep.canary,
             "reason": controller.views.reason(dep),

@@ -70,7 +70,9 @@ def routes(services: Services) -> list[Route]:
     async def get_version(request: Request, kind: str) -> Response:
         p = request.path_params
         row = registry.repository(kind, p["repo"])
-        return JSONResponse(schemas.artifact(registry.artifact(kind, p["repo"], p["version"]), row))
+        return JSONResponse(
+            schemas.artifact(registry.artifact(kind, p["repo"], p["version"], newest=True), row)
+        )
 
     async def update_version(request: Request, kind: str) -> Response:
         p = request.path_params

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import re2
 
-from ...tags import shown
+from ...tags import SHOWN_CHARACTERS, shown
 from ..errors import Invalid
 from .analytics import insert_columns
 
@@ -78,6 +78,16 @@ class LogLine:
         return f"{iso_time(self.t)} {self.revision} {self.stream} {self.line}"
 
 
+def shown_pattern(pattern: str) -> str:
+    """``pattern`` quoted as typed (``(a+)\\1``, not its repr), cut to a short prefix; a
+    pattern with a control character is shown as its repr, on one line."""
+    if not pattern.isprintable():
+        return shown(pattern)
+    if len(pattern) <= SHOWN_CHARACTERS:
+        return f"'{pattern}'"
+    return f"'{pattern[:SHOWN_CHARACTERS]}'... ({len(pattern)} characters)"
+
+
 def compile_pattern(pattern: str) -> Any:
     """``pattern`` compiled by RE2 (linear time, whatever the pattern), or Invalid in one line."""
     options = re2.Options()
@@ -90,7 +100,7 @@ def compile_pattern(pattern: str) -> Any:
             detail = detail.decode(errors="replace")
         reason = str(detail).split(":", 1)[0].strip()[:80] or "cannot be compiled"
         raise Invalid(
-            f"pattern {shown(pattern)} is not a valid RE2 regular expression: {reason} "
+            f"pattern {shown_pattern(pattern)} is not a valid RE2 regular expression: {reason} "
             "(RE2 has no backreferences or lookaround)"
         ) from None
 

@@ -23,9 +23,11 @@ from ..settings import ServerSettings
 from ..store import Artifact, Store, new_uid, now
 from .archives import ArchiveError, install_archive
 
-__all__ = ["KINDS", "Registry", "UploadStatus"]
+__all__ = ["KINDS", "LATEST", "Registry", "UploadStatus"]
 
 KINDS = ("bento", "model")
+LATEST = "latest"
+"""The version that names a repository's newest uploaded one, as in bentoml's tags."""
 UPLOAD_STEPS = ("start_upload", "presign_upload_url", "presign_download_url", "finish_upload")
 
 
@@ -88,8 +90,12 @@ class Registry:
 
     # versions
 
-    def artifact(self, kind: str, repository: str, version: str) -> Artifact:
-        item = self.store.get_artifact(kind, repository, version)
+    def artifact(
+        self, kind: str, repository: str, version: str, *, newest: bool = False
+    ) -> Artifact:
+        """The version named, or NotFound; with ``newest``, ``latest`` is the newest uploaded."""
+        found = self.newest if newest else self.store.get_artifact
+        item = found(kind, repository, version)
         if item is None:
             raise NotFound(
                 f"{kind} {repository}:{version} not found (record not found); push it first"
@@ -102,6 +108,10 @@ class Registry:
         version = body.get("version")
         if not isinstance(version, str) or not VERSION_PATTERN.match(version):
             raise Invalid(f"invalid {kind} version {shown(version)}")
+        if version == LATEST:
+            raise Invalid(
+                f"{kind} version 'latest' names the newest one; give the {kind} its own version"
+            )
         manifest = _manifest(body.get("manifest"))
         if kind == "model" and manifest is None:
             raise Invalid("a model needs a manifest")
@@ -221,11 +231,25 @@ class Registry:
 
     # what deployments need
 
+    def newest(self, kind: str, repository: str, version: str) -> Artifact | None:
+        """The version named, or with ``latest`` the newest whose upload succeeded."""
+        if version != LATEST:
+            return self.store.get_artifact(kind, repository, version)
+        uploaded = (
+            item
+            for item in self.store.list_artifacts(kind, repository)
+            if item.upload_status == UploadStatus.SUCCESS
+        )
+        return next(uploaded, None)
+
     def resolve_bento(self, tag: str) -> tuple[str, str]:
-        """(tag, entry service) of a pushed bento whose models were pushed too; the tag's form
-        is checked before (a deployment body's, by ``check_body``)."""
+        """(tag, entry service) of a pushed bento whose models were pushed too; ``name:latest``
+        resolves to its newest uploaded version. The tag's form is checked before (a deployment
+        body's, by ``check_body``)."""
         name, _, version = tag.partition(":")
-        item = self.store.get_artifact("bento", name, version)
+        item = self.newest("bento", name, version)
+        if item is not None:
+            tag = f"{name}:{item.version}"
         if item is None or item.upload_status != UploadStatus.SUCCESS:
             raise NotFound(
                 f"bento {tag} not found on this server (record not found); "

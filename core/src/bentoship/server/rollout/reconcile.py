@@ -26,7 +26,7 @@ __all__ = ["GATHER_SECONDS", "SETTLE_SECONDS", "SUPERSEDED", "Reconciler"]
 
 log = logging.getLogger("bentoship.server")
 
-GATHER_SECONDS = 0.02
+GATHER_SECONDS = 0.05
 """An update waits this long before it starts a process: the other updates of a burst, already
 sent, reach the deployment's lock first and cancel it before it starts anything. A create
 starts at once (there is no burst of creates)."""
