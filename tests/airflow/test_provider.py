@@ -19,7 +19,9 @@ import pytest
 from bentoship import Client
 from bentoship.connection import Connection, write_connection
 from bentoship.server import LocalControlPlane
-from bentoship.steps import push
+from bentoship.steps import deploy, push, wait_until_ready
+
+from ..traffic import TrafficLoop
 
 
 class TaskInstanceStandIn:
@@ -121,6 +123,44 @@ def test_deferrable_deploy_defers_and_trigger_round_trip_succeeds(
     assert event.payload["status"] == "success"
     result = op.execute_complete({"ti": ti}, event.payload)  # type: ignore[arg-type]
     assert result["revision"] == ti.xcoms["rollout"]["revision"]
+
+
+def test_deferrable_canary_analysis_defers_and_the_trigger_brings_the_verdict(
+    bentocloud_connection: LocalControlPlane, echo_v1: str, echo_v2: str
+) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from bentoship_airflow.operators.bento import BentoCanaryAnalysisOperator
+
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        push(echo_v1, client=client)
+        push(echo_v2, client=client)
+        wait_until_ready(deploy("af-deferred", echo_v1, client=client), client=client)
+        rollout = deploy("af-deferred", echo_v2, candidate=True, client=client)
+        wait_until_ready(rollout, client=client, timeout=90)
+    op = BentoCanaryAnalysisOperator(
+        task_id="canary",
+        rollout=rollout.to_dict(),
+        steps=[50, 100],
+        interval=1,
+        min_requests=5,
+        deferrable=True,
+    )
+    ti = TaskInstanceStandIn()
+    with TrafficLoop(f"{rollout.endpoint_url}/echo", clients=2, pause=0.01) as traffic:
+        with pytest.raises(TaskDeferred) as deferred:
+            op.execute({"ti": ti})  # type: ignore[arg-type]
+        classpath, kwargs = deferred.value.trigger.serialize()
+        module, _, name = classpath.rpartition(".")
+        trigger = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
+        event = asyncio.run(trigger.run().__anext__())
+    assert traffic.failures == []
+    assert event.payload["status"] == "success", event.payload
+    result = op.execute_complete({"ti": ti}, event.payload)  # type: ignore[arg-type]
+    assert result["verdict"] == "promoted" and result["candidate"] == rollout.revision
+    assert [step["weight"] for step in result["steps"]] == [50, 100]
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        assert client.get_deployment("af-deferred").serving_revision == rollout.revision
 
 
 def test_failed_rollout_event_raises_with_reason_and_logs(

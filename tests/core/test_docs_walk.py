@@ -142,9 +142,10 @@ def check_sigterm_leaves_no_weight(
     plane: LocalControlPlane, bento: str, url: str, serving_tag: str
 ) -> None:
     """A ``ship --canary`` stopped by SIGTERM mid-step (as ``timeout`` and orchestrators stop
-    a task) discards its candidate: the serving revision takes 100% again."""
+    a task) leaves the analysis to the control plane, which reaches its verdict: no weight is
+    left on the candidate, and the serving revision takes 100% again."""
     waiting = json.dumps(
-        {"steps": [50, 100], "interval": 1, "min_requests": 1_000_000, "step_timeout": 300}
+        {"steps": [50, 100], "interval": 1, "min_requests": 1_000_000, "step_timeout": 4}
     )
     env = {**os.environ, "BENTOSHIP_HOME": str(plane.data_dir)}
     command = [sys.executable, "-m", "bentoship", "ship", NAME, bento, "--env", "A=1"]
@@ -181,11 +182,22 @@ def check_sigterm_leaves_no_weight(
             shipping.wait()
     reader.join(10)
     log = "".join(lines)
-    assert "waiting for traffic, 0 of 1000000 requests" in log
-    assert "stopped (terminated); discarding the candidate" in log
+    assert "the control plane runs the analysis (steps 50%, 100%, 1 s each)" in log
+    assert "at 50%: waiting for traffic, 0 of 1000000 requests" in log
+    assert "stopped watching (terminated); the control plane goes on" in log
+
     with Client() as client:
+        verdict = client.analysis(NAME)
+        deadline = time.monotonic() + 60
+        while verdict["state"] == "running":
+            assert time.monotonic() < deadline, verdict
+            verdict = client.analysis(NAME, seen=len(verdict["steps"]), timeout=10)
         after = client.get_deployment(NAME)
+        events = client.events(NAME)
         revisions = client.list_revisions(NAME)
+    assert verdict["state"] == "discarded" and verdict["revision"] == held.candidate_revision
+    assert "only 0 requests reached the candidate at 50%" in verdict["reason"]
+    assert any(e.kind == "verdict" and "discarded" in e.message for e in events), events
     candidate = next(r for r in revisions if held.candidate_revision in (r.name, r.uid))
     assert after.candidate_revision is None and not after.canary, after
     assert after.bento == serving_tag and candidate.phase != "candidate"

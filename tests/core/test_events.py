@@ -30,6 +30,21 @@ SENTENCES: list[tuple[ev.DeploymentEvent, str, str]] = [
     (ev.Promoted("r2"), "promoted", "candidate r2 promoted"),
     (ev.Discarded("r2"), "discarded", "r2 discarded"),
     (ev.CanaryWeight("r2", 10), "canary", "r2 takes 10% of the endpoint's requests"),
+    (
+        ev.AnalysisStarted("r2", "10%, 100%", 30.0),
+        "analysis",
+        "the control plane analyses r2: steps 10%, 100%, 30 s each",
+    ),
+    (
+        ev.StepJudged("r2", 10, True, "at 10%: candidate 57 requests; held"),
+        "analysis",
+        "canary r2 at 10%: candidate 57 requests; held",
+    ),
+    (
+        ev.AnalysisEnded("r2", "discarded", "at 10%: only 3 requests"),
+        "verdict",
+        "analysis of r2: discarded: at 10%: only 3 requests",
+    ),
     (ev.Crashed("r1", 0, 137), "crashed", "r1 replica 0 exited (code 137); restarting"),
     (ev.Restarted("r1"), "restarted", "r1 serves again"),
     (ev.Restarted("r1", 2), "restarted", "r1 replica 2 serves again"),

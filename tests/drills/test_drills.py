@@ -17,6 +17,7 @@ from bentoship import Client
 from bentoship.server import LocalControlPlane
 from bentoship.steps import SmokeTest, deploy, push, ship, wait_until_ready
 
+from ..traffic import TrafficLoop
 from .faultproxy import FaultProxy
 
 ECHO_V1 = SmokeTest(api="echo", payload={"text": "x"}, expected={"text": "x", "version": "v1"})
@@ -121,18 +122,22 @@ def test_killed_serving_process_is_restarted(shared_plane: LocalControlPlane, cr
     assert answer == {"text": "x", "version": "v1"}
 
 
-def test_control_plane_killed_with_one_deployment_steady_and_one_mid_rollout_recovers(
+def test_control_plane_killed_mid_canary_and_mid_rollout_recovers_and_the_canary_goes_on(
     start_control_plane: Any, echo_v1: str, echo_v2: str, tmp_path: Any
 ) -> None:
     plane: LocalControlPlane = start_control_plane(tmp_path / "crashy-plane")
     client = client_for(plane)
     for tag in (echo_v1, echo_v2):
         push(tag, client=client)
-    steady_first = deploy("steady", echo_v1, client=client)
-    wait_until_ready(steady_first, client=client, timeout=90)
-    wait_until_ready(deploy("steady", echo_v2, client=client), client=client, timeout=90)
-    steady_before = client.list_revisions("steady")
+    wait_until_ready(deploy("steady", echo_v1, client=client), client=client, timeout=90)
+    canary = deploy("steady", echo_v2, candidate=True, client=client)
+    wait_until_ready(canary, client=client, timeout=90)
     steady_url = client.get_deployment("steady").url
+    plan = {"steps": [50, 100], "interval": 1, "min_requests": 5, "step_timeout": 300}
+    client.start_analysis("steady", plan)
+    with TrafficLoop(f"{steady_url}/echo", clients=2, pause=0.01):
+        first = client.analysis("steady", seen=0, timeout=60)
+    assert [s["weight"] for s in first["steps"]] == [50] and first["state"] == "running"
     first = deploy("midway", echo_v1, client=client)
     wait_until_ready(first, client=client, timeout=90)
     second = deploy("midway", echo_v2, client=client)
@@ -150,9 +155,15 @@ def test_control_plane_killed_with_one_deployment_steady_and_one_mid_rollout_rec
     assert [(r.name, r.bento) for r in revisions] == [("r2", echo_v2), ("r1", echo_v1)]
     assert httpx.post(f"{dep.url}/echo", json={"text": "x"}).json()["version"] == "v2"
 
-    steady = wait_until_ready("steady", client=client, timeout=120)
-    assert steady.url == steady_url
-    after = client.list_revisions("steady")
-    assert [(r.uid, r.name) for r in after] == [(r.uid, r.name) for r in steady_before]
-    assert [r.phase for r in after] == ["serving", "retired"]
+    # the canary goes on from the step it reached, to its verdict
+    wait_until_ready("steady", client=client, timeout=120)
+    with TrafficLoop(f"{steady_url}/echo", clients=2, pause=0.01):
+        verdict = client.analysis("steady")
+        while verdict["state"] == "running":
+            verdict = client.analysis("steady", seen=len(verdict["steps"]), timeout=30)
+    assert verdict["state"] == "promoted", verdict
+    assert [s["weight"] for s in verdict["steps"]] == [50, 100], "the 50% step ran once"
+    steady = client.get_deployment("steady")
+    assert steady.url == steady_url and steady.serving_revision == canary.revision
+    assert not steady.canary and steady.candidate_revision is None
     assert httpx.post(f"{steady_url}/echo", json={"text": "x"}).json()["version"] == "v2"

@@ -127,7 +127,10 @@ def test_good_model_ships_bad_model_is_discarded_unseen_then_drift_retrains(
     loop_root = kfp_local("loop")
     warehouse = tmp_path / "warehouse.duckdb"
     summary = example.closed_loop(project_dir=str(PROJECT), warehouse=str(warehouse)).output
-    assert summary == "drift: 4 of 4 columns drifted (100%; threshold 50%): f0, f1, f2, f3"
+    assert summary == (
+        "drift: 4 of 4 columns drifted (100%; threshold 50%): f0, f1, f2, f3; "
+        "compared: f0, f1, f2, f3"
+    )
     (report,) = [p for p in loop_root.rglob("report") if p.parent.name == "check-drift"]
     assert 'id="column-f0"' in report.read_text()
     assert task_output(loop_root, "promote-deployment")

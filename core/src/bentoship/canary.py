@@ -101,6 +101,11 @@ class WindowStats:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "success_rate": self.success_rate}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowStats:
+        p99 = data.get("p99_ms")
+        return cls(int(data["requests"]), int(data["errors"]), None if p99 is None else float(p99))
+
     def describe(self) -> str:
         """``57 requests, 100.00% success, p99 12 ms``: the figures in a line."""
         rate = "no answers" if self.success_rate is None else f"{self.success_rate:.2%} success"
@@ -162,6 +167,15 @@ class StepVerdict:
             "baseline": self.baseline.to_dict(),
             "problems": list(self.problems),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepVerdict:
+        return cls(
+            int(data["weight"]),
+            WindowStats.from_dict(data["candidate"]),
+            WindowStats.from_dict(data["baseline"]),
+            tuple(str(p) for p in data.get("problems") or ()),
+        )
 
     def describe(self) -> str:
         """The step's figures against the baseline's, and its verdict, in a line."""

@@ -213,6 +213,26 @@ class _Plans:
         call = Call("GET", _deployment_path(name, "/traffic"), not_found=_not_found(name))
         return TrafficReport.from_api((yield from self._send(call)))
 
+    def _plan_start_analysis(self, name: str, canary: dict[str, Any]) -> Plan[dict[str, Any]]:
+        call = Call(
+            "PUT",
+            _deployment_path(name, "/analysis"),
+            json={"canary": canary},
+            not_found=_not_found(name),
+        )
+        return dict((yield from self._send(call)))
+
+    def _plan_analysis(self, name: str, seen: int, timeout: float) -> Plan[dict[str, Any]]:
+        timeout = min(max(timeout, 0.0), LONG_POLL_LIMIT)
+        call = Call(
+            "GET",
+            _deployment_path(name, "/analysis"),
+            params={"seen": seen, "timeout": f"{timeout:.3f}"},
+            timeout=timeout + LONG_POLL_SLACK,
+            not_found=f"deployment {name} not found, or it has had no analysis",
+        )
+        return dict((yield from self._send(call)))
+
     def _plan_terminate_deployment(self, name: str) -> Plan[DeploymentInfo]:
         call = Call("POST", _deployment_path(name, "/terminate"), not_found=_not_found(name))
         return (yield from self._plan_deployment(call))
@@ -432,6 +452,15 @@ class Client(_Plans):
         """The endpoint's counts per revision."""
         return self._run(self._plan_traffic(name))
 
+    def start_analysis(self, name: str, canary: dict[str, Any]) -> dict[str, Any]:
+        """Have the control plane run a canary analysis of ``name``'s held candidate."""
+        return self._run(self._plan_start_analysis(name, canary))
+
+    def analysis(self, name: str, seen: int = -1, timeout: float = 0.0) -> dict[str, Any]:
+        """``name``'s latest analysis; with ``timeout``, once it judged more than ``seen``
+        steps or ended (a long poll)."""
+        return self._run(self._plan_analysis(name, seen, timeout))
+
     def terminate_deployment(self, name: str) -> DeploymentInfo:
         return self._run(self._plan_terminate_deployment(name))
 
@@ -637,6 +666,12 @@ class AsyncClient(_Plans):
     ) -> DeploymentInfo:
         """Give the candidate ``weight`` percent of the endpoint's traffic."""
         return await self._run(self._plan_set_canary(name, weight, route_type, route_by))
+
+    async def start_analysis(self, name: str, canary: dict[str, Any]) -> dict[str, Any]:
+        return await self._run(self._plan_start_analysis(name, canary))
+
+    async def analysis(self, name: str, seen: int = -1, timeout: float = 0.0) -> dict[str, Any]:
+        return await self._run(self._plan_analysis(name, seen, timeout))
 
     async def traffic(self, name: str) -> TrafficReport:
         """The endpoint's counts per revision."""

@@ -537,7 +537,11 @@ class BentoCanaryAnalysisOperator(_BentoOperator):
     :param p99_slack_ms: ...plus this many milliseconds (defaults 1.5 and 50).
     :param route_type: ``random``, or ``header``/``query`` for sticky routing by ``route_by``.
     :param route_by: the header or query parameter whose value is hashed.
-    :param timeout: seconds to wait until a promoted candidate serves.
+    :param timeout: seconds to wait for the verdict (and until a promoted candidate serves).
+    :param step_timeout: seconds a step may wait for ``min_requests`` (default 10 x interval).
+    :param deferrable: the control plane runs the analysis and the task waits for its verdict
+        in the triggerer, holding no worker slot (a server without analysis plans is watched
+        from the worker).
     """
 
     template_fields: Sequence[str] = ("rollout",)
@@ -557,11 +561,15 @@ class BentoCanaryAnalysisOperator(_BentoOperator):
         route_type: str = "random",
         route_by: str | None = None,
         timeout: float = 600.0,
+        step_timeout: float | None = None,
+        deferrable: bool = _default_deferrable(),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.rollout = rollout
         self.deploy_task_id = deploy_task_id
+        self.step_timeout = step_timeout
+        self.deferrable = deferrable
         self.steps = steps
         self.interval = interval
         self.min_requests = min_requests
@@ -593,9 +601,13 @@ class BentoCanaryAnalysisOperator(_BentoOperator):
                 p99_slack_ms=self.p99_slack_ms,
                 route_type=self.route_type,
                 route_by=self.route_by,
+                step_timeout=self.step_timeout,
             )
             with self.hook.get_conn() as client:
                 self.link(context, client, rollout)
+                if self.deferrable and "analysis" in client.get_extensions():
+                    client.start_analysis(rollout.name, policy.to_dict())
+                    self._defer_analysis(rollout.name)
                 analysis = analyze_canary(rollout, policy, client=client, timeout=self.timeout)
         except CanaryFailed as exc:
             context["ti"].xcom_push(key=CANARY_XCOM_KEY, value=exc.analysis)
@@ -603,4 +615,35 @@ class BentoCanaryAnalysisOperator(_BentoOperator):
         except BentoshipError as exc:
             raise self.fail(exc) from None
         self.log.info("Canary %s promoted: %s", rollout.revision, analysis.reason)
+        return analysis.to_dict()
+
+    def _defer_analysis(self, name: str) -> None:
+        import time
+
+        from bentoship_airflow.triggers.bento import BentoCanaryAnalysisTrigger
+
+        self.log.info("The control plane runs the canary analysis of %s; deferring", name)
+        self.defer(
+            trigger=BentoCanaryAnalysisTrigger(
+                deployment_name=name,
+                bentocloud_conn_id=self.bentocloud_conn_id,
+                deadline=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + 60),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        from bentoship.steps.canary import analysis_from, rejection
+
+        if event.get("status") != "success":
+            raise self.fail(AirflowException(event.get("message", "canary analysis failed")))
+        record = event["analysis"]
+        analysis = analysis_from(record)
+        for step in analysis.steps:
+            self.log.info("Canary %s %s", analysis.candidate, step.describe())
+        if not analysis.promoted:
+            context["ti"].xcom_push(key=CANARY_XCOM_KEY, value=analysis.to_dict())
+            raise self.fail(AirflowException(rejection(analysis, record["state"])))
+        self.log.info("Canary %s promoted: %s", analysis.candidate, analysis.reason)
         return analysis.to_dict()

@@ -9,6 +9,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from .api import (
+    analyses,
     api_tokens,
     deployments,
     extensions,
@@ -62,6 +63,7 @@ def build_app(
         *api_tokens.routes(tokens),
         *secrets.routes(controller.secrets.book),
         *extensions.routes(services),
+        *analyses.routes(services),
         *platform.routes(services),
         *pods.routes(services),
         *deployments.routes(services),

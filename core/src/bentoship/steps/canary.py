@@ -14,7 +14,7 @@ from ..models import Rollout, RolloutLike, TrafficReport
 from ..signals import terminated_raises
 from .promote import promote
 
-__all__ = ["analyze_canary"]
+__all__ = ["analysis_from", "analyze_canary", "rejection"]
 
 log = logging.getLogger("bentoship.steps")
 
@@ -55,6 +55,13 @@ def analyze_canary(
             f"revision {rollout.revision} of {rollout.name} is not a ready candidate; deploy it "
             "with candidate=True and wait until it is ready before the analysis"
         )
+    if "analysis" in client.get_extensions():
+        return _watch_plan(client, rollout, policy, raise_on_failure, timeout)
+    log.info(
+        "%s runs no analysis plans; this step runs the canary analysis of %s itself",
+        client.endpoint,
+        rollout.revision,
+    )
     baseline = dep.serving_revision
     verdicts: list[StepVerdict] = []
     with terminated_raises():
@@ -92,6 +99,117 @@ def analyze_canary(
     )
     log.info("canary %s of %s promoted: %s", rollout.revision, rollout.name, analysis.reason)
     return analysis
+
+
+def _watch_plan(
+    client: Client,
+    rollout: Rollout,
+    policy: CanaryPolicy,
+    raise_on_failure: bool,
+    timeout: float,
+) -> CanaryAnalysis:
+    """Submit the plan to the control plane, then watch it to its verdict; a watcher stopped
+    from outside leaves the plan running."""
+    name, revision = rollout.name, rollout.revision
+    record = client.start_analysis(name, policy.to_dict())
+    log.info(
+        "canary %s of %s: the control plane runs the analysis (steps %s, %g s each); "
+        "this step watches it",
+        revision,
+        name,
+        ", ".join(f"{weight}%" for weight in policy.steps),
+        policy.interval,
+    )
+    deadline = time.monotonic() + timeout
+    seen = 0
+    with terminated_raises():
+        try:
+            while True:
+                for step in record["steps"][seen:]:
+                    log.info(
+                        "canary %s of %s %s", revision, name, StepVerdict.from_dict(step).describe()
+                    )
+                seen = len(record["steps"])
+                if record["state"] != "running":
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CanaryFailed(
+                        f"canary {revision} of {name} has no verdict after {timeout:g} s; the "
+                        "control plane goes on with it (`bentoship status` shows the verdict)",
+                        deployment=name,
+                        analysis=record,
+                    )
+                record = client.analysis(name, seen=seen, timeout=min(left, policy.interval, 30.0))
+                if record["state"] == "running" and len(record["steps"]) == seen:
+                    _tell_progress(name, revision, record.get("progress"))
+        except (KeyboardInterrupt, SystemExit) as exc:
+            log.warning(
+                "stopped watching (%s); the control plane goes on with the analysis of %s to "
+                "its verdict",
+                _stopped_by(exc),
+                revision,
+            )
+            raise
+    analysis = analysis_from(record)
+    if analysis.promoted:
+        log.info("canary %s of %s promoted: %s", revision, name, analysis.reason)
+        return analysis
+    log.error("%s", rejection(analysis, record["state"]))
+    if raise_on_failure:
+        raise CanaryFailed(
+            rejection(analysis, record["state"]), deployment=name, analysis=analysis.to_dict()
+        )
+    return analysis
+
+
+def analysis_from(record: dict[str, Any]) -> CanaryAnalysis:
+    """The :class:`CanaryAnalysis` of an analysis the control plane ran (its route's JSON)."""
+    promoted = record["state"] == "promoted"
+    return CanaryAnalysis(
+        str(record["deployment"]),
+        record.get("revision"),
+        record.get("baseline"),
+        "promoted" if promoted else "rolled_back",
+        str(record.get("reason") or ""),
+        [StepVerdict.from_dict(step) for step in record.get("steps") or ()],
+        CanaryPolicy.from_dict(record.get("policy")),
+    )
+
+
+def rejection(analysis: CanaryAnalysis, state: str) -> str:
+    """Why a candidate was not promoted, in a line: ``state`` is ``discarded`` or ``stopped``."""
+    return (
+        f"canary {analysis.candidate} of {analysis.deployment} was {state} {analysis.reason}; "
+        f"{analysis.deployment} serves revision {analysis.baseline} again"
+    )
+
+
+def _tell_progress(name: str, revision: str | None, progress: dict[str, Any] | None) -> None:
+    """Say what the running step waits for, from the control plane's figures so far."""
+    if not progress:
+        return
+    if progress["requests"] < progress["min_requests"]:
+        log.info(
+            "canary %s of %s at %d%%: waiting for traffic, %d of %d requests after %.0f s "
+            "(the step fails after %.0f s)",
+            revision,
+            name,
+            progress["weight"],
+            progress["requests"],
+            progress["min_requests"],
+            progress["seconds"],
+            progress["wait_limit"],
+        )
+    else:
+        log.info(
+            "canary %s of %s at %d%%: %d requests after %.0f s; the step goes on",
+            revision,
+            name,
+            progress["weight"],
+            progress["requests"],
+            progress["seconds"],
+        )
 
 
 def _stopped_by(exc: BaseException) -> str:

@@ -27,6 +27,7 @@ from ...tags import shown
 from ..errors import Invalid
 
 __all__ = [
+    "AnalysisBody",
     "ApiTokenBody",
     "ArtifactBody",
     "ArtifactPatchBody",
@@ -163,6 +164,27 @@ class CanarySplitBody(Body):
     weight: Annotated[StrictInt, Field(ge=0, le=100)]
     route_type: RouteType | None = None
     route_by: Name | None = None
+
+
+class CanaryPlan(Body):
+    """A canary analysis the control plane runs (``bentoship.CanaryPolicy``'s fields)."""
+
+    steps: list[Annotated[StrictInt, Field(ge=1, le=100)]] | None = Field(None, max_length=100)
+    interval: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)] | None = None
+    min_requests: Annotated[StrictInt, Field(ge=1)] | None = None
+    min_success_rate: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    max_p99_ratio: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    p99_slack_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    step_timeout: Annotated[float, Field(gt=0, le=30 * 86400, allow_inf_nan=False)] | None = None
+    route_type: RouteType | None = None
+    route_by: Name | None = None
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class AnalysisBody(Body):
+    """The analysis of the held candidate: today a canary plan."""
+
+    canary: CanaryPlan
 
 
 class RepositoryBody(Body):

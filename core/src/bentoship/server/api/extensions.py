@@ -34,6 +34,7 @@ EXTENSIONS = (
     "candidates",
     "canary",
     "traffic",
+    "analysis",
     "events",
     "metrics",
     "monitoring",

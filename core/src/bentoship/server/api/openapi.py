@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from ..._version import __version__
 from ..paths import PUBLIC_PATHS
 from .bodies import (
+    AnalysisBody,
     ApiTokenBody,
     ArtifactBody,
     ArtifactPatchBody,
@@ -33,6 +34,7 @@ from .logs import LogDownloadParams, LogSearchParams
 from .monitoring import MonitoringParams
 from .observability import PROMETHEUS_PATH, EventsParams, MetricsParams
 from .params import (
+    AnalysisParams,
     ApiTokenListParams,
     ClusterParams,
     ListParams,
@@ -53,6 +55,7 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/api/v2/deployments/{name}/rollback"): RevisionBody,
     ("POST", "/api/v2/deployments/{name}/promote"): RevisionBody,
     ("PUT", "/api/v2/deployments/{name}/canary"): CanarySplitBody,
+    ("PUT", "/api/v2/deployments/{name}/analysis"): AnalysisBody,
     ("POST", "/api/v1/api_tokens"): ApiTokenBody,
     ("POST", "/api/v1/org_secrets"): SecretBody,
     ("PATCH", "/api/v1/org_secrets/{name}"): SecretUpdateBody,
@@ -81,6 +84,7 @@ QUERIES: dict[tuple[str, str], type[Params]] = {
     ("POST", f"{DEPLOYMENT}/terminate"): ClusterParams,
     ("GET", "/api/v1/instance_types"): ClusterParams,
     ("GET", f"{DEPLOYMENT}/wait"): WaitParams,
+    ("GET", f"{DEPLOYMENT}/analysis"): AnalysisParams,
     ("GET", f"{DEPLOYMENT}/revisions/{{revision}}/logs"): LogsParams,
     ("GET", "/api/v1/bento_repositories/{repo}/bentos"): VersionListParams,
     ("GET", "/api/v1/model_repositories/{repo}/models"): VersionListParams,

@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection
 from ..errors import Invalid
 
 __all__ = [
+    "AnalysisParams",
     "ApiTokenListParams",
     "ClusterParams",
     "ListParams",
@@ -105,6 +106,18 @@ class WaitParams(Params):
         BeforeValidator(_plain_decimal),
         Field(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False),
     ] = 30.0
+
+
+class AnalysisParams(Params):
+    """A long poll on an analysis: it answers once more than ``seen`` steps are judged or the
+    analysis ended, or after ``timeout`` seconds (0: at once)."""
+
+    seen: Annotated[int, Field(ge=-1, le=1000)] = -1
+    timeout: Annotated[
+        float,
+        BeforeValidator(_plain_decimal),
+        Field(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False),
+    ] = 0.0
 
 
 class LogsParams(Params):

@@ -28,6 +28,7 @@ from ..gpu.allocator import GpuAllocator, GpuRequest, PlanKind
 from ..gpu.inventory import Inventory
 from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
+from .analyses import Analyses
 from .backends import EndpointBackends
 from .candidates import Candidates
 from .context import HELD_PHASES, RolloutContext
@@ -84,6 +85,7 @@ class Controller:
         self.placement = Placement(self.ctx, self.gpus)
         self.pools = Pools(self.ctx, self.placement)
         self.candidates = Candidates(self.ctx)
+        self.analyses = Analyses(self.ctx, self)
         self.reconciler = Reconciler(self.ctx, self.pools, self.placement, self.candidates)
         self.scaling = Scaling(self.ctx, self.pools, self.placement)
         self.backends = EndpointBackends(self.ctx, self.reconciler.wake)
@@ -117,6 +119,7 @@ class Controller:
             rt = self.runtime(dep.name)
             await self._open_endpoint(rt, dep)
             self.reconciler.recover(rt, dep)
+        self.analyses.resume()
         self.ctx.spawn(self.scaling.loop())
 
     async def close(self) -> None:
@@ -329,6 +332,7 @@ class Controller:
             rt.endpoint = rt.candidate_endpoint = None
             self.traffic.forget([rev.uid for rev in revisions])
             self.store.delete_deployment(name)
+            self.analyses.forget(name)
             for hook in self.deleted_hooks:
                 hook(name)
             shutil.rmtree(self.settings.logs_dir / name, ignore_errors=True)

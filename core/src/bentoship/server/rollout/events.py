@@ -51,6 +51,10 @@ class EventKind(StrEnum):
     PROMOTED = "promoted"
     DISCARDED = "discarded"
     CANARY = "canary"
+    ANALYSIS = "analysis"
+    """A candidate's analysis started, or judged one of its steps (the control plane runs it)."""
+    VERDICT = "verdict"
+    """A candidate's analysis ended: promoted, discarded, or stopped when the candidate left."""
     CRASHED = "crashed"
     RESTARTED = "restarted"
     """The serving revision's process ended on its own and was started again."""
@@ -207,6 +211,43 @@ class CanaryWeight(DeploymentEvent):
 
 
 @dataclass(frozen=True)
+class AnalysisStarted(DeploymentEvent):
+    kind = EventKind.ANALYSIS
+    steps: str
+    """The ramp, as ``10%, 50%, 100%``."""
+    interval: float
+
+    def describe(self) -> str:
+        return (
+            f"the control plane analyses {self.revision}: steps {self.steps}, "
+            f"{self.interval:g} s each"
+        )
+
+
+@dataclass(frozen=True)
+class StepJudged(DeploymentEvent):
+    kind = EventKind.ANALYSIS
+    weight: int
+    held: bool
+    figures: str
+    """The step's figures against the baseline's and its verdict, as one line."""
+
+    def describe(self) -> str:
+        return f"canary {self.revision} {self.figures}"
+
+
+@dataclass(frozen=True)
+class AnalysisEnded(DeploymentEvent):
+    kind = EventKind.VERDICT
+    verdict: str
+    """``promoted``, ``discarded`` or ``stopped``."""
+    reason: str
+
+    def describe(self) -> str:
+        return f"analysis of {self.revision}: {self.verdict}{_because(self.reason)}"
+
+
+@dataclass(frozen=True)
 class Crashed(DeploymentEvent):
     kind = EventKind.CRASHED
     replica: int
@@ -336,6 +377,9 @@ EVENT_TYPES: dict[str, type[DeploymentEvent]] = {
         Promoted,
         Discarded,
         CanaryWeight,
+        AnalysisStarted,
+        StepJudged,
+        AnalysisEnded,
         Crashed,
         Restarted,
         GpusGiven,
