@@ -38,6 +38,8 @@ class FakeReplica:
         self.problem = problem
         self.hangs = hangs
         self.code: int | None = None
+        self.watch_fails = 0
+        """How many times ``exited`` raises before it waits (an injected bug in a watcher)."""
         self._exit = asyncio.Event()
 
     @property
@@ -70,6 +72,9 @@ class FakeReplica:
             self._exit.set()
 
     async def exited(self) -> int | None:
+        if self.watch_fails:
+            self.watch_fails -= 1
+            raise RuntimeError("an injected bug in the watch")
         await self._exit.wait()
         return self.code
 
@@ -88,6 +93,8 @@ class FakeLauncher:
     """Bento tags whose launch raises RuntimeError with this text (a bug, not a start error)."""
     hanging: set[str] = field(default_factory=set)
     """Bento tags whose replicas never answer their readiness check (still starting)."""
+    flaky_watch: set[str] = field(default_factory=set)
+    """Bento tags whose next replica's first watch fails (a bug in a watcher)."""
     launched: list[FakeReplica] = field(default_factory=list)
     envs: list[dict[str, str]] = field(default_factory=list)
 
@@ -99,6 +106,9 @@ class FakeLauncher:
             raise RuntimeError(self.broken[rev.bento])
         hangs = rev.bento in self.hanging
         replica = FakeReplica(rev, index, port, self.failing.get(rev.bento), hangs)
+        if rev.bento in self.flaky_watch:
+            self.flaky_watch.discard(rev.bento)
+            replica.watch_fails = 1
         self.launched.append(replica)
         self.envs.append(dict(envs))
         return replica

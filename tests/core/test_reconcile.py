@@ -294,3 +294,30 @@ def test_a_rollout_task_that_fails_on_a_bug_fails_its_revision_with_the_reason(
     run(tmp_path, scenario)
     failures = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(failures) == 1 and failures[0].exc_info is not None, "logged with its traceback"
+
+
+def test_a_watcher_that_fails_runs_again_after_a_backoff_and_still_replaces_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    launcher = FakeLauncher(flaky_watch={"echo:v1"})
+
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        assert phases(controller, "web") == ["serving"], "the revision is not failed"
+        errors = [e for e in controller.events.of("web") if e.kind == "internal_error"]
+        assert [e.message for e in errors] == [
+            "internal error: RuntimeError: an injected bug in the watch; "
+            "the watcher runs again in 1 s"
+        ]
+        assert 1.0 in clock.slept
+
+        (first,) = launcher.of(controller.get("web").serving_revision or "")
+        first.exit(137)
+        await settle()
+        assert kinds(controller, "web")[-2:] == ["crashed", "restarted"]
+        assert len(launcher.running()) == 1 and launcher.running()[0] is not first
+
+    run(tmp_path, scenario, launcher)
+    failures = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(failures) == 1 and failures[0].exc_info is not None, "logged with its traceback"

@@ -8,6 +8,8 @@ leaves the candidate phase (a listener of every phase change).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from ..endpoint.split import TrafficSplit
 from ..store import Revision, now
@@ -35,7 +37,7 @@ class Candidates:
         rt.candidate = pool
         rt.split = TrafficSplit.from_dict(dep.canary) if dep.canary else None
         for proc in pool.processes():
-            self.ctx.spawn(self._watch(rt, pool, proc), deployment=rt.name)
+            self.ctx.watch_over(self._watcher(rt, pool, proc), deployment=rt.name)
         port = rt.candidate_endpoint.port if rt.candidate_endpoint else dep.candidate_port
         log.info("deployment %s holds candidate %s on port %s", rt.name, pool.name, port)
         rt.notify()
@@ -59,6 +61,11 @@ class Candidates:
         self.ctx.store.update_deployment(rt.name, canary=None)
         if phase != RevisionPhase.SERVING and rt.processes.get(rev.uid) is pool:
             self.ctx.spawn(self.ctx.stop_unless_serving(rt, rev.uid), deployment=rt.name)
+
+    def _watcher(
+        self, rt: DeploymentRuntime, pool: ReplicaSet, proc: ReplicaHandle
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
+        return lambda: self._watch(rt, pool, proc)
 
     async def _watch(self, rt: DeploymentRuntime, pool: ReplicaSet, proc: ReplicaHandle) -> None:
         """A candidate one of whose processes exits has failed: it is not restarted."""

@@ -40,6 +40,9 @@ log = logging.getLogger("bentoship.server")
 HELD_PHASES = (RevisionPhase.STARTING, RevisionPhase.CANDIDATE)
 """Phases of a target that has not taken the endpoint yet: what discard and supersede cancel."""
 
+WATCHER_BACKOFF_SECONDS = 1.0
+WATCHER_BACKOFF_MAX_SECONDS = 30.0
+
 PhaseListener = Callable[[Revision, RevisionPhase], None]
 """Called with a revision (as it was) and the phase it has just moved to."""
 
@@ -120,6 +123,35 @@ class RolloutContext:
         self.tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, deployment, revision))
         return task
+
+    def watch_over(
+        self, start: Callable[[], Coroutine[Any, Any, Any]], *, deployment: str
+    ) -> asyncio.Task[Any]:
+        """Run the watcher ``start()`` makes, supervised: when it fails, the failure is logged
+        with its traceback and recorded as an ``internal_error`` event, and the watcher runs
+        again after a backoff (1 s, doubling up to 30 s) rather than leaving nothing watching."""
+
+        async def watching() -> Any:
+            delay = WATCHER_BACKOFF_SECONDS
+            while True:
+                try:
+                    return await start()
+                except Exception as exc:
+                    log.error(
+                        "a watcher of %s failed; it runs again in %g s",
+                        deployment,
+                        delay,
+                        exc_info=exc,
+                    )
+                    problem = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                    if self.store.get_deployment(deployment) is None:
+                        return None
+                    again = f"{problem}; the watcher runs again in {delay:g} s"
+                    self.publish(deployment, InternalError(None, again))
+                    await self.clock.sleep(delay)
+                    delay = min(delay * 2, WATCHER_BACKOFF_MAX_SECONDS)
+
+        return self.spawn(watching(), deployment=deployment)
 
     def _finished(
         self, task: asyncio.Task[Any], deployment: str | None, revision: str | None

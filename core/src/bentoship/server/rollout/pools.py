@@ -121,7 +121,7 @@ class Pools:
         """Replace the replica (a serving revision's) when its process ends on its own."""
         if not proc.watched:
             proc.watched = True
-            self.ctx.spawn(self._watch(rt, proc), deployment=rt.name)
+            self.ctx.watch_over(lambda: self._watch(rt, proc), deployment=rt.name)
 
     async def _watch(self, rt: DeploymentRuntime, proc: ReplicaHandle) -> None:
         code = await proc.exited()
