@@ -78,8 +78,9 @@ async def _phase(observed: object, searching: bool) -> float:
     stop = asyncio.Event()
 
     def logs_tab() -> list[dict[str, object]]:  # as the console's _log_search, in a thread
-        found = observed.logs.search("bench", pattern=PATTERN, limit=LOG_LINES_SHOWN)
-        return [line.to_json() for line in found]
+        with observed.logs.one_search():
+            found = observed.logs.search("bench", pattern=PATTERN, limit=LOG_LINES_SHOWN)
+            return [line.to_json() for line in found]
 
     async def search() -> None:
         while not stop.is_set():

@@ -97,6 +97,34 @@ def test_search_returns_the_last_matches_in_time_order(store: LogStore) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"status=5\d\d",
+        r"^INFO",
+        r"took=\d+ms$",
+        r"(?i)error|WARN",
+        r"user=[a-c]+7\b",
+        r"[[:digit:]]{3}",
+        r"caf\x{e9}|日本",
+        r"\.",
+    ],
+)
+def test_the_search_finds_what_google_re2_finds(store: LogStore, pattern: str) -> None:
+    import re2
+
+    lines = [
+        f"{level} request id={i} status={200 + i % 7 * 50} user={'abc'[i % 3] * (i % 4)}7 "
+        f"took={i % 13}ms{' café' if i % 11 == 0 else ''}{' 日本' if i % 17 == 0 else ''}"
+        for i, level in zip(range(300), ["INFO", "error", "WARN", "Error"] * 75, strict=True)
+    ] + ["a.b", "ab"]
+    store.append("web", "r1", "stdout", lines, t=1.0)
+    expected = [line for line in lines if re2.search(pattern, line)]
+    found = [entry.line for entry in store.search("web", pattern=pattern, limit=10_000)]
+    assert expected, pattern
+    assert found == expected
+
+
 def test_a_catastrophic_pattern_is_linear_time(store: LogStore) -> None:
     store.append("web", "r1", "stdout", ["a" * 100_000 + "!", "a" * 100_000, "b"], t=1.0)
     started = time.perf_counter()

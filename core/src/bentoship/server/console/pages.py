@@ -362,14 +362,16 @@ def _log_search(request: Request, services: Services, name: str) -> dict[str, An
     try:
         params = query(LogSearchParams, request)
         since, until = params.window(time.time())
-        lines = observed.logs.search(
-            name,
-            since=since,
-            until=until,
-            revision=params.revision,
-            pattern=params.pattern,
-            limit=LOG_LINES_SHOWN,
-        )
+        with observed.logs.one_search():
+            lines = observed.logs.search(
+                name,
+                since=since,
+                until=until,
+                revision=params.revision,
+                pattern=params.pattern,
+                limit=LOG_LINES_SHOWN,
+            )
+            shown = [line.to_json() for line in lines]
     except DomainError as exc:
         return {"form": form, "lines": [], "problem": exc.message}
-    return {"form": form, "lines": [line.to_json() for line in lines], "problem": ""}
+    return {"form": form, "lines": shown, "problem": ""}

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +38,9 @@ __all__ = ["STREAMS", "LogLine", "LogStore", "compile_pattern", "iso_time"]
 STREAMS = ("stdout", "stderr")
 FOLLOW_QUEUE_LINES = 10_000
 CHUNK_LINES = 5_000
+SEARCH_CHUNK_LINES = 200
+"""Rows a search converts and filters at a time: each fetch holds the interpreter throughout, so
+a small one lets the loop that serves the endpoints in between."""
 FILE_WRITE_BYTES = 64 * 1024
 """Lines go to the JSON-lines file in writes of about this size; rotation checks each write."""
 COLUMNS = "t, deployment, revision, stream, line"
@@ -120,6 +125,7 @@ class LogStore:
     ) -> None:
         self._cursor = cursor
         self._reader = reader if reader is not None else lambda: cursor
+        self._searching = threading.RLock()
         self.max_lines_per_revision = max(1, max_lines_per_revision)
         self.files_dir = files_dir
         self.file_max_bytes = file_max_bytes
@@ -180,10 +186,30 @@ class LogStore:
     ) -> list[LogLine]:
         """The last ``limit`` lines with ``since <= t <= until`` of ``revision`` that
         ``pattern`` finds (RE2, anywhere in the line), oldest first unless ``newest_first``.
-        Blocks (RE2 runs over the rows here): the loop calls it in a worker thread."""
+        Blocks (RE2 runs over the rows here): the loop calls it in a worker thread. One search
+        runs at a time, so that no more than one thread vies for the interpreter with the loop
+        that serves the endpoints."""
         regex = compile_pattern(pattern) if pattern else None
         if limit <= 0:
             return []
+        with self._searching:
+            return self._search(deployment, since, until, revision, regex, limit, newest_first)
+
+    def one_search(self) -> contextlib.AbstractContextManager[Any]:
+        """Held while a search runs: hold it around a search and what is made of its lines
+        (the console's JSON), so that one such thread at a time vies with the loop."""
+        return self._searching
+
+    def _search(
+        self,
+        deployment: str,
+        since: float | None,
+        until: float | None,
+        revision: str | None,
+        regex: Any,
+        limit: int,
+        newest_first: bool,
+    ) -> list[LogLine]:
         where, params = _where(deployment, since, until, revision)
         order = f"SELECT {COLUMNS}, seq FROM logs WHERE {where} ORDER BY t DESC, seq DESC"
         found: list[LogLine] = []
@@ -193,8 +219,9 @@ class LogStore:
             found = [LogLine(*row) for row in rows]
         else:
             result = cursor.execute(order, params)
-            while len(found) < limit and (rows := result.fetchmany(CHUNK_LINES)):
+            while len(found) < limit and (rows := result.fetchmany(SEARCH_CHUNK_LINES)):
                 found.extend(LogLine(*row) for row in rows if regex.search(row[4]))
+                time.sleep(0)  # hand the interpreter to the loop, if it waits, between chunks
             del found[limit:]
         if not newest_first:
             found.reverse()
