@@ -7,7 +7,7 @@ import platform
 import sys
 from pathlib import Path
 
-from . import loop_stall, metrics, monitoring, parse, proxy, rollouts, waiting
+from . import loop_stall, metrics, monitoring, parse, proxy, rollouts, shadow, waiting
 from .common import RUNS, table, workspace
 
 
@@ -22,7 +22,7 @@ def machine() -> str:
 def main() -> int:
     rows = []
     with workspace() as path:
-        for module in (rollouts, proxy, parse, waiting, metrics, monitoring, loop_stall):
+        for module in (rollouts, proxy, parse, waiting, metrics, monitoring, loop_stall, shadow):
             print(f"running {module.__name__} ...", file=sys.stderr, flush=True)
             rows += module.run(path)
     report = f"machine: {machine()}; runs per figure: {RUNS}\n\n{table(rows)}\n"

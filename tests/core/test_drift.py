@@ -209,6 +209,7 @@ def test_a_gate_raises_with_the_summary(tmp_path: Path) -> None:
     assert check_drift(reference, current, gate=True).drifted is False
 
 
+@pytest.mark.slow
 def test_verdicts_agree_with_evidentlys_default_preset(tmp_path: Path) -> None:
     """Evidently (the ``evidently`` extra, installed by the test environment) judges the same
     columns as we do, and its own page is written beside ours and linked from it."""

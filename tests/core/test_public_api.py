@@ -108,7 +108,9 @@ def test_async_client_has_every_method_of_the_client_with_the_same_signature() -
         assert asynchronous_kind, name
 
 
-@pytest.mark.parametrize("module", ["bentoship.steps", "bentoship.errors", "bentoship.models"])
+@pytest.mark.parametrize(
+    "module", ["bentoship.steps", "bentoship.errors", "bentoship.models", "bentoship.shadow"]
+)
 def test_public_submodules_declare_all(module: str) -> None:
     loaded = importlib.import_module(module)
     assert loaded.__all__

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         TrafficReport,
     )
     from .rollouts import RolloutCheck, RolloutState, acheck_rollout, check_rollout
+    from .shadow import ShadowPair, ShadowReport, compare_answers
 
 _LAZY = {
     "Client": "client",
@@ -57,6 +58,9 @@ _LAZY = {
     "RolloutState": "rollouts",
     "check_rollout": "rollouts",
     "acheck_rollout": "rollouts",
+    "ShadowPair": "shadow",
+    "ShadowReport": "shadow",
+    "compare_answers": "shadow",
 }
 
 
@@ -94,9 +98,12 @@ __all__ = [
     "RolloutLike",
     "RolloutState",
     "ServerUnavailableError",
+    "ShadowPair",
+    "ShadowReport",
     "SmokeTestFailed",
     "TrafficReport",
     "__version__",
     "acheck_rollout",
     "check_rollout",
+    "compare_answers",
 ]
