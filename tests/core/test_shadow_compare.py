@@ -13,7 +13,7 @@ from scipy import stats
 
 from bentoship import ShadowPair, ShadowReport, compare_answers
 from bentoship.errors import ConfigError
-from bentoship.shadow import compare_many, render_report
+from bentoship.shadow import compare_many, render_report, shadow_report
 
 NAN = float("nan")
 
@@ -148,7 +148,7 @@ def test_the_fast_path_gives_compare_answers_verdicts_on_random_answers() -> Non
 
 def test_agreement_and_its_wilson_interval_are_scipys() -> None:
     pairs = [pair("cat", "cat") for _ in range(70)] + [pair(0.0, 1.0) for _ in range(30)]
-    report = ShadowReport.from_pairs(pairs)
+    report = shadow_report(pairs)
     interval = stats.binomtest(70, 100).proportion_ci(confidence_level=0.95, method="wilson")
     assert (report.agreement.agreed, report.agreement.compared) == (70, 100)
     assert report.agreement.rate == pytest.approx(0.70)
@@ -165,7 +165,7 @@ def test_thirty_percent_of_flipped_labels_fill_the_flip_matrix() -> None:
     flipped = {i for i in range(100) if i % 50 < 15}
     other = {"cat": "dog", "dog": "cat"}
     pairs = [pair(label, other[label] if i in flipped else label) for i, label in enumerate(labels)]
-    report = ShadowReport.from_pairs(pairs)
+    report = shadow_report(pairs)
     assert report.flips == {"cat": {"cat": 35, "dog": 15}, "dog": {"cat": 15, "dog": 35}}
     assert (report.flipped, report.labelled) == (30, 100)
     assert report.agreement.agreed == 70
@@ -184,7 +184,7 @@ def test_labels_are_read_from_one_element_lists_and_label_fields() -> None:
         pair([0.5], [0.75]),
         pair({"score": 0.5}, {"score": 0.5}),
     ]
-    report = ShadowReport.from_pairs(pairs)
+    report = shadow_report(pairs)
     assert report.flips == {
         "3": {"4": 2},
         "cat": {"cat": 1, "dog": 1},
@@ -198,7 +198,7 @@ def test_numeric_differences_have_the_known_percentiles() -> None:
     gaps = [i / 100 for i in range(101)]
     pairs = [pair(1.0, 1.0 + g if i % 2 else 1.0 - g) for i, g in enumerate(gaps)]
     pairs.append(pair([0.0, 10.0, 20.0], [0.0, 10.0, 20.0]))
-    report = ShadowReport.from_pairs(pairs)
+    report = shadow_report(pairs)
     every = [*gaps, 0.0, 0.0, 0.0]
     spread = report.differences
     assert (spread.pairs, spread.count) == (102, 104)
@@ -220,7 +220,7 @@ def test_errored_pairs_count_in_error_rates_not_in_agreement() -> None:
         pair(None, "dog", serving_status=502),
         pair("cat", None, candidate_status=0),
     ]
-    report = ShadowReport.from_pairs(pairs, dropped=4)
+    report = shadow_report(pairs, dropped=4)
     assert (report.pairs, report.dropped) == (10, 4)
     assert (report.agreement.agreed, report.agreement.compared) == (6, 6)
     assert (report.serving.errors, report.candidate.errors) == (1, 3)
@@ -240,7 +240,7 @@ def test_errored_pairs_count_in_error_rates_not_in_agreement() -> None:
 
 
 def test_a_different_status_disagrees_and_unparsed_bodies_compare_digests() -> None:
-    report = ShadowReport.from_pairs(
+    report = shadow_report(
         [
             pair({"detail": "bad"}, {"detail": "bad"}, candidate_status=422),
             pair(None, None, serving_digest="d1", candidate_digest="d1"),
@@ -254,25 +254,25 @@ def test_a_different_status_disagrees_and_unparsed_bodies_compare_digests() -> N
 
 
 def test_no_compared_pair_leaves_the_rates_empty() -> None:
-    report = ShadowReport.from_pairs([pair(None, None, candidate_status=500)])
+    report = shadow_report([pair(None, None, candidate_status=500)])
     assert report.agreement.compared == 0
     assert report.agreement.rate is report.agreement.low is None
     assert report.summary().startswith("no pair compared")
     with pytest.raises(ConfigError):
-        ShadowReport.from_pairs([], dropped=-1)
+        shadow_report([], dropped=-1)
 
 
 def hostile_report() -> ShadowReport:
     label = "<script>alert(1)</script>"
     pairs = [pair(label, label) for _ in range(7)] + [pair(label, "ok") for _ in range(3)]
     pairs.append(pair([0.0, 1.0], [0.25, 1.0]))
-    return ShadowReport.from_pairs(pairs, dropped=2)
+    return shadow_report(pairs, dropped=2)
 
 
 def test_the_page_shows_the_figures_and_escapes_labels() -> None:
     report = hostile_report()
     page = render_report(report)
-    assert page == report.to_html()
+    assert page == render_report(report)
     assert "<script" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert '<td class="n">63.64%</td>' in page

@@ -1,11 +1,10 @@
 """Shadow traffic: compare a candidate revision's answers with the serving revision's.
 
-:func:`compare_answers` judges one pair of JSON answers (:mod:`.compare`); a
-:class:`ShadowReport`, built from :class:`ShadowPair` records by
-:meth:`ShadowReport.from_pairs`, gives the agreement rate and its interval, label flips,
-numeric differences, and both revisions' errors and latency, as JSON or as one
-self-contained HTML page (:func:`render_report`). The report needs NumPy and scipy (the
-``drift`` extra); :func:`compare_answers` needs neither.
+:func:`compare_answers` judges one pair of JSON answers (:mod:`.compare`). A
+:class:`ShadowReport`, made of :class:`ShadowPair` records by :func:`shadow_report`, gives the
+agreement rate and its interval, label flips, numeric differences, and both revisions' errors
+and latency, as JSON or as one self-contained HTML page (:func:`render_report`). The report
+needs NumPy and scipy (the ``drift`` extra); :func:`compare_answers` needs neither.
 """
 
 from .compare import DEFAULT_TOLERANCE, compare_answers
@@ -13,6 +12,7 @@ from .many import compare_many
 from .page import render_report
 from .pairs import ShadowPair
 from .report import Agreement, Differences, Latency, RevisionFigures, ShadowReport
+from .tally import shadow_report
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -25,4 +25,5 @@ __all__ = [
     "compare_answers",
     "compare_many",
     "render_report",
+    "shadow_report",
 ]

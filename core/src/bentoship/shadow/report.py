@@ -4,14 +4,11 @@ its labels and numbers moved, and both revisions' errors and latency."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .compare import DEFAULT_TOLERANCE
-
 if TYPE_CHECKING:
-    from .pairs import ShadowPair
+    pass
 
 __all__ = ["Agreement", "Differences", "Latency", "RevisionFigures", "ShadowReport"]
 
@@ -95,20 +92,6 @@ class ShadowReport:
     first_time: float | None = None
     last_time: float | None = None
 
-    @classmethod
-    def from_pairs(
-        cls,
-        pairs: Sequence[ShadowPair],
-        *,
-        dropped: int = 0,
-        tolerance: float = DEFAULT_TOLERANCE,
-    ) -> ShadowReport:
-        """The report of ``pairs`` (see :func:`bentoship.shadow.tally.tally`). Needs NumPy and
-        scipy (the ``drift`` extra)."""
-        from .tally import tally
-
-        return tally(pairs, dropped=dropped, tolerance=tolerance)
-
     @property
     def labelled(self) -> int:
         """Compared pairs whose two answers are class labels."""
@@ -157,12 +140,6 @@ class ShadowReport:
         if before is not None and after is not None:
             line += f"; p95 {before:.0f} -> {after:.0f} ms ({after - before:+.0f} ms)"
         return f"{line}; {self.pairs} pairs, {self.dropped} dropped"
-
-    def to_html(self) -> str:
-        """The report as one self-contained HTML page."""
-        from .page import render_report
-
-        return render_report(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, and the derived figures (rates and changes) beside them."""

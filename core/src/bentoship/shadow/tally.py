@@ -21,15 +21,15 @@ from .pairs import ShadowPair, is_error
 from .report import Agreement, Differences, Latency, RevisionFigures, ShadowReport
 from .statistics import absolute_differences, quantiles, wilson_interval
 
-__all__ = ["tally"]
+__all__ = ["shadow_report"]
 
 
-def tally(
+def shadow_report(
     pairs: Sequence[ShadowPair], *, dropped: int = 0, tolerance: float = DEFAULT_TOLERANCE
 ) -> ShadowReport:
     """The report of ``pairs``; ``dropped`` is how many mirrored requests were not recorded."""
     for module in ("numpy", "scipy.stats"):
-        require(module, feature="ShadowReport.from_pairs", extra="drift")
+        require(module, feature="shadow_report", extra="drift")
     check_tolerance(tolerance)
     if dropped < 0:
         raise ConfigError(f"dropped must be >= 0, not {dropped}")
