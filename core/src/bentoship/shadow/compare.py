@@ -30,7 +30,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _numbersagree(a: float, b: float, tolerance: float) -> bool:
+def _numbers_agree(a: float, b: float, tolerance: float) -> bool:
     if a == b:
         return True
     try:
@@ -42,7 +42,7 @@ def _numbersagree(a: float, b: float, tolerance: float) -> bool:
 def agree(a: Any, b: Any, tolerance: float) -> bool:
     """:func:`compare_answers` without checking ``tolerance``."""
     if _is_number(a) and _is_number(b):
-        return _numbersagree(a, b, tolerance)
+        return _numbers_agree(a, b, tolerance)
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return len(a) == len(b) and all(agree(x, y, tolerance) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
