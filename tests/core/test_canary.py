@@ -164,3 +164,12 @@ def test_sigterm_raises_inside_the_block_once_and_the_handler_is_put_back() -> N
             assert signal.getsignal(signal.SIGTERM) is own  # an orchestrator's is kept
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_step_is_over_when_it_failed_held_its_interval_or_waited_too_long() -> None:
+    policy = CanaryPolicy(interval=10, min_requests=100, step_timeout=60)
+    assert not policy.step_over(99, False, 59.9), "too few requests to judge: it waits"
+    assert policy.step_over(100, False, 1.0), "enough requests and failing: at once"
+    assert not policy.step_over(100, True, 9.9), "passing, but the interval is not over"
+    assert policy.step_over(100, True, 10.0)
+    assert policy.step_over(0, True, 60.0), "waited step_timeout for traffic"

@@ -6,7 +6,9 @@ while clients call the stable endpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -92,19 +94,32 @@ def test_canary_split_sticky_routing_then_analysis_promotes(client: Client, echo
     assert {a.status for a in live.answers} == {200}
 
 
+class WithoutPlans(Client):
+    """A client of the same plane that sees no ``analysis`` extension, as against an older
+    bentoship: the step runs the analysis itself."""
+
+    def get_extensions(self) -> frozenset[str]:
+        return super().get_extensions() - {"analysis"}
+
+
 def test_analysis_discards_a_candidate_that_fails_five_percent(
-    client: Client, echo_v1: str
+    client: Client, echo_v1: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     serving = client.get_deployment(NAME).serving_revision
     rollout = candidate(client, echo_v1, ECHO_FAIL_EVERY="20")
     with pytest.raises(InvalidRequestError, match="not a ready candidate"):
         analyze_canary(promote_target(rollout), POLICY, client=client)
 
-    with TrafficLoop(f"{rollout.endpoint_url}/echo", pause=0.01) as live:
+    older = WithoutPlans(client.endpoint, client.connection.token)
+    steps_log = caplog.at_level(logging.INFO, logger="bentoship.steps")
+    with TrafficLoop(f"{rollout.endpoint_url}/echo", pause=0.01) as live, older, steps_log:
         with pytest.raises(CanaryFailed, match=r"success rate 9\d\.\d\d%") as caught:
-            analyze_canary(rollout, POLICY, client=client)
+            analyze_canary(rollout, POLICY, client=older)
         seen = len(live.answers)
         live.wait_for(seen + 50)
+    assert "runs no analysis plans; this step runs the canary analysis" in caplog.text
+    with contextlib.suppress(NotFoundError):  # the step judged it: the plane ran no plan on it
+        assert client.analysis(NAME)["revision"] != rollout.revision
     analysis = caught.value.analysis
     assert analysis["verdict"] == "rolled_back" and len(analysis["steps"]) == 1
     step = analysis["steps"][0]

@@ -66,6 +66,12 @@ class CanaryPolicy:
         """How long one step may wait for ``min_requests`` before it fails."""
         return self.step_timeout if self.step_timeout is not None else 10 * self.interval
 
+    def step_over(self, candidate_requests: int, passed: bool, elapsed: float) -> bool:
+        """Whether a step is decided: it failed with enough requests, held for its interval
+        with enough, or waited ``wait_limit`` for them."""
+        enough = candidate_requests >= self.min_requests
+        return (enough and (not passed or elapsed >= self.interval)) or elapsed >= self.wait_limit
+
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CanaryPolicy:
         """From the plain mapping orchestrators pass around (unknown keys are errors)."""

@@ -190,11 +190,9 @@ def _tell_progress(name: str, revision: str | None, progress: dict[str, Any] | N
     if not progress:
         return
     if progress["requests"] < progress["min_requests"]:
-        log.info(
-            "canary %s of %s at %d%%: waiting for traffic, %d of %d requests after %.0f s "
-            "(the step fails after %.0f s)",
-            revision,
+        _tell_waiting(
             name,
+            revision,
             progress["weight"],
             progress["requests"],
             progress["min_requests"],
@@ -210,6 +208,28 @@ def _tell_progress(name: str, revision: str | None, progress: dict[str, Any] | N
             progress["requests"],
             progress["seconds"],
         )
+
+
+def _tell_waiting(
+    name: str,
+    revision: str | None,
+    weight: int,
+    requests: int,
+    needed: int,
+    seconds: float,
+    wait_limit: float,
+) -> None:
+    log.info(
+        "canary %s of %s at %d%%: waiting for traffic, %d of %d requests after %.0f s "
+        "(the step fails after %.0f s)",
+        revision,
+        name,
+        weight,
+        requests,
+        needed,
+        seconds,
+        wait_limit,
+    )
 
 
 def _stopped_by(exc: BaseException) -> str:
@@ -243,19 +263,16 @@ def _run_step(
             window_stats(start, now, baseline),
         )
         elapsed = time.monotonic() - began
-        enough = verdict.candidate.requests >= policy.min_requests
-        failing = enough and not verdict.passed
-        if failing or (enough and elapsed >= policy.interval) or elapsed >= policy.wait_limit:
+        requests = verdict.candidate.requests
+        if policy.step_over(requests, verdict.passed, elapsed):
             return verdict
-        if not enough and time.monotonic() - told >= policy.interval:
+        if requests < policy.min_requests and time.monotonic() - told >= policy.interval:
             told = time.monotonic()
-            log.info(
-                "canary %s of %s at %d%%: waiting for traffic, %d of %d requests after %.0f s "
-                "(the step fails after %.0f s)",
-                rollout.revision,
+            _tell_waiting(
                 rollout.name,
+                rollout.revision,
                 weight,
-                verdict.candidate.requests,
+                requests,
                 policy.min_requests,
                 elapsed,
                 policy.wait_limit,

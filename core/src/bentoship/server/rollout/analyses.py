@@ -226,10 +226,7 @@ class Analyses:
                 "seconds": round(elapsed, 3),
                 "wait_limit": policy.wait_limit,
             }
-            enough = verdict.candidate.requests >= policy.min_requests
-            if (enough and (not verdict.passed or elapsed >= policy.interval)) or (
-                elapsed >= policy.wait_limit
-            ):
+            if policy.step_over(verdict.candidate.requests, verdict.passed, elapsed):
                 return verdict
 
     def _left(self, uid: str) -> str:
