@@ -127,7 +127,11 @@ class Analyses:
             record = self.records.get(uid)
             if record is not None and record.deployment == name:
                 runner.cancel()
+                self._progress.pop(uid, None)
         self.records.forget(name)
+        changed = self._changed.pop(name, None)
+        if changed is not None:
+            changed.set()
 
     def _moved(self, rev: Revision, phase: RevisionPhase) -> None:
         if phase != RevisionPhase.CANDIDATE:
