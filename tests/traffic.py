@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -27,7 +28,8 @@ class Answer:
 class TrafficLoop:
     """``clients`` threads POST ``payload`` to ``url`` until stopped; every answer is kept.
 
-    Use as a context manager; ``pause`` sleeps between calls (0 for as fast as they go).
+    Use as a context manager; ``pause`` sleeps between calls (0 for as fast as they go);
+    ``payloads``, if given, makes the n-th call's payload (n counts every client's calls).
     """
 
     url: str
@@ -35,18 +37,25 @@ class TrafficLoop:
     clients: int = 4
     pause: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    payloads: Callable[[int], Any] | None = None
     answers: list[Answer] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _calls: int = 0
 
     def _run(self) -> None:
         with httpx.Client(timeout=10.0, trust_env=False) as http:
             while not self._stop.is_set():
                 try:
+                    payload = self.payload
+                    if self.payloads is not None:
+                        with self._lock:
+                            self._calls += 1
+                            payload = self.payloads(self._calls)
                     started = time.perf_counter()
-                    response = http.post(self.url, json=self.payload, headers=self.headers)
+                    response = http.post(self.url, json=payload, headers=self.headers)
                     seconds = time.perf_counter() - started
                     if response.status_code >= 500:
                         with self._lock:

@@ -45,6 +45,26 @@ SENTENCES: list[tuple[ev.DeploymentEvent, str, str]] = [
         "verdict",
         "analysis of r2: discarded: at 10%: only 3 requests",
     ),
+    (
+        ev.ShadowStarted("r2", 50, "predict"),
+        "shadow",
+        "50% of the endpoint's requests to predict are mirrored to r2",
+    ),
+    (
+        ev.ShadowStarted("r2", 100, ""),
+        "shadow",
+        "100% of the endpoint's requests are mirrored to r2",
+    ),
+    (
+        ev.ShadowStopped("r2", 240, "r2 is serving"),
+        "shadow",
+        "mirroring to r2 stopped after 240 pairs: r2 is serving",
+    ),
+    (
+        ev.ShadowJudged("r2", False, "agrees on 70.0% of 200 pairs; discarded"),
+        "analysis",
+        "shadow r2 agrees on 70.0% of 200 pairs; discarded",
+    ),
     (ev.Crashed("r1", 0, 137), "crashed", "r1 replica 0 exited (code 137); restarting"),
     (ev.Restarted("r1"), "restarted", "r1 serves again"),
     (ev.Restarted("r1", 2), "restarted", "r1 replica 2 serves again"),

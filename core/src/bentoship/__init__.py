@@ -21,6 +21,7 @@ from .errors import (
     NotFoundError,
     ResponseLost,
     ServerUnavailableError,
+    ShadowFailed,
     SmokeTestFailed,
 )
 from .statuses import DeploymentStatus
@@ -39,7 +40,13 @@ if TYPE_CHECKING:
         TrafficReport,
     )
     from .rollouts import RolloutCheck, RolloutState, acheck_rollout, check_rollout
-    from .shadow import ShadowPair, ShadowReport, compare_answers
+    from .shadow import (
+        ShadowAnalysis,
+        ShadowPair,
+        ShadowPolicy,
+        ShadowReport,
+        compare_answers,
+    )
 
 _LAZY = {
     "Client": "client",
@@ -58,6 +65,8 @@ _LAZY = {
     "RolloutState": "rollouts",
     "check_rollout": "rollouts",
     "acheck_rollout": "rollouts",
+    "ShadowAnalysis": "shadow",
+    "ShadowPolicy": "shadow",
     "ShadowPair": "shadow",
     "ShadowReport": "shadow",
     "compare_answers": "shadow",
@@ -98,7 +107,10 @@ __all__ = [
     "RolloutLike",
     "RolloutState",
     "ServerUnavailableError",
+    "ShadowAnalysis",
+    "ShadowFailed",
     "ShadowPair",
+    "ShadowPolicy",
     "ShadowReport",
     "SmokeTestFailed",
     "TrafficReport",

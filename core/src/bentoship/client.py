@@ -20,6 +20,7 @@ from ._http import Call, Plan, RetryPolicy, Sleep
 from .connection import Connection, mask_token, resolve_connection
 from .errors import (
     AuthenticationError,
+    ConfigError,
     InvalidRequestError,
     NotFoundError,
     ResponseLost,
@@ -213,14 +214,40 @@ class _Plans:
         call = Call("GET", _deployment_path(name, "/traffic"), not_found=_not_found(name))
         return TrafficReport.from_api((yield from self._send(call)))
 
-    def _plan_start_analysis(self, name: str, canary: dict[str, Any]) -> Plan[dict[str, Any]]:
+    def _plan_start_analysis(
+        self, name: str, canary: dict[str, Any] | None, shadow: dict[str, Any] | None
+    ) -> Plan[dict[str, Any]]:
+        if (canary is None) == (shadow is None):
+            raise ConfigError("start_analysis: pass one plan, canary= or shadow=")
+        plan = {"canary": canary} if canary is not None else {"shadow": shadow}
+        call = Call(
+            "PUT", _deployment_path(name, "/analysis"), json=plan, not_found=_not_found(name)
+        )
+        return dict((yield from self._send(call)))
+
+    def _plan_set_shadow(
+        self, name: str, percent: int, apis: list[str] | None
+    ) -> Plan[dict[str, Any]]:
         call = Call(
             "PUT",
-            _deployment_path(name, "/analysis"),
-            json={"canary": canary},
+            _deployment_path(name, "/shadow"),
+            json={"percent": percent, "apis": apis},
             not_found=_not_found(name),
         )
         return dict((yield from self._send(call)))
+
+    def _plan_shadow(self, name: str) -> Plan[dict[str, Any]]:
+        call = Call("GET", _deployment_path(name, "/shadow"), not_found=_not_found(name))
+        return dict((yield from self._send(call)))
+
+    def _plan_shadow_pairs(self, name: str, since: float, limit: int) -> Plan[list[dict[str, Any]]]:
+        call = Call(
+            "GET",
+            _deployment_path(name, "/shadow/pairs"),
+            params={"since": f"{max(since, 0.0):.6f}", "limit": limit},
+            not_found=_not_found(name),
+        )
+        return list((yield from self._send(call))["pairs"])
 
     def _plan_analysis(self, name: str, seen: int, timeout: float) -> Plan[dict[str, Any]]:
         timeout = min(max(timeout, 0.0), LONG_POLL_LIMIT)
@@ -452,9 +479,29 @@ class Client(_Plans):
         """The endpoint's counts per revision."""
         return self._run(self._plan_traffic(name))
 
-    def start_analysis(self, name: str, canary: dict[str, Any]) -> dict[str, Any]:
-        """Have the control plane run a canary analysis of ``name``'s held candidate."""
-        return self._run(self._plan_start_analysis(name, canary))
+    def start_analysis(
+        self,
+        name: str,
+        canary: dict[str, Any] | None = None,
+        *,
+        shadow: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Have the control plane run a canary or a shadow analysis of ``name``'s held
+        candidate (one plan: a ``CanaryPolicy`` or a ``ShadowPolicy`` as a dict)."""
+        return self._run(self._plan_start_analysis(name, canary, shadow))
+
+    def set_shadow(self, name: str, percent: int, apis: list[str] | None = None) -> dict[str, Any]:
+        """Mirror ``percent`` of ``name``'s requests (to ``apis``, or every API) to its held
+        candidate; 0 stops. The mirroring's state and figures."""
+        return self._run(self._plan_set_shadow(name, percent, apis))
+
+    def shadow(self, name: str) -> dict[str, Any]:
+        """``name``'s mirroring: its state, counts and the report of the pairs so far."""
+        return self._run(self._plan_shadow(name))
+
+    def shadow_pairs(self, name: str, since: float = 0.0, limit: int = 100) -> list[dict[str, Any]]:
+        """``name``'s pairs of answers after ``since`` (seconds since the epoch), oldest first."""
+        return self._run(self._plan_shadow_pairs(name, since, limit))
 
     def analysis(self, name: str, seen: int = -1, timeout: float = 0.0) -> dict[str, Any]:
         """``name``'s latest analysis; with ``timeout``, once it judged more than ``seen``
@@ -667,8 +714,27 @@ class AsyncClient(_Plans):
         """Give the candidate ``weight`` percent of the endpoint's traffic."""
         return await self._run(self._plan_set_canary(name, weight, route_type, route_by))
 
-    async def start_analysis(self, name: str, canary: dict[str, Any]) -> dict[str, Any]:
-        return await self._run(self._plan_start_analysis(name, canary))
+    async def start_analysis(
+        self,
+        name: str,
+        canary: dict[str, Any] | None = None,
+        *,
+        shadow: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return await self._run(self._plan_start_analysis(name, canary, shadow))
+
+    async def set_shadow(
+        self, name: str, percent: int, apis: list[str] | None = None
+    ) -> dict[str, Any]:
+        return await self._run(self._plan_set_shadow(name, percent, apis))
+
+    async def shadow(self, name: str) -> dict[str, Any]:
+        return await self._run(self._plan_shadow(name))
+
+    async def shadow_pairs(
+        self, name: str, since: float = 0.0, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        return await self._run(self._plan_shadow_pairs(name, since, limit))
 
     async def analysis(self, name: str, seen: int = -1, timeout: float = 0.0) -> dict[str, Any]:
         return await self._run(self._plan_analysis(name, seen, timeout))

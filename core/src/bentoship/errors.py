@@ -17,6 +17,7 @@ __all__ = [
     "NotFoundError",
     "ResponseLost",
     "ServerUnavailableError",
+    "ShadowFailed",
     "SmokeTestFailed",
 ]
 
@@ -98,6 +99,15 @@ class CanaryFailed(DeploymentFailed):
 
     def __init__(self, message: str, *, deployment: str, analysis: dict[str, Any]) -> None:
         super().__init__(message, deployment=deployment, reason=str(analysis.get("reason", "")))
+        self.analysis = analysis
+
+
+class ShadowFailed(DeploymentFailed):
+    """Shadow analysis rejected the candidate, which was discarded: ``analysis`` (a
+    ``ShadowAnalysis``) holds why, and the report of its pairs."""
+
+    def __init__(self, message: str, *, deployment: str, analysis: Any) -> None:
+        super().__init__(message, deployment=deployment, reason=str(analysis.reason))
         self.analysis = analysis
 
 

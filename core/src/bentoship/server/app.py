@@ -20,6 +20,7 @@ from .api import (
     pods,
     registry,
     secrets,
+    shadow,
 )
 from .api.common import Services
 from .api.openapi import document
@@ -64,6 +65,7 @@ def build_app(
         *secrets.routes(controller.secrets.book),
         *extensions.routes(services),
         *analyses.routes(services),
+        *shadow.routes(services),
         *platform.routes(services),
         *pods.routes(services),
         *deployments.routes(services),

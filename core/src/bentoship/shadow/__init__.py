@@ -7,10 +7,12 @@ and latency, as JSON or as one self-contained HTML page (:func:`render_report`).
 needs NumPy and scipy (the ``drift`` extra); :func:`compare_answers` needs neither.
 """
 
+from .analysis import ShadowAnalysis
 from .compare import DEFAULT_TOLERANCE, compare_answers
 from .many import compare_many
 from .page import render_report
 from .pairs import ShadowPair
+from .policy import ShadowPolicy, ShadowVerdict, judge_shadow
 from .report import Agreement, Differences, Latency, RevisionFigures, ShadowReport
 from .tally import shadow_report
 
@@ -20,10 +22,14 @@ __all__ = [
     "Differences",
     "Latency",
     "RevisionFigures",
+    "ShadowAnalysis",
     "ShadowPair",
+    "ShadowPolicy",
     "ShadowReport",
+    "ShadowVerdict",
     "compare_answers",
     "compare_many",
+    "judge_shadow",
     "render_report",
     "shadow_report",
 ]

@@ -9,6 +9,7 @@ from .local_store import import_bento_file, import_model_file
 from .promote import discard, promote
 from .push import push
 from .rollback import abort, rollback
+from .shadow import analyze_shadow
 from .ship import ship
 from .smoke import SmokeTest, smoke_test
 from .wait import async_wait_until_ready, wait_until_ready
@@ -18,6 +19,7 @@ __all__ = [
     "SmokeTest",
     "abort",
     "analyze_canary",
+    "analyze_shadow",
     "async_wait_until_ready",
     "build",
     "check_drift",

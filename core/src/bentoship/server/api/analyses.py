@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..errors import NotFound
+from ..errors import Invalid, NotFound
 from ..rollout.analysis_records import AnalysisRecord
 from .bodies import AnalysisBody, parse
 from .common import Services, json_body
@@ -29,9 +29,17 @@ def routes(services: Services) -> list[Route]:
         name = request.path_params["name"]
         controller.get(name)
         body = parse(AnalysisBody, await json_body(request))
-        canary = body.canary.model_dump(exclude_none=True)
+        if (body.canary is None) == (body.shadow is None):
+            raise Invalid(
+                'canary: send one plan, canary or shadow, such as {"canary": {"steps": '
+                '[10, 50, 100]}} or {"shadow": {"min_pairs": 200}}'
+            )
         async with controller.runtime(name).lock:
-            record = analyses.submit(name, canary)
+            if body.canary is not None:
+                record = analyses.submit(name, body.canary.model_dump(exclude_none=True))
+            else:
+                assert body.shadow is not None
+                record = analyses.submit_shadow(name, body.shadow.model_dump(exclude_none=True))
         return answer(record)
 
     async def watch(request: Request) -> JSONResponse:

@@ -38,6 +38,8 @@ __all__ = [
     "RevisionBody",
     "SecretBody",
     "SecretUpdateBody",
+    "ShadowBody",
+    "ShadowPlan",
     "parse",
 ]
 
@@ -181,10 +183,39 @@ class CanaryPlan(Body):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class AnalysisBody(Body):
-    """The analysis of the held candidate: today a canary plan."""
+ApiName = Annotated[StrictStr, Field(min_length=1, max_length=253)]
 
-    canary: CanaryPlan
+
+class ShadowPlan(Body):
+    """A shadow analysis the control plane runs (``bentoship.ShadowPolicy``'s fields)."""
+
+    percent: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
+    min_pairs: Annotated[StrictInt, Field(ge=1, le=10**7)] | None = None
+    min_agreement: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    max_error_rate_increase: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    max_p99_ratio: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    p99_slack_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    timeout: Annotated[float, Field(gt=0, le=30 * 86400, allow_inf_nan=False)] | None = None
+    apis: list[ApiName] | None = Field(None, min_length=1, max_length=100)
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class AnalysisBody(Body):
+    """The analysis of the held candidate: a canary plan or a shadow plan."""
+
+    canary: CanaryPlan | None = None
+    shadow: ShadowPlan | None = None
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ShadowBody(Body):
+    """Mirror ``percent`` of the endpoint's requests (to ``apis``, or every API) to the held
+    candidate; 0 stops."""
+
+    percent: Annotated[StrictInt, Field(ge=0, le=100)]
+    apis: list[ApiName] | None = Field(None, min_length=1, max_length=100)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RepositoryBody(Body):

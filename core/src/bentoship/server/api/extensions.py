@@ -35,6 +35,7 @@ EXTENSIONS = (
     "canary",
     "traffic",
     "analysis",
+    "shadow",
     "events",
     "metrics",
     "monitoring",

@@ -29,6 +29,7 @@ from .bodies import (
     RevisionBody,
     SecretBody,
     SecretUpdateBody,
+    ShadowBody,
 )
 from .logs import LogDownloadParams, LogSearchParams
 from .monitoring import MonitoringParams
@@ -41,6 +42,7 @@ from .params import (
     LogsParams,
     Params,
     SecretListParams,
+    ShadowPairsParams,
     VersionListParams,
     WaitParams,
     WriteParams,
@@ -56,6 +58,7 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/api/v2/deployments/{name}/promote"): RevisionBody,
     ("PUT", "/api/v2/deployments/{name}/canary"): CanarySplitBody,
     ("PUT", "/api/v2/deployments/{name}/analysis"): AnalysisBody,
+    ("PUT", "/api/v2/deployments/{name}/shadow"): ShadowBody,
     ("POST", "/api/v1/api_tokens"): ApiTokenBody,
     ("POST", "/api/v1/org_secrets"): SecretBody,
     ("PATCH", "/api/v1/org_secrets/{name}"): SecretUpdateBody,
@@ -85,6 +88,7 @@ QUERIES: dict[tuple[str, str], type[Params]] = {
     ("GET", "/api/v1/instance_types"): ClusterParams,
     ("GET", f"{DEPLOYMENT}/wait"): WaitParams,
     ("GET", f"{DEPLOYMENT}/analysis"): AnalysisParams,
+    ("GET", f"{DEPLOYMENT}/shadow/pairs"): ShadowPairsParams,
     ("GET", f"{DEPLOYMENT}/revisions/{{revision}}/logs"): LogsParams,
     ("GET", "/api/v1/bento_repositories/{repo}/bentos"): VersionListParams,
     ("GET", "/api/v1/model_repositories/{repo}/models"): VersionListParams,

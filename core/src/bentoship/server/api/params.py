@@ -25,6 +25,7 @@ __all__ = [
     "LogsParams",
     "Moment",
     "SecretListParams",
+    "ShadowPairsParams",
     "VersionListParams",
     "WaitParams",
     "WriteParams",
@@ -118,6 +119,13 @@ class AnalysisParams(Params):
         BeforeValidator(_plain_decimal),
         Field(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False),
     ] = 0.0
+
+
+class ShadowPairsParams(Params):
+    """Pairs after ``since`` (seconds since the epoch), oldest first, at most ``limit``."""
+
+    since: Annotated[float, BeforeValidator(_plain_decimal), Field(ge=0, allow_inf_nan=False)] = 0.0
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
 class LogsParams(Params):

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .upstream import UpstreamPool
+
+if TYPE_CHECKING:
+    from .mirror import DropReason, MirroredRequest
 
 __all__ = [
     "Backends",
     "Lease",
+    "Mirrors",
     "ObservedRequest",
     "Outcome",
     "RequestEnd",
@@ -123,11 +127,20 @@ class RequestObserver(Protocol):
     def request_ended(self, request: ObservedRequest, end: RequestEnd) -> None: ...
 
 
+class Mirrors(Protocol):
+    """Where the copies of mirrored requests go (``endpoint.mirror.MirrorSender``)."""
+
+    def offer(self, request: MirroredRequest) -> None: ...
+
+    def drop(self, deployment: str, reason: DropReason) -> None: ...
+
+
 class Backends(Protocol):
     """What the proxy needs from the rollout."""
 
     token: str
     observer: RequestObserver
+    mirrors: Mirrors
 
     def requires_auth(self, deployment: str, role: Role) -> bool: ...
 

@@ -23,35 +23,18 @@ from typing import Any, cast
 
 import httptools
 
+from .heads import HOP_BY_HOP, forwarded_head
 from .interface import Backends, Outcome, RequestEnd, Role, Route, Scope, Upstream
+from .mirror import MIRRORED_BODY_BYTES, AnswerCopy, DropReason, MirroredRequest
 from .upstream import UpstreamConnection, UpstreamPool
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 REPLAYED_BODY_BYTES = 1024 * 1024
 """A request body up to this size is kept until the answer starts, to resend it once when a
 kept-alive connection turns out to be closed."""
 HIGH_WATER = 256 * 1024
 KEEP_ALIVE_SECONDS = 30.0
 REVISION_HEADER = b"x-bentoship-revision"
-OWN_COOKIE_PREFIX = b"bentoship_"
 NO_BODY_STATUSES = frozenset({204, 304})
-
-
-def _without_own_cookies(header: bytes) -> bytes:
-    """A ``Cookie`` header without the control plane's own cookies (``bentoship_*``)."""
-    parts = [part.strip() for part in header.split(b";")]
-    return b"; ".join(p for p in parts if p and not p.startswith(OWN_COOKIE_PREFIX))
 
 
 def _error_answer(status: int, message: str, revision: bytes | None, close: bool) -> bytes:
@@ -112,6 +95,11 @@ class Exchange:
         self.finished = False
         self.status = 0
         self.paused_request = False
+        self.mirror_body: list[bytes] | None = None
+        """The request's body so far, kept for its mirrors (None when it has none)."""
+        self.mirror_size = 0
+        self.answer_copy: AnswerCopy | None = None
+        self.time = 0.0
 
     # what observers read (interface.ObservedRequest)
 
@@ -161,6 +149,12 @@ class Exchange:
 
     def forward(self, data: bytes) -> None:
         self.body_size += len(data)
+        if self.mirror_body is not None:
+            self.mirror_size += len(data)
+            if self.mirror_size <= MIRRORED_BODY_BYTES:
+                self.mirror_body.append(data)
+            else:
+                self.mirror_body.clear()
         if self.replayable and self.body_size > REPLAYED_BODY_BYTES:
             self.replayable = False
             if self.upstream_connection is not None:
@@ -185,22 +179,42 @@ class Exchange:
             self.client.reading(True)
 
     def upstream_head(self, host: bytes) -> bytes:
-        token = self.client.bearer
-        lines = [self.method, b" ", self.target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
-        for key, value in self.headers:
-            if key in HOP_BY_HOP or key == b"host":
-                continue
-            if key == b"authorization" and hmac.compare_digest(value.strip(), token):
-                continue
-            if key == b"cookie":
-                value = _without_own_cookies(value)
-                if not value:
-                    continue
-            lines += (key, b": ", value, b"\r\n")
-        if self.chunked:
-            lines.append(b"transfer-encoding: chunked\r\n")
-        lines.append(b"\r\n")
-        return b"".join(lines)
+        return forwarded_head(
+            self.method,
+            self.target,
+            self.headers,
+            host=host,
+            bearer=self.client.bearer,
+            chunked=self.chunked,
+        )
+
+    def keep_for_mirrors(self) -> None:
+        """Keep a copy of the body and of the answer, for the route's mirrors."""
+        self.time = time.time()
+        self.mirror_body = list(self.body)
+        self.mirror_size = sum(map(len, self.body))
+        self.answer_copy = AnswerCopy()
+
+    def mirrored_copy(self) -> MirroredRequest | DropReason:
+        """The answered request, ready for its mirror; or why it cannot be mirrored."""
+        route, body = self.route, self.mirror_body
+        assert route is not None and body is not None and self.answer_copy is not None
+        if self.mirror_size > MIRRORED_BODY_BYTES:
+            return DropReason.TOO_LARGE
+        if not self.body_done:
+            return DropReason.UNANSWERED
+        return MirroredRequest(
+            deployment=self.deployment,
+            mirror=route.mirrors[0],
+            method=self.method,
+            target=self.target,
+            headers=self.headers,
+            body=b"".join(body),
+            chunked=self.chunked,
+            time=self.time,
+            served_by=route.primary.revision,
+            served=self.answer_copy.answer(self.status, time.perf_counter() - self.started),
+        )
 
     def send(self, connection: UpstreamConnection, reused: bool) -> None:
         """Send the head and the body so far on ``connection``; the rest follows as it comes."""
@@ -254,6 +268,8 @@ class Exchange:
         self.out.append(b"".join(lines))
 
     def response_body(self, chunk: bytes) -> None:
+        if self.answer_copy is not None:
+            self.answer_copy.add(chunk)
         if self.answer_chunked:
             self.out += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
         else:
@@ -467,6 +483,8 @@ class EndpointProxy:
             self._dispatch(exchange, route)
 
     def _dispatch(self, exchange: Exchange, route: Route) -> None:
+        if route.mirrors and exchange.route is None:
+            exchange.keep_for_mirrors()
         exchange.route = route
         exchange.revision_name = route.primary.name.encode()
         exchange.started = time.perf_counter()
@@ -538,9 +556,17 @@ class EndpointProxy:
         exchange.client.answered(exchange)
 
     def answered(self, exchange: Exchange) -> None:
-        """The answer is complete: report it, then let the caller's connection go on."""
+        """The answer is complete: report it, then let the caller's connection go on; then
+        a copy goes to the route's mirror, if it has one."""
         self._end(exchange, Outcome.ANSWERED, answered=True)
         exchange.client.answered(exchange)
+        if exchange.mirror_body is not None:
+            copy = exchange.mirrored_copy()
+            exchange.mirror_body = exchange.answer_copy = None
+            if isinstance(copy, MirroredRequest):
+                self.backends.mirrors.offer(copy)
+            else:
+                self.backends.mirrors.drop(self.deployment, copy)
 
     def abandon(self, exchange: Exchange, outcome: Outcome = Outcome.CLIENT_GONE) -> None:
         """The caller went away, or the answer broke off: drop the exchange."""
@@ -565,3 +591,6 @@ class EndpointProxy:
         status = exchange.status if outcome is not Outcome.CLIENT_GONE else 0
         end = RequestEnd(outcome, status, exchange.sent, seconds)
         self.backends.observer.request_ended(exchange, end)
+        if outcome is not Outcome.ANSWERED and exchange.mirror_body is not None:
+            exchange.mirror_body = exchange.answer_copy = None
+            self.backends.mirrors.drop(self.deployment, DropReason.UNANSWERED)

@@ -24,6 +24,7 @@ from .logs import LogStore
 from .monitoring import MonitoringStore, Origin
 from .sampler import Sampler
 from .series import SeriesStore
+from .shadow_pairs import ShadowPairStore
 from .writer import AnalyticsWriter
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 LOG_POLL_SECONDS = 0.5
 MONITORING_POLL_SECONDS = 1.0
 MONITORING_PRUNE_SECONDS = 60.0
+PAIRS_FLUSH_SECONDS = 0.5
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Observability:
     monitoring_root: Path
     writer: AnalyticsWriter
     readers: Readers
+    shadow_pairs: ShadowPairStore
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
@@ -80,6 +83,10 @@ class Observability:
         monitoring = MonitoringStore(
             written, retention=settings.monitoring_retention, reader=readers
         )
+        shadow_pairs = ShadowPairStore(
+            written, writer, readers, retention=settings.metrics_retention
+        )
+        controller.shadows.pairs = shadow_pairs
         return cls(
             series,
             sampler,
@@ -92,6 +99,7 @@ class Observability:
             settings.data_dir / "monitoring",
             writer,
             readers,
+            shadow_pairs,
         )
 
     def start(self, *, sampling: bool = True) -> None:
@@ -99,6 +107,7 @@ class Observability:
         self._tasks = [
             asyncio.create_task(self._read_logs()),
             asyncio.create_task(self._ingest_monitoring_loop()),
+            asyncio.create_task(self._flush_pairs()),
         ]
         if sampling:
             self._tasks.append(asyncio.create_task(self.sampler.run()))
@@ -126,6 +135,9 @@ class Observability:
             self.logs.forget(deployment)
             self.series.forget(deployment)
             self.monitoring.forget(deployment)
+            self.shadow_pairs.forget(deployment)
+
+        self.shadow_pairs.flush()
 
         return self.writer.post(forget, f"forgetting deployment {deployment}")
 
@@ -174,9 +186,15 @@ class Observability:
                 if time.monotonic() - pruned > MONITORING_PRUNE_SECONDS:
                     pruned = time.monotonic()
                     await self.writer.run(self.monitoring.prune)
+                    await self.writer.run(self.shadow_pairs.prune)
             except Exception:
                 log.exception("ingesting the revisions' monitoring records failed")
             await asyncio.sleep(MONITORING_POLL_SECONDS)
+
+    async def _flush_pairs(self) -> None:
+        while True:
+            self.shadow_pairs.flush()
+            await asyncio.sleep(PAIRS_FLUSH_SECONDS)
 
     async def close(self) -> None:
         """Stop the tasks, read the logs' last lines and write the last counts; then the writer
@@ -190,6 +208,7 @@ class Observability:
             await self.tailer.poll()
         with contextlib.suppress(Exception):
             await asyncio.wrap_future(self.sampler.flush_traffic())
+        self.shadow_pairs.flush()
         self.sampler.gpu.close()
         await asyncio.to_thread(self.writer.close)
         self.logs.close()

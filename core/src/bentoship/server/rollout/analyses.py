@@ -12,20 +12,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from datetime import datetime
 from typing import Any, Protocol
 
 from ...canary import CanaryPolicy, StepVerdict, judge_step, window_stats
 from ...errors import InvalidRequestError
 from ...models import TrafficReport
 from ...refs import revision_name
+from ...shadow.policy import ShadowPolicy, judge_shadow
 from ..endpoint.split import RouteType, TrafficSplit
 from ..endpoint.traffic import LATENCY_BOUNDS
 from ..errors import Conflict, DomainError, Invalid
 from ..store import Deployment, Revision
-from .analysis_records import AnalysisRecord, AnalysisRecords, AnalysisState
+from .analysis_records import AnalysisKind, AnalysisRecord, AnalysisRecords, AnalysisState
 from .context import RolloutContext
-from .events import AnalysisEnded, AnalysisStarted, StepJudged
+from .events import AnalysisEnded, AnalysisStarted, ShadowJudged, StepJudged
 from .phases import RevisionPhase
+from .shadow import Shadows
 
 __all__ = ["Analyses", "CandidateCommands"]
 
@@ -45,9 +48,10 @@ class CandidateCommands(Protocol):
 
 
 class Analyses:
-    def __init__(self, ctx: RolloutContext, commands: CandidateCommands) -> None:
+    def __init__(self, ctx: RolloutContext, commands: CandidateCommands, shadows: Shadows) -> None:
         self.ctx = ctx
         self.commands = commands
+        self.shadows = shadows
         self.records = AnalysisRecords(ctx.store.db)
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._changed: dict[str, asyncio.Event] = {}
@@ -69,6 +73,41 @@ class Analyses:
             policy = CanaryPolicy.from_dict(canary)
         except (InvalidRequestError, TypeError, ValueError) as exc:
             raise Invalid(f"canary: {exc}") from None
+        ramp = ", ".join(f"{weight}%" for weight in policy.steps)
+        return self._submit(
+            name,
+            AnalysisKind.CANARY,
+            policy.to_dict(),
+            lambda label: AnalysisStarted(label, ramp, policy.interval),
+        )
+
+    def submit_shadow(self, name: str, shadow: object) -> AnalysisRecord:
+        """Run a shadow analysis of ``name``'s held candidate; the same plan again is a no-op."""
+        if not isinstance(shadow, dict):
+            raise Invalid("shadow: send the policy as an object, such as {min_pairs: 200}")
+        try:
+            policy = ShadowPolicy.from_dict(shadow)
+        except InvalidRequestError as exc:
+            raise Invalid(f"shadow: {exc}") from None
+        target = self.ctx.target_of(self.ctx.get(name))
+        if target is not None and target.phase == RevisionPhase.CANDIDATE:
+            self.shadows.check(name, target, policy.apis)
+        return self._submit(
+            name,
+            AnalysisKind.SHADOW,
+            policy.to_dict(),
+            lambda label: AnalysisStarted(
+                label, f"shadow {policy.percent}% until {policy.min_pairs} pairs", policy.timeout
+            ),
+        )
+
+    def _submit(
+        self,
+        name: str,
+        kind: AnalysisKind,
+        plan: dict[str, Any],
+        started: Any,
+    ) -> AnalysisRecord:
         dep = self.ctx.get(name)
         target = self.ctx.target_of(dep)
         if target is None or target.phase != RevisionPhase.CANDIDATE:
@@ -78,7 +117,7 @@ class Analyses:
                 " deploy it as a candidate and wait until it is ready"
             )
         existing = self.records.get(target.uid)
-        if existing is not None and existing.policy == policy.to_dict():
+        if existing is not None and existing.kind == kind and existing.policy == plan:
             return existing
         if existing is not None and existing.running:
             raise Conflict(
@@ -90,12 +129,12 @@ class Analyses:
                 revision=target.uid,
                 deployment=name,
                 name=revision_name(target.seq),
-                policy=policy.to_dict(),
+                policy=plan,
                 baseline=dep.serving_revision,
+                kind=kind,
             )
         )
-        ramp = ", ".join(f"{weight}%" for weight in policy.steps)
-        self.ctx.publish(name, AnalysisStarted(record.name, ramp, policy.interval))
+        self.ctx.publish(name, started(record.name))
         self._start(record)
         return record
 
@@ -174,6 +213,9 @@ class Analyses:
         record = self.records.get(uid)
         if record is None or not record.running:
             return
+        if record.kind == AnalysisKind.SHADOW:
+            await self._run_shadow(record)
+            return
         policy = CanaryPolicy.from_dict(record.policy)
         start = self._report()
         try:
@@ -232,6 +274,71 @@ class Analyses:
             }
             if policy.step_over(verdict.candidate.requests, verdict.passed, elapsed):
                 return verdict
+
+    async def _run_shadow(self, record: AnalysisRecord) -> None:
+        """Mirror until the policy's pairs are in (or its timeout), then judge the pairs and
+        promote or discard the candidate; mirroring stops either way."""
+        policy = ShadowPolicy.from_dict(record.policy)
+        since = datetime.fromisoformat(record.created_at).timestamp()
+        shadows, clock = self.shadows, self.ctx.clock
+        try:
+            state = shadows.start(record.deployment, policy.percent, policy.apis, by_analysis=True)
+            if state is None:
+                return
+            before = await shadows.count(record.deployment, record.revision, since)
+            began = clock.monotonic()
+            while True:
+                await clock.sleep(min(TICK_SECONDS, policy.timeout))
+                if not self._held(record.revision):
+                    return self._end(record, AnalysisState.STOPPED, self._left(record.revision))
+                if shadows.state(record.deployment) is not state:
+                    return self._end(record, AnalysisState.STOPPED, "mirroring was stopped")
+                pairs, elapsed = before + state.pairs, clock.monotonic() - began
+                self._progress[record.revision] = {
+                    "pairs": pairs,
+                    "min_pairs": policy.min_pairs,
+                    "dropped": sum(state.dropped.values()),
+                    "seconds": round(elapsed, 3),
+                    "timeout": policy.timeout,
+                }
+                if pairs >= policy.min_pairs or elapsed >= policy.timeout:
+                    break
+            report = await shadows.report(
+                record.deployment, record.revision, since, policy.tolerance
+            )
+            verdict = judge_shadow(policy, report)
+            figures = verdict.describe(report)
+            step = {"passed": verdict.passed, "problems": list(verdict.problems)}
+            record = self._save(
+                dataclasses.replace(
+                    record, step=1, verdicts=({**step, "report": report.to_dict()},)
+                )
+            )
+            self.ctx.publish(record.deployment, ShadowJudged(record.name, verdict.passed, figures))
+            shadows.stop(record.deployment, "the shadow analysis reached its verdict")
+            if not verdict.passed:
+                await self.commands.discard(record.deployment)
+                return self._end(record, AnalysisState.DISCARDED, "; ".join(verdict.problems))
+            await self.commands.promote(record.deployment, record.revision)
+            self._end(record, AnalysisState.PROMOTED, report.summary())
+        except DomainError as exc:
+            current = self.records.get(record.revision)
+            if current is not None and current.running:
+                self._end(current, AnalysisState.STOPPED, str(exc))
+        finally:
+            state_now = shadows.state(record.deployment)
+            ours = state_now is not None and state_now.candidate == record.revision
+            if (
+                ours
+                and state_now is not None
+                and state_now.by_analysis
+                and not self._running(record.revision)
+            ):
+                shadows.stop(record.deployment, "the shadow analysis ended")
+
+    def _running(self, uid: str) -> bool:
+        current = self.records.get(uid)
+        return current is not None and current.running
 
     def _left(self, uid: str) -> str:
         rev = self.ctx.store.get_revision(uid)

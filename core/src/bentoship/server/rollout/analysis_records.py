@@ -15,17 +15,24 @@ from typing import Any
 
 from ..store import now
 
-__all__ = ["AnalysisRecord", "AnalysisRecords", "AnalysisState"]
+__all__ = ["AnalysisKind", "AnalysisRecord", "AnalysisRecords", "AnalysisState"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS analyses (
     revision TEXT PRIMARY KEY, deployment TEXT NOT NULL, name TEXT NOT NULL,
     policy TEXT NOT NULL, baseline TEXT, state TEXT NOT NULL, step INTEGER NOT NULL,
     verdicts TEXT NOT NULL, reason TEXT NOT NULL, created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'canary'
 );
 CREATE INDEX IF NOT EXISTS analyses_by_deployment ON analyses (deployment, created_at);
 """
+
+
+class AnalysisKind(StrEnum):
+    CANARY = "canary"
+    """Ramp the candidate's share of live traffic, judging each step's errors and latency."""
+    SHADOW = "shadow"
+    """Mirror live traffic to the candidate and compare its answers with the serving ones."""
 
 
 class AnalysisState(StrEnum):
@@ -53,6 +60,7 @@ class AnalysisRecord:
     reason: str = ""
     created_at: str = dataclasses.field(default_factory=now)
     updated_at: str = dataclasses.field(default_factory=now)
+    kind: AnalysisKind = AnalysisKind.CANARY
 
     @property
     def running(self) -> bool:
@@ -63,18 +71,20 @@ class AnalysisRecord:
     ) -> dict[str, Any]:
         """The JSON of the analysis route; ``progress``: the running step's figures so far."""
         steps = list(self.policy.get("steps") or [])
+        last = self.verdicts[-1] if self.verdicts else {}
         return {
             "progress": progress if self.running else None,
             "deployment": self.deployment,
             "revision": self.name,
             "uid": self.revision,
-            "kind": "canary",
+            "kind": str(self.kind),
             "state": str(self.state),
             "step": self.step,
             "weight": steps[self.step] if self.running and self.step < len(steps) else None,
             "baseline": baseline_name,
             "policy": self.policy,
             "steps": list(self.verdicts),
+            "report": last.get("report") if self.kind == AnalysisKind.SHADOW else None,
             "reason": self.reason,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -87,11 +97,16 @@ class AnalysisRecords:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(analyses)")}
+        if "kind" not in columns:
+            db.execute("ALTER TABLE analyses ADD COLUMN kind TEXT NOT NULL DEFAULT 'canary'")
 
     def save(self, record: AnalysisRecord) -> AnalysisRecord:
         record = dataclasses.replace(record, updated_at=now())
         self._db.execute(
-            "INSERT OR REPLACE INTO analyses VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO analyses (revision, deployment, name, policy, baseline, state,"
+            " step, verdicts, reason, created_at, updated_at, kind)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 record.revision,
                 record.deployment,
@@ -104,6 +119,7 @@ class AnalysisRecords:
                 record.reason,
                 record.created_at,
                 record.updated_at,
+                str(record.kind),
             ),
         )
         return record
@@ -140,4 +156,5 @@ def _record(row: sqlite3.Row) -> AnalysisRecord:
         reason=row["reason"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        kind=AnalysisKind(row["kind"]),
     )

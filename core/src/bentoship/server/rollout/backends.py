@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from ..endpoint.balancing import Replica
 from ..endpoint.interface import (
+    Mirrors,
     ObservedRequest,
     Outcome,
     RequestEnd,
@@ -22,6 +23,7 @@ from .launcher import ReplicaHandle
 from .phases import Health, Lifecycle
 from .replicas import ReplicaSet
 from .runtime import DeploymentRuntime
+from .shadow import Shadows
 
 __all__ = ["BACKEND_WAIT_SECONDS", "EndpointBackends", "ReplicaLease", "RequestBook"]
 
@@ -30,10 +32,14 @@ BACKEND_WAIT_SECONDS = 60.0
 
 
 class EndpointBackends:
-    def __init__(self, ctx: RolloutContext, wake: Callable[[DeploymentRuntime], None]) -> None:
+    def __init__(
+        self, ctx: RolloutContext, wake: Callable[[DeploymentRuntime], None], shadows: Shadows
+    ) -> None:
         self.ctx = ctx
         self.wake = wake
+        self.shadows = shadows
         self.observer: RequestObserver = RequestBook(ctx)
+        self.mirrors: Mirrors = shadows.sender
         self.token = ctx.settings.token
         """The control plane's own token, which the endpoint accepts beside the revision's."""
         self._requires_auth: dict[tuple[str, Role], tuple[int, bool]] = {}
@@ -58,7 +64,8 @@ class EndpointBackends:
 
     def route(self, deployment: str, role: Role, scope: Scope) -> Route | None:
         """The route to a ready replica (the one with the fewest outstanding requests) of the
-        revision that the role and the canary split choose; None while there is none."""
+        revision that the role and the canary split choose, with the candidate as its mirror
+        when the shadow picks it; None while there is none."""
         rt = self.ctx.runtime(deployment)
         if role is Role.CANDIDATE:
             return self._lease(rt.candidate)
@@ -66,7 +73,12 @@ class EndpointBackends:
             route = self._lease(rt.candidate)
             if route is not None:
                 return route
-        return self._lease(rt.serving)
+        route = self._lease(rt.serving)
+        if route is not None and self.shadows.state(deployment) is not None:
+            mirror = self.shadows.mirror_for(rt, scope)
+            if mirror is not None:
+                return Route(route.primary, route.lease, (mirror,))
+        return route
 
     def _lease(self, pool: ReplicaSet | None) -> Route | None:
         replica = pool.choose() if pool is not None else None

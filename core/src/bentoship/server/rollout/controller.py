@@ -51,6 +51,7 @@ from .runner import PLANE_MARKER, kill_marked
 from .runtime import DeploymentRuntime
 from .scaling import Scaling
 from .secrets import RevisionSecrets
+from .shadow import Shadows
 from .tls import RevisionTLS
 from .views import RolloutViews
 
@@ -85,10 +86,11 @@ class Controller:
         self.placement = Placement(self.ctx, self.gpus)
         self.pools = Pools(self.ctx, self.placement)
         self.candidates = Candidates(self.ctx)
-        self.analyses = Analyses(self.ctx, self)
+        self.shadows = Shadows(self.ctx)
+        self.analyses = Analyses(self.ctx, self, self.shadows)
         self.reconciler = Reconciler(self.ctx, self.pools, self.placement, self.candidates)
         self.scaling = Scaling(self.ctx, self.pools, self.placement)
-        self.backends = EndpointBackends(self.ctx, self.reconciler.wake)
+        self.backends = EndpointBackends(self.ctx, self.reconciler.wake, self.shadows)
         self.views = RolloutViews(self.ctx, self.gpus)
         self.deleted_hooks: list[Callable[[str], None]] = []
         """Called with a deployment's name once it is deleted."""
@@ -333,6 +335,7 @@ class Controller:
             self.traffic.forget([rev.uid for rev in revisions])
             self.store.delete_deployment(name)
             self.analyses.forget(name)
+            self.shadows.forget(name)
             for hook in self.deleted_hooks:
                 hook(name)
             shutil.rmtree(self.settings.logs_dir / name, ignore_errors=True)

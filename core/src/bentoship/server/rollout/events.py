@@ -55,6 +55,8 @@ class EventKind(StrEnum):
     """A candidate's analysis started, or judged one of its steps (the control plane runs it)."""
     VERDICT = "verdict"
     """A candidate's analysis ended: promoted, discarded, or stopped when the candidate left."""
+    SHADOW = "shadow"
+    """Mirroring of the endpoint's requests to a held candidate started or stopped."""
     CRASHED = "crashed"
     RESTARTED = "restarted"
     """The serving revision's process ended on its own and was started again."""
@@ -248,6 +250,41 @@ class AnalysisEnded(DeploymentEvent):
 
 
 @dataclass(frozen=True)
+class ShadowStarted(DeploymentEvent):
+    kind = EventKind.SHADOW
+    percent: int
+    apis: str
+    """The mirrored APIs, comma-separated; empty for every API."""
+
+    def describe(self) -> str:
+        apis = f" to {self.apis}" if self.apis else ""
+        return f"{self.percent}% of the endpoint's requests{apis} are mirrored to {self.revision}"
+
+
+@dataclass(frozen=True)
+class ShadowStopped(DeploymentEvent):
+    kind = EventKind.SHADOW
+    pairs: int
+    reason: str
+
+    def describe(self) -> str:
+        return (
+            f"mirroring to {self.revision} stopped after {self.pairs} pairs{_because(self.reason)}"
+        )
+
+
+@dataclass(frozen=True)
+class ShadowJudged(DeploymentEvent):
+    kind = EventKind.ANALYSIS
+    held: bool
+    figures: str
+    """The pairs' figures and the verdict, as one line."""
+
+    def describe(self) -> str:
+        return f"shadow {self.revision} {self.figures}"
+
+
+@dataclass(frozen=True)
 class Crashed(DeploymentEvent):
     kind = EventKind.CRASHED
     replica: int
@@ -380,6 +417,9 @@ EVENT_TYPES: dict[str, type[DeploymentEvent]] = {
         AnalysisStarted,
         StepJudged,
         AnalysisEnded,
+        ShadowStarted,
+        ShadowStopped,
+        ShadowJudged,
         Crashed,
         Restarted,
         GpusGiven,
