@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from bentoship import Client, ShadowFailed, ShadowPolicy
+from bentoship.cli import main
 from bentoship.models import Rollout
 from bentoship.server import LocalControlPlane
 from bentoship.steps import analyze_shadow, deploy, push, smoke_test, wait_until_ready
@@ -146,12 +147,16 @@ def test_an_agreeing_candidate_is_promoted(plane: tuple[Client, str], echo_v1: s
 
 
 def test_a_slow_then_killed_candidate_never_hurts_live_traffic_and_drops_are_counted(
-    plane: tuple[Client, str], echo_v1: str
+    plane: tuple[Client, str], echo_v1: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client, token = plane
     serving = client.get_deployment(NAME).serving_revision
     rollout = candidate(client, echo_v1, CLASSIFY_SLEEP="5")
-    state = client.set_shadow(NAME, 100)
+    connection = ["--endpoint", client.endpoint, "--token", token]
+    assert main(["shadow", NAME, "--percent", "100", *connection]) == 0
+    said = capsys.readouterr().out
+    assert f"100% of the requests to every API are mirrored from {serving} to" in said
+    state = client.shadow(NAME)
     assert state["active"] and state["candidate"] == rollout.revision
 
     headers = {"Authorization": f"Bearer {token}", "Cookie": "bentoship_session=s; theme=dark"}
@@ -181,4 +186,6 @@ def test_a_slow_then_killed_candidate_never_hurts_live_traffic_and_drops_are_cou
     while client.get_deployment(NAME).candidate_revision and time.monotonic() < deadline:
         time.sleep(0.2)
     assert client.shadow(NAME)["active"] is False
+    assert main(["shadow", NAME, *connection]) == 0
+    assert "nothing is mirrored" in capsys.readouterr().out
     client.discard(NAME)

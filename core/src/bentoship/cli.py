@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help="canary analysis after the smoke test, e.g. '{\"steps\": [10, 50, 100]}'",
     )
+    ship.add_argument(
+        "--shadow",
+        type=_json,
+        metavar="JSON",
+        help="shadow analysis after the smoke test (mirrored live requests, answers compared), "
+        'e.g. \'{"min_pairs": 200, "min_agreement": 0.95}\'',
+    )
     deploy.add_argument("--wait", action="store_true", help="wait until the rollout is ready")
     deploy.add_argument(
         "--candidate",
@@ -167,6 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     canary.add_argument("weight", type=int, help="percent of the endpoint's requests (0-100)")
     canary.add_argument("--route-type", choices=("random", "header", "query"), default="random")
     canary.add_argument("--route-by", help="the header or query parameter to hash (sticky)")
+    shadow = subparsers.add_parser(
+        "shadow",
+        help="mirror a share of the endpoint's requests to the candidate; show the comparison",
+    )
+    shadow.add_argument("name")
+    shadow.add_argument(
+        "--percent",
+        type=int,
+        help="percent of the endpoint's requests to mirror (0 stops); without it, show only",
+    )
+    shadow.add_argument(
+        "--apis", help="comma-separated APIs to mirror, e.g. predict (default: every API)"
+    )
+    shadow.add_argument("--json", action="store_true", help="print the figures as JSON")
     revisions = subparsers.add_parser("revisions", help="list a deployment's revisions")
     revisions.add_argument("name")
     logs = subparsers.add_parser(
@@ -186,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("name")
     events.add_argument("--since", help="from: epoch seconds, ISO-8601, or a time ago (1h)")
     events.add_argument("--json", action="store_true", help="one JSON object per event")
-    for sub in (status, wait, rollback, promote, discard, canary, revisions, logs, events):
+    for sub in (status, wait, rollback, promote, discard, canary, shadow, revisions, logs, events):
         _add_connection(sub)
     return parser
 
@@ -331,6 +352,7 @@ def _run_ship(args: argparse.Namespace) -> int:
             _config(args),
             smoke=smoke,
             canary=args.canary,
+            shadow=args.shadow,
             verify=not args.no_verify,
             client=client,
             timeout=args.timeout,
@@ -422,6 +444,40 @@ def _run_canary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_shadow(args: argparse.Namespace) -> int:
+    apis = [api.strip() for api in args.apis.split(",") if api.strip()] if args.apis else None
+    with _client(args) as client:
+        if args.percent is not None:
+            figures = client.set_shadow(args.name, args.percent, apis)
+        else:
+            figures = client.shadow(args.name)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return EXIT_OK
+    print(describe_shadow(figures))
+    return EXIT_OK
+
+
+def describe_shadow(figures: dict[str, Any]) -> str:
+    """The mirroring's state and the comparison so far, in a few lines."""
+    name = figures["deployment"]
+    if not figures.get("active"):
+        return f"{name}: nothing is mirrored (start with `bentoship shadow {name} --percent 100`)"
+    apis = ", ".join(figures["apis"]) if figures.get("apis") else "every API"
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(figures["dropped_by_reason"].items()))
+    lines = [
+        f"{name}: {figures['percent']}% of the requests to {apis} are mirrored from "
+        f"{figures['serving']} to {figures['candidate']}",
+        f"{figures['pairs']} pairs, {figures['dropped']} dropped"
+        + (f" ({reasons})" if reasons else ""),
+    ]
+    if figures.get("report"):
+        from .shadow import ShadowReport
+
+        lines.append(ShadowReport.from_dict(figures["report"]).summary())
+    return "\n".join(lines)
+
+
 def _run_revisions(args: argparse.Namespace) -> int:
     with _client(args) as client:
         for rev in client.list_revisions(args.name):
@@ -463,6 +519,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "promote": _run_promote,
     "discard": _run_discard,
     "canary": _run_canary,
+    "shadow": _run_shadow,
     "revisions": _run_revisions,
     "logs": _run_logs,
     "events": _run_events,

@@ -244,7 +244,7 @@ class _Plans:
         call = Call(
             "GET",
             _deployment_path(name, "/shadow/pairs"),
-            params={"since": f"{max(since, 0.0):.6f}", "limit": limit},
+            params={"since": f"{max(since, 0.0):.9f}", "limit": limit},
             not_found=_not_found(name),
         )
         return list((yield from self._send(call))["pairs"])
