@@ -20,6 +20,7 @@ from bentoship.server.endpoint.interface import (
     Route,
     Scope,
 )
+from bentoship.server.endpoint.mirror import MirrorSender
 from bentoship.server.endpoint.server import EndpointServer
 from bentoship.server.endpoint.upstream import UpstreamPool
 
@@ -73,6 +74,10 @@ class Book:
     @property
     def observer(self) -> Book:
         return self
+
+    @property
+    def mirrors(self) -> MirrorSender:
+        raise AssertionError("no route of these tests has mirrors")
 
     def request_started(self, request: ObservedRequest) -> None:
         self.started.append(request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from bentoship import Client, Rollout
 from bentoship.steps import deploy, rollback
@@ -83,3 +84,21 @@ def test_rollback_of_a_rollout_that_created_the_deployment_changes_nothing() -> 
     ) as client:
         assert rollback(created, client=client) is None
     assert sent == [] and server.calls == []
+
+
+def test_shadow_analysis_on_plain_bentocloud_says_so_in_one_line_and_changes_nothing() -> None:
+    from bentoship import InvalidRequestError, ShadowPolicy
+    from bentoship.steps import analyze_shadow
+
+    server = plain_bentocloud([])
+    candidate = Rollout(name="svc", bento="echo:v2", revision="rev-2", endpoint_url="")
+    with (
+        Client(
+            "http://bentocloud.test", "token-0123456789", transport=server.transport()
+        ) as client,
+        pytest.raises(InvalidRequestError) as refused,
+    ):
+        analyze_shadow(candidate, ShadowPolicy(), client=client)
+    message = str(refused.value)
+    assert "plain BentoCloud" in message and "\n" not in message
+    assert server.calls == ["GET /api/v1/bentoship/info"]

@@ -139,8 +139,13 @@ class Backends(Protocol):
     """What the proxy needs from the rollout."""
 
     token: str
-    observer: RequestObserver
-    mirrors: Mirrors
+
+    @property
+    def observer(self) -> RequestObserver: ...
+
+    @property
+    def mirrors(self) -> Mirrors:
+        """Where copies of the requests a route mirrors go."""
 
     def requires_auth(self, deployment: str, role: Role) -> bool: ...
 
