@@ -70,6 +70,9 @@ AIMED: dict[str, dict[str, dict[str, Any]]] = {
     "GET /api/v2/deployments/{name}/revisions/{revision}/logs": {
         "path": {"name": DEPLOYMENT, "revision": "r1"}
     },
+    "GET /api/v2/deployments/{name}/shadow": {"path": {"name": DEPLOYMENT}},
+    "GET /api/v2/deployments/{name}/shadow/pairs": {"path": {"name": DEPLOYMENT}},
+    "PUT /api/v2/deployments/{name}/shadow": {"path": {"name": DEPLOYMENT}},
     "GET /api/v2/deployments/{name}/wait": {
         "path": {"name": DEPLOYMENT},
         "query": {"status": "running", "phase": "serving", "timeout": 0},
@@ -107,7 +110,12 @@ def test_the_document_lists_every_route_with_its_body(api: Any) -> None:
     operations = [result.ok() for result in api.get_all_operations()]
     labels = {op.label for op in operations}
     assert len(operations) >= 44
-    assert {"POST /api/v2/deployments", "PUT /api/v2/deployments/{name}/canary"} <= labels
+    assert {
+        "POST /api/v2/deployments",
+        "PUT /api/v2/deployments/{name}/canary",
+        "PUT /api/v2/deployments/{name}/shadow",
+        "GET /api/v2/deployments/{name}/shadow/pairs",
+    } <= labels
     assert OPENAPI_PATH in api.raw_schema["paths"]
     create = api.raw_schema["paths"]["/api/v2/deployments"]["post"]
     assert "requestBody" in create and "links" in create["responses"]["200"]
@@ -169,6 +177,8 @@ def test_no_generated_request_gets_a_5xx_or_breaks_the_document(
     assert set(AIMED) <= set(sent) and echo_v1.startswith(f"{REPOSITORY}:")
     deployment = Api(plane).get(DEPLOYMENT)
     assert (deployment["status"], deployment["bentoship"]["target_phase"]) == ("running", "serving")
+    shadow = Api(plane).http.get(f"/api/v2/deployments/{DEPLOYMENT}/shadow").json()
+    assert shadow["active"] is False, "no fuzzed request started mirroring (no candidate)"
 
 
 def body_fields(document: dict[str, Any], operation: Any) -> list[str]:
