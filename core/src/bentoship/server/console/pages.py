@@ -23,15 +23,17 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ...shadow import DEFAULT_TOLERANCE
 from .. import schemas
 from ..api.api_tokens import principal_of, token_json
 from ..api.common import Services
 from ..api.deployments import deployment_json, revision_json
 from ..api.logs import LogSearchParams
 from ..api.params import query
-from ..errors import DomainError
+from ..errors import Conflict, DomainError
 from ..paths import FAVICON_PATH, SIGNIN_PATH
 from ..responses import SECURITY_HEADERS
+from ..store import Deployment
 from ..tokens import Scope, TokenBook, digest
 from .sessions import (
     CSRF_FIELD,
@@ -44,6 +46,7 @@ from .sessions import (
     same_secret,
     session_key,
 )
+from .shadow_view import ShadowPanel, mirror_request, shadow_panel
 from .vendor import STATIC_DIR, VENDORED, check_vendored
 
 __all__ = ["routes"]
@@ -205,6 +208,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
                 schemas.pod(dep.name, v) for v in controller.views.replica_views(dep)
             ]
             context["replica_count"] = controller.views.replica_count(dep)
+            context["shadow"] = await shadow_of(dep)
         elif tab == "revisions":
             context["revisions"] = [
                 revision_json(services, rev, dep, active=rev.uid == dep.serving_revision)
@@ -223,6 +227,49 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             context["events"] = [e.to_json() for e in reversed(controller.events.of(name))]
         return page(request, "deployment.html", **context)
 
+    async def shadow_of(dep: Deployment) -> ShadowPanel | None:
+        """The Shadow panel of ``dep``'s held candidate; None without one."""
+        held = controller.views.candidate_of(dep) if services.settings.extensions else None
+        if held is None:
+            return None
+        state = controller.shadows.state(dep.name)
+        figures = None
+        if state is not None and state.candidate == held.uid:
+            report = await controller.shadows.report(
+                dep.name, state.candidate, state.started_at, DEFAULT_TOLERANCE
+            )
+            figures = {**state.to_api(), "report": report.to_dict()}
+        return shadow_panel(dep.name, controller.name_of(held.uid) or "", held.phase, figures)
+
+    async def shadow_live(request: Request) -> Response:
+        """The panel's live figures, polled by the page; a reload when its controls are stale."""
+        dep = controller.get(request.path_params["name"])
+        panel = await shadow_of(dep)
+        if panel is None or panel.key != request.query_params.get("key"):
+            return Response(status_code=204, headers={"HX-Refresh": "true", **SECURITY_HEADERS})
+        return page(request, "shadow_live.html", dep=dep, shadow=panel)
+
+    async def discard(name: str, ref: str | None) -> str:
+        held = controller.views.candidate_of(controller.get(name))
+        shown = controller.name_of(held.uid) if held else None
+        if ref is not None and ref != shown:
+            now = f"the candidate is now {shown}" if shown else "there is no candidate now"
+            raise Conflict(f"revision {ref} is not the candidate of {name}: {now}")
+        await controller.discard(name)
+        return f"Discarded {shown}." if shown else "No candidate to discard."
+
+    async def mirror(name: str, share: str, apis: str) -> str:
+        if not services.settings.extensions:
+            raise Conflict("this server runs without bentoship's extensions: no shadow traffic")
+        percent, names = mirror_request(share, apis)
+        controller.get(name)
+        async with controller.runtime(name).lock:
+            state = controller.shadows.start(name, percent, names)
+        if state is None:
+            return "Stopped mirroring."
+        what = f"{', '.join(state.apis)} requests" if state.apis else "requests"
+        return f"Mirroring {state.percent}% of {what} to {state.candidate_name}."
+
     async def log_lines(request: Request) -> Response:
         name = controller.get(request.path_params["name"]).name
         found = await asyncio.to_thread(_log_search, request, services, name)
@@ -233,7 +280,8 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
         command = request.path_params["command"]
         form = await request.form(max_files=0, max_fields=10)
         ref = str(form.get("revision") or "") or None
-        url = f"/deployments/{quote(name)}?tab=revisions"
+        tab = str(form.get("tab") or "")
+        url = f"/deployments/{quote(name)}?tab={tab if tab in TABS else 'revisions'}"
         try:
             if command == "rollback":
                 dep = await controller.rollback(name, ref)
@@ -241,6 +289,12 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             elif command == "promote":
                 dep = await controller.promote(name, ref)
                 done = f"Promoted {controller.name_of(dep.target_revision)}."
+            elif command == "discard":
+                done = await discard(name, ref)
+            elif command == "shadow":
+                done = await mirror(
+                    name, str(form.get("percent") or ""), str(form.get("apis") or "")
+                )
             else:
                 raise DomainError(f"no such command: {command}")
         except DomainError as exc:
@@ -304,6 +358,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
         Route("/deployments", deployments, methods=["GET"]),
         Route(one, deployment, methods=["GET"]),
         Route(f"{one}/log_lines", log_lines, methods=["GET"]),
+        Route(f"{one}/shadow_live", shadow_live, methods=["GET"]),
         Route(f"{one}/{{command:str}}", revision_command, methods=["POST"]),
         Route("/bento_repositories", repositories, methods=["GET"]),
         Route("/api_tokens", api_tokens, methods=["GET"]),

@@ -115,6 +115,17 @@ class ShadowPairStore:
         """``deployment``'s pairs (of one candidate, from ``since``): the first ``limit`` from
         ``since``, or with ``oldest_first=False`` the last ``limit``, in time order."""
         await self.flushed()
+        query = self._query(deployment, candidate_uid, since, limit, oldest_first)
+        return await asyncio.to_thread(query)
+
+    def _query(
+        self,
+        deployment: str,
+        candidate_uid: str | None,
+        since: float | None,
+        limit: int,
+        oldest_first: bool,
+    ) -> Callable[[], list[dict[str, Any]]]:
         where, params = ["deployment = ?"], list[Any]([deployment])
         if candidate_uid is not None:
             where.append("candidate_uid = ?")
@@ -130,10 +141,10 @@ class ShadowPairStore:
 
         def query() -> list[dict[str, Any]]:
             rows = self.reader().execute(sql, params).fetchall()
-            return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+            found = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+            return found if oldest_first else found[::-1]
 
-        rows = await asyncio.to_thread(query)
-        return rows if oldest_first else rows[::-1]
+        return query
 
     async def rows(self, deployment: str, since: float, limit: int) -> list[dict[str, Any]]:
         """``deployment``'s first ``limit`` pairs after ``since``, as stored."""
@@ -154,11 +165,11 @@ class ShadowPairStore:
         return await asyncio.to_thread(query)
 
     async def pairs(self, deployment: str, candidate_uid: str, since: float) -> list[ShadowPair]:
-        """The candidate's most recent pairs after ``since`` (at most REPORT_PAIRS)."""
-        rows = await self.read(
-            deployment, candidate_uid=candidate_uid, since=since, oldest_first=False
-        )
-        return [pair_of(row) for row in rows]
+        """The candidate's most recent pairs after ``since`` (at most REPORT_PAIRS), read and
+        parsed off the loop."""
+        await self.flushed()
+        query = self._query(deployment, candidate_uid, since, REPORT_PAIRS, False)
+        return await asyncio.to_thread(lambda: [pair_of(row) for row in query()])
 
     def prune(self, now: float | None = None) -> None:
         """Forget pairs older than the retention (run by the writer)."""

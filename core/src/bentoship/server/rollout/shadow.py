@@ -130,6 +130,9 @@ class Shadows:
         self.pairs: PairStore | None = None
         """Set by the control plane once its analytics store is open."""
         self._states: dict[str, ShadowState] = {}
+        self._reports: dict[
+            tuple[str, str, float, float], tuple[tuple[int, int], ShadowReport]
+        ] = {}
         ctx.phase_listeners.append(self._moved)
 
     def state(self, name: str) -> ShadowState | None:
@@ -285,4 +288,5 @@ class Shadows:
 
     def forget(self, name: str) -> None:
         self._states.pop(name, None)
+        self._reports = {k: v for k, v in self._reports.items() if k[0] != name}
         self.sender.stop(name)
