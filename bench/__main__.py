@@ -1,4 +1,6 @@
-"""``make bench``: every benchmark, one table (median of BENCH_RUNS runs, default 5)."""
+"""``make bench``: every benchmark, one table (median of BENCH_RUNS runs, default 5).
+
+``python -m bench mirror proxy`` runs only the modules named (not kept in ``_results``)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import platform
 import sys
 from pathlib import Path
 
-from . import loop_stall, metrics, monitoring, parse, proxy, rollouts, shadow, waiting
+from . import loop_stall, metrics, mirror, monitoring, parse, proxy, rollouts, shadow, waiting
 from .common import RUNS, table, workspace
 
 
@@ -19,14 +21,20 @@ def machine() -> str:
     )
 
 
-def main() -> int:
+MODULES = (rollouts, proxy, parse, waiting, metrics, monitoring, loop_stall, shadow, mirror)
+
+
+def main(names: list[str]) -> int:
+    chosen = [m for m in MODULES if not names or m.__name__.rsplit(".", 1)[-1] in names]
     rows = []
     with workspace() as path:
-        for module in (rollouts, proxy, parse, waiting, metrics, monitoring, loop_stall, shadow):
+        for module in chosen:
             print(f"running {module.__name__} ...", file=sys.stderr, flush=True)
             rows += module.run(path)
     report = f"machine: {machine()}; runs per figure: {RUNS}\n\n{table(rows)}\n"
     print(report)
+    if names:
+        return 0
     results = Path(__file__).resolve().parent / "_results"
     results.mkdir(exist_ok=True)
     (results / "latest.txt").write_text(report)
@@ -34,4 +42,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

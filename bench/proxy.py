@@ -49,7 +49,7 @@ def load(
     return dict(json.loads(result.stdout))
 
 
-def _cpu_seconds(processes: list[psutil.Process]) -> float:
+def cpu_seconds(processes: list[psutil.Process]) -> float:
     total = 0.0
     for process in processes:
         try:
@@ -68,11 +68,11 @@ class Metered:
 
     def load(self, url: str, rate: float = 0.0) -> dict[str, float]:
         services = self.plane.children(recursive=True)
-        plane, service = _cpu_seconds([self.plane]), _cpu_seconds(services)
+        plane, service = cpu_seconds([self.plane]), cpu_seconds(services)
         result = load(url, rate=rate)
         answered = result["rps"] * SECONDS
-        result["plane_us"] = (_cpu_seconds([self.plane]) - plane) / answered * 1e6
-        result["service_us"] = (_cpu_seconds(services) - service) / answered * 1e6
+        result["plane_us"] = (cpu_seconds([self.plane]) - plane) / answered * 1e6
+        result["service_us"] = (cpu_seconds(services) - service) / answered * 1e6
         return result
 
 

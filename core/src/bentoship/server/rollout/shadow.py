@@ -30,6 +30,8 @@ from .runtime import DeploymentRuntime
 
 __all__ = ["PairRecord", "PairStore", "ShadowState", "Shadows", "api_names"]
 
+REPORT_COST_FACTOR = 10.0
+
 
 @dataclass(frozen=True, slots=True)
 class PairRecord:
@@ -131,7 +133,7 @@ class Shadows:
         """Set by the control plane once its analytics store is open."""
         self._states: dict[str, ShadowState] = {}
         self._reports: dict[
-            tuple[str, str, float, float], tuple[tuple[int, int], ShadowReport]
+            tuple[str, str, float, float], tuple[tuple[int, int], ShadowReport, float, float]
         ] = {}
         ctx.phase_listeners.append(self._moved)
 
@@ -280,11 +282,25 @@ class Shadows:
     async def report(
         self, name: str, candidate_uid: str, since: float, tolerance: float
     ) -> ShadowReport:
-        """The report of the candidate's pairs since ``since`` (computed off the loop)."""
-        pairs = [] if self.pairs is None else await self.pairs.pairs(name, candidate_uid, since)
+        """The report of the candidate's pairs since ``since``, computed off the loop: again
+        only once more pairs or drops came, and not sooner than ten times what the last one
+        cost (a report of many pairs, polled, takes at most a tenth of a core)."""
         state = self._states.get(name)
-        dropped = sum(state.dropped.values()) if state and state.candidate == candidate_uid else 0
-        return await asyncio.to_thread(shadow_report, pairs, dropped=dropped, tolerance=tolerance)
+        ours = state is not None and state.candidate == candidate_uid
+        dropped = sum(state.dropped.values()) if state is not None and ours else 0
+        key = (name, candidate_uid, since, tolerance)
+        seen = (state.pairs if state is not None and ours else -1, dropped)
+        cached = self._reports.get(key)
+        now = time.monotonic()
+        if cached is not None and seen[0] >= 0:
+            was, report, at, cost = cached
+            if was == seen or now - at < REPORT_COST_FACTOR * cost:
+                return report
+        pairs = [] if self.pairs is None else await self.pairs.pairs(name, candidate_uid, since)
+        report = await asyncio.to_thread(shadow_report, pairs, dropped=dropped, tolerance=tolerance)
+        self._reports = {k: v for k, v in self._reports.items() if k[0] != name}
+        self._reports[key] = (seen, report, now, time.monotonic() - now)
+        return report
 
     def forget(self, name: str) -> None:
         self._states.pop(name, None)
