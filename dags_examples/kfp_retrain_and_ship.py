@@ -1,10 +1,13 @@
 """Retrain the example classifier and ship it with Kubeflow Pipelines v2, verified first.
 
 train -> build -> push -> deploy a candidate -> [wait until the candidate is ready -> smoke test
-on held-out data through the candidate URL, gated on accuracy -> promote], where the bracketed
-part runs inside a ``dsl.ExitHandler`` whose exit task discards the candidate when the part
-failed (it reads ``dsl.PipelineTaskFinalStatus``). The endpoint keeps serving the previous model
-until the promotion, so no live request reaches a model that fails its gate. Against plain
+on held-out data through the candidate URL, gated on accuracy -> promote, or with
+``shadow_min_pairs`` > 0 a shadow gate that compares its answers to mirrored live requests
+and promotes], where the bracketed part runs inside a ``dsl.ExitHandler`` whose exit task
+discards the candidate when the part failed (it reads ``dsl.PipelineTaskFinalStatus``). The
+endpoint keeps serving the previous model until the promotion, so no live request reaches a
+model that fails its gate. The shadow gate needs live traffic to the endpoint and a model
+already serving; it is off (``shadow_min_pairs=0``) by default. Against plain
 BentoCloud, which has no candidates, the deploy is an ordinary one, the smoke test runs on the
 endpoint, and the exit task rolls back to the revision that served before.
 
@@ -41,6 +44,7 @@ from kfp.dsl import Model, Output
 
 from bentoship_kfp import DEFAULT_IMAGE
 from bentoship_kfp.components import (
+    analyze_shadow,
     build_bento,
     check_drift,
     deploy_bento,
@@ -144,8 +148,10 @@ def verify_rollout(
     expected: str,
     min_accuracy: float,
     wait_timeout: int,
+    shadow_min_pairs: int,
 ) -> None:
-    """Wait for the candidate, gate it on held-out accuracy, promote it; discard it on failure."""
+    """Wait for the candidate, gate it on held-out accuracy, promote it (after a shadow gate
+    when ``shadow_min_pairs`` > 0); discard it on failure."""
     undo = _server_secret(rollback_deployment(rollout=rollout, timeout=wait_timeout))
     with dsl.ExitHandler(undo, name="verify-and-promote"):
         ready = _server_secret(wait_for_deployment(rollout=rollout, timeout=wait_timeout))
@@ -156,7 +162,13 @@ def verify_rollout(
             expected=expected,
             min_match=min_accuracy,
         ).after(ready)  # the rollout record holds the candidate URL: no server lookup
-        _server_secret(promote_deployment(rollout=rollout, timeout=wait_timeout)).after(gate)
+        with dsl.If(shadow_min_pairs > 0, name="shadow-gate"):
+            shadow = analyze_shadow(
+                rollout=rollout, min_pairs=shadow_min_pairs, apis=["predict"], timeout=wait_timeout
+            )
+            _server_secret(shadow).after(gate)
+        with dsl.Else(name="no-shadow-gate"):
+            _server_secret(promote_deployment(rollout=rollout, timeout=wait_timeout)).after(gate)
 
 
 @dsl.pipeline(name="kfp-retrain-and-ship")
@@ -166,8 +178,13 @@ def retrain_and_ship(
     project_dir: str = PROJECT_IN_IMAGE,
     min_accuracy: float = QUALITY_THRESHOLD,
     wait_timeout: int = 600,
+    shadow_min_pairs: int = 0,
 ) -> str:
     """Retrain, build, push and deploy a candidate; verify and promote it, or discard it.
+
+    With ``shadow_min_pairs`` > 0, the candidate is promoted only after a shadow gate: that
+    many of the endpoint's live ``predict`` requests, mirrored to it, must get the answers the
+    serving model gives (it needs live traffic, and a model already serving).
 
     Returns:
         The deploy task's rollout record (JSON): the candidate's (a pipeline cannot return an
@@ -195,6 +212,7 @@ def retrain_and_ship(
         expected=holdout.outputs["labels"],
         min_accuracy=min_accuracy,
         wait_timeout=wait_timeout,
+        shadow_min_pairs=shadow_min_pairs,
     )
     return deployed.outputs["rollout"]
 

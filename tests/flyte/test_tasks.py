@@ -22,6 +22,7 @@ from bentoship.server import LocalControlPlane
 from bentoship.steps import push
 from flytekitplugins.bentoship import (
     BentoDeploymentTask,
+    analyze_shadow,
     build_bento,
     check_drift,
     deploy_and_wait,
@@ -33,6 +34,7 @@ from flytekitplugins.bentoship import (
 )
 
 from ..drift_data import drift_parquet
+from ..traffic import TrafficLoop
 
 ALL_TASKS = (
     build_bento,
@@ -42,6 +44,7 @@ ALL_TASKS = (
     smoke_test_deployment,
     rollback_deployment,
     deploy_and_wait,
+    analyze_shadow,
 )
 
 
@@ -52,6 +55,14 @@ CONFIG = {"envs": {"MODE": "a"}}
 
 def echo(version: str) -> dict[str, str]:
     return {"text": "hi", "version": version}
+
+
+def decks_since(started: float) -> list[Path]:
+    """The deck files local Flyte runs wrote since ``started``."""
+    from flytekit import FlyteContextManager
+
+    sandbox = Path(FlyteContextManager.current_context().file_access.local_sandbox_dir)
+    return [p for p in sandbox.rglob("deck.html") if p.stat().st_mtime >= started]
 
 
 def test_tasks_use_endpoint_and_token_inputs_before_the_secret(
@@ -138,6 +149,76 @@ def test_deploy_and_wait_is_the_connector_tasks_plain_twin(
     dep = api.get_deployment(DEPLOYMENT)
     assert dep.serving_revision == rollout.revision and url == dep.url
     assert httpx.post(f"{url}/echo", json={"text": "hi"}).json() == echo("v2")
+
+
+@pytest.mark.usefixtures("cloud_env")
+def test_analyze_shadow_promotes_an_agreeing_candidate_with_its_report_as_a_deck(
+    api: Client, echo_v1: str
+) -> None:
+    push(echo_v1, client=api)
+    # the module's deployment (serving echo v2 after the tests before; created with v1 first
+    # when this test runs on its own): only the candidate starts a process
+    if api.find_deployment(DEPLOYMENT) is None:
+        wait_for_deployment(rollout=deploy_bento(name=DEPLOYMENT, bento=echo_v1, config=CONFIG))
+    before = api.get_deployment(DEPLOYMENT)
+    agrees = {"envs": {**CONFIG["envs"], "RUN": "agrees"}}
+    held = deploy_bento(name=DEPLOYMENT, bento=echo_v1, config=agrees, candidate=True)
+    wait_for_deployment(rollout=held)
+    started = time.time()
+    with TrafficLoop(f"{before.url}/classify", clients=3, payloads=lambda n: {"x": n}) as live:
+        answer = analyze_shadow(
+            rollout=held, min_pairs=100, timeout=120.0, apis=["classify"], p99_slack_ms=250.0
+        )
+    candidate, promoted = Rollout.from_json(held), Rollout.from_json(answer)
+    assert promoted.revision == candidate.revision != before.serving_revision
+    assert not promoted.candidate and promoted.url == before.url
+    dep = api.get_deployment(DEPLOYMENT)
+    assert dep.serving_revision == candidate.revision and dep.candidate_revision is None
+    assert live.failures == [] and live.by_revision()[before.serving_revision] > 0
+    (deck,) = decks_since(started)
+    page = deck.read_text()
+    assert "Shadow report" in page
+    agreement = f"candidate {candidate.revision} agrees with serving {before.serving_revision}"
+    assert f"{agreement} on 100.0% of" in page
+
+
+def _shadow_task_with(monkeypatch: pytest.MonkeyPatch, fake: object, **inputs: object) -> str:
+    """The analyze_shadow task, run locally, with ``fake`` as the step."""
+    import bentoship.steps
+
+    monkeypatch.setattr(bentoship.steps, "analyze_shadow", fake)
+    candidate = Rollout("svc", "svc:v2", "r2", "http://127.0.0.1:9", candidate=True)
+    server = {"endpoint": "http://127.0.0.1:9", "token": "token-not-in-any-deck"}
+    return analyze_shadow(rollout=candidate.to_json(), **server, **inputs)
+
+
+def test_analyze_shadow_task_hands_the_policy_over_and_shows_only_the_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bentoship import ShadowAnalysis, ShadowFailed, ShadowPolicy
+
+    seen: list[ShadowPolicy] = []
+
+    def agree(rollout: str, policy: dict, *, client: object) -> ShadowAnalysis:
+        seen.append(ShadowPolicy.from_dict(policy))
+        return ShadowAnalysis("svc", "r2", "r1", "promoted", "all 7 pairs agree")
+
+    started = time.time()
+    promoted = Rollout.from_json(_shadow_task_with(monkeypatch, agree, apis=[]))
+    assert promoted.revision == "r2" and not promoted.candidate
+    _shadow_task_with(monkeypatch, agree, min_pairs=100, timeout=120.0, apis=["classify"])
+    assert seen == [ShadowPolicy(), ShadowPolicy(min_pairs=100, timeout=120.0, apis=("classify",))]
+    decks = [deck.read_text() for deck in decks_since(started)]
+    assert len(decks) == 2
+    assert all("promoted: all 7 pairs agree" in deck for deck in decks)
+    assert not any("token-not-in-any-deck" in deck for deck in decks)
+
+    def disagree(rollout: str, policy: dict, *, client: object) -> None:
+        analysis = ShadowAnalysis("svc", "r2", "r1", "discarded", "agreement 70%")
+        raise ShadowFailed("shadow r2 of svc was discarded", deployment="svc", analysis=analysis)
+
+    with pytest.raises(Exception, match="shadow r2 of svc was discarded"):
+        _shadow_task_with(monkeypatch, disagree)
 
 
 def test_tasks_are_never_cached_and_request_the_secret() -> None:

@@ -9,8 +9,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import yaml
@@ -19,10 +20,14 @@ from kfp import compiler, dsl
 from kfp.dsl.base_component import BaseComponent
 
 import bentoship_kfp
+from bentoship import Client, Rollout
+from bentoship.server import LocalControlPlane
+from bentoship.steps import deploy, push, wait_until_ready
 from bentoship_kfp import COMPONENT_NAMES, DEFAULT_IMAGE, IMAGE_ENV, load_component, load_components
 from bentoship_kfp.compile import main as compile_main
 from bentoship_kfp.components import BASE_IMAGE, COMPONENTS, UNCACHED, with_image
 
+from ..traffic import TrafficLoop
 from .helpers import executor_labels
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,6 +185,7 @@ def test_only_build_tasks_are_cached(source: str, tmp_path: Path) -> None:
             smoke = c["smoke_test_deployment"](rollout=rollout, api="hello").after(ready)
             c["promote_deployment"](rollout=rollout).after(smoke)
         c["analyze_canary"](rollout=rollout, steps=[50, 100], interval=5)
+        c["analyze_shadow"](rollout=rollout, min_pairs=50, apis=["predict"])
 
     path = tmp_path / "caching.yaml"
     compiler.Compiler().compile(flat, str(path))
@@ -192,6 +198,7 @@ def test_only_build_tasks_are_cached(source: str, tmp_path: Path) -> None:
         "smoke-test-deployment": False,
         "promote-deployment": False,
         "analyze-canary": False,
+        "analyze-shadow": False,
         "rollback-deployment": False,
     }
     assert {name.replace("-", "_") for name, cached in caching.items() if not cached} == UNCACHED
@@ -236,10 +243,24 @@ def test_example_pipeline_compiles_with_rollback_exit_task_and_secret(tmp_path: 
     }
     assert exit_task["inputs"]["parameters"]["rollout"] == {"componentInputParameter": "rollout"}
     guarded = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
-    assert set(guarded) == {"wait-for-deployment", "smoke-test-deployment", "promote-deployment"}
-    # verified: the candidate is promoted only after its quality gate passed
+    assert set(guarded) == {"wait-for-deployment", "smoke-test-deployment", "condition-branches-2"}
+    # verified: the candidate is promoted (by the shadow gate, or at once) only after its
+    # quality gate passed
     assert guarded["smoke-test-deployment"]["dependentTasks"] == ["wait-for-deployment"]
-    assert guarded["promote-deployment"]["dependentTasks"] == ["smoke-test-deployment"]
+    assert guarded["condition-branches-2"]["dependentTasks"] == ["smoke-test-deployment"]
+    branches = spec["components"]["comp-condition-branches-2"]["dag"]["tasks"]
+    promoting = {
+        branch["triggerPolicy"]["condition"]: set(
+            spec["components"][f"comp-{name}"]["dag"]["tasks"]
+        )
+        for name, branch in branches.items()
+    }
+    assert promoting == {
+        "int(inputs.parameter_values['pipelinechannel--shadow_min_pairs']) > 0": {"analyze-shadow"},
+        "!(int(inputs.parameter_values['pipelinechannel--shadow_min_pairs']) > 0)": {
+            "promote-deployment"
+        },
+    }
     root_tasks = spec["root"]["dag"]["tasks"]
     assert root_tasks["deploy-bento"]["inputs"]["parameters"]["candidate"] == {
         "runtimeValue": {"constant": True}
@@ -262,6 +283,7 @@ def test_example_pipeline_compiles_with_rollback_exit_task_and_secret(tmp_path: 
         "exec-deploy-bento",
         "exec-wait-for-deployment",
         "exec-promote-deployment",
+        "exec-analyze-shadow",
         "exec-rollback-deployment",
     }
     text = output.read_text()
@@ -344,3 +366,139 @@ def test_analyze_canary_fails_the_task_with_the_figures(
             rollout="{}", endpoint="http://127.0.0.1:9", token="unused"
         )
     assert f"canary analysis: {json.dumps(figures)}" in capsys.readouterr().out
+
+
+CANDIDATE = Rollout(
+    name="svc",
+    bento="svc:v2",
+    revision="r2",
+    endpoint_url="http://127.0.0.1:9",
+    previous_revision="r1",
+    candidate=True,
+    candidate_url="http://127.0.0.1:9/candidate",
+)
+UNUSED_SERVER = {"endpoint": "http://127.0.0.1:9", "token": "unused"}  # the fakes never call it
+
+
+def _run_shadow_body(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: object, **inputs: object
+) -> tuple[str, str]:
+    """The analyze_shadow body with ``fake`` as the step: its output and the report it wrote."""
+    import bentoship.steps
+
+    monkeypatch.setattr(bentoship.steps, "analyze_shadow", fake)
+    report = SimpleNamespace(path=str(tmp_path / "artifacts" / "report"))
+    answer = COMPONENTS["analyze_shadow"].python_func(
+        rollout=CANDIDATE.to_json(), report=report, **UNUSED_SERVER, **inputs
+    )
+    return answer, Path(report.path).read_text()
+
+
+def test_analyze_shadow_hands_the_policy_over_and_outputs_the_promoted_rollout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bentoship import ShadowAnalysis, ShadowPolicy
+
+    seen: list[ShadowPolicy] = []
+
+    def fake(rollout: str, policy: dict, *, client: object) -> ShadowAnalysis:
+        seen.append(ShadowPolicy.from_dict(policy))
+        return ShadowAnalysis("svc", "r2", "r1", "promoted", "all 9 pairs agree", None, seen[-1])
+
+    answer, page = _run_shadow_body(monkeypatch, tmp_path, fake)
+    promoted = Rollout.from_json(answer)
+    assert promoted.revision == "r2" and not promoted.candidate and not promoted.candidate_url
+    assert "promoted: all 9 pairs agree" in page
+    # the defaults are the policy's; no apis (or an empty list) mirrors every API
+    _run_shadow_body(monkeypatch, tmp_path, fake, apis=[])
+    assert seen == [ShadowPolicy(), ShadowPolicy()]
+    # as KFP hands them over: whole numbers for the int inputs, a list of API names
+    _run_shadow_body(
+        monkeypatch,
+        tmp_path,
+        fake,
+        percent=50.0,
+        min_pairs=100.0,
+        timeout=120,
+        p99_slack_ms=250,
+        apis=["classify"],
+    )
+    assert seen[-1] == ShadowPolicy(
+        percent=50, min_pairs=100, timeout=120.0, p99_slack_ms=250.0, apis=("classify",)
+    )
+
+
+def test_analyze_shadow_writes_the_report_then_fails_the_task(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bentoship import ShadowAnalysis, ShadowFailed
+
+    analysis = ShadowAnalysis("svc", "r2", "r1", "discarded", "agreement 70% is below 95%")
+
+    def fake(rollout: str, policy: dict, *, client: object) -> None:
+        raise ShadowFailed("shadow r2 of svc was discarded", deployment="svc", analysis=analysis)
+
+    with pytest.raises(ShadowFailed, match="discarded"):
+        _run_shadow_body(monkeypatch, tmp_path, fake)
+    page = (tmp_path / "artifacts" / "report").read_text()
+    assert "discarded: agreement 70% is below 95%" in page
+    assert "shadow analysis: discarded: agreement 70% is below 95%" in capsys.readouterr().out
+
+
+def test_analyze_shadow_is_shipped_with_an_html_report() -> None:
+    assert "analyze_shadow" in set(COMPONENT_NAMES) & UNCACHED
+    spec = spec_of(bentoship_kfp.yaml_text("analyze_shadow"))
+    (component,) = spec["components"].values()
+    declared = set(inspect.signature(COMPONENTS["analyze_shadow"].python_func).parameters)
+    inputs = component["inputDefinitions"]["parameters"]
+    assert set(inputs) == declared - {"report"}
+    assert inputs["apis"]["parameterType"] == "LIST"
+    outputs = component["outputDefinitions"]
+    assert outputs["parameters"] == {"Output": {"parameterType": "STRING"}}
+    assert outputs["artifacts"]["report"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert type(load_component("analyze_shadow")).__name__ == "UncachedYamlComponent"
+
+
+SHADOW_DEPLOYMENT = "shadow-kfp"
+
+
+def test_analyze_shadow_discards_a_disagreeing_candidate_and_keeps_its_report(
+    shared_plane: LocalControlPlane,
+    kfp_local: Callable[[str], Path],
+    echo_v1: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert shared_plane.connection is not None
+    server = {"endpoint": shared_plane.connection.endpoint, "token": shared_plane.connection.token}
+    root = kfp_local("shadow")
+    with Client(**server) as client:
+        push(echo_v1, client=client)
+        wait_until_ready(deploy(SHADOW_DEPLOYMENT, echo_v1, client=client), client=client)
+        serving = client.get_deployment(SHADOW_DEPLOYMENT).serving_revision
+        envs = {"envs": {"CLASSIFY_FLIP_PERCENT": "30"}}
+        rollout = deploy(SHADOW_DEPLOYMENT, echo_v1, envs, candidate=True, client=client)
+        wait_until_ready(rollout, client=client, timeout=120)
+        capsys.readouterr()
+        traffic = TrafficLoop(
+            f"{rollout.endpoint_url}/classify", clients=3, payloads=lambda n: {"x": n}
+        )
+        with traffic as live, pytest.raises(RuntimeError, match="analyze-shadow"):
+            load_component("analyze_shadow")(
+                rollout=rollout.to_json(),
+                min_pairs=100,
+                timeout=120,
+                apis=["classify"],
+                p99_slack_ms=250,
+                **server,
+            )
+        logs = capsys.readouterr().out
+        assert "ShadowFailed" in logs and "shadow analysis: discarded:" in logs
+        assert "agreement" in logs
+        # the report was written before the task failed, and shows the flipped labels
+        (report,) = root.rglob("report")
+        page = report.read_text()
+        assert "<title>Shadow report</title>" in page and "labelled pairs flipped" in page
+        assert f"candidate {rollout.revision} agrees with serving {serving}" in page
+        dep = client.get_deployment(SHADOW_DEPLOYMENT)
+        assert dep.serving_revision == serving and dep.candidate_revision is None
+        assert live.failures == [] and set(live.by_revision()) == {serving}

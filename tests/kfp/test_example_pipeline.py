@@ -87,7 +87,7 @@ def test_good_model_ships_bad_model_is_discarded_unseen_then_drift_retrains(
     compiler.Compiler().compile(example.retrain_and_ship, str(compiled))
     homes = tmp_path / "homes"
     isolated = with_task_env(compiled.read_text(), homes)
-    assert len(executor_labels(isolated)) == 9
+    assert len(executor_labels(isolated)) == 10
     pipeline = load_component_from_text(isolated)
 
     bad_root = kfp_local("bad")

@@ -22,6 +22,7 @@ UNCACHED = frozenset(
         "smoke_test_deployment",
         "promote_deployment",
         "analyze_canary",
+        "analyze_shadow",
         "rollback_deployment",
     }
 )

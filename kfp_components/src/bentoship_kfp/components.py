@@ -20,7 +20,8 @@ travels as JSON text to the wait, smoke-test, promote, canary and rollback tasks
 Verified rollouts: ``deploy_bento(candidate=True)`` holds the new revision on the deployment's
 candidate URL, taking no live traffic; ``wait_for_deployment`` and ``smoke_test_deployment``
 act on the candidate; ``promote_deployment`` (or ``analyze_canary``, which ramps the candidate's
-share of live traffic first) switches the endpoint to it; ``rollback_deployment`` discards a
+share of live traffic first, or ``analyze_shadow``, which compares its answers to copies of live
+requests first) switches the endpoint to it; ``rollback_deployment`` discards a
 candidate that is still held.
 
 The server comes from the ``endpoint``/``token`` parameters, else the ``BENTO_CLOUD_API_ENDPOINT``
@@ -47,6 +48,7 @@ __all__ = [
     "IMAGE_ENV",
     "UNCACHED",
     "analyze_canary",
+    "analyze_shadow",
     "build_bento",
     "check_drift",
     "deploy_bento",
@@ -393,6 +395,89 @@ def analyze_canary(
 
 @never_cached
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def analyze_shadow(
+    rollout: str,
+    report: Output[HTML],
+    percent: int = 100,
+    min_pairs: int = 200,
+    min_agreement: float = 0.95,
+    tolerance: float = 1e-06,
+    max_error_rate_increase: float = 0.01,
+    max_p99_ratio: float = 1.5,
+    p99_slack_ms: int = 50,
+    timeout: int = 600,
+    apis: Optional[list] = None,  # noqa: UP045
+    endpoint: str = "",
+    token: str = "",
+) -> str:
+    """Mirror live requests to the candidate, compare its answers with the serving revision's,
+    then promote or discard it.
+
+    The alternative to ``promote_deployment`` after the smoke test: live callers get only the
+    serving revision's answers while a copy of their requests goes to the candidate. The
+    control plane runs the analysis, so it needs the local control plane; against plain
+    BentoCloud it fails, asking for a smoke test or canary analysis instead. The report of the
+    pairs is the ``report`` artifact; a discarded candidate fails the task after it is written.
+
+    Args:
+        rollout: The deploy task's ``rollout`` output, deployed with ``candidate=True`` and
+            ready (after ``wait_for_deployment``).
+        report: The shadow report, one self-contained HTML page.
+        percent: The share of the endpoint's requests mirrored to the candidate (1-100).
+        min_pairs: Pairs of answers to collect before the candidate is judged.
+        min_agreement: The share of compared pairs whose answers must agree.
+        tolerance: Numbers in two answers agree when they differ by at most this.
+        max_error_rate_increase: The candidate's error rate may be at most this above the
+            serving revision's.
+        max_p99_ratio: The candidate's p99 latency may be at most this times the serving
+            revision's, plus ``p99_slack_ms``.
+        p99_slack_ms: Milliseconds added to the serving revision's p99 before the ratio check.
+        timeout: Seconds to collect ``min_pairs`` pairs; with fewer by then, it is discarded.
+        apis: The APIs whose requests are mirrored, such as ``["predict"]``; empty for every
+            API.
+        endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
+        token: API token; empty for ``BENTO_CLOUD_API_KEY``.
+
+    Returns:
+        The promoted rollout record as JSON (no longer a candidate), as ``promote_deployment``
+        outputs it.
+    """
+    import os
+
+    from bentoship import Client, Rollout, ShadowFailed
+    from bentoship.steps import analyze_shadow as analyze
+    from bentoship.steps.promote import promoted_record
+
+    def write_report(page: str) -> None:
+        os.makedirs(os.path.dirname(report.path), exist_ok=True)
+        with open(report.path, "w", encoding="utf-8") as handle:
+            handle.write(page)
+
+    policy = {
+        "percent": int(percent),
+        "min_pairs": int(min_pairs),
+        "min_agreement": min_agreement,
+        "tolerance": tolerance,
+        "max_error_rate_increase": max_error_rate_increase,
+        "max_p99_ratio": max_p99_ratio,
+        "p99_slack_ms": float(p99_slack_ms),
+        "timeout": float(timeout),
+        "apis": list(apis) if apis else None,
+    }
+    with Client(endpoint or None, token or None) as client:
+        try:
+            analysis = analyze(rollout, policy, client=client)
+        except ShadowFailed as failed:
+            write_report(failed.analysis.html())
+            print(f"shadow analysis: {failed.analysis.verdict}: {failed.analysis.reason}")
+            raise
+    write_report(analysis.html())
+    print(f"shadow analysis: {analysis.verdict}: {analysis.reason}")
+    return promoted_record(Rollout.parse(rollout)).to_json()
+
+
+@never_cached
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def rollback_deployment(
     rollout: str,
     status: dsl.PipelineTaskFinalStatus,
@@ -619,6 +704,7 @@ COMPONENTS = {
     "smoke_test_deployment": smoke_test_deployment,
     "promote_deployment": promote_deployment,
     "analyze_canary": analyze_canary,
+    "analyze_shadow": analyze_shadow,
     "rollback_deployment": rollback_deployment,
     "check_drift": check_drift,
     "export_monitoring": export_monitoring,

@@ -29,6 +29,7 @@ COMPONENT_NAMES = (
     "smoke_test_deployment",
     "promote_deployment",
     "analyze_canary",
+    "analyze_shadow",
     "rollback_deployment",
     "check_drift",
     "export_monitoring",

@@ -14,6 +14,7 @@ flytekit plugin for bentoship: ship BentoML services from Flyte workflows.
    smoke_test_deployment
    promote_deployment
    analyze_canary
+   analyze_shadow
    rollback_deployment
    deploy_and_wait
    workflow_with_rollback
@@ -40,6 +41,7 @@ from .tasks import (
     BuildOutputs,
     DeployAndWaitOutputs,
     analyze_canary,
+    analyze_shadow,
     build_bento,
     deploy_and_wait,
     deploy_bento,
@@ -64,6 +66,7 @@ __all__ = [
     "RollbackOnFailure",
     "__version__",
     "analyze_canary",
+    "analyze_shadow",
     "build_bento",
     "check_drift",
     "deploy_and_wait",

@@ -158,6 +158,63 @@ def analyze_canary(
         return json.dumps(analyze(rollout, policy, client=api).to_dict())
 
 
+@task(
+    cache=False,
+    enable_deck=True,
+    deck_fields=(),  # only the report: the inputs deck would show the token
+    secret_requests=[API_KEY_SECRET],
+    container_image=IMAGE,
+)
+def analyze_shadow(
+    rollout: str,
+    percent: int | None = None,
+    min_pairs: int | None = None,
+    min_agreement: float | None = None,
+    tolerance: float | None = None,
+    max_error_rate_increase: float | None = None,
+    max_p99_ratio: float | None = None,
+    p99_slack_ms: float | None = None,
+    timeout: float | None = None,
+    apis: list[str] | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> str:
+    """Mirror live requests to the candidate, compare its answers with the serving revision's,
+    then promote it, or discard it and fail; the report of the pairs is the task's *Shadow
+    report* deck.
+
+    Defaults (``bentoship.ShadowPolicy``): 100% of the requests to every API (``apis`` names
+    some, such as ``["predict"]``; empty is every API) until 200 pairs or 600 s, then at least
+    0.95 of the compared pairs must agree (numbers within 1e-6), the error rate may rise by at
+    most 0.01 and the p99 be at most 1.5 x the serving revision's + 50 ms. Returns the promoted
+    Rollout as JSON, as :func:`promote_deployment` does. Local control plane only: it runs the
+    analysis and mirrors the requests.
+    """
+    from bentoship import Rollout, ShadowFailed
+    from bentoship.steps import analyze_shadow as analyze
+    from bentoship.steps.promote import promoted_record
+
+    policy = _given(
+        percent=percent,
+        min_pairs=min_pairs,
+        min_agreement=min_agreement,
+        tolerance=tolerance,
+        max_error_rate_increase=max_error_rate_increase,
+        max_p99_ratio=max_p99_ratio,
+        p99_slack_ms=p99_slack_ms,
+        timeout=timeout,
+        apis=apis or None,
+    )
+    with client(endpoint, token) as api:
+        try:
+            analysis = analyze(rollout, policy, client=api)
+        except ShadowFailed as failed:
+            flytekit.Deck("Shadow report", failed.analysis.html())
+            raise
+    flytekit.Deck("Shadow report", analysis.html())
+    return promoted_record(Rollout.parse(rollout)).to_json()
+
+
 @task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
 def wait_for_deployment(
     rollout: str,
