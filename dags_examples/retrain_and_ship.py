@@ -1,10 +1,17 @@
 """Retrain the example classifier and ship it with bentoship, verified before it takes traffic.
 
 generate data -> train -> build and push -> deploy a candidate (wait until it is ready) ->
-quality gate (smoke test on held-out data, through the candidate URL) -> promote. On any
-failure the rollback task discards the candidate: the endpoint served the previous model all
-along. The run then ends failed (the promote task is upstream_failed), and the rollback task
-succeeded.
+quality gate (smoke test on held-out data, through the candidate URL) -> [shadow gate] ->
+promote. On any failure the rollback task discards the candidate: the endpoint served the
+previous model all along. The run then ends failed (the promote task is upstream_failed), and
+the rollback task succeeded.
+
+With the ``shadow_min_pairs`` param above 0, the shadow gate runs after the quality gate: the
+control plane mirrors the endpoint's live requests to the candidate until that many pairs of
+answers are in, then promotes the candidate if its predictions agree with the serving model's,
+or discards it (the run then fails). It needs live traffic to the endpoint, and the local
+control plane. With 0 (the default) the shadow gate is skipped and the candidate is promoted
+after the quality gate.
 
 The ``bad_model`` param trains a deliberately useless model, which fails the quality gate.
 Set the ``bentocloud_default`` connection (or ``BENTO_CLOUD_API_ENDPOINT``/``_KEY``) to choose
@@ -27,6 +34,7 @@ from bentoship_airflow.operators.bento import (
     BentoDeployOperator,
     BentoPromoteOperator,
     BentoRollbackOperator,
+    BentoShadowAnalysisOperator,
     BentoSmokeTestOperator,
 )
 
@@ -53,10 +61,10 @@ def meets_quality_gate(predictions: list[int]) -> bool:
 
 
 def retrain_and_ship_tasks(pipeline: str, *, deferrable: bool) -> tuple[list[Any], Any]:
-    """Add train -> build and push -> deploy -> quality gate -> promote (and rollback) to the
-    DAG being defined; return the first tasks and the promote task.
+    """Add train -> build and push -> deploy -> quality gate -> [shadow gate] -> promote (and
+    rollback) to the DAG being defined; return the first tasks and the promote task.
 
-    The DAG needs the ``bad_model`` and ``deployment_name`` params.
+    The DAG needs the params of :func:`ship_params`.
     """
 
     @task
@@ -103,12 +111,32 @@ def retrain_and_ship_tasks(pipeline: str, *, deferrable: bool) -> tuple[list[Any
         payload=payload,
         check=meets_quality_gate,
     )
-    promote = BentoPromoteOperator(task_id="promote", deploy_task_id="deploy")
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def shadow_wanted(params: dict | None = None) -> bool:
+        """Whether to run the shadow gate: only the task right after is skipped when not."""
+        return int((params or {}).get("shadow_min_pairs") or 0) > 0
+
+    shadow_gate = BentoShadowAnalysisOperator(
+        task_id="shadow_gate",
+        deploy_task_id="deploy",
+        min_pairs="{{ params.shadow_min_pairs }}",
+        apis=["predict"],
+        deferrable=deferrable,
+    )
+    # A skipped shadow gate lets promote run after the quality gate; a failed one fails it.
+    promote = BentoPromoteOperator(
+        task_id="promote",
+        deploy_task_id="deploy",
+        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+    )
     rollback = BentoRollbackOperator(
         task_id="rollback", deploy_task_id="deploy", trigger_rule=TriggerRule.ONE_FAILED
     )
     # promote stays a leaf: when verification fails it is upstream_failed, so the run fails
-    # while the rollback task, which discards the candidate, succeeds.
+    # while the rollback task, which discards the candidate, succeeds. A shadow gate that
+    # rejects the candidate has the control plane discard it: no rollback is needed.
+    quality_gate >> shadow_wanted() >> shadow_gate >> promote
     quality_gate >> promote
     [deploy, quality_gate] >> rollback
     return [trained.operator, payload.operator], promote
@@ -119,6 +147,12 @@ def ship_params() -> dict[str, Param]:
     return {
         "bad_model": Param(False, type="boolean", description="train a useless model"),
         "deployment_name": Param(DEPLOYMENT, type="string"),
+        "shadow_min_pairs": Param(
+            0,
+            type="integer",
+            minimum=0,
+            description="gate the candidate on this many pairs of shadow answers (0: no gate)",
+        ),
     }
 
 

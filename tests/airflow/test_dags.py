@@ -78,6 +78,7 @@ def test_good_run_bad_run_rolled_back_then_drift_retrains(
     good = run_dag(dag_id, {"bad_model": False, "deployment_name": deployment})
     logs = task_logs(capfd)
     assert good["deploy"] == "success" and good["quality_gate"] == "success"
+    assert good["shadow_gate"] == "skipped"  # the default: no shadow gate
     assert good["promote"] == "success" and good["rollback"] == "skipped"
     assert good["run"] == "success"
     # Every operator with extra links records them: resolving the links when a task ends
@@ -102,6 +103,7 @@ def test_good_run_bad_run_rolled_back_then_drift_retrains(
         assert "XCom not found" not in logs  # the failed gate and the rollback link too
         assert bad["deploy"] == "success"
         assert bad["quality_gate"] == "failed"
+        assert bad["shadow_gate"] == "upstream_failed"
         assert bad["promote"] == "upstream_failed"
         assert bad["rollback"] == "success"
         assert bad["run"] == "failed"
@@ -136,6 +138,8 @@ def test_good_run_bad_run_rolled_back_then_drift_retrains(
         "build_and_push": "success",
         "deploy": "success",
         "quality_gate": "success",
+        "shadow_wanted": "success",
+        "shadow_gate": "skipped",  # shadow_min_pairs 0: promoted after the quality gate
         "promote": "success",
         "rollback": "skipped",
         "export_monitoring": "success",

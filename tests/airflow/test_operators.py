@@ -6,6 +6,8 @@ others update what the test before left (a test run on its own creates it first)
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,11 +15,13 @@ import pytest
 
 from bentoship import Client
 from bentoship.server import LocalControlPlane
-from bentoship.steps import push, wait_until_ready
+from bentoship.steps import deploy, push, wait_until_ready
 
+from ..traffic import TrafficLoop
 from .test_provider import TaskInstanceStandIn
 
 DEPLOYMENT = "af-ops"
+DAGS = Path(__file__).resolve().parent / "dags"
 
 
 class TaskStateStoreStandIn(dict):  # type: ignore[type-arg]
@@ -126,6 +130,92 @@ def test_on_kill_mid_rollout_returns_to_last_good_revision(
         assert dep.target_revision == good_rollout["revision"]
 
 
+def run_test_dag(
+    file: str, dag_id: str, conf: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, dict[str, Any]]:
+    """Run a DAG of ``tests/airflow/dags`` once with ``dag.test()``; return the run and every
+    task's XComs by task and key.
+
+    ``dag.test()`` runs only a DAG it finds in a DAG bundle: the folder is one, beside the
+    examples' (the dags folder)."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    bundles = [
+        {"name": "bentoship-test-dags", "classpath": local, "kwargs": {"path": str(DAGS)}},
+        {"name": "dags-folder", "classpath": local, "kwargs": {}},
+    ]
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+    bag = DagBag(dag_folder=str(DAGS / file))
+    assert not bag.import_errors, bag.import_errors
+    dag_run = bag.get_dag(dag_id).test(run_conf=conf)
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=dag_id, run_id=dag_run.run_id)
+        xcoms = {f"{row.task_id}:{row.key}": XComModel.deserialize_value(row) for row in rows}
+    return dag_run, xcoms
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_shadow_gate_discards_a_disagreeing_candidate_from_the_triggerer(
+    bentocloud_connection: LocalControlPlane,
+    echo_v2: str,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A DAG deploys a candidate that flips 30% of its labels and gates it on shadow traffic:
+    the deferred task fails with the analysis, and live callers only ever got the serving
+    revision."""
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        push(echo_v2, client=client)
+        # what the tests before left serving (created now when this test runs on its own)
+        wait_until_ready(deploy(DEPLOYMENT, echo_v2, client=client), client=client, timeout=120)
+        serving = client.get_deployment(DEPLOYMENT)
+    capfd.readouterr()
+    conf = {"deployment_name": DEPLOYMENT, "bento": echo_v2, "flip_percent": 30}
+    with TrafficLoop(f"{serving.url}/classify", clients=3, payloads=lambda n: {"x": n}) as live:
+        dag_run, xcoms = run_test_dag("shadow_gate.py", "shadow_gate", conf, monkeypatch)
+    captured = capfd.readouterr()
+    logs = captured.out + captured.err
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert states == {"deploy": "success", "shadow": "failed"}, logs[-3000:]
+    assert str(dag_run.state) == "failed"
+    # the task deferred, and its verdict came from the trigger, which dag.test() runs inline
+    assert "The control plane runs the shadow analysis of af-ops; deferring" in logs
+    assert "[DAG TEST] running trigger in line" in caplog.text
+
+    candidate = xcoms["deploy:rollout"]["revision"]
+    analysis = xcoms["shadow:shadow_analysis"]
+    assert analysis["verdict"] == "discarded" and analysis["candidate"] == candidate
+    assert analysis["baseline"] == serving.serving_revision
+    assert "agreement" in analysis["reason"]
+    rate = analysis["report"]["agreement"]["rate"]
+    assert 0.6 < rate < 0.8 and analysis["report"]["pairs"] >= 200, analysis["report"]
+    assert analysis["policy"]["min_pairs"] == 200 and analysis["policy"]["apis"] == ["classify"]
+    assert f"shadow {candidate} of {DEPLOYMENT} was discarded" in logs
+    assert live.failures == [] and set(live.by_revision()) == {serving.serving_revision}
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        after = client.get_deployment(DEPLOYMENT)
+    assert after.serving_revision == serving.serving_revision
+    assert after.candidate_revision is None
+
+    # the report link: the console's sign-in, then the report of these pairs
+    link = xcoms["shadow:_link_BentoShadowReportLink"]
+    assert link.startswith(f"{bentocloud_connection.endpoint}/login?next=")
+    with httpx.Client(follow_redirects=True) as browser:
+        form = browser.get(link)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        target = re.search(r'name="next" value="([^"]+)"', form.text)
+        assert csrf is not None and target is not None
+        token = bentocloud_connection.connection.token  # type: ignore[union-attr]
+        fields = {"csrf_token": csrf[1], "next": target[1], "token": token}
+        page = browser.post(f"{bentocloud_connection.endpoint}/login", data=fields)
+    assert page.status_code == 200 and str(page.url).endswith(f"/{DEPLOYMENT}/shadow/report")
+    assert "<h1>Shadow report: " in page.text and f"candidate {candidate} agrees" in page.text
+
+
 def test_rollback_without_recorded_rollout_is_skipped() -> None:
     from airflow.sdk.exceptions import AirflowSkipException
 
@@ -196,3 +286,78 @@ def test_smoke_test_records_its_links_whether_it_passes_or_fails(
         op.execute({"ti": failing})  # type: ignore[arg-type]
     assert failing.xcoms["bentoship_links"] == links
     assert answers == ["http://svc:1/echo", "http://svc:1/echo"]
+
+
+def test_shadow_operator_reads_templated_numbers_and_says_what_to_give(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk.execution_time.xcom import XCom
+
+    from bentoship import ShadowPolicy
+    from bentoship_airflow.links.shadow import BentoShadowReportLink
+    from bentoship_airflow.operators.bento import BentoShadowAnalysisOperator
+
+    rendered = BentoShadowAnalysisOperator(
+        task_id="s", percent="50", min_pairs="150", min_agreement="0.9", apis=["classify"]
+    )
+    assert rendered.policy() == ShadowPolicy(
+        percent=50, min_pairs=150, min_agreement=0.9, apis=("classify",)
+    )
+    with pytest.raises(AirflowException, match="min_pairs are whole numbers"):
+        BentoShadowAnalysisOperator(task_id="s", min_pairs="many").policy()
+
+    class NoXCom(TaskInstanceStandIn):
+        def xcom_pull(self, **kwargs: Any) -> None:
+            return None
+
+    op = BentoShadowAnalysisOperator(task_id="s", deploy_task_id="deploy")
+    ti = NoXCom()
+    with pytest.raises(AirflowException, match="candidate=True"):
+        op.execute({"ti": ti})  # type: ignore[arg-type]
+    # empty link records: resolving the links when the task ends finds no missing XCom
+    assert ti.xcoms == {"bentoship_links": {}, "bentoship_shadow_report": {}}
+    monkeypatch.setattr(XCom, "get_value", lambda *, ti_key, key: ti.xcoms[key])
+    assert BentoShadowReportLink().get_link(op, ti_key=None) == ""  # type: ignore[arg-type]
+    with pytest.raises(AirflowException, match="no verdict yet"):
+        op.execute_complete({"ti": ti}, {"status": "error", "message": "no verdict yet"})  # type: ignore[arg-type]
+
+
+def test_shadow_report_link_opens_the_report_through_the_console_sign_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.sdk.execution_time.xcom import XCom
+
+    from bentoship_airflow.links.shadow import BentoShadowReportLink, persist_shadow_report_link
+    from bentoship_airflow.operators.bento import BentoShadowAnalysisOperator
+
+    ti = TaskInstanceStandIn()
+    persist_shadow_report_link(
+        {"ti": ti},  # type: ignore[arg-type]
+        endpoint="http://127.0.0.1:4321/",
+        deployment="svc",
+    )
+    monkeypatch.setattr(XCom, "get_value", lambda *, ti_key, key: ti.xcoms[key])
+    link = BentoShadowReportLink().get_link(
+        BentoShadowAnalysisOperator(task_id="s"),
+        ti_key=None,  # type: ignore[arg-type]
+    )
+    assert (
+        link == "http://127.0.0.1:4321/login?next=%2Fapi%2Fv2%2Fdeployments%2Fsvc%2Fshadow%2Freport"
+    )
+    declared = BentoShadowAnalysisOperator.operator_extra_links
+    assert any(isinstance(declared_link, BentoShadowReportLink) for declared_link in declared)
+
+
+def test_shadow_trigger_serializes_to_itself() -> None:
+    import importlib
+
+    from bentoship_airflow.triggers.bento import BentoShadowAnalysisTrigger
+
+    trigger = BentoShadowAnalysisTrigger("svc", bentocloud_conn_id="bc", deadline=1234.5)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "bentoship_airflow.triggers.bento.BentoShadowAnalysisTrigger"
+    assert kwargs == {"deployment_name": "svc", "bentocloud_conn_id": "bc", "deadline": 1234.5}
+    module, _, name = classpath.rpartition(".")
+    again = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
+    assert again.serialize() == (classpath, kwargs)

@@ -1,4 +1,5 @@
-"""Operators for each bentoship step: build, push, deploy, smoke-test, promote, canary, roll back.
+"""Operators for each bentoship step: build, push, deploy, smoke-test, promote, canary, shadow,
+roll back.
 
 Only ``airflow.sdk`` is imported at module level; bentoship, bentoml and httpx are imported when
 a task runs, so DAG parsing stays fast.
@@ -16,14 +17,16 @@ from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from bentoship_airflow.hooks.bentocloud import DEFAULT_CONN_ID, BentoCloudHook
 from bentoship_airflow.links.bento import BentoDeploymentLink, BentoEndpointLink, persist_links
+from bentoship_airflow.links.shadow import BentoShadowReportLink, persist_shadow_report_link
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from bentoship import Client, Rollout
+    from bentoship import Client, Rollout, ShadowAnalysis, ShadowPolicy
 
 ROLLOUT_XCOM_KEY = "rollout"
 CANARY_XCOM_KEY = "canary_analysis"
+SHADOW_XCOM_KEY = "shadow_analysis"
 ROLLOUT_STATE_KEY = "bentoship_rollout"
 LOG_TAIL_LINES = 40
 
@@ -647,3 +650,169 @@ class BentoCanaryAnalysisOperator(_BentoOperator):
             raise self.fail(AirflowException(rejection(analysis, record["state"])))
         self.log.info("Canary %s promoted: %s", analysis.candidate, analysis.reason)
         return analysis.to_dict()
+
+
+class BentoShadowAnalysisOperator(_BentoOperator):
+    """Mirror live requests to the held candidate, compare its answers with the serving
+    revision's, then promote or discard it.
+
+    The control plane copies ``percent`` of the endpoint's live requests (to ``apis``, or every
+    API) to the candidate until ``min_pairs`` pairs of answers are in (or ``timeout``), then
+    promotes the candidate when the pairs agree and its errors and p99 hold, else discards it;
+    callers get the serving revision's answers throughout. Returns the analysis (``verdict``,
+    ``reason``, ``report``); a discarded candidate fails the task, with the analysis under the
+    XCom key ``shadow_analysis``. Needs the local control plane (BentoCloud does not mirror).
+
+    :param rollout: the deploy operator's output, deployed with ``candidate=True``.
+    :param deploy_task_id: the deploy task whose rollout to analyse (instead of ``rollout``).
+    :param percent: share of the live requests to mirror, 1-100.
+    :param min_pairs: pairs of answers to judge on.
+    :param min_agreement: share of the compared pairs whose answers must agree.
+    :param tolerance: numbers within this agree.
+    :param max_error_rate_increase: the candidate's error rate may be this much above the
+        serving revision's.
+    :param max_p99_ratio: the candidate's p99 may be at most this times the serving revision's...
+    :param p99_slack_ms: ...plus this many milliseconds.
+    :param timeout: seconds to mirror before judging what is in; the task waits a minute more.
+    :param apis: the APIs to mirror (default every API).
+    :param deferrable: wait for the verdict in the triggerer, holding no worker slot.
+    """
+
+    template_fields: Sequence[str] = ("rollout", "percent", "min_pairs", "min_agreement", "apis")
+    operator_extra_links = (BentoDeploymentLink(), BentoEndpointLink(), BentoShadowReportLink())
+
+    def __init__(
+        self,
+        *,
+        rollout: Any = None,
+        deploy_task_id: str | None = None,
+        percent: int | str = 100,
+        min_pairs: int | str = 200,
+        min_agreement: float | str = 0.95,
+        tolerance: float = 1e-6,
+        max_error_rate_increase: float = 0.01,
+        max_p99_ratio: float = 1.5,
+        p99_slack_ms: float = 50.0,
+        timeout: float = 600.0,
+        apis: Sequence[str] | None = None,
+        deferrable: bool = _default_deferrable(),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.rollout = rollout
+        self.deploy_task_id = deploy_task_id
+        self.percent = percent
+        self.min_pairs = min_pairs
+        self.min_agreement = min_agreement
+        self.tolerance = tolerance
+        self.max_error_rate_increase = max_error_rate_increase
+        self.max_p99_ratio = max_p99_ratio
+        self.p99_slack_ms = p99_slack_ms
+        self.timeout = timeout
+        self.apis = apis
+        self.deferrable = deferrable
+
+    def policy(self) -> ShadowPolicy:
+        """The gate; templated numbers arrive as text and are read back as numbers."""
+        from bentoship import ShadowPolicy
+
+        try:
+            percent, min_pairs = _number(self.percent, int), _number(self.min_pairs, int)
+            min_agreement = _number(self.min_agreement, float)
+        except ValueError as exc:
+            raise AirflowException(
+                f"{self.task_id}: percent and min_pairs are whole numbers, "
+                f"min_agreement a fraction ({exc})"
+            ) from None
+        return ShadowPolicy.from_dict(
+            {
+                "percent": percent,
+                "min_pairs": min_pairs,
+                "min_agreement": min_agreement,
+                "tolerance": self.tolerance,
+                "max_error_rate_increase": self.max_error_rate_increase,
+                "max_p99_ratio": self.max_p99_ratio,
+                "p99_slack_ms": self.p99_slack_ms,
+                "timeout": self.timeout,
+                "apis": self.apis,
+            }
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from bentoship import BentoshipError, ShadowFailed
+        from bentoship.steps import analyze_shadow
+        from bentoship.steps.shadow import start_shadow
+
+        rollout = self.parse_rollout(_rollout_from(context, self.rollout, self.deploy_task_id))
+        if rollout is None:
+            persist_links(context)
+            persist_shadow_report_link(context)
+            raise AirflowException(
+                f"{self.task_id}: give the rollout of a deploy with candidate=True "
+                "(rollout= or deploy_task_id=)"
+            )
+        try:
+            with self.hook.get_conn() as client:
+                self.link(context, client, rollout)
+                persist_shadow_report_link(
+                    context, endpoint=client.endpoint, deployment=rollout.name
+                )
+                policy = self.policy()
+                if self.deferrable:
+                    record = start_shadow(rollout, policy, client=client)
+                    if record["state"] == "running":
+                        self._defer_analysis(rollout.name)
+                    return self._verdict(context, record)
+                analysis = analyze_shadow(rollout, policy, client=client)
+        except ShadowFailed as exc:
+            self._tell(exc.analysis)
+            context["ti"].xcom_push(key=SHADOW_XCOM_KEY, value=exc.analysis.to_dict())
+            raise self.fail(exc) from None
+        except BentoshipError as exc:
+            raise self.fail(exc) from None
+        self._tell(analysis)
+        return analysis.to_dict()
+
+    def _defer_analysis(self, name: str) -> None:
+        import time
+
+        from bentoship_airflow.triggers.bento import BentoShadowAnalysisTrigger
+
+        wait = float(self.timeout) + 60.0
+        self.log.info("The control plane runs the shadow analysis of %s; deferring", name)
+        self.defer(
+            trigger=BentoShadowAnalysisTrigger(
+                deployment_name=name,
+                bentocloud_conn_id=self.bentocloud_conn_id,
+                deadline=time.time() + wait,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=wait + 60),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("status") != "success":
+            raise self.fail(AirflowException(event.get("message", "shadow analysis failed")))
+        return self._verdict(context, event["analysis"])
+
+    def _verdict(self, context: Context, record: dict[str, Any]) -> dict[str, Any]:
+        """The task's result from the control plane's analysis record, or its failure."""
+        from bentoship import ShadowAnalysis
+        from bentoship.steps.shadow import shadow_rejection
+
+        analysis = ShadowAnalysis.from_record(record)
+        self._tell(analysis)
+        if not analysis.promoted:
+            context["ti"].xcom_push(key=SHADOW_XCOM_KEY, value=analysis.to_dict())
+            raise self.fail(AirflowException(shadow_rejection(analysis)))
+        return analysis.to_dict()
+
+    def _tell(self, analysis: ShadowAnalysis) -> None:
+        if analysis.report is not None:
+            self.log.info("Shadow %s: %s", analysis.candidate, analysis.report.summary())
+        self.log.info("Shadow %s was %s: %s", analysis.candidate, analysis.verdict, analysis.reason)
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    """A templated number (rendered as text) as ``kind``; anything else as it is."""
+    return kind(value) if isinstance(value, str) else value

@@ -15,7 +15,7 @@ from ..shadow.analysis import ShadowAnalysis
 from ..shadow.policy import ShadowPolicy
 from ..signals import terminated_raises
 
-__all__ = ["analyze_shadow"]
+__all__ = ["analyze_shadow", "shadow_rejection", "start_shadow"]
 
 log = logging.getLogger("bentoship.steps")
 
@@ -44,30 +44,7 @@ def analyze_shadow(
     client = client or Client()
     rollout = Rollout.parse(target)
     name, revision = rollout.name, rollout.revision
-    if "shadow" not in client.get_extensions():
-        raise InvalidRequestError(
-            f"shadow analysis needs a control plane that mirrors requests, which "
-            f"{client.endpoint} does not (plain BentoCloud); use a smoke test or canary "
-            "analysis there instead"
-        )
-    dep = client.get_deployment(name)
-    if not rollout.candidate or dep.candidate_revision != revision:
-        raise InvalidRequestError(
-            f"revision {revision} of {name} is not a ready candidate; deploy it with "
-            "candidate=True and wait until it is ready before the shadow analysis"
-        )
-    record = client.start_analysis(name, shadow=policy.to_dict())
-    apis = ", ".join(policy.apis) if policy.apis else "every API"
-    log.info(
-        "shadow %s of %s: the control plane mirrors %d%% of the requests to %s until %d pairs "
-        "(at most %g s); this step watches it",
-        revision,
-        name,
-        policy.percent,
-        apis,
-        policy.min_pairs,
-        policy.timeout,
-    )
+    record = start_shadow(rollout, policy, client=client)
     limit = timeout if timeout is not None else policy.timeout + 60.0
     deadline = time.monotonic() + limit
     with terminated_raises():
@@ -94,14 +71,55 @@ def analyze_shadow(
     if analysis.promoted:
         log.info("shadow %s of %s promoted: %s", revision, name, analysis.reason)
         return analysis
-    message = (
-        f"shadow {revision} of {name} was {analysis.verdict}: {analysis.reason}; "
-        f"{name} serves revision {analysis.baseline} still"
-    )
+    message = shadow_rejection(analysis)
     log.error("%s", message)
     if raise_on_failure:
         raise ShadowFailed(message, deployment=name, analysis=analysis)
     return analysis
+
+
+def start_shadow(
+    target: RolloutLike, policy: ShadowPolicy | dict[str, Any] | None = None, *, client: Client
+) -> dict[str, Any]:
+    """Check that ``target`` is a ready candidate on a control plane that mirrors, then have
+    the control plane run the shadow analysis (the same plan again is a no-op); returns the
+    analysis route's JSON, whose ``state`` is ``running`` until the verdict."""
+    policy = policy if isinstance(policy, ShadowPolicy) else ShadowPolicy.from_dict(policy)
+    rollout = Rollout.parse(target)
+    name, revision = rollout.name, rollout.revision
+    if "shadow" not in client.get_extensions():
+        raise InvalidRequestError(
+            f"shadow analysis needs a control plane that mirrors requests, which "
+            f"{client.endpoint} does not (plain BentoCloud); use a smoke test or canary "
+            "analysis there instead"
+        )
+    dep = client.get_deployment(name)
+    if not rollout.candidate or dep.candidate_revision != revision:
+        raise InvalidRequestError(
+            f"revision {revision} of {name} is not a ready candidate; deploy it with "
+            "candidate=True and wait until it is ready before the shadow analysis"
+        )
+    record = client.start_analysis(name, shadow=policy.to_dict())
+    apis = ", ".join(policy.apis) if policy.apis else "every API"
+    log.info(
+        "shadow %s of %s: the control plane mirrors %d%% of the requests to %s until %d pairs "
+        "(at most %g s)",
+        revision,
+        name,
+        policy.percent,
+        apis,
+        policy.min_pairs,
+        policy.timeout,
+    )
+    return record
+
+
+def shadow_rejection(analysis: ShadowAnalysis) -> str:
+    """Why the candidate was not promoted, in a line."""
+    return (
+        f"shadow {analysis.candidate} of {analysis.deployment} was {analysis.verdict}: "
+        f"{analysis.reason}; {analysis.deployment} serves revision {analysis.baseline} still"
+    )
 
 
 def _tell_progress(name: str, revision: str | None, progress: dict[str, Any] | None) -> None:
