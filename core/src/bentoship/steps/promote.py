@@ -10,7 +10,7 @@ from ..models import DeploymentInfo, Rollout, RolloutLike, rollout_target
 from .rollback import rollback
 from .wait import wait_until_ready
 
-__all__ = ["discard", "promote"]
+__all__ = ["discard", "promote", "promoted_record"]
 
 log = logging.getLogger("bentoship.steps")
 
