@@ -39,6 +39,9 @@ class Call:
     path: str
     params: dict[str, Any] | None = None
     json: Any = None
+    content: bytes | None = None
+    """A raw body (sent with ``content_type``) instead of ``json``."""
+    content_type: str = "application/octet-stream"
     idempotent: bool = True
     timeout: float | None = None
     not_found: str = ""

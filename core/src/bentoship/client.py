@@ -94,6 +94,15 @@ class _Plans:
         return f"{type(self).__name__}(endpoint={self.endpoint!r}, token={token!r})"
 
     def _request(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
+        if call.content is not None:
+            return http.build_request(
+                call.method,
+                call.path,
+                params=call.params,
+                content=call.content,
+                headers={"Content-Type": call.content_type},
+                timeout=call.timeout or self.timeout,
+            )
         return http.build_request(
             call.method,
             call.path,
@@ -222,6 +231,39 @@ class _Plans:
         plan = {"canary": canary} if canary is not None else {"shadow": shadow}
         call = Call(
             "PUT", _deployment_path(name, "/analysis"), json=plan, not_found=_not_found(name)
+        )
+        return dict((yield from self._send(call)))
+
+    def _plan_send_feedback(
+        self, name: str, monitor: str, labels: list[dict[str, Any]] | bytes, id_field: str | None
+    ) -> Plan[dict[str, Any]]:
+        params = {"monitor": monitor, **({"id_field": id_field} if id_field else {})}
+        if isinstance(labels, bytes):
+            body, kind = labels, "application/vnd.apache.parquet"
+        else:
+            body = "\n".join(json.dumps(label) for label in labels).encode()
+            kind = "application/x-ndjson"
+        call = Call(
+            "POST",
+            _deployment_path(name, "/feedback"),
+            params=params,
+            content=body,
+            content_type=kind,
+            timeout=300.0,
+            not_found=_not_found(name),
+        )
+        return dict((yield from self._send(call)))
+
+    def _plan_quality(
+        self, name: str, monitor: str, params: dict[str, Any]
+    ) -> Plan[dict[str, Any]]:
+        wanted = {k: v for k, v in params.items() if v is not None}
+        call = Call(
+            "GET",
+            _deployment_path(name, "/quality"),
+            params={"monitor": monitor, **wanted},
+            timeout=120.0,
+            not_found=_not_found(name),
         )
         return dict((yield from self._send(call)))
 
@@ -490,6 +532,27 @@ class Client(_Plans):
         candidate (one plan: a ``CanaryPolicy`` or a ``ShadowPolicy`` as a dict)."""
         return self._run(self._plan_start_analysis(name, canary, shadow))
 
+    def send_feedback(
+        self,
+        name: str,
+        monitor: str,
+        labels: list[dict[str, Any]] | bytes,
+        *,
+        id_field: str | None = None,
+    ) -> dict[str, Any]:
+        """Send labels for ``monitor``'s predictions: ``{"id", "label", "time"?}`` objects, or
+        a Parquet file's bytes with those columns. ``id`` is the record's ``request_id``
+        (decimal, or the 16 hex digits of the ``X-BentoML-Request-ID`` header), or the value of
+        the record's field ``id_field``. The counts: received, stored, duplicates,
+        corrections, pending (no prediction stored yet)."""
+        return self._run(self._plan_send_feedback(name, monitor, labels, id_field))
+
+    def quality(self, name: str, monitor: str, **params: Any) -> dict[str, Any]:
+        """``monitor``'s predictions joined to their labels, per revision and time bucket:
+        ``since``, ``until``, ``step``, ``revision``, ``task``, ``prediction_field``,
+        ``score_field``, ``id_field`` as the ``GET …/quality`` route takes them."""
+        return self._run(self._plan_quality(name, monitor, params))
+
     def set_shadow(self, name: str, percent: int, apis: list[str] | None = None) -> dict[str, Any]:
         """Mirror ``percent`` of ``name``'s requests (to ``apis``, or every API) to its held
         candidate; 0 stops. The mirroring's state and figures."""
@@ -722,6 +785,19 @@ class AsyncClient(_Plans):
         shadow: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         return await self._run(self._plan_start_analysis(name, canary, shadow))
+
+    async def send_feedback(
+        self,
+        name: str,
+        monitor: str,
+        labels: list[dict[str, Any]] | bytes,
+        *,
+        id_field: str | None = None,
+    ) -> dict[str, Any]:
+        return await self._run(self._plan_send_feedback(name, monitor, labels, id_field))
+
+    async def quality(self, name: str, monitor: str, **params: Any) -> dict[str, Any]:
+        return await self._run(self._plan_quality(name, monitor, params))
 
     async def set_shadow(
         self, name: str, percent: int, apis: list[str] | None = None

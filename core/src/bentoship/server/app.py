@@ -18,6 +18,7 @@ from .api import (
     observability,
     platform,
     pods,
+    quality,
     registry,
     secrets,
     shadow,
@@ -53,6 +54,7 @@ def build_app(
             *logs.routes(services, observed.logs),
             *observability.routes(services, observed),
             *monitoring.routes(services, observed),
+            *quality.routes(services, observed),
         ]
         if observed is not None
         else []

@@ -39,6 +39,7 @@ EXTENSIONS = (
     "events",
     "metrics",
     "monitoring",
+    "quality",
 )
 MAX_LOG_LINES = 10000
 

@@ -47,6 +47,7 @@ from .params import (
     WaitParams,
     WriteParams,
 )
+from .quality import FeedbackParams, QualityParams
 
 __all__ = ["document"]
 
@@ -89,6 +90,8 @@ QUERIES: dict[tuple[str, str], type[Params]] = {
     ("GET", f"{DEPLOYMENT}/wait"): WaitParams,
     ("GET", f"{DEPLOYMENT}/analysis"): AnalysisParams,
     ("GET", f"{DEPLOYMENT}/shadow/pairs"): ShadowPairsParams,
+    ("POST", f"{DEPLOYMENT}/feedback"): FeedbackParams,
+    ("GET", f"{DEPLOYMENT}/quality"): QualityParams,
     ("GET", f"{DEPLOYMENT}/revisions/{{revision}}/logs"): LogsParams,
     ("GET", "/api/v1/bento_repositories/{repo}/bentos"): VersionListParams,
     ("GET", "/api/v1/model_repositories/{repo}/models"): VersionListParams,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..rollout.runner import stdout_path
 from .analytics import Readers, open_analytics
+from .feedback import FeedbackStore
 from .log_tail import LogTailer
 from .logs import LogStore
 from .monitoring import MonitoringStore, Origin
@@ -56,6 +57,7 @@ class Observability:
     writer: AnalyticsWriter
     readers: Readers
     shadow_pairs: ShadowPairStore
+    feedback: FeedbackStore
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
@@ -87,6 +89,7 @@ class Observability:
             written, writer, readers, retention=settings.metrics_retention
         )
         controller.shadows.pairs = shadow_pairs
+        feedback = writer.call(lambda: FeedbackStore(written, readers))
         return cls(
             series,
             sampler,
@@ -100,6 +103,7 @@ class Observability:
             writer,
             readers,
             shadow_pairs,
+            feedback,
         )
 
     def start(self, *, sampling: bool = True) -> None:
@@ -136,6 +140,7 @@ class Observability:
             self.series.forget(deployment)
             self.monitoring.forget(deployment)
             self.shadow_pairs.forget(deployment)
+            self.feedback.forget(deployment)
 
         self.shadow_pairs.flush()
 
@@ -187,6 +192,7 @@ class Observability:
                     pruned = time.monotonic()
                     await self.writer.run(self.monitoring.prune)
                     await self.writer.run(self.shadow_pairs.prune)
+                    await self.writer.run(lambda: self.feedback.prune(self.monitoring.monitors()))
             except Exception:
                 log.exception("ingesting the revisions' monitoring records failed")
             await asyncio.sleep(MONITORING_POLL_SECONDS)

@@ -98,6 +98,17 @@ class MonitoringStore:
         """Each monitor's name and table."""
         return dict(self._read("SELECT name, table_name FROM monitors"))
 
+    def columns(self, monitor: str) -> list[dict[str, Any]]:
+        """The columns the monitor's schema declares (name, role, type), newest schema."""
+        found = self._read("SELECT schema FROM monitors WHERE name = ?", [monitor])
+        if not found or not found[0][0]:
+            return []
+        try:
+            columns = json.loads(found[0][0]).get("columns") or []
+        except (ValueError, AttributeError):
+            return []
+        return [c for c in columns if isinstance(c, dict) and isinstance(c.get("name"), str)]
+
     def ingest(self, directory: Path, origin: Origin) -> int:
         """Store the complete new records of every monitor under ``directory``; how many."""
         if not directory.is_dir():
