@@ -120,3 +120,63 @@ def test_labels_join_what_was_served_and_quality_is_measured(client: Client, tmp
     assert report["corrections"] == 1 and report["labels"] == 105
     scored = client.quality(NAME, MONITOR, since="1h", score_field="score")
     assert scored["revisions"][0]["roc_auc"] is not None
+
+
+def served_labels(client: Client, url: str, xs: range) -> dict[int, str]:
+    """Call classify (monitored) for each x; the hex request id of each call."""
+    ids = {}
+    with httpx.Client(timeout=30) as http:
+        for x in xs:
+            answer = http.post(f"{url}/classify", json={"x": x, "monitor": True})
+            assert answer.status_code == 200
+            ids[x] = answer.headers["x-bentoml-request-id"]
+    return ids
+
+
+def test_a_revision_ten_points_worse_fails_the_gate_and_is_rolled_back(
+    client: Client, echo_v1: str
+) -> None:
+    import pandas as pd
+
+    from bentoship import QualityFailed, QualityPolicy
+    from bentoship.steps import check_quality, send_feedback
+
+    def truth10(x: int) -> str:
+        parity = "even" if x % 2 == 0 else "odd"
+        return parity if x % 10 else ("odd" if parity == "even" else "even")
+
+    before = client.get_deployment(NAME).serving_revision
+    old = served_labels(client, client.get_deployment(NAME).url or "", range(1000, 1500))
+    frame = pd.DataFrame(
+        {"id": list(old.values()), "label": [truth10(x) for x in old], "seq": range(500)}
+    )
+    sent = send_feedback(NAME, frame, monitor=MONITOR, watermark_column="seq", client=client)
+    assert (sent.sent, sent.watermark) == (500, 499)
+    again = send_feedback(NAME, frame, monitor=MONITOR, watermark_column="seq", client=client)
+    assert again.sent == 0, "a re-run sends nothing twice"
+
+    worse = deploy(NAME, echo_v1, {"envs": {"CLASSIFY_FLIP_PERCENT": "10"}}, client=client)
+    wait_until_ready(worse, client=client, timeout=120)
+    new = served_labels(client, worse.endpoint_url, range(2000, 2500))
+    policy = QualityPolicy(monitor=MONITOR, since="1h", min_labels=200)
+    first = [{"id": new[x], "label": truth10(x)} for x in list(new)[:50]]
+    client.send_feedback(NAME, MONITOR, first)
+    early = check_quality(NAME, policy, client=client, rollback_on_failure=True)
+    assert early.verdict == "not_enough_evidence" and "not enough evidence" in early.reason
+    assert early.serving == worse.revision and early.labels == 50
+
+    rest = [{"id": new[x], "label": truth10(x)} for x in list(new)[50:]]
+    client.send_feedback(NAME, MONITOR, rest)
+    with pytest.raises(QualityFailed) as failed:
+        check_quality(NAME, policy, client=client, rollback_on_failure=True)
+    report = failed.value.report
+    assert report.verdict == "failed" and report.labels == 500
+    assert report.baseline == before and report.rolled_back_to == before
+    assert report.value is not None and report.baseline_value is not None
+    assert report.baseline_value - report.value > 0.05
+    assert report.interval is not None and report.interval[1] < report.baseline_value
+    assert client.get_deployment(NAME).serving_revision == before
+    rollback = next(e for e in client.events(NAME, limit=20)[::-1] if e.kind == "rolled_back")
+    assert "quality check failed" in rollback.message and "accuracy" in rollback.message
+    page = report.html()
+    assert "<svg" in page and "Confusion matrix" in page and worse.revision in page

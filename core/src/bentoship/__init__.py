@@ -19,6 +19,7 @@ from .errors import (
     InvalidRequestError,
     MissingExtraError,
     NotFoundError,
+    QualityFailed,
     ResponseLost,
     ServerUnavailableError,
     ShadowFailed,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
         RolloutLike,
         TrafficReport,
     )
+    from .quality import QualityPolicy, QualityReport
     from .rollouts import RolloutCheck, RolloutState, acheck_rollout, check_rollout
     from .shadow import (
         ShadowAnalysis,
@@ -65,6 +67,8 @@ _LAZY = {
     "RolloutState": "rollouts",
     "check_rollout": "rollouts",
     "acheck_rollout": "rollouts",
+    "QualityPolicy": "quality",
+    "QualityReport": "quality",
     "ShadowAnalysis": "shadow",
     "ShadowPolicy": "shadow",
     "ShadowPair": "shadow",
@@ -98,6 +102,9 @@ __all__ = [
     "InvalidRequestError",
     "MissingExtraError",
     "NotFoundError",
+    "QualityFailed",
+    "QualityPolicy",
+    "QualityReport",
     "ReplicaCount",
     "ResponseLost",
     "RetryPolicy",

@@ -235,9 +235,18 @@ class _Plans:
         return dict((yield from self._send(call)))
 
     def _plan_send_feedback(
-        self, name: str, monitor: str, labels: list[dict[str, Any]] | bytes, id_field: str | None
+        self,
+        name: str,
+        monitor: str,
+        labels: list[dict[str, Any]] | bytes,
+        id_field: str | None,
+        source: tuple[str, int] | None = None,
     ) -> Plan[dict[str, Any]]:
-        params = {"monitor": monitor, **({"id_field": id_field} if id_field else {})}
+        params: dict[str, Any] = {"monitor": monitor}
+        if id_field:
+            params["id_field"] = id_field
+        if source is not None:
+            params["source"], params["watermark"] = source
         if isinstance(labels, bytes):
             body, kind = labels, "application/vnd.apache.parquet"
         else:
@@ -253,6 +262,16 @@ class _Plans:
             not_found=_not_found(name),
         )
         return dict((yield from self._send(call)))
+
+    def _plan_feedback_watermark(self, name: str, monitor: str, source: str) -> Plan[int | None]:
+        call = Call(
+            "GET",
+            _deployment_path(name, "/feedback"),
+            params={"monitor": monitor, "source": source},
+            not_found=_not_found(name),
+        )
+        found = (yield from self._send(call))["watermark"]
+        return None if found is None else int(found)
 
     def _plan_quality(
         self, name: str, monitor: str, params: dict[str, Any]
@@ -314,11 +333,16 @@ class _Plans:
         answer = yield from self._send(call)
         return [RevisionInfo.from_api(item) for item in answer["items"]]
 
-    def _plan_rollback(self, name: str, revision: str | None) -> Plan[DeploymentInfo]:
+    def _plan_rollback(
+        self, name: str, revision: str | None, reason: str | None = None
+    ) -> Plan[DeploymentInfo]:
+        body = {"revision": revision} if revision else {}
+        if reason:
+            body["reason"] = reason[:1000]
         call = Call(
             "POST",
             _deployment_path(name, "/rollback"),
-            json={"revision": revision} if revision else {},
+            json=body,
             idempotent=revision is not None,
             not_found=f"deployment {name!r} or its revision {revision!r} not found",
         )
@@ -539,13 +563,19 @@ class Client(_Plans):
         labels: list[dict[str, Any]] | bytes,
         *,
         id_field: str | None = None,
+        source: tuple[str, int] | None = None,
     ) -> dict[str, Any]:
         """Send labels for ``monitor``'s predictions: ``{"id", "label", "time"?}`` objects, or
         a Parquet file's bytes with those columns. ``id`` is the record's ``request_id``
         (decimal, or the 16 hex digits of the ``X-BentoML-Request-ID`` header), or the value of
-        the record's field ``id_field``. The counts: received, stored, duplicates,
-        corrections, pending (no prediction stored yet)."""
-        return self._run(self._plan_send_feedback(name, monitor, labels, id_field))
+        the record's field ``id_field``. ``source``: (a name of where the labels come from, the
+        watermark they reach), kept with them (see :meth:`feedback_watermark`). The counts:
+        received, stored, duplicates, corrections, pending (no prediction stored yet)."""
+        return self._run(self._plan_send_feedback(name, monitor, labels, id_field, source))
+
+    def feedback_watermark(self, name: str, monitor: str, source: str) -> int | None:
+        """The watermark the labels sent from ``source`` reached (None: none sent yet)."""
+        return self._run(self._plan_feedback_watermark(name, monitor, source))
 
     def quality(self, name: str, monitor: str, **params: Any) -> dict[str, Any]:
         """``monitor``'s predictions joined to their labels, per revision and time bucket:
@@ -580,8 +610,12 @@ class Client(_Plans):
     def list_revisions(self, name: str) -> list[RevisionInfo]:
         return self._run(self._plan_list_revisions(name))
 
-    def rollback(self, name: str, revision: str | None = None) -> DeploymentInfo:
-        return self._run(self._plan_rollback(name, revision))
+    def rollback(
+        self, name: str, revision: str | None = None, *, reason: str | None = None
+    ) -> DeploymentInfo:
+        """Serve ``revision`` (default: the previous good one) again; ``reason`` (on the local
+        control plane) is said in the rollback's event."""
+        return self._run(self._plan_rollback(name, revision, reason))
 
     def logs(self, name: str, revision: str, tail: int = 200) -> list[str]:
         return self._run(self._plan_logs(name, revision, tail))
@@ -793,8 +827,12 @@ class AsyncClient(_Plans):
         labels: list[dict[str, Any]] | bytes,
         *,
         id_field: str | None = None,
+        source: tuple[str, int] | None = None,
     ) -> dict[str, Any]:
-        return await self._run(self._plan_send_feedback(name, monitor, labels, id_field))
+        return await self._run(self._plan_send_feedback(name, monitor, labels, id_field, source))
+
+    async def feedback_watermark(self, name: str, monitor: str, source: str) -> int | None:
+        return await self._run(self._plan_feedback_watermark(name, monitor, source))
 
     async def quality(self, name: str, monitor: str, **params: Any) -> dict[str, Any]:
         return await self._run(self._plan_quality(name, monitor, params))
@@ -828,8 +866,10 @@ class AsyncClient(_Plans):
     async def list_revisions(self, name: str) -> list[RevisionInfo]:
         return await self._run(self._plan_list_revisions(name))
 
-    async def rollback(self, name: str, revision: str | None = None) -> DeploymentInfo:
-        return await self._run(self._plan_rollback(name, revision))
+    async def rollback(
+        self, name: str, revision: str | None = None, *, reason: str | None = None
+    ) -> DeploymentInfo:
+        return await self._run(self._plan_rollback(name, revision, reason))
 
     async def logs(self, name: str, revision: str, tail: int = 200) -> list[str]:
         return await self._run(self._plan_logs(name, revision, tail))

@@ -15,6 +15,7 @@ __all__ = [
     "InvalidRequestError",
     "MissingExtraError",
     "NotFoundError",
+    "QualityFailed",
     "ResponseLost",
     "ServerUnavailableError",
     "ShadowFailed",
@@ -109,6 +110,15 @@ class ShadowFailed(DeploymentFailed):
     def __init__(self, message: str, *, deployment: str, analysis: Any) -> None:
         super().__init__(message, deployment=deployment, reason=str(analysis.reason))
         self.analysis = analysis
+
+
+class QualityFailed(BentoshipError):
+    """A quality check used as a gate found the serving revision worse than its baseline:
+    ``report`` (a ``QualityReport``) holds the figures."""
+
+    def __init__(self, report: Any) -> None:
+        super().__init__(report.summary())
+        self.report = report
 
 
 class DriftDetected(BentoshipError):

@@ -8,6 +8,7 @@ from .export import ExportResult, export_monitoring
 from .local_store import import_bento_file, import_model_file
 from .promote import discard, promote
 from .push import push
+from .quality import FeedbackResult, check_quality, send_feedback
 from .rollback import abort, rollback
 from .shadow import analyze_shadow
 from .ship import ship
@@ -16,6 +17,7 @@ from .wait import async_wait_until_ready, wait_until_ready
 
 __all__ = [
     "ExportResult",
+    "FeedbackResult",
     "SmokeTest",
     "abort",
     "analyze_canary",
@@ -23,6 +25,7 @@ __all__ = [
     "async_wait_until_ready",
     "build",
     "check_drift",
+    "check_quality",
     "deploy",
     "discard",
     "export_monitoring",
@@ -31,6 +34,7 @@ __all__ = [
     "promote",
     "push",
     "rollback",
+    "send_feedback",
     "ship",
     "smoke_test",
     "wait_until_ready",

@@ -132,9 +132,11 @@ class DeploymentBody(Body):
 
 
 class RevisionBody(Body):
-    """Rollback and promote: the revision (``r2``, or a uid); none for the default."""
+    """Rollback and promote: the revision (``r2``, or a uid); none for the default. A
+    rollback's ``reason`` (why, with the figures) goes into its event."""
 
     revision: Name | None = None
+    reason: Annotated[StrictStr, Field(max_length=1000)] | None = None
 
 
 class ApiTokenBody(Body):

@@ -71,7 +71,11 @@ def routes(services: Services) -> list[Route]:
         return name, ref
 
     async def rollback(request: Request) -> JSONResponse:
-        dep = await controller.rollback(*(await revision_ref(request)))
+        services.require_extensions()
+        name = request.path_params["name"]
+        body = parse(RevisionBody, await json_body(request))
+        controller.get(name)
+        dep = await controller.rollback(name, body.revision, reason=body.reason or "")
         return JSONResponse(deployment_json(services, dep))
 
     async def promote(request: Request) -> JSONResponse:

@@ -47,7 +47,7 @@ from .params import (
     WaitParams,
     WriteParams,
 )
-from .quality import FeedbackParams, QualityParams
+from .quality import FeedbackParams, QualityParams, WatermarkParams
 
 __all__ = ["document"]
 
@@ -91,6 +91,7 @@ QUERIES: dict[tuple[str, str], type[Params]] = {
     ("GET", f"{DEPLOYMENT}/analysis"): AnalysisParams,
     ("GET", f"{DEPLOYMENT}/shadow/pairs"): ShadowPairsParams,
     ("POST", f"{DEPLOYMENT}/feedback"): FeedbackParams,
+    ("GET", f"{DEPLOYMENT}/feedback"): WatermarkParams,
     ("GET", f"{DEPLOYMENT}/quality"): QualityParams,
     ("GET", f"{DEPLOYMENT}/revisions/{{revision}}/logs"): LogsParams,
     ("GET", "/api/v1/bento_repositories/{repo}/bentos"): VersionListParams,

@@ -23,7 +23,7 @@ from ..observe.quality import MAX_BUCKETS, QualityQuery, Task, quality
 from .common import MAX_JSON_DEPTH, Services, json_depth
 from .params import Moment, Params, moment, query
 
-__all__ = ["FeedbackParams", "QualityParams", "routes"]
+__all__ = ["FeedbackParams", "QualityParams", "WatermarkParams", "routes"]
 
 MAX_FEEDBACK_BYTES = 64 * 1024 * 1024
 PARQUET = ("application/vnd.apache.parquet", "application/x-parquet", "application/octet-stream")
@@ -35,6 +35,16 @@ class FeedbackParams(Params):
 
     monitor: Annotated[str, Field(min_length=1, max_length=128)]
     id_field: Field_ = REQUEST_ID
+    source: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    """The sender's source of labels, whose ``watermark`` these labels reach."""
+    watermark: Annotated[int, Field(ge=-(2**63), lt=2**63)] | None = None
+
+
+class WatermarkParams(Params):
+    """Where the labels a source sent for a monitor reached."""
+
+    monitor: Annotated[str, Field(min_length=1, max_length=128)]
+    source: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class QualityParams(Params):
@@ -143,11 +153,32 @@ def routes(services: Services, observability: Observability) -> list[Route]:
         else:
             items = await asyncio.to_thread(_json_items, raw)
         labels: list[Label] = await asyncio.to_thread(labels_from, items, id_field)
+        if (params.source is None) != (params.watermark is None):
+            raise Invalid("watermark: send source and watermark together, or neither")
         table = await table_of(name, params.monitor)
+        source = None
+        if params.source is not None and params.watermark is not None:
+            source = (params.source, params.watermark)
         received = await observability.writer.run(
-            functools.partial(feedback.add, name, params.monitor, table, labels, id_field=id_field)
+            functools.partial(
+                feedback.add, name, params.monitor, table, labels, id_field=id_field, source=source
+            )
         )
         return JSONResponse({"deployment": name, "monitor": params.monitor, **received.to_dict()})
+
+    async def watermark(request: Request) -> JSONResponse:
+        services.require_extensions()
+        name = controller.get(request.path_params["name"]).name
+        params = query(WatermarkParams, request)
+        found = await asyncio.to_thread(feedback.watermark, name, params.monitor, params.source)
+        return JSONResponse(
+            {
+                "deployment": name,
+                "monitor": params.monitor,
+                "source": params.source,
+                "watermark": found,
+            }
+        )
 
     async def measure(request: Request) -> JSONResponse:
         services.require_extensions()
@@ -209,5 +240,6 @@ def routes(services: Services, observability: Observability) -> list[Route]:
     one = "/api/v2/deployments/{name:str}"
     return [
         Route(f"{one}/feedback", receive, methods=["POST"]),
+        Route(f"{one}/feedback", watermark, methods=["GET"]),
         Route(f"{one}/quality", measure, methods=["GET"]),
     ]

@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS feedback (
     label_time DOUBLE, received DOUBLE, corrections INTEGER,
     PRIMARY KEY (deployment, monitor, id_field, id)
 );
+CREATE TABLE IF NOT EXISTS feedback_sources (
+    deployment VARCHAR, monitor VARCHAR, source VARCHAR, watermark BIGINT,
+    PRIMARY KEY (deployment, monitor, source)
+);
 """
 
 
@@ -178,10 +182,12 @@ class FeedbackStore:
         labels: Sequence[Label],
         *,
         id_field: str = REQUEST_ID,
+        source: tuple[str, int] | None = None,
         now: float | None = None,
     ) -> Received:
         """Store ``labels`` of ``monitor`` (whose records are in ``table``, if any yet), in one
-        transaction; run by the writer."""
+        transaction; run by the writer. ``source``: the sender's source and the watermark these
+        labels reach, kept in the same transaction (a re-run resumes after it)."""
         now = time.time() if now is None else now
         cursor = self.cursor
         cursor.execute("BEGIN TRANSACTION")
@@ -224,6 +230,11 @@ class FeedbackStore:
             )
             pending = self._unjoined(deployment, table, id_field, "feedback_batch")
             cursor.execute("DROP TABLE feedback_batch")
+            if source is not None:
+                cursor.execute(
+                    "INSERT OR REPLACE INTO feedback_sources VALUES (?, ?, ?, ?)",
+                    [deployment, monitor, source[0], source[1]],
+                )
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")
@@ -243,6 +254,19 @@ class FeedbackStore:
             [deployment],
         ).fetchone()
         return int(found[0]) if found else 0
+
+    def watermark(self, deployment: str, monitor: str, source: str) -> int | None:
+        """The watermark the labels of ``source`` reached, if it sent any."""
+        row = (
+            self.reader()
+            .execute(
+                "SELECT watermark FROM feedback_sources WHERE deployment = ? AND monitor = ? "
+                "AND source = ?",
+                [deployment, monitor, source],
+            )
+            .fetchone()
+        )
+        return int(row[0]) if row else None
 
     def counts(self, deployment: str, monitor: str) -> dict[str, int]:
         """Labels stored for ``monitor``, and corrections made."""
@@ -271,6 +295,7 @@ class FeedbackStore:
 
     def forget(self, deployment: str) -> None:
         self.cursor.execute("DELETE FROM feedback WHERE deployment = ?", [deployment])
+        self.cursor.execute("DELETE FROM feedback_sources WHERE deployment = ?", [deployment])
 
 
 def record_id(id_field: str, alias: str) -> str:

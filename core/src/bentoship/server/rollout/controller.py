@@ -297,7 +297,7 @@ class Controller:
             self.ctx.publish(name, CanaryWeight(revision_name(target.seq), split.weight))
             return self.get(name)
 
-    async def rollback(self, name: str, ref: str | None) -> Deployment:
+    async def rollback(self, name: str, ref: str | None, *, reason: str = "") -> Deployment:
         rt = self.runtime(name)
         async with rt.lock:
             dep = self.get(name)
@@ -309,7 +309,7 @@ class Controller:
             self._supersede(rt, dep, SUPERSEDED)
             self.store.update_deployment(name, target_revision=target.uid, state=Lifecycle.ACTIVE)
             serving = self.name_of(dep.serving_revision)
-            self.ctx.publish(name, RolledBack(revision_name(target.seq), serving))
+            self.ctx.publish(name, RolledBack(revision_name(target.seq), serving, reason))
             proc = rt.processes.get(target.uid)
             if target.uid == dep.serving_revision and active:
                 rt.notify()

@@ -182,9 +182,12 @@ class Retired(DeploymentEvent):
 class RolledBack(DeploymentEvent):
     kind = EventKind.ROLLED_BACK
     was_serving: str | None
+    reason: str = ""
+    """Why, when the caller said (a quality check gives its figures)."""
 
     def describe(self) -> str:
-        return f"rollback to {self.revision} (was serving {self.was_serving or 'nothing'})"
+        was = f"rollback to {self.revision} (was serving {self.was_serving or 'nothing'})"
+        return f"{was}{_because(self.reason)}"
 
 
 @dataclass(frozen=True)
