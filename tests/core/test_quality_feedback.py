@@ -118,6 +118,7 @@ def test_labels_join_what_was_served_and_quality_is_measured(client: Client, tmp
     assert entry["accuracy"] == pytest.approx(right / 100)
     assert sum(map(sum, entry["confusion"]["matrix"])) == 100
     assert report["corrections"] == 1 and report["labels"] == 105
+    assert report["unmatched"] == 5, "the unknown ids are reported"
     scored = client.quality(NAME, MONITOR, since="1h", score_field="score")
     assert scored["revisions"][0]["roc_auc"] is not None
 

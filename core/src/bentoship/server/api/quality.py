@@ -221,7 +221,7 @@ def routes(services: Services, observability: Observability) -> list[Route]:
             revision=params.revision,
         )
         found = await asyncio.to_thread(lambda: quality(observability.readers(), q))
-        counts = await asyncio.to_thread(feedback.counts, name, params.monitor)
+        counts = await asyncio.to_thread(feedback.counts, name, params.monitor, table)
         return JSONResponse(
             {
                 "deployment": name,

@@ -268,18 +268,28 @@ class FeedbackStore:
         )
         return int(row[0]) if row else None
 
-    def counts(self, deployment: str, monitor: str) -> dict[str, int]:
-        """Labels stored for ``monitor``, and corrections made."""
+    def counts(self, deployment: str, monitor: str, table: str | None = None) -> dict[str, int]:
+        """Labels stored for ``monitor``, corrections made, and (with the monitor's ``table``)
+        labels whose id matches no stored prediction (pending, or unknown ids)."""
+        unmatched = "0"
+        if table is not None:
+            unmatched = (
+                "count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM "
+                f"{table} r WHERE r.deployment = f.deployment AND "
+                "json_extract_string(r.record, '$.' || f.id_field) = f.id))"
+            )
         row = (
             self.reader()
             .execute(
-                "SELECT count(*), coalesce(sum(corrections), 0) FROM feedback "
+                f"SELECT count(*), coalesce(sum(corrections), 0), {unmatched} FROM feedback f "
                 "WHERE deployment = ? AND monitor = ?",
                 [deployment, monitor],
             )
             .fetchone()
         )
-        return {"labels": int(row[0]), "corrections": int(row[1])} if row else {}
+        if not row:
+            return {}
+        return {"labels": int(row[0]), "corrections": int(row[1]), "unmatched": int(row[2])}
 
     def prune(self, tables: dict[str, str], now: float | None = None) -> None:
         """Forget labels older than the join window that never met their prediction (run by
