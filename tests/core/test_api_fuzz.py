@@ -73,6 +73,9 @@ AIMED: dict[str, dict[str, dict[str, Any]]] = {
     "GET /api/v2/deployments/{name}/shadow": {"path": {"name": DEPLOYMENT}},
     "GET /api/v2/deployments/{name}/shadow/pairs": {"path": {"name": DEPLOYMENT}},
     "PUT /api/v2/deployments/{name}/shadow": {"path": {"name": DEPLOYMENT}},
+    "POST /api/v2/deployments/{name}/feedback": {"path": {"name": DEPLOYMENT}},
+    "GET /api/v2/deployments/{name}/feedback": {"path": {"name": DEPLOYMENT}},
+    "GET /api/v2/deployments/{name}/quality": {"path": {"name": DEPLOYMENT}},
     "GET /api/v2/deployments/{name}/wait": {
         "path": {"name": DEPLOYMENT},
         "query": {"status": "running", "phase": "serving", "timeout": 0},
@@ -115,6 +118,8 @@ def test_the_document_lists_every_route_with_its_body(api: Any) -> None:
         "PUT /api/v2/deployments/{name}/canary",
         "PUT /api/v2/deployments/{name}/shadow",
         "GET /api/v2/deployments/{name}/shadow/pairs",
+        "POST /api/v2/deployments/{name}/feedback",
+        "GET /api/v2/deployments/{name}/quality",
     } <= labels
     assert OPENAPI_PATH in api.raw_schema["paths"]
     create = api.raw_schema["paths"]["/api/v2/deployments"]["post"]
