@@ -7,9 +7,10 @@ histogram as Prometheus's ``histogram_quantile`` does: linear within the bucket.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ._settings import from_mapping
 from .errors import InvalidRequestError
 from .models import TrafficReport
 
@@ -76,15 +77,9 @@ class CanaryPolicy:
     def from_dict(cls, data: dict[str, Any] | None) -> CanaryPolicy:
         """From the plain mapping orchestrators pass around (unknown keys are errors)."""
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidRequestError(
-                f"unknown canary setting {unknown[0]!r}; use one of {', '.join(sorted(known))}"
-            )
         if "steps" in data:
             data["steps"] = tuple(int(w) for w in data["steps"])
-        return cls(**data)
+        return from_mapping(cls, data, "canary")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -101,127 +101,100 @@ class BentoDeploymentTrigger(BaseTrigger):
         )
 
 
-class BentoCanaryAnalysisTrigger(BaseTrigger):
+class _AnalysisTrigger(BaseTrigger):
+    """Fire once the control plane's analysis of a deployment's candidate has its verdict
+    (promoted, discarded or stopped), or once ``deadline`` passes.
+
+    :param deployment_name: the deployment whose latest analysis to watch.
+    :param bentocloud_conn_id: the Airflow connection to use.
+    :param deadline: wall-clock time (seconds since the epoch) after which the task fails (the
+        analysis goes on); kept across a restart of the triggerer.
+    """
+
+    kind = "analysis"
+
+    def __init__(
+        self,
+        deployment_name: str,
+        bentocloud_conn_id: str = DEFAULT_CONN_ID,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.deployment_name = deployment_name
+        self.bentocloud_conn_id = bentocloud_conn_id
+        self.deadline = deadline if deadline is not None else time.time() + 3600.0
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "deployment_name": self.deployment_name,
+                "bentocloud_conn_id": self.bentocloud_conn_id,
+                "deadline": self.deadline,
+            },
+        )
+
+    def seen(self, record: dict[str, Any]) -> int:
+        """What the next long poll has seen of ``record`` (it answers once there is more)."""
+        return len(record["steps"])
+
+    def tell(self, record: dict[str, Any]) -> None:
+        """Log what the running analysis has so far."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from bentoship import BentoshipError
+        from bentoship_airflow.hooks.bentocloud import BentoCloudHook
+
+        name = self.deployment_name
+        try:
+            client = await BentoCloudHook(self.bentocloud_conn_id).get_async_conn()
+            async with client:
+                record = await client.analysis(name)
+                while record["state"] == "running":
+                    left = self.deadline - time.time()
+                    if left <= 0:
+                        message = (
+                            f"{self.kind} {record['revision']} of {name} has no verdict yet; the "
+                            "control plane goes on with it"
+                        )
+                        yield TriggerEvent({"status": "error", "message": message})
+                        return
+                    self.tell(record)
+                    wait = min(left, LONG_POLL_SECONDS)
+                    record = await client.analysis(name, seen=self.seen(record), timeout=wait)
+        except BentoshipError as exc:
+            yield TriggerEvent({"status": "error", "message": str(exc)})
+            return
+        yield TriggerEvent({"status": "success", "analysis": record})
+
+
+class BentoCanaryAnalysisTrigger(_AnalysisTrigger):
     """Fire once the control plane's canary analysis of a deployment's candidate has its
-    verdict (promoted, discarded or stopped), or once ``deadline`` passes.
+    verdict (promoted, discarded or stopped), or once ``deadline`` passes (see the base's
+    parameters)."""
 
-    :param deployment_name: the deployment whose latest analysis to watch.
-    :param bentocloud_conn_id: the Airflow connection to use.
-    :param deadline: wall-clock time (seconds since the epoch) after which the task fails (the
-        analysis goes on); kept across a restart of the triggerer.
-    """
-
-    def __init__(
-        self,
-        deployment_name: str,
-        bentocloud_conn_id: str = DEFAULT_CONN_ID,
-        deadline: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.deployment_name = deployment_name
-        self.bentocloud_conn_id = bentocloud_conn_id
-        self.deadline = deadline if deadline is not None else time.time() + 3600.0
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "deployment_name": self.deployment_name,
-                "bentocloud_conn_id": self.bentocloud_conn_id,
-                "deadline": self.deadline,
-            },
-        )
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        from bentoship import BentoshipError
-        from bentoship_airflow.hooks.bentocloud import BentoCloudHook
-
-        name = self.deployment_name
-        try:
-            client = await BentoCloudHook(self.bentocloud_conn_id).get_async_conn()
-            async with client:
-                record = await client.analysis(name)
-                while record["state"] == "running":
-                    left = self.deadline - time.time()
-                    if left <= 0:
-                        message = (
-                            f"canary {record['revision']} of {name} has no verdict yet; the "
-                            "control plane goes on with it"
-                        )
-                        yield TriggerEvent({"status": "error", "message": message})
-                        return
-                    seen = len(record["steps"])
-                    wait = min(left, LONG_POLL_SECONDS)
-                    record = await client.analysis(name, seen=seen, timeout=wait)
-        except BentoshipError as exc:
-            yield TriggerEvent({"status": "error", "message": str(exc)})
-            return
-        yield TriggerEvent({"status": "success", "analysis": record})
+    kind = "canary"
 
 
-class BentoShadowAnalysisTrigger(BaseTrigger):
+class BentoShadowAnalysisTrigger(_AnalysisTrigger):
     """Fire once the control plane's shadow analysis of a deployment's candidate has its
-    verdict (promoted, discarded or stopped), or once ``deadline`` passes.
+    verdict (promoted, discarded or stopped), or once ``deadline`` passes (see the base's
+    parameters); the pairs so far are logged as they come."""
 
-    :param deployment_name: the deployment whose latest analysis to watch.
-    :param bentocloud_conn_id: the Airflow connection to use.
-    :param deadline: wall-clock time (seconds since the epoch) after which the task fails (the
-        analysis goes on); kept across a restart of the triggerer.
-    """
+    kind = "shadow"
 
-    def __init__(
-        self,
-        deployment_name: str,
-        bentocloud_conn_id: str = DEFAULT_CONN_ID,
-        deadline: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.deployment_name = deployment_name
-        self.bentocloud_conn_id = bentocloud_conn_id
-        self.deadline = deadline if deadline is not None else time.time() + 3600.0
+    def seen(self, record: dict[str, Any]) -> int:
+        return 0
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "deployment_name": self.deployment_name,
-                "bentocloud_conn_id": self.bentocloud_conn_id,
-                "deadline": self.deadline,
-            },
-        )
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        from bentoship import BentoshipError
-        from bentoship_airflow.hooks.bentocloud import BentoCloudHook
-
-        name = self.deployment_name
-        try:
-            client = await BentoCloudHook(self.bentocloud_conn_id).get_async_conn()
-            async with client:
-                record = await client.analysis(name)
-                while record["state"] == "running":
-                    left = self.deadline - time.time()
-                    if left <= 0:
-                        message = (
-                            f"shadow {record['revision']} of {name} has no verdict yet; the "
-                            "control plane goes on with it"
-                        )
-                        yield TriggerEvent({"status": "error", "message": message})
-                        return
-                    progress = record.get("progress")
-                    if progress:
-                        self.log.info(
-                            "shadow %s of %s: %d of %d pairs after %.0f s (%d dropped)",
-                            record["revision"],
-                            name,
-                            progress["pairs"],
-                            progress["min_pairs"],
-                            progress["seconds"],
-                            progress["dropped"],
-                        )
-                    wait = min(left, LONG_POLL_SECONDS)
-                    record = await client.analysis(name, seen=0, timeout=wait)
-        except BentoshipError as exc:
-            yield TriggerEvent({"status": "error", "message": str(exc)})
-            return
-        yield TriggerEvent({"status": "success", "analysis": record})
+    def tell(self, record: dict[str, Any]) -> None:
+        progress = record.get("progress")
+        if progress:
+            self.log.info(
+                "shadow %s of %s: %d of %d pairs after %.0f s (%d dropped)",
+                record["revision"],
+                self.deployment_name,
+                progress["pairs"],
+                progress["min_pairs"],
+                progress["seconds"],
+                progress["dropped"],
+            )

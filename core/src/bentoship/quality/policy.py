@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from .._settings import from_mapping
 from ..errors import InvalidRequestError
 
 __all__ = ["HIGHER_IS_BETTER", "METRICS", "QualityPolicy", "QualityVerdict", "judge_quality"]
@@ -67,16 +68,7 @@ class QualityPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QualityPolicy:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidRequestError(
-                f"unknown quality setting {unknown[0]!r}; use one of {', '.join(sorted(known))}"
-            )
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise InvalidRequestError(f"quality policy: {exc}") from None
+        return from_mapping(cls, data, "quality")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,9 +3,10 @@ must show for the candidate to be promoted."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from .._settings import from_mapping
 from ..errors import InvalidRequestError
 from .report import ShadowReport
 
@@ -63,17 +64,7 @@ class ShadowPolicy:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ShadowPolicy:
         """From the plain mapping orchestrators pass around (unknown keys are errors)."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidRequestError(
-                f"unknown shadow setting {unknown[0]!r}; use one of {', '.join(sorted(known))}"
-            )
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise InvalidRequestError(f"shadow policy: {exc}") from None
+        return from_mapping(cls, data, "shadow")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
