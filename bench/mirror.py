@@ -8,7 +8,8 @@ figures; the pairs are their echo answers. Each round loads the endpoint once wi
 the endpoint's maximum without mirroring (measured first), so the candidate keeps up and every
 copy can get its pair. The CPU figure is the control plane process's (proxy, mirror sender,
 pairs' writer) per request with mirroring, minus the same without; the candidate's own CPU is
-not in it.
+not in it. Then the candidate is replaced by one that sleeps 5 s per request, and the same pair
+of paced loads gives live p50 while every copy waits or is dropped.
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ def _round(
     return result
 
 
+def _rounds(
+    client: Client, plane: psutil.Process, url: str, rate: float
+) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """RUNS rounds of a load mirrored (100%) and one not, the order swapped every round."""
+    mirrored: list[dict[str, float]] = []
+    plain: list[dict[str, float]] = []
+    for round_ in range(RUNS):
+        pair = [(mirrored, 100), (plain, 0)]
+        for figures, percent in pair if round_ % 2 else reversed(pair):
+            figures.append(_round(client, plane, url, percent, rate))
+    return mirrored, plain
+
+
 def run(workdir: Path) -> list[Row]:
     tag = build_fixture("echo", workdir, "v1")
     with LocalControlPlane(workdir / "mirror-plane") as plane:
@@ -66,12 +80,10 @@ def run(workdir: Path) -> list[Row]:
             wait_until_ready(held, client=client)
             process = psutil.Process(plane.process.pid)
             half = statistics.median(load(dep.url)["rps"] for _ in range(MAX_LOADS)) / 2
-            mirrored: list[dict[str, float]] = []
-            plain: list[dict[str, float]] = []
-            for round_ in range(RUNS):
-                pair = [(mirrored, 100), (plain, 0)]
-                for figures, percent in pair if round_ % 2 else reversed(pair):
-                    figures.append(_round(client, process, dep.url, percent, half))
+            mirrored, plain = _rounds(client, process, dep.url, half)
+            slow = deploy(NAME, tag, {"envs": {"ECHO_SLEEP": "5"}}, candidate=True, client=client)
+            wait_until_ready(slow, client=client)
+            to_slow, beside_slow = _rounds(client, process, dep.url, half)
     for on, off in zip(mirrored, plain, strict=True):
         print(
             f"  mirror: {on['rps']:.0f} vs {off['rps']:.0f} req/s, p50 "
@@ -87,6 +99,11 @@ def run(workdir: Path) -> list[Row]:
     p50_off = Sample.of([r["p50"] for r in plain])
     paired = sum(r["pairs"] for r in mirrored) / max(1.0, sum(r["mirrored"] for r in mirrored))
     added_ms = (p50_on.median - p50_off.median) * 1000
+    p50_slow = Sample.of([r["p50"] for r in to_slow])
+    p50_beside = Sample.of([r["p50"] for r in beside_slow])
+    slow_ms = (p50_slow.median - p50_beside.median) * 1000
+    dropped = sum(r["dropped"] for r in to_slow)
+    failures = sum(r.get("errors", 0.0) for r in to_slow)
     return [
         Row(
             f"shadow mirroring: plane CPU per mirrored request ({paired:.1%} paired)",
@@ -105,5 +122,15 @@ def run(workdir: Path) -> list[Row]:
             "the endpoint mirroring none",
             "<= +2 ms",
             added_ms <= 2.0,
+        ),
+        Row(
+            f"shadow mirroring to a candidate sleeping 5 s: p50 {slow_ms:+.2f} ms, "
+            f"{dropped:.0f} copies dropped, {failures:.0f} live errors",
+            "ms",
+            p50_slow,
+            p50_beside,
+            "the endpoint mirroring none",
+            "<= +2 ms, 0 errors",
+            slow_ms <= 2.0 and failures == 0,
         ),
     ]
