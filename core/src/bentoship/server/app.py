@@ -22,6 +22,7 @@ from .api import (
     registry,
     secrets,
     shadow,
+    traces,
 )
 from .api.common import Services
 from .api.openapi import document
@@ -49,9 +50,11 @@ def build_app(
     services = Services(
         settings=settings, controller=controller, registry=registry_service, observed=observed
     )
+    tokens = TokenBook(controller.store, settings.token)
     watched = (
         [
             *logs.routes(services, observed.logs),
+            *traces.routes(services, observed, tokens),
             *observability.routes(services, observed),
             *monitoring.routes(services, observed),
             *quality.routes(services, observed),
@@ -59,7 +62,6 @@ def build_app(
         if observed is not None
         else []
     )
-    tokens = TokenBook(controller.store, settings.token)
     sessions = SessionBook()
     routes: list[BaseRoute] = [
         *watched,

@@ -8,6 +8,7 @@ __all__ = [
     "OPENAPI_PATH",
     "PUBLIC_PATHS",
     "SIGNIN_PATH",
+    "SPANS_PATH",
     "STATIC_PREFIX",
     "is_api",
 ]
@@ -17,9 +18,11 @@ OPENAPI_PATH = "/api/v1/bentoship/openapi.json"
 SIGNIN_PATH = "/login"
 FAVICON_PATH = "/favicon.ico"
 STATIC_PREFIX = "/static/"
-PUBLIC_PATHS = frozenset({INFO_PATH, OPENAPI_PATH, SIGNIN_PATH, FAVICON_PATH})
-"""The routes open to all: discovery, the API's description, the sign-in form (and the empty
-favicon browsers ask for)."""
+SPANS_PATH = "/v1/traces"
+PUBLIC_PATHS = frozenset({INFO_PATH, OPENAPI_PATH, SIGNIN_PATH, FAVICON_PATH, SPANS_PATH})
+"""The routes the access check lets through: discovery, the API's description, the sign-in
+form (and the empty favicon browsers ask for), and the OTLP span receiver, which checks its
+own tokens (a revision's span token, or an API token)."""
 
 
 def is_api(path: str) -> bool:

@@ -48,6 +48,7 @@ from .params import (
     WriteParams,
 )
 from .quality import FeedbackParams, QualityParams, WatermarkParams
+from .traces import TracesParams
 
 __all__ = ["document"]
 
@@ -93,6 +94,7 @@ QUERIES: dict[tuple[str, str], type[Params]] = {
     ("POST", f"{DEPLOYMENT}/feedback"): FeedbackParams,
     ("GET", f"{DEPLOYMENT}/feedback"): WatermarkParams,
     ("GET", f"{DEPLOYMENT}/quality"): QualityParams,
+    ("GET", f"{DEPLOYMENT}/traces"): TracesParams,
     ("GET", f"{DEPLOYMENT}/revisions/{{revision}}/logs"): LogsParams,
     ("GET", "/api/v1/bento_repositories/{repo}/bentos"): VersionListParams,
     ("GET", "/api/v1/model_repositories/{repo}/models"): VersionListParams,

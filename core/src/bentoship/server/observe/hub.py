@@ -26,6 +26,7 @@ from .monitoring import MonitoringStore, Origin
 from .sampler import Sampler
 from .series import SeriesStore
 from .shadow_pairs import ShadowPairStore
+from .spans import SpanStore
 from .writer import AnalyticsWriter
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class Observability:
     readers: Readers
     shadow_pairs: ShadowPairStore
     feedback: FeedbackStore
+    spans: SpanStore
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
@@ -90,6 +92,9 @@ class Observability:
         )
         controller.shadows.pairs = shadow_pairs
         feedback = writer.call(lambda: FeedbackStore(written, readers))
+        spans = writer.call(
+            lambda: SpanStore(written, readers, retention=settings.metrics_retention)
+        )
         return cls(
             series,
             sampler,
@@ -104,6 +109,7 @@ class Observability:
             readers,
             shadow_pairs,
             feedback,
+            spans,
         )
 
     def start(self, *, sampling: bool = True) -> None:
@@ -141,6 +147,7 @@ class Observability:
             self.monitoring.forget(deployment)
             self.shadow_pairs.forget(deployment)
             self.feedback.forget(deployment)
+            self.spans.forget(deployment)
 
         self.shadow_pairs.flush()
 
@@ -192,6 +199,7 @@ class Observability:
                     pruned = time.monotonic()
                     await self.writer.run(self.monitoring.prune)
                     await self.writer.run(self.shadow_pairs.prune)
+                    await self.writer.run(self.spans.prune)
                     await self.writer.run(lambda: self.feedback.prune(self.monitoring.monitors()))
             except Exception:
                 log.exception("ingesting the revisions' monitoring records failed")

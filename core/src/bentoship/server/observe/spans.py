@@ -1,0 +1,199 @@
+"""Spans in the analytics database: each one once (by trace and span id), kept as long as the
+metrics, attributed to the deployment and revision that sent it.
+
+Spans arrive through the OTLP receiver and are written by the one writer thread; reads run on
+the readers' cursors. A trace id is 32 hex digits, as in ``traceparent`` and the log lines;
+the decimal trace id of a monitor record is the same number.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Invalid
+from .analytics import insert_columns
+from .otlp import SpanRow
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["Origin", "SpanStore", "trace_id_of"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id VARCHAR, span_id VARCHAR, parent_id VARCHAR, name VARCHAR, kind INTEGER,
+    service VARCHAR, deployment VARCHAR, revision VARCHAR, start DOUBLE, duration_ms DOUBLE,
+    status INTEGER, status_message VARCHAR, attributes VARCHAR, received DOUBLE,
+    PRIMARY KEY (trace_id, span_id)
+);
+"""
+COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_id",
+    "name",
+    "kind",
+    "service",
+    "deployment",
+    "revision",
+    "start",
+    "duration_ms",
+    "status",
+    "status_message",
+    "attributes",
+    "received",
+)
+HEX_TRACE = re.compile(r"[0-9a-f]{32}")
+DECIMAL = re.compile(r"[0-9]{1,39}")
+STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
+
+
+def trace_id_of(text: str) -> str:
+    """A trace id as stored (32 hex digits), from hex (any case, ``0x`` or not) or decimal."""
+    value = text.strip().lower().removeprefix("0x")
+    if HEX_TRACE.fullmatch(value):
+        return value
+    if DECIMAL.fullmatch(value) and int(value) < 2**128:
+        return f"{int(value):032x}"
+    raise Invalid(
+        "trace_id: 32 hex digits (as in traceparent and the log lines) or the decimal id of a "
+        "monitor record"
+    )
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who sent a batch of spans: a revision of a deployment, or an API caller (neither)."""
+
+    deployment: str | None
+    revision: str | None
+
+
+class SpanStore:
+    def __init__(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        reader: Callable[[], duckdb.DuckDBPyConnection],
+        *,
+        retention: float,
+    ) -> None:
+        self.cursor = cursor
+        self.reader = reader
+        self.retention = retention
+        cursor.execute(SCHEMA)
+
+    def add(self, spans: Sequence[SpanRow], origin: Origin, now: float | None = None) -> int:
+        """Store ``spans`` (run by the writer); a span already stored is kept as it was. How
+        many were new."""
+        if not spans:
+            return 0
+        received = time.time() if now is None else now
+        rows: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+        for span in spans:
+            for name in COLUMNS[:6]:
+                rows[name].append(getattr(span, name))
+            rows["deployment"].append(origin.deployment)
+            rows["revision"].append(origin.revision)
+            for name in COLUMNS[8:13]:
+                rows[name].append(getattr(span, name))
+            rows["received"].append(received)
+        before = self._count()
+        self.cursor.execute("BEGIN TRANSACTION")
+        try:
+            self.cursor.execute(
+                "CREATE OR REPLACE TEMP TABLE span_batch AS SELECT * FROM spans LIMIT 0"
+            )
+            insert_columns(self.cursor, "span_batch", rows)
+            self.cursor.execute(
+                "INSERT INTO spans SELECT * FROM span_batch "
+                "QUALIFY row_number() OVER (PARTITION BY trace_id, span_id) = 1 "
+                "ON CONFLICT DO NOTHING"
+            )
+            self.cursor.execute("DROP TABLE span_batch")
+            self.cursor.execute("COMMIT")
+        except BaseException:
+            self.cursor.execute("ROLLBACK")
+            raise
+        return self._count() - before
+
+    def _count(self) -> int:
+        row = self.cursor.execute("SELECT count(*) FROM spans").fetchone()
+        return int(row[0]) if row else 0
+
+    def roots(
+        self,
+        deployment: str,
+        *,
+        since: float,
+        until: float,
+        min_duration_ms: float | None = None,
+        errors_only: bool = False,
+        revision: str | None = None,
+        text: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The deployment's traces whose root started in the window, newest first: each root
+        span with its trace's span count and whether any span errored."""
+        where = ["s.deployment = ?", "s.start >= ?", "s.start < ?"]
+        params: list[Any] = [deployment, since, until]
+        if min_duration_ms is not None:
+            where.append("s.duration_ms >= ?")
+            params.append(min_duration_ms)
+        if revision is not None:
+            where.append("s.revision = ?")
+            params.append(revision)
+        if text:
+            where.append("(contains(lower(s.name), ?) OR contains(lower(s.attributes), ?))")
+            params += [text.lower(), text.lower()]
+        having = "HAVING bool_or(t.status = 2)" if errors_only else ""
+        sql = (
+            "SELECT s.trace_id, s.span_id, s.name, s.service, s.revision, s.start, "
+            "s.duration_ms, s.status, count(t.span_id) AS spans, bool_or(t.status = 2) AS error "
+            "FROM spans s JOIN spans t ON t.trace_id = s.trace_id "
+            f"WHERE {' AND '.join(where)} AND (s.parent_id IS NULL OR NOT EXISTS ("
+            "SELECT 1 FROM spans p WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_id)) "
+            f"GROUP BY ALL {having} ORDER BY s.start DESC LIMIT ?"
+        )
+        found = self.reader().execute(sql, [*params, limit]).fetchall()
+        names = ("trace_id", "span_id", "name", "service", "revision", "start", "duration_ms")
+        return [
+            {
+                **dict(zip(names, row[:7], strict=True)),
+                "status": STATUS_NAMES.get(row[7], "unset"),
+                "spans": row[8],
+                "error": bool(row[9]),
+            }
+            for row in found
+        ]
+
+    def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        """Every span of one trace, by start."""
+        rows = (
+            self.reader()
+            .execute(
+                f"SELECT {', '.join(COLUMNS[:13])} FROM spans WHERE trace_id = ? "
+                "ORDER BY start, span_id",
+                [trace_id],
+            )
+            .fetchall()
+        )
+        spans = []
+        for row in rows:
+            span = dict(zip(COLUMNS[:13], row, strict=True))
+            span["status"] = STATUS_NAMES.get(span["status"], "unset")
+            span["attributes"] = json.loads(span["attributes"] or "{}")
+            spans.append(span)
+        return spans
+
+    def prune(self, now: float | None = None) -> None:
+        """Forget spans older than the retention (run by the writer)."""
+        cutoff = (time.time() if now is None else now) - self.retention
+        self.cursor.execute("DELETE FROM spans WHERE start < ?", [cutoff])
+
+    def forget(self, deployment: str) -> None:
+        self.cursor.execute("DELETE FROM spans WHERE deployment = ?", [deployment])

@@ -1,0 +1,147 @@
+"""The OTLP trace receiver's decoding and the span store, without a process: what the real
+``opentelemetry-exporter-otlp-proto-http`` encoder sends (protobuf, JSON, gzip), refusals of
+malformed and oversized bodies, each span stored once, and a trace read back whole."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+
+import duckdb
+import pytest
+from google.protobuf import json_format
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+from bentoship.server.errors import Invalid
+from bentoship.server.observe.otlp import (
+    MAX_BODY_BYTES,
+    BadTraceRequest,
+    TooLarge,
+    decode_request,
+)
+from bentoship.server.observe.spans import Origin, SpanStore, trace_id_of
+
+
+class Keep(SpanExporter):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def export(self, spans: object) -> SpanExportResult:
+        self.spans.extend(spans)  # type: ignore[arg-type]
+        return SpanExportResult.SUCCESS
+
+
+def finished_spans() -> list[ReadableSpan]:
+    """A root span, a child and a grandchild that errors, as a service would make them."""
+    kept = Keep()
+    provider = TracerProvider(resource=Resource.create({"service.name": "Echo"}))
+    provider.add_span_processor(SimpleSpanProcessor(kept))
+    tracer = provider.get_tracer("test")
+    with (
+        tracer.start_as_current_span("POST /classify", kind=trace.SpanKind.SERVER),
+        tracer.start_as_current_span("classify", attributes={"x": 7}),
+        tracer.start_as_current_span("model") as inner,
+    ):
+        inner.set_status(trace.Status(trace.StatusCode.ERROR, "boom"))
+    return kept.spans
+
+
+def protobuf_body() -> tuple[bytes, list[ReadableSpan]]:
+    spans = finished_spans()
+    return encode_spans(spans).SerializeToString(), spans
+
+
+def otlp_json(body: bytes) -> bytes:
+    """The same request as OTLP JSON: hex ids, as the spec writes them."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    data = json_format.MessageToDict(request)
+    for resource in data["resourceSpans"]:
+        for scope in resource["scopeSpans"]:
+            for span in scope["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()
+    return json.dumps(data).encode()
+
+
+def test_protobuf_json_and_gzip_decode_to_the_same_spans() -> None:
+    body, spans = protobuf_body()
+    from_protobuf = decode_request(body, "application/x-protobuf")
+    from_json = decode_request(otlp_json(body), "application/json")
+    from_gzip = decode_request(gzip.compress(body), "application/x-protobuf", "gzip")
+    assert from_protobuf.spans == from_json.spans == from_gzip.spans
+    assert from_protobuf.rejected == 0 and len(from_protobuf.spans) == 3
+    by_name = {s.name: s for s in from_protobuf.spans}
+    root, child, model = by_name["POST /classify"], by_name["classify"], by_name["model"]
+    assert root.parent_id is None and child.parent_id == root.span_id
+    assert model.parent_id == child.span_id and model.status == 2
+    assert root.trace_id == f"{spans[0].context.trace_id:032x}"
+    assert root.service == "Echo" and json.loads(child.attributes)["x"] == 7
+    assert root.duration_ms >= child.duration_ms >= 0
+
+
+def test_malformed_and_oversized_bodies_are_refused() -> None:
+    body, _ = protobuf_body()
+    for bad, kind, encoding in [
+        (b"\xff\xff not protobuf", "application/x-protobuf", ""),
+        (b"{not json", "application/json", ""),
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}',
+            "application/json",
+            "",
+        ),
+        (body, "text/plain", ""),
+        (b"not gzip", "application/x-protobuf", "gzip"),
+        (body, "application/x-protobuf", "br"),
+    ]:
+        with pytest.raises(BadTraceRequest):
+            decode_request(bad, kind, encoding)
+    with pytest.raises(TooLarge):
+        decode_request(b"x" * (MAX_BODY_BYTES + 1), "application/x-protobuf")
+    bomb = gzip.compress(b"\0" * (65 * 1024 * 1024))
+    with pytest.raises(TooLarge):
+        decode_request(bomb, "application/x-protobuf", "gzip")
+
+
+def test_a_span_without_ids_is_rejected_as_a_partial_success() -> None:
+    body = json.dumps(
+        {"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "no ids"}]}]}]}
+    ).encode()
+    decoded = decode_request(body, "application/json")
+    assert decoded.spans == [] and decoded.rejected == 1 and "trace or span id" in decoded.reason
+
+
+def test_spans_are_stored_once_and_a_trace_reads_back_whole() -> None:
+    cursor = duckdb.connect()
+    store = SpanStore(cursor, lambda: cursor, retention=3600)
+    body, _ = protobuf_body()
+    decoded = decode_request(body, "application/x-protobuf")
+    origin = Origin("web", "r2")
+    start = decoded.spans[0].start
+    assert store.add(decoded.spans, origin, now=start) == 3
+    assert store.add(decoded.spans, origin, now=start) == 0, "a retried export adds nothing"
+    trace_id = decoded.spans[0].trace_id
+    whole = store.trace(trace_id)
+    assert [s["name"] for s in whole] == ["POST /classify", "classify", "model"]
+    assert {s["revision"] for s in whole} == {"r2"} and whole[2]["status"] == "error"
+    [root] = store.roots("web", since=start - 1, until=start + 60)
+    assert root["name"] == "POST /classify" and root["spans"] == 3 and root["error"]
+    assert store.roots("web", since=start - 1, until=start + 60, text="nothing like it") == []
+    assert store.roots("web", since=start - 1, until=start + 60, min_duration_ms=1e9) == []
+    assert store.roots("other", since=start - 1, until=start + 60) == []
+    decimal = str(int(trace_id, 16))
+    assert trace_id_of(decimal) == trace_id == trace_id_of(trace_id.upper())
+    with pytest.raises(Invalid, match=r"^trace_id: "):
+        trace_id_of("nope")
+    store.prune(now=start + 7200)
+    assert store.trace(trace_id) == []

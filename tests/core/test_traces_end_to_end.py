@@ -1,0 +1,100 @@
+"""The OTLP receiver on a real control plane, fed by the real OpenTelemetry SDK and its
+``opentelemetry-exporter-otlp-proto-http`` exporter: spans in protobuf and gzip, attributed to
+a revision by its span token or to a deployment by an API caller; refused without a valid
+token; then a deployment's traces and one whole trace read back through the API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+
+from bentoship import Client
+from bentoship.server import LocalControlPlane
+from bentoship.server.span_tokens import span_token
+from bentoship.steps import deploy, push, wait_until_ready
+
+NAME = "traced"
+
+
+@pytest.fixture(scope="module")
+def client(shared_plane: LocalControlPlane, echo_v1: str) -> Iterator[Client]:
+    assert shared_plane.connection is not None
+    with Client(shared_plane.connection.endpoint, shared_plane.connection.token) as client:
+        push(echo_v1, client=client)
+        wait_until_ready(deploy(NAME, echo_v1, client=client), client=client, timeout=120)
+        yield client
+
+
+def send(endpoint: str, headers: dict[str, str], name: str) -> tuple[SpanExportResult, str]:
+    """A root span with a child and an erring grandchild, exported in gzipped protobuf."""
+    results: list[SpanExportResult] = []
+    exporter = OTLPSpanExporter(
+        endpoint=f"{endpoint}/v1/traces", headers=headers, compression=Compression.Gzip
+    )
+
+    class Recorded(SimpleSpanProcessor):
+        def on_end(self, span: object) -> None:
+            results.append(exporter.export([span]))  # type: ignore[list-item]
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "caller"}))
+    provider.add_span_processor(Recorded(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span(name) as root:
+        with (
+            tracer.start_as_current_span("child"),
+            tracer.start_as_current_span("grandchild") as inner,
+        ):
+            inner.set_status(trace.Status(trace.StatusCode.ERROR, "boom"))
+        trace_id = f"{root.get_span_context().trace_id:032x}"
+    exporter.shutdown()  # type: ignore[no-untyped-call]
+    assert len(set(results)) == 1, results
+    return results[0], trace_id
+
+
+def test_spans_from_the_real_exporter_are_stored_and_read_back(client: Client) -> None:
+    token = client.connection.token
+    revision = client.list_revisions(NAME)[0]
+    as_revision = {"Authorization": f"Bearer {span_token(token, revision.uid)}"}
+    result, trace_id = send(client.endpoint, as_revision, "from the revision")
+    assert result is SpanExportResult.SUCCESS
+    as_caller = {"Authorization": f"Bearer {token}", "X-Bentoship-Deployment": NAME}
+    result, caller_trace = send(client.endpoint, as_caller, "from a caller")
+    assert result is SpanExportResult.SUCCESS
+
+    forged = {"Authorization": f"Bearer {span_token('not-the-token', revision.uid)}"}
+    assert send(client.endpoint, forged, "forged")[0] is SpanExportResult.FAILURE
+    assert send(client.endpoint, {}, "anonymous")[0] is SpanExportResult.FAILURE
+    refused = httpx.post(f"{client.endpoint}/v1/traces", content=b"x", headers=as_caller)
+    assert refused.status_code == 400 and "Content-Type" in refused.json()["error"]
+
+    headers = {"Authorization": f"Bearer {token}"}
+    listed = httpx.get(
+        f"{client.endpoint}/api/v2/deployments/{NAME}/traces", headers=headers
+    ).json()["traces"]
+    roots = {t["trace_id"]: t for t in listed}
+    assert set(roots) == {trace_id, caller_trace}, "forged and anonymous spans were not stored"
+    assert roots[trace_id]["revision"] == revision.name and roots[trace_id]["spans"] == 3
+    assert roots[trace_id]["error"] and roots[caller_trace]["revision"] is None
+    errors = httpx.get(
+        f"{client.endpoint}/api/v2/deployments/{NAME}/traces",
+        params={"status": "error", "q": "from the revision"},
+        headers=headers,
+    ).json()["traces"]
+    assert [t["trace_id"] for t in errors] == [trace_id]
+
+    decimal = str(int(trace_id, 16))
+    whole = httpx.get(f"{client.endpoint}/api/v2/traces/{decimal}", headers=headers).json()
+    assert [s["name"] for s in whole["spans"]] == ["from the revision", "child", "grandchild"]
+    assert whole["spans"][2]["status"] == "error"
+    missing = httpx.get(f"{client.endpoint}/api/v2/traces/{'0' * 31}1", headers=headers)
+    assert missing.status_code == 404 and "no stored span" in missing.json()["error"]
+    assert time.time() - whole["spans"][0]["start"] < 600
