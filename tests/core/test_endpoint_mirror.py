@@ -31,6 +31,7 @@ from bentoship.server.endpoint.mirror import (
     MirrorSender,
 )
 from bentoship.server.endpoint.server import EndpointServer
+from bentoship.server.endpoint.tracing import Tracing
 
 from .test_endpoint_proxy import BIG, TOKEN, Revision, echo, stream
 
@@ -53,6 +54,7 @@ class Mirrored:
     pairs: list[Pair] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
     sender: MirrorSender | None = None
+    tracing: Tracing = field(default_factory=lambda: Tracing(0.0))
 
     @property
     def observer(self) -> Mirrored:

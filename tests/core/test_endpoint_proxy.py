@@ -22,6 +22,7 @@ from bentoship.server.endpoint.interface import (
 )
 from bentoship.server.endpoint.mirror import MirrorSender
 from bentoship.server.endpoint.server import EndpointServer
+from bentoship.server.endpoint.tracing import RequestSpan, Tracing
 from bentoship.server.endpoint.upstream import UpstreamPool
 
 TOKEN = "the-control-plane-token"
@@ -70,6 +71,7 @@ class Book:
     started: list[ObservedRequest] = field(default_factory=list)
     ended: list[tuple[ObservedRequest, RequestEnd]] = field(default_factory=list)
     pick: Callable[[], Revision | None] | None = None
+    tracing: Tracing = field(default_factory=lambda: Tracing(0.0))
 
     @property
     def observer(self) -> Book:
@@ -359,3 +361,53 @@ def test_the_observer_sees_one_start_and_one_end_of_every_request_however_it_end
     # every lease is released once: unanswered for the 502s and the caller gone, and for the
     # route the timed-out request was offered again (the same replica, so not taken)
     assert book.in_flight == 0 and book.abandoned == ["uid-1"] * 4
+
+
+@dataclass
+class Spans:
+    """A span sink that keeps what it is given."""
+
+    ended: list[tuple[RequestSpan, str, str | None, dict[str, object], bool]] = field(
+        default_factory=list
+    )
+
+    def request_span(
+        self,
+        span: RequestSpan,
+        name: str,
+        deployment: str,
+        revision: str | None,
+        attributes: dict[str, object],
+        duration_ms: float,
+        error: bool,
+    ) -> None:
+        assert duration_ms >= 0 and deployment == "dep"
+        self.ended.append((span, name, revision, attributes, error))
+
+
+def test_a_traced_request_continues_the_callers_trace_and_passes_the_proxy_span_on() -> None:
+    spans = Spans()
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    unsampled = "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+    async def case(http: httpx.AsyncClient, book: Book) -> None:
+        book.tracing = Tracing(0.0, spans)
+        seen = (await http.post("/echo?x=1", json={}, headers={"traceparent": caller})).json()
+        forwarded = seen["headers"]["traceparent"]
+        assert forwarded.startswith("00-0af7651916cd43dd8448eb211c80319c-")
+        assert forwarded.endswith("-01") and "b7ad6b7169203331" not in forwarded
+        quiet = await http.post("/echo", json={}, headers={"traceparent": unsampled})
+        assert quiet.json()["headers"]["traceparent"] == unsampled, "not sampled: passed as is"
+        book.tracing = Tracing(1.0, spans)
+        fresh = (await http.post("/echo", json={})).json()["headers"]["traceparent"]
+        assert fresh.endswith("-01") and not fresh.startswith("00-0af76519")
+        book.serving = None
+        assert (await http.post("/echo", json={})).status_code == 503
+
+    run(case)
+    assert len(spans.ended) == 2, "the unsampled request and the unrouted one left no span"
+    (first, name, revision, attributes, error), (second, *_) = spans.ended
+    assert first.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert first.parent_id == "b7ad6b7169203331" and second.parent_id is None
+    assert name == "POST /echo" and revision == "r1" and not error
+    assert attributes["http.response.status_code"] == 201 and attributes["url.path"] == "/echo"

@@ -29,6 +29,8 @@ def sample(option: Option, tmp_path: Path) -> tuple[Any, str]:
         return (0, 2), "0,2"
     if option.name == "host":
         return "127.0.0.2", "127.0.0.2"
+    if option.name == "trace_sample":
+        return 0.75, "0.75"
     if option.name == "token":
         return "t" * 24, "t" * 24
     if option.name in ("data_dir", "secrets_key_file", "runtime_dir", "gpu_inventory"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -98,3 +99,61 @@ def test_spans_from_the_real_exporter_are_stored_and_read_back(client: Client) -
     missing = httpx.get(f"{client.endpoint}/api/v2/traces/{'0' * 31}1", headers=headers)
     assert missing.status_code == 404 and "no stored span" in missing.json()["error"]
     assert time.time() - whole["spans"][0]["start"] < 600
+
+
+def wait_for_trace(client: Client, trace_id: str, name: str) -> list[dict[str, Any]]:
+    """The trace's spans once one named ``name`` (the last to end) is stored, and the
+    endpoint's (written half a second after the request ends)."""
+    headers = {"Authorization": f"Bearer {client.connection.token}"}
+    deadline = time.monotonic() + 30
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        answer = httpx.get(f"{client.endpoint}/api/v2/traces/{trace_id}", headers=headers)
+        found = answer.json().get("spans", []) if answer.status_code == 200 else []
+        names = {span["name"] for span in found}
+        services = {span["service"] for span in found}
+        if name in names and "bentoship-endpoint" in services:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{len(found)} spans of {trace_id} after 30 s: {found}")
+
+
+def test_one_trace_from_the_caller_through_the_endpoint_to_user_code(client: Client) -> None:
+    url = client.get_deployment(NAME).url
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    traceparent = f"00-{caller_trace}-{caller_span}-01"
+    answer = httpx.post(f"{url}/traced", json={}, headers={"traceparent": traceparent})
+    assert answer.status_code == 200
+    spans = wait_for_trace(client, caller_trace, "user work")
+    proxy = next(s for s in spans if s["service"] == "bentoship-endpoint")
+    assert proxy["name"] == "POST /traced" and proxy["parent_id"] == caller_span
+    assert proxy["revision"] == "r1" and proxy["attributes"]["http.response.status_code"] == 200
+    server = next(s for s in spans if s["parent_id"] == proxy["span_id"])
+    assert server["service"] == "Echo" and server["revision"] == "r1"
+    assert server["name"] == "POST /traced" and server["kind"] == 2
+    user = next(s for s in spans if s["name"] == "user work")
+    assert user["attributes"]["echo.fail"] is False
+    ancestors = {s["span_id"]: s["parent_id"] for s in spans}
+    node, chain = user["span_id"], []
+    while node in ancestors:
+        chain.append(node)
+        node = ancestors[node]
+    assert proxy["span_id"] in chain and server["span_id"] in chain, "user work nests under both"
+    assert proxy["duration_ms"] >= server["duration_ms"] > 0
+
+    failing_trace = "5bf92f3577b34da6a3ce929d0e0e4736"
+    failed = httpx.post(
+        f"{url}/traced",
+        json={"fail": True},
+        headers={"traceparent": f"00-{failing_trace}-{caller_span}-01"},
+    )
+    assert failed.status_code == 500
+    wait_for_trace(client, failing_trace, "user work")
+    headers = {"Authorization": f"Bearer {client.connection.token}"}
+    errors = httpx.get(
+        f"{client.endpoint}/api/v2/deployments/{NAME}/traces",
+        params={"status": "error"},
+        headers=headers,
+    ).json()["traces"]
+    assert failing_trace in {t["trace_id"] for t in errors}
+    assert caller_trace not in {t["trace_id"] for t in errors}

@@ -79,6 +79,8 @@ async def serve(settings: ServerSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
+    plane_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    controller.ctx.plane_url = f"http://{plane_host}:{port}"
     config = uvicorn.Config(
         build_app(settings, Registry(settings, store), controller, observed),
         log_level="warning",

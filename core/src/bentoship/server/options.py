@@ -24,6 +24,7 @@ __all__ = [
     "duration",
     "gpu_indices",
     "positive_seconds",
+    "sample_rate",
     "settings_values",
 ]
 
@@ -64,6 +65,18 @@ def _count(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value[:20]!r}") from None
     if number < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {value}")
+    return number
+
+
+def sample_rate(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a rate from 0 to 1, got {value[:20]!r}"
+        ) from None
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a rate from 0 to 1, got {value}")
     return number
 
 
@@ -220,6 +233,14 @@ OPTIONS: tuple[Option, ...] = (
         7 * 86400.0,
         "how long the records services log with bentoml.monitor are kept (default 7d)",
         metavar="DURATION",
+    ),
+    Option(
+        "trace_sample",
+        sample_rate,
+        0.1,
+        "share of the endpoints' requests traced, 0-1 (default 0.1); requests to a candidate, "
+        "and requests whose caller sent a sampled traceparent, are always traced",
+        metavar="RATE",
     ),
     Option(
         "monitoring_rotate_bytes",

@@ -36,6 +36,8 @@ class ServerSettings:
     """Seconds the records that services log with ``bentoml.monitor`` are kept."""
     monitoring_rotate_bytes: int = 16 * 1024**2
     """Size at which each worker's ``bentoml.monitor`` data file rotates."""
+    trace_sample: float = 0.1
+    """The share of the endpoints' requests traced (head sampling)."""
     gpus: tuple[int, ...] | None = None
     """The GPUs (NVML indices) deployments may use (``--gpus 0,1``); None: all found."""
     gpu_inventory: Path | None = None

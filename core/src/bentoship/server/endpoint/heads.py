@@ -37,13 +37,17 @@ def forwarded_head(
     bearer: bytes,
     chunked: bool,
     extra: bytes = b"",
+    traceparent: bytes | None = None,
 ) -> bytes:
     """The request's head for the revision at ``host``: without hop-by-hop headers, without an
     ``Authorization`` that carries the control plane's token (``bearer``), without its cookies;
-    ``extra`` is more header lines (each ending in CRLF)."""
+    ``extra`` is more header lines (each ending in CRLF); ``traceparent``, when given, replaces
+    the caller's."""
     lines = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
     for key, value in headers:
         if key in HOP_BY_HOP or key == b"host":
+            continue
+        if traceparent is not None and key == b"traceparent":
             continue
         if key == b"authorization" and hmac.compare_digest(value.strip(), bearer):
             continue
@@ -56,5 +60,7 @@ def forwarded_head(
         lines.append(b"transfer-encoding: chunked\r\n")
     if extra:
         lines.append(extra)
+    if traceparent is not None:
+        lines += (b"traceparent: ", traceparent, b"\r\n")
     lines.append(b"\r\n")
     return b"".join(lines)

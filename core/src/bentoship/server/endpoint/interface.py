@@ -11,6 +11,7 @@ from .upstream import UpstreamPool
 
 if TYPE_CHECKING:
     from .mirror import DropReason, MirroredRequest
+    from .tracing import Tracing
 
 __all__ = [
     "Backends",
@@ -146,6 +147,10 @@ class Backends(Protocol):
     @property
     def mirrors(self) -> Mirrors:
         """Where copies of the requests a route mirrors go."""
+
+    @property
+    def tracing(self) -> Tracing:
+        """Which requests are traced, and where their spans go."""
 
     def requires_auth(self, deployment: str, role: Role) -> bool: ...
 

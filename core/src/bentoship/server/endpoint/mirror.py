@@ -123,6 +123,8 @@ class MirroredRequest:
     served_by: str
     """The uid of the revision that answered the caller."""
     served: Answer
+    traceparent: bytes | None = None
+    """The live request's span, when it is traced: the copy joins its trace."""
 
     @property
     def digest(self) -> str:
@@ -256,6 +258,7 @@ class _MirrorExchange:
             bearer=self.sender.bearer,
             chunked=request.chunked,
             extra=MIRROR_HEADER + b": 1\r\n",
+            traceparent=request.traceparent,
         )
         connection.write(head + request.body)
 

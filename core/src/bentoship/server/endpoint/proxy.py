@@ -26,6 +26,7 @@ import httptools
 from .heads import HOP_BY_HOP, forwarded_head
 from .interface import Backends, Outcome, RequestEnd, Role, Route, Scope, Upstream
 from .mirror import MIRRORED_BODY_BYTES, AnswerCopy, DropReason, MirroredRequest
+from .tracing import RequestSpan
 from .upstream import UpstreamConnection, UpstreamPool
 
 REPLAYED_BODY_BYTES = 1024 * 1024
@@ -100,6 +101,8 @@ class Exchange:
         self.mirror_size = 0
         self.answer_copy: AnswerCopy | None = None
         self.time = 0.0
+        self.span: RequestSpan | None = None
+        """The request's span, when it is traced."""
 
     # what observers read (interface.ObservedRequest)
 
@@ -186,6 +189,7 @@ class Exchange:
             host=host,
             bearer=self.client.bearer,
             chunked=self.chunked,
+            traceparent=self.span.traceparent if self.span is not None else None,
         )
 
     def keep_for_mirrors(self) -> None:
@@ -214,6 +218,7 @@ class Exchange:
             time=self.time,
             served_by=route.primary.revision,
             served=self.answer_copy.answer(self.status, time.perf_counter() - self.started),
+            traceparent=self.span.traceparent if self.span is not None else None,
         )
 
     def send(self, connection: UpstreamConnection, reused: bool) -> None:
@@ -483,8 +488,11 @@ class EndpointProxy:
             self._dispatch(exchange, route)
 
     def _dispatch(self, exchange: Exchange, route: Route) -> None:
-        if route.mirrors and exchange.route is None:
-            exchange.keep_for_mirrors()
+        if exchange.route is None:
+            if route.mirrors:
+                exchange.keep_for_mirrors()
+            always = self.role is Role.CANDIDATE or bool(route.mirrors)
+            exchange.span = self.backends.tracing.begin(exchange.headers, always=always)
         exchange.route = route
         exchange.revision_name = route.primary.name.encode()
         exchange.started = time.perf_counter()
@@ -581,6 +589,29 @@ class EndpointProxy:
             upstream.abort()
         self._end(exchange, outcome, answered=False)
 
+    def _traced(self, exchange: Exchange, end: RequestEnd) -> None:
+        span, route = exchange.span, exchange.route
+        sink = self.backends.tracing.sink
+        if span is None or sink is None:
+            return
+        path = exchange.target.partition(b"?")[0].decode("latin-1")
+        attributes: dict[str, object] = {
+            "http.request.method": exchange.method.decode("latin-1"),
+            "url.path": path,
+            "http.response.status_code": end.status,
+            "bentoship.outcome": str(end.outcome),
+            "bentoship.role": str(self.role),
+            "bentoship.mirrored": bool(route is not None and route.mirrors),
+        }
+        revision = route.primary.name if route is not None else None
+        if route is not None:
+            attributes["bentoship.replica"] = getattr(route.primary, "index", None)
+        error = end.status >= 500 or end.outcome in (Outcome.UPSTREAM_ERROR, Outcome.TIMEOUT)
+        name = f"{attributes['http.request.method']} {path}"
+        sink.request_span(
+            span, name, self.deployment, revision, attributes, end.seconds * 1000, error
+        )
+
     def _end(self, exchange: Exchange, outcome: Outcome, *, answered: bool) -> None:
         """Release the request's lease and tell the observer how it ended (once)."""
         exchange.finished = True
@@ -591,6 +622,8 @@ class EndpointProxy:
         status = exchange.status if outcome is not Outcome.CLIENT_GONE else 0
         end = RequestEnd(outcome, status, exchange.sent, seconds)
         self.backends.observer.request_ended(exchange, end)
+        if exchange.span is not None:
+            self._traced(exchange, end)
         if outcome is not Outcome.ANSWERED and exchange.mirror_body is not None:
             exchange.mirror_body = exchange.answer_copy = None
             self.backends.mirrors.drop(self.deployment, DropReason.UNANSWERED)

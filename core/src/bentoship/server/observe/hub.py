@@ -26,7 +26,7 @@ from .monitoring import MonitoringStore, Origin
 from .sampler import Sampler
 from .series import SeriesStore
 from .shadow_pairs import ShadowPairStore
-from .spans import SpanStore
+from .spans import SpanBuffer, SpanStore
 from .writer import AnalyticsWriter
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class Observability:
     shadow_pairs: ShadowPairStore
     feedback: FeedbackStore
     spans: SpanStore
+    request_spans: SpanBuffer
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
@@ -95,6 +96,8 @@ class Observability:
         spans = writer.call(
             lambda: SpanStore(written, readers, retention=settings.metrics_retention)
         )
+        request_spans = SpanBuffer(spans, writer)
+        controller.backends.tracing.sink = request_spans
         return cls(
             series,
             sampler,
@@ -110,6 +113,7 @@ class Observability:
             shadow_pairs,
             feedback,
             spans,
+            request_spans,
         )
 
     def start(self, *, sampling: bool = True) -> None:
@@ -208,6 +212,7 @@ class Observability:
     async def _flush_pairs(self) -> None:
         while True:
             self.shadow_pairs.flush()
+            self.request_spans.flush()
             await asyncio.sleep(PAIRS_FLUSH_SECONDS)
 
     async def close(self) -> None:
@@ -223,6 +228,7 @@ class Observability:
         with contextlib.suppress(Exception):
             await asyncio.wrap_future(self.sampler.flush_traffic())
         self.shadow_pairs.flush()
+        self.request_spans.flush()
         self.sampler.gpu.close()
         await asyncio.to_thread(self.writer.close)
         self.logs.close()

@@ -15,14 +15,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..endpoint.tracing import RequestSpan
 from ..errors import Invalid
 from .analytics import insert_columns
 from .otlp import SpanRow
+from .writer import AnalyticsWriter
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["Origin", "SpanStore", "trace_id_of"]
+__all__ = ["Origin", "SpanBuffer", "SpanStore", "trace_id_of"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -51,6 +53,7 @@ COLUMNS = (
 HEX_TRACE = re.compile(r"[0-9a-f]{32}")
 DECIMAL = re.compile(r"[0-9]{1,39}")
 STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
+BATCH_SPANS = 500
 
 
 def trace_id_of(text: str) -> str:
@@ -90,11 +93,15 @@ class SpanStore:
     def add(self, spans: Sequence[SpanRow], origin: Origin, now: float | None = None) -> int:
         """Store ``spans`` (run by the writer); a span already stored is kept as it was. How
         many were new."""
+        return self.add_each([(span, origin) for span in spans], now)
+
+    def add_each(self, spans: Sequence[tuple[SpanRow, Origin]], now: float | None = None) -> int:
+        """Store spans, each with its origin (run by the writer); how many were new."""
         if not spans:
             return 0
         received = time.time() if now is None else now
         rows: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-        for span in spans:
+        for span, origin in spans:
             for name in COLUMNS[:6]:
                 rows[name].append(getattr(span, name))
             rows["deployment"].append(origin.deployment)
@@ -197,3 +204,52 @@ class SpanStore:
 
     def forget(self, deployment: str) -> None:
         self.cursor.execute("DELETE FROM spans WHERE deployment = ?", [deployment])
+
+
+class SpanBuffer:
+    """The endpoint's request spans, kept on the loop and written in batches by the writer
+    (``endpoint.tracing.SpanSink``)."""
+
+    SERVICE = "bentoship-endpoint"
+    SERVER_KIND = 2
+
+    def __init__(self, store: SpanStore, writer: AnalyticsWriter) -> None:
+        self.store = store
+        self.writer = writer
+        self._pending: list[tuple[SpanRow, Origin]] = []
+
+    def request_span(
+        self,
+        span: RequestSpan,
+        name: str,
+        deployment: str,
+        revision: str | None,
+        attributes: dict[str, object],
+        duration_ms: float,
+        error: bool,
+    ) -> None:
+        row = SpanRow(
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+            parent_id=span.parent_id,
+            name=name,
+            kind=self.SERVER_KIND,
+            service=self.SERVICE,
+            start=span.start,
+            duration_ms=duration_ms,
+            status=2 if error else 0,
+            status_message="",
+            attributes=json.dumps(attributes, default=str),
+        )
+        self._pending.append((row, Origin(deployment, revision)))
+        if len(self._pending) >= BATCH_SPANS:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            self.writer.post(lambda: self.store.add_each(pending), "writing request spans")
+
+    async def flushed(self) -> None:
+        self.flush()
+        await self.writer.run(lambda: None)

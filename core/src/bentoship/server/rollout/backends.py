@@ -17,6 +17,7 @@ from ..endpoint.interface import (
     Route,
     Scope,
 )
+from ..endpoint.tracing import Tracing
 from ..endpoint.traffic import TrafficBook
 from .context import RolloutContext
 from .launcher import ReplicaHandle
@@ -40,6 +41,8 @@ class EndpointBackends:
         self.shadows = shadows
         self.observer: RequestObserver = RequestBook(ctx)
         self.mirrors: Mirrors = shadows.sender
+        self.tracing = Tracing(ctx.settings.trace_sample)
+        """Its sink is the control plane's span store, set once the store is open."""
         self.token = ctx.settings.token
         """The control plane's own token, which the endpoint accepts beside the revision's."""
         self._requires_auth: dict[tuple[str, Role], tuple[int, bool]] = {}

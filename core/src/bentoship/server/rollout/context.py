@@ -75,6 +75,8 @@ class RolloutContext:
         self.events = EventLog(store)
         self.phase_listeners: list[PhaseListener] = []
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.plane_url: str | None = None
+        """The control plane's own address, once it listens (revisions send it their spans)."""
 
     def runtime(self, name: str) -> DeploymentRuntime:
         rt = self.runtimes.get(name)

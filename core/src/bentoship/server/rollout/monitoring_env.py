@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["config_options", "monitoring_dir"]
+__all__ = ["config_options", "monitoring_dir", "tracing_envs"]
 
 ROTATE_BYTES = 16 * 1024 * 1024
 KEPT_FILES = 1000
@@ -60,3 +60,23 @@ def config_options(directory: Path, rotate_bytes: int = ROTATE_BYTES) -> str:
         f"services.monitoring.options.log_path={directory} "
         f"services.monitoring.options.log_config_file={config}"
     )
+
+
+SPAN_FLUSH_MILLISECONDS = 500
+
+
+def tracing_envs(plane_url: str, span_token: str) -> tuple[str, dict[str, str]]:
+    """bentoml's config options (``BENTOML_CONFIG_OPTIONS``) and the environment that send a
+    revision's spans to the control plane's OTLP receiver: only those of requests the endpoint
+    traces (its ``traceparent`` is sampled; the service's own rate is 0), with the revision's
+    span token, flushed every half second."""
+    options = (
+        "services.tracing.exporter_type=otlp services.tracing.sample_rate=0.0 "
+        "services.tracing.otlp.protocol=http "
+        f"services.tracing.otlp.endpoint={plane_url}/v1/traces"
+    )
+    envs = {
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": f"x-yatai-api-token={span_token}",
+        "OTEL_BSP_SCHEDULE_DELAY": str(SPAN_FLUSH_MILLISECONDS),
+    }
+    return options, envs

@@ -9,11 +9,12 @@ import logging
 from ...refs import revision_name
 from ..deploy_config import min_replicas, process_envs
 from ..gpu.allocator import GpuUnavailable
+from ..span_tokens import span_token
 from ..store import Revision
 from .context import RolloutContext
 from .events import Crashed, ReplicaAdded, Restarted
 from .launcher import ReplicaHandle
-from .monitoring_env import config_options, monitoring_dir
+from .monitoring_env import config_options, monitoring_dir, tracing_envs
 from .phases import Health, Lifecycle
 from .placement import Placement
 from .replicas import ReplicaSet
@@ -44,6 +45,10 @@ class Pools:
         folder = monitoring_dir(settings.data_dir, rev.deployment, rev.uid)
         given = envs.get("BENTOML_CONFIG_OPTIONS", "")
         options = config_options(folder, settings.monitoring_rotate_bytes)
+        if self.ctx.plane_url is not None:
+            traced, otel = tracing_envs(self.ctx.plane_url, span_token(settings.token, rev.uid))
+            options = f"{options} {traced}"
+            envs = {**otel, **envs}
         envs["BENTOML_CONFIG_OPTIONS"] = f"{given} {options}".strip()
         return envs
 
