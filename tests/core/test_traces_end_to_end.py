@@ -5,6 +5,7 @@ token; then a deployment's traces and one whole trace read back through the API.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -157,3 +158,34 @@ def test_one_trace_from_the_caller_through_the_endpoint_to_user_code(client: Cli
     ).json()["traces"]
     assert failing_trace in {t["trace_id"] for t in errors}
     assert caller_trace not in {t["trace_id"] for t in errors}
+
+
+def test_the_requests_log_line_and_monitor_record_resolve_to_its_trace(client: Client) -> None:
+    url = client.get_deployment(NAME).url
+    trace_id = "6bf92f3577b34da6a3ce929d0e0e4736"
+    answer = httpx.post(
+        f"{url}/echo",
+        json={"text": "traced", "monitor": True},
+        headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+    assert answer.status_code == 200
+    wait_for_trace(client, trace_id, "POST /echo")
+    deadline, lines, records = time.monotonic() + 30, [], []
+    while time.monotonic() < deadline and not (lines and records):
+        lines = client.search_logs(NAME, since="10m", pattern=f"trace={trace_id}")
+        records = [
+            r
+            for r in client.monitoring_records(NAME, "echo_calls", since="10m")
+            if r.get("trace_id") == str(int(trace_id, 16))
+        ]
+        time.sleep(0.2)
+    assert lines and records, "the request's log line and monitor record were stored"
+    found = re.search(r"trace=([0-9a-f]{32})", lines[0].line)
+    assert found is not None
+    headers = {"Authorization": f"Bearer {client.connection.token}"}
+    by_log = httpx.get(f"{client.endpoint}/api/v2/traces/{found.group(1)}", headers=headers)
+    by_record = httpx.get(
+        f"{client.endpoint}/api/v2/traces/{records[0]['trace_id']}", headers=headers
+    )
+    assert by_log.status_code == by_record.status_code == 200
+    assert by_log.json() == by_record.json() and by_log.json()["trace_id"] == trace_id
