@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
 from bentoship import Client
+from bentoship.models import LogEntry
 from bentoship.server import LocalControlPlane
 from bentoship.server.span_tokens import span_token
 from bentoship.steps import deploy, push, wait_until_ready
@@ -170,7 +171,9 @@ def test_the_requests_log_line_and_monitor_record_resolve_to_its_trace(client: C
     )
     assert answer.status_code == 200
     wait_for_trace(client, trace_id, "POST /echo")
-    deadline, lines, records = time.monotonic() + 30, [], []
+    deadline = time.monotonic() + 30
+    lines: list[LogEntry] = []
+    records: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not (lines and records):
         lines = client.search_logs(NAME, since="10m", pattern=f"trace={trace_id}")
         records = [
