@@ -31,6 +31,10 @@ def sample(option: Option, tmp_path: Path) -> tuple[Any, str]:
         return "127.0.0.2", "127.0.0.2"
     if option.name == "trace_sample":
         return 0.75, "0.75"
+    if option.name == "otlp_endpoint":
+        return "http://127.0.0.1:4318/v1/traces", "http://127.0.0.1:4318/v1/traces"
+    if option.name == "otlp_headers":
+        return (("authorization", "Bearer x"), ("k", "v")), "authorization=Bearer x,k=v"
     if option.name == "token":
         return "t" * 24, "t" * 24
     if option.name in ("data_dir", "secrets_key_file", "runtime_dir", "gpu_inventory"):

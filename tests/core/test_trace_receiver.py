@@ -24,6 +24,7 @@ from bentoship.server.observe.otlp import (
     TooLarge,
     decode_request,
 )
+from bentoship.server.observe.span_export import encode_spans as encode_stored
 from bentoship.server.observe.spans import Origin, SpanStore, trace_id_of
 
 
@@ -145,3 +146,34 @@ def test_spans_are_stored_once_and_a_trace_reads_back_whole() -> None:
         trace_id_of("nope")
     store.prune(now=start + 7200)
     assert store.trace(trace_id) == []
+
+
+def test_stored_spans_encode_back_to_what_was_received() -> None:
+    rows = [
+        {
+            "seq": 1,
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "span_id": "00f067aa0ba902b7",
+            "parent_id": None,
+            "name": "POST /classify",
+            "kind": 2,
+            "service": "Echo",
+            "deployment": "web",
+            "revision": "r2",
+            "start": 1765000000.25,
+            "duration_ms": 12.5,
+            "status": 2,
+            "status_message": "boom",
+            "attributes": '{"resource.service.name": "Echo", "http.status_code": 500}',
+        }
+    ]
+    [span] = decode_request(encode_stored(rows), "application/x-protobuf").spans
+    assert (span.trace_id, span.span_id, span.parent_id) == (
+        rows[0]["trace_id"],
+        rows[0]["span_id"],
+        None,
+    )
+    assert (span.name, span.kind, span.status, span.service) == ("POST /classify", 2, 2, "Echo")
+    assert span.start == pytest.approx(1765000000.25) and span.duration_ms == pytest.approx(12.5)
+    assert '"http.status_code": 500' in span.attributes
+    assert '"resource.bentoship.revision": "r2"' in span.attributes

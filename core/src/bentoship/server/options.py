@@ -23,6 +23,8 @@ __all__ = [
     "command_args",
     "duration",
     "gpu_indices",
+    "header_pairs",
+    "otlp_url",
     "positive_seconds",
     "sample_rate",
     "settings_values",
@@ -78,6 +80,34 @@ def sample_rate(value: str) -> float:
     if not 0.0 <= number <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a rate from 0 to 1, got {value}")
     return number
+
+
+def header_pairs(value: str) -> tuple[tuple[str, str], ...]:
+    """``K=V,K2=V2`` as pairs (an OTLP backend's headers)."""
+    pairs = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        key, sep, text = part.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected headers like K=V,K2=V2, got {part[:20]!r}")
+        pairs.append((key.strip(), text.strip()))
+    return tuple(pairs)
+
+
+def _show_headers(pairs: tuple[tuple[str, str], ...] | str) -> str:
+    if isinstance(pairs, str):
+        return _show_headers(header_pairs(pairs))
+    return ",".join(f"{key}={value}" for key, value in pairs)
+
+
+def otlp_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(
+            f"expected an OTLP/HTTP traces URL such as http://127.0.0.1:4318/v1/traces, got "
+            f"{value[:40]!r}"
+        )
+    return value
 
 
 def gpu_indices(value: str) -> tuple[int, ...]:
@@ -241,6 +271,22 @@ OPTIONS: tuple[Option, ...] = (
         "share of the endpoints' requests traced, 0-1 (default 0.1); requests to a candidate, "
         "and requests whose caller sent a sampled traceparent, are always traced",
         metavar="RATE",
+    ),
+    Option(
+        "otlp_endpoint",
+        otlp_url,
+        None,
+        "send every stored span on to this OTLP/HTTP traces URL (a Collector, Jaeger, Tempo)",
+        metavar="URL",
+    ),
+    Option(
+        "otlp_headers",
+        header_pairs,
+        (),
+        "headers for the OTLP backend, K=V,K2=V2 (set them in $BENTOSHIP_OTLP_HEADERS to keep "
+        "them off the command line)",
+        metavar="HEADERS",
+        show=_show_headers,
     ),
     Option(
         "monitoring_rotate_bytes",

@@ -38,6 +38,9 @@ class ServerSettings:
     """Size at which each worker's ``bentoml.monitor`` data file rotates."""
     trace_sample: float = 0.1
     """The share of the endpoints' requests traced (head sampling)."""
+    otlp_endpoint: str | None = None
+    """An OTLP/HTTP traces URL every stored span is sent on to."""
+    otlp_headers: tuple[tuple[str, str], ...] = ()
     gpus: tuple[int, ...] | None = None
     """The GPUs (NVML indices) deployments may use (``--gpus 0,1``); None: all found."""
     gpu_inventory: Path | None = None

@@ -26,6 +26,7 @@ from .monitoring import MonitoringStore, Origin
 from .sampler import Sampler
 from .series import SeriesStore
 from .shadow_pairs import ShadowPairStore
+from .span_export import SpanExport
 from .spans import SpanBuffer, SpanStore
 from .writer import AnalyticsWriter
 
@@ -61,6 +62,7 @@ class Observability:
     feedback: FeedbackStore
     spans: SpanStore
     request_spans: SpanBuffer
+    span_export: SpanExport | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
@@ -98,6 +100,10 @@ class Observability:
         )
         request_spans = SpanBuffer(spans, writer)
         controller.backends.tracing.sink = request_spans
+        export = None
+        if settings.otlp_endpoint:
+            headers = dict(settings.otlp_headers)
+            export = SpanExport(spans, writer, settings.otlp_endpoint, headers)
         return cls(
             series,
             sampler,
@@ -114,6 +120,7 @@ class Observability:
             feedback,
             spans,
             request_spans,
+            export,
         )
 
     def start(self, *, sampling: bool = True) -> None:
@@ -123,6 +130,8 @@ class Observability:
             asyncio.create_task(self._ingest_monitoring_loop()),
             asyncio.create_task(self._flush_pairs()),
         ]
+        if self.span_export is not None:
+            self._tasks.append(asyncio.create_task(self.span_export.run()))
         if sampling:
             self._tasks.append(asyncio.create_task(self.sampler.run()))
 

@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 __all__ = ["Origin", "SpanBuffer", "SpanStore", "trace_id_of"]
 
 SCHEMA = """
+CREATE SEQUENCE IF NOT EXISTS span_seq;
 CREATE TABLE IF NOT EXISTS spans (
     trace_id VARCHAR, span_id VARCHAR, parent_id VARCHAR, name VARCHAR, kind INTEGER,
     service VARCHAR, deployment VARCHAR, revision VARCHAR, start DOUBLE, duration_ms DOUBLE,
     status INTEGER, status_message VARCHAR, attributes VARCHAR, received DOUBLE,
+    seq BIGINT DEFAULT nextval('span_seq'),
     PRIMARY KEY (trace_id, span_id)
 );
+CREATE TABLE IF NOT EXISTS span_exports (endpoint VARCHAR PRIMARY KEY, watermark BIGINT);
 """
 COLUMNS = (
     "trace_id",
@@ -113,11 +116,12 @@ class SpanStore:
         self.cursor.execute("BEGIN TRANSACTION")
         try:
             self.cursor.execute(
-                "CREATE OR REPLACE TEMP TABLE span_batch AS SELECT * FROM spans LIMIT 0"
+                "CREATE OR REPLACE TEMP TABLE span_batch AS "
+                f"SELECT {', '.join(COLUMNS)} FROM spans LIMIT 0"
             )
             insert_columns(self.cursor, "span_batch", rows)
             self.cursor.execute(
-                "INSERT INTO spans SELECT * FROM span_batch "
+                f"INSERT INTO spans ({', '.join(COLUMNS)}) SELECT * FROM span_batch "
                 "QUALIFY row_number() OVER (PARTITION BY trace_id, span_id) = 1 "
                 "ON CONFLICT DO NOTHING"
             )
@@ -196,6 +200,34 @@ class SpanStore:
             span["attributes"] = json.loads(span["attributes"] or "{}")
             spans.append(span)
         return spans
+
+    def after(self, seq: int, limit: int) -> list[dict[str, Any]]:
+        """The stored spans after ``seq``, in the order they were stored (for onward export);
+        each with its ``seq``."""
+        rows = (
+            self.reader()
+            .execute(
+                f"SELECT seq, {', '.join(COLUMNS[:13])} FROM spans WHERE seq > ? "
+                "ORDER BY seq LIMIT ?",
+                [seq, limit],
+            )
+            .fetchall()
+        )
+        return [dict(zip(("seq", *COLUMNS[:13]), row, strict=True)) for row in rows]
+
+    def export_watermark(self, endpoint: str) -> int:
+        row = (
+            self.reader()
+            .execute("SELECT watermark FROM span_exports WHERE endpoint = ?", [endpoint])
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def save_export_watermark(self, endpoint: str, watermark: int) -> None:
+        """Run by the writer."""
+        self.cursor.execute(
+            "INSERT OR REPLACE INTO span_exports VALUES (?, ?)", [endpoint, watermark]
+        )
 
     def prune(self, now: float | None = None) -> None:
         """Forget spans older than the retention (run by the writer)."""
