@@ -141,7 +141,9 @@ def test_one_trace_from_the_caller_through_the_endpoint_to_user_code(client: Cli
         chain.append(node)
         node = ancestors[node]
     assert proxy["span_id"] in chain and server["span_id"] in chain, "user work nests under both"
-    assert proxy["duration_ms"] >= server["duration_ms"] > 0
+    assert proxy["duration_ms"] > 0 and server["duration_ms"] > 0
+    assert server["start"] >= proxy["start"], "the revision's span starts once the proxy sent it"
+    assert proxy["status"] == server["status"] == "unset"
 
     failing_trace = "5bf92f3577b34da6a3ce929d0e0e4736"
     failed = httpx.post(
