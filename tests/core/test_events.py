@@ -65,6 +65,21 @@ SENTENCES: list[tuple[ev.DeploymentEvent, str, str]] = [
         "analysis",
         "shadow r2 agrees on 70.0% of 200 pairs; discarded",
     ),
+    (
+        ev.ApprovalRequested("r2", "a1b2", "ship r2?"),
+        "approval",
+        "approval a1b2 of r2 requested: ship r2?",
+    ),
+    (
+        ev.ApprovalDecided("r2", "a1b2", "rejected", "lead", "p99 too high"),
+        "approval",
+        "approval a1b2 of r2 rejected by lead: p99 too high",
+    ),
+    (
+        ev.ApprovalDecided("r2", "a1b2", "expired", "", ""),
+        "approval",
+        "approval a1b2 of r2 expired",
+    ),
     (ev.Crashed("r1", 0, 137), "crashed", "r1 replica 0 exited (code 137); restarting"),
     (ev.Restarted("r1"), "restarted", "r1 serves again"),
     (ev.Restarted("r1", 2), "restarted", "r1 replica 2 serves again"),

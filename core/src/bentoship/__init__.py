@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import (
+    ApprovalRejected,
     AuthenticationError,
     BentoshipError,
     BuildFailed,
@@ -86,6 +87,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ApprovalRejected",
     "AsyncClient",
     "AuthenticationError",
     "BentoshipError",

@@ -188,6 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--apis", help="comma-separated APIs to mirror, e.g. predict (default: every API)"
     )
     shadow.add_argument("--json", action="store_true", help="print the figures as JSON")
+    approvals = subparsers.add_parser(
+        "approvals", help="list the approvals of a deployment (or those pending everywhere)"
+    )
+    approvals.add_argument("name", nargs="?")
+    approve = subparsers.add_parser("approve", help="approve the held candidate: promote it")
+    reject = subparsers.add_parser("reject", help="reject the held candidate: discard it")
+    for sub in (approve, reject):
+        sub.add_argument("name")
+        sub.add_argument("--comment", default="", help="why (it goes into the events)")
+        sub.add_argument("--id", dest="approval", help="the approval (default: the pending one)")
     revisions = subparsers.add_parser("revisions", help="list a deployment's revisions")
     revisions.add_argument("name")
     logs = subparsers.add_parser(
@@ -207,7 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("name")
     events.add_argument("--since", help="from: epoch seconds, ISO-8601, or a time ago (1h)")
     events.add_argument("--json", action="store_true", help="one JSON object per event")
-    for sub in (status, wait, rollback, promote, discard, canary, shadow, revisions, logs, events):
+    for sub in (
+        status,
+        wait,
+        rollback,
+        promote,
+        discard,
+        canary,
+        shadow,
+        approvals,
+        approve,
+        reject,
+        revisions,
+        logs,
+        events,
+    ):
         _add_connection(sub)
     return parser
 
@@ -478,6 +502,29 @@ def describe_shadow(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _run_approvals(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        names = [args.name] if args.name else [d.name for d in client.list_deployments()]
+        for name in names:
+            for approval in client.approvals(name):
+                if not args.name and approval["state"] != "pending":
+                    continue
+                who = f" by {approval['decided_by']}" if approval.get("decided_by") else ""
+                print(
+                    f"{name}\t{approval['id']}\t{approval['revision']}\t{approval['state']}{who}"
+                    f"\t{approval['message']}"
+                )
+    return EXIT_OK
+
+
+def _run_decide(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        decide = client.approve if args.command == "approve" else client.reject
+        decided = decide(args.name, args.approval, args.comment)
+    print(f"{args.name}: approval {decided['id']} of {decided['revision']} {decided['state']}")
+    return EXIT_OK
+
+
 def _run_revisions(args: argparse.Namespace) -> int:
     with _client(args) as client:
         for rev in client.list_revisions(args.name):
@@ -520,6 +567,9 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "discard": _run_discard,
     "canary": _run_canary,
     "shadow": _run_shadow,
+    "approvals": _run_approvals,
+    "approve": _run_decide,
+    "reject": _run_decide,
     "revisions": _run_revisions,
     "logs": _run_logs,
     "events": _run_events,

@@ -286,6 +286,55 @@ class _Plans:
         )
         return dict((yield from self._send(call)))
 
+    def _plan_request_approval(
+        self, name: str, message: str, timeout: float, evidence: dict[str, Any] | None
+    ) -> Plan[dict[str, Any]]:
+        call = Call(
+            "POST",
+            _deployment_path(name, "/approvals"),
+            json={"message": message, "timeout": timeout, "evidence": evidence},
+            not_found=_not_found(name),
+        )
+        return dict((yield from self._send(call)))
+
+    def _plan_approvals(self, name: str) -> Plan[list[dict[str, Any]]]:
+        call = Call("GET", _deployment_path(name, "/approvals"), not_found=_not_found(name))
+        return list((yield from self._send(call))["approvals"])
+
+    def _plan_approval(self, name: str, approval_id: str, wait: float) -> Plan[dict[str, Any]]:
+        wait = min(max(wait, 0.0), LONG_POLL_LIMIT)
+        call = Call(
+            "GET",
+            _deployment_path(name, f"/approvals/{approval_id}"),
+            params={"timeout": f"{wait:.3f}"},
+            timeout=wait + LONG_POLL_SLACK,
+            not_found=f"approval {approval_id} of {name} not found",
+        )
+        return dict((yield from self._send(call)))
+
+    def _plan_decide(
+        self, name: str, approval_id: str | None, approve: bool, comment: str
+    ) -> Plan[dict[str, Any]]:
+        if approval_id is None:
+            pending = [
+                a for a in (yield from self._plan_approvals(name)) if a["state"] == "pending"
+            ]
+            if not pending:
+                raise InvalidRequestError(
+                    f"deployment {name} has no pending approval; `bentoship approvals {name}` "
+                    "lists them"
+                )
+            approval_id = str(pending[0]["id"])
+        verb = "approve" if approve else "reject"
+        call = Call(
+            "POST",
+            _deployment_path(name, f"/approvals/{approval_id}/{verb}"),
+            json={"comment": comment},
+            idempotent=False,
+            not_found=f"approval {approval_id} of {name} not found",
+        )
+        return dict((yield from self._send(call)))
+
     def _plan_set_shadow(
         self, name: str, percent: int, apis: list[str] | None
     ) -> Plan[dict[str, Any]]:
@@ -583,6 +632,37 @@ class Client(_Plans):
         ``score_field``, ``id_field`` as the ``GET …/quality`` route takes them."""
         return self._run(self._plan_quality(name, monitor, params))
 
+    def request_approval(
+        self,
+        name: str,
+        message: str = "",
+        timeout: float = 86400.0,
+        evidence: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A pending approval of ``name``'s held candidate (the pending one, if any): the
+        control plane promotes on approve, discards on reject or after ``timeout`` seconds."""
+        return self._run(self._plan_request_approval(name, message, timeout, evidence))
+
+    def approvals(self, name: str) -> list[dict[str, Any]]:
+        """``name``'s approvals, newest first."""
+        return self._run(self._plan_approvals(name))
+
+    def approval(self, name: str, approval_id: str, wait: float = 0.0) -> dict[str, Any]:
+        """One approval; with ``wait``, once decided or after ``wait`` seconds (a long poll)."""
+        return self._run(self._plan_approval(name, approval_id, wait))
+
+    def approve(
+        self, name: str, approval_id: str | None = None, comment: str = ""
+    ) -> dict[str, Any]:
+        """Approve (the pending approval, by default): the candidate is promoted."""
+        return self._run(self._plan_decide(name, approval_id, True, comment))
+
+    def reject(
+        self, name: str, approval_id: str | None = None, comment: str = ""
+    ) -> dict[str, Any]:
+        """Reject (the pending approval, by default): the candidate is discarded."""
+        return self._run(self._plan_decide(name, approval_id, False, comment))
+
     def set_shadow(self, name: str, percent: int, apis: list[str] | None = None) -> dict[str, Any]:
         """Mirror ``percent`` of ``name``'s requests (to ``apis``, or every API) to its held
         candidate; 0 stops. The mirroring's state and figures."""
@@ -836,6 +916,31 @@ class AsyncClient(_Plans):
 
     async def quality(self, name: str, monitor: str, **params: Any) -> dict[str, Any]:
         return await self._run(self._plan_quality(name, monitor, params))
+
+    async def request_approval(
+        self,
+        name: str,
+        message: str = "",
+        timeout: float = 86400.0,
+        evidence: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return await self._run(self._plan_request_approval(name, message, timeout, evidence))
+
+    async def approvals(self, name: str) -> list[dict[str, Any]]:
+        return await self._run(self._plan_approvals(name))
+
+    async def approval(self, name: str, approval_id: str, wait: float = 0.0) -> dict[str, Any]:
+        return await self._run(self._plan_approval(name, approval_id, wait))
+
+    async def approve(
+        self, name: str, approval_id: str | None = None, comment: str = ""
+    ) -> dict[str, Any]:
+        return await self._run(self._plan_decide(name, approval_id, True, comment))
+
+    async def reject(
+        self, name: str, approval_id: str | None = None, comment: str = ""
+    ) -> dict[str, Any]:
+        return await self._run(self._plan_decide(name, approval_id, False, comment))
 
     async def set_shadow(
         self, name: str, percent: int, apis: list[str] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ApprovalRejected",
     "AuthenticationError",
     "BentoshipError",
     "BuildFailed",
@@ -110,6 +111,15 @@ class ShadowFailed(DeploymentFailed):
     def __init__(self, message: str, *, deployment: str, analysis: Any) -> None:
         super().__init__(message, deployment=deployment, reason=str(analysis.reason))
         self.analysis = analysis
+
+
+class ApprovalRejected(DeploymentFailed):
+    """The held candidate was not approved (rejected, expired or withdrawn) and was discarded:
+    ``approval`` (an ``Approval``) says by whom and why."""
+
+    def __init__(self, message: str, *, deployment: str, approval: Any) -> None:
+        super().__init__(message, deployment=deployment, reason=str(approval.comment))
+        self.approval = approval
 
 
 class QualityFailed(BentoshipError):

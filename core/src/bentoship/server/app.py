@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 from .api import (
     analyses,
     api_tokens,
+    approvals,
     deployments,
     extensions,
     logs,
@@ -70,6 +71,7 @@ def build_app(
         *extensions.routes(services),
         *analyses.routes(services),
         *shadow.routes(services),
+        *approvals.routes(services),
         *platform.routes(services),
         *pods.routes(services),
         *deployments.routes(services),

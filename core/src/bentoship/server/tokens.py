@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -45,6 +46,8 @@ class Scope(StrEnum):
     WRITE_ORGANIZATION = "write_organization"
     READ_CLUSTER = "read_cluster"
     WRITE_CLUSTER = "write_cluster"
+    APPROVE = "approve"
+    """Decide pending approvals of candidates (``write_cluster`` alone may not)."""
 
 
 ALL_SCOPES = frozenset(Scope)
@@ -59,6 +62,8 @@ ORGANIZATION_PREFIXES = (
     "/bento_repositories",
     "/api_tokens",
 )
+DECISION_PATH = re.compile(r"/api/v2/deployments/[^/]+/approvals/[^/]+/(approve|reject)")
+"""Deciding an approval needs the ``approve`` scope (or ``api``)."""
 ANY_TOKEN_PATHS = frozenset({"/api/v1/auth/current", "/api/v1/current_org", "/logout"})
 """Who am I, and sign-out: open to every valid token, whatever its scopes."""
 
@@ -84,6 +89,8 @@ class Principal:
     def may(self, method: str, path: str) -> bool:
         if Scope.API in self.scopes or path in ANY_TOKEN_PATHS:
             return True
+        if DECISION_PATH.fullmatch(path):
+            return Scope.APPROVE in self.scopes
         family = resource_of(path)
         writes = f"write_{family}"
         if method.upper() in SAFE_METHODS:
@@ -93,6 +100,8 @@ class Principal:
     def refusal(self, method: str, path: str) -> str:
         family = resource_of(path)
         need = f"write_{family}" if method.upper() not in SAFE_METHODS else f"read_{family}"
+        if DECISION_PATH.fullmatch(path):
+            need = "approve"
         held = ", ".join(sorted(self.scopes)) or "none"
         return (
             f"API token {shown(self.name)} has scopes {held}; {method} {path} needs "

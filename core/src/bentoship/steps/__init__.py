@@ -1,5 +1,6 @@
 """The orchestrator-neutral pipeline steps that every wrapper exposes."""
 
+from .approval import Approval, request_approval
 from .build import build
 from .canary import analyze_canary
 from .deploy import deploy
@@ -16,6 +17,7 @@ from .smoke import SmokeTest, smoke_test
 from .wait import async_wait_until_ready, wait_until_ready
 
 __all__ = [
+    "Approval",
     "ExportResult",
     "FeedbackResult",
     "SmokeTest",
@@ -33,6 +35,7 @@ __all__ = [
     "import_model_file",
     "promote",
     "push",
+    "request_approval",
     "rollback",
     "send_feedback",
     "ship",

@@ -153,9 +153,10 @@ class ApiTokenBody(Body):
                     "write_organization",
                     "read_cluster",
                     "write_cluster",
+                    "approve",
                 ]
             ],
-            Field(max_length=5),
+            Field(max_length=6),
         ]
         | None
     ) = None

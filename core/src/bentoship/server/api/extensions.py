@@ -40,6 +40,7 @@ EXTENSIONS = (
     "metrics",
     "monitoring",
     "quality",
+    "approvals",
 )
 MAX_LOG_LINES = 10000
 

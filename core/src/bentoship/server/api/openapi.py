@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..._version import __version__
 from ..paths import PUBLIC_PATHS
+from .approvals import ApprovalBody, DecisionBody
 from .bodies import (
     AnalysisBody,
     ApiTokenBody,
@@ -61,6 +62,9 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("PUT", "/api/v2/deployments/{name}/canary"): CanarySplitBody,
     ("PUT", "/api/v2/deployments/{name}/analysis"): AnalysisBody,
     ("PUT", "/api/v2/deployments/{name}/shadow"): ShadowBody,
+    ("POST", "/api/v2/deployments/{name}/approvals"): ApprovalBody,
+    ("POST", "/api/v2/deployments/{name}/approvals/{id}/approve"): DecisionBody,
+    ("POST", "/api/v2/deployments/{name}/approvals/{id}/reject"): DecisionBody,
     ("POST", "/api/v1/api_tokens"): ApiTokenBody,
     ("POST", "/api/v1/org_secrets"): SecretBody,
     ("PATCH", "/api/v1/org_secrets/{name}"): SecretUpdateBody,
@@ -91,6 +95,7 @@ QUERIES: dict[tuple[str, str], type[Params]] = {
     ("GET", f"{DEPLOYMENT}/wait"): WaitParams,
     ("GET", f"{DEPLOYMENT}/analysis"): AnalysisParams,
     ("GET", f"{DEPLOYMENT}/shadow/pairs"): ShadowPairsParams,
+    ("GET", f"{DEPLOYMENT}/approvals/{{id}}"): AnalysisParams,
     ("POST", f"{DEPLOYMENT}/feedback"): FeedbackParams,
     ("GET", f"{DEPLOYMENT}/feedback"): WatermarkParams,
     ("GET", f"{DEPLOYMENT}/quality"): QualityParams,

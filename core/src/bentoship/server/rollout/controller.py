@@ -29,6 +29,7 @@ from ..gpu.inventory import Inventory
 from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
 from .analyses import Analyses
+from .approvals import Approvals
 from .backends import EndpointBackends
 from .candidates import Candidates
 from .context import HELD_PHASES, RolloutContext
@@ -88,6 +89,7 @@ class Controller:
         self.candidates = Candidates(self.ctx)
         self.shadows = Shadows(self.ctx)
         self.analyses = Analyses(self.ctx, self, self.shadows)
+        self.approvals = Approvals(self.ctx, self)
         self.reconciler = Reconciler(self.ctx, self.pools, self.placement, self.candidates)
         self.scaling = Scaling(self.ctx, self.pools, self.placement)
         self.backends = EndpointBackends(self.ctx, self.reconciler.wake, self.shadows)
@@ -122,6 +124,7 @@ class Controller:
             await self._open_endpoint(rt, dep)
             self.reconciler.recover(rt, dep)
         self.analyses.resume()
+        self.approvals.resume()
         self.ctx.spawn(self.scaling.loop())
 
     async def close(self) -> None:
@@ -336,6 +339,7 @@ class Controller:
             self.store.delete_deployment(name)
             self.analyses.forget(name)
             self.shadows.forget(name)
+            self.approvals.forget(name)
             for hook in self.deleted_hooks:
                 hook(name)
             shutil.rmtree(self.settings.logs_dir / name, ignore_errors=True)

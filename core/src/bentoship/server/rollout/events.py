@@ -57,6 +57,9 @@ class EventKind(StrEnum):
     """A candidate's analysis ended: promoted, discarded, or stopped when the candidate left."""
     SHADOW = "shadow"
     """Mirroring of the endpoint's requests to a held candidate started or stopped."""
+    APPROVAL = "approval"
+    """An approval of the held candidate was requested, or decided (approved, rejected,
+    expired, withdrawn), by whom and why."""
     CRASHED = "crashed"
     RESTARTED = "restarted"
     """The serving revision's process ended on its own and was started again."""
@@ -288,6 +291,32 @@ class ShadowJudged(DeploymentEvent):
 
 
 @dataclass(frozen=True)
+class ApprovalRequested(DeploymentEvent):
+    kind = EventKind.APPROVAL
+    approval: str
+    message: str
+
+    def describe(self) -> str:
+        said = f": {self.message}" if self.message else ""
+        return f"approval {self.approval} of {self.revision} requested{said}"
+
+
+@dataclass(frozen=True)
+class ApprovalDecided(DeploymentEvent):
+    kind = EventKind.APPROVAL
+    approval: str
+    decision: str
+    """``approved``, ``rejected``, ``expired`` or ``withdrawn``."""
+    by: str
+    comment: str
+
+    def describe(self) -> str:
+        who = f" by {self.by}" if self.by else ""
+        decided = f"approval {self.approval} of {self.revision} {self.decision}{who}"
+        return f"{decided}{_because(self.comment)}"
+
+
+@dataclass(frozen=True)
 class Crashed(DeploymentEvent):
     kind = EventKind.CRASHED
     replica: int
@@ -423,6 +452,8 @@ EVENT_TYPES: dict[str, type[DeploymentEvent]] = {
         ShadowStarted,
         ShadowStopped,
         ShadowJudged,
+        ApprovalRequested,
+        ApprovalDecided,
         Crashed,
         Restarted,
         GpusGiven,

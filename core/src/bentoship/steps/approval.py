@@ -1,0 +1,132 @@
+"""The approval step: a person says yes or no to the held candidate before it is promoted."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..client import Client
+from ..errors import ApprovalRejected, InvalidRequestError
+from ..models import Rollout, RolloutLike
+from ..signals import terminated_raises
+
+__all__ = ["Approval", "evidence_of", "request_approval"]
+
+log = logging.getLogger("bentoship.steps")
+POLL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A decision on a held candidate: ``state`` is ``approved``, ``rejected``, ``expired``
+    (nobody decided in time) or ``withdrawn`` (the candidate left first)."""
+
+    id: str
+    deployment: str
+    revision: str
+    state: str
+    message: str
+    evidence: dict[str, Any]
+    decided_by: str | None
+    comment: str
+
+    @property
+    def approved(self) -> bool:
+        return self.state == "approved"
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Approval:
+        return cls(
+            str(data["id"]),
+            str(data["deployment"]),
+            str(data["revision"]),
+            str(data["state"]),
+            str(data.get("message") or ""),
+            dict(data.get("evidence") or {}),
+            data.get("decided_by"),
+            str(data.get("comment") or ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def evidence_of(evidence: dict[str, Any] | None) -> dict[str, Any]:
+    """Evidence as JSON: a report (shadow, quality, drift, canary) by its ``to_dict()`` and
+    its ``summary()`` line; links and figures as they are."""
+    found: dict[str, Any] = {}
+    for key, value in (evidence or {}).items():
+        if hasattr(value, "to_dict"):
+            entry = {"report": value.to_dict()}
+            if hasattr(value, "summary"):
+                entry["summary"] = value.summary()
+            found[str(key)] = entry
+        elif isinstance(value, str | int | float | bool | list | dict) or value is None:
+            found[str(key)] = value
+        else:
+            found[str(key)] = str(value)
+    return found
+
+
+def request_approval(
+    target: RolloutLike,
+    message: str = "",
+    timeout: float = 86400.0,
+    evidence: dict[str, Any] | None = None,
+    *,
+    client: Client | None = None,
+    raise_on_failure: bool = True,
+) -> Approval:
+    """Ask a person to approve the rollout's held candidate, and wait for the decision.
+
+    The control plane keeps the approval with its ``evidence`` (reports or links of the
+    pipeline's checks), promotes the candidate when someone approves (`bentoship approve`, the
+    console, the API), and discards it when someone rejects or ``timeout`` seconds pass; this
+    step only waits (a long poll), so one that dies leaves no candidate waiting forever.
+    A candidate not approved raises ApprovalRejected (unless ``raise_on_failure=False``).
+    """
+    client = client or Client()
+    rollout = Rollout.parse(target)
+    name = rollout.name
+    if "approvals" not in client.get_extensions():
+        raise InvalidRequestError(
+            f"approvals need a control plane that holds candidates for a decision, which "
+            f"{client.endpoint} does not (plain BentoCloud)"
+        )
+    dep = client.get_deployment(name)
+    if not rollout.candidate or dep.candidate_revision != rollout.revision:
+        raise InvalidRequestError(
+            f"revision {rollout.revision} of {name} is not a ready candidate; deploy it with "
+            "candidate=True and wait until it is ready before asking for approval"
+        )
+    record = client.request_approval(name, message, timeout, evidence_of(evidence))
+    log.info(
+        "approval %s of %s %s requested; waiting up to %g s (`bentoship approve %s` or "
+        "`bentoship reject %s`)",
+        record["id"],
+        name,
+        rollout.revision,
+        timeout,
+        name,
+        name,
+    )
+    deadline = time.monotonic() + timeout + 60.0
+    with terminated_raises():
+        while record["state"] == "pending" and time.monotonic() < deadline:
+            record = client.approval(name, record["id"], wait=POLL_SECONDS)
+    approval = Approval.from_api(record)
+    if approval.approved:
+        log.info("approval %s approved by %s", approval.id, approval.decided_by)
+        return approval
+    said = f" by {approval.decided_by}" if approval.decided_by else ""
+    why = f": {approval.comment}" if approval.comment else ""
+    text = (
+        f"candidate {approval.revision} of {name} was not approved ({approval.state}{said}{why});"
+        f" {name} serves what it served"
+    )
+    log.error("%s", text)
+    if raise_on_failure:
+        raise ApprovalRejected(text, deployment=name, approval=approval)
+    return approval

@@ -1,0 +1,108 @@
+"""Approvals against real ``bentoml serve`` processes: a pipeline step waits for a person; an
+approval through the CLI promotes the candidate, a rejection (by a token with the approve
+scope; one without it is refused) discards it and the step fails, and the events say who."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from bentoship import ApprovalRejected, Client
+from bentoship.cli import main
+from bentoship.models import Rollout
+from bentoship.server import LocalControlPlane
+from bentoship.steps import deploy, push, request_approval, wait_until_ready
+
+NAME = "approved-svc"
+
+
+@pytest.fixture(scope="module")
+def client(shared_plane: LocalControlPlane, echo_v1: str) -> Iterator[Client]:
+    assert shared_plane.connection is not None
+    with Client(shared_plane.connection.endpoint, shared_plane.connection.token) as client:
+        push(echo_v1, client=client)
+        wait_until_ready(deploy(NAME, echo_v1, client=client), client=client, timeout=120)
+        yield client
+
+
+def candidate(client: Client, bento: str, run: str) -> Rollout:
+    rollout = deploy(NAME, bento, {"envs": {"RUN": run}}, candidate=True, client=client)
+    wait_until_ready(rollout, client=client, timeout=120)
+    return rollout
+
+
+def waiting(client: Client, rollout: Rollout, outcome: dict[str, Any]) -> threading.Thread:
+    """The approval step, in a thread (as a pipeline task waits), its result in ``outcome``."""
+
+    def step() -> None:
+        try:
+            outcome["approval"] = request_approval(
+                rollout, "ship it?", timeout=120, evidence={"smoke": "passed"}, client=client
+            )
+        except ApprovalRejected as exc:
+            outcome["rejected"] = exc
+
+    thread = threading.Thread(target=step)
+    thread.start()
+    return thread
+
+
+def pending(client: Client) -> dict[str, Any]:
+    for _ in range(100):
+        found = [a for a in client.approvals(NAME) if a["state"] == "pending"]
+        if found:
+            return found[0]
+        threading.Event().wait(0.1)
+    raise AssertionError("no pending approval")
+
+
+def test_an_approval_through_the_cli_promotes_and_a_rejection_discards(
+    client: Client, echo_v1: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = client.get_deployment(NAME).serving_revision
+    first = candidate(client, echo_v1, "approve me")
+    outcome: dict[str, Any] = {}
+    thread = waiting(client, first, outcome)
+    asked = pending(client)
+    assert asked["revision"] == first.revision and asked["evidence"] == {"smoke": "passed"}
+    connection = ["--endpoint", client.endpoint, "--token", client.connection.token]
+    assert main(["approvals", NAME, *connection]) == 0
+    assert f"{asked['id']}\t{first.revision}\tpending" in capsys.readouterr().out
+    assert main(["approve", NAME, "--comment", "figures are fine", *connection]) == 0
+    thread.join(60)
+    approval = outcome["approval"]
+    assert approval.approved and approval.decided_by == "server token"
+    assert client.get_deployment(NAME).serving_revision == first.revision
+
+    second = candidate(client, echo_v1, "reject me")
+    outcome = {}
+    thread = waiting(client, second, outcome)
+    asked = pending(client)
+    headers = {"Authorization": f"Bearer {client.connection.token}"}
+    tokens = f"{client.endpoint}/api/v1/api_tokens"
+    writer = httpx.post(
+        tokens, json={"name": "ci", "scopes": ["write_cluster"]}, headers=headers
+    ).json()
+    approver = httpx.post(tokens, json={"name": "lead", "scopes": ["approve"]}, headers=headers)
+    decision = f"{client.endpoint}/api/v2/deployments/{NAME}/approvals/{asked['id']}/reject"
+    refused = httpx.post(decision, json={}, headers={"Authorization": f"Bearer {writer['token']}"})
+    assert refused.status_code == 403 and "needs approve" in refused.json()["error"]
+    rejected = httpx.post(
+        decision,
+        json={"comment": "p99 too high"},
+        headers={"Authorization": f"Bearer {approver.json()['token']}"},
+    )
+    assert rejected.status_code == 200 and rejected.json()["decided_by"] == "lead"
+    thread.join(60)
+    failure = outcome["rejected"]
+    assert failure.approval.state == "rejected" and "p99 too high" in str(failure)
+    dep = client.get_deployment(NAME)
+    assert dep.serving_revision == first.revision and dep.candidate_revision is None
+    said = [e.message for e in client.events(NAME, limit=50) if e.kind == "approval"]
+    assert any("approved by server token: figures are fine" in m for m in said)
+    assert any("rejected by lead: p99 too high" in m for m in said)
+    assert before != first.revision
