@@ -5,6 +5,7 @@ Unit tests: no process, no server; the controller is built over a SQLite store i
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -216,6 +217,24 @@ def test_rollback_refuses_what_never_served_and_what_does_not_exist(
     only = add(controller, 1, 1, revision("solo", 1, P.SERVING, "2026-01-01T00:01:00Z"))
     with pytest.raises(Conflict, match="no earlier good revision"):
         controller.views.rollback_target(only, None)
+
+
+def test_rollback_refuses_a_discarded_candidate_unless_forced(controller: Controller) -> None:
+    discarded = dataclasses.replace(
+        revision("svc", 2, P.CANCELLED, "2026-01-01T00:02:00Z"), activated_at=None
+    )
+    dep = add(
+        controller,
+        3,
+        3,
+        revision("svc", 1, P.WARM, "2026-01-01T00:01:00Z"),
+        discarded,
+        revision("svc", 3, P.SERVING, "2026-01-01T00:03:00Z"),
+    )
+    with pytest.raises(Conflict, match="r2 of svc never served: it was cancelled"):
+        controller.views.rollback_target(dep, "r2")
+    assert controller.views.rollback_target(dep, "r2", force=True).seq == 2
+    assert controller.views.rollback_target(dep, None).seq == 1, "the last one that served"
 
 
 def test_move_persists_checks_and_wakes(controller: Controller) -> None:

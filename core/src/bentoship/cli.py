@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("name")
     rollback.add_argument("--to", dest="revision", help="revision name (r2) or uid")
     rollback.add_argument("--no-wait", action="store_true")
+    rollback.add_argument(
+        "--force",
+        action="store_true",
+        help="roll back to a revision that never served (failed or discarded as a candidate)",
+    )
     rollback.add_argument("--timeout", type=_positive, default=600.0)
     promote = subparsers.add_parser("promote", help="switch the endpoint to the candidate")
     promote.add_argument("name")
@@ -435,6 +440,7 @@ def _run_rollback(args: argparse.Namespace) -> int:
             client=client,
             wait=not args.no_wait,
             timeout=args.timeout,
+            force=args.force,
         )
     if dep is not None:
         _print_deployment(dep)

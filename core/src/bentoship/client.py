@@ -383,11 +383,13 @@ class _Plans:
         return [RevisionInfo.from_api(item) for item in answer["items"]]
 
     def _plan_rollback(
-        self, name: str, revision: str | None, reason: str | None = None
+        self, name: str, revision: str | None, reason: str | None = None, force: bool = False
     ) -> Plan[DeploymentInfo]:
-        body = {"revision": revision} if revision else {}
+        body: dict[str, Any] = {"revision": revision} if revision else {}
         if reason:
             body["reason"] = reason[:1000]
+        if force:
+            body["force"] = True
         call = Call(
             "POST",
             _deployment_path(name, "/rollback"),
@@ -691,11 +693,17 @@ class Client(_Plans):
         return self._run(self._plan_list_revisions(name))
 
     def rollback(
-        self, name: str, revision: str | None = None, *, reason: str | None = None
+        self,
+        name: str,
+        revision: str | None = None,
+        *,
+        reason: str | None = None,
+        force: bool = False,
     ) -> DeploymentInfo:
         """Serve ``revision`` (default: the previous good one) again; ``reason`` (on the local
-        control plane) is said in the rollback's event."""
-        return self._run(self._plan_rollback(name, revision, reason))
+        control plane) is said in the rollback's event. A revision that never served (failed
+        or discarded as a candidate) is refused unless ``force``."""
+        return self._run(self._plan_rollback(name, revision, reason, force))
 
     def logs(self, name: str, revision: str, tail: int = 200) -> list[str]:
         return self._run(self._plan_logs(name, revision, tail))
@@ -972,9 +980,14 @@ class AsyncClient(_Plans):
         return await self._run(self._plan_list_revisions(name))
 
     async def rollback(
-        self, name: str, revision: str | None = None, *, reason: str | None = None
+        self,
+        name: str,
+        revision: str | None = None,
+        *,
+        reason: str | None = None,
+        force: bool = False,
     ) -> DeploymentInfo:
-        return await self._run(self._plan_rollback(name, revision, reason))
+        return await self._run(self._plan_rollback(name, revision, reason, force))
 
     async def logs(self, name: str, revision: str, tail: int = 200) -> list[str]:
         return await self._run(self._plan_logs(name, revision, tail))

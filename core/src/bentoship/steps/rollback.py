@@ -23,12 +23,15 @@ def rollback(
     wait: bool = True,
     timeout: float = 600.0,
     poll_interval: float = 5.0,
+    force: bool = False,
 ) -> DeploymentInfo | None:
     """Roll ``target`` back and (by default) wait until the restored revision serves.
 
     A Rollout still held as a candidate is discarded: the endpoint never left the revision
     it serves. With a Rollout it returns to the revision the deploy step replaced; with a name,
-    to ``revision`` or the server's previous good revision. Against plain BentoCloud it re-applies
+    to ``revision`` or the server's previous good revision (one that served: a revision that
+    failed or was discarded as a candidate is refused unless ``force``). Against plain
+    BentoCloud it re-applies
     the previous bento and config recorded in the Rollout. Returns None when a Rollout has
     nothing to roll back to (its deploy created the deployment).
     """
@@ -45,7 +48,7 @@ def rollback(
         log.warning("deployment %s has no earlier revision to roll back to; left as it is", name)
         return None
     if "rollback" in client.get_extensions():
-        dep = client.rollback(name, wanted)
+        dep = client.rollback(name, wanted, force=force)
     elif rollout is not None and rollout.previous_bento:
         dep = client.update_deployment(name, rollout.previous_bento, rollout.previous_config or {})
     else:

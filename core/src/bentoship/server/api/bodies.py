@@ -137,6 +137,8 @@ class RevisionBody(Body):
 
     revision: Name | None = None
     reason: Annotated[StrictStr, Field(max_length=1000)] | None = None
+    force: StrictBool = False
+    """Roll back to a revision that never served (failed or discarded as a candidate)."""
 
 
 class ApiTokenBody(Body):

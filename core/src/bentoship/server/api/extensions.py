@@ -76,7 +76,9 @@ def routes(services: Services) -> list[Route]:
         name = request.path_params["name"]
         body = parse(RevisionBody, await json_body(request))
         controller.get(name)
-        dep = await controller.rollback(name, body.revision, reason=body.reason or "")
+        dep = await controller.rollback(
+            name, body.revision, reason=body.reason or "", force=body.force
+        )
         return JSONResponse(deployment_json(services, dep))
 
     async def promote(request: Request) -> JSONResponse:

@@ -300,11 +300,13 @@ class Controller:
             self.ctx.publish(name, CanaryWeight(revision_name(target.seq), split.weight))
             return self.get(name)
 
-    async def rollback(self, name: str, ref: str | None, *, reason: str = "") -> Deployment:
+    async def rollback(
+        self, name: str, ref: str | None, *, reason: str = "", force: bool = False
+    ) -> Deployment:
         rt = self.runtime(name)
         async with rt.lock:
             dep = self.get(name)
-            target = self.views.rollback_target(dep, ref)
+            target = self.views.rollback_target(dep, ref, force)
             active = dep.state == Lifecycle.ACTIVE
             underway = target.phase == RevisionPhase.STARTING or dep.serving_revision == target.uid
             if active and dep.target_revision == target.uid and underway:

@@ -43,14 +43,23 @@ class RolloutViews:
             )
         return found
 
-    def rollback_target(self, dep: Deployment, ref: str | None) -> Revision:
-        """The revision a rollback to ``ref`` (or, without one, to the last good) goes to."""
+    def rollback_target(self, dep: Deployment, ref: str | None, force: bool = False) -> Revision:
+        """The revision a rollback to ``ref`` (or, without one, to the last good) goes to: one
+        that served (a candidate that was discarded, or failed before it was promoted, is
+        refused unless ``force``)."""
         if ref:
             rev = self.revision(dep.name, ref)
+            name = revision_name(rev.seq)
             if rev.ready_at is None:
                 raise Conflict(
-                    f"revision {revision_name(rev.seq)} of {dep.name} never became ready; "
+                    f"revision {name} of {dep.name} never became ready; "
                     "roll back to a revision that served"
+                )
+            if rev.activated_at is None and not force:
+                raise Conflict(
+                    f"revision {name} of {dep.name} never served: it was {rev.phase} without "
+                    "being promoted (it failed or was discarded before it took live traffic); "
+                    "roll back to a revision that served, or pass force=true"
                 )
             return rev
         if dep.serving_revision and dep.serving_revision != dep.target_revision:
@@ -58,7 +67,7 @@ class RolloutViews:
             if serving is not None:
                 return serving
         revisions = self.ctx.store.list_revisions(dep.name)
-        earlier = [r for r in revisions if r.ready_at and r.uid != dep.serving_revision]
+        earlier = [r for r in revisions if r.activated_at and r.uid != dep.serving_revision]
         if not earlier:
             raise Conflict(f"deployment {dep.name} has no earlier good revision to roll back to")
         return max(earlier, key=lambda r: (r.activated_at or "", r.seq))
