@@ -4,7 +4,10 @@ scope; one without it is refused) discards it and the step fails, and the events
 
 from __future__ import annotations
 
+import http.server
+import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,9 +18,47 @@ from bentoship import ApprovalRejected, Client
 from bentoship.cli import main
 from bentoship.models import Rollout
 from bentoship.server import LocalControlPlane
+from bentoship.server.webhooks import signature
 from bentoship.steps import deploy, push, request_approval, wait_until_ready
 
 NAME = "approved-svc"
+
+
+class Hooked(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver: keeps every body and its headers."""
+
+    got: list[tuple[bytes, dict[str, str]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hooked.got.append((body, dict(self.headers)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def webhook(client: Client) -> Iterator[tuple[str, list[tuple[bytes, dict[str, str]]]]]:
+    """A receiver on loopback, registered for approval, promotion and discard events: its
+    secret and what it got; the webhook is deleted after the test."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hooked)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Hooked.got = []
+    headers = {"Authorization": f"Bearer {client.connection.token}"}
+    hooks = f"{client.endpoint}/api/v1/bentoship/webhooks"
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    made = httpx.post(
+        hooks, json={"url": url, "events": ["approval", "promoted", "discarded"]}, headers=headers
+    ).json()
+    try:
+        yield made["secret"], Hooked.got
+    finally:
+        httpx.delete(f"{hooks}/{made['id']}", headers=headers)
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +102,10 @@ def pending(client: Client) -> dict[str, Any]:
 
 
 def test_an_approval_through_the_cli_promotes_and_a_rejection_discards(
-    client: Client, echo_v1: str, capsys: pytest.CaptureFixture[str]
+    client: Client,
+    echo_v1: str,
+    capsys: pytest.CaptureFixture[str],
+    webhook: tuple[str, list[tuple[bytes, dict[str, str]]]],
 ) -> None:
     before = client.get_deployment(NAME).serving_revision
     first = candidate(client, echo_v1, "approve me")
@@ -106,3 +150,13 @@ def test_an_approval_through_the_cli_promotes_and_a_rejection_discards(
     assert any("approved by server token: figures are fine" in m for m in said)
     assert any("rejected by lead: p99 too high" in m for m in said)
     assert before != first.revision
+
+    secret, got = webhook
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(got) < 6:
+        time.sleep(0.1)
+    kinds = []
+    for body, headers in got:
+        assert headers["X-Bentoship-Signature"] == signature(secret, body)
+        kinds.append(json.loads(body)["data"]["kind"])
+    assert sorted(kinds) == ["approval"] * 4 + ["discarded", "promoted"], kinds

@@ -31,6 +31,8 @@ def sample(option: Option, tmp_path: Path) -> tuple[Any, str]:
         return "127.0.0.2", "127.0.0.2"
     if option.name == "trace_sample":
         return 0.75, "0.75"
+    if option.name == "notify":
+        return "http://127.0.0.1:9/hook#failed", "http://127.0.0.1:9/hook#failed"
     if option.name == "otlp_endpoint":
         return "http://127.0.0.1:4318/v1/traces", "http://127.0.0.1:4318/v1/traces"
     if option.name == "otlp_headers":

@@ -24,6 +24,7 @@ from .api import (
     secrets,
     shadow,
     traces,
+    webhooks,
 )
 from .api.common import Services
 from .api.openapi import document
@@ -72,6 +73,7 @@ def build_app(
         *analyses.routes(services),
         *shadow.routes(services),
         *approvals.routes(services),
+        *webhooks.routes(services, controller.webhooks),
         *platform.routes(services),
         *pods.routes(services),
         *deployments.routes(services),

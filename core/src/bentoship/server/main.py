@@ -28,6 +28,7 @@ from .rollout.controller import Controller
 from .secrets.placement import apart_from
 from .settings import ServerSettings
 from .store import Store
+from .webhooks import Notifier
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -90,9 +91,17 @@ async def serve(settings: ServerSettings) -> None:
     )
     server = EmbeddedServer(config)
     api_task = asyncio.create_task(server.serve(sockets=[sock]))
+    notifier: asyncio.Task[None] | None = None
     try:
         await controller.start()
         observed.start(sampling=settings.metrics)
+        if settings.notify:
+            url, _, kinds = settings.notify.partition("#")
+            wanted = frozenset(k.strip() for k in kinds.split(",") if k.strip()) or None
+            controller.webhooks.ensure(url, wanted)
+        notifier = asyncio.create_task(
+            Notifier(controller.webhooks, controller.ctx.plane_url or "").run()
+        )
         while not server.started:
             if api_task.done():
                 api_task.result()
@@ -106,6 +115,8 @@ async def serve(settings: ServerSettings) -> None:
             print(hint, flush=True)
         await stop.wait()
     finally:
+        if notifier is not None:
+            notifier.cancel()
         server.should_exit = True
         await controller.close()
         await api_task

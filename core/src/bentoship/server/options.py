@@ -273,6 +273,14 @@ OPTIONS: tuple[Option, ...] = (
         metavar="RATE",
     ),
     Option(
+        "notify",
+        str,
+        None,
+        "send the deployments' events to this webhook: URL, or URL#kind,kind for some kinds "
+        "(CloudEvents JSON, signed; more webhooks through the API)",
+        metavar="URL",
+    ),
+    Option(
         "otlp_endpoint",
         otlp_url,
         None,

@@ -38,6 +38,8 @@ class ServerSettings:
     """Size at which each worker's ``bentoml.monitor`` data file rotates."""
     trace_sample: float = 0.1
     """The share of the endpoints' requests traced (head sampling)."""
+    notify: str | None = None
+    """A webhook (``URL`` or ``URL#kind,kind``) for the deployments' events, made at start."""
     otlp_endpoint: str | None = None
     """An OTLP/HTTP traces URL every stored span is sent on to."""
     otlp_headers: tuple[tuple[str, str], ...] = ()

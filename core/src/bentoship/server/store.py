@@ -347,6 +347,13 @@ class Store:
             ).fetchall()
         return [Event(**dict(row)) for row in rows]
 
+    def events_after(self, cursor: int, limit: int = 1000) -> list[Event]:
+        """Every deployment's events with an id above ``cursor``, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM events WHERE id>? ORDER BY id LIMIT ?", (cursor, limit)
+        ).fetchall()
+        return [Event(**dict(row)) for row in rows]
+
     def register_event_reader(self, name: str) -> int:
         """``name``'s cursor, kept from now on (from the newest event, for a new reader)."""
         with self._db:

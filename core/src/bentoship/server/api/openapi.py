@@ -50,6 +50,7 @@ from .params import (
 )
 from .quality import FeedbackParams, QualityParams, WatermarkParams
 from .traces import TracesParams
+from .webhooks import WebhookBody
 
 __all__ = ["document"]
 
@@ -63,6 +64,7 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("PUT", "/api/v2/deployments/{name}/analysis"): AnalysisBody,
     ("PUT", "/api/v2/deployments/{name}/shadow"): ShadowBody,
     ("POST", "/api/v2/deployments/{name}/approvals"): ApprovalBody,
+    ("POST", "/api/v1/bentoship/webhooks"): WebhookBody,
     ("POST", "/api/v2/deployments/{name}/approvals/{id}/approve"): DecisionBody,
     ("POST", "/api/v2/deployments/{name}/approvals/{id}/reject"): DecisionBody,
     ("POST", "/api/v1/api_tokens"): ApiTokenBody,

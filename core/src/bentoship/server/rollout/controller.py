@@ -28,6 +28,7 @@ from ..gpu.allocator import GpuAllocator, GpuRequest, PlanKind
 from ..gpu.inventory import Inventory
 from ..settings import ServerSettings
 from ..store import Deployment, Revision, Store, new_uid, now
+from ..webhooks import WebhookBook
 from .analyses import Analyses
 from .approvals import Approvals
 from .backends import EndpointBackends
@@ -90,6 +91,7 @@ class Controller:
         self.shadows = Shadows(self.ctx)
         self.analyses = Analyses(self.ctx, self, self.shadows)
         self.approvals = Approvals(self.ctx, self)
+        self.webhooks = WebhookBook(store)
         self.reconciler = Reconciler(self.ctx, self.pools, self.placement, self.candidates)
         self.scaling = Scaling(self.ctx, self.pools, self.placement)
         self.backends = EndpointBackends(self.ctx, self.reconciler.wake, self.shadows)
