@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +216,58 @@ def test_shadow_gate_discards_a_disagreeing_candidate_from_the_triggerer(
         page = browser.post(f"{bentocloud_connection.endpoint}/login", data=fields)
     assert page.status_code == 200 and str(page.url).endswith(f"/{DEPLOYMENT}/shadow/report")
     assert "<h1>Shadow report: " in page.text and f"candidate {candidate} agrees" in page.text
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_an_approval_waits_in_the_triggerer_and_a_persons_yes_promotes(
+    bentocloud_connection: LocalControlPlane,
+    echo_v2: str,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The approval task defers; a person approves (through the API, as the console and the
+    CLI do); the run ends in success with the candidate serving."""
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        push(echo_v2, client=client)
+        wait_until_ready(deploy(DEPLOYMENT, echo_v2, client=client), client=client, timeout=120)
+
+        def approve_when_asked() -> None:
+            for _ in range(600):
+                pending = [a for a in client.approvals(DEPLOYMENT) if a["state"] == "pending"]
+                if pending:
+                    client.approve(DEPLOYMENT, pending[0]["id"], "looks right")
+                    return
+                time.sleep(0.1)
+
+        person = threading.Thread(target=approve_when_asked)
+        person.start()
+        capfd.readouterr()
+        conf = {"deployment_name": DEPLOYMENT, "bento": echo_v2}
+        dag_run, xcoms = run_test_dag("approval_gate.py", "approval_gate", conf, monkeypatch)
+        person.join(60)
+        logs = "".join(capfd.readouterr())
+        states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+        assert states == {"deploy": "success", "approval": "success"}, logs[-3000:]
+        assert (
+            f"is pending; deferring until someone decides (`bentoship approve {DEPLOYMENT}`" in logs
+        )
+        assert "[DAG TEST] running trigger in line" in caplog.text
+        decision = xcoms["approval:return_value"]
+        candidate = xcoms["deploy:rollout"]["revision"]
+        assert decision["state"] == "approved" and decision["revision"] == candidate
+        assert decision["comment"] == "looks right" and decision["evidence"]["run"]
+        assert client.get_deployment(DEPLOYMENT).serving_revision == candidate
+
+
+def test_the_approval_trigger_serializes_to_itself() -> None:
+    from bentoship_airflow.triggers.bento import BentoApprovalTrigger
+
+    trigger = BentoApprovalTrigger("svc", "a1b2", bentocloud_conn_id="bc", deadline=99.5)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "bentoship_airflow.triggers.bento.BentoApprovalTrigger"
+    again = BentoApprovalTrigger(**kwargs)
+    assert (again.deployment_name, again.approval_id, again.deadline) == ("svc", "a1b2", 99.5)
 
 
 def test_rollback_without_recorded_rollout_is_skipped() -> None:

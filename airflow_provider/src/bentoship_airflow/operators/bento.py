@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 ROLLOUT_XCOM_KEY = "rollout"
 CANARY_XCOM_KEY = "canary_analysis"
+APPROVAL_XCOM_KEY = "approval"
 SHADOW_XCOM_KEY = "shadow_analysis"
 ROLLOUT_STATE_KEY = "bentoship_rollout"
 LOG_TAIL_LINES = 40
@@ -811,6 +812,118 @@ class BentoShadowAnalysisOperator(_BentoOperator):
         if analysis.report is not None:
             self.log.info("Shadow %s: %s", analysis.candidate, analysis.report.summary())
         self.log.info("Shadow %s was %s: %s", analysis.candidate, analysis.verdict, analysis.reason)
+
+
+class BentoApprovalOperator(_BentoOperator):
+    """Ask a person to approve the held candidate, and wait for the decision.
+
+    The control plane keeps the approval with ``message`` and ``evidence`` (links and
+    figures of the pipeline's checks, e.g. the shadow or quality task's result), promotes the
+    candidate when someone approves (the console, `bentoship approve NAME`, the API) and
+    discards it when someone rejects or ``timeout`` seconds pass. Deferrable (the default), the
+    task waits in the triggerer and holds no worker slot for those days. Returns the decision
+    (``state``, ``decided_by``, ``comment``); a candidate not approved fails the task, with the
+    decision under the XCom key ``approval``.
+
+    :param rollout: the deploy operator's output, deployed with ``candidate=True``.
+    :param deploy_task_id: the deploy task whose rollout to approve (instead of ``rollout``).
+    :param message: what the approver reads.
+    :param timeout: seconds a person has to decide (default a day).
+    :param evidence: links and figures for the approver (templated).
+    :param deferrable: wait for the decision in the triggerer, holding no worker slot.
+    """
+
+    template_fields: Sequence[str] = ("rollout", "message", "evidence")
+    operator_extra_links = (BentoDeploymentLink(), BentoEndpointLink())
+
+    def __init__(
+        self,
+        *,
+        rollout: Any = None,
+        deploy_task_id: str | None = None,
+        message: str = "",
+        timeout: float = 86400.0,
+        evidence: dict[str, Any] | None = None,
+        deferrable: bool = _default_deferrable(),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.rollout = rollout
+        self.deploy_task_id = deploy_task_id
+        self.message = message
+        self.timeout = timeout
+        self.evidence = evidence
+        self.deferrable = deferrable
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from bentoship import ApprovalRejected, BentoshipError
+        from bentoship.steps import request_approval
+        from bentoship.steps.approval import outcome_of, start_approval
+
+        rollout = self.parse_rollout(_rollout_from(context, self.rollout, self.deploy_task_id))
+        if rollout is None:
+            persist_links(context)
+            raise AirflowException(
+                f"{self.task_id}: give the rollout of a deploy with candidate=True "
+                "(rollout= or deploy_task_id=)"
+            )
+        try:
+            with self.hook.get_conn() as client:
+                self.link(context, client, rollout)
+                if self.deferrable:
+                    record = start_approval(
+                        rollout, self.message, self.timeout, self.evidence, client=client
+                    )
+                    if record["state"] == "pending":
+                        self._defer_decision(rollout.name, record["id"])
+                    return outcome_of(record, rollout.name).to_dict()
+                approval = request_approval(
+                    rollout, self.message, self.timeout, self.evidence, client=client
+                )
+        except ApprovalRejected as exc:
+            context["ti"].xcom_push(key=APPROVAL_XCOM_KEY, value=exc.approval.to_dict())
+            raise self.fail(exc) from None
+        except BentoshipError as exc:
+            raise self.fail(exc) from None
+        return approval.to_dict()
+
+    def _defer_decision(self, name: str, approval_id: str) -> None:
+        import time
+
+        from bentoship_airflow.triggers.bento import BentoApprovalTrigger
+
+        wait = float(self.timeout) + 60.0
+        self.log.info(
+            "Approval %s of %s is pending; deferring until someone decides (`bentoship approve "
+            "%s` or `bentoship reject %s`)",
+            approval_id,
+            name,
+            name,
+            name,
+        )
+        self.defer(
+            trigger=BentoApprovalTrigger(
+                deployment_name=name,
+                approval_id=approval_id,
+                bentocloud_conn_id=self.bentocloud_conn_id,
+                deadline=time.time() + wait,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=wait + 60),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        from bentoship import ApprovalRejected
+        from bentoship.steps.approval import outcome_of
+
+        if event.get("status") != "success":
+            raise self.fail(AirflowException(event.get("message", "the approval failed")))
+        record = event["approval"]
+        try:
+            return outcome_of(record, record["deployment"]).to_dict()
+        except ApprovalRejected as exc:
+            context["ti"].xcom_push(key=APPROVAL_XCOM_KEY, value=exc.approval.to_dict())
+            raise self.fail(exc) from None
 
 
 def _number(value: Any, kind: type[int] | type[float]) -> Any:

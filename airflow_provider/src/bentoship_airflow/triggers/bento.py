@@ -198,3 +198,61 @@ class BentoShadowAnalysisTrigger(_AnalysisTrigger):
                 progress["seconds"],
                 progress["dropped"],
             )
+
+
+class BentoApprovalTrigger(BaseTrigger):
+    """Fire once a person decided a pending approval (or it expired or was withdrawn), or once
+    ``deadline`` passes.
+
+    :param deployment_name: the deployment whose approval to watch.
+    :param approval_id: the approval.
+    :param bentocloud_conn_id: the Airflow connection to use.
+    :param deadline: wall-clock time (seconds since the epoch) after which the task fails (the
+        approval stays pending on the control plane until its own deadline).
+    """
+
+    def __init__(
+        self,
+        deployment_name: str,
+        approval_id: str,
+        bentocloud_conn_id: str = DEFAULT_CONN_ID,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.deployment_name = deployment_name
+        self.approval_id = approval_id
+        self.bentocloud_conn_id = bentocloud_conn_id
+        self.deadline = deadline if deadline is not None else time.time() + 86400.0
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "deployment_name": self.deployment_name,
+                "approval_id": self.approval_id,
+                "bentocloud_conn_id": self.bentocloud_conn_id,
+                "deadline": self.deadline,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from bentoship import BentoshipError
+        from bentoship_airflow.hooks.bentocloud import BentoCloudHook
+
+        name, approval_id = self.deployment_name, self.approval_id
+        try:
+            client = await BentoCloudHook(self.bentocloud_conn_id).get_async_conn()
+            async with client:
+                record = await client.approval(name, approval_id)
+                while record["state"] == "pending":
+                    left = self.deadline - time.time()
+                    if left <= 0:
+                        message = f"approval {approval_id} of {name} is still pending"
+                        yield TriggerEvent({"status": "error", "message": message})
+                        return
+                    wait = min(left, LONG_POLL_SECONDS)
+                    record = await client.approval(name, approval_id, wait=wait)
+        except BentoshipError as exc:
+            yield TriggerEvent({"status": "error", "message": str(exc)})
+            return
+        yield TriggerEvent({"status": "success", "approval": record})

@@ -12,7 +12,7 @@ from ..errors import ApprovalRejected, InvalidRequestError
 from ..models import Rollout, RolloutLike
 from ..signals import terminated_raises
 
-__all__ = ["Approval", "evidence_of", "request_approval"]
+__all__ = ["Approval", "evidence_of", "outcome_of", "request_approval", "start_approval"]
 
 log = logging.getLogger("bentoship.steps")
 POLL_SECONDS = 30.0
@@ -88,6 +88,25 @@ def request_approval(
     A candidate not approved raises ApprovalRejected (unless ``raise_on_failure=False``).
     """
     client = client or Client()
+    name = Rollout.parse(target).name
+    record = start_approval(target, message, timeout, evidence, client=client)
+    deadline = time.monotonic() + timeout + 60.0
+    with terminated_raises():
+        while record["state"] == "pending" and time.monotonic() < deadline:
+            record = client.approval(name, record["id"], wait=POLL_SECONDS)
+    return outcome_of(record, name, raise_on_failure=raise_on_failure)
+
+
+def start_approval(
+    target: RolloutLike,
+    message: str = "",
+    timeout: float = 86400.0,
+    evidence: dict[str, Any] | None = None,
+    *,
+    client: Client,
+) -> dict[str, Any]:
+    """Check that ``target`` is a ready candidate on a control plane that holds approvals,
+    then request one (the pending one again, if any): the approval route's JSON."""
     rollout = Rollout.parse(target)
     name = rollout.name
     if "approvals" not in client.get_extensions():
@@ -112,10 +131,12 @@ def request_approval(
         name,
         name,
     )
-    deadline = time.monotonic() + timeout + 60.0
-    with terminated_raises():
-        while record["state"] == "pending" and time.monotonic() < deadline:
-            record = client.approval(name, record["id"], wait=POLL_SECONDS)
+    return record
+
+
+def outcome_of(record: dict[str, Any], name: str, *, raise_on_failure: bool = True) -> Approval:
+    """The decision an approval's JSON holds: the Approval, or ApprovalRejected when the
+    candidate was not approved (unless ``raise_on_failure=False``)."""
     approval = Approval.from_api(record)
     if approval.approved:
         log.info("approval %s approved by %s", approval.id, approval.decided_by)
