@@ -24,6 +24,7 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="bentoship-tests-"))
 atexit.register(shutil.rmtree, _SESSION_HOME, True)
 os.environ["BENTOML_HOME"] = str(_SESSION_HOME / "bentoml")
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+os.environ["BENTOSHIP_STEP_SPANS"] = "0"  # on in tests/core/test_step_spans.py only
 os.environ["BENTOSHIP_HOME"] = str(_SESSION_HOME / "bentoship-home")
 os.environ["BENTOSHIP_SECRETS_KEY_FILE"] = str(_SESSION_HOME / "secrets.key")
 os.environ["BENTOSHIP_RUNTIME_DIR"] = str(_SESSION_HOME / "runtime")

@@ -104,8 +104,8 @@ def test_spans_from_the_real_exporter_are_stored_and_read_back(client: Client) -
 
 
 def wait_for_trace(client: Client, trace_id: str, name: str) -> list[dict[str, Any]]:
-    """The trace's spans once one named ``name`` (the last to end) is stored, and the
-    endpoint's (written half a second after the request ends)."""
+    """The trace's spans once one named ``name`` (the last to end) is stored (and the
+    endpoint's, written half a second after the request ends, for a request's trace)."""
     headers = {"Authorization": f"Bearer {client.connection.token}"}
     deadline = time.monotonic() + 30
     found: list[dict[str, Any]] = []
@@ -114,7 +114,8 @@ def wait_for_trace(client: Client, trace_id: str, name: str) -> list[dict[str, A
         found = answer.json().get("spans", []) if answer.status_code == 200 else []
         names = {span["name"] for span in found}
         services = {span["service"] for span in found}
-        if name in names and "bentoship-endpoint" in services:
+        endpoint = "bentoship-endpoint" in services or name.startswith("bentoship.")
+        if name in names and endpoint:
             return found
         time.sleep(0.2)
     raise AssertionError(f"{len(found)} spans of {trace_id} after 30 s: {found}")
@@ -194,3 +195,26 @@ def test_the_requests_log_line_and_monitor_record_resolve_to_its_trace(client: C
     )
     assert by_log.status_code == by_record.status_code == 200
     assert by_log.json() == by_record.json() and by_log.json()["trace_id"] == trace_id
+
+
+def test_the_pipelines_steps_are_spans_of_the_runs_trace(
+    client: Client, echo_v1: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bentoship import step_spans
+    from bentoship.steps import SmokeTest, smoke_test
+
+    run_trace = "7bf92f3577b34da6a3ce929d0e0e4736"
+    monkeypatch.setenv("BENTOSHIP_STEP_SPANS", "1")
+    monkeypatch.setenv("TRACEPARENT", f"00-{run_trace}-00f067aa0ba902b7-01")
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__2026-12-06")
+    rollout = deploy(NAME, echo_v1, {"envs": {"RUN": "spans"}}, client=client)
+    wait_until_ready(rollout, client=client, timeout=120)
+    smoke_test(rollout, SmokeTest(api="hello", expected="hello from v1"), client=client)
+    for provider in step_spans._providers.values():
+        provider.force_flush()
+    spans = {s["name"]: s for s in wait_for_trace(client, run_trace, "bentoship.smoke_test")}
+    assert {"bentoship.deploy", "bentoship.wait", "bentoship.smoke_test"} <= set(spans)
+    for span in spans.values():
+        assert span["parent_id"] == "00f067aa0ba902b7" and span["deployment"] == NAME
+        assert span["attributes"]["bentoship.run_id"] == "manual__2026-12-06"
+    assert spans["bentoship.deploy"]["start"] <= spans["bentoship.wait"]["start"]

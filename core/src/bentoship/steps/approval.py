@@ -11,6 +11,7 @@ from ..client import Client
 from ..errors import ApprovalRejected, InvalidRequestError
 from ..models import Rollout, RolloutLike
 from ..signals import terminated_raises
+from ..step_spans import traced_step
 
 __all__ = ["Approval", "evidence_of", "outcome_of", "request_approval", "start_approval"]
 
@@ -70,6 +71,7 @@ def evidence_of(evidence: dict[str, Any] | None) -> dict[str, Any]:
     return found
 
 
+@traced_step("approval")
 def request_approval(
     target: RolloutLike,
     message: str = "",

@@ -12,6 +12,7 @@ from ..client import Client
 from ..errors import CanaryFailed, InvalidRequestError
 from ..models import Rollout, RolloutLike, TrafficReport
 from ..signals import terminated_raises
+from ..step_spans import traced_step
 from .promote import promote
 
 __all__ = ["analysis_from", "analyze_canary", "rejection"]
@@ -21,6 +22,7 @@ log = logging.getLogger("bentoship.steps")
 TICK_SECONDS = 1.0
 
 
+@traced_step("canary")
 def analyze_canary(
     target: RolloutLike,
     policy: CanaryPolicy | dict[str, Any] | None = None,

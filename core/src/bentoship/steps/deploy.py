@@ -9,6 +9,7 @@ from ..client import Client
 from ..models import DeploymentConfig, DeploymentInfo, RevisionInfo, Rollout, config_matches
 from ..refs import find_revision
 from ..statuses import FAILED_STATUSES
+from ..step_spans import traced_step
 from ..tags import check_tag
 
 log = logging.getLogger("bentoship.steps")
@@ -56,6 +57,7 @@ def secrets_changed(before: dict[str, Any] | None, after: dict[str, Any]) -> lis
     return [name for name, version in new.items() if name in old and old[name] != version]
 
 
+@traced_step("deploy")
 def deploy(
     name: str,
     bento: str,

@@ -7,6 +7,7 @@ import logging
 
 from ..client import Client
 from ..models import DeploymentInfo, Rollout, RolloutLike, rollout_target
+from ..step_spans import traced_step
 from .rollback import rollback
 from .wait import wait_until_ready
 
@@ -20,6 +21,7 @@ def promoted_record(rollout: Rollout) -> Rollout:
     return dataclasses.replace(rollout, candidate=False, candidate_url="")
 
 
+@traced_step("promote")
 def promote(
     target: RolloutLike,
     *,

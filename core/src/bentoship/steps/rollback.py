@@ -8,6 +8,7 @@ from ..client import Client
 from ..errors import InvalidRequestError
 from ..models import DeploymentInfo, Rollout, RolloutLike, rollout_target
 from ..rollouts import RolloutState, judge
+from ..step_spans import traced_step
 from .wait import wait_until_ready
 
 __all__ = ["abort", "rollback"]
@@ -15,6 +16,7 @@ __all__ = ["abort", "rollback"]
 log = logging.getLogger("bentoship.steps")
 
 
+@traced_step("rollback")
 def rollback(
     target: RolloutLike,
     *,

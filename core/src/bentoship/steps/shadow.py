@@ -14,6 +14,7 @@ from ..models import Rollout, RolloutLike
 from ..shadow.analysis import ShadowAnalysis
 from ..shadow.policy import ShadowPolicy
 from ..signals import terminated_raises
+from ..step_spans import traced_step
 
 __all__ = ["analyze_shadow", "shadow_rejection", "start_shadow"]
 
@@ -22,6 +23,7 @@ log = logging.getLogger("bentoship.steps")
 POLL_SECONDS = 10.0
 
 
+@traced_step("shadow")
 def analyze_shadow(
     target: RolloutLike,
     policy: ShadowPolicy | dict[str, Any] | None = None,

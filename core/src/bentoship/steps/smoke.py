@@ -11,6 +11,7 @@ import httpx
 from ..client import Client
 from ..errors import InvalidRequestError, SmokeTestFailed
 from ..models import Rollout, RolloutLike, rollout_target
+from ..step_spans import traced_step
 
 __all__ = ["SmokeTest", "smoke_test"]
 
@@ -59,6 +60,7 @@ def _endpoint(
         return resolved, own.get_deployment(resolved).url
 
 
+@traced_step("smoke_test")
 def smoke_test(
     target: RolloutLike,
     test: SmokeTest,

@@ -5,10 +5,12 @@ from __future__ import annotations
 from ..client import AsyncClient, Client
 from ..models import DeploymentInfo, RolloutLike
 from ..rollouts import Observer, wait_plan
+from ..step_spans import traced_step
 
 __all__ = ["async_wait_until_ready", "wait_until_ready"]
 
 
+@traced_step("wait")
 def wait_until_ready(
     target: RolloutLike,
     *,
