@@ -23,7 +23,14 @@ from ..observe.quality import MAX_BUCKETS, QualityQuery, Task, quality
 from .common import MAX_JSON_DEPTH, Services, json_depth
 from .params import Moment, Params, moment, query
 
-__all__ = ["FeedbackParams", "QualityParams", "WatermarkParams", "routes"]
+__all__ = [
+    "FeedbackParams",
+    "QualityParams",
+    "WatermarkParams",
+    "measure_quality",
+    "monitor_table",
+    "routes",
+]
 
 MAX_FEEDBACK_BYTES = 64 * 1024 * 1024
 PARQUET = ("application/vnd.apache.parquet", "application/x-parquet", "application/octet-stream")
@@ -125,21 +132,78 @@ def _parquet_items(raw: bytes) -> list[Any]:
     return [dict(zip(wanted, row, strict=True)) for row in rows]
 
 
+async def monitor_table(observability: Observability, name: str, monitor: str) -> str:
+    """The table of ``monitor``'s records (once the newest are ingested); Invalid without one."""
+    await observability.ingest()
+    tables = await asyncio.to_thread(observability.monitoring.monitors)
+    if monitor not in tables:
+        known = ", ".join(sorted(tables)) or "none yet"
+        raise Invalid(
+            f"monitor: {monitor!r} has no records of {name}; its monitors: {known} "
+            f"(GET /api/v2/deployments/{name}/monitoring)"
+        )
+    return tables[monitor]
+
+
+async def measure_quality(
+    observability: Observability, name: str, params: QualityParams
+) -> dict[str, Any]:
+    """The answer of ``GET …/quality`` for deployment ``name`` (the console shows it too)."""
+    table = await monitor_table(observability, name, params.monitor)
+    columns = await asyncio.to_thread(observability.monitoring.columns, params.monitor)
+    prediction = params.prediction_field or next(
+        (c["name"] for c in columns if c.get("role") == "prediction"), None
+    )
+    if prediction is None:
+        raise Invalid(
+            f"prediction_field: the schema of monitor {params.monitor!r} names no "
+            "prediction; say which field of its records is the prediction"
+        )
+    declared = next((c.get("type") for c in columns if c["name"] == prediction), None)
+    task = (
+        Task(params.task)
+        if params.task
+        else (Task.REGRESSION if declared == "numerical" else Task.CLASSIFICATION)
+    )
+    now = time.time()
+    until = moment(params.until, now) if params.until else now
+    since = moment(params.since, now) if params.since else until - 86400.0
+    if since >= until:
+        raise Invalid("since: must be before until")
+    if (until - since) / params.step > MAX_BUCKETS:
+        raise Invalid(f"step: at most {MAX_BUCKETS} buckets; use a larger step")
+    q = QualityQuery(
+        name,
+        params.monitor,
+        table,
+        check_field(prediction),
+        since,
+        until,
+        params.step,
+        task,
+        id_field=check_field(params.id_field),
+        score_field=check_field(params.score_field) if params.score_field else None,
+        revision=params.revision,
+    )
+    found = await asyncio.to_thread(lambda: quality(observability.readers(), q))
+    counts = await asyncio.to_thread(observability.feedback.counts, name, params.monitor, table)
+    return {
+        "deployment": name,
+        "monitor": params.monitor,
+        "prediction_field": prediction,
+        "score_field": params.score_field,
+        "id_field": params.id_field,
+        "since": since,
+        "until": until,
+        "step": params.step,
+        **found,
+        **counts,
+    }
+
+
 def routes(services: Services, observability: Observability) -> list[Route]:
     controller = services.controller
-    monitoring = observability.monitoring
     feedback = observability.feedback
-
-    async def table_of(name: str, monitor: str) -> str:
-        await observability.ingest()
-        tables = await asyncio.to_thread(monitoring.monitors)
-        if monitor not in tables:
-            known = ", ".join(sorted(tables)) or "none yet"
-            raise Invalid(
-                f"monitor: {monitor!r} has no records of {name}; its monitors: {known} "
-                f"(GET /api/v2/deployments/{name}/monitoring)"
-            )
-        return tables[monitor]
 
     async def receive(request: Request) -> JSONResponse:
         services.require_extensions()
@@ -155,7 +219,7 @@ def routes(services: Services, observability: Observability) -> list[Route]:
         labels: list[Label] = await asyncio.to_thread(labels_from, items, id_field)
         if (params.source is None) != (params.watermark is None):
             raise Invalid("watermark: send source and watermark together, or neither")
-        table = await table_of(name, params.monitor)
+        table = await monitor_table(observability, name, params.monitor)
         source = None
         if params.source is not None and params.watermark is not None:
             source = (params.source, params.watermark)
@@ -184,58 +248,7 @@ def routes(services: Services, observability: Observability) -> list[Route]:
         services.require_extensions()
         name = controller.get(request.path_params["name"]).name
         params = query(QualityParams, request)
-        table = await table_of(name, params.monitor)
-        columns = await asyncio.to_thread(monitoring.columns, params.monitor)
-        prediction = params.prediction_field or next(
-            (c["name"] for c in columns if c.get("role") == "prediction"), None
-        )
-        if prediction is None:
-            raise Invalid(
-                f"prediction_field: the schema of monitor {params.monitor!r} names no "
-                "prediction; say which field of its records is the prediction"
-            )
-        declared = next((c.get("type") for c in columns if c["name"] == prediction), None)
-        task = (
-            Task(params.task)
-            if params.task
-            else (Task.REGRESSION if declared == "numerical" else Task.CLASSIFICATION)
-        )
-        now = time.time()
-        until = moment(params.until, now) if params.until else now
-        since = moment(params.since, now) if params.since else until - 86400.0
-        if since >= until:
-            raise Invalid("since: must be before until")
-        if (until - since) / params.step > MAX_BUCKETS:
-            raise Invalid(f"step: at most {MAX_BUCKETS} buckets; use a larger step")
-        q = QualityQuery(
-            name,
-            params.monitor,
-            table,
-            check_field(prediction),
-            since,
-            until,
-            params.step,
-            task,
-            id_field=check_field(params.id_field),
-            score_field=check_field(params.score_field) if params.score_field else None,
-            revision=params.revision,
-        )
-        found = await asyncio.to_thread(lambda: quality(observability.readers(), q))
-        counts = await asyncio.to_thread(feedback.counts, name, params.monitor, table)
-        return JSONResponse(
-            {
-                "deployment": name,
-                "monitor": params.monitor,
-                "prediction_field": prediction,
-                "score_field": params.score_field,
-                "id_field": params.id_field,
-                "since": since,
-                "until": until,
-                "step": params.step,
-                **found,
-                **counts,
-            }
-        )
+        return JSONResponse(await measure_quality(observability, name, params))
 
     one = "/api/v2/deployments/{name:str}"
     return [

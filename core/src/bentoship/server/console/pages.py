@@ -30,11 +30,13 @@ from ..api.common import Services
 from ..api.deployments import deployment_json, revision_json
 from ..api.logs import LogSearchParams
 from ..api.params import query
+from ..api.quality import QualityParams, measure_quality
 from ..errors import Conflict, DomainError
 from ..paths import FAVICON_PATH, SIGNIN_PATH
 from ..responses import SECURITY_HEADERS
 from ..store import Deployment
 from ..tokens import Scope, TokenBook, digest
+from .quality_view import WINDOW_NAMES, quality_panel, quality_window
 from .sessions import (
     CSRF_FIELD,
     SESSION_COOKIE,
@@ -55,7 +57,7 @@ LOG_LINES_SHOWN = 500
 SIGNIN_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
 """The sign-in form's secret as made here (kept while the browser has it: several sign-in pages
 may be open at once, or loaded by the browser itself, as for the favicon)."""
-TABS = ("overview", "revisions", "monitoring", "data", "logs", "events")
+TABS = ("overview", "revisions", "monitoring", "data", "quality", "logs", "events")
 DATA_SAMPLE_ROWS = 20
 DATA_HOURS = 6
 RANGES = {"15m": "15 minutes", "1h": "1 hour", "6h": "6 hours", "24h": "24 hours"}
@@ -223,9 +225,47 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             if observed is not None:
                 await observed.ingest()
             context.update(await asyncio.to_thread(_monitoring_data, request, services, name))
+        elif tab == "quality":
+            context["quality"] = await quality_of(request, dep)
         elif tab == "events":
             context["events"] = [e.to_json() for e in reversed(controller.events.of(name))]
         return page(request, "deployment.html", **context)
+
+    async def quality_of(request: Request, dep: Deployment) -> dict[str, Any]:
+        """The Quality tab: the monitors with records, the window, and the chosen monitor's
+        figures as ``GET …/quality`` computes them."""
+        params = request.query_params
+        window = quality_window(params.get("window", ""), params.get("step", ""))
+        found: dict[str, Any] = {
+            "window": window,
+            "windows": WINDOW_NAMES,
+            "monitors": [],
+            "monitor": None,
+            "asked": params.get("monitor", ""),
+            "panel": None,
+            "problem": "",
+        }
+        if observed is None or not services.settings.extensions:
+            found["problem"] = (
+                "this server measures no model quality: it runs without bentoship's extensions "
+                "or without metrics"
+            )
+            return found
+        await observed.ingest()
+        monitors = await asyncio.to_thread(_monitors_of, services, dep.name)
+        found["monitors"] = monitors
+        chosen = found["asked"] or (monitors[0][0] if monitors else "")
+        if chosen not in dict(monitors):
+            return found
+        found["monitor"] = chosen
+        asked = QualityParams(monitor=chosen, since=window.window, step=window.step_seconds)
+        try:
+            answer = await measure_quality(observed, dep.name, asked)
+        except DomainError as exc:
+            found["problem"] = exc.message
+            return found
+        found["panel"] = quality_panel(answer, controller.name_of(dep.serving_revision), window)
+        return found
 
     async def shadow_of(dep: Deployment) -> ShadowPanel | None:
         """The Shadow panel of ``dep``'s held candidate; None without one."""
@@ -375,10 +415,9 @@ def _monitoring_data(request: Request, services: Services, name: str) -> dict[st
     if observed is None:
         return {"monitors": [], "monitor": None}
     store = observed.monitoring
-    counts = {m: store.count(name, m) for m in sorted(store.monitors())}
-    monitors = [(m, n) for m, n in counts.items() if n]
+    monitors = _monitors_of(services, name)
     chosen = request.query_params.get("monitor") or (monitors[0][0] if monitors else None)
-    if chosen not in counts or not counts[chosen]:
+    if chosen not in dict(monitors):
         return {"monitors": monitors, "monitor": None}
     start = int(time.time() // 60 * 60) - DATA_HOURS * 3600 + 60
     minutes = store.per_minute(name, chosen, since=start)
@@ -398,6 +437,15 @@ def _monitoring_data(request: Request, services: Services, name: str) -> dict[st
         "fields": fields,
         "hours": DATA_HOURS,
     }
+
+
+def _monitors_of(services: Services, name: str) -> list[tuple[str, int]]:
+    """The monitors with records of deployment ``name``, by name, with their record counts."""
+    if services.observed is None:
+        return []
+    store = services.observed.monitoring
+    counts = {m: store.count(name, m) for m in sorted(store.monitors())}
+    return [(m, n) for m, n in counts.items() if n]
 
 
 def _clock(epoch: float) -> str:

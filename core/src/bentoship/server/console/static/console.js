@@ -1,4 +1,5 @@
-// The console's own script: Monitoring charts (uPlot) and following a log live (EventSource).
+// The console's own script: Monitoring and Quality charts (uPlot) and following a log live
+// (EventSource).
 // Every value from the server is set as text, never as HTML.
 "use strict";
 
@@ -127,6 +128,85 @@ function startMonitoring(root) {
   setInterval(refresh, 10000);
 }
 
+function whiskers(intervals) {
+  // Draws each point's interval as a vertical bar with caps (a band alone hides one point's).
+  return (u) => {
+    const ctx = u.ctx;
+    const cap = 4 * devicePixelRatio;
+    ctx.save();
+    ctx.lineWidth = 1.5 * devicePixelRatio;
+    for (const { low, high, color } of intervals) {
+      ctx.strokeStyle = color;
+      ctx.beginPath();
+      u.data[0].forEach((x, i) => {
+        if (low[i] === null || high[i] === null) return;
+        const px = u.valToPos(x, "x", true);
+        const top = u.valToPos(high[i], "y", true);
+        const bottom = u.valToPos(low[i], "y", true);
+        ctx.moveTo(px, top);
+        ctx.lineTo(px, bottom);
+        ctx.moveTo(px - cap, top);
+        ctx.lineTo(px + cap, top);
+        ctx.moveTo(px - cap, bottom);
+        ctx.lineTo(px + cap, bottom);
+      });
+      ctx.stroke();
+    }
+    ctx.restore();
+  };
+}
+
+function startQuality(root) {
+  const chart = JSON.parse(root.dataset.chart);
+  const x = { time: true, range: () => [chart.since, chart.until] };
+  const metricBox = root.querySelector("[data-plot=metric]");
+  const coverageBox = root.querySelector("[data-plot=coverage]");
+  const width = (box) => Math.max(box.clientWidth - 20, 300);
+  const unit = chart.percent ? "%" : "";
+  const shown = (digits) => (u, v) => (v === null || v === undefined ? "—" : format(v, digits) + unit);
+
+  const series = [{ label: "bucket from" }];
+  const data = [chart.x];
+  const bands = [];
+  const intervals = [];
+  chart.revisions.forEach((rev, i) => {
+    const color = COLORS[i % COLORS.length];
+    const at = series.length;
+    series.push({ label: rev.revision, stroke: color, width: 2, value: shown(chart.percent ? 1 : 4), points: { show: true, size: 6, fill: color } });
+    series.push({ label: rev.revision + " 95% low", stroke: color + "55", width: 1, value: shown(chart.percent ? 1 : 4), points: { show: false } });
+    series.push({ label: rev.revision + " 95% high", stroke: color + "55", width: 1, value: shown(chart.percent ? 1 : 4), points: { show: false } });
+    data.push(rev.value, rev.low, rev.high);
+    bands.push({ series: [at + 2, at + 1], fill: color + "22" });
+    intervals.push({ low: rev.low, high: rev.high, color: color + "aa" });
+  });
+  const y = chart.percent
+    ? { range: (u, min, max) => [Math.max(0, Math.floor((min === null ? 0 : min) - 2)), Math.min(100, Math.ceil((max === null ? 100 : max) + 2))] }
+    : {};
+  new uPlot({
+    width: width(metricBox), height: 240, series: series, bands: bands, scales: { x: x, y: y },
+    axes: [{}, { size: 60 }], hooks: { draw: [whiskers(intervals)] },
+  }, data, metricBox);
+
+  const coverage = [{ label: "bucket from" }];
+  const covered = [chart.x];
+  chart.revisions.forEach((rev, i) => {
+    const color = COLORS[i % COLORS.length];
+    coverage.push({ label: rev.revision, stroke: color, width: 2, value: shown(1), points: { show: true, size: 6, fill: color } });
+    covered.push(rev.coverage);
+  });
+  new uPlot({
+    width: width(coverageBox), height: 240, series: coverage,
+    scales: { x: x, y: { range: [0, 100] } }, axes: [{}, { size: 60 }],
+  }, covered, coverageBox);
+}
+
+function startQualityControls(form) {
+  // A changed window takes its own default step; either change shows the new figures.
+  const step = form.elements.step;
+  form.elements.window.addEventListener("change", () => { step.value = ""; form.requestSubmit(); });
+  step.addEventListener("change", () => form.requestSubmit());
+}
+
 function startFollowing(button) {
   let source = null;
   button.addEventListener("click", () => {
@@ -166,6 +246,10 @@ function startFollowing(button) {
 document.addEventListener("DOMContentLoaded", () => {
   const monitoring = document.getElementById("monitoring");
   if (monitoring && window.uPlot) startMonitoring(monitoring);
+  const quality = document.getElementById("quality-charts");
+  if (quality && window.uPlot) startQuality(quality);
+  const controls = document.getElementById("quality-controls");
+  if (controls) startQualityControls(controls);
   const follow = document.getElementById("follow");
   if (follow) startFollowing(follow);
 });
