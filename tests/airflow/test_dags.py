@@ -13,15 +13,18 @@ import pytest
 from bentoship import Client
 from bentoship.server import LocalControlPlane
 
-from ..traffic import TrafficLoop, send_drifted_traffic
+from ..traffic import TrafficLoop, send_drifted_traffic, wait_for_records
 from .conftest import EXAMPLES
 
 
 def run_dag(
-    dag_id: str, conf: dict[str, Any], file: str = "retrain_and_ship.py", xcoms_of: str = "deploy"
-) -> dict[str, str]:
+    dag_id: str,
+    conf: dict[str, Any],
+    file: str = "retrain_and_ship.py",
+    xcoms_of: tuple[str, ...] = ("deploy",),
+) -> dict[str, Any]:
     """Run an example DAG once; return each task's final state, and the XComs (links too) of
-    the task ``xcoms_of``."""
+    the tasks ``xcoms_of`` as ``xcom:<task>:<key>``."""
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -29,13 +32,17 @@ def run_dag(
     bag = DagBag(dag_folder=str(EXAMPLES / file))
     assert not bag.import_errors, bag.import_errors
     dag_run = bag.get_dag(dag_id).test(run_conf=conf)
-    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    states: dict[str, Any] = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     states["run"] = str(dag_run.state)
     with create_session() as session:
-        rows = session.query(XComModel).filter_by(
-            dag_id=dag_id, run_id=dag_run.run_id, task_id=xcoms_of
+        rows = session.query(XComModel).filter(
+            XComModel.dag_id == dag_id,
+            XComModel.run_id == dag_run.run_id,
+            XComModel.task_id.in_(xcoms_of),
         )
-        states.update({f"xcom:{row.key}": str(row.value) for row in rows})
+        states.update(
+            {f"xcom:{row.task_id}:{row.key}": XComModel.deserialize_value(row) for row in rows}
+        )
     return states
 
 
@@ -66,13 +73,77 @@ def task_logs(capfd: pytest.CaptureFixture[str]) -> str:
     return captured.out + captured.err
 
 
+FEATURES = ["f0", "f1", "f2", "f3"]
+MIN_ACCURACY = 0.8
+"""The closed loop's default ``min_accuracy``."""
+LOOP_XCOMS = ("check_drift", "send_labels", "check_quality", "retrain")
+LOOP_RETRAINED = {
+    "training_features": "success",
+    "check_drift": "success",
+    "check_quality": "success",
+    "decide": "success",
+    "retrain": "success",
+    "keep_serving": "skipped",
+    "train_model": "success",
+    "holdout_payload": "success",
+    "build_and_push": "success",
+    "deploy": "success",
+    "quality_gate": "success",
+    "shadow_wanted": "success",
+    "shadow_gate": "skipped",  # shadow_min_pairs 0: promoted after the quality gate
+    "promote": "success",
+    "rollback": "skipped",
+    "export_monitoring": "success",
+    "run": "success",
+}
+"""The closed loop's tasks when it retrained and shipped (but ``send_labels``)."""
+
+
+def states_of(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run.items() if not k.startswith("xcom:")}
+
+
+def exported_records(warehouse: Path) -> tuple[int, int]:
+    """The records the closed loop exported to its warehouse, and how many distinct."""
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        exported = db.execute("SELECT count(*), count(DISTINCT seq) FROM monitor_classifier")
+        total, distinct = exported.fetchone() or (0, 0)
+    return int(total), int(distinct)
+
+
+def labels_of_a_changed_world(client: Client, deployment: str, folder: Path) -> tuple[Path, float]:
+    """Call the example service with each held-out row (like the training data: no drift),
+    one row a request, so each monitor record has its own request id; then label the answers
+    as a world where 2 in 5 rows changed class would. Returns the labels' Parquet file (the
+    answers' request ids in ``id``, the classes in ``label``) and the accuracy they give,
+    once the control plane holds the records."""
+    import pandas as pd
+
+    held = wait_for_records(client, deployment, "classifier", 0)
+    features, truth = _train().holdout()
+    url = client.get_deployment(deployment).url
+    rows = []
+    with httpx.Client(timeout=30) as http:
+        for i, (row, y) in enumerate(zip(features.tolist(), truth.tolist(), strict=True)):
+            answer = http.post(f"{url}/predict", json={"features": [row]})
+            answer.raise_for_status()
+            label = 1 - int(y) if i % 5 < 2 else int(y)
+            rows.append((answer.headers["x-bentoml-request-id"], label, answer.json()[0]))
+    wait_for_records(client, deployment, "classifier", held + len(rows))
+    path = folder / "labels.parquet"
+    pd.DataFrame([(rid, label) for rid, label, _ in rows], columns=["id", "label"]).to_parquet(path)
+    return path, sum(label == predicted for _, label, predicted in rows) / len(rows)
+
+
 @pytest.mark.usefixtures("airflow_db")
-def test_good_run_bad_run_rolled_back_then_drift_retrains(
+def test_good_run_bad_run_rolled_back_then_drift_and_quality_drop_retrain(
     bentocloud_connection: LocalControlPlane, capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """The deferrable DAG, then the closed loop on the same deployment once its traffic has
-    drifted; `make demo` (run by CI after the tests) runs the plain one and the closed loop
-    with `airflow dags test`."""
+    drifted, and again once labels show its quality dropped without drift; `make demo` (run by
+    CI after the tests) runs the plain one and the drift loop with `airflow dags test`."""
     dag_id, deployment = "retrain_and_ship_deferrable", "af-example-deferred"
     task_logs(capfd)
     good = run_dag(dag_id, {"bad_model": False, "deployment_name": deployment})
@@ -85,8 +156,8 @@ def test_good_run_bad_run_rolled_back_then_drift_retrains(
     # reads no missing XCom (the deploy and the quality gate both declare them).
     assert "Smoke test of predict passed" in logs, "the task logs were not captured"
     assert "XCom not found" not in logs
-    assert "http://127.0.0.1:" in good["xcom:_link_BentoEndpointLink"]
-    assert f"/deployments/{deployment}" in good["xcom:_link_BentoDeploymentLink"]
+    assert "http://127.0.0.1:" in good["xcom:deploy:_link_BentoEndpointLink"]
+    assert f"/deployments/{deployment}" in good["xcom:deploy:_link_BentoDeploymentLink"]
     with Client.from_env(home=bentocloud_connection.data_dir) as client:
         first = client.get_deployment(deployment)
         assert first.status == "running"
@@ -124,37 +195,84 @@ def test_good_run_bad_run_rolled_back_then_drift_retrains(
             "closed_loop",
             {"deployment_name": deployment, "warehouse": str(warehouse)},
             file="closed_loop.py",
-            xcoms_of="check_drift",
+            xcoms_of=LOOP_XCOMS,
         )
         logs = task_logs(capfd)
         retrained = client.get_deployment(deployment)
-    assert {k: v for k, v in loop.items() if not k.startswith("xcom:")} == {
-        "training_features": "success",
-        "check_drift": "success",
-        "retrain": "success",
-        "keep_serving": "skipped",
-        "train_model": "success",
-        "holdout_payload": "success",
-        "build_and_push": "success",
-        "deploy": "success",
-        "quality_gate": "success",
-        "shadow_wanted": "success",
-        "shadow_gate": "skipped",  # shadow_min_pairs 0: promoted after the quality gate
-        "promote": "success",
-        "rollback": "skipped",
-        "export_monitoring": "success",
-        "run": "success",
-    }
+        drift_exported = exported_records(warehouse)
+
+        labels, accuracy = labels_of_a_changed_world(client, deployment, tmp_path)
+        quality_loop = run_dag(
+            "closed_loop",
+            {
+                "deployment_name": deployment,
+                "warehouse": str(warehouse),
+                "labels": str(labels),
+                "drift_window": 200,
+            },
+            file="closed_loop.py",
+            xcoms_of=LOOP_XCOMS,
+        )
+        quality_logs = task_logs(capfd)
+        requalified = client.get_deployment(deployment)
+    assert states_of(loop) == LOOP_RETRAINED | {"send_labels": "skipped"}  # no labels given
     assert "drift: 4 of 4 columns drifted (100%; threshold 50%): f0, f1, f2, f3" in logs
-    report = loop["xcom:_link_BentoDriftReportLink"]
+    report = loop["xcom:check_drift:_link_BentoDriftReportLink"]
     assert report.startswith("file:///") and report.endswith(".html")
     page = Path(url2pathname(urlparse(report).path)).read_text()
     assert 'id="column-f0"' in page and "4 of 4 columns drifted" in page
+    # r1 has no label: its quality is no evidence either way, and the drift alone triggered
+    assert loop["xcom:check_quality:return_value"]["verdict"] == "not_enough_evidence"
+    assert loop["xcom:retrain:return_value"]["trigger"] == "drift"
+    assert "Retraining, triggered by drift: drift: 4 of 4 columns drifted" in logs
     assert retrained.serving_revision == "r3" and retrained.bento != first.bento
-    import duckdb
-
-    with duckdb.connect(str(warehouse), read_only=True) as db:
-        exported = db.execute("SELECT count(*), count(DISTINCT seq) FROM monitor_classifier")
-        total, distinct = exported.fetchone() or (0, 0)
+    total, distinct = drift_exported
     # everything logged before the loop began, and the quality gate's rows of the new model
     assert total == distinct >= before_loop + 200, (total, distinct, before_loop)
+
+    # The labels of r3's latest answers show its accuracy fell; their features have not drifted.
+    assert states_of(quality_loop) == LOOP_RETRAINED | {"send_labels": "success"}
+    assert quality_loop["xcom:check_drift:return_value"]["drifted"] is False
+    assert "no drift: 0 of 4 columns drifted" in quality_logs
+    sent = quality_loop["xcom:send_labels:return_value"]
+    assert (sent["sent"], sent["stored"], sent["pending"]) == (200, 200, 0)
+    checked = quality_loop["xcom:check_quality:return_value"]
+    assert (checked["verdict"], checked["serving"], checked["labels"]) == ("failed", "r3", 200)
+    assert checked["value"] == pytest.approx(accuracy) and accuracy < MIN_ACCURACY
+    assert f"is worse than min_value {MIN_ACCURACY}" in checked["reason"]
+    link = quality_loop["xcom:check_quality:_link_BentoQualityReportLink"]
+    assert link.startswith("file:///") and link.endswith(".html")
+    page = Path(url2pathname(urlparse(link).path)).read_text()
+    assert "Confusion matrix" in page and "r3" in page
+    why = quality_loop["xcom:retrain:return_value"]
+    assert why["trigger"] == "quality" and why["reason"] == f"quality: {checked['reason']}"
+    assert "Retraining, triggered by quality: quality: accuracy" in quality_logs
+    assert "XCom not found" not in logs + quality_logs  # the report links were recorded
+    assert requalified.serving_revision == "r4" and requalified.status == "running"
+
+
+def test_closed_loop_says_what_triggered_the_retrain() -> None:
+    """The retrain's trigger from the two reports (no process)."""
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    from closed_loop import retrain_trigger
+
+    drift = {"drifted": True, "drifted_columns": ["f0", "f2"], "compared_columns": FEATURES}
+    calm = {"drifted": False, "drifted_columns": [], "compared_columns": FEATURES}
+    dropped = {"verdict": "failed", "reason": "accuracy 0.6 over 300 labels is worse"}
+    for verdict in ("passed", "not_enough_evidence"):
+        assert retrain_trigger(calm, {"verdict": verdict, "reason": "-"}) is None
+    assert retrain_trigger(drift, {"verdict": "passed"}) == {
+        "trigger": "drift",
+        "reason": "drift: 2 of 4 columns drifted (f0, f2)",
+    }
+    assert retrain_trigger(calm, dropped) == {
+        "trigger": "quality",
+        "reason": "quality: accuracy 0.6 over 300 labels is worse",
+    }
+    both = retrain_trigger(drift, dropped)
+    assert both is not None and both["trigger"] == "drift and quality"
+    assert (
+        both["reason"].startswith("drift: 2 of 4") and "; quality: accuracy 0.6" in both["reason"]
+    )

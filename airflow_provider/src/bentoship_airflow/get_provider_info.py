@@ -79,6 +79,7 @@ def get_provider_info() -> dict[str, Any]:
             "bentoship_airflow.links.bento.BentoDeploymentLink",
             "bentoship_airflow.links.bento.BentoEndpointLink",
             "bentoship_airflow.links.drift.BentoDriftReportLink",
+            "bentoship_airflow.links.quality.BentoQualityReportLink",
             "bentoship_airflow.links.shadow.BentoShadowReportLink",
         ],
     }
