@@ -7,7 +7,8 @@
    task discards it; the endpoint never stopped serving the good model, and the run fails;
 4. the service logs every row it answers with ``bentoml.monitor``; the demo sends it traffic
    that has drifted from the training data, then runs `airflow dags test closed_loop`: the drift
-   check finds the drift (its HTML report is the task's *Drift report* link), the retrain
+   check finds the drift (its HTML report is the task's *Drift report* link; with no labels
+   sent, the quality check has not enough evidence, so drift is the trigger), the retrain
    branch ships a new model, and the monitoring records are exported to a DuckDB file;
 5. print which revision serves and why, then stop everything it started.
 
