@@ -9,7 +9,18 @@ import platform
 import sys
 from pathlib import Path
 
-from . import loop_stall, metrics, mirror, monitoring, parse, proxy, rollouts, shadow, waiting
+from . import (
+    loop_stall,
+    metrics,
+    mirror,
+    monitoring,
+    parse,
+    proxy,
+    rollouts,
+    shadow,
+    tracing,
+    waiting,
+)
 from .common import RUNS, table, workspace
 
 
@@ -21,7 +32,18 @@ def machine() -> str:
     )
 
 
-MODULES = (rollouts, proxy, parse, waiting, metrics, monitoring, loop_stall, shadow, mirror)
+MODULES = (
+    rollouts,
+    proxy,
+    parse,
+    waiting,
+    metrics,
+    monitoring,
+    loop_stall,
+    shadow,
+    mirror,
+    tracing,
+)
 
 
 def main(names: list[str]) -> int:
