@@ -177,3 +177,51 @@ def test_stored_spans_encode_back_to_what_was_received() -> None:
     assert span.start == pytest.approx(1765000000.25) and span.duration_ms == pytest.approx(12.5)
     assert '"http.status_code": 500' in span.attributes
     assert '"resource.bentoship.revision": "r2"' in span.attributes
+
+
+def test_a_child_stored_before_its_parent_stops_being_a_root_when_the_parent_arrives() -> None:
+    cursor = duckdb.connect()
+    store = SpanStore(cursor, lambda: cursor, retention=3600)
+    spans = decode_request(protobuf_body()[0], "application/x-protobuf").spans
+    root = next(s for s in spans if s.parent_id is None)
+    children = [s for s in spans if s.parent_id is not None]
+    origin = Origin("web", "r1")
+    store.add(children, origin, now=root.start)
+    window = {"since": root.start - 1, "until": root.start + 60}
+    assert {r["name"] for r in store.roots("web", **window)} == {"classify"}, "orphan child"
+    store.add([root], origin, now=root.start)
+    [found] = store.roots("web", **window)
+    assert found["name"] == "POST /classify" and found["spans"] == 3
+
+
+def test_bentomls_asgi_message_spans_are_dropped() -> None:
+    body = json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                {
+                                    "traceId": "4bf92f3577b34da6a3ce929d0e0e4736",
+                                    "spanId": f"00f067aa0ba902b{n}",
+                                    "name": name,
+                                    "kind": kind,
+                                }
+                                for n, (name, kind) in enumerate(
+                                    [
+                                        ("POST /x", 2),
+                                        ("POST /x http send", 1),
+                                        ("POST /x http receive", 1),
+                                        ("user http send", 3),
+                                    ]
+                                )
+                            ]
+                        }
+                    ]
+                }
+            ]
+        }
+    ).encode()
+    kept = decode_request(body, "application/json")
+    assert [s.name for s in kept.spans] == ["POST /x", "user http send"] and kept.rejected == 0

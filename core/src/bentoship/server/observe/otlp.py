@@ -1,5 +1,8 @@
 """OTLP/HTTP trace requests (``ExportTraceServiceRequest``) into span rows.
 
+bentoml's internal spans of each ASGI message (``POST /x http send``, ``… http receive``) are
+dropped: they triple what a traced request stores and tell nothing its server span does not.
+
 Bodies come as protobuf or as JSON, either of them gzipped. OTLP JSON writes trace and span
 ids as hex strings (not protobuf JSON's base64) and enums as integers; both are decoded with
 ``opentelemetry-proto``'s messages. A span without a valid trace or span id is rejected and
@@ -30,6 +33,10 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_DECODED_BYTES = 64 * 1024 * 1024
 """The largest body accepted once decompressed (413 beyond)."""
 MAX_ATTRIBUTE_CHARACTERS = 4096
+ASGI_EVENT_SUFFIXES = (" http send", " http receive")
+"""bentoml's ASGI middleware makes an internal span of each message a request sends or
+receives (three or more per request, some microseconds each): the receiver drops them."""
+INTERNAL_KIND = 1
 
 
 class BadTraceRequest(ValueError):
@@ -160,6 +167,8 @@ def decode_request(body: bytes, content_type: str, encoding: str = "") -> Decode
         service = str(resource.get("service.name") or "")
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
+                if span.kind == INTERNAL_KIND and span.name.endswith(ASGI_EVENT_SUFFIXES):
+                    continue
                 if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(span.trace_id):
                     rejected += 1
                     reasons.add("a span without a valid trace or span id")

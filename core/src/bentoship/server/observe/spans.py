@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS spans (
     trace_id VARCHAR, span_id VARCHAR, parent_id VARCHAR, name VARCHAR, kind INTEGER,
     service VARCHAR, deployment VARCHAR, revision VARCHAR, start DOUBLE, duration_ms DOUBLE,
     status INTEGER, status_message VARCHAR, attributes VARCHAR, received DOUBLE,
-    seq BIGINT DEFAULT nextval('span_seq'),
+    seq BIGINT DEFAULT nextval('span_seq'), is_root BOOLEAN DEFAULT true,
     PRIMARY KEY (trace_id, span_id)
 );
 CREATE TABLE IF NOT EXISTS span_exports (endpoint VARCHAR PRIMARY KEY, watermark BIGINT);
@@ -121,9 +121,17 @@ class SpanStore:
             )
             insert_columns(self.cursor, "span_batch", rows)
             self.cursor.execute(
-                f"INSERT INTO spans ({', '.join(COLUMNS)}) SELECT * FROM span_batch "
-                "QUALIFY row_number() OVER (PARTITION BY trace_id, span_id) = 1 "
+                f"INSERT INTO spans ({', '.join(COLUMNS)}, is_root) SELECT b.*, "
+                "b.parent_id IS NULL OR NOT (EXISTS (SELECT 1 FROM span_batch c WHERE "
+                "c.trace_id = b.trace_id AND c.span_id = b.parent_id) OR EXISTS (SELECT 1 FROM "
+                "spans p WHERE p.trace_id = b.trace_id AND p.span_id = b.parent_id)) "
+                "FROM span_batch b "
+                "QUALIFY row_number() OVER (PARTITION BY b.trace_id, b.span_id) = 1 "
                 "ON CONFLICT DO NOTHING"
+            )
+            self.cursor.execute(
+                "UPDATE spans SET is_root = false WHERE is_root AND parent_id IS NOT NULL AND "
+                "(trace_id, parent_id) IN (SELECT trace_id, span_id FROM span_batch)"
             )
             self.cursor.execute("DROP TABLE span_batch")
             self.cursor.execute("COMMIT")
@@ -149,26 +157,35 @@ class SpanStore:
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """The deployment's traces whose root started in the window, newest first: each root
-        span with its trace's span count and whether any span errored."""
-        where = ["s.deployment = ?", "s.start >= ?", "s.start < ?"]
+        span (one whose parent is not stored, such as a caller's) with its trace's span count
+        and whether any span errored. The newest ``limit`` roots are found first, by the
+        ``is_root`` flag the writes keep, then only their traces are counted."""
+        where = ["deployment = ?", "is_root", "start >= ?", "start < ?"]
         params: list[Any] = [deployment, since, until]
         if min_duration_ms is not None:
-            where.append("s.duration_ms >= ?")
+            where.append("duration_ms >= ?")
             params.append(min_duration_ms)
         if revision is not None:
-            where.append("s.revision = ?")
+            where.append("revision = ?")
             params.append(revision)
         if text:
-            where.append("(contains(lower(s.name), ?) OR contains(lower(s.attributes), ?))")
-            params += [text.lower(), text.lower()]
-        having = "HAVING bool_or(t.status = 2)" if errors_only else ""
+            where.append(
+                "trace_id IN (SELECT trace_id FROM spans WHERE deployment = ? AND start >= ? "
+                "AND (contains(lower(name), ?) OR contains(lower(attributes), ?)))"
+            )
+            params += [deployment, since - 3600, text.lower(), text.lower()]
+        if errors_only:
+            where.append(
+                "trace_id IN (SELECT trace_id FROM spans WHERE status = 2 AND deployment = ? "
+                "AND start >= ?)"
+            )
+            params += [deployment, since - 3600]
         sql = (
-            "SELECT s.trace_id, s.span_id, s.name, s.service, s.revision, s.start, "
-            "s.duration_ms, s.status, count(t.span_id) AS spans, bool_or(t.status = 2) AS error "
-            "FROM spans s JOIN spans t ON t.trace_id = s.trace_id "
-            f"WHERE {' AND '.join(where)} AND (s.parent_id IS NULL OR NOT EXISTS ("
-            "SELECT 1 FROM spans p WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_id)) "
-            f"GROUP BY ALL {having} ORDER BY s.start DESC LIMIT ?"
+            "WITH roots AS (SELECT trace_id, span_id, name, service, revision, start, "
+            f"duration_ms, status FROM spans WHERE {' AND '.join(where)} "
+            "ORDER BY start DESC LIMIT ?) "
+            "SELECT r.*, count(t.span_id), bool_or(t.status = 2) FROM roots r "
+            "JOIN spans t ON t.trace_id = r.trace_id GROUP BY ALL ORDER BY r.start DESC"
         )
         found = self.reader().execute(sql, [*params, limit]).fetchall()
         names = ("trace_id", "span_id", "name", "service", "revision", "start", "duration_ms")
