@@ -213,7 +213,7 @@ def _ingest(
 
 DAY_SQL = """
 INSERT INTO spans (trace_id, span_id, parent_id, name, kind, service, deployment, revision,
-                   start, duration_ms, status, status_message, attributes, received)
+                   start, duration_ms, status, status_message, attributes, received, is_root)
 WITH traces AS (
     SELECT i, md5('bench' || i::VARCHAR) AS trace_id,
            $start + 86400.0 * (i + random()) / $traces AS start,
@@ -229,7 +229,8 @@ SELECT trace_id, substr(md5(trace_id || k::VARCHAR), 1, 16),
        CASE WHEN i < $traces / 2 THEN 'r1' ELSE 'r2' END,
        start + k * 0.0002, duration * (1 - k * 0.2),
        CASE WHEN failed AND k IN (0, 3) THEN 2 ELSE 0 END, '',
-       '{"http.request.method": "POST", "url.path": "/echo", "bentoship.role": "stable"}', start
+       '{"http.request.method": "POST", "url.path": "/echo", "bentoship.role": "stable"}', start,
+       k = 0
 FROM traces, range(4) s(k)
 """
 
