@@ -62,8 +62,11 @@ ORGANIZATION_PREFIXES = (
     "/bento_repositories",
     "/api_tokens",
 )
-DECISION_PATH = re.compile(r"/api/v2/deployments/[^/]+/approvals/[^/]+/(approve|reject)")
-"""Deciding an approval needs the ``approve`` scope (or ``api``)."""
+DECISION_PATH = re.compile(
+    r"(?:/api/v2/deployments/[^/]+/approvals/[^/]+|/deployments/[^/]+)/(?:approve|reject)"
+)
+"""Deciding an approval, through the API or the console, needs the ``approve`` scope (or
+``api``)."""
 ANY_TOKEN_PATHS = frozenset({"/api/v1/auth/current", "/api/v1/current_org", "/logout"})
 """Who am I, and sign-out: open to every valid token, whatever its scopes."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from starlette.requests import Request
@@ -16,14 +16,14 @@ from starlette.routing import Route
 from ..errors import NotFound
 from ..observe.hub import Observability
 from ..observe.otlp import MAX_BODY_BYTES, BadTraceRequest, TooLarge, decode_request
-from ..observe.spans import Origin, trace_id_of
+from ..observe.spans import Origin, SpanStore, trace_id_of
 from ..paths import SPANS_PATH
 from ..span_tokens import revision_of
 from ..tokens import TokenBook
 from .common import Services
 from .params import Moment, Params, moment, query
 
-__all__ = ["TracesParams", "routes"]
+__all__ = ["TracesParams", "find_traces", "routes"]
 
 
 class TracesParams(Params):
@@ -100,24 +100,7 @@ def routes(services: Services, observability: Observability, tokens: TokenBook) 
     async def listing(request: Request) -> JSONResponse:
         services.require_extensions()
         name = controller.get(request.path_params["name"]).name
-        params = query(TracesParams, request)
-        now = time.time()
-        until = moment(params.until, now) if params.until else now
-        since = moment(params.since, now) if params.since else until - 3600.0
-        found = await asyncio.to_thread(
-            functools.partial(
-                spans.roots,
-                name,
-                since=since,
-                until=until,
-                min_duration_ms=params.min_duration,
-                errors_only=params.status == "error",
-                revision=params.revision,
-                text=params.q,
-                limit=params.limit,
-            )
-        )
-        return JSONResponse({"deployment": name, "since": since, "until": until, "traces": found})
+        return JSONResponse(await find_traces(spans, name, query(TracesParams, request)))
 
     async def one(request: Request) -> JSONResponse:
         services.require_extensions()
@@ -135,6 +118,27 @@ def routes(services: Services, observability: Observability, tokens: TokenBook) 
         Route("/api/v2/deployments/{name:str}/traces", listing, methods=["GET"]),
         Route("/api/v2/traces/{trace_id:str}", one, methods=["GET"]),
     ]
+
+
+async def find_traces(spans: SpanStore, name: str, params: TracesParams) -> dict[str, Any]:
+    """Deployment ``name``'s traces that ``params`` ask for: the listing route's answer."""
+    now = time.time()
+    until = moment(params.until, now) if params.until else now
+    since = moment(params.since, now) if params.since else until - 3600.0
+    found = await asyncio.to_thread(
+        functools.partial(
+            spans.roots,
+            name,
+            since=since,
+            until=until,
+            min_duration_ms=params.min_duration,
+            errors_only=params.status == "error",
+            revision=params.revision,
+            text=params.q,
+            limit=params.limit,
+        )
+    )
+    return {"deployment": name, "since": since, "until": until, "traces": found}
 
 
 def _answer(kind: str, rejected: int, reason: str) -> Response:

@@ -31,12 +31,20 @@ from ..api.deployments import deployment_json, revision_json
 from ..api.logs import LogSearchParams
 from ..api.params import query
 from ..api.quality import QualityParams, measure_quality
-from ..errors import Conflict, DomainError
+from ..api.traces import TracesParams, find_traces
+from ..errors import Conflict, DomainError, Forbidden
+from ..observe.spans import trace_id_of
 from ..paths import FAVICON_PATH, SIGNIN_PATH
 from ..responses import SECURITY_HEADERS
 from ..store import Deployment
-from ..tokens import Scope, TokenBook, digest
-from .quality_view import WINDOW_NAMES, quality_panel, quality_window
+from ..tokens import Principal, Scope, TokenBook, digest
+from .approvals_view import (
+    ApprovalsPanel,
+    approvals_panel,
+    decision_refusal,
+    rollback_refusal,
+)
+from .quality_view import WINDOW_NAMES, WINDOWS, quality_panel, quality_window
 from .sessions import (
     CSRF_FIELD,
     SESSION_COOKIE,
@@ -49,6 +57,15 @@ from .sessions import (
     session_key,
 )
 from .shadow_view import ShadowPanel, mirror_request, shadow_panel
+from .traces_view import (
+    DEFAULT_WINDOW,
+    SEARCH_FIELDS,
+    log_parts,
+    monitor_trace,
+    search_query,
+    trace_rows,
+    waterfall,
+)
 from .vendor import STATIC_DIR, VENDORED, check_vendored
 
 __all__ = ["routes"]
@@ -57,7 +74,7 @@ LOG_LINES_SHOWN = 500
 SIGNIN_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
 """The sign-in form's secret as made here (kept while the browser has it: several sign-in pages
 may be open at once, or loaded by the browser itself, as for the favicon)."""
-TABS = ("overview", "revisions", "monitoring", "data", "quality", "logs", "events")
+TABS = ("overview", "revisions", "monitoring", "traces", "data", "quality", "logs", "events")
 DATA_SAMPLE_ROWS = 20
 DATA_HOURS = 6
 RANGES = {"15m": "15 minutes", "1h": "1 hour", "6h": "6 hours", "24h": "24 hours"}
@@ -211,11 +228,16 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             ]
             context["replica_count"] = controller.views.replica_count(dep)
             context["shadow"] = await shadow_of(dep)
+            context["approvals"] = approvals_of(request, dep)
         elif tab == "revisions":
             context["revisions"] = [
                 revision_json(services, rev, dep, active=rev.uid == dep.serving_revision)
                 for rev in reversed(controller.views.revisions(name))
             ]
+            context["refusals"] = {
+                rev["name"]: rollback_refusal(rev.get("bentoship") or {"name": rev["name"]})
+                for rev in context["revisions"]
+            }
             context["candidate"] = controller.name_of(
                 c.uid if (c := controller.views.candidate_of(dep)) else None
             )
@@ -227,6 +249,8 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             context.update(await asyncio.to_thread(_monitoring_data, request, services, name))
         elif tab == "quality":
             context["quality"] = await quality_of(request, dep)
+        elif tab == "traces":
+            context["traces"] = await traces_of(request, dep)
         elif tab == "events":
             context["events"] = [e.to_json() for e in reversed(controller.events.of(name))]
         return page(request, "deployment.html", **context)
@@ -266,6 +290,76 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             return found
         found["panel"] = quality_panel(answer, controller.name_of(dep.serving_revision), window)
         return found
+
+    async def traces_of(request: Request, dep: Deployment) -> dict[str, Any]:
+        """The Traces tab: the search form, the traces it finds (by their root span) and, with
+        ``trace=<id>``, that trace's waterfall."""
+        params = request.query_params
+        form = {key: params.get(key, "").strip() for key in SEARCH_FIELDS}
+        if form["since"] not in WINDOWS:
+            form["since"] = DEFAULT_WINDOW
+        found: dict[str, Any] = {
+            "form": form,
+            "windows": WINDOW_NAMES,
+            "query": search_query(form),
+            "rows": (),
+            "problem": "",
+            "chosen": params.get("trace", "").strip(),
+            "waterfall": None,
+            "trace_problem": "",
+        }
+        if observed is None or not services.settings.extensions:
+            found["problem"] = (
+                "this server keeps no traces: it runs without bentoship's extensions or without "
+                "metrics"
+            )
+            return found
+        try:
+            asked = query(TracesParams, request).model_copy(
+                update={"since": form["since"], "until": None}
+            )
+            answer = await find_traces(observed.spans, dep.name, asked)
+            found["rows"] = trace_rows(answer["traces"])
+        except DomainError as exc:
+            found["problem"] = exc.message
+        if found["chosen"]:
+            try:
+                trace_id = trace_id_of(found["chosen"])
+            except DomainError as exc:
+                found["trace_problem"] = exc.message
+                return found
+            found["chosen"] = trace_id
+            spans = await asyncio.to_thread(observed.spans.trace, trace_id)
+            if spans:
+                found["waterfall"] = waterfall(trace_id, spans)
+            else:
+                found["trace_problem"] = (
+                    f"trace {trace_id} has no stored span (it was not sampled, is older than "
+                    "the retention, or its spans are still on their way)"
+                )
+        return found
+
+    def approvals_of(request: Request, dep: Deployment) -> ApprovalsPanel | None:
+        """The Approval panel: the pending approval, if any, and the decided ones."""
+        if not services.settings.extensions:
+            return None
+        records = [r.to_api() for r in controller.approvals.of(dep.name)]
+        return approvals_panel(records, principal_in(request), dep.name, time.time())
+
+    async def decide(
+        request: Request, name: str, approval_id: str, approve: bool, comment: str
+    ) -> str:
+        services.require_extensions()
+        principal = principal_in(request)
+        refusal = decision_refusal(principal, name, approval_id)
+        if refusal or principal is None:
+            raise Forbidden(refusal)
+        record = await controller.approvals.decide(
+            name, approval_id, approve, principal.name, comment
+        )
+        if approve:
+            return f"Approved {record.name}: it is promoted and serves."
+        return f"Rejected {record.name}: it is discarded."
 
     async def shadow_of(dep: Deployment) -> ShadowPanel | None:
         """The Shadow panel of ``dep``'s held candidate; None without one."""
@@ -331,6 +425,10 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
                 done = f"Promoted {controller.name_of(dep.target_revision)}."
             elif command == "discard":
                 done = await discard(name, ref)
+            elif command in ("approve", "reject"):
+                approval = str(form.get("approval") or "")
+                comment = str(form.get("comment") or "")
+                done = await decide(request, name, approval, command == "approve", comment)
             elif command == "shadow":
                 done = await mirror(
                     name, str(form.get("percent") or ""), str(form.get("apis") or "")
@@ -408,6 +506,12 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
     ]
 
 
+def principal_in(request: Request) -> Principal | None:
+    """Who the console session acts as (set by the access check)."""
+    found = request.scope.get("state", {}).get("principal")
+    return found if isinstance(found, Principal) else None
+
+
 def _monitoring_data(request: Request, services: Services, name: str) -> dict[str, Any]:
     """The Data tab: the deployment's monitors, and for the chosen one its records per minute
     over the last hours and a sample of its newest records."""
@@ -426,6 +530,7 @@ def _monitoring_data(request: Request, services: Services, name: str) -> dict[st
         for r in store.records(name, chosen, limit=DATA_SAMPLE_ROWS)
     ]
     fields = list(dict.fromkeys(k for r in sample for k in r if k not in ("record",)))
+    traces = [monitor_trace(r.get("trace_id")) for r in sample]
     return {
         "monitors": monitors,
         "monitor": chosen,
@@ -434,6 +539,7 @@ def _monitoring_data(request: Request, services: Services, name: str) -> dict[st
         "slots": DATA_HOURS * 60,
         "peak": max((c for _, c in minutes), default=1),
         "sample": sample,
+        "traces": traces,
         "fields": fields,
         "hours": DATA_HOURS,
     }
@@ -474,7 +580,7 @@ def _log_search(request: Request, services: Services, name: str) -> dict[str, An
                 pattern=params.pattern,
                 limit=LOG_LINES_SHOWN,
             )
-            shown = [line.to_json() for line in lines]
+            shown = [{**line.to_json(), "parts": log_parts(line.line)} for line in lines]
     except DomainError as exc:
         return {"form": form, "lines": [], "problem": exc.message}
     return {"form": form, "lines": shown, "problem": ""}

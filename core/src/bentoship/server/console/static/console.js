@@ -1,5 +1,5 @@
-// The console's own script: Monitoring and Quality charts (uPlot) and following a log live
-// (EventSource).
+// The console's own script: Monitoring and Quality charts (uPlot), and following a log live
+// (EventSource) with its lines' trace ids linked.
 // Every value from the server is set as text, never as HTML.
 "use strict";
 
@@ -207,6 +207,24 @@ function startQualityControls(form) {
   step.addEventListener("change", () => form.requestSubmit());
 }
 
+const TRACE_IN_LOG = /(^|[^0-9A-Za-z_])(trace=([0-9a-f]{32}))(?![0-9A-Za-z])/g;
+
+function linkedLine(text) {
+  // A log line's cell, each trace=<32 hex> a link to that trace's waterfall (as on the server).
+  const cell = element("td", { class: "line" });
+  let at = 0;
+  for (const found of text.matchAll(TRACE_IN_LOG)) {
+    const id = found[3];
+    if (/^0+$/.test(id)) continue;
+    const start = found.index + found[1].length;
+    cell.appendChild(document.createTextNode(text.slice(at, start)));
+    cell.appendChild(element("a", { class: "trace-link", href: "?tab=traces&trace=" + id, "data-trace": id, title: "Open trace " + id }, found[2]));
+    at = start + found[2].length;
+  }
+  cell.appendChild(document.createTextNode(text.slice(at)));
+  return cell;
+}
+
 function startFollowing(button) {
   let source = null;
   button.addEventListener("click", () => {
@@ -236,7 +254,7 @@ function startFollowing(button) {
       row.appendChild(element("td", { class: "time" }, line.time));
       row.appendChild(element("td", {}, line.revision));
       row.appendChild(element("td", {}, line.stream));
-      row.appendChild(element("td", { class: "line" }, line.line));
+      row.appendChild(linkedLine(line.line));
       body.appendChild(row);
       row.scrollIntoView({ block: "nearest" });
     });
