@@ -30,6 +30,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, TriggerRule, task
 
 from bentoship_airflow.operators.bento import (
+    BentoApprovalOperator,
     BentoBuildOperator,
     BentoDeployOperator,
     BentoPromoteOperator,
@@ -61,8 +62,9 @@ def meets_quality_gate(predictions: list[int]) -> bool:
 
 
 def retrain_and_ship_tasks(pipeline: str, *, deferrable: bool) -> tuple[list[Any], Any]:
-    """Add train -> build and push -> deploy -> quality gate -> [shadow gate] -> promote (and
-    rollback) to the DAG being defined; return the first tasks and the promote task.
+    """Add train -> build and push -> deploy -> quality gate -> [shadow gate] -> [approval] ->
+    promote (and rollback) to the DAG being defined; return the first tasks and the promote
+    task.
 
     The DAG needs the params of :func:`ship_params`.
     """
@@ -124,7 +126,24 @@ def retrain_and_ship_tasks(pipeline: str, *, deferrable: bool) -> tuple[list[Any
         apis=["predict"],
         deferrable=deferrable,
     )
-    # A skipped shadow gate lets promote run after the quality gate; a failed one fails it.
+
+    @task.short_circuit(
+        ignore_downstream_trigger_rules=False,
+        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+    )
+    def approval_wanted(params: dict | None = None) -> bool:
+        """Whether a person must approve: only the task right after is skipped when not."""
+        return bool((params or {}).get("require_approval"))
+
+    approval = BentoApprovalOperator(
+        task_id="approval",
+        deploy_task_id="deploy",
+        message="{{ dag.dag_id }} run {{ run_id }}: the candidate passed its gates",
+        evidence={"run": "{{ run_id }}", "quality_gate": "passed"},
+        timeout="{{ params.approval_timeout }}",
+        deferrable=True,
+    )
+    # A skipped gate lets promote run after the one before; a failed one fails it.
     promote = BentoPromoteOperator(
         task_id="promote",
         deploy_task_id="deploy",
@@ -136,7 +155,9 @@ def retrain_and_ship_tasks(pipeline: str, *, deferrable: bool) -> tuple[list[Any
     # promote stays a leaf: when verification fails it is upstream_failed, so the run fails
     # while the rollback task, which discards the candidate, succeeds. A shadow gate that
     # rejects the candidate has the control plane discard it: no rollback is needed.
-    quality_gate >> shadow_wanted() >> shadow_gate >> promote
+    wanted = approval_wanted()
+    quality_gate >> shadow_wanted() >> shadow_gate >> wanted
+    quality_gate >> wanted >> approval >> promote
     quality_gate >> promote
     [deploy, quality_gate] >> rollback
     return [trained.operator, payload.operator], promote
@@ -152,6 +173,12 @@ def ship_params() -> dict[str, Param]:
             type="integer",
             minimum=0,
             description="gate the candidate on this many pairs of shadow answers (0: no gate)",
+        ),
+        "require_approval": Param(
+            False, type="boolean", description="wait for a person to approve the candidate"
+        ),
+        "approval_timeout": Param(
+            86400, type="integer", minimum=1, description="seconds a person has to decide"
         ),
     }
 

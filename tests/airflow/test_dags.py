@@ -91,6 +91,8 @@ LOOP_RETRAINED = {
     "quality_gate": "success",
     "shadow_wanted": "success",
     "shadow_gate": "skipped",  # shadow_min_pairs 0: promoted after the quality gate
+    "approval_wanted": "success",
+    "approval": "skipped",  # require_approval off: nobody is asked
     "promote": "success",
     "rollback": "skipped",
     "export_monitoring": "success",
@@ -150,6 +152,7 @@ def test_good_run_bad_run_rolled_back_then_drift_and_quality_drop_retrain(
     logs = task_logs(capfd)
     assert good["deploy"] == "success" and good["quality_gate"] == "success"
     assert good["shadow_gate"] == "skipped"  # the default: no shadow gate
+    assert good["approval"] == "skipped"  # the default: no approval
     assert good["promote"] == "success" and good["rollback"] == "skipped"
     assert good["run"] == "success"
     # Every operator with extra links records them: resolving the links when a task ends
@@ -175,6 +178,7 @@ def test_good_run_bad_run_rolled_back_then_drift_and_quality_drop_retrain(
         assert bad["deploy"] == "success"
         assert bad["quality_gate"] == "failed"
         assert bad["shadow_gate"] == "upstream_failed"
+        assert bad["approval"] == "upstream_failed"
         assert bad["promote"] == "upstream_failed"
         assert bad["rollback"] == "success"
         assert bad["run"] == "failed"

@@ -833,7 +833,7 @@ class BentoApprovalOperator(_BentoOperator):
     :param deferrable: wait for the decision in the triggerer, holding no worker slot.
     """
 
-    template_fields: Sequence[str] = ("rollout", "message", "evidence")
+    template_fields: Sequence[str] = ("rollout", "message", "evidence", "timeout")
     operator_extra_links = (BentoDeploymentLink(), BentoEndpointLink())
 
     def __init__(
@@ -842,7 +842,7 @@ class BentoApprovalOperator(_BentoOperator):
         rollout: Any = None,
         deploy_task_id: str | None = None,
         message: str = "",
-        timeout: float = 86400.0,
+        timeout: float | str = 86400.0,
         evidence: dict[str, Any] | None = None,
         deferrable: bool = _default_deferrable(),
         **kwargs: Any,
@@ -868,17 +868,25 @@ class BentoApprovalOperator(_BentoOperator):
                 "(rollout= or deploy_task_id=)"
             )
         try:
+            timeout = float(_number(self.timeout, float))
+        except ValueError:
+            persist_links(context)
+            raise AirflowException(
+                f"{self.task_id}: timeout is a number of seconds, not {self.timeout!r}"
+            ) from None
+        self.timeout = timeout
+        try:
             with self.hook.get_conn() as client:
                 self.link(context, client, rollout)
                 if self.deferrable:
                     record = start_approval(
-                        rollout, self.message, self.timeout, self.evidence, client=client
+                        rollout, self.message, timeout, self.evidence, client=client
                     )
                     if record["state"] == "pending":
                         self._defer_decision(rollout.name, record["id"])
                     return outcome_of(record, rollout.name).to_dict()
                 approval = request_approval(
-                    rollout, self.message, self.timeout, self.evidence, client=client
+                    rollout, self.message, timeout, self.evidence, client=client
                 )
         except ApprovalRejected as exc:
             context["ti"].xcom_push(key=APPROVAL_XCOM_KEY, value=exc.approval.to_dict())
