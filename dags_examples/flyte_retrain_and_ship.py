@@ -12,16 +12,25 @@ candidate (or rolls back a rollout that already took the endpoint). A failure be
 ``retrain_and_ship_with_connector`` is the same pipeline whose deploy-and-wait runs in the
 bentoship connector, holding no pod while the rollout runs.
 
-``closed_loop`` retrains only when the traffic has drifted: check_drift (the features the
-service logged with ``bentoml.monitor("classifier")`` against the training set's; the report
-is the task's *Drift report* deck) -> retrain_and_ship when drifted -> export the monitoring
-records the warehouse does not hold yet (a DuckDB file here).
+``closed_loop`` retrains when the traffic has drifted or the model's quality dropped:
+[check_drift (the features of the newest ``drift_window`` records the service logged with
+``bentoml.monitor("classifier")`` against the training set's; the *Drift report* deck),
+send_feedback (the ``labels`` that arrived: a Parquet file with the answers' request ids, the
+``X-BentoML-Request-ID`` header, in ``id`` and the true class in ``label``; empty: none) ->
+check_quality (the serving revision's accuracy on its labelled predictions against
+``min_accuracy`` and the revision it replaced; fewer than ``min_labels`` labels are not enough
+evidence; the *Quality report* deck)] -> retrain_trigger (whether to retrain, and which of the
+two triggered it: ``drift``, ``quality`` or ``drift and quality``) -> retrain_and_ship when it
+says so -> export the monitoring records the warehouse does not hold yet (a DuckDB file here).
+The decision is a task, and the branch a single ``conditional`` on its output: flytekit's
+local runner mishandles a ``conditional`` inside a sub-workflow under another one
+(flyteorg/flyte#6426).
 
 Run it locally against a local control plane (``bentoship server``)::
 
     pyflyte run dags_examples/flyte_retrain_and_ship.py retrain_and_ship
     pyflyte run dags_examples/flyte_retrain_and_ship.py retrain_and_ship --bad
-    pyflyte run dags_examples/flyte_retrain_and_ship.py closed_loop
+    pyflyte run dags_examples/flyte_retrain_and_ship.py closed_loop [--labels labels.parquet]
 
 The second run trains a deliberately useless model: its quality gate fails, the candidate is
 discarded, and the endpoint never stopped serving the previous model. Set
@@ -50,10 +59,12 @@ from flytekitplugins.bentoship import (
     BentoDeploymentTask,
     build_bento,
     check_drift,
+    check_quality,
     deploy_bento,
     export_monitoring,
     promote_deployment,
     push_bento,
+    send_feedback,
     smoke_test_deployment,
     wait_for_deployment,
     workflow_with_rollback,
@@ -226,10 +237,21 @@ def retrain_and_ship_with_connector(
 class ClosedLoop(NamedTuple):
     drifted: bool
     summary: str
+    """The drift check's one line."""
     report: FlyteFile
+    quality: str
+    """The quality check's verdict: ``passed``, ``failed`` or ``not_enough_evidence``."""
+    trigger: str
+    """What triggered the retrain: ``drift``, ``quality``, ``drift and quality``, or empty."""
     rollout: str
-    """The new model's rollout record, or empty when the traffic had not drifted."""
+    """The new model's rollout record, or empty when nothing called for a retrain."""
     exported: int
+
+
+class Trigger(NamedTuple):
+    retrain: bool
+    trigger: str
+    reason: str
 
 
 @task(cache=False, container_image=EXAMPLE_IMAGE)
@@ -239,9 +261,29 @@ def training_features() -> str:
 
 
 @task(cache=False, container_image=IMAGE)
-def traffic_of(deployment: str) -> str:
-    """The drift check's current side: what the deployment's service logged."""
-    return json.dumps({"deployment": deployment, "monitor": MONITOR})
+def traffic_of(deployment: str, limit: int) -> str:
+    """The drift check's current side: the newest ``limit`` records the service logged."""
+    return json.dumps({"deployment": deployment, "monitor": MONITOR, "limit": limit})
+
+
+@task(cache=False, container_image=IMAGE)
+def retrain_trigger(
+    drifted: bool, drift_summary: str, quality_failed: bool, quality_summary: str
+) -> Trigger:
+    """Whether to retrain, what triggered it (``drift``, ``quality``, ``drift and quality``;
+    empty when neither), and why: the summaries of the checks that called for it."""
+    causes = []
+    if drifted:
+        causes.append(("drift", drift_summary))
+    if quality_failed:
+        causes.append(("quality", quality_summary))
+    if not causes:
+        print(f"Keep serving: {drift_summary}; {quality_summary}")
+        return Trigger(False, "", "")
+    trigger = " and ".join(name for name, _ in causes)
+    reason = "; ".join(why for _, why in causes)
+    print(f"Retraining, triggered by {trigger}: {reason}")
+    return Trigger(True, trigger, reason)
 
 
 @task(cache=False, container_image=IMAGE)
@@ -252,7 +294,7 @@ def deployment_of(rollout: str) -> str:
 
 @task(cache=False, container_image=IMAGE)
 def keep_serving() -> str:
-    """No drift: no new rollout."""
+    """Nothing called for a retrain: no new rollout."""
     return ""
 
 
@@ -265,7 +307,7 @@ class Shipment(NamedTuple):
 def retrain_ship_export(
     deployment: str, warehouse: str, min_accuracy: float, endpoint: str | None = None
 ) -> Shipment:
-    """The traffic drifted: retrain and ship, then export the monitoring records."""
+    """Drift or a quality drop: retrain and ship, then export the monitoring records."""
     shipped = retrain_and_ship(deployment=deployment, min_accuracy=min_accuracy, endpoint=endpoint)
     exported = export_monitoring(
         name=deployment_of(rollout=shipped.rollout),
@@ -278,7 +320,7 @@ def retrain_ship_export(
 
 @workflow
 def keep_serving_export(deployment: str, warehouse: str, endpoint: str | None = None) -> Shipment:
-    """No drift: the deployment keeps serving; export the monitoring records."""
+    """Nothing called for a retrain: the deployment keeps serving; export the records."""
     exported = export_monitoring(
         name=deployment, monitor=MONITOR, target=warehouse, endpoint=endpoint
     )
@@ -290,18 +332,38 @@ def closed_loop(
     deployment: str = DEPLOYMENT,
     warehouse: str = WAREHOUSE,
     min_accuracy: float = QUALITY_THRESHOLD,
+    drift_window: int = 1000,
+    labels: str = "",
+    min_labels: int = 200,
     endpoint: str | None = None,
 ) -> ClosedLoop:
-    """Check the traffic for drift; retrain and ship when it drifted; export the records."""
+    """Check the traffic for drift and the serving model's quality; retrain and ship when
+    either calls for it; export the records."""
     found = check_drift(
         reference=training_features(),
-        current=traffic_of(deployment=deployment),
+        current=traffic_of(deployment=deployment, limit=drift_window),
         columns=FEATURES,
         endpoint=endpoint,
     )
+    sent = send_feedback(name=deployment, monitor=MONITOR, source=labels, endpoint=endpoint)
+    quality = check_quality(
+        name=deployment,
+        monitor=MONITOR,
+        min_value=min_accuracy,
+        min_labels=min_labels,
+        raise_on_failure=False,
+        endpoint=endpoint,
+    )
+    sent >> quality
+    why = retrain_trigger(
+        drifted=found.drifted,
+        drift_summary=found.summary,
+        quality_failed=quality.failed,
+        quality_summary=quality.summary,
+    )
     done = (
-        conditional("retrain_on_drift")
-        .if_(found.drifted.is_true())
+        conditional("retrain")
+        .if_(why.retrain.is_true())
         .then(
             retrain_ship_export(
                 deployment=deployment,
@@ -313,7 +375,15 @@ def closed_loop(
         .else_()
         .then(keep_serving_export(deployment=deployment, warehouse=warehouse, endpoint=endpoint))
     )
-    return ClosedLoop(found.drifted, found.summary, found.report, done.rollout, done.exported)
+    return ClosedLoop(
+        found.drifted,
+        found.summary,
+        found.report,
+        quality.verdict,
+        why.trigger,
+        done.rollout,
+        done.exported,
+    )
 
 
 if __name__ == "__main__":

@@ -20,10 +20,17 @@ nothing on the server and needs no rollback.
 The ``bad_model`` parameter trains a deliberately useless model: it deploys and answers on the
 candidate URL, fails the quality gate (holdout accuracy about 0.21 against 0.8) and is discarded.
 
-``closed_loop`` retrains only when the traffic has drifted: check_drift (the features the
-service logged with ``bentoml.monitor("classifier")`` against the training set's; its report is
-an HTML artifact the KFP UI shows) -> ``dsl.If`` drifted: retrain_and_ship -> export the
-monitoring records the warehouse does not hold yet (a DuckDB file here), in either branch.
+``closed_loop`` retrains when the traffic has drifted or the model's quality dropped:
+[check_drift (the features of the newest ``drift_window`` records the service logged with
+``bentoml.monitor("classifier")`` against the training set's), send_feedback (the ``labels``
+that arrived: a Parquet file with the answers' request ids, the ``X-BentoML-Request-ID``
+header, in ``id`` and the true class in ``label``; empty: none) -> check_quality (the serving
+revision's accuracy on its labelled predictions against ``min_accuracy`` and the revision it
+replaced; fewer than ``min_labels`` labels are not enough evidence)] -> retrain_trigger (says
+which of the two triggered the retrain: ``drift``, ``quality`` or ``drift and quality``) ->
+``dsl.If`` retrain: retrain_and_ship -> export the monitoring records the warehouse does not
+hold yet (a DuckDB file here), in either branch. Both reports are HTML artifacts the KFP UI
+shows.
 
 In a cluster, every task that talks to the server reads ``BENTO_CLOUD_API_ENDPOINT`` and
 ``BENTO_CLOUD_API_KEY`` from the Kubernetes secret ``bentoship-api`` (keys ``endpoint`` and
@@ -31,7 +38,7 @@ In a cluster, every task that talks to the server reads ``BENTO_CLOUD_API_ENDPOI
 
     python dags_examples/kfp_retrain_and_ship.py    # compile to kfp_retrain_and_ship.yaml
     python dags_examples/kfp_retrain_and_ship.py --run-local [--bad-model]
-    python dags_examples/kfp_retrain_and_ship.py --run-local --closed-loop
+    python dags_examples/kfp_retrain_and_ship.py --run-local --closed-loop [--labels labels.parquet]
 """
 
 import argparse
@@ -47,11 +54,13 @@ from bentoship_kfp.components import (
     analyze_shadow,
     build_bento,
     check_drift,
+    check_quality,
     deploy_bento,
     export_monitoring,
     promote_deployment,
     push_bento,
     rollback_deployment,
+    send_feedback,
     smoke_test_deployment,
     wait_for_deployment,
 )
@@ -127,11 +136,31 @@ def training_features(project_dir: str) -> str:
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def traffic_of(deployment_name: str, monitor: str) -> str:
-    """The drift check's current side: what the deployment's service logged."""
+def traffic_of(deployment_name: str, monitor: str, limit: int) -> str:
+    """The drift check's current side: the newest ``limit`` records the service logged."""
     import json
 
-    return json.dumps({"deployment": deployment_name, "monitor": monitor})
+    return json.dumps({"deployment": deployment_name, "monitor": monitor, "limit": limit})
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def retrain_trigger(
+    drifted: bool, drift_summary: str, quality_failed: bool, quality_summary: str
+) -> NamedTuple("Trigger", [("retrain", bool), ("trigger", str), ("reason", str)]):
+    """Whether to retrain, what triggered it (``drift``, ``quality``, ``drift and quality``;
+    empty when neither), and why: the summaries of the checks that called for it."""
+    causes = []
+    if drifted:
+        causes.append(("drift", drift_summary))
+    if quality_failed:
+        causes.append(("quality", quality_summary))
+    if not causes:
+        print(f"Keep serving: {drift_summary}; {quality_summary}")
+        return (False, "", "")
+    trigger = " and ".join(name for name, _ in causes)
+    reason = "; ".join(why for _, why in causes)
+    print(f"Retraining, triggered by {trigger}: {reason}")
+    return (True, trigger, reason)
 
 
 def _server_secret(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -224,18 +253,40 @@ def closed_loop(
     warehouse: str = WAREHOUSE,
     min_accuracy: float = QUALITY_THRESHOLD,
     wait_timeout: int = 600,
+    drift_window: int = 1000,
+    labels: str = "",
+    min_labels: int = 200,
 ) -> str:
-    """Check the traffic for drift; retrain and ship when it drifted; export the records.
+    """Check the traffic for drift and the serving model's quality; retrain and ship when
+    either calls for it; export the records.
 
     Returns:
-        The drift check's one-line summary.
+        What triggered the retrain: ``drift``, ``quality``, ``drift and quality``, or empty.
     """
     reference = training_features(project_dir=project_dir)
-    current = traffic_of(deployment_name=deployment_name, monitor=MONITOR)
+    current = traffic_of(deployment_name=deployment_name, monitor=MONITOR, limit=drift_window)
     drift = _server_secret(
         check_drift(reference=reference.output, current=current.output, columns=FEATURES)
     )
-    with dsl.If(drift.outputs["drifted"] == True, name="traffic-drifted"):  # noqa: E712
+    sent = _server_secret(
+        send_feedback(deployment_name=deployment_name, monitor=MONITOR, source=labels)
+    )
+    quality = _server_secret(
+        check_quality(
+            deployment_name=deployment_name,
+            monitor=MONITOR,
+            min_value=min_accuracy,
+            min_labels=min_labels,
+            raise_on_failure=False,
+        )
+    ).after(sent)
+    why = retrain_trigger(
+        drifted=drift.outputs["drifted"],
+        drift_summary=drift.outputs["summary"],
+        quality_failed=quality.outputs["failed"],
+        quality_summary=quality.outputs["summary"],
+    )
+    with dsl.If(why.outputs["retrain"] == True, name="retrain"):  # noqa: E712
         shipped = retrain_and_ship(
             deployment_name=deployment_name,
             project_dir=project_dir,
@@ -245,11 +296,11 @@ def closed_loop(
         _server_secret(
             export_monitoring(deployment_name=deployment_name, monitor=MONITOR, target=warehouse)
         ).after(shipped)
-    with dsl.Else(name="no-drift"):
+    with dsl.Else(name="keep-serving"):
         _server_secret(
             export_monitoring(deployment_name=deployment_name, monitor=MONITOR, target=warehouse)
         )
-    return drift.outputs["summary"]
+    return why.outputs["trigger"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,7 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--bad-model", action="store_true", help="train a useless model")
     parser.add_argument(
-        "--closed-loop", action="store_true", help="the closed loop instead (drift -> retrain)"
+        "--closed-loop",
+        action="store_true",
+        help="the closed loop instead (drift or a quality drop -> retrain)",
+    )
+    parser.add_argument(
+        "--labels", default="", help="with --closed-loop: labels that arrived (Parquet: id, label)"
     )
     args = parser.parse_args(argv)
     if not args.run_local:
@@ -277,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
 
     local.init(runner=local.SubprocessRunner(use_venv=False))
     if args.closed_loop:
-        print(closed_loop(project_dir=str(LOCAL_PROJECT)).output)
+        trigger = closed_loop(project_dir=str(LOCAL_PROJECT), labels=args.labels).output
+        print(f"retrained, triggered by {trigger}" if trigger else "kept serving")
         return 0
     try:
         rollout = retrain_and_ship(bad_model=args.bad_model, project_dir=str(LOCAL_PROJECT))

@@ -10,6 +10,7 @@ import importlib
 import os
 import subprocess
 import sys
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from bentoship.refs import find_revision
 from bentoship.server import LocalControlPlane
 from flytekitplugins.bentoship import IMAGE
 
+from ..quality_labels import labels_of_a_changed_world
 from ..traffic import TrafficLoop, send_drifted_traffic
 from .conftest import client_for
 
@@ -180,16 +182,76 @@ def test_closed_loop_retrains_on_drift_under_pyflyte_run(
         assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
         after = api.get_deployment(DEPLOYMENT)
     assert after.serving_revision != before.serving_revision and after.bento != before.bento
+    # In one process, flytekit hands a task's decks on to the tasks after it: the check that ran
+    # second shows both reports.
     decks = [p.read_text() for p in sandbox.rglob("deck.html")]
     drift_decks = [d for d in decks if "Drift report" in d]
-    assert len(drift_decks) == 1 and 'id="column-f0"' in drift_decks[0]
-    assert "4 of 4 columns drifted" in drift_decks[0]
+    assert drift_decks and all('id="column-f0"' in d for d in drift_decks)
+    assert all("4 of 4 columns drifted" in d for d in drift_decks)
+    quality_decks = [d for d in decks if "Quality report" in d]
+    assert quality_decks and all("not_enough_evidence" in d for d in quality_decks)  # no labels
+    assert "Retraining, triggered by drift: drift: 4 of 4 columns drifted" in ran.stdout
+    total, distinct = exported(warehouse)
+    assert total == distinct >= logged + 200, (total, distinct, logged)
+
+
+def exported(warehouse: Path) -> tuple[int, int]:
+    """The records the closed loop exported to its warehouse, and how many distinct."""
     import duckdb
 
     with duckdb.connect(str(warehouse), read_only=True) as db:
         row = db.execute("SELECT count(*), count(DISTINCT seq) FROM monitor_classifier")
         total, distinct = row.fetchone() or (0, 0)
-    assert total == distinct >= logged + 200, (total, distinct, logged)
+    return int(total), int(distinct)
+
+
+def test_closed_loop_retrains_on_a_quality_drop_without_drift(
+    good_run: tuple[Rollout, str],
+    shared_plane: LocalControlPlane,
+    example: ModuleType,
+    flyte_secret: None,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The closed loop, run in this process, once labels show that the serving model's accuracy
+    fell while its inputs did not drift (the drift check looks at the newest 200 records: the
+    labelled answers, like the training data): it retrains, and says quality triggered it."""
+    from flytekit import FlyteContextManager
+
+    assert shared_plane.connection is not None
+    warehouse = tmp_path / "warehouse.duckdb"
+    with client_for(shared_plane) as api:
+        before = api.get_deployment(DEPLOYMENT)
+        labels, accuracy = labels_of_a_changed_world(api, DEPLOYMENT, tmp_path, example._training())
+        started = time.time()
+        capfd.readouterr()
+        loop = run(
+            example.closed_loop,
+            deployment=DEPLOYMENT,
+            warehouse=str(warehouse),
+            labels=str(labels),
+            drift_window=200,
+            endpoint=shared_plane.connection.endpoint,
+        )
+        logs = capfd.readouterr().out
+        after = api.get_deployment(DEPLOYMENT)
+        figures = api.quality(DEPLOYMENT, example.MONITOR)
+    assert loop.drifted is False and loop.summary.startswith("no drift: 0 of 4 columns drifted")
+    assert (loop.quality, loop.trigger) == ("failed", "quality")
+    assert f"Retraining, triggered by quality: quality of {DEPLOYMENT}" in logs
+    assert f"is worse than min_value {example.QUALITY_THRESHOLD}" in logs
+    shipped = Rollout.from_json(loop.rollout)
+    assert after.serving_revision == shipped.revision != before.serving_revision
+    assert after.bento != before.bento and after.status == "running"
+    judged = {r["revision"]: r for r in figures["revisions"]}[before.serving_revision]
+    assert judged["labelled"] == 200 and judged["accuracy"] == pytest.approx(accuracy)
+    assert accuracy < example.QUALITY_THRESHOLD
+    sandbox = Path(FlyteContextManager.current_context().file_access.local_sandbox_dir)
+    decks = [p.read_text() for p in sandbox.rglob("deck.html") if p.stat().st_mtime >= started]
+    quality_decks = [d for d in decks if "Quality report" in d]
+    assert quality_decks and all("Confusion matrix" in d for d in quality_decks)
+    assert shared_plane.connection.token not in "".join(decks)
+    assert loop.exported > 0 and exported(warehouse)[0] == exported(warehouse)[1]
 
 
 def test_example_workflows_compile_for_a_cluster(example: ModuleType) -> None:

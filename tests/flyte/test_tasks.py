@@ -25,10 +25,12 @@ from flytekitplugins.bentoship import (
     analyze_shadow,
     build_bento,
     check_drift,
+    check_quality,
     deploy_and_wait,
     deploy_bento,
     push_bento,
     rollback_deployment,
+    send_feedback,
     smoke_test_deployment,
     wait_for_deployment,
 )
@@ -45,6 +47,9 @@ ALL_TASKS = (
     rollback_deployment,
     deploy_and_wait,
     analyze_shadow,
+    check_drift,
+    send_feedback,
+    check_quality,
 )
 
 
@@ -247,7 +252,7 @@ def test_entry_point_registers_the_connector_without_importing_bentoml() -> None
     assert out == ["flytekitplugins.bentoship.connector", "False", "False"]
 
 
-@pytest.mark.slow  # flytekit runs `pip list` for the deck of dependencies
+@pytest.mark.slow  # Evidently's preset
 def test_drift_report_is_a_deck(tmp_path: Path) -> None:
     from flytekit import FlyteContextManager
 
@@ -258,6 +263,7 @@ def test_drift_report_is_a_deck(tmp_path: Path) -> None:
         current=drift_parquet(tmp_path / "traffic.parquet", 0.6),
         share=0.1,
         evidently=True,
+        token="token-not-in-any-deck",  # unused: both sides are files
     )
     assert found.drifted is True and found.share_drifted == 0.5
     assert found.summary == "drift: 1 of 2 columns drifted (50%; threshold 10%): x; compared: x, y"
@@ -267,3 +273,4 @@ def test_drift_report_is_a_deck(tmp_path: Path) -> None:
     deck = decks[0].read_text()
     assert "Drift report" in deck and "column-x" in deck
     assert "Evidently report" in deck and "Dataset Drift" in deck
+    assert "token-not-in-any-deck" not in deck  # no inputs deck

@@ -186,6 +186,10 @@ def test_only_build_tasks_are_cached(source: str, tmp_path: Path) -> None:
             c["promote_deployment"](rollout=rollout).after(smoke)
         c["analyze_canary"](rollout=rollout, steps=[50, 100], interval=5)
         c["analyze_shadow"](rollout=rollout, min_pairs=50, apis=["predict"])
+        c["check_drift"](reference="train.parquet", current="traffic.parquet")
+        c["export_monitoring"](deployment_name="svc", monitor="m", target="w.duckdb")
+        sent = c["send_feedback"](deployment_name="svc", monitor="m", source="labels.parquet")
+        c["check_quality"](deployment_name="svc", monitor="m").after(sent)
 
     path = tmp_path / "caching.yaml"
     compiler.Compiler().compile(flat, str(path))
@@ -200,6 +204,10 @@ def test_only_build_tasks_are_cached(source: str, tmp_path: Path) -> None:
         "analyze-canary": False,
         "analyze-shadow": False,
         "rollback-deployment": False,
+        "check-drift": False,
+        "export-monitoring": False,
+        "send-feedback": False,
+        "check-quality": False,
     }
     assert {name.replace("-", "_") for name, cached in caching.items() if not cached} == UNCACHED
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +17,7 @@ from kfp.components import load_component_from_text
 from bentoship import Client, Rollout
 from bentoship.server import LocalControlPlane
 
+from ..quality_labels import labels_of_a_changed_world
 from ..traffic import TrafficLoop, send_drifted_traffic
 from .helpers import executor_labels, task_output, task_ran, with_task_env
 
@@ -48,7 +50,15 @@ def served_accuracy(url: str, train: ModuleType) -> float:
     return sum(int(a == b) for a, b in zip(answer, labels, strict=True)) / len(labels)
 
 
-def test_good_model_ships_bad_model_is_discarded_unseen_then_drift_retrains(
+def exported(warehouse: Path) -> tuple[int, int]:
+    """The records the closed loop exported to its warehouse, and how many distinct."""
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        row = db.execute("SELECT count(*), count(DISTINCT seq) FROM monitor_classifier")
+        total, distinct = row.fetchone() or (0, 0)
+    return int(total), int(distinct)
+
+
+def test_good_model_ships_bad_model_is_discarded_unseen_then_drift_and_quality_retrain(
     start_control_plane: Callable[..., LocalControlPlane],
     kfp_local: Callable[[str], Path],
     server_env: Callable[[LocalControlPlane], None],
@@ -121,15 +131,22 @@ def test_good_model_ships_bad_model_is_discarded_unseen_then_drift_retrains(
         assert served_accuracy(dep.url, train) == pytest.approx(0.89, abs=0.005)
 
     # 3. The closed loop, once the traffic has drifted: the drift check finds it, the retrain
-    # branch ships a new model, and the records are exported.
+    # branch ships a new model, and the records are exported. No labels: r1's quality is no
+    # evidence either way, and the drift alone triggers the retrain.
     with Client() as client:
         logged = send_drifted_traffic(client, name, train.traffic(200, shift=1.5))
     loop_root = kfp_local("loop")
     warehouse = tmp_path / "warehouse.duckdb"
-    summary = example.closed_loop(project_dir=str(PROJECT), warehouse=str(warehouse)).output
-    assert summary == (
+    trigger = example.closed_loop(project_dir=str(PROJECT), warehouse=str(warehouse)).output
+    assert trigger == "drift"
+    assert task_output(loop_root, "check-drift", "summary") == (
         "drift: 4 of 4 columns drifted (100%; threshold 50%): f0, f1, f2, f3; "
         "compared: f0, f1, f2, f3"
+    )
+    assert task_output(loop_root, "send-feedback", "sent") == 0
+    assert task_output(loop_root, "check-quality", "verdict") == "not_enough_evidence"
+    assert task_output(loop_root, "retrain-trigger", "reason") == task_output(
+        loop_root, "check-drift", "summary"
     )
     (report,) = [p for p in loop_root.rglob("report") if p.parent.name == "check-drift"]
     assert 'id="column-f0"' in report.read_text()
@@ -137,10 +154,36 @@ def test_good_model_ships_bad_model_is_discarded_unseen_then_drift_retrains(
     with Client() as client:
         dep = client.get_deployment(name)
     assert dep.serving_revision == "r3" and dep.bento not in (good.bento, bad.bento)
-    with duckdb.connect(str(warehouse), read_only=True) as db:
-        row = db.execute("SELECT count(*), count(DISTINCT seq) FROM monitor_classifier")
-        total, distinct = row.fetchone() or (0, 0)
+    total, distinct = exported(warehouse)
     assert total == distinct >= logged + 200, (total, distinct, logged)
+
+    # 4. Again once labels show that r3's accuracy fell while its inputs did not drift (the
+    # drift check looks at the newest 200 records: the labelled answers, like the training
+    # data): the quality check fails, and the retrain says quality triggered it.
+    with Client() as client:
+        labels, accuracy = labels_of_a_changed_world(client, name, tmp_path, train)
+    quality_root = kfp_local("quality")
+    trigger = example.closed_loop(
+        project_dir=str(PROJECT), warehouse=str(warehouse), labels=str(labels), drift_window=200
+    ).output
+    assert trigger == "quality"
+    assert task_output(quality_root, "check-drift", "drifted") is False
+    sent = [task_output(quality_root, "send-feedback", k) for k in ("sent", "stored", "pending")]
+    assert sent == [200, 200, 0]
+    checked = json.loads(task_output(quality_root, "check-quality", "report_json"))
+    assert (checked["verdict"], checked["serving"], checked["labels"]) == ("failed", "r3", 200)
+    assert checked["value"] == pytest.approx(accuracy) and accuracy < example.QUALITY_THRESHOLD
+    assert f"is worse than min_value {example.QUALITY_THRESHOLD}" in checked["reason"]
+    assert task_output(quality_root, "check-quality", "failed") is True
+    (page,) = [p for p in quality_root.rglob("report") if p.parent.name == "check-quality"]
+    assert "Confusion matrix" in page.read_text() and "r3" in page.read_text()
+    summary = task_output(quality_root, "check-quality", "summary")
+    assert summary.startswith(f"quality of {name} r3: failed: accuracy")
+    assert task_output(quality_root, "retrain-trigger", "reason") == summary
+    with Client() as client:
+        dep = client.get_deployment(name)
+    assert dep.serving_revision == "r4" and dep.status == "running"
+    assert exported(warehouse)[0] == exported(warehouse)[1] >= total + 200
 
     model_dir = Path("models") / "example_classifier"
     assert (homes / "exec-train-model" / model_dir).is_dir()
@@ -148,3 +191,40 @@ def test_good_model_ships_bad_model_is_discarded_unseen_then_drift_retrains(
     assert (homes / "exec-push-bento" / "bentos" / "example_classifier").is_dir()
     assert not (homes / "exec-deploy-bento" / "models").exists()
     assert not (homes / "exec-deploy-bento" / "bentos").exists()
+
+
+def test_closed_loop_says_what_triggered_the_retrain(example: ModuleType) -> None:
+    """The retrain's trigger from the two checks' outputs (no process)."""
+    decide = example.retrain_trigger.python_func
+    drift, calm = "drift: 2 of 4 columns drifted", "no drift: 0 of 4 columns drifted"
+    dropped = "quality of svc r3: failed: accuracy 0.6 over 300 labels"
+    assert decide(False, calm, False, "quality of svc r3: passed") == (False, "", "")
+    assert decide(True, drift, False, "-") == (True, "drift", drift)
+    assert decide(False, calm, True, dropped) == (True, "quality", dropped)
+    both = decide(True, drift, True, dropped)
+    assert both == (True, "drift and quality", f"{drift}; {dropped}")
+
+
+def test_closed_loop_compiles_with_one_branch_on_the_trigger(
+    example: ModuleType, tmp_path: Path
+) -> None:
+    import yaml
+
+    path = tmp_path / "closed_loop.yaml"
+    compiler.Compiler().compile(example.closed_loop, str(path))
+    spec, platform = yaml.safe_load_all(path.read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["check-quality"]["dependentTasks"] == ["send-feedback"]
+    quality_inputs = tasks["check-quality"]["inputs"]["parameters"]
+    assert quality_inputs["raise_on_failure"] == {"runtimeValue": {"constant": False}}
+    assert quality_inputs["min_value"] == {"componentInputParameter": "min_accuracy"}
+    assert tasks["send-feedback"]["inputs"]["parameters"]["source"] == {
+        "componentInputParameter": "labels"
+    }
+    assert set(tasks["retrain-trigger"]["dependentTasks"]) == {"check-drift", "check-quality"}
+    branches = spec["components"]["comp-condition-branches-1"]["dag"]["tasks"]
+    conditions = {b["triggerPolicy"]["condition"] for b in branches.values()}
+    retrain = "inputs.parameter_values['pipelinechannel--retrain-trigger-retrain'] == true"
+    assert conditions == {retrain, f"!({retrain})"}
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {"exec-send-feedback", "exec-check-quality", "exec-check-drift"} <= set(executors)

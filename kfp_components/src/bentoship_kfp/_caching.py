@@ -24,6 +24,10 @@ UNCACHED = frozenset(
         "analyze_canary",
         "analyze_shadow",
         "rollback_deployment",
+        "check_drift",
+        "export_monitoring",
+        "send_feedback",
+        "check_quality",
     }
 )
 """The components whose tasks never use the cache."""

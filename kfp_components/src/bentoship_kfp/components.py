@@ -24,6 +24,11 @@ share of live traffic first, or ``analyze_shadow``, which compares its answers t
 requests first) switches the endpoint to it; ``rollback_deployment`` discards a
 candidate that is still held.
 
+Monitoring: ``check_drift`` compares the traffic with the training data, ``export_monitoring``
+copies the monitoring records to a warehouse, ``send_feedback`` sends the labels that arrive
+after the predictions, and ``check_quality`` holds the serving revision's quality against a
+baseline; the checks write HTML artifacts and output a flag for a ``dsl.If``.
+
 The server comes from the ``endpoint``/``token`` parameters, else the ``BENTO_CLOUD_API_ENDPOINT``
 and ``BENTO_CLOUD_API_KEY`` environment variables (in a cluster: a Kubernetes secret exposed as
 environment variables), else a local control plane's ``connection.json``.
@@ -51,11 +56,13 @@ __all__ = [
     "analyze_shadow",
     "build_bento",
     "check_drift",
+    "check_quality",
     "deploy_bento",
     "export_monitoring",
     "promote_deployment",
     "push_bento",
     "rollback_deployment",
+    "send_feedback",
     "smoke_test_deployment",
     "wait_for_deployment",
     "with_image",
@@ -696,6 +703,186 @@ def export_monitoring(
     return (result.count, result.watermark)
 
 
+@never_cached
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def send_feedback(
+    deployment_name: str,
+    monitor: str,
+    source: str,
+    id_field: str = "",
+    label_field: str = "label",
+    id_column: str = "id",
+    time_column: str = "",
+    watermark_column: str = "",
+    endpoint: str = "",
+    token: str = "",
+) -> NamedTuple(
+    "FeedbackOutputs",
+    [
+        ("sent", int),
+        ("stored", int),
+        ("duplicates", int),
+        ("corrections", int),
+        ("pending", int),
+    ],
+):
+    """Send the labels that arrived after the predictions (ground truth) for a monitor's
+    predictions; the control plane joins them and keeps each label once.
+
+    Args:
+        deployment_name: The deployment whose predictions are labelled.
+        monitor: The monitor's name, as in ``bentoml.monitor("<name>")``.
+        source: The labels: a Parquet file or folder, or JSON ``{"url", "query"}`` (a SQL
+            query on a SQLAlchemy URL); empty to send nothing.
+        id_field: The monitor record's field the ids are values of; empty for its
+            ``request_id`` (hex, as in the ``X-BentoML-Request-ID`` header, or decimal).
+        label_field: The column of the label.
+        id_column: The column of the id.
+        time_column: The column of when the label was known; empty for when it is received.
+        watermark_column: A column that only rises (whole numbers): send only the rows above
+            the watermark the control plane keeps for this source, so a re-run sends nothing
+            twice; empty to send every row.
+        endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
+        token: API token; empty for ``BENTO_CLOUD_API_KEY``.
+
+    Returns:
+        sent: labels sent; stored: new ones; duplicates: ones already held; corrections:
+        ones that replaced another label; pending: ones whose prediction is not stored yet.
+    """
+    if not source.strip():
+        print(f"no labels source given; nothing sent for {deployment_name}/{monitor}")
+        return (0, 0, 0, 0, 0)
+
+    from bentoship import Client
+    from bentoship.steps import send_feedback as send
+
+    with Client(endpoint or None, token or None) as client:
+        result = send(
+            deployment_name,
+            source,
+            monitor=monitor,
+            id_field=id_field or None,
+            label_field=label_field,
+            id_column=id_column,
+            time_column=time_column or None,
+            watermark_column=watermark_column or None,
+            client=client,
+        )
+    print(
+        f"sent {result.sent} labels for {deployment_name}/{monitor}: {result.stored} new, "
+        f"{result.duplicates} duplicates, {result.corrections} corrections, {result.pending} "
+        "waiting for their prediction"
+    )
+    return (result.sent, result.stored, result.duplicates, result.corrections, result.pending)
+
+
+@never_cached
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def check_quality(
+    deployment_name: str,
+    monitor: str,
+    report: Output[HTML],
+    figures: Output[Metrics],
+    metric: str = "accuracy",
+    min_value: Optional[float] = None,  # noqa: UP045
+    max_drop: float = 0.05,
+    baseline: str = "previous_revision",
+    training_value: Optional[float] = None,  # noqa: UP045
+    min_labels: int = 200,
+    since: str = "7d",
+    prediction_field: str = "",
+    score_field: str = "",
+    id_field: str = "",
+    raise_on_failure: bool = True,
+    rollback_on_failure: bool = False,
+    endpoint: str = "",
+    token: str = "",
+) -> NamedTuple(
+    "QualityOutputs",
+    [("failed", bool), ("verdict", str), ("summary", str), ("report_json", str)],
+):
+    """Hold the serving revision's quality (its predictions on ``monitor`` joined to their
+    labels) against a baseline.
+
+    It fails when the metric is worse than the baseline by more than ``max_drop`` with its 95%
+    interval clear of it, or worse than ``min_value``; with fewer than ``min_labels`` labels
+    it is ``not_enough_evidence``, which does not fail. The HTML report is the ``report``
+    artifact (the KFP UI shows it), and the figures are ``figures`` metrics. Use ``failed`` in
+    a ``dsl.If`` to retrain; with ``raise_on_failure`` a failed check fails the task once the
+    artifacts are written.
+
+    Args:
+        deployment_name: The deployment whose serving revision to check.
+        monitor: The monitor whose predictions were labelled.
+        report: The quality report, one self-contained HTML page.
+        figures: The serving revision's value, labels, coverage and the baseline's value.
+        metric: ``accuracy``, ``precision``, ``recall``, ``f1``, ``roc_auc``, or ``mae``,
+            ``rmse``, ``r2``, ``mape``.
+        min_value: The metric must not be worse than this.
+        max_drop: How much worse than the baseline the metric may be.
+        baseline: ``previous_revision``, ``training`` (with ``training_value``), or a number.
+        training_value: The metric at training time, for ``baseline="training"``.
+        min_labels: Fewer labels are not enough evidence either way.
+        since: The predictions since then: a time ago (``7d``) or ISO-8601.
+        prediction_field: The record's field of the prediction; empty for the monitor's schema.
+        score_field: The record's field of a score, for ROC AUC.
+        id_field: The record's field the labels' ids are values of; empty for its
+            ``request_id``.
+        raise_on_failure: Fail the task when the check fails (a gate).
+        rollback_on_failure: When the check fails, roll the deployment back to the previous
+            revision first.
+        endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
+        token: API token; empty for ``BENTO_CLOUD_API_KEY``.
+
+    Returns:
+        failed: Whether the check failed; verdict: ``passed``, ``failed`` or
+        ``not_enough_evidence``; summary: one line; report_json: the report as JSON
+        (``bentoship.QualityReport.from_dict``).
+    """
+    import os
+
+    from bentoship import Client, QualityPolicy
+    from bentoship.errors import QualityFailed
+    from bentoship.steps import check_quality as check
+
+    try:
+        chosen: float | str = float(baseline)
+    except ValueError:
+        chosen = baseline
+    policy = QualityPolicy(
+        monitor=monitor,
+        metric=metric,
+        min_value=min_value,
+        max_drop=max_drop,
+        baseline=chosen,
+        training_value=training_value,
+        min_labels=int(min_labels),
+        since=since,
+        prediction_field=prediction_field or None,
+        score_field=score_field or None,
+        id_field=id_field or None,
+    )
+    with Client(endpoint or None, token or None) as client:
+        found = check(
+            deployment_name,
+            policy,
+            client=client,
+            raise_on_failure=False,
+            rollback_on_failure=rollback_on_failure,
+        )
+    os.makedirs(os.path.dirname(report.path), exist_ok=True)
+    with open(report.path, "w", encoding="utf-8") as handle:
+        handle.write(found.html())
+    for name in ("value", "labels", "coverage", "baseline_value"):
+        value = getattr(found, name)
+        if value is not None:
+            figures.log_metric(name, float(value))
+    print(found.summary())
+    if found.failed and raise_on_failure:
+        raise QualityFailed(found)
+    return (found.failed, found.verdict, found.summary(), found.to_json())
+
+
 COMPONENTS = {
     "build_bento": build_bento,
     "push_bento": push_bento,
@@ -708,6 +895,8 @@ COMPONENTS = {
     "rollback_deployment": rollback_deployment,
     "check_drift": check_drift,
     "export_monitoring": export_monitoring,
+    "send_feedback": send_feedback,
+    "check_quality": check_quality,
 }
 """Every component by its Python name (the shipped YAML files are named after it)."""
 

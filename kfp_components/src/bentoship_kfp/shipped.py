@@ -33,6 +33,8 @@ COMPONENT_NAMES = (
     "rollback_deployment",
     "check_drift",
     "export_monitoring",
+    "send_feedback",
+    "check_quality",
 )
 YAML_PACKAGE = "bentoship_kfp.component_yaml"
 

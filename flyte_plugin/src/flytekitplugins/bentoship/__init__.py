@@ -17,6 +17,10 @@ flytekit plugin for bentoship: ship BentoML services from Flyte workflows.
    analyze_shadow
    rollback_deployment
    deploy_and_wait
+   check_drift
+   export_monitoring
+   send_feedback
+   check_quality
    workflow_with_rollback
    RollbackOnFailure
    IMAGE
@@ -34,7 +38,16 @@ from ._connection import API_KEY_SECRET
 from ._version import __version__
 from .connector import BentoDeploymentConnector, BentoDeploymentMetadata
 from .image import IMAGE, image_spec
-from .monitoring import DriftOutputs, ExportOutputs, check_drift, export_monitoring
+from .monitoring import (
+    DriftOutputs,
+    ExportOutputs,
+    FeedbackOutputs,
+    QualityOutputs,
+    check_drift,
+    check_quality,
+    export_monitoring,
+    send_feedback,
+)
 from .rollback import RollbackOnFailure, workflow_with_rollback
 from .task import BentoDeploymentConfig, BentoDeploymentTask
 from .tasks import (
@@ -63,12 +76,15 @@ __all__ = [
     "DeployAndWaitOutputs",
     "DriftOutputs",
     "ExportOutputs",
+    "FeedbackOutputs",
+    "QualityOutputs",
     "RollbackOnFailure",
     "__version__",
     "analyze_canary",
     "analyze_shadow",
     "build_bento",
     "check_drift",
+    "check_quality",
     "deploy_and_wait",
     "deploy_bento",
     "export_monitoring",
@@ -76,6 +92,7 @@ __all__ = [
     "promote_deployment",
     "push_bento",
     "rollback_deployment",
+    "send_feedback",
     "smoke_test_deployment",
     "wait_for_deployment",
     "workflow_with_rollback",

@@ -1,4 +1,5 @@
-"""Flyte tasks for ML monitoring: check drift (the report in a Flyte Deck), export records.
+"""Flyte tasks for ML monitoring: check drift, export records, send the labels that arrive
+after the predictions, and check the serving revision's quality (the reports in Flyte Decks).
 
 bentoship, numpy and scipy are imported inside the task bodies only.
 """
@@ -12,7 +13,16 @@ from flytekit.types.file import FlyteFile
 from ._connection import API_KEY_SECRET, client
 from .image import IMAGE
 
-__all__ = ["DriftOutputs", "ExportOutputs", "check_drift", "export_monitoring"]
+__all__ = [
+    "DriftOutputs",
+    "ExportOutputs",
+    "FeedbackOutputs",
+    "QualityOutputs",
+    "check_drift",
+    "check_quality",
+    "export_monitoring",
+    "send_feedback",
+]
 
 
 class DriftOutputs(NamedTuple):
@@ -28,7 +38,35 @@ class ExportOutputs(NamedTuple):
     watermark: int
 
 
-@task(cache=False, enable_deck=True, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
+class FeedbackOutputs(NamedTuple):
+    sent: int
+    stored: int
+    """Labels new to the control plane."""
+    duplicates: int
+    corrections: int
+    """Labels that replaced a different one."""
+    pending: int
+    """Labels whose prediction is not stored yet (they join once it is)."""
+
+
+class QualityOutputs(NamedTuple):
+    failed: bool
+    verdict: str
+    """``passed``, ``failed`` or ``not_enough_evidence``."""
+    summary: str
+    report: FlyteFile
+    """The HTML report."""
+    report_json: str
+    """The report as JSON (``bentoship.QualityReport.from_dict``)."""
+
+
+@task(
+    cache=False,
+    enable_deck=True,
+    deck_fields=(),  # only the reports: the inputs deck would show the token
+    secret_requests=[API_KEY_SECRET],
+    container_image=IMAGE,
+)
 def check_drift(
     reference: str,
     current: str,
@@ -117,3 +155,128 @@ def export_monitoring(
         with client(endpoint, token) as api:
             result = export(name, monitor, target, since=since, table=table, client=api)
     return ExportOutputs(result.count, result.watermark)
+
+
+@task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
+def send_feedback(
+    name: str,
+    monitor: str,
+    source: str | None = None,
+    id_field: str | None = None,
+    label_field: str = "label",
+    id_column: str = "id",
+    time_column: str | None = None,
+    watermark_column: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> FeedbackOutputs:
+    """Send the labels that arrived after the predictions (ground truth) for ``monitor``'s
+    predictions of deployment ``name``; the control plane joins them and keeps each once.
+
+    ``source`` is a Parquet file or folder, or JSON ``{"url": ..., "query": ...}`` (a SQL query
+    on a SQLAlchemy URL); empty or None sends nothing. Each row names a prediction by
+    ``id_column`` (the monitor record's ``request_id``, in hex as in the
+    ``X-BentoML-Request-ID`` header or in decimal, or the record's field ``id_field``) and holds
+    its label in ``label_field``; ``time_column``, when the label was known. With
+    ``watermark_column`` (whole numbers that only rise) a re-run sends nothing twice.
+    """
+    if not source or not source.strip():
+        return FeedbackOutputs(0, 0, 0, 0, 0)
+
+    from bentoship.steps import send_feedback as send
+
+    with client(endpoint, token) as api:
+        result = send(
+            name,
+            source,
+            monitor=monitor,
+            id_field=id_field or None,
+            label_field=label_field,
+            id_column=id_column,
+            time_column=time_column or None,
+            watermark_column=watermark_column or None,
+            client=api,
+        )
+    return FeedbackOutputs(
+        result.sent, result.stored, result.duplicates, result.corrections, result.pending
+    )
+
+
+def _baseline(text: str) -> str | float:
+    """``previous_revision``, ``training``, or a number given as text."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+@task(
+    cache=False,
+    enable_deck=True,
+    deck_fields=(),  # only the report: the inputs deck would show the token
+    secret_requests=[API_KEY_SECRET],
+    container_image=IMAGE,
+)
+def check_quality(
+    name: str,
+    monitor: str,
+    metric: str = "accuracy",
+    min_value: float | None = None,
+    max_drop: float = 0.05,
+    baseline: str = "previous_revision",
+    training_value: float | None = None,
+    min_labels: int = 200,
+    since: str = "7d",
+    prediction_field: str | None = None,
+    score_field: str | None = None,
+    id_field: str | None = None,
+    raise_on_failure: bool = True,
+    rollback_on_failure: bool = False,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> QualityOutputs:
+    """Hold the serving revision's quality (its predictions on ``monitor`` joined to their
+    labels) against a baseline; the HTML report is the task's *Quality report* deck and its
+    ``report`` output.
+
+    It fails when ``metric`` is worse than ``baseline`` (``previous_revision``, ``training``
+    with ``training_value``, or a number) by more than ``max_drop`` with its 95% interval clear
+    of it, or worse than ``min_value``; with fewer than ``min_labels`` labels since ``since``
+    it is ``not_enough_evidence``, which does not fail. Branch on ``failed``; with
+    ``raise_on_failure`` a failed check fails the task, and with ``rollback_on_failure`` it
+    first rolls the deployment back to the previous revision.
+    """
+    from bentoship import QualityFailed, QualityPolicy
+    from bentoship.steps import check_quality as check
+
+    policy = QualityPolicy(
+        monitor=monitor,
+        metric=metric,
+        min_value=min_value,
+        max_drop=max_drop,
+        baseline=_baseline(baseline),
+        training_value=training_value,
+        min_labels=min_labels,
+        since=since,
+        prediction_field=prediction_field or None,
+        score_field=score_field or None,
+        id_field=id_field or None,
+    )
+    with client(endpoint, token) as api:
+        report = check(
+            name,
+            policy,
+            client=api,
+            raise_on_failure=False,
+            rollback_on_failure=rollback_on_failure,
+        )
+    page = report.html()
+    path = flytekit.current_context().working_directory + "/quality-report.html"
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    flytekit.Deck("Quality report", page)
+    if report.failed and raise_on_failure:
+        raise QualityFailed(report)
+    return QualityOutputs(
+        report.failed, report.verdict, report.summary(), FlyteFile(path), report.to_json()
+    )
