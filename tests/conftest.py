@@ -250,8 +250,10 @@ def start_control_plane(tmp_path: Path) -> Iterator[Callable[..., LocalControlPl
 
 
 def shared_plane_like(data_dir: Path) -> LocalControlPlane:
-    """A control plane (not started) with ``shared_plane``'s settings."""
-    return LocalControlPlane(data_dir, readiness_timeout=60, rollback_window=60)
+    """A control plane (not started) with ``shared_plane``'s settings: no head sampling of
+    traces (a test that traces sends a sampled ``traceparent``), so the modules that compare
+    the plane's latency figures with their clients' measure the proxy alone."""
+    return LocalControlPlane(data_dir, readiness_timeout=60, rollback_window=60, trace_sample=0.0)
 
 
 @pytest.fixture(scope="session")

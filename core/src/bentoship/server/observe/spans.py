@@ -57,6 +57,9 @@ HEX_TRACE = re.compile(r"[0-9a-f]{32}")
 DECIMAL = re.compile(r"[0-9]{1,39}")
 STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
 BATCH_SPANS = 500
+CANDIDATES_PER_ROOT = 4
+"""Spans stored without their parent in the same batch are root candidates; a search reads
+this many candidates per root it answers, then drops those whose parent is stored."""
 
 
 def trace_id_of(text: str) -> str:
@@ -122,16 +125,11 @@ class SpanStore:
             insert_columns(self.cursor, "span_batch", rows)
             self.cursor.execute(
                 f"INSERT INTO spans ({', '.join(COLUMNS)}, is_root) SELECT b.*, "
-                "b.parent_id IS NULL OR NOT (EXISTS (SELECT 1 FROM span_batch c WHERE "
-                "c.trace_id = b.trace_id AND c.span_id = b.parent_id) OR EXISTS (SELECT 1 FROM "
-                "spans p WHERE p.trace_id = b.trace_id AND p.span_id = b.parent_id)) "
+                "b.parent_id IS NULL OR NOT EXISTS (SELECT 1 FROM span_batch c WHERE "
+                "c.trace_id = b.trace_id AND c.span_id = b.parent_id) "
                 "FROM span_batch b "
                 "QUALIFY row_number() OVER (PARTITION BY b.trace_id, b.span_id) = 1 "
                 "ON CONFLICT DO NOTHING"
-            )
-            self.cursor.execute(
-                "UPDATE spans SET is_root = false WHERE is_root AND parent_id IS NOT NULL AND "
-                "(trace_id, parent_id) IN (SELECT trace_id, span_id FROM span_batch)"
             )
             self.cursor.execute("DROP TABLE span_batch")
             self.cursor.execute("COMMIT")
@@ -158,8 +156,9 @@ class SpanStore:
     ) -> list[dict[str, Any]]:
         """The deployment's traces whose root started in the window, newest first: each root
         span (one whose parent is not stored, such as a caller's) with its trace's span count
-        and whether any span errored. The newest ``limit`` roots are found first, by the
-        ``is_root`` flag the writes keep, then only their traces are counted."""
+        and whether any span errored. The newest root candidates are read first (a span
+        stored without its parent in the same batch), those whose parent is stored now are
+        dropped, and only the remaining traces are counted."""
         where = ["deployment = ?", "is_root", "start >= ?", "start < ?"]
         params: list[Any] = [deployment, since, until]
         if min_duration_ms is not None:
@@ -181,12 +180,17 @@ class SpanStore:
             )
             params += [deployment, since - 3600]
         sql = (
-            "WITH roots AS (SELECT trace_id, span_id, name, service, revision, start, "
-            f"duration_ms, status FROM spans WHERE {' AND '.join(where)} "
+            "WITH candidates AS (SELECT trace_id, span_id, parent_id, name, service, revision, "
+            f"start, duration_ms, status FROM spans WHERE {' AND '.join(where)} "
+            "ORDER BY start DESC LIMIT ?), "
+            "roots AS (SELECT trace_id, span_id, name, service, revision, start, duration_ms, "
+            "status FROM candidates c WHERE c.parent_id IS NULL OR NOT EXISTS (SELECT 1 FROM "
+            "spans p WHERE p.trace_id = c.trace_id AND p.span_id = c.parent_id) "
             "ORDER BY start DESC LIMIT ?) "
             "SELECT r.*, count(t.span_id), bool_or(t.status = 2) FROM roots r "
             "JOIN spans t ON t.trace_id = r.trace_id GROUP BY ALL ORDER BY r.start DESC"
         )
+        params.append(limit * CANDIDATES_PER_ROOT)
         found = self.reader().execute(sql, [*params, limit]).fetchall()
         names = ("trace_id", "span_id", "name", "service", "revision", "start", "duration_ms")
         return [
