@@ -16,6 +16,7 @@ from . import (
     monitoring,
     parse,
     proxy,
+    quality,
     rollouts,
     shadow,
     tracing,
@@ -43,6 +44,7 @@ MODULES = (
     shadow,
     mirror,
     tracing,
+    quality,
 )
 
 

@@ -271,37 +271,48 @@ class FeedbackStore:
     def counts(self, deployment: str, monitor: str, table: str | None = None) -> dict[str, int]:
         """Labels stored for ``monitor``, corrections made, and (with the monitor's ``table``)
         labels whose id matches no stored prediction (pending, or unknown ids)."""
-        unmatched = "0"
-        if table is not None:
-            unmatched = (
-                "count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM "
-                f"{table} r WHERE r.deployment = f.deployment AND "
-                "json_extract_string(r.record, '$.' || f.id_field) = f.id))"
-            )
-        row = (
-            self.reader()
-            .execute(
-                f"SELECT count(*), coalesce(sum(corrections), 0), {unmatched} FROM feedback f "
-                "WHERE deployment = ? AND monitor = ?",
-                [deployment, monitor],
-            )
-            .fetchone()
-        )
+        reader = self.reader()
+        row = reader.execute(
+            "SELECT count(*), coalesce(sum(corrections), 0) FROM feedback "
+            "WHERE deployment = ? AND monitor = ?",
+            [deployment, monitor],
+        ).fetchone()
         if not row:
             return {}
-        return {"labels": int(row[0]), "corrections": int(row[1]), "unmatched": int(row[2])}
+        unmatched = 0
+        if table is not None:
+            fields = reader.execute(
+                "SELECT DISTINCT id_field FROM feedback WHERE deployment = ? AND monitor = ?",
+                [deployment, monitor],
+            ).fetchall()
+            for (id_field,) in fields:
+                found = reader.execute(
+                    "SELECT count(*) FROM feedback f WHERE f.deployment = ? AND f.monitor = ? "
+                    f"AND f.id_field = ? AND f.id NOT IN (SELECT {record_id(id_field, 'r')} "
+                    f"FROM {table} r WHERE r.deployment = ? AND {record_id(id_field, 'r')} "
+                    "IS NOT NULL)",
+                    [deployment, monitor, id_field, deployment],
+                ).fetchone()
+                unmatched += int(found[0]) if found else 0
+        return {"labels": int(row[0]), "corrections": int(row[1]), "unmatched": unmatched}
 
     def prune(self, tables: dict[str, str], now: float | None = None) -> None:
         """Forget labels older than the join window that never met their prediction (run by
         the writer); ``tables``: each monitor's table."""
         cutoff = (time.time() if now is None else now) - self.join_window
         for monitor, table in tables.items():
-            self.cursor.execute(
-                "DELETE FROM feedback f WHERE f.monitor = $1 AND f.received < $2 AND NOT EXISTS "
-                f"(SELECT 1 FROM {table} r WHERE r.deployment = f.deployment AND "
-                "json_extract_string(r.record, '$.' || f.id_field) = f.id)",
+            fields = self.cursor.execute(
+                "SELECT DISTINCT id_field FROM feedback WHERE monitor = ? AND received < ?",
                 [monitor, cutoff],
-            )
+            ).fetchall()
+            for (id_field,) in fields:
+                self.cursor.execute(
+                    "DELETE FROM feedback f WHERE f.monitor = ? AND f.id_field = ? AND "
+                    "f.received < ? AND NOT EXISTS (SELECT 1 FROM "
+                    f"{table} r WHERE r.deployment = f.deployment AND "
+                    f"{record_id(id_field, 'r')} = f.id)",
+                    [monitor, id_field, cutoff],
+                )
 
     def forget(self, deployment: str) -> None:
         self.cursor.execute("DELETE FROM feedback WHERE deployment = ?", [deployment])
