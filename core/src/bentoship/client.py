@@ -346,6 +346,27 @@ class _Plans:
         )
         return dict((yield from self._send(call)))
 
+    def _plan_traces(self, name: str, params: dict[str, Any]) -> Plan[list[dict[str, Any]]]:
+        extensions = yield from self._plan_extensions()
+        if "traces" not in extensions:
+            raise InvalidRequestError(
+                "this server keeps no traces (BentoCloud has no API for them); read them in "
+                "the OTLP backend your services export to"
+            )
+        query = {key: value for key, value in params.items() if value is not None}
+        call = Call(
+            "GET", _deployment_path(name, "/traces"), params=query, not_found=_not_found(name)
+        )
+        return list((yield from self._send(call))["traces"])
+
+    def _plan_trace(self, trace_id: str) -> Plan[list[dict[str, Any]]]:
+        call = Call(
+            "GET",
+            f"/api/v2/traces/{trace_id}",
+            not_found=f"trace {trace_id!r} not found; it may not be sampled, or is past retention",
+        )
+        return list((yield from self._send(call))["spans"])
+
     def _plan_shadow(self, name: str) -> Plan[dict[str, Any]]:
         call = Call("GET", _deployment_path(name, "/shadow"), not_found=_not_found(name))
         return dict((yield from self._send(call)))
@@ -678,6 +699,27 @@ class Client(_Plans):
         """``name``'s pairs of answers after ``since`` (seconds since the epoch), oldest first."""
         return self._run(self._plan_shadow_pairs(name, since, limit))
 
+    def traces(
+        self,
+        name: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        min_duration: float | None = None,
+        status: str | None = None,
+        revision: str | None = None,
+        q: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """``name``'s traces (their root spans), newest first, on the local control plane."""
+        params = {"since": since, "until": until, "min_duration": min_duration}
+        params |= {"status": status, "revision": revision, "q": q, "limit": limit}
+        return self._run(self._plan_traces(name, params))
+
+    def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        """Every stored span of one trace (its 32 hex digits, or a record's decimal id)."""
+        return self._run(self._plan_trace(trace_id))
+
     def analysis(self, name: str, seen: int = -1, timeout: float = 0.0) -> dict[str, Any]:
         """``name``'s latest analysis; with ``timeout``, once it judged more than ``seen``
         steps or ended (a long poll)."""
@@ -962,6 +1004,25 @@ class AsyncClient(_Plans):
         self, name: str, since: float = 0.0, limit: int = 100
     ) -> list[dict[str, Any]]:
         return await self._run(self._plan_shadow_pairs(name, since, limit))
+
+    async def traces(
+        self,
+        name: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        min_duration: float | None = None,
+        status: str | None = None,
+        revision: str | None = None,
+        q: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        params = {"since": since, "until": until, "min_duration": min_duration}
+        params |= {"status": status, "revision": revision, "q": q, "limit": limit}
+        return await self._run(self._plan_traces(name, params))
+
+    async def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        return await self._run(self._plan_trace(trace_id))
 
     async def analysis(self, name: str, seen: int = -1, timeout: float = 0.0) -> dict[str, Any]:
         return await self._run(self._plan_analysis(name, seen, timeout))

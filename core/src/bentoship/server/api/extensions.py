@@ -41,6 +41,7 @@ EXTENSIONS = (
     "monitoring",
     "quality",
     "approvals",
+    "traces",
 )
 MAX_LOG_LINES = 10000
 
