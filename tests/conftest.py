@@ -34,6 +34,7 @@ for _name in ("BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY"):
 import pytest  # noqa: E402
 
 from bentoship.server import LocalControlPlane  # noqa: E402
+from bentoship.testing import ServerHandle  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bentos"
 
@@ -43,6 +44,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "bentos"
 PROCESS_FIXTURES = frozenset(
     {
         "shared_plane",  # bentoship server, then bentoml serve per revision
+        "bentoship_server",  # the plugin's session plane (behind shared_plane too)
+        "bento_deployment",  # the plugin's deployments: bentoml serve
+        "module_bento_deployment",
         "start_control_plane",  # the same, per test
         "echo_v1",  # bentoml build
         "echo_v2",  # bentoml build
@@ -140,57 +144,20 @@ def build_fixture_bento(
 ) -> str:
     """Build ``tests/fixtures/bentos/<project>``, with an optional version.txt; return its tag.
 
-    With ``cache`` (a folder every xdist worker of the run shares), the first worker to need a
-    bento builds it and exports it there, keyed by a hash of its sources; the others import the
-    exported bento (same tag, same files) instead of building it again.
+    With ``cache`` (a folder every xdist worker of the run shares), the plugin's build cache
+    builds each project content once: the first worker to need a bento builds and exports it,
+    the others import it (same tag, same files).
     """
-    import bentoml
+    from bentoship.steps import build
+    from bentoship.testing import BuildCache
 
-    if cache is not None:
-        return _cached_fixture_bento(project, workdir, version_text, cache)
     source = workdir / f"{project}-{version_text or 'src'}"
     if source.exists():
         shutil.rmtree(source)
-    shutil.copytree(FIXTURES / project, source)
+    shutil.copytree(FIXTURES / project, source, ignore=shutil.ignore_patterns("__pycache__"))
     if version_text is not None:
         (source / "version.txt").write_text(version_text + "\n")
-    with contextlib.chdir(source):
-        bento = bentoml.bentos.build_bentofile(build_ctx=str(source))
-    return str(bento.tag)
-
-
-def _fixture_source_hash(project: str, version_text: str | None) -> str:
-    import hashlib
-
-    import bentoml
-
-    digest = hashlib.sha256(f"{bentoml.__version__}\0{version_text}\0".encode())
-    for path in sorted((FIXTURES / project).rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(path.relative_to(FIXTURES).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def _cached_fixture_bento(
-    project: str, workdir: Path, version_text: str | None, cache: Path
-) -> str:
-    import fcntl
-
-    import bentoml
-
-    key = f"{project}-{version_text or 'src'}-{_fixture_source_hash(project, version_text)}"
-    archive = cache / f"{key}.bento"
-    cache.mkdir(parents=True, exist_ok=True)
-    with (cache / f"{key}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per key; the others wait, then import
-        if archive.exists():
-            return str(bentoml.bentos.import_bento(str(archive)).tag)
-        tag = build_fixture_bento(project, workdir, version_text)
-        partial = cache / f"{key}.partial.bento"
-        bentoml.bentos.export_bento(tag, str(partial))
-        partial.replace(archive)
-        return tag
+    return BuildCache(cache).build(source) if cache is not None else build(source)
 
 
 @pytest.fixture(scope="session")
@@ -249,18 +216,28 @@ def start_control_plane(tmp_path: Path) -> Iterator[Callable[..., LocalControlPl
         plane.stop()
 
 
+SHARED_PLANE_OPTIONS = {"readiness_timeout": 60, "rollback_window": 60, "trace_sample": 0.0}
+
+
 def shared_plane_like(data_dir: Path) -> LocalControlPlane:
     """A control plane (not started) with ``shared_plane``'s settings: no head sampling of
     traces (a test that traces sends a sampled ``traceparent``), so the modules that compare
     the plane's latency figures with their clients' measure the proxy alone."""
-    return LocalControlPlane(data_dir, readiness_timeout=60, rollback_window=60, trace_sample=0.0)
+    return LocalControlPlane(data_dir, **SHARED_PLANE_OPTIONS)
 
 
 @pytest.fixture(scope="session")
-def _worker_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
+def bentoship_server_options() -> dict[str, object]:
+    """The plugin's session plane (``bentoship_server``, one per xdist worker) has
+    ``shared_plane_like``'s settings."""
+    return dict(SHARED_PLANE_OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def _worker_plane(bentoship_server: ServerHandle) -> LocalControlPlane:
     """The one control plane of this xdist worker (or session) behind ``shared_plane``."""
-    with shared_plane_like(tmp_path_factory.mktemp("shared-plane")) as plane:
-        yield plane
+    assert bentoship_server.local is not None, "the project's tests need a local plane"
+    return bentoship_server.local
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ from bentoship.cli import main
 from bentoship.models import Rollout
 from bentoship.server import LocalControlPlane
 from bentoship.server.webhooks import signature
-from bentoship.steps import deploy, push, request_approval, wait_until_ready
+from bentoship.steps import deploy, request_approval, wait_until_ready
+from bentoship.testing import Deployer
 
 NAME = "approved-svc"
 
@@ -62,12 +63,10 @@ def webhook(client: Client) -> Iterator[tuple[str, list[tuple[bytes, dict[str, s
 
 
 @pytest.fixture(scope="module")
-def client(shared_plane: LocalControlPlane, echo_v1: str) -> Iterator[Client]:
-    assert shared_plane.connection is not None
-    with Client(shared_plane.connection.endpoint, shared_plane.connection.token) as client:
-        push(echo_v1, client=client)
-        wait_until_ready(deploy(NAME, echo_v1, client=client), client=client, timeout=120)
-        yield client
+def client(
+    shared_plane: LocalControlPlane, echo_v1: str, module_bento_deployment: Deployer
+) -> Client:
+    return module_bento_deployment(echo_v1, name=NAME).api
 
 
 def candidate(client: Client, bento: str, run: str) -> Rollout:

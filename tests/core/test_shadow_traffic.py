@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,8 +22,9 @@ from bentoship import Client, ShadowFailed, ShadowPolicy
 from bentoship.cli import main
 from bentoship.models import Rollout
 from bentoship.server import LocalControlPlane
-from bentoship.steps import analyze_shadow, deploy, push, smoke_test, wait_until_ready
+from bentoship.steps import analyze_shadow, deploy, smoke_test, wait_until_ready
 from bentoship.steps.smoke import SmokeTest
+from bentoship.testing import Deployer
 
 from ..traffic import TrafficLoop
 
@@ -33,13 +33,11 @@ POLICY = ShadowPolicy(min_pairs=200, timeout=120, apis=("classify",), p99_slack_
 
 
 @pytest.fixture(scope="module")
-def plane(shared_plane: LocalControlPlane, echo_v1: str) -> Iterator[tuple[Client, str]]:
-    assert shared_plane.connection is not None
-    connection = shared_plane.connection
-    with Client(connection.endpoint, connection.token) as client:
-        push(echo_v1, client=client)
-        wait_until_ready(deploy(NAME, echo_v1, client=client), client=client, timeout=120)
-        yield client, connection.token
+def plane(
+    shared_plane: LocalControlPlane, echo_v1: str, module_bento_deployment: Deployer
+) -> tuple[Client, str]:
+    serving = module_bento_deployment(echo_v1, name=NAME)
+    return serving.api, serving.plane.token
 
 
 def candidate(client: Client, bento: str, **envs: str) -> Rollout:

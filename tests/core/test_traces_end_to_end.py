@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,18 +22,17 @@ from bentoship import Client
 from bentoship.models import LogEntry
 from bentoship.server import LocalControlPlane
 from bentoship.server.span_tokens import span_token
-from bentoship.steps import deploy, push, wait_until_ready
+from bentoship.steps import deploy, wait_until_ready
+from bentoship.testing import Deployer
 
 NAME = "traced"
 
 
 @pytest.fixture(scope="module")
-def client(shared_plane: LocalControlPlane, echo_v1: str) -> Iterator[Client]:
-    assert shared_plane.connection is not None
-    with Client(shared_plane.connection.endpoint, shared_plane.connection.token) as client:
-        push(echo_v1, client=client)
-        wait_until_ready(deploy(NAME, echo_v1, client=client), client=client, timeout=120)
-        yield client
+def client(
+    shared_plane: LocalControlPlane, echo_v1: str, module_bento_deployment: Deployer
+) -> Client:
+    return module_bento_deployment(echo_v1, name=NAME).api
 
 
 def send(endpoint: str, headers: dict[str, str], name: str) -> tuple[SpanExportResult, str]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ServerHandle", "control_plane"]
 
+KEY_FILE_ENV = "BENTOSHIP_SECRETS_KEY_FILE"
 RESERVED_OPTIONS = frozenset({"data_dir", "host", "port", "token"})
 
 
@@ -91,16 +92,17 @@ def control_plane(
     """The plane at ``endpoint`` (or ``$BENTO_CLOUD_API_ENDPOINT``), else a local one started
     in a temporary data dir under ``base_dir`` with ``options`` (any ``bentoship server``
     option by its setting name) and stopped, with every ``bentoml serve`` it started, at the
-    end; its folder is removed unless ``base_dir`` was given."""
+    end; its folder is removed unless ``base_dir`` was given. Its secrets are sealed with a
+    key in that folder unless ``secrets_key_file`` or ``$BENTOSHIP_SECRETS_KEY_FILE`` says."""
     given = _given(endpoint, token)
     if given is not None:
         yield given
         return
     from ..server import LocalControlPlane
 
-    settings = {"secrets_key_file": None, **_checked(options or {})}
+    settings = _checked(options or {})
     folder = Path(tempfile.mkdtemp(prefix="bentoship-plane-", dir=base_dir))
-    if settings["secrets_key_file"] is None:
+    if settings.get("secrets_key_file") is None and not os.environ.get(KEY_FILE_ENV):
         settings["secrets_key_file"] = folder / "secrets.key"
     plane = LocalControlPlane(folder / "data", **settings)
     atexit.register(plane.stop)
