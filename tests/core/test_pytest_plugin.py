@@ -20,11 +20,18 @@ import psutil
 import pytest
 
 from bentoship import Client
-from bentoship.errors import ConfigError
+from bentoship.errors import ConfigError, SmokeTestFailed
 from bentoship.models import Rollout
 from bentoship.server import LocalControlPlane
 from bentoship.steps import deploy, push, wait_until_ready
-from bentoship.testing import DeploymentHandle, ServerHandle, control_plane, expect_latency
+from bentoship.testing import (
+    DeploymentHandle,
+    ServerHandle,
+    control_plane,
+    default_build_cache,
+    expect_latency,
+    run_pytest,
+)
 from bentoship.testing import expect as expect_module
 from bentoship.testing.builds import project_digest
 from bentoship.testing.deployments import Deployer, _name_for
@@ -337,16 +344,15 @@ def test_a_user_file_under_xdist_gets_a_plane_per_worker_and_logs_in_failures(
 def test_against_a_running_plane_update_golden_and_an_interrupt_leave_its_deployments(
     pytester: pytest.Pytester,
     shared_plane: LocalControlPlane,
-    echo_v1: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     connection = shared_plane.connection
     assert connection is not None
-    user_project(pytester.path)
+    project = user_project(pytester.path)
     monkeypatch.setenv("USER_TEST_INTERRUPT", "1")
     with Client(connection.endpoint, connection.token) as client:
-        push(echo_v1, client=client)
-        kept = deploy("keep-me", echo_v1, client=client)
+        greeter = push(default_build_cache().build(project), client=client)
+        kept = deploy("keep-me", greeter, client=client)
         wait_until_ready(kept, client=client, timeout=120)
         result = pytester.runpytest_subprocess(
             "--bentoship-endpoint",
@@ -369,6 +375,15 @@ def test_against_a_running_plane_update_golden_and_an_interrupt_leave_its_deploy
         assert [d.name for d in client.list_deployments()] == ["keep-me"]
         after = client.get_deployment("keep-me")
         assert after.serving_revision == kept.revision and after.candidate_revision is None
+
+        monkeypatch.setenv("USER_TEST_FAIL", "1")
+        tests = ["test_greeter.py::test_fails_showing_the_service_log", "test_second.py"]
+        with pytest.raises(SmokeTestFailed) as failed:
+            run_pytest(kept, [*tests, "-p", "no:cacheprovider"], client=client)
+        message = str(failed.value)
+        assert "against keep-me failed (1 failed, 1 passed" in message, message
+        assert "greeting marker-7f3a" in message and connection.token not in message
+        assert [d.name for d in client.list_deployments()] == ["keep-me"]
     assert processes_under(pytester.path) == []
 
 

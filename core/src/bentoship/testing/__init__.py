@@ -8,6 +8,7 @@ plugin); unittest and scripts use :func:`local_deployment` and :func:`control_pl
 from .builds import BuildCache, default_build_cache
 from .deployments import Deployer, DeploymentHandle, local_deployment
 from .expect import LatencyReport, expect_answers, expect_latency, set_update_golden
+from .pipeline import run_pytest
 from .planes import ServerHandle, control_plane
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "expect_answers",
     "expect_latency",
     "local_deployment",
+    "run_pytest",
     "set_update_golden",
 ]

@@ -131,10 +131,15 @@ class Deployer:
         *,
         builds: BuildCache | None = None,
         timeout: float = READY_TIMEOUT,
+        existing: str | None = None,
     ) -> None:
+        """With ``existing`` (a deployment's name, as a pipeline passes it), every call gives
+        that deployment (its held candidate, if any) instead of deploying, and nothing is
+        deleted: the same tests then check what a pipeline is about to promote."""
         self.plane = plane
         self.builds = builds
         self.timeout = timeout
+        self.existing = existing
         self.handles: list[DeploymentHandle] = []
         self._created: list[str] = []
         self._held: list[str] = []
@@ -169,6 +174,8 @@ class Deployer:
         """
         from ..steps import deploy, push, wait_until_ready
 
+        if self.existing is not None:
+            return self._existing(self.existing)
         if candidate and name is None:
             raise ConfigError(
                 "candidate=True holds a new revision beside a deployment's serving one: pass "
@@ -185,6 +192,22 @@ class Deployer:
         handle = DeploymentHandle(rollout, self.plane, self.api)
         self.handles.append(handle)
         wait_until_ready(rollout, client=self.api, timeout=self.timeout)
+        return handle
+
+    def _existing(self, name: str) -> DeploymentHandle:
+        found = self.api.get_deployment(name)
+        held = found.candidate_revision
+        bento = (found.candidate_bento if held else found.serving_bento) or found.bento
+        rollout = Rollout(
+            name,
+            bento,
+            held or found.serving_revision or found.target_revision,
+            found.url,
+            candidate=held is not None,
+            candidate_url=found.candidate_url,
+        )
+        handle = DeploymentHandle(rollout, self.plane, self.api)
+        self.handles.append(handle)
         return handle
 
     def cleanup(self) -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 PLANE_FIXTURES = frozenset({"bentoship_server", "bento_deployment", "module_bento_deployment"})
 DEPLOYER_FIXTURES = ("bento_deployment", "module_bento_deployment")
 LOG_LINES = 40
+DEPLOYMENT_ENV = "BENTOSHIP_TEST_DEPLOYMENT"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,6 +38,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="TOKEN",
         help="the API token of --bentoship-endpoint (default $BENTO_CLOUD_API_KEY)",
+    )
+    group.addoption(
+        "--bentoship-deployment",
+        default=None,
+        metavar="NAME",
+        help="test this deployment of --bentoship-endpoint (its held candidate, if any) "
+        "instead of deploying: a pipeline's tests before promotion (default "
+        "$BENTOSHIP_TEST_DEPLOYMENT)",
     )
     group.addoption(
         "--bentoship-update-golden",
@@ -100,7 +109,8 @@ def bentoship_server(
 def _deployer(config: pytest.Config, plane: ServerHandle) -> Deployer:
     from .deployments import Deployer
 
-    return Deployer(plane, timeout=config.getoption("bentoship_timeout"))
+    existing = config.getoption("bentoship_deployment") or os.environ.get(DEPLOYMENT_ENV)
+    return Deployer(plane, timeout=config.getoption("bentoship_timeout"), existing=existing)
 
 
 @pytest.fixture
