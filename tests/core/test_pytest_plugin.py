@@ -320,6 +320,20 @@ def test_project_digest_follows_the_files_and_ignores_caches_and_hidden_folders(
     assert project_digest(project) != first
 
 
+def test_the_docs_name_every_option_and_fixture_of_the_plugin(
+    pytestconfig: pytest.Config,
+) -> None:
+    from bentoship.testing import plugin
+
+    docs = (Path(__file__).parents[2] / "docs" / "testing.md").read_text()
+    group = pytestconfig._parser.getgroup("bentoship")
+    flags = [name for option in group.options for name in option.names()]
+    assert len(flags) == 5 and all(f"`{flag}" in docs for flag in flags), flags
+    fixtures = [name for name in vars(plugin) if name.startswith(("bento_", "module_bento_"))]
+    fixtures += ["bentoship_server", "bentoship_server_options"]
+    assert all(f"`{name}`" in docs for name in fixtures), fixtures
+
+
 @pytest.mark.slow
 def test_a_user_file_under_xdist_gets_a_plane_per_worker_and_logs_in_failures(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
