@@ -305,6 +305,41 @@ def test_deployment_names_and_candidates_without_a_name(tmp_path: Path) -> None:
         deployer(tmp_path, candidate=True)
 
 
+class RecordingApi:
+    """The calls a deployer's cleanup makes (a unit test: nothing runs)."""
+
+    def __init__(self, held: set[str]) -> None:
+        self.held = held
+        self.calls: list[str] = []
+
+    def get_deployment(self, name: str) -> Any:
+        return type("Found", (), {"candidate_revision": "r2" if name in self.held else None})
+
+    def discard(self, name: str) -> None:
+        self.calls.append(f"discard {name}")
+
+    def delete_deployment(self, name: str) -> None:
+        from bentoship.errors import NotFoundError
+
+        self.calls.append(f"delete {name}")
+        if name == "gone":
+            raise NotFoundError("deployment 'gone' not found")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def test_cleanup_deletes_what_it_created_newest_first_and_discards_only_held_candidates() -> None:
+    deployer = Deployer(ServerHandle("http://127.0.0.1:9", "t"))
+    api = RecordingApi(held={"theirs"})
+    deployer._api = api  # type: ignore[assignment]
+    deployer._created += ["first", "gone", "last"]
+    deployer._held += ["theirs", "promoted-since"]
+    deployer.cleanup()
+    assert api.calls == ["discard theirs", "delete last", "delete gone", "delete first", "close"]
+    assert deployer._created == [] and deployer._held == [] and deployer._api is None
+
+
 def test_project_digest_follows_the_files_and_ignores_caches_and_hidden_folders(
     tmp_path: Path,
 ) -> None:
