@@ -72,6 +72,7 @@ LONGEST_FIRST = (
     "airflow/test_dags.py",
     "kfp/test_example_pipeline.py",
     "drills/test_drills.py",
+    "core/test_pytest_plugin.py",
     "kfp/test_shipped_components.py",
     "core/test_server_rollouts.py",
     "core/test_verified_rollouts.py",
