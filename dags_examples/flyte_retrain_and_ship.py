@@ -1,13 +1,21 @@
 """Retrain the example classifier and ship it with Flyte, verified before it takes traffic.
 
 train -> build -> push -> deploy a candidate -> verify [wait until the candidate is ready ->
-smoke test on held-out data through the candidate URL, gated on accuracy -> promote]. The
-endpoint keeps serving the previous model until the promotion, so no live request reaches a
-model that fails its gate. ``verify`` takes the deploy step's rollout record and what the
-quality gate needs (the held-out rows, their labels and the minimum accuracy). It is made with
-``workflow_with_rollback``, whose ``on_failure`` handler takes the same inputs and discards the
-candidate (or rolls back a rollout that already took the endpoint). A failure before the deploy
-(training, build, push) changes nothing.
+smoke test on held-out data through the candidate URL, gated on accuracy -> approval ->
+promote]. The endpoint keeps serving the previous model until the promotion, so no live request
+reaches a model that fails its gate. The approval waits for a person's decision only with
+``require_approval`` (off by default, so the pipeline runs alone): the control plane holds the
+candidate with its holdout accuracy as evidence, promotes it when someone approves
+(``bentoship approve example-classifier``, the console) and discards it on a rejection or after
+``approval_timeout`` seconds. Without it, the approval task asks nobody (``required=False``):
+a task that skips, not a ``conditional``, as ``retrain_and_ship`` also runs under the closed
+loop's ``conditional`` (flyteorg/flyte#6426, below).
+
+``verify`` takes the deploy step's rollout record and what the quality gate needs (the held-out
+rows, their labels and the minimum accuracy). It is made with ``workflow_with_rollback``, whose
+``on_failure`` handler takes the same inputs and discards the candidate (or rolls back a rollout
+that already took the endpoint). A failure before the deploy (training, build, push) changes
+nothing.
 
 ``retrain_and_ship_with_connector`` is the same pipeline whose deploy-and-wait runs in the
 bentoship connector, holding no pod while the rollout runs.
@@ -30,6 +38,7 @@ Run it locally against a local control plane (``bentoship server``)::
 
     pyflyte run dags_examples/flyte_retrain_and_ship.py retrain_and_ship
     pyflyte run dags_examples/flyte_retrain_and_ship.py retrain_and_ship --bad
+    pyflyte run dags_examples/flyte_retrain_and_ship.py retrain_and_ship --require_approval
     pyflyte run dags_examples/flyte_retrain_and_ship.py closed_loop [--labels labels.parquet]
 
 The second run trains a deliberately useless model: its quality gate fails, the candidate is
@@ -64,6 +73,7 @@ from flytekitplugins.bentoship import (
     export_monitoring,
     promote_deployment,
     push_bento,
+    request_approval,
     send_feedback,
     smoke_test_deployment,
     wait_for_deployment,
@@ -149,6 +159,19 @@ def endpoint_of(rollout: str) -> str:
     return str(json.loads(rollout)["endpoint_url"])
 
 
+@task(cache=False, container_image=IMAGE)
+def gate_evidence(answer: str, expected: str, min_accuracy: float) -> dict:
+    """What the approver reads: the candidate's accuracy on the held-out rows (its smoke test's
+    answer against their labels) and the gate's minimum."""
+    got, labels = json.loads(answer), json.loads(expected)
+    right = sum(1 for a, b in zip(got, labels, strict=False) if a == b)
+    return {
+        "holdout_accuracy": round(right / max(len(labels), 1), 4),
+        "min_accuracy": min_accuracy,
+        "holdout_rows": len(labels),
+    }
+
+
 @workflow
 def package(bad: bool = False, endpoint: str | None = None) -> str:
     """Train, build and push; return the pushed Bento's tag."""
@@ -167,9 +190,12 @@ def verify(
     payload: dict,
     expected: str,
     min_accuracy: float,
+    require_approval: bool = False,
+    approval_timeout: float = 86400.0,
     endpoint: str | None = None,
 ) -> str:
-    """Wait for the candidate, gate it on held-out accuracy, promote it; discard on failure."""
+    """Wait for the candidate, gate it on held-out accuracy, [have a person approve it,]
+    promote it; discard on failure."""
     ready = wait_for_deployment(rollout=rollout, endpoint=endpoint)
     answer = smoke_test_deployment(
         rollout=rollout,
@@ -179,9 +205,17 @@ def verify(
         min_match=min_accuracy,
         endpoint=endpoint,
     )
+    decided = request_approval(
+        rollout=rollout,
+        message="the retrained classifier passed its holdout gate",
+        timeout=approval_timeout,
+        evidence=gate_evidence(answer=answer, expected=expected, min_accuracy=min_accuracy),
+        required=require_approval,
+        endpoint=endpoint,
+    )
     promoted = promote_deployment(rollout=rollout, endpoint=endpoint)
     ready >> answer
-    answer >> promoted
+    decided >> promoted
     return promoted
 
 
@@ -190,9 +224,12 @@ def retrain_and_ship(
     bad: bool = False,
     deployment: str = DEPLOYMENT,
     min_accuracy: float = QUALITY_THRESHOLD,
+    require_approval: bool = False,
+    approval_timeout: float = 86400.0,
     endpoint: str | None = None,
 ) -> Shipped:
-    """Retrain, ship with plain tasks, and roll back when the new model fails its gate."""
+    """Retrain, ship with plain tasks (after a person's approval, with ``require_approval``),
+    and roll back when the new model fails its gate."""
     tag = package(bad=bad, endpoint=endpoint)
     rollout = deploy_bento(
         name=deployment, bento=tag, config=CONFIG, candidate=True, endpoint=endpoint
@@ -203,6 +240,8 @@ def retrain_and_ship(
         payload=holdout.payload,
         expected=holdout.labels,
         min_accuracy=min_accuracy,
+        require_approval=require_approval,
+        approval_timeout=approval_timeout,
         endpoint=endpoint,
     )
     return Shipped(rollout=promoted, url=endpoint_of(rollout=promoted))
@@ -216,6 +255,8 @@ def retrain_and_ship_with_connector(
     bad: bool = False,
     deployment: str = DEPLOYMENT,
     min_accuracy: float = QUALITY_THRESHOLD,
+    require_approval: bool = False,
+    approval_timeout: float = 86400.0,
     endpoint: str | None = None,
 ) -> Shipped:
     """The same pipeline; the connector deploys and waits (and rolls back a failed rollout)."""
@@ -229,6 +270,8 @@ def retrain_and_ship_with_connector(
         payload=holdout.payload,
         expected=holdout.labels,
         min_accuracy=min_accuracy,
+        require_approval=require_approval,
+        approval_timeout=approval_timeout,
         endpoint=endpoint,
     )
     return Shipped(rollout=promoted, url=endpoint_of(rollout=promoted))

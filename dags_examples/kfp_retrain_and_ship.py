@@ -1,15 +1,21 @@
 """Retrain the example classifier and ship it with Kubeflow Pipelines v2, verified first.
 
 train -> build -> push -> deploy a candidate -> [wait until the candidate is ready -> smoke test
-on held-out data through the candidate URL, gated on accuracy -> promote, or with
-``shadow_min_pairs`` > 0 a shadow gate that compares its answers to mirrored live requests
-and promotes], where the bracketed part runs inside a ``dsl.ExitHandler`` whose exit task
-discards the candidate when the part failed (it reads ``dsl.PipelineTaskFinalStatus``). The
-endpoint keeps serving the previous model until the promotion, so no live request reaches a
-model that fails its gate. The shadow gate needs live traffic to the endpoint and a model
-already serving; it is off (``shadow_min_pairs=0``) by default. Against plain
-BentoCloud, which has no candidates, the deploy is an ordinary one, the smoke test runs on the
-endpoint, and the exit task rolls back to the revision that served before.
+on held-out data through the candidate URL, gated on accuracy -> promote; or with
+``require_approval`` a person's approval, which promotes; or with ``shadow_min_pairs`` > 0 a
+shadow gate that compares its answers to mirrored live requests and promotes], where the
+bracketed part runs inside a ``dsl.ExitHandler`` whose exit task discards the candidate when the
+part failed (it reads ``dsl.PipelineTaskFinalStatus``). The endpoint keeps serving the previous
+model until the promotion, so no live request reaches a model that fails its gate. The shadow
+gate needs live traffic to the endpoint and a model already serving; it is off
+(``shadow_min_pairs=0``) by default. The approval is off by default too, so the pipeline runs
+alone: with ``require_approval`` the control plane holds the candidate, with its holdout
+accuracy as evidence, for ``approval_timeout`` seconds, promotes it when someone approves
+(``bentoship approve example-classifier``, the console) and discards it otherwise. Both the
+approval and the shadow gate promote, so only one of them can decide: the person, when both
+are asked for. Against plain BentoCloud, which has no candidates, the deploy is an ordinary
+one, the smoke test runs on the endpoint, and the exit task rolls back to the revision that
+served before (an approval needs the local control plane).
 
 KFP forbids an exit task to depend on another task, yet the rollback needs the deploy task's
 rollout record (which revision is the candidate, which one served before). So wait, smoke test,
@@ -37,7 +43,7 @@ In a cluster, every task that talks to the server reads ``BENTO_CLOUD_API_ENDPOI
 ``token``). See docs/kfp.md.
 
     python dags_examples/kfp_retrain_and_ship.py    # compile to kfp_retrain_and_ship.yaml
-    python dags_examples/kfp_retrain_and_ship.py --run-local [--bad-model]
+    python dags_examples/kfp_retrain_and_ship.py --run-local [--bad-model] [--require-approval]
     python dags_examples/kfp_retrain_and_ship.py --run-local --closed-loop [--labels labels.parquet]
 """
 
@@ -59,6 +65,7 @@ from bentoship_kfp.components import (
     export_monitoring,
     promote_deployment,
     push_bento,
+    request_approval,
     rollback_deployment,
     send_feedback,
     smoke_test_deployment,
@@ -163,6 +170,21 @@ def retrain_trigger(
     return (True, trigger, reason)
 
 
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def gate_evidence(answer: str, expected: str, min_accuracy: float) -> dict:
+    """What the approver reads: the candidate's accuracy on the held-out rows (the smoke test's
+    answer against their labels) and the gate's minimum."""
+    import json
+
+    got, labels = json.loads(answer), json.loads(expected)
+    right = sum(1 for a, b in zip(got, labels, strict=False) if a == b)
+    return {
+        "holdout_accuracy": round(right / max(len(labels), 1), 4),
+        "min_accuracy": min_accuracy,
+        "holdout_rows": len(labels),
+    }
+
+
 def _server_secret(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """In a cluster, the task reads the endpoint and token from the ``bentoship-api`` secret."""
     return kubernetes.use_secret_as_env(
@@ -178,9 +200,12 @@ def verify_rollout(
     min_accuracy: float,
     wait_timeout: int,
     shadow_min_pairs: int,
+    require_approval: bool,
+    approval_timeout: int,
 ) -> None:
-    """Wait for the candidate, gate it on held-out accuracy, promote it (after a shadow gate
-    when ``shadow_min_pairs`` > 0); discard it on failure."""
+    """Wait for the candidate, gate it on held-out accuracy, promote it (after a person's
+    approval with ``require_approval``, else after a shadow gate when ``shadow_min_pairs`` > 0);
+    discard it on failure."""
     undo = _server_secret(rollback_deployment(rollout=rollout, timeout=wait_timeout))
     with dsl.ExitHandler(undo, name="verify-and-promote"):
         ready = _server_secret(wait_for_deployment(rollout=rollout, timeout=wait_timeout))
@@ -191,12 +216,23 @@ def verify_rollout(
             expected=expected,
             min_match=min_accuracy,
         ).after(ready)  # the rollout record holds the candidate URL: no server lookup
-        with dsl.If(shadow_min_pairs > 0, name="shadow-gate"):
+        with dsl.If(require_approval == True, name="approval-gate"):  # noqa: E712
+            evidence = gate_evidence(
+                answer=gate.output, expected=expected, min_accuracy=min_accuracy
+            )
+            decided = request_approval(  # approved, the control plane promotes the candidate
+                rollout=rollout,
+                message="the retrained classifier passed its holdout gate",
+                timeout=approval_timeout,
+                evidence=evidence.output,
+            )
+            _server_secret(decided)
+        with dsl.Elif(shadow_min_pairs > 0, name="shadow-gate"):
             shadow = analyze_shadow(
                 rollout=rollout, min_pairs=shadow_min_pairs, apis=["predict"], timeout=wait_timeout
             )
             _server_secret(shadow).after(gate)
-        with dsl.Else(name="no-shadow-gate"):
+        with dsl.Else(name="promote-at-once"):
             _server_secret(promote_deployment(rollout=rollout, timeout=wait_timeout)).after(gate)
 
 
@@ -208,12 +244,15 @@ def retrain_and_ship(
     min_accuracy: float = QUALITY_THRESHOLD,
     wait_timeout: int = 600,
     shadow_min_pairs: int = 0,
+    require_approval: bool = False,
+    approval_timeout: int = 86400,
 ) -> str:
     """Retrain, build, push and deploy a candidate; verify and promote it, or discard it.
 
-    With ``shadow_min_pairs`` > 0, the candidate is promoted only after a shadow gate: that
-    many of the endpoint's live ``predict`` requests, mirrored to it, must get the answers the
-    serving model gives (it needs live traffic, and a model already serving).
+    With ``require_approval``, the candidate is promoted only once a person approves it within
+    ``approval_timeout`` seconds. Else, with ``shadow_min_pairs`` > 0, only after a shadow gate:
+    that many of the endpoint's live ``predict`` requests, mirrored to it, must get the answers
+    the serving model gives (it needs live traffic, and a model already serving).
 
     Returns:
         The deploy task's rollout record (JSON): the candidate's (a pipeline cannot return an
@@ -242,6 +281,8 @@ def retrain_and_ship(
         min_accuracy=min_accuracy,
         wait_timeout=wait_timeout,
         shadow_min_pairs=shadow_min_pairs,
+        require_approval=require_approval,
+        approval_timeout=approval_timeout,
     )
     return deployed.outputs["rollout"]
 
@@ -314,6 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--bad-model", action="store_true", help="train a useless model")
     parser.add_argument(
+        "--require-approval",
+        action="store_true",
+        help="wait for a person to approve the candidate (`bentoship approve`, the console)",
+    )
+    parser.add_argument(
+        "--approval-timeout", type=int, default=86400, help="seconds a person has to decide"
+    )
+    parser.add_argument(
         "--closed-loop",
         action="store_true",
         help="the closed loop instead (drift or a quality drop -> retrain)",
@@ -337,7 +386,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"retrained, triggered by {trigger}" if trigger else "kept serving")
         return 0
     try:
-        rollout = retrain_and_ship(bad_model=args.bad_model, project_dir=str(LOCAL_PROJECT))
+        rollout = retrain_and_ship(
+            bad_model=args.bad_model,
+            project_dir=str(LOCAL_PROJECT),
+            require_approval=args.require_approval,
+            approval_timeout=args.approval_timeout,
+        )
     except RuntimeError as exc:
         print(f"{exc}\n(after the deploy, the exit task discarded the candidate or rolled back)")
         return 1

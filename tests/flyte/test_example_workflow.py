@@ -274,8 +274,17 @@ def test_example_workflows_compile_for_a_cluster(example: ModuleType) -> None:
         "payload",
         "expected",
         "min_accuracy",
+        "require_approval",
+        "approval_timeout",
         "endpoint",
     }
+    # the approval is optional with no conditional (verify runs under the closed loop's one,
+    # flyteorg/flyte#6426): the task asks nobody unless required, which is off by default
+    assert all(node.branch_node is None for node in verify.template.nodes)
+    approval = [n for n in verify.template.nodes if n.metadata.name.endswith("request_approval")]
+    assert len(approval) == 1
+    defaults = example.retrain_and_ship.python_interface.default_inputs_as_kwargs
+    assert defaults["require_approval"] is False
     assert {binding.var for binding in failure.inputs} == {
         *example.verify.python_interface.inputs,
         "err",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections import OrderedDict
 from importlib.metadata import entry_points
@@ -29,6 +30,7 @@ from flytekitplugins.bentoship import (
     deploy_and_wait,
     deploy_bento,
     push_bento,
+    request_approval,
     rollback_deployment,
     send_feedback,
     smoke_test_deployment,
@@ -50,6 +52,7 @@ ALL_TASKS = (
     check_drift,
     send_feedback,
     check_quality,
+    request_approval,
 )
 
 
@@ -224,6 +227,106 @@ def test_analyze_shadow_task_hands_the_policy_over_and_shows_only_the_report(
 
     with pytest.raises(Exception, match="shadow r2 of svc was discarded"):
         _shadow_task_with(monkeypatch, disagree)
+
+
+@pytest.mark.usefixtures("cloud_env")
+def test_request_approval_waits_for_a_person_and_the_approved_candidate_serves(
+    api: Client, echo_v1: str
+) -> None:
+    push(echo_v1, client=api)
+    # the module's deployment (serving after the tests before; created with v1 first when this
+    # test runs on its own): only the candidate starts a process
+    if api.find_deployment(DEPLOYMENT) is None:
+        wait_for_deployment(rollout=deploy_bento(name=DEPLOYMENT, bento=echo_v1, config=CONFIG))
+    before = api.get_deployment(DEPLOYMENT).serving_revision
+    held = deploy_bento(
+        name=DEPLOYMENT,
+        bento=echo_v1,
+        config={"envs": {**CONFIG["envs"], "RUN": "approve me"}},
+        candidate=True,
+    )
+    wait_for_deployment(rollout=held)
+    asked: list[dict] = []
+
+    def person() -> None:
+        """Approves through the API once the task's approval is pending."""
+        for _ in range(1200):
+            pending = [a for a in api.approvals(DEPLOYMENT) if a["state"] == "pending"]
+            if pending:
+                asked.append(pending[0])
+                api.approve(DEPLOYMENT, pending[0]["id"], "figures are fine")
+                return
+            time.sleep(0.1)
+
+    approver = threading.Thread(target=person)
+    approver.start()
+    started = time.time()
+    try:
+        decided = request_approval(
+            rollout=held,
+            message="ship it?",
+            timeout=120.0,  # a test that never approves fails: the plane discards then
+            evidence={"holdout_accuracy": 0.89, "rows": 3},
+        )
+    finally:
+        approver.join(60)
+    assert tuple(decided) == ("approved", "server token", "figures are fine")
+    candidate = Rollout.from_json(held)
+    (pending,) = asked
+    assert pending["revision"] == candidate.revision and pending["message"] == "ship it?"
+    assert pending["evidence"] == {"holdout_accuracy": 0.89, "rows": 3}
+    dep = api.get_deployment(DEPLOYMENT)
+    assert dep.serving_revision == candidate.revision != before
+    assert dep.candidate_revision is None
+    (deck,) = decks_since(started)
+    page = deck.read_text()
+    assert "Approved by <b>server token</b>: figures are fine" in page
+    assert "<th>holdout_accuracy</th><td>0.89</td>" in page
+
+
+def test_request_approval_task_not_required_asks_nobody_and_a_rejection_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bentoship.steps
+    from bentoship import ApprovalRejected
+    from bentoship.steps import Approval
+
+    for name in ("BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY", "BENTOSHIP_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no server anywhere: none is asked
+    candidate = Rollout("svc", "svc:v2", "r2", "http://127.0.0.1:9", candidate=True)
+    started = time.time()
+    skipped = request_approval(rollout=candidate.to_json(), evidence={"n": 3}, required=False)
+    assert tuple(skipped) == ("not_required", "", "")
+    (deck,) = decks_since(started)
+    assert "No approval was required" in deck.read_text()
+
+    seen: list[dict] = []
+
+    def reject(rollout: str, message: str, **kwargs: object) -> Approval:
+        seen.append({k: v for k, v in kwargs.items() if k != "client"})
+        approval = Approval("a1", "svc", "r2", "rejected", message, {}, "lead", "p99 too high")
+        if kwargs["raise_on_failure"]:
+            raise ApprovalRejected(
+                "candidate r2 of svc was not approved", deployment="svc", approval=approval
+            )
+        return approval
+
+    monkeypatch.setattr(bentoship.steps, "request_approval", reject)
+    server = {"endpoint": "http://127.0.0.1:9", "token": "token-not-in-any-deck"}
+    with pytest.raises(Exception, match="candidate r2 of svc was not approved"):
+        request_approval(rollout=candidate.to_json(), timeout=60.0, **server)
+    started = time.time()
+    branching = request_approval(rollout=candidate.to_json(), raise_on_failure=False, **server)
+    assert tuple(branching) == ("rejected", "lead", "p99 too high")  # for a conditional
+    assert seen == [
+        {"evidence": None, "raise_on_failure": True, "timeout": 60.0},
+        {"evidence": None, "raise_on_failure": False},  # bentoship's default timeout
+    ]
+    (deck,) = decks_since(started)
+    page = deck.read_text()
+    assert "Rejected by <b>lead</b>: p99 too high" in page
+    assert "token-not-in-any-deck" not in page  # no inputs deck
 
 
 def test_tasks_are_never_cached_and_request_the_secret() -> None:

@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -190,6 +192,7 @@ def test_only_build_tasks_are_cached(source: str, tmp_path: Path) -> None:
         c["export_monitoring"](deployment_name="svc", monitor="m", target="w.duckdb")
         sent = c["send_feedback"](deployment_name="svc", monitor="m", source="labels.parquet")
         c["check_quality"](deployment_name="svc", monitor="m").after(sent)
+        c["request_approval"](rollout=rollout, message="ship it?")
 
     path = tmp_path / "caching.yaml"
     compiler.Compiler().compile(flat, str(path))
@@ -208,6 +211,7 @@ def test_only_build_tasks_are_cached(source: str, tmp_path: Path) -> None:
         "export-monitoring": False,
         "send-feedback": False,
         "check-quality": False,
+        "request-approval": False,
     }
     assert {name.replace("-", "_") for name, cached in caching.items() if not cached} == UNCACHED
 
@@ -263,12 +267,21 @@ def test_example_pipeline_compiles_with_rollback_exit_task_and_secret(tmp_path: 
         )
         for name, branch in branches.items()
     }
+    approval = "inputs.parameter_values['pipelinechannel--require_approval'] == true"
+    shadow = "int(inputs.parameter_values['pipelinechannel--shadow_min_pairs']) > 0"
     assert promoting == {
-        "int(inputs.parameter_values['pipelinechannel--shadow_min_pairs']) > 0": {"analyze-shadow"},
-        "!(int(inputs.parameter_values['pipelinechannel--shadow_min_pairs']) > 0)": {
-            "promote-deployment"
-        },
+        approval: {"gate-evidence", "request-approval"},
+        f"!({approval}) && {shadow}": {"analyze-shadow"},
+        f"!({approval}) && !({shadow})": {"promote-deployment"},
     }
+    approving = spec["components"]["comp-condition-3"]["dag"]["tasks"]
+    assert approving["request-approval"]["inputs"]["parameters"]["evidence"] == {
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "gate-evidence"}
+    }
+    assert not approving["request-approval"]["cachingOptions"].get("enableCache")
+    assert (
+        spec["root"]["inputDefinitions"]["parameters"]["require_approval"]["defaultValue"] is False
+    )
     root_tasks = spec["root"]["dag"]["tasks"]
     assert root_tasks["deploy-bento"]["inputs"]["parameters"]["candidate"] == {
         "runtimeValue": {"constant": True}
@@ -292,6 +305,7 @@ def test_example_pipeline_compiles_with_rollback_exit_task_and_secret(tmp_path: 
         "exec-wait-for-deployment",
         "exec-promote-deployment",
         "exec-analyze-shadow",
+        "exec-request-approval",
         "exec-rollback-deployment",
     }
     text = output.read_text()
@@ -303,6 +317,7 @@ def test_example_pipeline_compiles_with_rollback_exit_task_and_secret(tmp_path: 
     }
     example_image = images.pop("exec-train-model")
     assert images.pop("exec-holdout-set") == images.pop("exec-build-bento") == example_image
+    assert images.pop("exec-gate-evidence") == DEFAULT_IMAGE
     assert set(images.values()) == {BASE_IMAGE}
     assert f"-t {example_image} ." in (ROOT / "kfp_components" / "Dockerfile.example").read_text()
 
@@ -510,3 +525,172 @@ def test_analyze_shadow_discards_a_disagreeing_candidate_and_keeps_its_report(
         dep = client.get_deployment(SHADOW_DEPLOYMENT)
         assert dep.serving_revision == serving and dep.candidate_revision is None
         assert live.failures == [] and set(live.by_revision()) == {serving}
+
+
+def _run_approval_body(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: object = None, **inputs: object
+) -> tuple[tuple[str, str, str], str]:
+    """The request_approval body (with ``fake`` as the step, if given): its outputs and the
+    decision page it wrote."""
+    import bentoship.steps
+
+    if fake is not None:
+        monkeypatch.setattr(bentoship.steps, "request_approval", fake)
+    report = SimpleNamespace(path=str(tmp_path / "artifacts" / "report"))
+    try:
+        outputs = COMPONENTS["request_approval"].python_func(
+            rollout=CANDIDATE.to_json(), report=report, **inputs
+        )
+    finally:
+        page = Path(report.path).read_text() if Path(report.path).exists() else ""
+    return outputs, page
+
+
+def test_request_approval_not_required_asks_nobody(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("BENTO_CLOUD_API_ENDPOINT", "BENTO_CLOUD_API_KEY", "BENTOSHIP_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no server anywhere: none is asked
+    outputs, page = _run_approval_body(
+        monkeypatch, tmp_path, required=False, evidence={"rows": 3.0, "note": "<b>bold</b>"}
+    )
+    assert outputs == ("not_required", "", "")
+    assert "Approval of svc r2: <span class=not_required>not_required</span>" in page
+    assert "No approval was required" in page
+    # KFP's float conversion undone, and the evidence escaped
+    assert "<th>rows</th><td>3</td>" in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+
+
+def test_request_approval_writes_the_decision_then_fails_or_branches(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bentoship import ApprovalRejected
+    from bentoship.steps import Approval
+
+    seen: list[dict] = []
+
+    def reject(
+        rollout: str, message: str, timeout: float, evidence: dict, **kwargs: object
+    ) -> Approval:
+        seen.append({"message": message, "timeout": timeout, "evidence": evidence, **kwargs})
+        approval = Approval("a1", "svc", "r2", "rejected", message, evidence, "lead", "p99 <high>")
+        if kwargs["raise_on_failure"]:
+            raise ApprovalRejected(
+                "candidate r2 of svc was not approved", deployment="svc", approval=approval
+            )
+        return approval
+
+    link = "https://grafana.example/d?run=7&panel=2"
+    with pytest.raises(ApprovalRejected, match="was not approved"):
+        _run_approval_body(
+            monkeypatch,
+            tmp_path,
+            reject,
+            message="ship it?",
+            evidence={"dashboard": link},
+            **UNUSED_SERVER,
+        )
+    page = (tmp_path / "artifacts" / "report").read_text()
+    assert "<span class=rejected>rejected</span>" in page
+    assert "Rejected by <b>lead</b>: p99 &lt;high&gt;" in page and "<p>ship it?</p>" in page
+    assert f'<a href="{link.replace("&", "&amp;")}">' in page
+    assert "approval: candidate r2 of svc was not approved" in capsys.readouterr().out
+    outputs, _ = _run_approval_body(
+        monkeypatch, tmp_path, reject, raise_on_failure=False, **UNUSED_SERVER
+    )
+    assert outputs == ("rejected", "lead", "p99 <high>")  # for a dsl.If
+    first, branching = seen
+    assert (first["timeout"], first["evidence"], first["required"]) == (
+        86400.0,
+        {"dashboard": link},
+        True,
+    )
+    assert branching["raise_on_failure"] is False and branching["evidence"] == {}
+
+
+def test_request_approval_is_shipped_uncached_with_its_decision_page() -> None:
+    assert "request_approval" in set(COMPONENT_NAMES) & set(COMPONENTS) & UNCACHED
+    (component,) = spec_of(bentoship_kfp.yaml_text("request_approval"))["components"].values()
+    declared = set(inspect.signature(COMPONENTS["request_approval"].python_func).parameters)
+    inputs = component["inputDefinitions"]["parameters"]
+    assert set(inputs) == declared - {"report"}
+    assert (inputs["evidence"]["parameterType"], inputs["evidence"]["isOptional"]) == (
+        "STRUCT",
+        True,
+    )
+    assert inputs["required"]["defaultValue"] is True
+    assert (inputs["timeout"]["parameterType"], inputs["timeout"]["defaultValue"]) == (
+        "NUMBER_INTEGER",
+        86400.0,
+    )
+    outputs = component["outputDefinitions"]
+    assert {k: v["parameterType"] for k, v in outputs["parameters"].items()} == {
+        "decision": "STRING",
+        "decided_by": "STRING",
+        "comment": "STRING",
+    }
+    assert outputs["artifacts"]["report"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert type(load_component("request_approval")).__name__ == "UncachedYamlComponent"
+
+
+def test_request_approval_waits_for_a_person_and_the_approved_candidate_serves(
+    shared_plane: LocalControlPlane,
+    kfp_local: Callable[[str], Path],
+    echo_v1: str,
+) -> None:
+    assert shared_plane.connection is not None
+    server = {"endpoint": shared_plane.connection.endpoint, "token": shared_plane.connection.token}
+    root = kfp_local("approval")
+    with Client(**server) as client:
+        push(echo_v1, client=client)
+        # the module's deployment, serving after the shadow test (created when this test runs
+        # on its own): only the candidate starts a process
+        if client.find_deployment(SHADOW_DEPLOYMENT) is None:
+            wait_until_ready(deploy(SHADOW_DEPLOYMENT, echo_v1, client=client), client=client)
+        before = client.get_deployment(SHADOW_DEPLOYMENT).serving_revision
+        envs = {"envs": {"RUN": "approve me"}}
+        rollout = deploy(SHADOW_DEPLOYMENT, echo_v1, envs, candidate=True, client=client)
+        wait_until_ready(rollout, client=client, timeout=120)
+        asked: list[dict] = []
+
+        def person() -> None:
+            """Approves through the API once the task's approval is pending."""
+            for _ in range(1200):
+                pending = [
+                    a for a in client.approvals(SHADOW_DEPLOYMENT) if a["state"] == "pending"
+                ]
+                if pending:
+                    asked.append(pending[0])
+                    client.approve(SHADOW_DEPLOYMENT, pending[0]["id"], "figures are fine")
+                    return
+                time.sleep(0.1)
+
+        approver = threading.Thread(target=person)
+        approver.start()
+        try:
+            task = load_component("request_approval")(
+                rollout=rollout.to_json(),
+                message="ship it?",
+                timeout=120,  # a test that never approves fails: the plane discards then
+                evidence={"holdout_accuracy": 0.89, "rows": 3},
+                **server,
+            )
+        finally:
+            approver.join(60)
+        assert (task.outputs["decision"], task.outputs["comment"]) == (
+            "approved",
+            "figures are fine",
+        )
+        assert task.outputs["decided_by"] == "server token"  # the approving token's name
+        (pending,) = asked
+        assert pending["revision"] == rollout.revision and pending["message"] == "ship it?"
+        assert pending["evidence"] == {"holdout_accuracy": 0.89, "rows": 3}
+        dep = client.get_deployment(SHADOW_DEPLOYMENT)
+        assert dep.serving_revision == rollout.revision != before
+        assert dep.candidate_revision is None
+        (report,) = root.rglob("report")
+        page = report.read_text()
+        assert "<span class=approved>approved</span>" in page
+        assert "Approved by <b>server token</b>: figures are fine" in page
+        assert "<th>holdout_accuracy</th><td>0.89</td>" in page

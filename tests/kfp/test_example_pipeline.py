@@ -97,7 +97,7 @@ def test_good_model_ships_bad_model_is_discarded_unseen_then_drift_and_quality_r
     compiler.Compiler().compile(example.retrain_and_ship, str(compiled))
     homes = tmp_path / "homes"
     isolated = with_task_env(compiled.read_text(), homes)
-    assert len(executor_labels(isolated)) == 10
+    assert len(executor_labels(isolated)) == 12  # with the approval branch's two
     pipeline = load_component_from_text(isolated)
 
     bad_root = kfp_local("bad")

@@ -2,9 +2,10 @@
 
 KFP sets caching per task, not per component. Every component that talks to the server acts on
 live state, so a cached result would skip real work: a cached deploy would not deploy, a cached
-exit task silently does not roll back. The cache key cannot see the server either, when the
-endpoint comes from the environment (a Kubernetes secret), so a cached push could "succeed"
-against another server. Only ``build_bento`` (project and model in, archive out) is cacheable.
+exit task silently does not roll back, and a cached approval hands an old "approved" to the
+promotion without asking anyone. The cache key cannot see the server either, when the endpoint
+comes from the environment (a Kubernetes secret), so a cached push could "succeed" against
+another server. Only ``build_bento`` (project and model in, archive out) is cacheable.
 These classes turn caching off on every task they create inside a pipeline.
 """
 
@@ -28,6 +29,7 @@ UNCACHED = frozenset(
         "export_monitoring",
         "send_feedback",
         "check_quality",
+        "request_approval",
     }
 )
 """The components whose tasks never use the cache."""

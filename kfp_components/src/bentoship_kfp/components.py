@@ -29,6 +29,10 @@ copies the monitoring records to a warehouse, ``send_feedback`` sends the labels
 after the predictions, and ``check_quality`` holds the serving revision's quality against a
 baseline; the checks write HTML artifacts and output a flag for a ``dsl.If``.
 
+People: ``request_approval`` holds the candidate for a person's decision (the console,
+``bentoship approve``, the API); the control plane promotes it on approve and discards it on
+reject or timeout.
+
 The server comes from the ``endpoint``/``token`` parameters, else the ``BENTO_CLOUD_API_ENDPOINT``
 and ``BENTO_CLOUD_API_KEY`` environment variables (in a cluster: a Kubernetes secret exposed as
 environment variables), else a local control plane's ``connection.json``.
@@ -61,6 +65,7 @@ __all__ = [
     "export_monitoring",
     "promote_deployment",
     "push_bento",
+    "request_approval",
     "rollback_deployment",
     "send_feedback",
     "smoke_test_deployment",
@@ -883,6 +888,85 @@ def check_quality(
     return (found.failed, found.verdict, found.summary(), found.to_json())
 
 
+@never_cached
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False, additional_funcs=[_whole_numbers])
+def request_approval(
+    rollout: str,
+    report: Output[HTML],
+    message: str = "",
+    timeout: int = 86400,
+    evidence: Optional[dict] = None,  # noqa: UP045
+    required: bool = True,
+    raise_on_failure: bool = True,
+    endpoint: str = "",
+    token: str = "",
+) -> NamedTuple("ApprovalOutputs", [("decision", str), ("decided_by", str), ("comment", str)]):
+    """Ask a person to approve the held candidate, and wait for the decision.
+
+    The control plane keeps the approval with ``message`` and ``evidence``, promotes the
+    candidate when someone approves (the console, ``bentoship approve``, the API) and discards
+    it when someone rejects or ``timeout`` seconds pass; the task only waits (a long poll), so
+    one that dies leaves no candidate waiting. The decision is the ``report`` artifact; a
+    candidate not approved fails the task once it is written. Local control plane only.
+
+    Args:
+        rollout: The deploy task's ``rollout`` output, deployed with ``candidate=True`` and
+            ready (after ``wait_for_deployment`` and the smoke test).
+        report: The decision, one self-contained HTML page: who, their comment, the message
+            and the evidence.
+        message: What the approver reads.
+        timeout: Seconds a person has to decide (default a day); then the candidate is
+            discarded.
+        evidence: Links and figures for the approver, such as a check's ``summary`` output or
+            a dashboard's URL.
+        required: False asks nobody and calls no server: the decision is ``not_required`` and
+            the candidate stays held, for ``promote_deployment``.
+        raise_on_failure: Fail the task when the candidate is not approved; False to branch
+            on ``decision`` instead.
+        endpoint: API endpoint; empty for ``BENTO_CLOUD_API_ENDPOINT``.
+        token: API token; empty for ``BENTO_CLOUD_API_KEY``.
+
+    Returns:
+        decision: ``approved``, ``rejected``, ``expired`` (nobody decided in time),
+            ``withdrawn`` (the candidate left first) or ``not_required``.
+        decided_by: The name of the approver's API token; empty when nobody decided.
+        comment: The approver's comment.
+    """
+    import os
+
+    from bentoship import ApprovalRejected, Client
+    from bentoship.steps import request_approval as request
+
+    def write_report(page: str) -> None:
+        os.makedirs(os.path.dirname(report.path), exist_ok=True)
+        with open(report.path, "w", encoding="utf-8") as handle:
+            handle.write(page)
+
+    client = Client(endpoint or None, token or None) if required else None
+    try:
+        approval = request(
+            rollout,
+            message,
+            float(timeout),
+            _whole_numbers(evidence or {}),
+            client=client,
+            raise_on_failure=raise_on_failure,
+            required=required,
+        )
+    except ApprovalRejected as rejected:
+        write_report(rejected.approval.html())
+        print(f"approval: {rejected}")
+        raise
+    finally:
+        if client is not None:
+            client.close()
+    write_report(approval.html())
+    said = f" by {approval.decided_by}" if approval.decided_by else ""
+    why = f": {approval.comment}" if approval.comment else ""
+    print(f"approval of {approval.deployment} {approval.revision}: {approval.state}{said}{why}")
+    return (approval.state, approval.decided_by or "", approval.comment)
+
+
 COMPONENTS = {
     "build_bento": build_bento,
     "push_bento": push_bento,
@@ -897,6 +981,7 @@ COMPONENTS = {
     "export_monitoring": export_monitoring,
     "send_feedback": send_feedback,
     "check_quality": check_quality,
+    "request_approval": request_approval,
 }
 """Every component by its Python name (the shipped YAML files are named after it)."""
 

@@ -35,6 +35,7 @@ COMPONENT_NAMES = (
     "export_monitoring",
     "send_feedback",
     "check_quality",
+    "request_approval",
 )
 YAML_PACKAGE = "bentoship_kfp.component_yaml"
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
 from ..client import Client
@@ -13,16 +15,32 @@ from ..models import Rollout, RolloutLike
 from ..signals import terminated_raises
 from ..step_spans import traced_step
 
-__all__ = ["Approval", "evidence_of", "outcome_of", "request_approval", "start_approval"]
+__all__ = [
+    "NOT_REQUIRED",
+    "Approval",
+    "evidence_of",
+    "outcome_of",
+    "request_approval",
+    "start_approval",
+]
 
 log = logging.getLogger("bentoship.steps")
 POLL_SECONDS = 30.0
+NOT_REQUIRED = "not_required"
+"""The state of an approval the pipeline did not ask for (``request_approval(required=False)``)."""
+PAGE_STYLE = (
+    "body{font:14px/1.45 system-ui,sans-serif;color:#1d2330;margin:24px;max-width:1100px}"
+    "h1{font-size:20px}h2{font-size:16px;margin-top:28px}table{border-collapse:collapse}"
+    "th,td{text-align:left;vertical-align:top;padding:6px 10px;border-bottom:1px solid #e3e6ec}"
+    ".approved{color:#067647}.rejected,.expired,.withdrawn{color:#b42318}.muted{color:#667085}"
+)
 
 
 @dataclass(frozen=True)
 class Approval:
     """A decision on a held candidate: ``state`` is ``approved``, ``rejected``, ``expired``
-    (nobody decided in time) or ``withdrawn`` (the candidate left first)."""
+    (nobody decided in time), ``withdrawn`` (the candidate left first) or ``not_required``
+    (nobody was asked)."""
 
     id: str
     deployment: str
@@ -53,6 +71,42 @@ class Approval:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def html(self) -> str:
+        """The decision as one self-contained HTML page: who, why, the message and evidence."""
+        state = escape(self.state)
+        if self.state == NOT_REQUIRED:
+            who = "<p class=muted>No approval was required: nobody was asked.</p>"
+        elif self.decided_by:
+            said = f": {escape(self.comment)}" if self.comment else ""
+            who = f"<p>{state.capitalize()} by <b>{escape(self.decided_by)}</b>{said}</p>"
+        else:
+            who = f"<p>{state.capitalize()}: nobody decided.</p>"
+        rows = "".join(
+            f"<tr><th>{escape(key)}</th><td>{_evidence_cell(value)}</td></tr>"
+            for key, value in self.evidence.items()
+        )
+        evidence = f"<table>{rows}</table>" if rows else "<p class=muted>No evidence given.</p>"
+        message = f"<p>{escape(self.message)}</p>" if self.message else ""
+        ident = f" (approval {escape(self.id)})" if self.id else ""
+        return (
+            f"<!doctype html><html><head><meta charset=utf-8><title>Approval</title>"
+            f"<style>{PAGE_STYLE}</style></head><body>"
+            f"<h1>Approval of {escape(self.deployment)} {escape(self.revision)}: "
+            f"<span class={state}>{state}</span></h1>{who}{message}"
+            f"<h2>Evidence</h2>{evidence}<p class=muted>{escape(self.deployment)}{ident}</p>"
+            "</body></html>"
+        )
+
+
+def _evidence_cell(value: Any) -> str:
+    """A link for a URL, a report's summary line, else the value as JSON; escaped."""
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return f'<a href="{escape(value)}">{escape(value)}</a>'
+    if isinstance(value, dict) and isinstance(value.get("summary"), str):
+        return escape(value["summary"])
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return escape(text)
+
 
 def evidence_of(evidence: dict[str, Any] | None) -> dict[str, Any]:
     """Evidence as JSON: a report (shadow, quality, drift, canary) by its ``to_dict()`` and
@@ -80,6 +134,7 @@ def request_approval(
     *,
     client: Client | None = None,
     raise_on_failure: bool = True,
+    required: bool = True,
 ) -> Approval:
     """Ask a person to approve the rollout's held candidate, and wait for the decision.
 
@@ -88,7 +143,16 @@ def request_approval(
     console, the API), and discards it when someone rejects or ``timeout`` seconds pass; this
     step only waits (a long poll), so one that dies leaves no candidate waiting forever.
     A candidate not approved raises ApprovalRejected (unless ``raise_on_failure=False``).
+    With ``required=False`` it asks nobody and calls no server: the state is ``not_required``
+    and the candidate stays held, for the pipeline's promote step.
     """
+    if not required:
+        rollout = Rollout.parse(target)
+        log.info("%s %s: no approval required", rollout.name, rollout.revision)
+        shown = evidence_of(evidence)
+        return Approval(
+            "", rollout.name, rollout.revision or "", NOT_REQUIRED, message, shown, None, ""
+        )
     client = client or Client()
     name = Rollout.parse(target).name
     record = start_approval(target, message, timeout, evidence, client=client)

@@ -15,6 +15,7 @@ flytekit plugin for bentoship: ship BentoML services from Flyte workflows.
    promote_deployment
    analyze_canary
    analyze_shadow
+   request_approval
    rollback_deployment
    deploy_and_wait
    check_drift
@@ -51,6 +52,7 @@ from .monitoring import (
 from .rollback import RollbackOnFailure, workflow_with_rollback
 from .task import BentoDeploymentConfig, BentoDeploymentTask
 from .tasks import (
+    ApprovalOutputs,
     BuildOutputs,
     DeployAndWaitOutputs,
     analyze_canary,
@@ -60,6 +62,7 @@ from .tasks import (
     deploy_bento,
     promote_deployment,
     push_bento,
+    request_approval,
     rollback_deployment,
     smoke_test_deployment,
     wait_for_deployment,
@@ -68,6 +71,7 @@ from .tasks import (
 __all__ = [
     "API_KEY_SECRET",
     "IMAGE",
+    "ApprovalOutputs",
     "BentoDeploymentConfig",
     "BentoDeploymentConnector",
     "BentoDeploymentMetadata",
@@ -91,6 +95,7 @@ __all__ = [
     "image_spec",
     "promote_deployment",
     "push_bento",
+    "request_approval",
     "rollback_deployment",
     "send_feedback",
     "smoke_test_deployment",

@@ -38,6 +38,14 @@ class DeployAndWaitOutputs(NamedTuple):
     url: str
 
 
+class ApprovalOutputs(NamedTuple):
+    decision: str
+    """``approved``, ``rejected``, ``expired``, ``withdrawn`` or ``not_required``."""
+    decided_by: str
+    """The name of the approver's API token; empty when nobody decided."""
+    comment: str
+
+
 def _given(**options: object) -> dict[str, typing.Any]:
     """The options that were set, so that bentoship's defaults apply to the others."""
     return {key: value for key, value in options.items() if value is not None}
@@ -213,6 +221,65 @@ def analyze_shadow(
             raise
     flytekit.Deck("Shadow report", analysis.html())
     return promoted_record(Rollout.parse(rollout)).to_json()
+
+
+@task(
+    cache=False,
+    enable_deck=True,
+    deck_fields=(),  # only the decision: the inputs deck would show the token
+    secret_requests=[API_KEY_SECRET],
+    container_image=IMAGE,
+)
+def request_approval(
+    rollout: str,
+    message: str = "",
+    timeout: float | None = None,
+    evidence: dict | None = None,
+    required: bool = True,
+    raise_on_failure: bool = True,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> ApprovalOutputs:
+    """Ask a person to approve the held candidate, and wait for the decision; the decision
+    is the task's *Approval* deck.
+
+    The control plane keeps the approval with ``message`` and ``evidence`` (links and figures),
+    promotes the candidate when someone approves (the console, ``bentoship approve``, the API,
+    an Airflow or KFP user of the same plane) and discards it when someone rejects or
+    ``timeout`` seconds pass (default a day); the task only waits, so one that dies leaves no
+    candidate waiting. A candidate not approved fails the task (``raise_on_failure=False``:
+    branch on ``decision``). ``required=False`` asks nobody and calls no server: the decision
+    is ``not_required`` and the candidate stays held for :func:`promote_deployment`, so an
+    optional approval needs no ``conditional``. Local control plane only.
+
+    flytekit's own ``approve()`` node fits better when the decision belongs to the Flyte
+    execution: someone approves in Flyte's UI (or with ``flytectl``/``FlyteRemote``), no
+    control plane keeps it, and the workflow then promotes. This task fits when the decision
+    belongs to the deployment: the control plane applies it and its timeout, promotes or
+    discards, and the console, the CLI and the other orchestrators see the same approval.
+    """
+    from bentoship import ApprovalRejected
+    from bentoship.steps import request_approval as request
+
+    options = _given(timeout=timeout)
+    try:
+        if required:
+            with client(endpoint, token) as api:
+                approval = request(
+                    rollout,
+                    message,
+                    evidence=evidence,
+                    client=api,
+                    raise_on_failure=raise_on_failure,
+                    **options,
+                )
+        else:
+            approval = request(rollout, message, evidence=evidence, required=False)
+    except ApprovalRejected as rejected:
+        flytekit.Deck("Approval", rejected.approval.html())
+        raise
+    flytekit.Deck("Approval", approval.html())
+    return ApprovalOutputs(approval.state, approval.decided_by or "", approval.comment)
 
 
 @task(cache=False, secret_requests=[API_KEY_SECRET], container_image=IMAGE)
