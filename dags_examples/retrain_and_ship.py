@@ -116,8 +116,11 @@ def retrain_and_ship_tasks(pipeline: str, *, deferrable: bool) -> tuple[list[Any
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def shadow_wanted(params: dict | None = None) -> bool:
-        """Whether to run the shadow gate: only the task right after is skipped when not."""
-        return int((params or {}).get("shadow_min_pairs") or 0) > 0
+        """Whether to run the shadow gate: only the task right after is skipped when not. A
+        required approval takes its place (each gate promotes; the person decides last), as
+        in the KFP example."""
+        given = params or {}
+        return int(given.get("shadow_min_pairs") or 0) > 0 and not given.get("require_approval")
 
     shadow_gate = BentoShadowAnalysisOperator(
         task_id="shadow_gate",
@@ -172,7 +175,8 @@ def ship_params() -> dict[str, Param]:
             0,
             type="integer",
             minimum=0,
-            description="gate the candidate on this many pairs of shadow answers (0: no gate)",
+            description="gate the candidate on this many pairs of shadow answers (0: no gate; "
+            "require_approval replaces this gate)",
         ),
         "require_approval": Param(
             False, type="boolean", description="wait for a person to approve the candidate"
