@@ -1,10 +1,12 @@
 """Operator behaviours at unit level, against a real local control plane.
 
-The tests that deploy share one deployment, in file order: the sensor's test creates it, the
-others update what the test before left (a test run on its own creates it first)."""
+The tests that deploy share one deployment, in file order: the deferrable deploy's test creates
+it, the others update what the test before left (a test run on its own creates it first)."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import json
 import re
 import threading
@@ -23,6 +25,8 @@ from ..traffic import TrafficLoop
 from .test_provider import TaskInstanceStandIn
 
 DEPLOYMENT = "af-ops"
+APPROVED = {"envs": {"RUN": "approval"}}
+"""The config of the candidate that tests/airflow/dags/approval_gate.py deploys."""
 DAGS = Path(__file__).resolve().parent / "dags"
 
 
@@ -33,7 +37,11 @@ class TaskStateStoreStandIn(dict):  # type: ignore[type-arg]
         self[key] = value
 
 
-def test_sensor_pokes_and_defers(bentocloud_connection: LocalControlPlane, echo_v1: str) -> None:
+def test_deferrable_deploy_and_sensor_defer_and_their_triggers_round_trip(
+    bentocloud_connection: LocalControlPlane, echo_v1: str
+) -> None:
+    """The deferrable deploy creates the module's deployment; the sensor defers on its rollout;
+    the deploy's trigger, serialized and run as the triggerer would, brings the success."""
     from airflow.sdk.exceptions import AirflowException, TaskDeferred
 
     from bentoship_airflow.operators.bento import BentoDeployOperator
@@ -41,11 +49,15 @@ def test_sensor_pokes_and_defers(bentocloud_connection: LocalControlPlane, echo_
 
     with Client.from_env(home=bentocloud_connection.data_dir) as client:
         push(echo_v1, client=client)
-    # creates the module's deployment: a rollout to sense
-    deploy = BentoDeployOperator(
-        task_id="d", deployment_name=DEPLOYMENT, bento=echo_v1, wait_for_completion=False
+    op = BentoDeployOperator(
+        task_id="deploy", deployment_name=DEPLOYMENT, bento=echo_v1, deferrable=True
     )
-    rollout = deploy.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
+    ti = TaskInstanceStandIn()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"ti": ti})  # type: ignore[arg-type]
+    rollout = ti.xcoms["rollout"]
+    assert rollout["name"] == DEPLOYMENT and rollout["created"] is True
+    assert ti.xcoms["bentoship_links"]["endpoint"] == rollout["endpoint_url"]
     # templated into a string, as XCom values in templates are: the deferral keeps the rollout
     deferring = BentoDeploymentSensor(
         task_id="s",
@@ -54,12 +66,19 @@ def test_sensor_pokes_and_defers(bentocloud_connection: LocalControlPlane, echo_
         deferrable=True,
         timeout=60,
     )
-    with pytest.raises(TaskDeferred) as deferred:
+    with pytest.raises(TaskDeferred) as sensing:
         deferring.execute({"ti": TaskInstanceStandIn()})  # type: ignore[arg-type]
-    assert deferred.value.trigger.rollout == rollout
+    assert sensing.value.trigger.rollout == rollout
+
+    classpath, kwargs = deferred.value.trigger.serialize()
+    module, _, name = classpath.rpartition(".")
+    trigger = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
+    event = asyncio.run(trigger.run().__anext__())
+    assert event.payload["status"] == "success"
+    result = op.execute_complete({"ti": ti}, event.payload)  # type: ignore[arg-type]
+    assert result["revision"] == rollout["revision"]
+
     sensor = BentoDeploymentSensor(task_id="s2", deployment_name=DEPLOYMENT, rollout=rollout)
-    with Client.from_env(home=bentocloud_connection.data_dir) as client:
-        wait_until_ready(DEPLOYMENT, client=client, timeout=60)
     assert sensor.poke({"ti": TaskInstanceStandIn()}) is True  # type: ignore[arg-type]
     missing = BentoDeploymentSensor(task_id="s3", deployment_name="af-nowhere")
     with pytest.raises(AirflowException, match="af-nowhere"):
@@ -258,6 +277,46 @@ def test_an_approval_waits_in_the_triggerer_and_a_persons_yes_promotes(
         assert decision["state"] == "approved" and decision["revision"] == candidate
         assert decision["comment"] == "looks right" and decision["evidence"]["run"]
         assert client.get_deployment(DEPLOYMENT).serving_revision == candidate
+
+
+def test_deferrable_canary_analysis_defers_and_the_trigger_brings_the_verdict(
+    bentocloud_connection: LocalControlPlane, echo_v1: str, echo_v2: str
+) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from bentoship_airflow.operators.bento import BentoCanaryAnalysisOperator
+
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        push(echo_v1, client=client)
+        push(echo_v2, client=client)
+        # what the approval test left serving (created now when this test runs on its own)
+        serving = deploy(DEPLOYMENT, echo_v2, APPROVED, client=client)
+        wait_until_ready(serving, client=client, timeout=120)
+        rollout = deploy(DEPLOYMENT, echo_v1, candidate=True, client=client)
+        wait_until_ready(rollout, client=client, timeout=90)
+    op = BentoCanaryAnalysisOperator(
+        task_id="canary",
+        rollout=rollout.to_dict(),
+        steps=[50, 100],
+        interval=1,
+        min_requests=5,
+        deferrable=True,
+    )
+    ti = TaskInstanceStandIn()
+    with TrafficLoop(f"{rollout.endpoint_url}/echo", clients=2, pause=0.01) as traffic:
+        with pytest.raises(TaskDeferred) as deferred:
+            op.execute({"ti": ti})  # type: ignore[arg-type]
+        classpath, kwargs = deferred.value.trigger.serialize()
+        module, _, name = classpath.rpartition(".")
+        trigger = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
+        event = asyncio.run(trigger.run().__anext__())
+    assert traffic.failures == []
+    assert event.payload["status"] == "success", event.payload
+    result = op.execute_complete({"ti": ti}, event.payload)  # type: ignore[arg-type]
+    assert result["verdict"] == "promoted" and result["candidate"] == rollout.revision
+    assert [step["weight"] for step in result["steps"]] == [50, 100]
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        assert client.get_deployment(DEPLOYMENT).serving_revision == rollout.revision
 
 
 def test_the_approval_trigger_serializes_to_itself() -> None:

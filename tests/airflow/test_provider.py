@@ -1,9 +1,9 @@
-"""Provider discovery, the hook, the deferrable deploy operator and its trigger (unit level)."""
+"""Provider discovery, the hook, and a failed rollout's trigger event (unit level); the
+deferrable deploy and canary operators run in tests/airflow/test_operators.py."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import subprocess
 import sys
@@ -19,9 +19,7 @@ import pytest
 from bentoship import Client
 from bentoship.connection import Connection, write_connection
 from bentoship.server import LocalControlPlane
-from bentoship.steps import deploy, push, wait_until_ready
-
-from ..traffic import TrafficLoop
+from bentoship.steps import push
 
 
 class TaskInstanceStandIn:
@@ -96,71 +94,6 @@ def test_hook_falls_back_to_environment_without_default_connection(
     with BentoCloudHook().get_conn() as client:
         assert client.endpoint == "http://127.0.0.1:5678"
         assert client.connection.token == "env-token-0123456789"
-
-
-def test_deferrable_deploy_defers_and_trigger_round_trip_succeeds(
-    bentocloud_connection: LocalControlPlane, echo_v1: str
-) -> None:
-    from airflow.sdk.exceptions import TaskDeferred
-
-    from bentoship_airflow.operators.bento import BentoDeployOperator
-
-    with Client.from_env(home=bentocloud_connection.data_dir) as client:
-        push(echo_v1, client=client)
-    op = BentoDeployOperator(
-        task_id="deploy", deployment_name="af-deferred", bento=echo_v1, deferrable=True
-    )
-    ti = TaskInstanceStandIn()
-    with pytest.raises(TaskDeferred) as deferred:
-        op.execute({"ti": ti})  # type: ignore[arg-type]
-    assert ti.xcoms["rollout"]["name"] == "af-deferred"
-    assert ti.xcoms["bentoship_links"]["endpoint"] == ti.xcoms["rollout"]["endpoint_url"]
-
-    classpath, kwargs = deferred.value.trigger.serialize()
-    module, _, name = classpath.rpartition(".")
-    trigger = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
-    event = asyncio.run(trigger.run().__anext__())
-    assert event.payload["status"] == "success"
-    result = op.execute_complete({"ti": ti}, event.payload)  # type: ignore[arg-type]
-    assert result["revision"] == ti.xcoms["rollout"]["revision"]
-
-
-def test_deferrable_canary_analysis_defers_and_the_trigger_brings_the_verdict(
-    bentocloud_connection: LocalControlPlane, echo_v1: str, echo_v2: str
-) -> None:
-    from airflow.sdk.exceptions import TaskDeferred
-
-    from bentoship_airflow.operators.bento import BentoCanaryAnalysisOperator
-
-    with Client.from_env(home=bentocloud_connection.data_dir) as client:
-        push(echo_v1, client=client)
-        push(echo_v2, client=client)
-        wait_until_ready(deploy("af-deferred", echo_v1, client=client), client=client)
-        rollout = deploy("af-deferred", echo_v2, candidate=True, client=client)
-        wait_until_ready(rollout, client=client, timeout=90)
-    op = BentoCanaryAnalysisOperator(
-        task_id="canary",
-        rollout=rollout.to_dict(),
-        steps=[50, 100],
-        interval=1,
-        min_requests=5,
-        deferrable=True,
-    )
-    ti = TaskInstanceStandIn()
-    with TrafficLoop(f"{rollout.endpoint_url}/echo", clients=2, pause=0.01) as traffic:
-        with pytest.raises(TaskDeferred) as deferred:
-            op.execute({"ti": ti})  # type: ignore[arg-type]
-        classpath, kwargs = deferred.value.trigger.serialize()
-        module, _, name = classpath.rpartition(".")
-        trigger = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
-        event = asyncio.run(trigger.run().__anext__())
-    assert traffic.failures == []
-    assert event.payload["status"] == "success", event.payload
-    result = op.execute_complete({"ti": ti}, event.payload)  # type: ignore[arg-type]
-    assert result["verdict"] == "promoted" and result["candidate"] == rollout.revision
-    assert [step["weight"] for step in result["steps"]] == [50, 100]
-    with Client.from_env(home=bentocloud_connection.data_dir) as client:
-        assert client.get_deployment("af-deferred").serving_revision == rollout.revision
 
 
 def test_failed_rollout_event_raises_with_reason_and_logs(

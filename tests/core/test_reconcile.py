@@ -170,14 +170,19 @@ def test_a_discarded_candidate_stops_and_a_crashed_candidate_fails(tmp_path: Pat
 
 
 def test_a_lost_serving_replica_is_replaced_with_backoff(tmp_path: Path) -> None:
+    """The one replica of the serving revision exits: the deployment is unhealthy until a new
+    replica of the same revision is ready (tests/drills/ kills a real one)."""
+
     async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
         await controller.create("web", "echo:v1", {})
         await settle()
         launcher.failing["echo:v1"] = "not ready within the readiness deadline"
         attempts: list[float] = []
+        statuses: list[str] = []
 
         def ready_on_the_third_wait(seconds: float) -> None:
             attempts.append(seconds)
+            statuses.append(controller.views.status(controller.get("web")))
             if len(attempts) == 3:
                 launcher.failing.clear()
 
@@ -187,8 +192,12 @@ def test_a_lost_serving_replica_is_replaced_with_backoff(tmp_path: Path) -> None
         await settle(200)
         dep = controller.get("web")
         assert clock.slept == [1.0, 2.0, 4.0]
+        assert statuses == ["unhealthy"] * 3, "no replica served while it was replaced"
         assert controller.views.status(dep) == "running"
+        assert controller.name_of(dep.serving_revision) == "r1"
         assert len(launcher.launched) == 5 and launcher.launched[-1].alive
+        assert launcher.launched[-1].revision == launcher.launched[0].revision
+        assert launcher.launched[-1].pid != launcher.launched[0].pid
         assert kinds(controller, "web")[-2:] == ["crashed", "restarted"]
         messages = [e.message for e in controller.events.of("web")]
         assert "r1 replica 0 exited (code 137); restarting" in messages

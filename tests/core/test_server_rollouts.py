@@ -10,7 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bentoship import Client, DeploymentFailed
 from bentoship.server import LocalControlPlane
+from bentoship.steps import deploy, rollback, wait_until_ready
 
 from ..traffic import TrafficLoop
 from .api import Api
@@ -100,30 +102,47 @@ def test_update_and_rollback_drop_no_request(
 def test_crash_looping_revision_fails_long_before_its_deadline_while_previous_serves(
     shared_plane: LocalControlPlane, crash_bento: str
 ) -> None:
-    """An update of the previous test's deployment (serving r2, echo v2) to a crashing bento."""
+    """An update of the previous test's deployment (serving r2, echo v2) to a crashing bento,
+    through the steps: wait raises DeploymentFailed with the exception from the logs, and the
+    rollback step returns the deployment to r2, which served throughout."""
     api = Api(shared_plane)
     api.push(crash_bento)
     assert serving(api, "steady") == "r2"
     url = api.url("steady")
+    assert shared_plane.connection is not None
+    client = Client(shared_plane.connection.endpoint, shared_plane.connection.token)
+    config = {"envs": {"A": "1"}, "labels": {"note": SCRIPT}}
 
-    with TrafficLoop(f"{url}/echo", clients=1, pause=0.05) as traffic:
-        api.update("steady", crash_bento, envs=ENVS, labels=[{"key": "note", "value": SCRIPT}])
-        dep = api.wait_status("steady", {"failed"}, timeout=100)
+    with client, TrafficLoop(f"{url}/echo", clients=1, pause=0.05) as traffic:
+        rollout = deploy("steady", crash_bento, config, client=client)
+        with pytest.raises(DeploymentFailed) as caught:
+            wait_until_ready(rollout, client=client, timeout=100)
         failed_at = time.time()
+        dep = api.get("steady")
         time.sleep(0.5)
+        error = caught.value
+        assert "deliberate init failure: crash fixture" in str(error)
+        assert error.status == "failed" and "deliberate init failure" in error.logs
+        assert "bentoship logs steady" in str(error)
+        assert dep["status"] == "failed"
+        assert dep["bentoship"]["serving_revision"] != dep["bentoship"]["target_revision"]
+        reason = dep["bentoship"]["reason"]
+        assert "crashed while starting" in reason
+        assert "deliberate init failure: crash fixture" in reason
+        failed = next(r for r in api.revisions("steady") if r["bentoship"]["phase"] == "failed")
+        assert failed["name"] == rollout.revision == "r3"
+        lines = api.logs("steady", failed["name"], tail=2000)
+        assert any("deliberate init failure: crash fixture" in line for line in lines)
+        # failed within 15 s of its first crash (log stamps have whole seconds), not at 120 s
+        assert failed_at - first_crash(lines) <= 16
+        assert failed["bentoship"]["warm"] is False
+
+        back = rollback(rollout, client=client)
+        assert back is not None and back.status == "running"
+        assert back.serving_revision == back.target_revision == rollout.previous_revision
 
     assert traffic.failures == []
     assert set(traffic.versions()) == {"v2"}
-    assert dep["bentoship"]["serving_revision"] != dep["bentoship"]["target_revision"]
-    reason = dep["bentoship"]["reason"]
-    assert "crashed while starting" in reason
-    assert "deliberate init failure: crash fixture" in reason
-    failed = next(r for r in api.revisions("steady") if r["bentoship"]["phase"] == "failed")
-    lines = api.logs("steady", failed["name"], tail=2000)
-    assert any("deliberate init failure: crash fixture" in line for line in lines)
-    # failed within 15 s of its first crash (log stamps have whole seconds), not at 120 s
-    assert failed_at - first_crash(lines) <= 16
-    assert failed["bentoship"]["warm"] is False
     assert httpx.post(f"{url}/echo", json={"text": "y"}).json()["version"] == "v2"
 
 
@@ -153,7 +172,8 @@ def test_a_port_taken_before_bentoml_binds_it_is_told_apart(
     """The control plane picks a free port, then bentoml binds it: another process may win the
     race. That failure is PortTaken, which the controller answers with another port. A process
     that fails as ``bentoml serve`` does on a taken port stands in for it (a real bentoml start
-    costs seconds of CPU for the same log line)."""
+    costs seconds of CPU for the same log line; the stand-in is no ``bentoml serve`` start,
+    so the run's ledger of them leaves it out)."""
     import asyncio
     import sys
 
@@ -162,6 +182,7 @@ def test_a_port_taken_before_bentoml_binds_it_is_told_apart(
     line = "OSError: [Errno 98] error while attempting to bind: Address already in use"
     fails_to_bind = [sys.executable, "-c", f"print({line!r}, flush=True); raise SystemExit(1)"]
     monkeypatch.setattr(runner, "bentoml_command", lambda: fails_to_bind)
+    monkeypatch.delenv(runner.SERVE_LEDGER_ENV, raising=False)
 
     async def start_on_taken_port() -> None:
         proc = await runner.start_serve(

@@ -1,4 +1,7 @@
-"""The pipeline steps end to end against real control planes and real ``bentoml serve``."""
+"""The pipeline steps end to end against a real control plane and real ``bentoml serve``.
+
+One deployment serves the module's tests (``CHAIN``; a failing rollout's ``DeploymentFailed``
+is tested on the crash of tests/core/test_server_rollouts.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bentoship import Client, DeploymentFailed, RetryPolicy, Rollout, SmokeTestFailed
+from bentoship import Client, RetryPolicy, Rollout, SmokeTestFailed
 from bentoship.server import LocalControlPlane
 from bentoship.steps import SmokeTest, deploy, push, rollback, ship, smoke_test, wait_until_ready
 
@@ -26,43 +29,11 @@ def echo_check(version: str) -> SmokeTest:
     )
 
 
-def test_a_ship_that_fails_its_smoke_test_never_reaches_live_traffic(
-    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str
-) -> None:
-    """Clients call the endpoint all along; the bad revision is smoke-tested as a candidate.
-
-    Against plain BentoCloud (no candidates) the same path rolls back: tests/kfp/.
-    """
-    client = client_for(shared_plane)
-    assert {"candidates", "canary", "traffic"} <= client.get_extensions()
-
-    first = ship("svc", echo_v1, smoke=echo_check("v1"), client=client, poll_interval=0.5)
-    assert first.created and first.revision == "r1" and not first.candidate
-    assert httpx.post(f"{first.endpoint_url}/echo", json={"text": "a"}).json()["version"] == "v1"
-
-    with TrafficLoop(f"{first.endpoint_url}/echo", clients=2, pause=0.05) as live:
-        live.wait_for(20)
-        with pytest.raises(SmokeTestFailed, match=r"candidate|answered"):
-            ship("svc", echo_v2, smoke=echo_check("v9"), client=client, poll_interval=0.5)
-        seen = len(live.answers)
-        live.wait_for(seen + 20)
-    assert live.by_revision() == {"r1": len(live.answers)}
-    assert {a.body["version"] for a in live.answers} == {"v1"} and not live.failures
-    assert {a.status for a in live.answers} == {200}
-
-    dep = client.get_deployment("svc")
-    assert dep.status == "running" and dep.bento == echo_v1
-    assert (dep.serving_revision, dep.target_revision, dep.candidate_revision) == ("r1", "r1", None)
-    bad = next(r for r in client.list_revisions("svc") if r.name == "r2")
-    assert (bad.phase, bad.bento, bad.requests) == ("cancelled", echo_v2, 1)
-    assert "discarded" in bad.reason
-
-
 @pytest.fixture(scope="module")
 def chain() -> dict[str, Rollout]:
-    """The rollouts of ``CHAIN``, one deployment that the next three tests build on in file
+    """The rollouts of ``CHAIN``, the module's one deployment, which its tests build on in file
     order: created (v1) and updated (v2) with lost answers, deployed again unchanged while v2
-    starts, then rolled back by name."""
+    starts, rolled back by name, then shipped a candidate that fails its smoke test."""
     return {}
 
 
@@ -130,21 +101,6 @@ def test_deploy_twice_makes_one_revision_and_wait_long_polls(
     assert Rollout.from_json(chain["created"].to_json()) == chain["created"]
 
 
-def test_wait_raises_deployment_failed_with_the_exception_from_the_logs(
-    shared_plane: LocalControlPlane, crash_bento: str
-) -> None:
-    client = client_for(shared_plane)
-    push(crash_bento, client=client)
-    rollout = deploy("crashing", crash_bento, client=client)
-    with pytest.raises(DeploymentFailed) as caught:
-        wait_until_ready(rollout, client=client, timeout=60)
-    error = caught.value
-    assert "deliberate init failure: crash fixture" in str(error)
-    assert error.status == "failed" and "deliberate init failure" in error.logs
-    assert "bentoship logs crashing" in str(error)
-    assert rollback(rollout, client=client) is None
-
-
 def test_rollback_to_named_revision_and_smoke_test_with_token(
     shared_plane: LocalControlPlane, chain: dict[str, Rollout]
 ) -> None:
@@ -175,3 +131,48 @@ def test_rollback_to_named_revision_and_smoke_test_with_token(
     dep = rollback(CHAIN, revision="r1", client=client)
     assert dep is not None and dep.serving_revision == first.revision
     assert smoke_test(CHAIN, echo_check("v1"), token=token, client=client)["version"] == "v1"
+
+
+def test_a_ship_that_fails_its_smoke_test_never_reaches_live_traffic(
+    shared_plane: LocalControlPlane, echo_v1: str, echo_v2: str, chain: dict[str, Rollout]
+) -> None:
+    """On the chain's deployment, r1 (v1) serving again: clients call the endpoint all along;
+    the bad revision is smoke-tested as a candidate.
+
+    Against plain BentoCloud (no candidates) the same path rolls back: tests/kfp/. A ship that
+    creates its deployment: tests/drills/.
+    """
+    client = client_for(shared_plane)
+    assert {"candidates", "canary", "traffic"} <= client.get_extensions()
+    token = client.connection.token
+
+    first = ship(CHAIN, echo_v1, CHAIN_CONFIG, smoke=echo_check("v1"), client=client, token=token)
+    assert first.revision == "r1" and not first.changed and not first.candidate
+    auth = {"Authorization": f"Bearer {token}"}
+    answer = httpx.post(f"{first.endpoint_url}/echo", json={"text": "a"}, headers=auth)
+    assert answer.json()["version"] == "v1"
+
+    with TrafficLoop(f"{first.endpoint_url}/echo", clients=2, pause=0.05, headers=auth) as live:
+        live.wait_for(20)
+        with pytest.raises(SmokeTestFailed, match=r"answered"):
+            ship(
+                CHAIN,
+                echo_v2,
+                CHAIN_CONFIG,
+                smoke=echo_check("v9"),
+                client=client,
+                poll_interval=0.5,
+                token=token,
+            )
+        seen = len(live.answers)
+        live.wait_for(seen + 20)
+    assert live.by_revision() == {"r1": len(live.answers)}
+    assert {a.body["version"] for a in live.answers} == {"v1"} and not live.failures
+    assert {a.status for a in live.answers} == {200}
+
+    dep = client.get_deployment(CHAIN)
+    assert dep.status == "running" and dep.bento == echo_v1
+    assert (dep.serving_revision, dep.target_revision, dep.candidate_revision) == ("r1", "r1", None)
+    bad = client.list_revisions(CHAIN)[0]
+    assert (bad.name, bad.phase, bad.bento, bad.requests) == ("r3", "cancelled", echo_v2, 1)
+    assert "discarded" in bad.reason

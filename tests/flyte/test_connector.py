@@ -120,22 +120,13 @@ def test_create_get_delete_against_the_server(api: Client, echo_v1: str, echo_v2
     wait_until_ready(DEPLOYMENT, client=api, timeout=60)
     assert version_at(dep.url) == "v1"
 
-    # a rollout that finished is not undone by a late delete
-    second_meta = create(task, name=DEPLOYMENT, bento=echo_v2, config={"min_replicas": 1})
-    second = Rollout.from_json(second_meta.rollout)
-    assert get_until_done(second_meta).phase == TaskExecution.SUCCEEDED
-    connector().delete(second_meta)
-    dep = api.get_deployment(DEPLOYMENT)
-    assert dep.serving_revision == second.revision == dep.target_revision
-    assert version_at(dep.url) == "v2"
-
 
 @pytest.mark.usefixtures("cloud_env", "pushed")
 def test_failing_rollout_is_failed_with_the_servers_reason_and_rolled_back(
-    api: Client, echo_v2: str, crash_bento: str
+    api: Client, echo_v1: str, crash_bento: str
 ) -> None:
     push(crash_bento, client=api)
-    good = serving(api, echo_v2)
+    good = serving(api, echo_v1)
 
     task = BentoDeploymentTask(name="tests.flyte.connector_crash", timeout_seconds=120)
     meta = create(task, name=DEPLOYMENT, bento=crash_bento)
@@ -150,31 +141,42 @@ def test_failing_rollout_is_failed_with_the_servers_reason_and_rolled_back(
     assert f"rolled {DEPLOYMENT} back to revision {good.revision}" in message
     dep = api.get_deployment(DEPLOYMENT)
     assert dep.target_revision == good.revision == dep.serving_revision
-    assert dep.bento == echo_v2
+    assert dep.bento == echo_v1
     wait_until_ready(DEPLOYMENT, client=api, timeout=60)
-    assert version_at(dep.url) == "v2"
+    assert version_at(dep.url) == "v1"
 
 
 @pytest.mark.usefixtures("cloud_env", "pushed")
 def test_connector_task_runs_in_a_local_workflow(
     api: Client, echo_v1: str, echo_v2: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = serving(api, echo_v2)
+    """A workflow's task goes through the connector; the rollout it finished is not undone by
+    a late delete."""
+    before = serving(api, echo_v1)
     phases: list[int] = []
+    metas: list[BentoDeploymentMetadata] = []
     real_get = connector().get
 
     async def observed_get(resource_meta: BentoDeploymentMetadata, **kwargs: Any) -> Resource:
         resource = await real_get(resource_meta, **kwargs)
         phases.append(resource.phase)
+        metas.append(resource_meta)
         return resource
 
     monkeypatch.setattr(connector(), "get", observed_get)
-    url = ship_echo(name=DEPLOYMENT, bento=echo_v1)
+    url = ship_echo(name=DEPLOYMENT, bento=echo_v2)
 
     # the workflow went through the connector: it called get until the rollout succeeded
     assert phases and phases[-1] == TaskExecution.SUCCEEDED
     assert set(phases[:-1]) <= {TaskExecution.RUNNING}
     dep = api.get_deployment(DEPLOYMENT)
-    assert dep.bento == echo_v1 and dep.serving_revision == dep.target_revision
+    assert dep.bento == echo_v2 and dep.serving_revision == dep.target_revision
     assert dep.serving_revision != before.revision
-    assert url == dep.url and version_at(url) == "v1"
+    assert url == dep.url and version_at(url) == "v2"
+
+    finished = Rollout.from_json(metas[-1].rollout)
+    assert finished.revision == dep.serving_revision
+    connector().delete(metas[-1])
+    dep = api.get_deployment(DEPLOYMENT)
+    assert dep.serving_revision == finished.revision == dep.target_revision
+    assert version_at(dep.url) == "v2"
