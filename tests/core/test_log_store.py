@@ -97,6 +97,24 @@ def test_search_returns_the_last_matches_in_time_order(store: LogStore) -> None:
     ]
 
 
+def test_search_pages_back_from_a_line_even_among_lines_of_one_time(store: LogStore) -> None:
+    store.append("web", "r1", "stdout", [f"line {i}" for i in range(10)], t=1.0)
+    store.append("web", "r1", "stdout", [f"line {i}" for i in range(10, 20)], t=2.0)
+    store.append("web", "r1", "stdout", ["late, stored early"], t=0.5)
+    newest = store.search("web", limit=4, newest_first=True)
+    assert texts(newest) == ["line 19", "line 18", "line 17", "line 16"]
+    older = store.search("web", limit=4, newest_first=True, before=newest[-1].seq)
+    assert texts(older) == ["line 15", "line 14", "line 13", "line 12"]
+    across = store.search("web", limit=4, newest_first=True, before=older[-1].seq)
+    assert texts(across) == ["line 11", "line 10", "line 9", "line 8"], "across two times"
+    last = store.search("web", limit=20, newest_first=True, before=store.search("web")[1].seq)
+    assert texts(last) == ["late, stored early"], "by time, then by the order stored"
+    assert texts(store.search("web", limit=2, pattern="1$", before=newest[0].seq)) == [
+        "line 1",
+        "line 11",
+    ]
+
+
 @pytest.mark.parametrize(
     "pattern",
     [
@@ -439,7 +457,7 @@ def test_the_logs_route_filters(served: Served) -> None:
         "new ERROR x",
         "newest",
     ]
-    assert set(body["lines"][0]) == {"time", "t", "deployment", "revision", "stream", "line"}
+    assert set(body["lines"][0]) == {"time", "t", "deployment", "revision", "stream", "line", "seq"}
 
     def lines(**params: Any) -> list[str]:
         answer = get(served, "web/logs", **params)
@@ -454,6 +472,8 @@ def test_the_logs_route_filters(served: Served) -> None:
     assert lines(revision="r1") == ["old boot", "old ERROR"]
     assert lines(pattern="ERROR( x)?$") == ["old ERROR", "new ERROR x"]
     assert lines(pattern="boot", limit=1) == ["new boot"]
+    newest = body["lines"][-1]
+    assert lines(before=str(newest["seq"]), limit=2) == ["new boot", "new ERROR x"]
 
 
 def test_the_logs_route_refuses_bad_queries_in_one_line(served: Served) -> None:

@@ -210,6 +210,9 @@ class WebhookBook:
             )
 
     def deliveries(self, hook_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The webhook's deliveries, the newest event first: its kind, the state (pending,
+        delivered or failed), the tries so far, the last answer's status and error, and when
+        a pending one is tried next (``next_at``, ISO 8601 UTC)."""
         self.get(hook_id)
         rows = self._db.execute(
             "SELECT d.*, e.kind, e.deployment, e.message FROM deliveries d LEFT JOIN events e "
@@ -226,6 +229,7 @@ class WebhookBook:
                 "attempts": int(r["attempts"]),
                 "status": r["status"],
                 "error": r["error"],
+                "next_at": _iso(float(r["next_at"])) if r["state"] == "pending" else None,
                 "updated_at": r["updated_at"],
             }
             for r in rows
@@ -234,6 +238,10 @@ class WebhookBook:
     def event(self, event_id: int) -> Event | None:
         row = self._db.execute("SELECT * FROM events WHERE id=?", (event_id,)).fetchone()
         return Event(**dict(row)) if row else None
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def body_of(hook: Webhook, event: Event, console: str) -> bytes:

@@ -30,13 +30,15 @@ DOWNLOAD_LINES_PER_CHUNK = 1000
 
 
 class LogSearchParams(Params):
-    """A deployment's log lines: a time window, a revision, an RE2 pattern; or follow them."""
+    """A deployment's log lines: a time window, a revision, an RE2 pattern, those older than
+    the line ``before`` (its ``seq``, to page back); or follow them."""
 
     since: Moment | None = None
     until: Moment | None = None
     revision: Annotated[str, Field(pattern=r"^r[0-9]{1,9}$")] | None = None
     pattern: Annotated[str, Field(max_length=MAX_PATTERN_CHARACTERS)] | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_LOG_LINES)] = 1000
+    before: Annotated[int, Field(ge=1)] | None = None
     follow: bool = False
 
     def window(self, now: float) -> tuple[float | None, float | None]:
@@ -72,11 +74,13 @@ def routes(services: Services, store: LogStore) -> list[Route]:
                 revision=params.revision,
                 pattern=params.pattern,
                 limit=params.limit,
+                before=params.before,
             )
 
         if not params.follow:
             found = await asyncio.to_thread(recent)
-            return JSONResponse({"deployment": name, "lines": [x.to_json() for x in found]})
+            lines = [{**x.to_json(), "seq": x.seq} for x in found]
+            return JSONResponse({"deployment": name, "lines": lines})
 
         def wanted(line: LogLine) -> bool:
             return (
@@ -108,7 +112,8 @@ def routes(services: Services, store: LogStore) -> list[Route]:
 
 
 def _event(line: LogLine) -> ServerSentEvent:
-    return ServerSentEvent(json.dumps(line.to_json()), event="log")
+    """A followed line, with its ``seq`` (the console pages back from the oldest it shows)."""
+    return ServerSentEvent(json.dumps({**line.to_json(), "seq": line.seq}), event="log")
 
 
 async def _follow(

@@ -15,7 +15,7 @@ import secrets
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -44,7 +44,10 @@ from .approvals_view import (
     decision_refusal,
     rollback_refusal,
 )
-from .quality_view import WINDOW_NAMES, WINDOWS, quality_panel, quality_window
+from .data_view import data_table
+from .deploy_view import deploy_context, deploy_refusal
+from .deploy_view import routes as deploy_routes
+from .quality_view import WINDOW_NAMES, quality_panel, quality_window
 from .sessions import (
     CSRF_FIELD,
     SESSION_COOKIE,
@@ -58,15 +61,15 @@ from .sessions import (
 )
 from .shadow_view import ShadowPanel, mirror_request, shadow_panel
 from .traces_view import (
-    DEFAULT_WINDOW,
-    SEARCH_FIELDS,
     log_parts,
-    monitor_trace,
+    search_form,
     search_query,
     trace_rows,
     waterfall,
+    window_label,
 )
 from .vendor import STATIC_DIR, VENDORED, check_vendored
+from .webhooks_view import webhook_panels
 
 __all__ = ["routes"]
 
@@ -201,7 +204,8 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
                     "per_minute": await asyncio.to_thread(per_minute, dep.name),
                 }
             )
-        return page(request, "deployments.html", rows=rows)
+        refusal = deploy_refusal(principal_in(request))
+        return page(request, "deployments.html", rows=rows, deploy_refusal=refusal)
 
     async def deployment(request: Request) -> Response:
         name = request.path_params["name"]
@@ -253,6 +257,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             context["traces"] = await traces_of(request, dep)
         elif tab == "events":
             context["events"] = [e.to_json() for e in reversed(controller.events.of(name))]
+        context.update(deploy_context(services, dep, data, principal_in(request)))
         return page(request, "deployment.html", **context)
 
     async def quality_of(request: Request, dep: Deployment) -> dict[str, Any]:
@@ -295,13 +300,13 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
         """The Traces tab: the search form, the traces it finds (by their root span) and, with
         ``trace=<id>``, that trace's waterfall."""
         params = request.query_params
-        form = {key: params.get(key, "").strip() for key in SEARCH_FIELDS}
-        if form["since"] not in WINDOWS:
-            form["since"] = DEFAULT_WINDOW
+        form = search_form(params)
         found: dict[str, Any] = {
             "form": form,
             "windows": WINDOW_NAMES,
+            "window": window_label(form),
             "query": search_query(form),
+            "any_duration": search_query({**form, "min_duration": ""}),
             "rows": (),
             "problem": "",
             "chosen": params.get("trace", "").strip(),
@@ -316,7 +321,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             return found
         try:
             asked = query(TracesParams, request).model_copy(
-                update={"since": form["since"], "until": None}
+                update={"since": form["since"], "until": form["until"] or None}
             )
             answer = await find_traces(observed.spans, dep.name, asked)
             found["rows"] = trace_rows(answer["traces"])
@@ -439,6 +444,13 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             return back(url, problem=exc.message)
         return back(url, notice=done)
 
+    async def webhooks(request: Request) -> Response:
+        if not services.settings.extensions:
+            problem = "this server runs without bentoship's extensions: it sends no webhooks"
+            return page(request, "webhooks.html", webhooks=[], problem=problem)
+        panels = await asyncio.to_thread(webhook_panels, controller.webhooks, time.time())
+        return page(request, "webhooks.html", webhooks=panels, problem="")
+
     async def repositories(request: Request) -> Response:
         store = services.registry.store
         listed = [
@@ -494,11 +506,13 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
         Route(SIGNIN_PATH, signin, methods=["POST"]),
         Route("/logout", signout, methods=["POST"]),
         Route("/deployments", deployments, methods=["GET"]),
+        *deploy_routes(services, page),
         Route(one, deployment, methods=["GET"]),
         Route(f"{one}/log_lines", log_lines, methods=["GET"]),
         Route(f"{one}/shadow_live", shadow_live, methods=["GET"]),
         Route(f"{one}/{{command:str}}", revision_command, methods=["POST"]),
         Route("/bento_repositories", repositories, methods=["GET"]),
+        Route("/webhooks", webhooks, methods=["GET"]),
         Route("/api_tokens", api_tokens, methods=["GET"]),
         Route("/api_tokens", create_token, methods=["POST"]),
         Route("/api_tokens/{uid:str}/revoke", revoke_token, methods=["POST"]),
@@ -527,10 +541,8 @@ def _monitoring_data(request: Request, services: Services, name: str) -> dict[st
     minutes = store.per_minute(name, chosen, since=start)
     sample = [
         {**r, "ingested_at": _clock(r["ingested_at"])}
-        for r in store.records(name, chosen, limit=DATA_SAMPLE_ROWS)
+        for r in reversed(store.records(name, chosen, limit=DATA_SAMPLE_ROWS))
     ]
-    fields = list(dict.fromkeys(k for r in sample for k in r if k not in ("record",)))
-    traces = [monitor_trace(r.get("trace_id")) for r in sample]
     return {
         "monitors": monitors,
         "monitor": chosen,
@@ -538,9 +550,7 @@ def _monitoring_data(request: Request, services: Services, name: str) -> dict[st
         "start": start,
         "slots": DATA_HOURS * 60,
         "peak": max((c for _, c in minutes), default=1),
-        "sample": sample,
-        "traces": traces,
-        "fields": fields,
+        "table": data_table(sample, store.columns(chosen)),
         "hours": DATA_HOURS,
     }
 
@@ -561,13 +571,25 @@ def _clock(epoch: float) -> str:
 
 
 def _log_search(request: Request, services: Services, name: str) -> dict[str, Any]:
-    """The Logs tab's form values and the lines they find (the newest 500)."""
+    """The Logs tab's form values and a page of the lines they find, newest first: the newest
+    500, or with ``before`` (a line's seq) the 500 before that line; with the query strings
+    of the page of older lines (when there are some) and of the newest page."""
     form = {
         key: request.query_params.get(key, "") for key in ("pattern", "since", "until", "revision")
     }
+    paged = urlencode({"tab": "logs", **{k: v for k, v in form.items() if v}})
+    found: dict[str, Any] = {
+        "form": form,
+        "lines": [],
+        "problem": "",
+        "paged": paged,
+        "page_size": LOG_LINES_SHOWN,
+        "older": "",
+        "before": None,
+    }
     observed = services.observed
     if observed is None:
-        return {"form": form, "lines": [], "problem": "this server keeps no logs (--no-metrics)"}
+        return {**found, "problem": "this server keeps no logs (--no-metrics)"}
     try:
         params = query(LogSearchParams, request)
         since, until = params.window(time.time())
@@ -578,9 +600,16 @@ def _log_search(request: Request, services: Services, name: str) -> dict[str, An
                 until=until,
                 revision=params.revision,
                 pattern=params.pattern,
-                limit=LOG_LINES_SHOWN,
+                limit=LOG_LINES_SHOWN + 1,
+                newest_first=True,
+                before=params.before,
             )
-            shown = [{**line.to_json(), "parts": log_parts(line.line)} for line in lines]
+            shown = [
+                {**line.to_json(), "seq": line.seq, "parts": log_parts(line.line)}
+                for line in lines[:LOG_LINES_SHOWN]
+            ]
     except DomainError as exc:
-        return {"form": form, "lines": [], "problem": exc.message}
-    return {"form": form, "lines": shown, "problem": ""}
+        return {**found, "problem": exc.message}
+    if len(lines) > LOG_LINES_SHOWN:
+        found["older"] = f"{paged}&before={shown[-1]['seq']}"
+    return {**found, "lines": shown, "before": params.before}

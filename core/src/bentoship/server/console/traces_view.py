@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from ..errors import Invalid
 from ..observe.spans import SpanBuffer, trace_id_of
+from .quality_view import WINDOW_NAMES, WINDOWS
 from .shadow_view import NONE, count, milliseconds
 
 __all__ = [
@@ -25,15 +26,19 @@ __all__ = [
     "Waterfall",
     "log_parts",
     "monitor_trace",
+    "search_form",
     "search_query",
     "span_time",
     "trace_rows",
     "waterfall",
+    "window_label",
 ]
 
 DEFAULT_WINDOW = "1h"
-SEARCH_FIELDS = ("since", "min_duration", "status", "revision", "q")
+SEARCH_FIELDS = ("since", "until", "min_duration", "status", "revision", "q", "sort")
 """The search form's fields, named as ``GET /api/v2/deployments/{name}/traces`` reads them."""
+SORTS = ("newest", "slowest")
+EPOCH = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 ENDPOINT_SERVICE = SpanBuffer.SERVICE
 MIN_WIDTH = 0.25
 """Percent of the waterfall's width that the shortest bar still takes, to stay visible."""
@@ -84,6 +89,30 @@ def monitor_trace(value: object) -> str:
     except Invalid:
         return ""
     return found if found.strip("0") else ""
+
+
+def search_form(params: Mapping[str, str]) -> dict[str, str]:
+    """The search form's values from a query: ``since`` one of the windows (the last hour
+    unless it says), or ``since`` and ``until`` in epoch seconds, a window [since, until) as
+    the latency chart links one bucket's traces; ``sort`` newest (empty) or slowest."""
+    form = {key: str(params.get(key, "")).strip() for key in SEARCH_FIELDS}
+    since, until = form["since"], form["until"]
+    bucket = EPOCH.fullmatch(since) and EPOCH.fullmatch(until) and float(since) < float(until)
+    if not bucket:
+        form["until"] = ""
+        if since not in WINDOWS:
+            form["since"] = DEFAULT_WINDOW
+    if form["sort"] not in SORTS[1:]:
+        form["sort"] = ""
+    return form
+
+
+def window_label(form: Mapping[str, str]) -> str:
+    """The window of a :func:`search_form`, as the heading names it."""
+    if form.get("until"):
+        since, until = _clock(float(form["since"])), _clock(float(form["until"]))
+        return f"from {since} to {until[11:] if until[:10] == since[:10] else until}"
+    return f"last {WINDOW_NAMES.get(form.get('since', ''), WINDOW_NAMES[DEFAULT_WINDOW])}"
 
 
 def search_query(form: Mapping[str, str], **more: str) -> str:

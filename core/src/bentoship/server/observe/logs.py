@@ -183,9 +183,11 @@ class LogStore:
         pattern: str | None = None,
         limit: int = 1000,
         newest_first: bool = False,
+        before: int | None = None,
     ) -> list[LogLine]:
         """The last ``limit`` lines with ``since <= t <= until`` of ``revision`` that
-        ``pattern`` finds (RE2, anywhere in the line), oldest first unless ``newest_first``.
+        ``pattern`` finds (RE2, anywhere in the line), oldest first unless ``newest_first``;
+        with ``before`` (a line's ``seq``), only the lines older than that one (to page back).
         Blocks (RE2 runs over the rows here): the loop calls it in a worker thread. One search
         runs at a time, so that no more than one thread vies for the interpreter with the loop
         that serves the endpoints."""
@@ -193,7 +195,9 @@ class LogStore:
         if limit <= 0:
             return []
         with self._searching:
-            return self._search(deployment, since, until, revision, regex, limit, newest_first)
+            return self._search(
+                deployment, since, until, revision, regex, limit, newest_first, before
+            )
 
     def one_search(self) -> contextlib.AbstractContextManager[Any]:
         """Held while a search runs: hold it around a search and what is made of its lines
@@ -209,11 +213,22 @@ class LogStore:
         regex: Any,
         limit: int,
         newest_first: bool,
+        before: int | None = None,
     ) -> list[LogLine]:
         where, params = _where(deployment, since, until, revision)
+        cursor = self._reader()
+        if before is not None:
+            found_t = cursor.execute(
+                "SELECT t FROM logs WHERE deployment = ? AND seq = ?", [deployment, before]
+            ).fetchone()
+            if found_t is None:
+                where += " AND seq < ?"
+                params.append(before)
+            else:
+                where += " AND (t < ? OR (t = ? AND seq < ?))"
+                params += [found_t[0], found_t[0], before]
         order = f"SELECT {COLUMNS}, seq FROM logs WHERE {where} ORDER BY t DESC, seq DESC"
         found: list[LogLine] = []
-        cursor = self._reader()
         if regex is None:
             rows = cursor.execute(f"{order} LIMIT ?", [*params, limit]).fetchall()
             found = [LogLine(*row) for row in rows]

@@ -11,6 +11,7 @@ const CHARTS = [
   {
     title: "Latency (ms)",
     series: [["latency_p50_seconds", " p50", 1000], ["latency_p95_seconds", " p95", 1000], ["latency_p99_seconds", " p99", 1000]],
+    traces: true,
   },
   { title: "In progress", series: [["in_progress", "", 1]] },
   { title: "CPU (%)", series: [["cpu_percent", "", 1]] },
@@ -32,6 +33,55 @@ function scaled(values, factor) {
 
 function format(value, digits) {
   return value === null || value === undefined ? "—" : Number(value).toFixed(digits);
+}
+
+function lonePoints(u, seriesIdx, show) {
+  // A value with no neighbour draws no line: uPlot's own points show only when the points are
+  // sparse, so each such value (a lone bucket) is drawn as a point.
+  if (show) return null;
+  const values = u.data[seriesIdx];
+  const empty = (i) => i < 0 || i >= values.length || values[i] === null || values[i] === undefined;
+  const lone = [];
+  values.forEach((v, i) => {
+    if (!empty(i) && empty(i - 1) && empty(i + 1)) lone.push(i);
+  });
+  return lone.length ? lone : null;
+}
+
+function nearestP99(u, box, event) {
+  // The p99 point (of any revision) within 12 px of the pointer, nearest first; null if none.
+  const rect = u.over.getBoundingClientRect();
+  const left = event.clientX - rect.left;
+  const top = event.clientY - rect.top;
+  let best = null;
+  box.meta.forEach((meta, si) => {
+    if (!meta || meta.key !== "latency_p99_seconds" || !u.series[si].show) return;
+    u.data[si].forEach((value, idx) => {
+      if (value === null || value === undefined) return;
+      const distance = Math.hypot(u.valToPos(u.data[0][idx], "x") - left, u.valToPos(value, "y") - top);
+      if (distance <= 12 && (best === null || distance < best.distance)) {
+        best = { distance: distance, start: u.data[0][idx], value: value, revision: meta.revision };
+      }
+    });
+  });
+  return best;
+}
+
+function slowestTraces(u, box, event) {
+  // The Traces tab for the clicked p99 point: that bucket's [start, end), traces at least 0.8
+  // of its p99 long (the latency buckets are 25% apart, so the request at the p99 rank took at
+  // least that), of that revision, the slowest first.
+  const point = nearestP99(u, box, event);
+  if (point === null) return;
+  const params = new URLSearchParams({
+    tab: "traces",
+    since: String(point.start),
+    until: String(point.start + box.step),
+    min_duration: String(Number((point.value * 0.8).toPrecision(3))),
+    revision: point.revision,
+    sort: "slowest",
+  });
+  window.location.assign("?" + params.toString());
 }
 
 function startMonitoring(root) {
@@ -74,12 +124,15 @@ function startMonitoring(root) {
     for (const chart of CHARTS) {
       const series = [{}];
       const data = [answer.t];
+      const meta = [null];
       revisions.forEach((revision, i) => {
         for (const [key, suffix, factor] of chart.series) {
           const values = answer.revisions[revision][key];
           if (!values) continue;
-          series.push({ label: revision + suffix, stroke: COLORS[i % COLORS.length], width: suffix === " p99" ? 2 : 1.5, dash: suffix === " p95" ? [6, 4] : suffix === " p50" ? [2, 3] : undefined, spanGaps: false });
+          const color = COLORS[i % COLORS.length];
+          series.push({ label: revision + suffix, stroke: color, width: suffix === " p99" ? 2 : 1.5, dash: suffix === " p95" ? [6, 4] : suffix === " p50" ? [2, 3] : undefined, spanGaps: false, points: { size: 7, fill: color, filter: lonePoints } });
           data.push(scaled(values, factor));
+          meta.push({ revision: revision, key: key });
         }
       });
       let box = plots.get(chart.title);
@@ -87,9 +140,12 @@ function startMonitoring(root) {
       if (!box) {
         box = { node: element("div", { class: "chart", "data-chart": chart.title }), plot: null, signature: "" };
         box.node.appendChild(element("h3", {}, chart.title));
+        if (chart.traces) box.node.appendChild(element("p", { class: "muted chart-hint" }, "Click a p99 point for that bucket's slowest traces."));
         chartsBox.appendChild(box.node);
         plots.set(chart.title, box);
       }
+      box.meta = meta;
+      box.step = answer.step;
       if (series.length === 1) {
         if (box.plot) { box.plot.destroy(); box.plot = null; }
         if (!box.node.querySelector(".none")) box.node.appendChild(element("div", { class: "none" }, chart.absent || "No data in this range yet."));
@@ -106,7 +162,13 @@ function startMonitoring(root) {
       const scales = { x: { time: true } };
       if (chart.range) scales.y = { range: chart.range };
       box.plot = new uPlot({ width: width, height: 220, series: series, scales: scales, axes: [{}, { size: 60 }] }, data, box.node);
+      box.node.uplot = box.plot;
       box.signature = signature;
+      if (chart.traces) {
+        const plot = box.plot;
+        plot.over.addEventListener("click", (event) => slowestTraces(plot, box, event));
+        plot.over.addEventListener("mousemove", (event) => plot.over.classList.toggle("on-p99", nearestP99(plot, box, event) !== null));
+      }
     }
     updated.textContent = "Updated " + new Date().toLocaleTimeString();
   }
@@ -226,17 +288,44 @@ function linkedLine(text) {
 }
 
 function startFollowing(button) {
+  // New lines go on top, as the page shows them (newest first); the table keeps one page of
+  // lines, and its "Older lines" link pages back from the oldest line it still shows. The
+  // table is looked up for each line: a search replaces it.
   let source = null;
+  const count = (live) => {
+    const box = document.getElementById("log-lines");
+    const body = document.getElementById("log-body");
+    const shown = document.getElementById("log-shown");
+    if (!box || !body || !shown) return;
+    const rows = body.querySelectorAll("tr[data-seq]").length;
+    shown.textContent = "The newest lines first" + (live ? ", live: " : ": ") + rows + " shown, " + box.dataset.pageSize + " a page.";
+  };
   button.addEventListener("click", () => {
     if (source) {
       source.close();
       source = null;
       button.textContent = "Follow";
       button.classList.remove("following");
+      count(false);
       return;
     }
+    const box = document.getElementById("log-lines");
+    const body = document.getElementById("log-body");
+    if (!box || !body) return;
+    let newest = 0;
+    let since = Date.now() / 1000;
+    if (box.dataset.before) {
+      body.replaceChildren();  // an older page: the live lines do not follow on from it
+      delete box.dataset.before;
+    } else {
+      const top = body.querySelector("tr[data-seq]");
+      if (top) {
+        newest = Number(top.dataset.seq);
+        since = Number(top.dataset.t);
+      }
+    }
     const form = button.form;
-    const params = new URLSearchParams({ follow: "true", since: (Date.now() / 1000).toFixed(3) });
+    const params = new URLSearchParams({ follow: "true", since: since.toFixed(6) });
     for (const name of ["pattern", "revision"]) {
       const value = form.elements[name].value.trim();
       if (value) params.set(name, value);
@@ -246,18 +335,30 @@ function startFollowing(button) {
     button.classList.add("following");
     source.addEventListener("log", (event) => {
       const line = JSON.parse(event.data);
+      const box = document.getElementById("log-lines");
       const body = document.getElementById("log-body");
-      if (!body) return;
+      if (!box || !body || line.seq <= newest) return;
+      newest = line.seq;
       const empty = body.querySelector("tr.none");
       if (empty) empty.remove();
-      const row = element("tr", { class: "followed" });
+      const row = element("tr", { class: "followed", "data-seq": String(line.seq), "data-t": String(line.t) });
       row.appendChild(element("td", { class: "time" }, line.time));
       row.appendChild(element("td", {}, line.revision));
       row.appendChild(element("td", {}, line.stream));
       row.appendChild(linkedLine(line.line));
-      body.appendChild(row);
-      row.scrollIntoView({ block: "nearest" });
+      body.insertBefore(row, body.firstChild);
+      const pageSize = Number(box.dataset.pageSize) || 500;
+      if (body.rows.length > pageSize) {
+        while (body.rows.length > pageSize) body.lastElementChild.remove();
+        const older = document.getElementById("log-older");
+        if (older) {
+          older.href = "?" + box.dataset.paged + "&before=" + body.lastElementChild.dataset.seq;
+          older.hidden = false;
+        }
+      }
+      count(true);
     });
+    count(true);
   });
 }
 
