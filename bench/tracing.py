@@ -4,9 +4,11 @@ receiver's ingest, and the trace search over a day of spans.
 Two control planes serve the echo bento, one with ``--trace-sample 1.0`` and one with ``0.0``
 (its revisions keep bentoml's exporter configured, and are sent no sampled ``traceparent``);
 each round loads both endpoints as the proxy figures do, the order swapped every round. The
-CPU figure is the traced plane's CPU per request (proxy span, the revision's spans received
-and both stored) minus the untraced plane's, read ``SETTLE`` seconds after each load so that
-the spans in flight are in.
+goal is judged on the median of the rounds' ratios: a round's two loads run seconds apart, so
+other work on the machine moves both alike. The revisions make no span of each ASGI message
+(``rollout/service_site``), as the control plane starts them. The CPU figure is the traced
+plane's CPU per request (proxy span, the revision's spans received and both stored) minus the
+untraced plane's, read ``SETTLE`` seconds after each load so that the spans in flight are in.
 
 The receiver's ingest: OTLP protobuf batches of 512 spans (made by the OpenTelemetry SDK's
 encoder), posted with an API token by this process from ``SENDERS`` threads to the traced
@@ -17,8 +19,8 @@ The search: a day of one deployment's spans (``DAY_SPANS``: proxy span, bentoml'
 span, two spans of user code; a tenth of the roots with a caller's parent that is not stored,
 1% of traces with an error) in a ``SpanStore`` on a DuckDB file opened as the control plane
 opens it, then ``SpanStore.roots`` over the whole day. The rows are made by one SQL insert
-into the store's own table rather than through ``add_each``, which takes about 50 s for a
-million spans, most of this module's time budget.
+into the store's own table rather than through ``SpanStore.insert``, which would spend most of
+this module's time budget on a million spans.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ from .common import RUNS, Row, Sample, build_fixture, timed
 from .proxy import SECONDS, cpu_seconds, load
 
 NAME = "traced"
-SETTLE = 1.0
-"""Seconds after each load for the revision's exporter (every 0.5 s) and the span buffer."""
+SETTLE = 2.5
+"""Seconds after each load for the revision's exporter (every 0.5 s) and the endpoint's spans
+(written with the next received batch, or after 2 s)."""
 SPANS_PER_BATCH = 512
 SPANS_PER_TRACE = 4
 BATCHES = 60
@@ -307,8 +310,8 @@ def run(workdir: Path) -> list[Row]:
     searched = _search(workdir)
     for t, u in zip(traced, untraced, strict=True):
         print(
-            f"  tracing: {t['rps']:.0f} vs {u['rps']:.0f} req/s, plane "
-            f"{t['plane_us']:.0f} vs {u['plane_us']:.0f} us/request, service "
+            f"  tracing: {t['rps']:.0f} vs {u['rps']:.0f} req/s ({t['rps'] / u['rps']:.2f}x), "
+            f"plane {t['plane_us']:.0f} vs {u['plane_us']:.0f} us/request, service "
             f"{t['service_us']:.0f} vs {u['service_us']:.0f} us/request",
             file=sys.stderr,
         )
@@ -320,6 +323,7 @@ def run(workdir: Path) -> list[Row]:
     rps_on = Sample.of([r["rps"] for r in traced])
     rps_off = Sample.of([r["rps"] for r in untraced])
     pairs = list(zip(traced, untraced, strict=True))
+    paired = statistics.median(t["rps"] / u["rps"] for t, u in pairs)
     extra_us = Sample.of([t["plane_us"] - u["plane_us"] for t, u in pairs])
     plane_us = Sample.of([r["plane_us"] for r in untraced])
     service_extra = statistics.median(t["service_us"] - u["service_us"] for t, u in pairs)
@@ -342,13 +346,13 @@ def run(workdir: Path) -> list[Row]:
 
     return [
         Row(
-            "proxy throughput, tracing every request",
+            f"proxy throughput, tracing every request ({paired:.2f}x, the median round's)",
             "req/s",
             rps_on,
             rps_off,
             "the proxy tracing none",
             ">= 0.9x",
-            rps_on.median >= 0.9 * rps_off.median,
+            paired >= 0.9,
         ),
         Row(
             f"plane CPU per traced request ({stored_per_request:.1f} spans stored per request; "

@@ -1,12 +1,15 @@
 """The OTLP trace receiver's decoding and the span store, without a process: what the real
 ``opentelemetry-exporter-otlp-proto-http`` encoder sends (protobuf, JSON, gzip), refusals of
-malformed and oversized bodies, each span stored once, and a trace read back whole."""
+malformed and oversized bodies, each span stored once, a trace read back whole, and the first
+request of a revision recorded in the trace of the deploy that made it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
+from dataclasses import replace
 
 import duckdb
 import pytest
@@ -17,15 +20,25 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
+from bentoship.server.endpoint.tracing import DeployParent, Tracing
 from bentoship.server.errors import Invalid
 from bentoship.server.observe.otlp import (
     MAX_BODY_BYTES,
     BadTraceRequest,
+    SpanColumns,
     TooLarge,
     decode_request,
 )
 from bentoship.server.observe.span_export import encode_spans as encode_stored
-from bentoship.server.observe.spans import Origin, SpanStore, trace_id_of
+from bentoship.server.observe.spans import (
+    FIRST_REQUEST,
+    SCHEMA,
+    Origin,
+    SpanBuffer,
+    SpanStore,
+    trace_id_of,
+)
+from bentoship.server.observe.writer import AnalyticsWriter
 
 
 class Keep(SpanExporter):
@@ -225,3 +238,101 @@ def test_bentomls_asgi_message_spans_are_dropped() -> None:
     ).encode()
     kept = decode_request(body, "application/json")
     assert [s.name for s in kept.spans] == ["POST /x", "user http send"] and kept.rejected == 0
+
+
+def test_a_batch_stores_each_span_once_and_marks_root_candidates() -> None:
+    cursor = duckdb.connect()
+    store = SpanStore(cursor, lambda: cursor, retention=3600)
+    spans = decode_request(protobuf_body()[0], "application/x-protobuf").spans
+    root = next(s for s in spans if s.parent_id is None)
+    repeated = SpanColumns.of([*spans, root])
+    assert store.insert(repeated, ["web"] * 4, ["r1"] * 4, now=root.start) == 3
+    assert store.insert(SpanColumns.of(spans), ["web"] * 3, ["r1"] * 3) == 0
+    flags = cursor.execute("SELECT name, is_root FROM spans ORDER BY seq").fetchall()
+    assert sorted(flags) == [("POST /classify", True), ("classify", False), ("model", False)]
+    assert [row["seq"] for row in store.after(0, 10)] == [1, 2, 3]
+
+
+def test_a_span_table_with_a_primary_key_is_made_again_without_it() -> None:
+    cursor = duckdb.connect()
+    cursor.execute(
+        SCHEMA.replace(
+            "is_root BOOLEAN DEFAULT true",
+            "is_root BOOLEAN DEFAULT true, PRIMARY KEY (trace_id, span_id)",
+        )
+    )
+    cursor.execute(
+        "INSERT INTO spans (trace_id, span_id, name, start) VALUES ('t', 's', 'kept', 1.0)"
+    )
+    store = SpanStore(cursor, lambda: cursor, retention=3600)
+    keys = cursor.execute(
+        "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'spans' "
+        "AND constraint_type = 'PRIMARY KEY'"
+    ).fetchall()
+    assert keys == [(0,)]
+    spans = decode_request(protobuf_body()[0], "application/x-protobuf").spans
+    assert store.add(spans, Origin("web", None), now=spans[0].start) == 3
+    stored = store.after(0, 10)
+    assert stored[0]["name"] == "kept" and len({row["seq"] for row in stored}) == 4
+
+
+def test_the_first_request_of_a_traced_deploys_revision_is_a_span_of_that_deploy() -> None:
+    deploy_trace, deploy_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    parent = DeployParent(deploy_trace, deploy_span, "web", "r2", "uid-2")
+    cursor = duckdb.connect()
+    store = SpanStore(cursor, lambda: cursor, retention=3600)
+    writer = AnalyticsWriter()
+    try:
+        tracing = Tracing(0.0)
+        spans = SpanBuffer(store, writer, tracing)
+        spans.await_first(parent)
+        assert not tracing.await_first(replace(parent, trace_id="0" * 31 + "1"))
+        writer.call(lambda: None)
+        restarted = Tracing(0.0)
+        SpanBuffer(store, writer, restarted)
+        assert restarted.awaited == {"uid-2": parent}, "kept across a restart"
+
+        assert tracing.begin([], revision="uid-1") is None, "another revision: sampled at 0"
+        first = tracing.begin([], revision="uid-2")
+        assert first is not None and first.first == parent
+        assert tracing.begin([], revision="uid-2") is None, "only the first request"
+        attributes: dict[str, object] = {"url.path": "/hello", "http.response.status_code": 503}
+        spans.request_span(first, "POST /hello", "web", "r2", attributes, 12.5, True)
+        asyncio.run(spans.flushed())
+
+        [span] = [s for s in store.trace(deploy_trace) if s["name"] == FIRST_REQUEST]
+        assert span["parent_id"] == deploy_span and span["revision"] == "r2"
+        assert span["deployment"] == "web" and span["status"] == "error"
+        assert span["duration_ms"] == 12.5 and span["start"] == first.start
+        assert span["attributes"]["bentoship.request.trace_id"] == first.trace_id
+        assert span["attributes"]["http.response.status_code"] == 503
+        [request] = store.trace(first.trace_id)
+        assert request["span_id"] == span["attributes"]["bentoship.request.span_id"]
+        again = Tracing(0.0)
+        SpanBuffer(store, writer, again)
+        assert again.awaited == {}, "served: not awaited after a restart"
+    finally:
+        writer.close()
+
+
+def test_received_spans_are_stored_with_the_endpoints_waiting_spans_before_the_answer() -> None:
+    cursor = duckdb.connect()
+    store = SpanStore(cursor, lambda: cursor, retention=3600)
+    writer = AnalyticsWriter()
+    try:
+        tracing = Tracing(1.0)
+        buffer = SpanBuffer(store, writer, tracing)
+        span = tracing.begin([])
+        assert span is not None
+        buffer.request_span(span, "POST /x", "web", "r1", {}, 1.0, False)
+        decoded = decode_request(protobuf_body()[0], "application/x-protobuf")
+        buffer.flush_due()
+        assert store.trace(span.trace_id) == [], "the endpoint's span waits for company"
+
+        asyncio.run(buffer.received(decoded.columns, Origin("web", "r1")))
+        assert len(store.trace(span.trace_id)) == 1
+        assert len(store.trace(decoded.columns.trace_id[0])) == 3
+        asyncio.run(buffer.received(decoded.columns, Origin("web", "r1")))
+        assert len(store.after(0, 100)) == 4, "a repeated export adds nothing"
+    finally:
+        writer.close()

@@ -103,7 +103,7 @@ def test_spans_from_the_real_exporter_are_stored_and_read_back(client: Client) -
 
 def wait_for_trace(client: Client, trace_id: str, name: str) -> list[dict[str, Any]]:
     """The trace's spans once one named ``name`` (the last to end) is stored (and the
-    endpoint's, written half a second after the request ends, for a request's trace)."""
+    endpoint's, written up to two seconds after the request ends, for a request's trace)."""
     headers = {"Authorization": f"Bearer {client.connection.token}"}
     deadline = time.monotonic() + 30
     found: list[dict[str, Any]] = []
@@ -195,9 +195,11 @@ def test_the_requests_log_line_and_monitor_record_resolve_to_its_trace(client: C
     assert by_log.json() == by_record.json() and by_log.json()["trace_id"] == trace_id
 
 
-def test_the_pipelines_steps_are_spans_of_the_runs_trace(
+def test_the_pipelines_steps_and_the_new_revisions_first_request_are_one_trace(
     client: Client, echo_v1: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The run's trace holds the steps, and the first request that the deployed revision
+    served (the smoke test's), as a child of the deploy step's span."""
     from bentoship import step_spans
     from bentoship.steps import SmokeTest, smoke_test
 
@@ -210,9 +212,26 @@ def test_the_pipelines_steps_are_spans_of_the_runs_trace(
     smoke_test(rollout, SmokeTest(api="hello", expected="hello from v1"), client=client)
     for provider in step_spans._providers.values():
         provider.force_flush()
-    spans = {s["name"]: s for s in wait_for_trace(client, run_trace, "bentoship.smoke_test")}
-    assert {"bentoship.deploy", "bentoship.wait", "bentoship.smoke_test"} <= set(spans)
-    for span in spans.values():
+    spans = {s["name"]: s for s in wait_for_trace(client, run_trace, "first request")}
+    steps = ("bentoship.deploy", "bentoship.wait", "bentoship.smoke_test")
+    assert set(steps) <= set(spans)
+    for step in steps:
+        span = spans[step]
         assert span["parent_id"] == "00f067aa0ba902b7" and span["deployment"] == NAME
         assert span["attributes"]["bentoship.run_id"] == "manual__2026-12-06"
-    assert spans["bentoship.deploy"]["start"] <= spans["bentoship.wait"]["start"]
+    deployed = spans["bentoship.deploy"]
+    assert deployed["start"] <= spans["bentoship.wait"]["start"]
+
+    first = spans["first request"]
+    revision = next(r for r in client.list_revisions(NAME) if rollout.revision in (r.uid, r.name))
+    assert first["parent_id"] == deployed["span_id"] and first["revision"] == revision.name
+    assert first["deployment"] == NAME and first["status"] == "unset"
+    assert first["attributes"]["url.path"] == "/hello"
+    assert first["attributes"]["http.response.status_code"] == 200
+    assert first["duration_ms"] > 0 and first["start"] >= spans["bentoship.smoke_test"]["start"]
+    request_trace = first["attributes"]["bentoship.request.trace_id"]
+    assert request_trace != run_trace
+    request = wait_for_trace(client, request_trace, "POST /hello")
+    proxy = next(s for s in request if s["service"] == "bentoship-endpoint")
+    assert proxy["span_id"] == first["attributes"]["bentoship.request.span_id"]
+    assert proxy["revision"] == revision.name

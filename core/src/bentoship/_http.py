@@ -8,6 +8,7 @@ runs plans with blocking I/O, the async client with ``await``; neither holds any
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -190,6 +191,20 @@ def transport_error(endpoint: str, call: Call, exc: httpx.HTTPError) -> ServerUn
     if never_sent or call.idempotent:
         return ServerUnavailableError(message)
     return ResponseLost(f"{call.method} {call.path}: {message}")
+
+
+def trace_headers() -> dict[str, str]:
+    """The W3C ``traceparent`` of the current OpenTelemetry span (a step's span, say), so the
+    API call joins its trace; nothing when no span is current. OpenTelemetry is looked up only
+    where it is imported already: a client never imports it."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return {}
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    flags = int(context.trace_flags) & 0xFF
+    return {"traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}"}
 
 
 def client_headers(token: str) -> dict[str, str]:

@@ -94,13 +94,14 @@ class _Plans:
         return f"{type(self).__name__}(endpoint={self.endpoint!r}, token={token!r})"
 
     def _request(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
+        headers = _http.trace_headers()
         if call.content is not None:
             return http.build_request(
                 call.method,
                 call.path,
                 params=call.params,
                 content=call.content,
-                headers={"Content-Type": call.content_type},
+                headers={"Content-Type": call.content_type, **headers},
                 timeout=call.timeout or self.timeout,
             )
         return http.build_request(
@@ -108,6 +109,7 @@ class _Plans:
             call.path,
             params=call.params,
             json=call.json,
+            headers=headers,
             timeout=call.timeout or self.timeout,
         )
 

@@ -120,12 +120,14 @@ def step_span(step: str, deployment: str, client: Any = None, **attributes: Any)
 
 def traced_step(step: str) -> Callable[[F], F]:
     """Make a step function a span: its deployment is its first argument (a name or a
-    rollout), its client the ``client`` keyword, if given."""
+    rollout), its client the ``client`` keyword, if given. Steps called inside it (``ship``'s)
+    are its children, in its trace."""
 
     def decorate(function: F) -> F:
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            deployment = _deployment_of(args[0] if args else kwargs.get("target"))
+            target = args[0] if args else kwargs.get("target", kwargs.get("name"))
+            deployment = _deployment_of(target)
             if deployment is None:
                 return function(*args, **kwargs)
             with step_span(step, deployment, kwargs.get("client")):

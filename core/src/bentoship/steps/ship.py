@@ -15,6 +15,7 @@ from ..client import Client
 from ..errors import InvalidRequestError
 from ..models import DeploymentConfig, Rollout
 from ..shadow.policy import ShadowPolicy
+from ..step_spans import traced_step
 from .canary import analyze_canary
 from .deploy import deploy
 from .promote import discard, promote, promoted_record
@@ -26,6 +27,7 @@ from .wait import wait_until_ready
 log = logging.getLogger("bentoship.steps")
 
 
+@traced_step("ship")
 def ship(
     name: str,
     bento: str | Path,

@@ -18,6 +18,7 @@ from ..store import Deployment, Revision
 from .common import Services, check_cluster, json_body
 from .params import ClusterParams, ListParams, WriteParams, query
 from .query import ListFilter
+from .traces import await_first_request
 
 __all__ = ["bento_json", "deployment_json", "revision_json", "routes"]
 
@@ -122,6 +123,7 @@ def routes(services: Services) -> list[Route]:
         config = config_for(checked, entry)
         name = checked.name or generated_name(tag)
         dep = await controller.create(name, tag, config, verify=verify)
+        await_first_request(services, request, dep, None)
         return JSONResponse(deployment_json(services, dep))
 
     async def get(request: Request) -> JSONResponse:
@@ -134,12 +136,14 @@ def routes(services: Services) -> list[Route]:
         verify = manual_promotion(request)
         checked = check_body(await json_body(request))
         dep = controller.get(name)
+        before = dep.target_revision
         canary = checked.canary
         if canary is None:
             assert checked.bento is not None  # check_body requires it without a canary
             tag, entry = registry.resolve_bento(checked.bento)
             config = config_for(checked, entry)
             dep = await controller.update(name, tag, config, verify=verify)
+            await_first_request(services, request, dep, before)
             return JSONResponse(deployment_json(services, dep))
         serving = controller.serving_of(dep)
         main = checked.bento or (serving.bento if serving else None)
@@ -152,6 +156,7 @@ def routes(services: Services) -> list[Route]:
         tag, entry = registry.resolve_bento(canary.bento)
         config = config_for(checked, entry)  # with the canary's envs and its name and weight
         dep = await controller.update(name, tag, config, split=canary_split(canary))
+        await_first_request(services, request, dep, before)
         return JSONResponse(deployment_json(services, dep))
 
     async def listing(request: Request) -> JSONResponse:

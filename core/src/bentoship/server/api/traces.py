@@ -13,23 +13,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..endpoint.tracing import DeployParent, incoming_parent
 from ..errors import NotFound
 from ..observe.hub import Observability
 from ..observe.otlp import MAX_BODY_BYTES, BadTraceRequest, TooLarge, decode_request
 from ..observe.spans import Origin, SpanStore, trace_id_of
 from ..paths import SPANS_PATH
 from ..span_tokens import revision_of
+from ..store import Deployment
 from ..tokens import TokenBook
 from .common import Services
 from .params import Moment, Params, moment, query
 
-__all__ = ["TracesParams", "find_traces", "routes"]
+__all__ = ["TracesParams", "await_first_request", "find_traces", "routes"]
 
 
 class TracesParams(Params):
     """A deployment's traces whose root started from ``since`` to ``until`` (the last hour by
     default), at least ``min_duration`` ms long, only errored ones, of one revision, with
-    ``q`` in a span's name or attributes."""
+    ``q`` in a span's name or attributes; the newest first, or with ``sort=slowest`` the
+    longest first."""
 
     since: Moment | None = None
     until: Moment | None = None
@@ -38,6 +41,7 @@ class TracesParams(Params):
     revision: Annotated[str, Field(pattern=r"^r[0-9]{1,9}$")] | None = None
     q: Annotated[str, Field(max_length=200)] | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    sort: Literal["newest", "slowest"] = "newest"
 
 
 def _refused(status: int, message: str) -> JSONResponse:
@@ -80,11 +84,14 @@ def routes(services: Services, observability: Observability, tokens: TokenBook) 
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return _refused(413, f"body: larger than {MAX_BODY_BYTES // 2**20} MiB")
-        body = b""
+        chunks: list[bytes] = []
+        size = 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
                 return _refused(413, f"body: larger than {MAX_BODY_BYTES // 2**20} MiB")
+        body = b"".join(chunks)
         kind = request.headers.get("content-type", "").split(";")[0]
         try:
             decoded = await asyncio.to_thread(
@@ -94,7 +101,7 @@ def routes(services: Services, observability: Observability, tokens: TokenBook) 
             return _refused(413, str(exc))
         except BadTraceRequest as exc:
             return _refused(400, str(exc))
-        await observability.writer.run(functools.partial(spans.add, decoded.spans, origin))
+        await observability.request_spans.received(decoded.columns, origin)
         return _answer(kind.strip().lower(), decoded.rejected, decoded.reason)
 
     async def listing(request: Request) -> JSONResponse:
@@ -136,9 +143,26 @@ async def find_traces(spans: SpanStore, name: str, params: TracesParams) -> dict
             revision=params.revision,
             text=params.q,
             limit=params.limit,
+            slowest=params.sort == "slowest",
         )
     )
     return {"deployment": name, "since": since, "until": until, "traces": found}
+
+
+def await_first_request(
+    services: Services, request: Request, dep: Deployment, before: str | None
+) -> None:
+    """After a deploy that sent a sampled ``traceparent`` (its step's span) and made a new
+    revision (``dep``'s target is no longer ``before``): the first request that revision
+    serves is recorded as a span of the deploy's trace, a child of its span."""
+    uid, observed = dep.target_revision, services.observed
+    if uid is None or uid == before or observed is None:
+        return
+    parent = incoming_parent(request.headers.raw)
+    name = services.controller.name_of(uid)
+    if parent is None or not parent[2] or name is None:
+        return
+    observed.request_spans.await_first(DeployParent(parent[0], parent[1], dep.name, name, uid))
 
 
 def _answer(kind: str, rejected: int, reason: str) -> Response:

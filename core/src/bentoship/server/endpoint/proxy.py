@@ -492,7 +492,9 @@ class EndpointProxy:
             if route.mirrors:
                 exchange.keep_for_mirrors()
             always = self.role is Role.CANDIDATE or bool(route.mirrors)
-            exchange.span = self.backends.tracing.begin(exchange.headers, always=always)
+            exchange.span = self.backends.tracing.begin(
+                exchange.headers, always=always, revision=route.primary.revision
+            )
         exchange.route = route
         exchange.revision_name = route.primary.name.encode()
         exchange.started = time.perf_counter()

@@ -98,8 +98,7 @@ class Observability:
         spans = writer.call(
             lambda: SpanStore(written, readers, retention=settings.metrics_retention)
         )
-        request_spans = SpanBuffer(spans, writer)
-        controller.backends.tracing.sink = request_spans
+        request_spans = SpanBuffer(spans, writer, controller.backends.tracing)
         export = None
         if settings.otlp_endpoint:
             headers = dict(settings.otlp_headers)
@@ -221,7 +220,7 @@ class Observability:
     async def _flush_pairs(self) -> None:
         while True:
             self.shadow_pairs.flush()
-            self.request_spans.flush()
+            self.request_spans.flush_due()
             await asyncio.sleep(PAIRS_FLUSH_SECONDS)
 
     async def close(self) -> None:

@@ -15,7 +15,9 @@ import base64
 import gzip
 import json
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "MAX_DECODED_BYTES",
     "BadTraceRequest",
     "Decoded",
+    "SpanColumns",
     "SpanRow",
     "TooLarge",
     "decode_request",
@@ -37,6 +40,7 @@ ASGI_EVENT_SUFFIXES = (" http send", " http receive")
 """bentoml's ASGI middleware makes an internal span of each message a request sends or
 receives (three or more per request, some microseconds each): the receiver drops them."""
 INTERNAL_KIND = 1
+NO_TRACE = bytes(16)
 
 
 class BadTraceRequest(ValueError):
@@ -65,11 +69,61 @@ class SpanRow:
     """The span's and its resource's attributes, as a JSON object."""
 
 
+@dataclass(slots=True)
+class SpanColumns:
+    """Spans as columns, one list per field of :class:`SpanRow` (all of the same length): how
+    the receiver decodes them and the store appends them, with no object per span."""
+
+    trace_id: list[str] = field(default_factory=list)
+    span_id: list[str] = field(default_factory=list)
+    parent_id: list[str | None] = field(default_factory=list)
+    name: list[str] = field(default_factory=list)
+    kind: list[int] = field(default_factory=list)
+    service: list[str] = field(default_factory=list)
+    start: list[float] = field(default_factory=list)
+    duration_ms: list[float] = field(default_factory=list)
+    status: list[int] = field(default_factory=list)
+    status_message: list[str] = field(default_factory=list)
+    attributes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.trace_id)
+
+    def lists(self) -> list[list[Any]]:
+        """The columns in :data:`SPAN_FIELDS` order."""
+        return [getattr(self, name) for name in SPAN_FIELDS]
+
+    def append(self, row: SpanRow) -> None:
+        for name in SPAN_FIELDS:
+            getattr(self, name).append(getattr(row, name))
+
+    def extend(self, other: SpanColumns) -> None:
+        for name in SPAN_FIELDS:
+            getattr(self, name).extend(getattr(other, name))
+
+    @classmethod
+    def of(cls, rows: Iterable[SpanRow]) -> SpanColumns:
+        columns = cls()
+        for row in rows:
+            columns.append(row)
+        return columns
+
+    def rows(self) -> list[SpanRow]:
+        return [SpanRow(*values) for values in zip(*self.lists(), strict=True)]
+
+
+SPAN_FIELDS = tuple(f.name for f in fields(SpanRow))
+
+
 @dataclass(frozen=True)
 class Decoded:
-    spans: list[SpanRow]
+    columns: SpanColumns
     rejected: int
     reason: str
+
+    @property
+    def spans(self) -> list[SpanRow]:
+        return self.columns.rows()
 
 
 def _inflate(body: bytes, encoding: str) -> bytes:
@@ -154,41 +208,72 @@ def _attributes(attributes: Any) -> dict[str, Any]:
     return {kv.key: _value(kv.value) for kv in attributes}
 
 
+def _json_head(resource: dict[str, Any]) -> str:
+    """The resource's attributes as the start of a JSON object (``{"resource.k": v``, no
+    closing brace), which each span's own attributes complete."""
+    return json.dumps({f"resource.{k}": v for k, v in resource.items()}, default=str)[:-1]
+
+
+def _json_attributes(head: str, own: Any) -> str:
+    """The JSON object of a resource's ``head`` and a span's ``own`` attributes, as
+    ``json.dumps`` writes it (the span's win, as JSON's last key does). Strings and integers,
+    most values, are written here without a dict between."""
+    if not own:
+        return head + "}"
+    parts = []
+    for kv in own:
+        value = kv.value
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            text = value.string_value
+            if len(text) > MAX_ATTRIBUTE_CHARACTERS:
+                text = text[:MAX_ATTRIBUTE_CHARACTERS]
+            parts.append(f"{_quote(kv.key)}: {_quote(text)}")
+        elif kind == "int_value":
+            parts.append(f"{_quote(kv.key)}: {value.int_value}")
+        else:
+            parts.append(f"{_quote(kv.key)}: {json.dumps(_value(value), default=str)}")
+    written = ", ".join(parts)
+    return f"{{{written}}}" if head == "{" else f"{head}, {written}}}"
+
+
 def decode_request(body: bytes, content_type: str, encoding: str = "") -> Decoded:
-    """The spans of an OTLP/HTTP trace request's body."""
+    """The spans of an OTLP/HTTP trace request's body, as columns."""
     if len(body) > MAX_BODY_BYTES:
         raise TooLarge(f"body: larger than {MAX_BODY_BYTES // 2**20} MiB")
     request = _message(_inflate(body, encoding.lower().strip()), content_type.lower().strip())
-    spans: list[SpanRow] = []
+    columns = SpanColumns()
+    trace_ids, span_ids, parent_ids = columns.trace_id, columns.span_id, columns.parent_id
+    names, kinds, services = columns.name, columns.kind, columns.service
+    starts, durations = columns.start, columns.duration_ms
+    statuses, messages, attributes = columns.status, columns.status_message, columns.attributes
     rejected = 0
-    reasons: set[str] = set()
     for resource_spans in request.resource_spans:
         resource = _attributes(resource_spans.resource.attributes)
         service = str(resource.get("service.name") or "")
+        head = _json_head(resource)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                if span.kind == INTERNAL_KIND and span.name.endswith(ASGI_EVENT_SUFFIXES):
+                name, kind = span.name, span.kind
+                if kind == INTERNAL_KIND and name.endswith(ASGI_EVENT_SUFFIXES):
                     continue
-                if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(span.trace_id):
+                trace_id, span_id = span.trace_id, span.span_id
+                if len(trace_id) != 16 or len(span_id) != 8 or trace_id == NO_TRACE:
                     rejected += 1
-                    reasons.add("a span without a valid trace or span id")
                     continue
-                attributes = {**{f"resource.{k}": v for k, v in resource.items()}}
-                attributes.update(_attributes(span.attributes))
+                parent = span.parent_span_id
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                spans.append(
-                    SpanRow(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_id=span.parent_span_id.hex() if span.parent_span_id else None,
-                        name=span.name[:512],
-                        kind=int(span.kind),
-                        service=service,
-                        start=start / 1e9,
-                        duration_ms=max(0, end - start) / 1e6,
-                        status=int(span.status.code),
-                        status_message=span.status.message[:1024],
-                        attributes=json.dumps(attributes, default=str),
-                    )
-                )
-    return Decoded(spans, rejected, "; ".join(sorted(reasons)))
+                status = span.status
+                trace_ids.append(trace_id.hex())
+                span_ids.append(span_id.hex())
+                parent_ids.append(parent.hex() if parent else None)
+                names.append(name[:512])
+                kinds.append(kind)
+                services.append(service)
+                starts.append(start / 1e9)
+                durations.append((end - start) / 1e6 if end > start else 0.0)
+                statuses.append(status.code)
+                messages.append(status.message[:1024])
+                attributes.append(_json_attributes(head, span.attributes))
+    reason = "a span without a valid trace or span id" if rejected else ""
+    return Decoded(columns, rejected, reason)

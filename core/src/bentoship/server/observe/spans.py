@@ -1,30 +1,34 @@
 """Spans in the analytics database: each one once (by trace and span id), kept as long as the
 metrics, attributed to the deployment and revision that sent it.
 
-Spans arrive through the OTLP receiver and are written by the one writer thread; reads run on
-the readers' cursors. A trace id is 32 hex digits, as in ``traceparent`` and the log lines;
-the decimal trace id of a monitor record is the same number.
+Spans arrive through the OTLP receiver and are written by the one writer thread, a batch as
+one columnar append; reads run on the readers' cursors. There is no index: a batch is checked
+against the spans stored with a start in its own range (a repeat has the same start, and the
+start's zone maps skip the rest of the table). A trace id is 32 hex digits, as in
+``traceparent`` and the log lines; the decimal trace id of a monitor record is the same number.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import concurrent.futures
 import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..endpoint.tracing import RequestSpan
+from ..endpoint.tracing import DeployParent, RequestSpan, SpanIds, Tracing
 from ..errors import Invalid
-from .analytics import insert_columns
-from .otlp import SpanRow
+from .otlp import SPAN_FIELDS, SpanColumns, SpanRow
 from .writer import AnalyticsWriter
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["Origin", "SpanBuffer", "SpanStore", "trace_id_of"]
+__all__ = ["FIRST_REQUEST", "Origin", "SpanBuffer", "SpanStore", "trace_id_of"]
 
 SCHEMA = """
 CREATE SEQUENCE IF NOT EXISTS span_seq;
@@ -32,10 +36,13 @@ CREATE TABLE IF NOT EXISTS spans (
     trace_id VARCHAR, span_id VARCHAR, parent_id VARCHAR, name VARCHAR, kind INTEGER,
     service VARCHAR, deployment VARCHAR, revision VARCHAR, start DOUBLE, duration_ms DOUBLE,
     status INTEGER, status_message VARCHAR, attributes VARCHAR, received DOUBLE,
-    seq BIGINT DEFAULT nextval('span_seq'), is_root BOOLEAN DEFAULT true,
-    PRIMARY KEY (trace_id, span_id)
+    seq BIGINT DEFAULT nextval('span_seq'), is_root BOOLEAN DEFAULT true
 );
 CREATE TABLE IF NOT EXISTS span_exports (endpoint VARCHAR PRIMARY KEY, watermark BIGINT);
+CREATE TABLE IF NOT EXISTS first_requests (
+    revision VARCHAR, deployment VARCHAR, name VARCHAR, trace_id VARCHAR, span_id VARCHAR,
+    noted DOUBLE
+);
 """
 COLUMNS = (
     "trace_id",
@@ -53,6 +60,17 @@ COLUMNS = (
     "attributes",
     "received",
 )
+INSERTED = (*SPAN_FIELDS, "deployment", "revision", "is_root")
+BATCH_SQL = ", ".join(f"unnest(${n}) AS {name}" for n, name in enumerate(INSERTED, 1))
+INSERT_SQL = (
+    f"INSERT INTO spans ({', '.join(INSERTED)}, received) "
+    f"SELECT *, ${len(INSERTED) + 1} FROM (SELECT {BATCH_SQL}) b{{unstored}}"
+)
+UNSTORED = (
+    " WHERE NOT EXISTS (SELECT 1 FROM spans s WHERE s.start BETWEEN "
+    f"${len(INSERTED) + 2} AND ${len(INSERTED) + 3} AND s.trace_id = b.trace_id AND "
+    "s.span_id = b.span_id)"
+)
 HEX_TRACE = re.compile(r"[0-9a-f]{32}")
 DECIMAL = re.compile(r"[0-9]{1,39}")
 STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
@@ -60,6 +78,9 @@ BATCH_SPANS = 500
 CANDIDATES_PER_ROOT = 4
 """Spans stored without their parent in the same batch are root candidates; a search reads
 this many candidates per root it answers, then drops those whose parent is stored."""
+FIRST_REQUEST = "first request"
+"""The span of a revision's first request, in the trace of the deploy that made it."""
+INTERNAL_KIND, SERVER_KIND = 1, 2
 
 
 def trace_id_of(text: str) -> str:
@@ -95,52 +116,51 @@ class SpanStore:
         self.reader = reader
         self.retention = retention
         cursor.execute(SCHEMA)
+        _drop_primary_key(cursor)
 
-    def add(self, spans: Sequence[SpanRow], origin: Origin, now: float | None = None) -> int:
-        """Store ``spans`` (run by the writer); a span already stored is kept as it was. How
-        many were new."""
-        return self.add_each([(span, origin) for span in spans], now)
+    def add(
+        self, spans: Sequence[SpanRow] | SpanColumns, origin: Origin, now: float | None = None
+    ) -> int:
+        """Store ``spans`` of ``origin`` (run by the writer); a span already stored is kept as
+        it was. How many were new."""
+        columns = spans if isinstance(spans, SpanColumns) else SpanColumns.of(spans)
+        count = len(columns)
+        return self.insert(columns, [origin.deployment] * count, [origin.revision] * count, now)
 
-    def add_each(self, spans: Sequence[tuple[SpanRow, Origin]], now: float | None = None) -> int:
-        """Store spans, each with its origin (run by the writer); how many were new."""
-        if not spans:
+    def insert(
+        self,
+        columns: SpanColumns,
+        deployments: Sequence[str | None],
+        revisions: Sequence[str | None],
+        now: float | None = None,
+        *,
+        fresh: bool = False,
+    ) -> int:
+        """Store spans, each with its deployment and revision, in one append (run by the
+        writer); how many were new. A span whose trace and span id are stored already (a
+        retried export) is skipped, unless ``fresh`` says that none can be (spans made here,
+        with new ids); so is a span given twice. A span whose parent is not among them is a
+        root candidate."""
+        count = len(columns)
+        if not count:
             return 0
-        received = time.time() if now is None else now
-        rows: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-        for span, origin in spans:
-            for name in COLUMNS[:6]:
-                rows[name].append(getattr(span, name))
-            rows["deployment"].append(origin.deployment)
-            rows["revision"].append(origin.revision)
-            for name in COLUMNS[8:13]:
-                rows[name].append(getattr(span, name))
-            rows["received"].append(received)
-        before = self._count()
-        self.cursor.execute("BEGIN TRANSACTION")
-        try:
-            self.cursor.execute(
-                "CREATE OR REPLACE TEMP TABLE span_batch AS "
-                f"SELECT {', '.join(COLUMNS)} FROM spans LIMIT 0"
-            )
-            insert_columns(self.cursor, "span_batch", rows)
-            self.cursor.execute(
-                f"INSERT INTO spans ({', '.join(COLUMNS)}, is_root) SELECT b.*, "
-                "b.parent_id IS NULL OR NOT EXISTS (SELECT 1 FROM span_batch c WHERE "
-                "c.trace_id = b.trace_id AND c.span_id = b.parent_id) "
-                "FROM span_batch b "
-                "QUALIFY row_number() OVER (PARTITION BY b.trace_id, b.span_id) = 1 "
-                "ON CONFLICT DO NOTHING"
-            )
-            self.cursor.execute("DROP TABLE span_batch")
-            self.cursor.execute("COMMIT")
-        except BaseException:
-            self.cursor.execute("ROLLBACK")
-            raise
-        return self._count() - before
-
-    def _count(self) -> int:
-        row = self.cursor.execute("SELECT count(*) FROM spans").fetchone()
-        return int(row[0]) if row else 0
+        trace_ids, span_ids = columns.trace_id, columns.span_id
+        keys = set(zip(trace_ids, span_ids, strict=True))
+        if len(keys) < count:
+            return self.insert(*_first_of_each(columns, deployments, revisions), now)
+        roots = [
+            parent is None or (trace, parent) not in keys
+            for trace, parent in zip(trace_ids, columns.parent_id, strict=True)
+        ]
+        params: list[Any] = [*columns.lists(), list(deployments), list(revisions), roots]
+        params.append(time.time() if now is None else now)
+        if fresh:
+            sql = INSERT_SQL.format(unstored="")
+        else:
+            sql = INSERT_SQL.format(unstored=UNSTORED)
+            params += [min(columns.start), max(columns.start)]
+        [(count,)] = self.cursor.execute(sql, params).fetchall()
+        return int(count)
 
     def roots(
         self,
@@ -153,12 +173,14 @@ class SpanStore:
         revision: str | None = None,
         text: str | None = None,
         limit: int = 100,
+        slowest: bool = False,
     ) -> list[dict[str, Any]]:
-        """The deployment's traces whose root started in the window, newest first: each root
-        span (one whose parent is not stored, such as a caller's) with its trace's span count
-        and whether any span errored. The newest root candidates are read first (a span
-        stored without its parent in the same batch), those whose parent is stored now are
-        dropped, and only the remaining traces are counted."""
+        """The deployment's traces whose root started in the window, newest first (or with
+        ``slowest``, the longest first): each root span (one whose parent is not stored, such
+        as a caller's) with its trace's span count and whether any span errored. The first
+        root candidates in that order are read first (a span stored without its parent in the
+        same batch), those whose parent is stored now are dropped, and only the remaining
+        traces are counted."""
         where = ["deployment = ?", "is_root", "start >= ?", "start < ?"]
         params: list[Any] = [deployment, since, until]
         if min_duration_ms is not None:
@@ -179,16 +201,20 @@ class SpanStore:
                 "AND start >= ?)"
             )
             params += [deployment, since - 3600]
+        order = "duration_ms DESC, start DESC" if slowest else "start DESC"
+        final = "r.duration_ms DESC, r.start DESC" if slowest else "r.start DESC"
         sql = (
-            "WITH candidates AS (SELECT trace_id, span_id, parent_id, name, service, revision, "
-            f"start, duration_ms, status FROM spans WHERE {' AND '.join(where)} "
-            "ORDER BY start DESC LIMIT ?), "
+            "WITH candidates AS MATERIALIZED (SELECT trace_id, span_id, parent_id, name, "
+            f"service, revision, start, duration_ms, status FROM spans WHERE {' AND '.join(where)} "
+            f"ORDER BY {order} LIMIT ?), "
+            "traces AS MATERIALIZED (SELECT trace_id, span_id, status FROM spans WHERE trace_id IN "
+            "(SELECT trace_id FROM candidates)), "
             "roots AS (SELECT trace_id, span_id, name, service, revision, start, duration_ms, "
             "status FROM candidates c WHERE c.parent_id IS NULL OR NOT EXISTS (SELECT 1 FROM "
-            "spans p WHERE p.trace_id = c.trace_id AND p.span_id = c.parent_id) "
-            "ORDER BY start DESC LIMIT ?) "
+            "traces p WHERE p.trace_id = c.trace_id AND p.span_id = c.parent_id) "
+            f"ORDER BY {order} LIMIT ?) "
             "SELECT r.*, count(t.span_id), bool_or(t.status = 2) FROM roots r "
-            "JOIN spans t ON t.trace_id = r.trace_id GROUP BY ALL ORDER BY r.start DESC"
+            f"JOIN traces t ON t.trace_id = r.trace_id GROUP BY ALL ORDER BY {final}"
         )
         params.append(limit * CANDIDATES_PER_ROOT)
         found = self.reader().execute(sql, [*params, limit]).fetchall()
@@ -250,26 +276,176 @@ class SpanStore:
             "INSERT OR REPLACE INTO span_exports VALUES (?, ?)", [endpoint, watermark]
         )
 
+    def note_first_request(self, parent: DeployParent, now: float | None = None) -> None:
+        """Keep ``parent`` until its revision's first request is stored (run by the writer)."""
+        self.cursor.execute(
+            "INSERT INTO first_requests VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                parent.uid,
+                parent.deployment,
+                parent.revision,
+                parent.trace_id,
+                parent.span_id,
+                time.time() if now is None else now,
+            ],
+        )
+
+    def awaited_first_requests(self) -> list[DeployParent]:
+        """The deploys whose revision has not served a request yet, oldest first."""
+        rows = (
+            self.reader()
+            .execute(
+                "SELECT trace_id, span_id, deployment, name, revision FROM first_requests "
+                "ORDER BY noted"
+            )
+            .fetchall()
+        )
+        return [DeployParent(*row) for row in rows]
+
+    def first_requests_served(self, revisions: list[str]) -> None:
+        """These revisions' first requests are stored (run by the writer)."""
+        self.cursor.execute(
+            "DELETE FROM first_requests WHERE list_contains(?, revision)", [revisions]
+        )
+
     def prune(self, now: float | None = None) -> None:
         """Forget spans older than the retention (run by the writer)."""
         cutoff = (time.time() if now is None else now) - self.retention
         self.cursor.execute("DELETE FROM spans WHERE start < ?", [cutoff])
+        self.cursor.execute("DELETE FROM first_requests WHERE noted < ?", [cutoff])
 
     def forget(self, deployment: str) -> None:
         self.cursor.execute("DELETE FROM spans WHERE deployment = ?", [deployment])
+        self.cursor.execute("DELETE FROM first_requests WHERE deployment = ?", [deployment])
+
+
+def _first_of_each(
+    columns: SpanColumns, deployments: Sequence[str | None], revisions: Sequence[str | None]
+) -> tuple[SpanColumns, list[str | None], list[str | None]]:
+    """The spans without repeats: the first of each trace and span id."""
+    seen: set[tuple[str, str]] = set()
+    kept = SpanColumns()
+    kept_deployments, kept_revisions = [], []
+    for row, deployment, revision in zip(columns.rows(), deployments, revisions, strict=True):
+        if (row.trace_id, row.span_id) not in seen:
+            seen.add((row.trace_id, row.span_id))
+            kept.append(row)
+            kept_deployments.append(deployment)
+            kept_revisions.append(revision)
+    return kept, kept_deployments, kept_revisions
+
+
+def _drop_primary_key(cursor: duckdb.DuckDBPyConnection) -> None:
+    """A ``spans`` table made with a primary key (each insert paid for its index) is made
+    again without it."""
+    found = cursor.execute(
+        "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'spans' "
+        "AND constraint_type = 'PRIMARY KEY'"
+    ).fetchall()
+    if not found[0][0]:
+        return
+    cursor.execute("BEGIN TRANSACTION")
+    try:
+        cursor.execute("ALTER TABLE spans RENAME TO spans_keyed")
+        cursor.execute(SCHEMA)
+        cursor.execute("INSERT INTO spans SELECT * FROM spans_keyed")
+        cursor.execute("DROP TABLE spans_keyed")
+        cursor.execute("COMMIT")
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+
+
+@dataclass
+class _Batch:
+    """Spans to store in one append, each with its deployment and revision."""
+
+    columns: SpanColumns = field(default_factory=SpanColumns)
+    deployments: list[str | None] = field(default_factory=list)
+    revisions: list[str | None] = field(default_factory=list)
+    served: list[str] = field(default_factory=list)
+    """Revisions (uids) whose first request is among the spans."""
+    fresh: bool = True
+    """Made here, with new ids: none can be stored already."""
+
+    def extend(self, other: _Batch) -> None:
+        self.columns.extend(other.columns)
+        self.deployments += other.deployments
+        self.revisions += other.revisions
+        self.served += other.served
+        self.fresh = self.fresh and other.fresh
 
 
 class SpanBuffer:
-    """The endpoint's request spans, kept on the loop and written in batches by the writer
-    (``endpoint.tracing.SpanSink``)."""
+    """Where spans wait to be stored: the endpoint's request spans, kept on the loop as
+    columns, and the batches the OTLP receiver decoded. The writer stores whatever waits in
+    one append (a transaction costs about a millisecond, whatever its size): a received batch
+    takes the endpoint's waiting spans along, and the endpoint's spans are written on their own
+    once ``BATCH_SPANS`` wait or the oldest waited ``FLUSH_SECONDS``. Each revision's first
+    request is recorded too, as a span of the deploy that made the revision, when that deploy
+    sent its trace context (``endpoint.tracing.SpanSink``)."""
 
     SERVICE = "bentoship-endpoint"
-    SERVER_KIND = 2
+    SERVER_KIND = SERVER_KIND
+    FLUSH_SECONDS = 2.0
 
-    def __init__(self, store: SpanStore, writer: AnalyticsWriter) -> None:
+    def __init__(
+        self, store: SpanStore, writer: AnalyticsWriter, tracing: Tracing | None = None
+    ) -> None:
         self.store = store
         self.writer = writer
-        self._pending: list[tuple[SpanRow, Origin]] = []
+        self.tracing = tracing
+        self.ids = SpanIds()
+        self._batch = _Batch()
+        self._since = 0.0
+        """When the oldest waiting endpoint span was added (monotonic seconds)."""
+        self._queued: collections.deque[tuple[_Batch, concurrent.futures.Future[None] | None]] = (
+            collections.deque()
+        )
+        if tracing is not None:
+            tracing.sink = self
+            for parent in store.awaited_first_requests():
+                tracing.await_first(parent)
+
+    def await_first(self, parent: DeployParent) -> None:
+        """Record the first request that ``parent.uid`` serves as a span under ``parent`` (a
+        revision awaited already keeps its first deploy)."""
+        if self.tracing is not None and self.tracing.await_first(parent):
+            self.writer.post(
+                lambda: self.store.note_first_request(parent), "noting a deploy's trace"
+            )
+
+    def _add(
+        self,
+        trace_id: str,
+        span_id: str,
+        parent_id: str | None,
+        name: str,
+        kind: int,
+        start: float,
+        duration_ms: float,
+        error: bool,
+        attributes: str,
+        deployment: str,
+        revision: str | None,
+    ) -> None:
+        batch = self._batch
+        columns = batch.columns
+        if not columns.trace_id:
+            self._since = time.monotonic()
+        columns.trace_id.append(trace_id)
+        columns.span_id.append(span_id)
+        columns.parent_id.append(parent_id)
+        columns.name.append(name)
+        columns.kind.append(kind)
+        columns.service.append(self.SERVICE)
+        columns.start.append(start)
+        columns.duration_ms.append(duration_ms)
+        columns.status.append(2 if error else 0)
+        columns.status_message.append("")
+        columns.attributes.append(attributes)
+        batch.deployments.append(deployment)
+        batch.revisions.append(revision)
 
     def request_span(
         self,
@@ -281,27 +457,95 @@ class SpanBuffer:
         duration_ms: float,
         error: bool,
     ) -> None:
-        row = SpanRow(
-            trace_id=span.trace_id,
-            span_id=span.span_id,
-            parent_id=span.parent_id,
-            name=name,
-            kind=self.SERVER_KIND,
-            service=self.SERVICE,
-            start=span.start,
-            duration_ms=duration_ms,
-            status=2 if error else 0,
-            status_message="",
-            attributes=json.dumps(attributes, default=str),
+        self._add(
+            span.trace_id,
+            span.span_id,
+            span.parent_id,
+            name,
+            SERVER_KIND,
+            span.start,
+            duration_ms,
+            error,
+            json.dumps(attributes, default=str),
+            deployment,
+            revision,
         )
-        self._pending.append((row, Origin(deployment, revision)))
-        if len(self._pending) >= BATCH_SPANS:
+        first = span.first
+        if first is not None:
+            about = {
+                **attributes,
+                "bentoship.revision": first.revision,
+                "bentoship.request.trace_id": span.trace_id,
+                "bentoship.request.span_id": span.span_id,
+            }
+            self._add(
+                first.trace_id,
+                self.ids.span_id(),
+                first.span_id,
+                FIRST_REQUEST,
+                INTERNAL_KIND,
+                span.start,
+                duration_ms,
+                error,
+                json.dumps(about, default=str),
+                deployment,
+                first.revision,
+            )
+            self._batch.served.append(first.uid)
+        if len(self._batch.columns) >= BATCH_SPANS:
+            self.flush()
+
+    async def received(self, columns: SpanColumns, origin: Origin) -> None:
+        """Store spans the receiver decoded, with the endpoint's waiting spans; returns once
+        they are stored (a span stored already is skipped)."""
+        count = len(columns)
+        batch = _Batch(columns, [origin.deployment] * count, [origin.revision] * count)
+        batch.fresh = False
+        waiting, self._batch = self._batch, _Batch()
+        waiting.extend(batch)
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._queued.append((waiting, done))
+        self.writer.post(self._store_queued, "storing spans")
+        await asyncio.wrap_future(done)
+
+    def flush_due(self) -> None:
+        """Write the endpoint's waiting spans once the oldest waited ``FLUSH_SECONDS``."""
+        if self._batch.columns.trace_id and time.monotonic() - self._since >= self.FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        if pending:
-            self.writer.post(lambda: self.store.add_each(pending), "writing request spans")
+        """Write the endpoint's waiting spans (not waited for)."""
+        if not len(self._batch.columns):
+            return
+        waiting, self._batch = self._batch, _Batch()
+        self._queued.append((waiting, None))
+        self.writer.post(self._store_queued, "writing request spans")
+
+    def _store_queued(self) -> None:
+        """Store every queued batch in one append (run by the writer); those queued while an
+        append runs go in the next."""
+        taken: list[tuple[_Batch, concurrent.futures.Future[None] | None]] = []
+        while self._queued:
+            taken.append(self._queued.popleft())
+        if not taken:
+            return
+        merged = _Batch()
+        for batch, _ in taken:
+            merged.extend(batch)
+        try:
+            self.store.insert(
+                merged.columns, merged.deployments, merged.revisions, fresh=merged.fresh
+            )
+            if merged.served:
+                self.store.first_requests_served(merged.served)
+        except BaseException as exc:
+            for _, done in taken:
+                if done is not None:
+                    done.set_exception(exc)
+            raise
+        for _, done in taken:
+            if done is not None:
+                done.set_result(None)
 
     async def flushed(self) -> None:
         self.flush()

@@ -4,10 +4,13 @@ rotate by size. The control plane ingests them from there (``observe.monitoring`
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 __all__ = ["config_options", "monitoring_dir", "tracing_envs"]
 
+SERVICE_SITE = str(Path(__file__).with_name("service_site"))
+"""The ``sitecustomize`` of revisions' processes (its module says what it changes)."""
 ROTATE_BYTES = 16 * 1024 * 1024
 KEPT_FILES = 1000
 """Rotated files kept per worker (bentoml's handler renames each of them at every rotation)."""
@@ -69,7 +72,8 @@ def tracing_envs(plane_url: str, span_token: str) -> tuple[str, dict[str, str]]:
     """bentoml's config options (``BENTOML_CONFIG_OPTIONS``) and the environment that send a
     revision's spans to the control plane's OTLP receiver: only those of requests the endpoint
     traces (its ``traceparent`` is sampled; the service's own rate is 0), with the revision's
-    span token, flushed every half second."""
+    span token, flushed every half second; with ``service_site`` first on the path, so that
+    bentoml's ASGI middleware makes no span of each ASGI message (the receiver drops them)."""
     options = (
         "services.tracing.exporter_type=otlp services.tracing.sample_rate=0.0 "
         "services.tracing.otlp.protocol=http "
@@ -78,5 +82,6 @@ def tracing_envs(plane_url: str, span_token: str) -> tuple[str, dict[str, str]]:
     envs = {
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS": f"x-yatai-api-token={span_token}",
         "OTEL_BSP_SCHEDULE_DELAY": str(SPAN_FLUSH_MILLISECONDS),
+        "PYTHONPATH": os.pathsep.join(filter(None, [SERVICE_SITE, os.environ.get("PYTHONPATH")])),
     }
     return options, envs
