@@ -11,6 +11,7 @@ starts: the create and the update).
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import httpx
@@ -38,6 +39,12 @@ from bentoship.server.console.deploy_view import (
 )
 from bentoship.server.console.pages import _environment
 from bentoship.server.deploy_config import check_body, config_for
+from bentoship.server.endpoint.try_tickets import (
+    issue_ticket,
+    redeem_query,
+    ticket_in_cookies,
+    valid_ticket,
+)
 from bentoship.server.errors import DomainError
 from bentoship.server.gpu.inventory import Gpu, Inventory
 from bentoship.server.store import Artifact
@@ -282,12 +289,29 @@ def test_deploying_and_updating_need_the_scope_the_api_needs() -> None:
     assert WRITER.may("POST", "/deploy") and WRITER.may("POST", "/deployments/svc/update")
 
 
-def test_try_it_opens_the_endpoints_root_unless_it_needs_a_token() -> None:
-    public = try_it("http://127.0.0.1:4000", authorized=False)
+def test_try_it_opens_the_root_and_an_authorized_one_with_a_ticket_for_it_alone() -> None:
+    public = try_it("http://127.0.0.1:4000", None)
     assert (public.href, public.refusal) == ("http://127.0.0.1:4000/", "")
-    authorized = try_it("http://127.0.0.1:4000", authorized=True)
-    assert "Authorization: Bearer" in authorized.refusal
-    assert "http://127.0.0.1:4000/docs.json" in authorized.refusal
+    ticket = issue_ticket("server-token", "svc")
+    authorized = try_it("http://127.0.0.1:4000", ticket)
+    assert authorized.href == f"http://127.0.0.1:4000/?bentoship_try={ticket}"
+    assert authorized.refusal == ""
+    refused = try_it("http://127.0.0.1:4000", ticket, "needs write_cluster")
+    assert refused.refusal == "needs write_cluster" and ticket not in refused.href
+    assert valid_ticket("server-token", "svc", ticket)
+    assert not valid_ticket("server-token", "other", ticket)
+    assert not valid_ticket("another-token", "svc", ticket)
+    assert not valid_ticket("server-token", "svc", ticket, now=time.time() + 3601)
+    assert not valid_ticket("server-token", "svc", "x.y") and not valid_ticket("t", "svc", "")
+
+
+def test_tickets_are_found_in_cookies_and_traded_from_the_link() -> None:
+    headers = [(b"cookie", b"a=1; bentoship_try_my_svc=123.abc; b=2")]
+    assert ticket_in_cookies(headers, "my-svc") == "123.abc"
+    assert ticket_in_cookies(headers, "other") is None
+    assert redeem_query(b"/docs?x=1&bentoship_try=9.zz") == ("9.zz", b"/docs?x=1")
+    assert redeem_query(b"/?bentoship_try=9.zz") == ("9.zz", b"/")
+    assert redeem_query(b"/predict?x=1") is None
 
 
 def deployment(status: str, phase: str | None, ready: int = 0, desired: int = 1) -> dict[str, Any]:
@@ -589,14 +613,23 @@ def walk(
     assert config["secrets"] == [SECRET] and config["access_authorization"] is True
     assert client.get_deployment(NAME).bento == f"echo:{v2}"
 
-    # an authorized endpoint answers only with the token: "Try it" says so
-    assert page.get_attribute("#try-it", "aria-disabled") == "true"
-    assert "a browser link cannot send" in page.inner_text("#try-it-refusal")
+    # an authorized endpoint answers only with the token, or to the browser "Try it" opened
     assert httpx.get(f"{url}/", timeout=30).status_code == 401
     bearer = {"Authorization": f"Bearer {token}"}
-    assert "swagger-ui" in httpx.get(f"{url}/", headers=bearer, timeout=30).text
-    assert httpx.get(f"{url}/docs.json", headers=bearer, timeout=30).status_code == 200
     said = httpx.post(f"{url}/environ", json={"name": "NEW_ENV"}, headers=bearer, timeout=30)
     assert said.json()["env"] == "2"
+    href = page.get_attribute("#try-it", "href") or ""
+    assert href.startswith(f"{url}/?bentoship_try=")
+    forged = href[:-4] + ("0000" if not href.endswith("0000") else "1111")
+    assert httpx.get(forged, timeout=30).status_code == 401
+    with page.context.expect_page() as opened:
+        page.click("#try-it")
+    swagger = opened.value
+    swagger.wait_for_selector(".swagger-ui .opblock-summary-path[data-path='/echo']")
+    assert swagger.url == f"{url}/", "the ticket leaves the address once traded"
+    held = [c for c in page.context.cookies() if c["name"].startswith("bentoship_try_")]
+    assert [c["name"] for c in held] == [f"bentoship_try_{NAME.replace('-', '_')}"]
+    assert held[0]["httpOnly"] is True
+    swagger.close()
     browser.shot("deploy-07-updated")
     assert browser.dialogs == []

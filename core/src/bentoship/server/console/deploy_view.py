@@ -29,6 +29,7 @@ from .. import schemas
 from ..api.common import Services, check_cluster
 from ..api.deployments import deployment_json
 from ..deploy_config import DEFAULT_INSTANCE_TYPE, check_body, config_for, generated_name
+from ..endpoint.try_tickets import TICKET_PARAM, issue_ticket
 from ..errors import DomainError, NotFound
 from ..gpu.inventory import Inventory
 from ..registry.service import UploadStatus
@@ -331,16 +332,15 @@ class TryIt:
     """Why a browser link cannot open it (the endpoint needs a token); empty when it can."""
 
 
-def try_it(url: str, authorized: bool) -> TryIt:
+def try_it(url: str, ticket: str | None, refusal: str = "") -> TryIt:
+    """The link to the Swagger UI: plain for a public deployment (``ticket`` None); for an
+    authorized one, with a ticket the endpoint trades for a cookie of that deployment alone."""
     href = url.rstrip("/") + "/"
-    if not authorized:
+    if ticket is None:
         return TryIt(href, "")
-    return TryIt(
-        href,
-        "Authorized access: the endpoint needs 'Authorization: Bearer <the server's token>', "
-        "which a browser link cannot send. Call it with that header, e.g. curl -H "
-        "'Authorization: Bearer …' " + url.rstrip("/") + "/docs.json",
-    )
+    if refusal:
+        return TryIt(href, refusal)
+    return TryIt(f"{href}?{urlencode({TICKET_PARAM: ticket})}", "")
 
 
 @dataclass(frozen=True)
@@ -393,10 +393,19 @@ def deploy_context(
     serving = controller.serving_of(dep) or controller.target_of(dep)
     authorized = bool(serving and serving.config.get("access_authorization"))
     urls = data.get("urls") or [""]
+    refusal = update_refusal(principal, dep.name)
+    ticket = issue_ticket(services.settings.token, dep.name) if authorized else None
+    denied = (
+        "Authorized access: opening the service's pages from here needs a session that may "
+        "change deployments (write_cluster or api); callers send 'Authorization: Bearer "
+        "<the server's token>'"
+        if refusal
+        else ""
+    )
     return {
         "live": live_status(data),
-        "try_it": try_it(str(urls[0]), authorized),
-        "update_refusal": update_refusal(principal, dep.name),
+        "try_it": try_it(str(urls[0]), ticket, denied),
+        "update_refusal": refusal,
     }
 
 

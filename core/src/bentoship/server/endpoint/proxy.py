@@ -27,6 +27,13 @@ from .heads import HOP_BY_HOP, forwarded_head
 from .interface import Backends, Outcome, RequestEnd, Role, Route, Scope, Upstream
 from .mirror import MIRRORED_BODY_BYTES, AnswerCopy, DropReason, MirroredRequest
 from .tracing import RequestSpan
+from .try_tickets import (
+    TICKET_SECONDS,
+    cookie_name,
+    redeem_query,
+    ticket_in_cookies,
+    valid_ticket,
+)
 from .upstream import UpstreamConnection, UpstreamPool
 
 REPLAYED_BODY_BYTES = 1024 * 1024
@@ -454,6 +461,32 @@ class EndpointProxy:
                 return hmac.compare_digest(value, exchange.client.bearer)
         return False
 
+    def _admitted_by_ticket(self, exchange: Exchange) -> bool:
+        """A browser with the console's ticket for this deployment (its cookie) goes on; a
+        ticket in the link is traded for that cookie (a redirect); anything else gets a 401."""
+        token = self.backends.token
+        held = ticket_in_cookies(exchange.headers, self.deployment)
+        if held is not None and valid_ticket(token, self.deployment, held):
+            return True
+        offered = redeem_query(exchange.target)
+        if offered is not None and valid_ticket(token, self.deployment, offered[0]):
+            ticket, target = offered
+            cookie = f"{cookie_name(self.deployment)}={ticket}; Path=/; HttpOnly; SameSite=Lax"
+            head = b"HTTP/1.1 303 See Other\r\nlocation: %b\r\nset-cookie: %b\r\n" % (
+                target,
+                f"{cookie}; Max-Age={TICKET_SECONDS}".encode(),
+            )
+            exchange.keep_alive = exchange.keep_alive and exchange.body_done
+            exchange.status = 303
+            close = b"" if exchange.keep_alive else b"connection: close\r\n"
+            exchange.emit([head + close + b"content-length: 0\r\n\r\n"])
+            self._end(exchange, Outcome.REFUSED, answered=False)
+            exchange.client.answered(exchange)
+            return False
+        message = "this deployment requires 'Authorization: Bearer <token>'"
+        self.refuse(exchange, 401, message, outcome=Outcome.REFUSED)
+        return False
+
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
         self.tasks.add(task)
@@ -464,9 +497,11 @@ class EndpointProxy:
         exchange.begun = True
         backends = self.backends
         backends.observer.request_started(exchange)
-        if backends.requires_auth(self.deployment, self.role) and not self._authorized(exchange):
-            message = "this deployment requires 'Authorization: Bearer <token>'"
-            self.refuse(exchange, 401, message, outcome=Outcome.REFUSED)
+        if (
+            backends.requires_auth(self.deployment, self.role)
+            and not self._authorized(exchange)
+            and not self._admitted_by_ticket(exchange)
+        ):
             return
         route = backends.route(self.deployment, self.role, exchange.scope())
         if route is None:
