@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -13,6 +16,7 @@ import pytest
 from bentoship import Client
 from bentoship.server import LocalControlPlane
 
+from ..core.browser import chromium
 from ..traffic import TrafficLoop, send_drifted_traffic, wait_for_records
 from .conftest import EXAMPLES
 
@@ -105,6 +109,126 @@ def states_of(run: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in run.items() if not k.startswith("xcom:")}
 
 
+APPROVED_RUN = {
+    "train_model": "success",
+    "holdout_payload": "success",
+    "build_and_push": "success",
+    "deploy": "success",
+    "quality_gate": "success",
+    "shadow_wanted": "success",
+    "shadow_gate": "skipped",  # a required approval takes the shadow gate's place
+    "approval_wanted": "success",
+    "approval": "success",
+    "promote": "success",  # the approval promoted the candidate already: nothing left to do
+    "rollback": "skipped",
+    "run": "success",
+}
+"""The example DAG's tasks when a person approved its candidate."""
+APPROVER_SAYS = "quality gate passed on the holdout; ship it"
+
+
+class TriggerWatch(logging.Handler):
+    """Watches ``dag.test()`` run ``task_id``'s trigger in line (what the triggerer does with a
+    deferred task, which then holds no worker): ``waiting`` is set once it runs, and ``began``
+    and ``ended`` keep when it began and ended."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(logging.INFO)
+        self.task_id = task_id
+        self.current = ""
+        self.waiting = threading.Event()
+        self.began = self.ended = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = str(record.msg)
+        if message.startswith("[DAG TEST] running task") and record.args:
+            self.current = str(getattr(record.args[0], "task_id", ""))
+        elif self.current != self.task_id:
+            return
+        elif message == "[DAG TEST] running trigger in line":
+            self.began = record.created
+            self.waiting.set()
+        elif message == "[DAG TEST] Trigger completed":
+            self.ended = record.created
+
+
+class ConsoleApprover(threading.Thread):
+    """A person who, once the approval task waits in the triggerer, signs in to the console in
+    headless Chromium and approves the pending candidate. If anything fails, ``error`` keeps it
+    and the approval is rejected through the API, so the run ends."""
+
+    def __init__(self, plane: LocalControlPlane, deployment: str, watch: TriggerWatch) -> None:
+        super().__init__(daemon=True)
+        assert plane.connection is not None
+        self.endpoint, self.token = plane.connection.endpoint, plane.connection.token
+        self.deployment, self.watch = deployment, watch
+        self.run_over = threading.Event()
+        self.error: BaseException | None = None
+        self.approval, self.evidence, self.notice = "", "", ""
+        self.clicked = 0.0
+
+    def run(self) -> None:
+        with Client(self.endpoint, self.token) as client:
+            try:
+                self.approve(client)
+            except BaseException as exc:
+                self.error = exc
+                for asked in client.approvals(self.deployment):
+                    if asked["state"] == "pending":
+                        client.reject(self.deployment, asked["id"], "the browser walk failed")
+
+    def approve(self, client: Client) -> None:
+        while not self.watch.waiting.wait(0.2):
+            if self.run_over.is_set():
+                raise AssertionError("the approval task never waited in the triggerer")
+        (asked,) = [a for a in client.approvals(self.deployment) if a["state"] == "pending"]
+        self.approval = asked["id"]
+        page_url = f"{self.endpoint}/deployments/{self.deployment}"
+        with chromium() as browser:
+            page = browser.page
+            page.goto(page_url)
+            page.fill("input[name=token]", self.token)
+            page.click("form[action='/login'] button[type=submit]")
+            page.wait_for_url(page_url)
+            assert page.get_attribute("#approval", "data-approval") == self.approval
+            self.evidence = page.inner_text("#approval-evidence dd[data-key=run]")
+            page.fill("#approval-comment", APPROVER_SAYS)
+            browser.shot("airflow-approval-01-pending")
+            self.clicked = time.time()
+            with page.expect_navigation():
+                page.click("#approval-approve")
+            self.notice = page.inner_text(".notice")
+            browser.shot("airflow-approval-02-approved")
+            assert browser.dialogs == []
+
+
+def run_approved_in_the_console(
+    plane: LocalControlPlane, deployment: str, conf: dict[str, Any]
+) -> tuple[dict[str, Any], ConsoleApprover]:
+    """Run the deferrable example DAG with ``require_approval``, while a person approves its
+    candidate in the console once the approval task waits in the triggerer."""
+    watch = TriggerWatch("approval")
+    dag_log = logging.getLogger("airflow.sdk.definitions.dag")
+    dag_log.addHandler(watch)
+    person = ConsoleApprover(plane, deployment, watch)
+    person.start()
+    try:
+        run = run_dag(
+            "retrain_and_ship_deferrable",
+            {**conf, "deployment_name": deployment, "require_approval": True},
+            xcoms_of=("deploy", "approval"),
+        )
+    finally:
+        person.run_over.set()
+        person.join(120)
+        dag_log.removeHandler(watch)
+    if person.error is not None:
+        raise AssertionError(f"the person in the console failed; the run: {run}") from person.error
+    # the person approved while the task waited in the triggerer, which held it until then
+    assert watch.began < person.clicked < watch.ended
+    return run, person
+
+
 def exported_records(warehouse: Path) -> tuple[int, int]:
     """The records the closed loop exported to its warehouse, and how many distinct."""
     import duckdb
@@ -143,18 +267,25 @@ def labels_of_a_changed_world(client: Client, deployment: str, folder: Path) -> 
 def test_good_run_bad_run_rolled_back_then_drift_and_quality_drop_retrain(
     bentocloud_connection: LocalControlPlane, capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """The deferrable DAG, then the closed loop on the same deployment once its traffic has
-    drifted, and again once labels show its quality dropped without drift; `make demo` (run by
-    CI after the tests) runs the plain one and the drift loop with `airflow dags test`."""
+    """The deferrable DAG, approved by a person in the console, then the closed loop on the
+    same deployment once its traffic has drifted, and again once labels show its quality
+    dropped without drift; `make demo` (run by CI after the tests) runs the plain one and the
+    drift loop with `airflow dags test`."""
     dag_id, deployment = "retrain_and_ship_deferrable", "af-example-deferred"
     task_logs(capfd)
-    good = run_dag(dag_id, {"bad_model": False, "deployment_name": deployment})
+    good, person = run_approved_in_the_console(
+        bentocloud_connection, deployment, {"bad_model": False}
+    )
     logs = task_logs(capfd)
-    assert good["deploy"] == "success" and good["quality_gate"] == "success"
-    assert good["shadow_gate"] == "skipped"  # the default: no shadow gate
-    assert good["approval"] == "skipped"  # the default: no approval
-    assert good["promote"] == "success" and good["rollback"] == "skipped"
-    assert good["run"] == "success"
+    assert states_of(good) == APPROVED_RUN, logs[-3000:]
+    assert f"is pending; deferring until someone decides (`bentoship approve {deployment}`" in logs
+    candidate = good["xcom:deploy:rollout"]["revision"]
+    decision = good["xcom:approval:return_value"]
+    assert (decision["id"], decision["revision"]) == (person.approval, candidate)
+    assert (decision["state"], decision["decided_by"]) == ("approved", "server token")
+    assert decision["comment"] == APPROVER_SAYS
+    assert decision["evidence"] == {"run": person.evidence, "quality_gate": "passed"}
+    assert person.notice == f"Approved {candidate}: it is promoted and serves."
     # Every operator with extra links records them: resolving the links when a task ends
     # reads no missing XCom (the deploy and the quality gate both declare them).
     assert "Smoke test of predict passed" in logs, "the task logs were not captured"
@@ -164,7 +295,12 @@ def test_good_run_bad_run_rolled_back_then_drift_and_quality_drop_retrain(
     with Client.from_env(home=bentocloud_connection.data_dir) as client:
         first = client.get_deployment(deployment)
         assert first.status == "running"
+        assert (first.serving_revision, first.candidate_revision) == (candidate, None)
         assert serving_accuracy(first.url) >= 0.8
+        events = [event.message for event in client.events(deployment)]
+        approved = f"approval {person.approval} of {candidate} approved by server token"
+        assert f"{approved}: {APPROVER_SAYS}" in events
+        assert f"candidate {candidate} promoted" in events
 
         features = holdout_features()
         with TrafficLoop(

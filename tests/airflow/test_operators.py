@@ -279,6 +279,118 @@ def test_an_approval_waits_in_the_triggerer_and_a_persons_yes_promotes(
         assert client.get_deployment(DEPLOYMENT).serving_revision == candidate
 
 
+def ship_without_approval(
+    client: Client, bento: str, conf: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """Run the approval DAG, whose candidate (``bento``) is not approved; check the run failed
+    in its approval task, with the candidate discarded and the endpoint on the revision it
+    served. Returns the approval's decision (the task's ``approval`` XCom)."""
+    before = client.get_deployment(DEPLOYMENT)
+    dag_run, xcoms = run_test_dag(
+        "approval_gate.py",
+        "approval_gate",
+        {"deployment_name": DEPLOYMENT, "bento": bento, **conf},
+        monkeypatch,
+    )
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    assert (states, str(dag_run.state)) == ({"deploy": "success", "approval": "failed"}, "failed")
+    candidate = xcoms["deploy:rollout"]["revision"]
+    assert candidate != before.serving_revision
+    decision = xcoms["approval:approval"]
+    assert decision["revision"] == candidate
+    deadline = time.monotonic() + 60
+    while (after := client.get_deployment(DEPLOYMENT)).candidate_revision is not None:
+        assert time.monotonic() < deadline, after  # the control plane discards it
+        time.sleep(0.2)
+    assert after.serving_revision == before.serving_revision and after.bento == before.bento
+    assert after.status == "running"
+    phases = {rev.name: rev.phase for rev in client.list_revisions(DEPLOYMENT)}
+    assert phases[candidate] == "cancelled" and phases[before.serving_revision] == "serving"
+    return decision
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_run_rejected_with_the_cli_fails_and_discards_its_candidate(
+    bentocloud_connection: LocalControlPlane,
+    echo_v1: str,
+    echo_v2: str,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the approval task waits in the triggerer, a person runs `bentoship reject`: the
+    run fails, the control plane discards the candidate, and the old revision serves on."""
+    from bentoship import cli
+
+    assert bentocloud_connection.connection is not None
+    endpoint, token = bentocloud_connection.endpoint, bentocloud_connection.connection.token
+    said = "the echo is too loud"
+    exits: list[int] = []
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        for tag in (echo_v1, echo_v2):
+            push(tag, client=client)
+        # what the approval test left serving (created now when this test runs on its own)
+        serving = deploy(DEPLOYMENT, echo_v2, APPROVED, client=client)
+        wait_until_ready(serving, client=client, timeout=120)
+
+        def reject_when_asked() -> None:
+            with Client(endpoint, token) as own:
+                for _ in range(1200):
+                    if any(a["state"] == "pending" for a in own.approvals(DEPLOYMENT)):
+                        argv = ["reject", DEPLOYMENT, "--comment", said]
+                        exits.append(cli.main([*argv, "--endpoint", endpoint, "--token", token]))
+                        return
+                    time.sleep(0.1)
+
+        person = threading.Thread(target=reject_when_asked)
+        person.start()
+        capfd.readouterr()
+        decision = ship_without_approval(client, echo_v1, {}, monkeypatch)
+        person.join(60)
+        logs = "".join(capfd.readouterr())
+        events = [event.message for event in client.events(DEPLOYMENT)]
+    assert exits == [0], logs[-3000:]
+    candidate = decision["revision"]
+    assert f"{DEPLOYMENT}: approval {decision['id']} of {candidate} rejected" in logs
+    assert (decision["state"], decision["decided_by"]) == ("rejected", "server token")
+    assert decision["comment"] == said
+    assert "[DAG TEST] running trigger in line" in caplog.text  # the triggerer held the task
+    assert f"candidate {candidate} of {DEPLOYMENT} was not approved (rejected by server" in logs
+    assert f"approval {decision['id']} of {candidate} rejected by server token: {said}" in events
+    assert f"{candidate} discarded" in events
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_run_nobody_approves_in_time_fails_and_discards_its_candidate(
+    bentocloud_connection: LocalControlPlane,
+    echo_v1: str,
+    echo_v2: str,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nobody decides within ``approval_timeout``: the control plane expires the approval and
+    discards the candidate, and the run fails."""
+    with Client.from_env(home=bentocloud_connection.data_dir) as client:
+        for tag in (echo_v1, echo_v2):
+            push(tag, client=client)
+        # what the tests before left serving (created now when this test runs on its own)
+        serving = deploy(DEPLOYMENT, echo_v2, APPROVED, client=client)
+        wait_until_ready(serving, client=client, timeout=120)
+        capfd.readouterr()
+        decision = ship_without_approval(client, echo_v1, {"approval_timeout": 2}, monkeypatch)
+        logs = "".join(capfd.readouterr())
+        events = [event.message for event in client.events(DEPLOYMENT)]
+        recorded = next(a for a in client.approvals(DEPLOYMENT) if a["id"] == decision["id"])
+    candidate = decision["revision"]
+    assert (decision["state"], decision["decided_by"]) == ("expired", None)
+    assert recorded["state"] == "expired" and recorded["revision"] == candidate
+    assert f"candidate {candidate} of {DEPLOYMENT} was not approved (expired: nobody" in logs
+    expired = (
+        f"approval {decision['id']} of {candidate} expired: nobody decided before the deadline"
+    )
+    assert expired in events and f"{candidate} discarded" in events
+
+
 def test_deferrable_canary_analysis_defers_and_the_trigger_brings_the_verdict(
     bentocloud_connection: LocalControlPlane, echo_v1: str, echo_v2: str
 ) -> None:

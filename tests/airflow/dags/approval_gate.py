@@ -1,5 +1,6 @@
 """A test DAG (``tests/airflow/test_operators.py``): deploy a held candidate, then wait for a
-person's approval in the triggerer."""
+person's approval in the triggerer (approved, rejected, or nobody deciding within
+``approval_timeout`` seconds)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ with DAG(
     params={
         "deployment_name": Param("af-ops", type="string"),
         "bento": Param("echo:v1", type="string"),
+        "approval_timeout": Param(120, type="integer", minimum=1),
     },
 ) as dag:
     deploy = BentoDeployOperator(
@@ -29,7 +31,7 @@ with DAG(
         deploy_task_id="deploy",
         message="ship {{ params.bento }}?",
         evidence={"run": "{{ run_id }}"},
-        timeout=120,
+        timeout="{{ params.approval_timeout }}",
         deferrable=True,
     )
     deploy >> approval
