@@ -224,10 +224,11 @@ def check_observed(api: Api, name: str, traffic: TrafficLoop, *, extra_r1: int) 
         if count < 300:
             continue
         seconds = [a.seconds for a in traffic.answers if a.revision == revision]
-        for q in (0.5, 0.99):
+        # the callers' p99 also holds their own threads' waits on a loaded machine
+        for q, slack in ((0.5, 0.0), (0.99, 0.025)):
             measured = totals[revision][f"latency_p{round(q * 100)}_seconds"]
             client = _quantile(seconds, q)
-            assert abs(measured - client) <= 0.2 * client, (revision, q, measured, client)
+            assert abs(measured - client) <= 0.2 * client + slack, (revision, q, measured, client)
 
     token = api.plane.connection.token if api.plane.connection else ""
     prometheus = str(api.http.base_url.join("/metrics"))
