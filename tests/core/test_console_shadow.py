@@ -225,6 +225,23 @@ def test_labels_and_revisions_stay_text() -> None:
     assert 'id="shadow-stop"' in html and ">Discard r2<" in html
 
 
+def test_promote_is_disabled_while_an_approval_is_pending() -> None:
+    panel = shadow_panel("svc", "r2", "candidate", figures({"a": {"a": 3}}, apis=["f"]))
+
+    class Dep:
+        name = "svc"
+
+    class Approvals:
+        pending = object()
+
+    template = _environment().get_template("shadow_panel.html")
+    free = template.render(dep=Dep(), shadow=panel, csrf="c", approvals=None)
+    held = template.render(dep=Dep(), shadow=panel, csrf="c", approvals=Approvals())
+    assert 'id="shadow-promote">' in free and "shadow-promote-why" not in free
+    assert 'id="shadow-promote" disabled' in held and "an approval is pending" in held
+    assert ">Discard r2<" in held
+
+
 def settled(client: Client) -> dict[str, Any]:
     """The shadow figures once every mirrored request's pair is in the report and no more come."""
     last: dict[str, Any] | None = None
