@@ -71,13 +71,13 @@ def _p99(values: list[float]) -> float:
 
 
 async def _phase(observed: object, searching: bool) -> float:
-    from bentoship.server.console.pages import LOG_LINES_SHOWN
+    from bentoship.server.console.tabs_view import LOG_LINES_SHOWN
     from bentoship.server.observe.hub import Observability
 
     assert isinstance(observed, Observability)
     stop = asyncio.Event()
 
-    def logs_tab() -> list[dict[str, object]]:  # as the console's _log_search, in a thread
+    def logs_tab() -> list[dict[str, object]]:  # as the console's log_search, in a thread
         with observed.logs.one_search():
             found = observed.logs.search("bench", pattern=PATTERN, limit=LOG_LINES_SHOWN)
             return [line.to_json() for line in found]

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from bentoship.server.auth import Access
-from bentoship.server.console.pages import safe_next
+from bentoship.server.console.access_view import safe_next
 from bentoship.server.console.sessions import CSRF_FIELD, SESSION_COOKIE, SessionBook
 from bentoship.server.console.vendor import STATIC_DIR, check_vendored
 from bentoship.server.errors import Forbidden, Invalid

@@ -20,18 +20,20 @@ import pytest
 from bentoship import Client
 from bentoship.errors import NotFoundError
 from bentoship.server import LocalControlPlane
-from bentoship.server.console.deploy_view import (
+from bentoship.server.console.deploy_form import (
     DeployForm,
     EnvRow,
     FieldError,
     body_of,
-    deploy_refusal,
     field_error,
     form_of_revision,
-    instance_type_choices,
     kept_of,
-    live_status,
     read_form,
+)
+from bentoship.server.console.deploy_view import (
+    deploy_refusal,
+    instance_type_choices,
+    live_status,
     settled_message,
     try_it,
     update_refusal,

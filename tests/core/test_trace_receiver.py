@@ -29,15 +29,9 @@ from bentoship.server.observe.otlp import (
     TooLarge,
     decode_request,
 )
+from bentoship.server.observe.span_buffer import FIRST_REQUEST, SpanBuffer
 from bentoship.server.observe.span_export import encode_spans as encode_stored
-from bentoship.server.observe.spans import (
-    FIRST_REQUEST,
-    SCHEMA,
-    Origin,
-    SpanBuffer,
-    SpanStore,
-    trace_id_of,
-)
+from bentoship.server.observe.spans import SCHEMA, Origin, SpanStore, trace_id_of
 from bentoship.server.observe.writer import AnalyticsWriter
 
 

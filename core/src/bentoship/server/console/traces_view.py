@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..errors import Invalid
-from ..observe.spans import SpanBuffer, trace_id_of
+from ..observe.span_buffer import SpanBuffer
+from ..observe.spans import trace_id_of
 from .quality_view import WINDOW_NAMES, WINDOWS
 from .shadow_view import NONE, count, milliseconds
 

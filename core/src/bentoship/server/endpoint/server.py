@@ -7,8 +7,9 @@ import contextlib
 import socket
 import time
 
+from .exchange import KEEP_ALIVE_SECONDS, ClientConnection
 from .interface import Backends, Role
-from .proxy import KEEP_ALIVE_SECONDS, ClientConnection, EndpointProxy
+from .proxy import EndpointProxy
 
 __all__ = ["EndpointServer", "bind_socket"]
 

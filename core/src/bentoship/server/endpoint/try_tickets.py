@@ -13,9 +13,11 @@ __all__ = [
     "TICKET_PARAM",
     "TICKET_SECONDS",
     "cookie_name",
+    "holds_ticket",
     "issue_ticket",
     "redeem_query",
     "ticket_in_cookies",
+    "ticket_redirect",
     "valid_ticket",
 ]
 
@@ -72,3 +74,23 @@ def redeem_query(target: bytes) -> tuple[str, bytes] | None:
         return None
     rest = urlencode([(key, value) for key, value in pairs if key != TICKET_PARAM])
     return ticket, path + (b"?" + rest.encode() if rest else b"")
+
+
+def holds_ticket(token: str, deployment: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    """The request's cookies hold a valid ticket for ``deployment``."""
+    held = ticket_in_cookies(headers, deployment)
+    return held is not None and valid_ticket(token, deployment, held)
+
+
+def ticket_redirect(token: str, deployment: str, target: bytes) -> bytes | None:
+    """The head (its status line and headers, open for more) of the 303 that trades a valid
+    ticket in the request target's query for the deployment's cookie; None without one."""
+    offered = redeem_query(target)
+    if offered is None or not valid_ticket(token, deployment, offered[0]):
+        return None
+    ticket, rest = offered
+    cookie = f"{cookie_name(deployment)}={ticket}; Path=/; HttpOnly; SameSite=Lax"
+    return b"HTTP/1.1 303 See Other\r\nlocation: %b\r\nset-cookie: %b\r\n" % (
+        rest,
+        f"{cookie}; Max-Age={TICKET_SECONDS}".encode(),
+    )

@@ -26,8 +26,9 @@ from .monitoring import MonitoringStore, Origin
 from .sampler import Sampler
 from .series import SeriesStore
 from .shadow_pairs import ShadowPairStore
+from .span_buffer import SpanBuffer
 from .span_export import SpanExport
-from .spans import SpanBuffer, SpanStore
+from .spans import SpanStore
 from .writer import AnalyticsWriter
 
 if TYPE_CHECKING:
