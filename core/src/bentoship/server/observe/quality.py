@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .feedback import check_field, joined_sql
+from .label_batches import check_field
+from .prediction_index import joined_sql
 
 if TYPE_CHECKING:
     import duckdb
