@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Invalid
-from ..observe.label_batches import (
+from ..observe.feedback import (
     MAX_ID_CHARACTERS,
     MAX_LABEL_CHARACTERS,
     MAX_LABELS,

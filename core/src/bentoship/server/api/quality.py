@@ -14,8 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..errors import Invalid
+from ..observe.feedback import REQUEST_ID, LabelBatch, Received, Unsettled, check_field
 from ..observe.hub import Observability
-from ..observe.label_batches import REQUEST_ID, LabelBatch, Received, Unsettled, check_field
 from ..observe.quality import MAX_BUCKETS, QualityQuery, Task, quality
 from .common import Services
 from .label_bodies import read_labels

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .label_batches import check_field
-from .prediction_index import joined_sql
+from .feedback import check_field, joined_sql
 
 if TYPE_CHECKING:
     import duckdb
