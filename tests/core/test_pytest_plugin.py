@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from bentoship import Client
+from bentoship.connection import mask_token
 from bentoship.errors import ConfigError, SmokeTestFailed
 from bentoship.models import Rollout
 from bentoship.server import LocalControlPlane
@@ -426,12 +427,14 @@ def test_against_a_running_plane_update_golden_and_an_interrupt_leave_its_deploy
         assert after.serving_revision == kept.revision and after.candidate_revision is None
 
         monkeypatch.setenv("USER_TEST_FAIL", "1")
+        monkeypatch.setenv("CI", "1")  # pytest then prints os.environ, token included, in full
         tests = ["test_greeter.py::test_fails_showing_the_service_log", "test_second.py"]
         with pytest.raises(SmokeTestFailed) as failed:
             run_pytest(kept, [*tests, "-p", "no:cacheprovider"], client=client)
         message = str(failed.value)
         assert "against keep-me failed (1 failed, 1 passed" in message, message
         assert "greeting marker-7f3a" in message and connection.token not in message
+        assert f"'BENTO_CLOUD_API_KEY': '{mask_token(connection.token)}'" in message
         assert [d.name for d in client.list_deployments()] == ["keep-me"]
     assert processes_under(pytester.path) == []
 

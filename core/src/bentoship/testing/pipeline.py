@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..connection import TOKEN_ENV
+from ..connection import TOKEN_ENV, mask_token
 from ..errors import SmokeTestFailed
 from ..models import Rollout, RolloutLike, rollout_target
 
@@ -33,7 +33,7 @@ def run_pytest(
     the tests' ``bento_deployment`` fixtures give that deployment (its held candidate, if
     any) instead of deploying. Return pytest's last lines; raise :class:`SmokeTestFailed`
     with them when a test fails. The token reaches pytest in its environment, never its
-    command line."""
+    command line, and is masked wherever pytest's output shows it."""
     from ..client import Client
 
     resolved = rollout_target(target)
@@ -60,7 +60,8 @@ def run_pytest(
         raise SmokeTestFailed(
             f"pytest {' '.join(args)} against {name} took over {timeout:g} s; raise the timeout"
         ) from None
-    tail = "\n".join((done.stdout + done.stderr).splitlines()[-SUMMARY_LINES:])
+    output = (done.stdout + done.stderr).replace(connection.token, mask_token(connection.token))
+    tail = "\n".join(output.splitlines()[-SUMMARY_LINES:])
     for line in tail.splitlines():
         log.info("pytest: %s", line)
     if done.returncode != 0:
