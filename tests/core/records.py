@@ -9,7 +9,8 @@ from bentoship.server.store import Deployment, Revision
 def deployment_record(
     name: str, *, target: str | None = None, serving: str | None = None
 ) -> Deployment:
-    """An active deployment ``name`` targeting and serving the given revision uids."""
+    """An active deployment ``name`` targeting revision ``target``; ``serving`` is what a read
+    would derive from its revisions (a store keeps only those)."""
     return Deployment(
         name=name,
         uid=f"{name}-uid",
@@ -22,6 +23,10 @@ def deployment_record(
         endpoint_port=None,
         reason="",
     )
+
+
+SERVED = (RevisionPhase.SERVING, RevisionPhase.WARM, RevisionPhase.RETIRED)
+"""The phases of a revision that the endpoint has switched to."""
 
 
 def revision_record(
@@ -37,5 +42,5 @@ def revision_record(
         created_at=f"2026-01-01T00:00:0{seq}Z",
         phase=phase,
         ready_at=ready_at,
-        activated_at=ready_at,
+        activated_at=ready_at if phase in SERVED else None,
     )

@@ -250,42 +250,85 @@ def test_move_persists_checks_and_wakes(controller: Controller) -> None:
     assert controller.views.reason(dep) == "it crashed"
 
 
+OLD_SCHEMA = """
+CREATE TABLE deployments (
+    name TEXT PRIMARY KEY, uid TEXT NOT NULL, cluster TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT, state TEXT NOT NULL,
+    target_revision TEXT, serving_revision TEXT, endpoint_port INTEGER,
+    reason TEXT NOT NULL DEFAULT '');
+CREATE TABLE revisions (
+    uid TEXT PRIMARY KEY, deployment TEXT NOT NULL, seq INTEGER NOT NULL,
+    bento TEXT NOT NULL, config TEXT NOT NULL, created_at TEXT NOT NULL,
+    phase TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', ready_at TEXT,
+    activated_at TEXT, UNIQUE (deployment, seq));
+"""
+"""The state tables of 0.1: a deployment stored its serving revision."""
+
+
+def old_database(path: Path, script: str) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA + script)
+    db.commit()
+    db.close()
+
+
 def test_old_phases_are_migrated_when_the_store_opens(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.db")
-    dep = Deployment("old", "u", "local", "t", None, "active", "old-2", "old-2", None, "")
-    store.insert_deployment(dep)
-    for seq, phase in ((1, "ready"), (2, "ready"), (3, "pending")):
-        store.insert_revision(revision("old", seq, P.STARTING, None))
-        store.update_revision(f"old-{seq}", phase=phase)
-    store.close()
+    old_database(
+        tmp_path / "state.db",
+        """
+        INSERT INTO deployments VALUES ('old', 'u', 'local', 't', NULL, 'active', 'old-2',
+            'old-2', NULL, '');
+        INSERT INTO revisions VALUES ('old-1', 'old', 1, 'echo:v1', '{}', 't', 'ready', '',
+            '2026-01-01T00:01:00Z', '2026-01-01T00:09:00Z');
+        INSERT INTO revisions VALUES ('old-2', 'old', 2, 'echo:v2', '{}', 't', 'ready', '',
+            '2026-01-01T00:02:00Z', '2026-01-01T00:02:00Z');
+        INSERT INTO revisions VALUES ('old-3', 'old', 3, 'echo:v3', '{}', 't', 'pending', '',
+            NULL, NULL);
+        """,
+    )
     reopened = Store(tmp_path / "state.db")
     phases = {r.seq: r.phase for r in reopened.list_revisions("old")}
     assert phases == {1: "retired", 2: "serving", 3: "starting"}
+    assert reopened.get_deployment("old").serving_revision == "old-2"  # type: ignore[union-attr]
+    columns = {row[1] for row in reopened.db.execute("PRAGMA table_info(deployments)")}
+    assert "serving_revision" not in columns, "one source: the revisions say which one serves"
+    reopened.close()
+    assert Store(tmp_path / "state.db").get_deployment("old").serving_revision == "old-2"  # type: ignore[union-attr]
+
+
+def test_the_serving_revision_is_the_one_last_switched_to_and_is_never_stored(
+    controller: Controller,
+) -> None:
+    store = controller.store
+    add(
+        controller,
+        None,
+        2,
+        revision("svc", 1, P.SERVING, "2026-01-01T00:01:00Z"),
+        revision("svc", 2, P.STARTING, None),
+    )
+    assert store.get_deployment("svc").serving_revision == "svc-1"  # type: ignore[union-attr]
+    store.update_revision("svc-2", phase=P.SERVING, activated_at="2026-01-01T00:02:00Z")
+    store.update_revision("svc-1", phase=P.WARM)
+    assert [d.serving_revision for d in store.list_deployments()] == ["svc-2"]
+    store.update_revision("svc-1", phase=P.SERVING, activated_at="2026-01-01T00:03:00Z")
+    assert store.get_deployment("svc").serving_revision == "svc-1", "a rollback switches back"
+    with pytest.raises(ValueError, match="derived"):
+        store.update_deployment("svc", serving_revision="svc-2")
+    assert store.get_deployment("svc").serving_revision == "svc-1"  # type: ignore[union-attr]
 
 
 def test_a_database_from_before_candidates_gains_their_columns(tmp_path: Path) -> None:
-    import sqlite3
-
     path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.executescript(
+    old_database(
+        path,
         """
-        CREATE TABLE deployments (
-            name TEXT PRIMARY KEY, uid TEXT NOT NULL, cluster TEXT NOT NULL,
-            created_at TEXT NOT NULL, updated_at TEXT, state TEXT NOT NULL,
-            target_revision TEXT, serving_revision TEXT, endpoint_port INTEGER,
-            reason TEXT NOT NULL DEFAULT '');
-        CREATE TABLE revisions (
-            uid TEXT PRIMARY KEY, deployment TEXT NOT NULL, seq INTEGER NOT NULL,
-            bento TEXT NOT NULL, config TEXT NOT NULL, created_at TEXT NOT NULL,
-            phase TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', ready_at TEXT,
-            activated_at TEXT, UNIQUE (deployment, seq));
         INSERT INTO deployments VALUES ('old', 'u', 'local', 't', NULL, 'active', 'r', 'r', 7, '');
         INSERT INTO revisions VALUES ('r', 'old', 1, 'echo:v1', '{}', 't', 'serving', '', 't', 't');
-        """
+        """,
     )
-    db.commit()
-    db.close()
     store = Store(path)
     dep = store.get_deployment("old")
     assert dep is not None and (dep.endpoint_port, dep.candidate_port, dep.canary) == (

@@ -21,9 +21,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
     upload_finished_reason TEXT NOT NULL, PRIMARY KEY (kind, repository, version));
 CREATE TABLE IF NOT EXISTS deployments (
     name TEXT PRIMARY KEY, uid TEXT NOT NULL, cluster TEXT NOT NULL, created_at TEXT NOT NULL,
-    updated_at TEXT, state TEXT NOT NULL, target_revision TEXT, serving_revision TEXT,
-    endpoint_port INTEGER, reason TEXT NOT NULL DEFAULT '', candidate_port INTEGER,
-    canary TEXT);
+    updated_at TEXT, state TEXT NOT NULL, target_revision TEXT, endpoint_port INTEGER,
+    reason TEXT NOT NULL DEFAULT '', candidate_port INTEGER, canary TEXT);
 CREATE TABLE IF NOT EXISTS revisions (
     uid TEXT PRIMARY KEY, deployment TEXT NOT NULL, seq INTEGER NOT NULL, bento TEXT NOT NULL,
     config TEXT NOT NULL, created_at TEXT NOT NULL, phase TEXT NOT NULL,
@@ -51,6 +50,18 @@ UPDATE revisions SET phase = 'serving' WHERE phase = 'ready'
     AND uid IN (SELECT serving_revision FROM deployments WHERE serving_revision IS NOT NULL);
 UPDATE revisions SET phase = 'retired' WHERE phase = 'ready';
 """
+SERVING_COLUMN_BEFORE_0_4 = """
+BEGIN;
+UPDATE revisions SET activated_at = :stamp WHERE uid IN (
+    SELECT serving_revision FROM deployments WHERE serving_revision IS NOT NULL);
+ALTER TABLE deployments DROP COLUMN serving_revision;
+COMMIT;
+"""
+"""Before 0.4 a deployment stored its serving revision; now the newest switch says it."""
+SERVING_REVISION = """(SELECT r.uid FROM revisions r WHERE r.deployment = d.name
+    AND r.activated_at IS NOT NULL ORDER BY r.activated_at DESC, r.seq DESC LIMIT 1)"""
+"""A deployment's serving revision, derived: the revision the endpoint last switched to."""
+DEPLOYMENTS = f"SELECT d.*, {SERVING_REVISION} AS serving_revision FROM deployments d"
 
 
 def now() -> str:
@@ -91,6 +102,7 @@ class Deployment:
     state: str
     target_revision: str | None
     serving_revision: str | None
+    """Derived on read: the revision the endpoint last switched to (its newest ``activated_at``)."""
     endpoint_port: int | None
     reason: str
     candidate_port: int | None = None
@@ -166,7 +178,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._add_columns()
-        self._db.executescript(PHASES_BEFORE_0_2)
+        self._migrate_serving_column()
 
     def close(self) -> None:
         self._db.close()
@@ -180,6 +192,12 @@ class Store:
     def changes(self) -> int:
         """Rows changed since the store was opened: equal counts mean nothing changed."""
         return self._db.total_changes
+
+    def _migrate_serving_column(self) -> None:
+        have = {row["name"] for row in self._db.execute("PRAGMA table_info(deployments)")}
+        if "serving_revision" in have:
+            self._db.executescript(PHASES_BEFORE_0_2)
+            self._db.executescript(SERVING_COLUMN_BEFORE_0_4.replace(":stamp", f"'{now()}'"))
 
     def _add_columns(self) -> None:
         for table, columns in ADDED_COLUMNS.items():
@@ -255,15 +273,18 @@ class Store:
     # deployments and revisions
 
     def get_deployment(self, name: str) -> Deployment | None:
-        row = self._db.execute("SELECT * FROM deployments WHERE name=?", (name,)).fetchone()
+        row = self._db.execute(f"{DEPLOYMENTS} WHERE d.name=?", (name,)).fetchone()
         return _deployment(row) if row else None
 
     def list_deployments(self) -> list[Deployment]:
-        rows = self._db.execute("SELECT * FROM deployments ORDER BY created_at").fetchall()
+        rows = self._db.execute(f"{DEPLOYMENTS} ORDER BY d.created_at").fetchall()
         return [_deployment(r) for r in rows]
 
     def insert_deployment(self, deployment: Deployment) -> None:
-        self._insert("deployments", _deployment_row(asdict(deployment)))
+        """Store ``deployment``; its ``serving_revision`` is derived, never stored."""
+        row = asdict(deployment)
+        del row["serving_revision"]
+        self._insert("deployments", _deployment_row(row))
 
     def update_deployment(self, name: str, **fields: Any) -> None:
         fields = _deployment_row(fields)
@@ -432,6 +453,8 @@ def _deployment(row: sqlite3.Row) -> Deployment:
 
 
 def _deployment_row(fields: dict[str, Any]) -> dict[str, Any]:
+    if "serving_revision" in fields:
+        raise ValueError("a serving revision is derived from its revisions: activate one instead")
     if "canary" in fields:
         fields = {**fields, "canary": json.dumps(fields["canary"]) if fields["canary"] else None}
     return fields

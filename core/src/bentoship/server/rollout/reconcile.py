@@ -95,7 +95,7 @@ class Reconciler:
         stamp = now()
         ready_at = (rev.ready_at if rev else None) or stamp
         ctx.move(uid, RevisionPhase.SERVING, reason="", ready_at=ready_at, activated_at=stamp)
-        ctx.store.update_deployment(rt.name, serving_revision=uid, reason="")
+        ctx.store.update_deployment(rt.name, reason="")
         rt.serving = pool
         rt.recreated = None
         rt.health = Health.HEALTHY
