@@ -314,7 +314,8 @@ def test_the_serving_revision_is_the_one_last_switched_to_and_is_never_stored(
     store.update_revision("svc-1", phase=P.WARM)
     assert [d.serving_revision for d in store.list_deployments()] == ["svc-2"]
     store.update_revision("svc-1", phase=P.SERVING, activated_at="2026-01-01T00:03:00Z")
-    assert store.get_deployment("svc").serving_revision == "svc-1", "a rollback switches back"
+    rolled_back = store.get_deployment("svc")
+    assert rolled_back is not None and rolled_back.serving_revision == "svc-1", "a rollback"
     with pytest.raises(ValueError, match="derived"):
         store.update_deployment("svc", serving_revision="svc-2")
     assert store.get_deployment("svc").serving_revision == "svc-1"  # type: ignore[union-attr]
