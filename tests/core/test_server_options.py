@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ def sample(option: Option, tmp_path: Path) -> tuple[Any, str]:
         return (("authorization", "Bearer x"), ("k", "v")), "authorization=Bearer x,k=v"
     if option.name == "token":
         return "t" * 24, "t" * 24
+    if option.name == "parent_pid":
+        return 4242, "4242"
     if option.name in ("data_dir", "secrets_key_file", "runtime_dir", "gpu_inventory"):
         path = tmp_path / option.name
         return path, str(path)
@@ -73,7 +76,8 @@ def test_an_option_given_to_the_launcher_reaches_the_flags_and_the_settings(
     plane = LocalControlPlane(**given)
     parsed = server_args(build_parser(), plane.command()[4:])
     assert parsed[option.name] == value
-    expected = {o.name: o.default for o in OPTIONS} | {"host": "127.0.0.1"} | given
+    launcher = {"host": "127.0.0.1", "parent_pid": os.getpid()}
+    expected = {o.name: o.default for o in OPTIONS} | launcher | given
     assert parsed == expected, "the option given, and no other option changes"
     if option.name in DERIVED or option.name == "host":
         return

@@ -30,6 +30,8 @@ from .settings import ServerSettings
 from .store import Store
 from .webhooks import Notifier
 
+ORPHAN_CHECK_SECONDS = 0.5
+
 
 class EmbeddedServer(uvicorn.Server):
     """A uvicorn server that leaves signal handling to the control plane."""
@@ -78,6 +80,8 @@ async def serve(settings: ServerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if settings.parent_pid is not None:
+        orphaned = asyncio.create_task(_stop_when_orphaned(settings.parent_pid, stop))
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     plane_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
@@ -115,6 +119,8 @@ async def serve(settings: ServerSettings) -> None:
             print(hint, flush=True)
         await stop.wait()
     finally:
+        if settings.parent_pid is not None:
+            orphaned.cancel()
         if notifier is not None:
             notifier.cancel()
         server.should_exit = True
@@ -122,6 +128,16 @@ async def serve(settings: ServerSettings) -> None:
         await api_task
         await observed.close()
         store.close()
+
+
+async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once process ``parent`` is no longer this process's parent (it exited)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
+    logging.getLogger("bentoship.server").warning(
+        "the process that started this server (pid %d) has exited: stopping", parent
+    )
+    stop.set()
 
 
 def connection_hint(data_dir: Path) -> str | None:

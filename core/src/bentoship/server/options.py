@@ -273,6 +273,14 @@ OPTIONS: tuple[Option, ...] = (
         metavar="RATE",
     ),
     Option(
+        "parent_pid",
+        int,
+        None,
+        "stop, as on SIGTERM, once process PID has exited (the program that started this "
+        "server, so that a killed test run or script leaves no server behind)",
+        metavar="PID",
+    ),
+    Option(
         "notify",
         str,
         None,

@@ -21,7 +21,8 @@ READY_PREFIX = "bentoship server ready at "
 
 
 class LocalControlPlane:
-    """``bentoship server`` in a child process, bound to 127.0.0.1 on a free port."""
+    """``bentoship server`` in a child process, bound to 127.0.0.1 on a free port; it stops
+    when this process exits, even when killed."""
 
     def __init__(
         self, data_dir: Path, *, token: str | None = None, port: int = 0, **options: Any
@@ -48,6 +49,8 @@ class LocalControlPlane:
         """The ``bentoship server`` command line this launcher runs."""
         command = [sys.executable, "-m", "bentoship", "server", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--data-dir", str(self.data_dir), *self.args]
+        if "--parent-pid" not in self.args:
+            command += ["--parent-pid", str(os.getpid())]
         if self.token:
             command += ["--token", self.token]
         return command

@@ -40,6 +40,8 @@ class ServerSettings:
     """The share of the endpoints' requests traced (head sampling)."""
     notify: str | None = None
     """A webhook (``URL`` or ``URL#kind,kind``) for the deployments' events, made at start."""
+    parent_pid: int | None = None
+    """Stop once this process has exited (the launcher's, so that its death stops the server)."""
     otlp_endpoint: str | None = None
     """An OTLP/HTTP traces URL every stored span is sent on to."""
     otlp_headers: tuple[tuple[str, str], ...] = ()

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["ServerHandle", "control_plane"]
 
 KEY_FILE_ENV = "BENTOSHIP_SECRETS_KEY_FILE"
-RESERVED_OPTIONS = frozenset({"data_dir", "host", "port", "token"})
+RESERVED_OPTIONS = frozenset({"data_dir", "host", "parent_pid", "port", "token"})
 
 
 @dataclass
