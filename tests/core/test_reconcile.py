@@ -8,6 +8,7 @@ Each test drives a real Controller over a SQLite store in tmp_path; only the two
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -275,6 +276,41 @@ def test_after_a_restart_warm_revisions_retire_and_what_served_or_started_starts
         assert sorted(r.name for r in launcher.running()) == ["r1", "r2", "r2"]
         for name in ("steady", "midway"):
             assert controller.views.status(controller.get(name)) == "running"
+
+    run(tmp_path, after)
+
+
+def test_health_follows_what_runs_through_a_restart_that_fails_then_succeeds(
+    tmp_path: Path,
+) -> None:
+    """After a restart of the control plane the serving revision starts again: the deployment
+    is deploying while it starts, unhealthy once a start failed, running once one succeeds."""
+
+    async def before(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+
+    run(tmp_path, before)
+
+    async def after(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        statuses: list[str] = []
+        clock.on_sleep = lambda seconds: statuses.append(
+            controller.views.status(controller.get("web"))
+        )
+        launcher.hanging.add("echo:v1")
+        await controller.start()
+        await settle()
+        assert controller.views.status(controller.get("web")) == "deploying", "restarting"
+        launcher.hanging.clear()
+        launcher.failing["echo:v1"] = "not ready within the readiness deadline"
+        launcher.launched[-1].exit(1)
+        await settle()
+        launcher.failing.clear()
+        await settle(200)
+        seen = [status for status, _ in itertools.groupby(statuses)]
+        assert seen[:3] == ["deploying", "unhealthy", "running"], seen
+        assert controller.views.status(controller.get("web")) == "running"
+        assert controller.runtime("web").restart_failures == 0
 
     run(tmp_path, after)
 

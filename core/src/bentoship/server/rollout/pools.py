@@ -15,7 +15,7 @@ from .context import RolloutContext
 from .events import Crashed, ReplicaAdded, Restarted
 from .launcher import ReplicaHandle
 from .monitoring_env import config_options, monitoring_dir, tracing_envs
-from .phases import Health, Lifecycle
+from .phases import Lifecycle
 from .placement import Placement
 from .replicas import ReplicaSet
 from .runner import NotReadyError, PortTaken
@@ -145,8 +145,6 @@ class Pools:
         which = f"{proc.name} replica {proc.replica}"
         log.warning("%s of %s exited; replacing it", which, rt.name)
         self.ctx.publish(rt.name, Crashed(proc.name, proc.replica, code))
-        if not pool.serving():
-            rt.health = Health.UNHEALTHY
         rt.notify()
         self.replace(rt, pool, proc.replica, proc.port)
 
@@ -207,8 +205,6 @@ class Pools:
                     exc,
                     delay,
                 )
-                if not pool.serving():
-                    rt.health = Health.UNHEALTHY
                 rt.notify()
                 await self.ctx.clock.sleep(delay)
                 delay = min(delay * 2, self.ctx.settings.restart_backoff_max)
@@ -220,7 +216,6 @@ class Pools:
                         await proc.stop()
                     return
                 self.watch(rt, proc)
-                rt.health = Health.HEALTHY
                 added = ReplicaAdded(pool.name, index) if scale_up else None
                 self.ctx.publish(rt.name, added or Restarted(pool.name, index))
                 rt.notify()

@@ -17,7 +17,7 @@ from ..store import Deployment, now
 from .candidates import Candidates
 from .context import HELD_PHASES, RolloutContext
 from .events import Restarted, Switched, Woken
-from .phases import Health, Lifecycle, RevisionPhase
+from .phases import Lifecycle, RevisionPhase
 from .placement import Placement
 from .pools import START_ERRORS, Pools
 from .runtime import DeploymentRuntime
@@ -98,7 +98,8 @@ class Reconciler:
         ctx.store.update_deployment(rt.name, reason="")
         rt.serving = pool
         rt.recreated = None
-        rt.health = Health.HEALTHY
+        rt.scaled_to_zero = False
+        rt.restart_failures = 0
         rt.last_request = ctx.clock.monotonic()
         rt.cancel_retire(uid)
         previous = dep.serving_revision
@@ -146,7 +147,7 @@ class Reconciler:
         if dep is None or rev is None or dep.serving_revision != uid or rt.serving is not None:
             return
         self.ctx.publish(rt.name, Restarted(revision_name(rev.seq), on_gpus=True))
-        rt.health = Health.RESTARTING
+        rt.restart_failures = 0
         rt.wakeup = self.ctx.spawn(self._restart_serving(rt, rev.uid), deployment=rt.name)
 
     async def _restart_serving(self, rt: DeploymentRuntime, uid: str) -> None:
@@ -163,7 +164,7 @@ class Reconciler:
                 await self.pools.start_ready(rt, rev)
             except START_ERRORS as exc:
                 log.warning("restart of %s failed (%s); retrying in %.0f s", rt.name, exc, delay)
-                rt.health = Health.UNHEALTHY
+                rt.restart_failures += 1
                 stale = rt.processes.pop(uid, None)
                 if stale is not None:
                     await stale.stop()
@@ -198,7 +199,7 @@ class Reconciler:
         if dep.state != Lifecycle.ACTIVE:
             return
         if dep.serving_revision:
-            rt.health = Health.RESTARTING
+            rt.restart_failures = 0
             rt.wakeup = ctx.spawn(
                 self._restart_serving(rt, dep.serving_revision), deployment=rt.name
             )
@@ -214,14 +215,14 @@ class Reconciler:
         dep = self.ctx.store.get_deployment(rt.name)
         if dep is None or dep.serving_revision is None:
             return
-        rt.health = Health.RESTARTING
-        rt.notify()
         woken = self.ctx.store.get_revision(dep.serving_revision)
         if woken is not None:
             self.ctx.publish(rt.name, Woken(revision_name(woken.seq)))
+        rt.restart_failures = 0
         rt.wakeup = self.ctx.spawn(
             self._restart_serving(rt, dep.serving_revision), deployment=rt.name
         )
+        rt.notify()
 
     def retire_all(self, name: str) -> None:
         for rev in self.ctx.store.list_revisions(name):
@@ -240,7 +241,8 @@ class Reconciler:
         rt.serving = None
         rt.candidate = None
         rt.split = None
-        rt.health = Health.HEALTHY
+        rt.scaled_to_zero = False
+        rt.restart_failures = 0
         for uid in list(rt.retire_timers):
             rt.cancel_retire(uid)
         procs = list(rt.processes.values())

@@ -32,7 +32,10 @@ class DeploymentRuntime:
     """The replicas of the revision held for verification, which the candidate URL reaches."""
     split: TrafficSplit | None = None
     """The candidate's share of the stable endpoint's traffic (a canary), if it has one."""
-    health: Health = Health.HEALTHY
+    scaled_to_zero: bool = False
+    """Its serving revision was stopped for want of requests (until a request wakes it)."""
+    restart_failures: int = 0
+    """Starts of the serving revision that failed since it last served (the wakeup retries)."""
     commanded_at: float = float("-inf")
     """When the last command that created a revision came (the clock's monotonic seconds)."""
     last_request: float = 0.0
@@ -51,6 +54,16 @@ class DeploymentRuntime:
     recreated: str | None = None
     """The serving revision a Recreate stopped, started again if the new one fails."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def health(self) -> Health:
+        """Derived from what runs: the serving replicas, a restart underway and its failures,
+        and whether the deployment was scaled to zero."""
+        if self.serving is not None:
+            return Health.HEALTHY if self.serving.serving() else Health.UNHEALTHY
+        if self.wakeup is not None and not self.wakeup.done():
+            return Health.UNHEALTHY if self.restart_failures else Health.RESTARTING
+        return Health.SCALED_TO_ZERO if self.scaled_to_zero else Health.HEALTHY
 
     def notify(self) -> None:
         """Wake everyone waiting for a change of this deployment."""

@@ -10,7 +10,7 @@ from ..deploy_config import min_replicas
 from .autoscale import Autoscaler, declared_concurrency, scale_steps, scaling_policy
 from .context import RolloutContext
 from .events import Scaled, ScaledToZero, ScaleUpHeld
-from .phases import Health, Lifecycle
+from .phases import Lifecycle
 from .placement import Placement
 from .pools import Pools
 from .runtime import DeploymentRuntime
@@ -92,7 +92,7 @@ class Scaling:
         rt.processes.pop(dep.serving_revision, None)
         rt.cancel_replacements()
         rt.serving = None
-        rt.health = Health.SCALED_TO_ZERO
+        rt.scaled_to_zero = True
         await serving.stop()
         log.info("deployment %s scaled to zero after %.0f s idle", rt.name, idle)
         self.ctx.publish(rt.name, ScaledToZero(revision_name(rev.seq), idle))
