@@ -129,18 +129,19 @@ def test_a_candidate_is_held_gets_its_canary_share_and_is_promoted(tmp_path: Pat
         await settle()
         rt = controller.runtime("web")
         assert phases(controller, "web") == ["serving", "candidate"]
-        assert rt.candidate is not None and rt.split is None
+        assert rt.candidate is not None and controller.backends.split("web") is None
         with pytest.raises(Conflict, match="not the candidate"):
             await controller.promote("web", "r1")
 
         await controller.set_split("web", TrafficSplit(weight=25))
-        assert rt.split is not None and rt.split.weight == 25
+        split = controller.backends.split("web")
+        assert split is not None and split.weight == 25, "the endpoint reads the stored split"
         assert controller.get("web").canary == TrafficSplit(weight=25).to_dict()
 
         await controller.promote("web")
         await settle()
         assert phases(controller, "web") == ["warm", "serving"]
-        assert rt.candidate is None and rt.split is None
+        assert rt.candidate is None and controller.backends.split("web") is None
         assert controller.get("web").canary is None
         assert "promoted" in kinds(controller, "web")
 

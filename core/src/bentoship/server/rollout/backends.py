@@ -17,6 +17,7 @@ from ..endpoint.interface import (
     Route,
     Scope,
 )
+from ..endpoint.split import TrafficSplit
 from ..endpoint.tracing import Tracing
 from ..endpoint.traffic import TrafficBook
 from .context import RolloutContext
@@ -46,6 +47,7 @@ class EndpointBackends:
         self.token = ctx.settings.token
         """The control plane's own token, which the endpoint accepts beside the revision's."""
         self._requires_auth: dict[tuple[str, Role], tuple[int, bool]] = {}
+        self._splits: dict[str, tuple[int, TrafficSplit | None]] = {}
 
     def requires_auth(self, deployment: str, role: Role) -> bool:
         """Read from the store once per change of the store, not once per request."""
@@ -65,6 +67,19 @@ class EndpointBackends:
         self._requires_auth[(deployment, role)] = (changes, required)
         return required
 
+    def split(self, deployment: str) -> TrafficSplit | None:
+        """The held candidate's share of the stable endpoint's traffic, as the store says
+        (``canary``); read once per change of the store, not once per request."""
+        store = self.ctx.store
+        changes = store.changes
+        known = self._splits.get(deployment)
+        if known is not None and known[0] == changes:
+            return known[1]
+        dep = store.get_deployment(deployment)
+        split = TrafficSplit.from_dict(dep.canary) if dep is not None and dep.canary else None
+        self._splits[deployment] = (changes, split)
+        return split
+
     def route(self, deployment: str, role: Role, scope: Scope) -> Route | None:
         """The route to a ready replica (the one with the fewest outstanding requests) of the
         revision that the role and the canary split choose, with the candidate as its mirror
@@ -72,7 +87,8 @@ class EndpointBackends:
         rt = self.ctx.runtime(deployment)
         if role is Role.CANDIDATE:
             return self._lease(rt.candidate)
-        if rt.candidate is not None and rt.split is not None and rt.split.to_canary(scope):
+        split = self.split(deployment) if rt.candidate is not None else None
+        if split is not None and split.to_canary(scope):
             route = self._lease(rt.candidate)
             if route is not None:
                 return route

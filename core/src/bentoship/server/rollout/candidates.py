@@ -1,8 +1,8 @@
 """Candidates: a ready revision held for verification, its canary weight, and its release.
 
-The split a candidate serves under is stored with the deployment (``canary``); the runtime's
-copy is set here, and only here: when a candidate is held, when its weight changes, and when it
-leaves the candidate phase (a listener of every phase change).
+The split a candidate serves under is stored with the deployment (``canary``), and only there:
+set when its weight changes, cleared when it leaves the candidate phase (a listener of every
+phase change); the endpoint reads it from the store (``backends``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ class Candidates:
         dep = self.ctx.get(rt.name)
         self.ctx.move(uid, RevisionPhase.CANDIDATE, reason="", ready_at=now())
         rt.candidate = pool
-        rt.split = TrafficSplit.from_dict(dep.canary) if dep.canary else None
         for proc in pool.processes():
             self.ctx.watch_over(self._watcher(rt, pool, proc), deployment=rt.name)
         port = rt.candidate_endpoint.port if rt.candidate_endpoint else dep.candidate_port
@@ -43,7 +42,6 @@ class Candidates:
         rt.notify()
 
     def set_split(self, rt: DeploymentRuntime, split: TrafficSplit) -> None:
-        rt.split = split
         self.ctx.store.update_deployment(rt.name, canary=split.to_dict())
         rt.notify()
 
@@ -57,7 +55,6 @@ class Candidates:
         if pool is None or pool.revision != rev.uid:
             return
         rt.candidate = None
-        rt.split = None
         self.ctx.store.update_deployment(rt.name, canary=None)
         if phase != RevisionPhase.SERVING and rt.processes.get(rev.uid) is pool:
             self.ctx.spawn(self.ctx.stop_unless_serving(rt, rev.uid), deployment=rt.name)

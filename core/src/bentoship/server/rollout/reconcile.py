@@ -240,7 +240,6 @@ class Reconciler:
         rt.cancel_replacements()
         rt.serving = None
         rt.candidate = None
-        rt.split = None
         rt.scaled_to_zero = False
         rt.restart_failures = 0
         for uid in list(rt.retire_timers):

@@ -6,7 +6,6 @@ import asyncio
 from dataclasses import dataclass, field
 
 from ..endpoint.server import EndpointServer
-from ..endpoint.split import TrafficSplit
 from .autoscale import Autoscaler
 from .launcher import TimerHandle
 from .phases import Health
@@ -30,8 +29,6 @@ class DeploymentRuntime:
     """The replicas the endpoint forwards to; None while there are none (scaled, restarting)."""
     candidate: ReplicaSet | None = None
     """The replicas of the revision held for verification, which the candidate URL reaches."""
-    split: TrafficSplit | None = None
-    """The candidate's share of the stable endpoint's traffic (a canary), if it has one."""
     scaled_to_zero: bool = False
     """Its serving revision was stopped for want of requests (until a request wakes it)."""
     restart_failures: int = 0
