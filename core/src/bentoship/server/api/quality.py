@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -17,10 +17,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..errors import Invalid
-from ..observe.feedback import REQUEST_ID, Label, check_field, labels_from
 from ..observe.hub import Observability
+from ..observe.label_batches import REQUEST_ID, LabelBatch, Received, Unsettled, check_field
 from ..observe.quality import MAX_BUCKETS, QualityQuery, Task, quality
-from .common import MAX_JSON_DEPTH, Services, json_depth
+from .common import Services
+from .label_bodies import read_label_file
 from .params import Moment, Params, moment, query
 
 __all__ = [
@@ -69,67 +70,29 @@ class QualityParams(Params):
     id_field: Field_ = REQUEST_ID
 
 
-async def _body(request: Request) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FEEDBACK_BYTES:
-            raise Invalid(
-                f"body: larger than {MAX_FEEDBACK_BYTES // 2**20} MiB; send the labels in batches"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _json_items(raw: bytes) -> list[Any]:
-    """A JSON array of labels, or JSON lines (one label per line)."""
-    text = raw.strip()
-    if not text:
-        raise Invalid("body: send labels as a JSON array, JSON lines or a Parquet file")
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise Invalid(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    if text.startswith(b"["):
-        try:
-            items = json.loads(text)
-        except ValueError as exc:
-            raise Invalid(f"body: not a JSON array ({exc})") from None
-        return list(items)
-    items = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append(json.loads(line))
-        except ValueError:
-            raise Invalid(
-                f"body: line {number} is not JSON; send one label object per line"
-            ) from None
-    return items
-
-
-def _parquet_items(raw: bytes) -> list[Any]:
-    """The labels of a Parquet file: its ``id``, ``label`` and optional ``time`` columns."""
-    import duckdb
-
-    with tempfile.TemporaryDirectory(prefix="bentoship-feedback-") as folder:
-        path = Path(folder) / "labels.parquet"
-        path.write_bytes(raw)
-        connection = duckdb.connect(config={"threads": 1})
-        try:
-            relation = connection.read_parquet(str(path))
-            names = relation.columns
-            missing = [c for c in ("id", "label") if c not in names]
-            if missing:
-                raise Invalid(f"body: the Parquet file has no {missing[0]!r} column")
-            wanted = ["id", "label", *(["time"] if "time" in names else [])]
-            rows = relation.select(*wanted).fetchall()
-        except duckdb.Error as exc:
-            message = str(exc).splitlines()[0][:120]
-            raise Invalid(f"body: not a readable Parquet file ({message})") from None
-        finally:
-            connection.close()
-    return [dict(zip(wanted, row, strict=True)) for row in rows]
+async def _save_body(request: Request, uploads: Path | None) -> tuple[Path, bool, bool]:
+    """The body written to a file alone in a new folder under ``uploads`` (the caller removes
+    it); whether it starts as Parquet does, and whether it has a carriage return."""
+    folder = Path(tempfile.mkdtemp(prefix="feedback-", dir=uploads))
+    path = folder / "labels"
+    size, head, returns = 0, b"", False
+    try:
+        with path.open("wb") as handle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_FEEDBACK_BYTES:
+                    raise Invalid(
+                        f"body: larger than {MAX_FEEDBACK_BYTES // 2**20} MiB; send the labels "
+                        "in batches"
+                    )
+                if len(head) < 4:
+                    head += chunk[:4]
+                returns = returns or b"\r" in chunk
+                handle.write(chunk)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return path, head.startswith(b"PAR1"), returns
 
 
 async def monitor_table(observability: Observability, name: str, monitor: str) -> str:
@@ -185,6 +148,10 @@ async def measure_quality(
         score_field=check_field(params.score_field) if params.score_field else None,
         revision=params.revision,
     )
+    if q.id_field == REQUEST_ID:
+        fields = [q.prediction_field, *([q.score_field] if q.score_field else [])]
+        refresh = functools.partial(observability.feedback.refresh, q.monitor, table, fields)
+        await observability.writer.run(refresh)
     found = await asyncio.to_thread(lambda: quality(observability.readers(), q))
     counts = await asyncio.to_thread(observability.feedback.counts, name, params.monitor, table)
     return {
@@ -210,24 +177,47 @@ def routes(services: Services, observability: Observability) -> list[Route]:
         name = controller.get(request.path_params["name"]).name
         params = query(FeedbackParams, request)
         id_field = check_field(params.id_field)
-        raw = await _body(request)
+        path, magic, returns = await _save_body(request, feedback.uploads)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind in PARQUET or raw.startswith(b"PAR1"):
-            items = await asyncio.to_thread(_parquet_items, raw)
-        else:
-            items = await asyncio.to_thread(_json_items, raw)
-        labels: list[Label] = await asyncio.to_thread(labels_from, items, id_field)
-        if (params.source is None) != (params.watermark is None):
-            raise Invalid("watermark: send source and watermark together, or neither")
-        table = await monitor_table(observability, name, params.monitor)
+        parquet = kind in PARQUET or magic
+        local = feedback.uploads is not None
+        try:
+            labels = await asyncio.to_thread(
+                read_label_file, path, parquet, id_field, carriage_returns=returns, local=local
+            )
+        except BaseException:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise
+        try:
+            if (params.source is None) != (params.watermark is None):
+                raise Invalid("watermark: send source and watermark together, or neither")
+            table = await monitor_table(observability, name, params.monitor)
+        except BaseException:
+            labels.close()
+            raise
         source = None
         if params.source is not None and params.watermark is not None:
             source = (params.source, params.watermark)
-        received = await observability.writer.run(
-            functools.partial(
-                feedback.add, name, params.monitor, table, labels, id_field=id_field, source=source
-            )
-        )
+
+        def store(batch: LabelBatch) -> Received:
+            """Run by the writer; the batch closed there, unless it is to be read again."""
+            try:
+                found = feedback.add(
+                    name, params.monitor, table, batch, id_field=id_field, source=source
+                )
+            except Unsettled:
+                raise
+            except BaseException:
+                batch.close()
+                raise
+            batch.close()
+            return found
+
+        try:
+            received = await observability.writer.run(functools.partial(store, labels))
+        except Unsettled:  # read again with care, off the writer
+            careful = await asyncio.to_thread(labels.settled)
+            received = await observability.writer.run(functools.partial(store, careful))
         return JSONResponse({"deployment": name, "monitor": params.monitor, **received.to_dict()})
 
     async def watermark(request: Request) -> JSONResponse:

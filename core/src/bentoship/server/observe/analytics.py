@@ -17,17 +17,29 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["Readers", "insert_columns", "open_analytics"]
+__all__ = ["Readers", "insert_columns", "open_analytics", "uploads_of"]
+
+
+def uploads_of(path: Path) -> Path:
+    """The folder of the files the analytics database at ``path`` may read (uploads of labels):
+    the only files it reads."""
+    return path.with_name(f"{path.stem}-uploads")
 
 
 def open_analytics(path: Path) -> duckdb.DuckDBPyConnection:
-    """The analytics database at ``path``, made on first use (at most 2 threads, 256 MB)."""
+    """The analytics database at ``path``, made on first use (at most 2 threads, 256 MB), which
+    reads no file but those in :func:`uploads_of` it."""
     import duckdb
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(
-        str(path), config={"threads": 2, "memory_limit": "256MB", "enable_external_access": False}
-    )
+    uploads = uploads_of(path)
+    uploads.mkdir(parents=True, exist_ok=True)
+    connection = duckdb.connect(str(path), config={"threads": 2, "memory_limit": "256MB"})
+    opened = connection.execute("SELECT current_setting('enable_external_access')").fetchone()
+    if opened is not None and opened[0] is False:
+        return connection  # the process has it open already, and closed to other files
+    connection.execute("SET allowed_directories = [?]", [f"{uploads.resolve()}/"])
+    connection.execute("SET enable_external_access = false")
+    return connection
 
 
 def insert_columns(

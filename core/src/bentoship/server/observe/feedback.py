@@ -1,30 +1,63 @@
-"""Labels that arrive after the prediction (ground truth), kept beside the monitor records.
+"""Labels that arrive after the prediction (ground truth), kept beside the monitor records, and
+each monitor's predictions joined to them.
 
 A label belongs to one monitor of one deployment and names its prediction by an id: the
 record's ``request_id`` (stored in decimal, as bentoml writes it; a hex id as in the
-``X-BentoML-Request-ID`` header is turned into decimal), or the value of a field of the record
+``X-BentoML-Request-ID`` header is the same number), or the value of a field of the record
 (``id_field``) for services that log their own inference id. Labels are stored once per id:
 the same label again is a duplicate and changes nothing, another label replaces it and is
 counted as a correction. A label whose prediction is not stored yet waits (pending) and joins
 once the prediction arrives; one still unjoined after the join window is forgotten.
 
-Writes run in the analytics writer's thread, each batch in one transaction; the batch is
-deduplicated and compared with what is stored in SQL, not row by row in Python.
+Labels come in as batches (:mod:`.label_batches`); the quality figures read the prediction
+index (:mod:`.prediction_index`).
 """
 
 from __future__ import annotations
 
-import json
-import re
+import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Invalid
 
 if TYPE_CHECKING:
     import duckdb
+from .label_batches import (
+    JOIN_WINDOW,
+    MAX_INDEXED_FIELDS,
+    MAX_LABELS,
+    RECORD_KEY,
+    RECORD_TIME,
+    REQUEST_ID,
+    REQUEST_LABELS,
+    SCHEMA,
+    Label,
+    LabelBatch,
+    Received,
+    Unsettled,
+    _first,
+    _ident,
+    batch_of,
+    check_field,
+    check_label,
+    label_id,
+    labels_from,
+    migrate_old_labels,
+    read_as_decimal,
+    record_id,
+)
+from .prediction_index import (
+    IndexState,
+    _index_matches,
+    _last_batch,
+    _set_id,
+    index_state,
+    joined_sql,
+    label_counts,
+)
 
 __all__ = [
     "JOIN_WINDOW",
@@ -32,133 +65,15 @@ __all__ = [
     "REQUEST_ID",
     "FeedbackStore",
     "Label",
+    "LabelBatch",
     "Received",
+    "Unsettled",
+    "batch_of",
+    "check_label",
+    "joined_sql",
     "label_id",
     "labels_from",
 ]
-
-REQUEST_ID = "request_id"
-JOIN_WINDOW = 7 * 86400.0
-"""Seconds a label waits for its prediction before it is forgotten."""
-MAX_LABELS = 1_000_000
-"""Labels in one request."""
-MAX_ID_CHARACTERS = 256
-MAX_LABEL_CHARACTERS = 4096
-HEX_ID = re.compile(r"(0x)?[0-9a-fA-F]{1,32}")
-DECIMAL_ID = re.compile(r"[0-9]{1,39}")
-FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS feedback (
-    deployment VARCHAR, monitor VARCHAR, id_field VARCHAR, id VARCHAR, label VARCHAR,
-    label_time DOUBLE, received DOUBLE, corrections INTEGER,
-    PRIMARY KEY (deployment, monitor, id_field, id)
-);
-CREATE TABLE IF NOT EXISTS feedback_sources (
-    deployment VARCHAR, monitor VARCHAR, source VARCHAR, watermark BIGINT,
-    PRIMARY KEY (deployment, monitor, source)
-);
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class Label:
-    """One label: ``id`` as stored (decimal for request ids), ``label`` as JSON text."""
-
-    id: str
-    label: str
-    time: float | None = None
-
-
-@dataclass(frozen=True)
-class Received:
-    """What a batch of labels did."""
-
-    received: int
-    stored: int
-    """Labels new to the store."""
-    duplicates: int
-    """Labels the store (or the batch) already had, the same: nothing changed."""
-    corrections: int
-    """Labels that replaced another label of the same id."""
-    pending: int
-    """Labels of the batch whose prediction is not stored (yet): they join once it is."""
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-def label_id(value: object, id_field: str, index: int) -> str:
-    """The stored form of a label's ``id``: a request id in decimal, any other id as text."""
-    where = f"labels[{index}].id"
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise Invalid(f"{where}: send a string or an integer, not {type(value).__name__}")
-    if id_field != REQUEST_ID:
-        text = str(value)
-        if not text or len(text) > MAX_ID_CHARACTERS:
-            raise Invalid(f"{where}: send 1 to {MAX_ID_CHARACTERS} characters")
-        return text
-    if isinstance(value, int):
-        if value < 0 or value >= 2**128:
-            raise Invalid(f"{where}: a request id is a non-negative integer below 2**128")
-        return str(value)
-    if HEX_ID.fullmatch(value) and (value.startswith("0x") or len(value) == 16):
-        return str(int(value.removeprefix("0x"), 16))
-    if DECIMAL_ID.fullmatch(value):
-        return str(int(value))
-    raise Invalid(
-        f"{where}: a request id is decimal, as in the monitor record, or 16 hex digits, as in "
-        "the X-BentoML-Request-ID header"
-    )
-
-
-def _label_text(value: object, index: int) -> str:
-    if value is None or isinstance(value, dict | list):
-        kind = "null" if value is None else type(value).__name__
-        raise Invalid(f"labels[{index}].label: send a string, a number or a bool, not {kind}")
-    if isinstance(value, float) and value != value:
-        raise Invalid(f"labels[{index}].label: NaN is not a label")
-    text = json.dumps(value)
-    if len(text) > MAX_LABEL_CHARACTERS:
-        raise Invalid(f"labels[{index}].label: at most {MAX_LABEL_CHARACTERS} characters")
-    return text
-
-
-def _label_time(value: object, index: int) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise Invalid(f"labels[{index}].time: send epoch seconds, such as 1765000000.5")
-    return float(value)
-
-
-def labels_from(items: Sequence[object], id_field: str = REQUEST_ID) -> list[Label]:
-    """Checked labels from decoded JSON objects ``{"id", "label", "time"?}``."""
-    if len(items) > MAX_LABELS:
-        raise Invalid(f"labels: at most {MAX_LABELS:,} in one request; send them in batches")
-    found: list[Label] = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise Invalid(f"labels[{index}]: send an object such as {{'id': ..., 'label': ...}}")
-        unknown = sorted(set(item) - {"id", "label", "time"})
-        if unknown:
-            raise Invalid(f"labels[{index}].{unknown[0]}: unknown field; send id, label, time")
-        if "id" not in item or "label" not in item:
-            missing = "id" if "id" not in item else "label"
-            raise Invalid(f"labels[{index}].{missing}: missing")
-        found.append(
-            Label(
-                label_id(item["id"], id_field, index),
-                _label_text(item["label"], index),
-                _label_time(item.get("time"), index),
-            )
-        )
-    return found
-
-
-def check_field(id_field: str) -> str:
-    if not FIELD.fullmatch(id_field):
-        raise Invalid("id_field: a field name of the monitor record, such as inference_id")
-    return id_field
 
 
 class FeedbackStore:
@@ -168,18 +83,37 @@ class FeedbackStore:
         reader: Callable[[], duckdb.DuckDBPyConnection],
         *,
         join_window: float = JOIN_WINDOW,
+        uploads: Path | None = None,
     ) -> None:
+        """``uploads``: a folder whose files ``cursor`` may read (labels sent are saved there)."""
         self.cursor = cursor
         self.reader = reader
         self.join_window = join_window
+        self.uploads = uploads
+        self._built = False
         cursor.execute(SCHEMA)
+        migrate_old_labels(cursor)
+
+    def _set(self, deployment: str, monitor: str, id_field: str) -> int:
+        found = _set_id(self.cursor, deployment, monitor, id_field)
+        if found is not None:
+            return found
+        row = _first(
+            self.cursor.execute(
+                "INSERT INTO feedback_sets SELECT (SELECT coalesce(max(id), 0) + 1 FROM "
+                "feedback_sets), ?, ?, ? RETURNING id",
+                [deployment, monitor, id_field],
+            ).fetchall()
+        )
+        assert row is not None
+        return int(row[0])
 
     def add(
         self,
         deployment: str,
         monitor: str,
         table: str | None,
-        labels: Sequence[Label],
+        labels: Sequence[Label] | LabelBatch,
         *,
         id_field: str = REQUEST_ID,
         source: tuple[str, int] | None = None,
@@ -187,48 +121,60 @@ class FeedbackStore:
     ) -> Received:
         """Store ``labels`` of ``monitor`` (whose records are in ``table``, if any yet), in one
         transaction; run by the writer. ``source``: the sender's source and the watermark these
-        labels reach, kept in the same transaction (a re-run resumes after it)."""
+        labels reach, kept in the same transaction (a re-run resumes after it). Unsettled:
+        nothing stored, the batch is to be read again with care (``LabelBatch.settled``)."""
+        if isinstance(labels, LabelBatch):
+            return self._add(deployment, monitor, table, labels, id_field, source, now)
+        with batch_of(labels, id_field) as batch:
+            return self._add(deployment, monitor, table, batch, id_field, source, now)
+
+    def _add(
+        self,
+        deployment: str,
+        monitor: str,
+        table: str | None,
+        batch: LabelBatch,
+        id_field: str,
+        source: tuple[str, int] | None,
+        now: float | None,
+    ) -> Received:
         now = time.time() if now is None else now
         cursor = self.cursor
+        ident = _ident(id_field)
         cursor.execute("BEGIN TRANSACTION")
         try:
+            set_id = self._set(deployment, monitor, id_field)
+            self._take(batch, deployment, monitor, table, id_field, set_id)
+            row = _first(
+                cursor.execute(
+                    "SELECT count(*), count(DISTINCT key) + count(DISTINCT id), count(*) FILTER "
+                    "(WHERE flagged), count(*) FILTER (WHERE stored IS NULL), "
+                    "count(*) FILTER (WHERE stored <> label), count(*) FILTER (WHERE NOT "
+                    "matched) FROM feedback_batch"
+                ).fetchall()
+            )
+            assert row is not None
+            count, distinct, flagged, new, changed, pending = (int(n) for n in row)
+            if count > MAX_LABELS:
+                raise Invalid(
+                    f"labels: at most {MAX_LABELS:,} in one request; send them in batches"
+                )
+            if flagged or distinct != count or (batch.keys and batch.keys()):
+                raise Unsettled("a label to check, an id twice, or a key besides id, label, time")
+            number = _last_batch(cursor) + 1
+            cursor.execute("INSERT INTO feedback_batches VALUES (?, ?)", [number, now])
             cursor.execute(
-                "CREATE OR REPLACE TEMP TABLE feedback_batch "
-                "(id VARCHAR, label VARCHAR, label_time DOUBLE, position BIGINT)"
+                "INSERT INTO feedback_labels SELECT $set, key, id, label, label_time, $batch, 0, "
+                "NOT matched FROM feedback_batch WHERE stored IS NULL",
+                {"set": set_id, "batch": number},
             )
-            cursor.execute(
-                "INSERT INTO feedback_batch SELECT unnest($1), unnest($2), unnest($3), unnest($4)",
-                [
-                    [x.id for x in labels],
-                    [x.label for x in labels],
-                    [x.time for x in labels],
-                    list(range(len(labels))),
-                ],
-            )
-            last = (
-                "SELECT id, label, label_time FROM feedback_batch "
-                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY position DESC) = 1"
-            )
-            key = "f.deployment = $1 AND f.monitor = $2 AND f.id_field = $3 AND f.id = b.id"
-            counted = cursor.execute(
-                f"SELECT count(*) FILTER (WHERE f.id IS NULL), "
-                f"count(*) FILTER (WHERE f.label = b.label), "
-                f"count(*) FILTER (WHERE f.label <> b.label) "
-                f"FROM ({last}) b LEFT JOIN feedback f ON {key}",
-                [deployment, monitor, id_field],
-            ).fetchone()
-            assert counted is not None
-            new, _, changed = (int(n) for n in counted)
-            cursor.execute(
-                f"INSERT INTO feedback SELECT $1, $2, $3, b.id, b.label, b.label_time, $4, 0 "
-                f"FROM ({last}) b LEFT JOIN feedback f ON {key} "
-                "WHERE f.id IS NULL OR f.label <> b.label "
-                "ON CONFLICT (deployment, monitor, id_field, id) DO UPDATE SET "
-                "label = excluded.label, label_time = excluded.label_time, "
-                "received = excluded.received, corrections = feedback.corrections + 1",
-                [deployment, monitor, id_field, now],
-            )
-            pending = self._unjoined(deployment, table, id_field, "feedback_batch")
+            if changed:
+                cursor.execute(
+                    "UPDATE feedback_labels l SET label = b.label, label_time = b.label_time, "
+                    "batch = $batch, corrections = l.corrections + 1 FROM feedback_batch b "
+                    f"WHERE l.set_id = $set AND l.{ident} = b.{ident} AND b.stored <> b.label",
+                    {"set": set_id, "batch": number},
+                )
             cursor.execute("DROP TABLE feedback_batch")
             if source is not None:
                 cursor.execute(
@@ -239,32 +185,293 @@ class FeedbackStore:
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
-        duplicates = len(labels) - new - changed
-        return Received(len(labels), new, duplicates, changed, pending)
+        self._checkpoint_built()
+        received = count if batch.received is None else batch.received
+        return Received(received, new, received - new - changed, changed, pending)
 
-    def _unjoined(self, deployment: str, table: str | None, id_field: str, labels: str) -> int:
-        """Distinct ids of ``labels`` (a table with ``id``) with no record in ``table``."""
-        if table is None:
-            found = self.cursor.execute(f"SELECT count(DISTINCT id) FROM {labels}").fetchone()
-            return int(found[0]) if found else 0
-        found = self.cursor.execute(
-            f"SELECT count(DISTINCT l.id) FROM {labels} l WHERE NOT EXISTS ("
-            f"SELECT 1 FROM {table} r WHERE r.deployment = $1 AND {record_id(id_field, 'r')} "
-            "= l.id)",
-            [deployment],
-        ).fetchone()
-        return int(found[0]) if found else 0
+    def _take(
+        self,
+        batch: LabelBatch,
+        deployment: str,
+        monitor: str,
+        table: str | None,
+        id_field: str,
+        set_id: int,
+    ) -> None:
+        """The temporary table ``feedback_batch``: the batch's labels, each with the label
+        stored for its id (``stored``) and whether its prediction is stored (``matched``)."""
+        import duckdb
+
+        ident = _ident(id_field)
+        params: dict[str, Any] = {"deployment": deployment, "set": set_id}
+        state = None
+        if table is not None and id_field == REQUEST_ID:
+            state = self._refresh(monitor, table, (), create=False, labels=False)
+        if state is not None:
+            params["seq"] = state.seq
+            known = (
+                f"SELECT rid FROM {state.rows} WHERE deployment = $deployment UNION ALL "
+                f"SELECT {RECORD_KEY.format(r='r')} FROM {table} r WHERE r.seq > $seq "
+                "AND r.deployment = $deployment"
+            )
+        elif table is not None:
+            known = (
+                f"SELECT {record_id(id_field, 'r')} FROM {table} r WHERE r.deployment = $deployment"
+            )
+        else:
+            known = "SELECT NULL WHERE false"
+            del params["deployment"]
+        if id_field == REQUEST_ID and table is not None:
+            self._read_pending_as_decimal(table, set_id, deployment)
+        stored = _first(
+            self.cursor.execute(
+                "SELECT count(*) FROM feedback_labels WHERE set_id = ?", [set_id]
+            ).fetchall()
+        )
+        labels = (
+            f"SELECT {ident}, label FROM feedback_labels WHERE set_id = $set"
+            if stored and stored[0]
+            else f"SELECT NULL::{'UHUGEINT' if ident == 'key' else 'VARCHAR'} AS {ident}, "
+            "NULL::VARCHAR AS label WHERE $set IS NULL"
+        )
+        incoming = "feedback_incoming"
+        try:
+            if batch.local:
+                incoming = f"({batch.query})"
+                params.update(batch.params or {})
+            else:
+                self.cursor.register("feedback_incoming", batch.stream())
+            self.cursor.execute(
+                "CREATE OR REPLACE TEMP TABLE feedback_batch AS SELECT b.*, s.label AS stored, "
+                f"coalesce(b.{ident} IN (SELECT * FROM ({known}) k(v) WHERE v IS NOT NULL), "
+                "false) AS matched FROM (SELECT coalesce(key64::UHUGEINT, key128::UHUGEINT) "
+                f"AS key, id, label, label_time, flagged FROM {incoming}) b "
+                f"LEFT JOIN ({labels}) s "
+                f"ON s.{ident} = b.{ident}",
+                params,
+            )
+        except duckdb.Error as exc:
+            if batch.settle is None:
+                raise
+            raise Unsettled(f"the batch could not be read in one pass ({exc})") from exc
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                self.cursor.unregister("feedback_incoming")
+        if id_field == REQUEST_ID and table is not None:
+            stored_label = "(SELECT label FROM feedback_labels WHERE set_id = $set AND key = {alt})"
+            read_as_decimal(
+                self.cursor,
+                "feedback_batch",
+                "NOT matched",
+                f"matched = true, stored = {stored_label}",
+                known,
+                params,
+            )
+
+    def _read_pending_as_decimal(self, table: str, set_id: int, deployment: str) -> None:
+        """Pending labels of the set whose 16-digit id names, read as decimal, a prediction
+        stored since: that prediction's (:func:`read_as_decimal`)."""
+        known = f"SELECT {RECORD_KEY.format(r='r')} FROM {table} r WHERE r.deployment = $d"
+        read_as_decimal(
+            self.cursor,
+            "feedback_labels",
+            "set_id = $set AND pending",
+            "pending = false",
+            known,
+            {"set": set_id, "d": deployment},
+        )
+
+    def refresh(self, monitor: str, table: str, fields: Sequence[str] = ()) -> None:
+        """Make ``monitor``'s prediction index (its records in ``table``) current, with the
+        record ``fields`` as columns; run by the writer."""
+        self.cursor.execute("BEGIN TRANSACTION")
+        try:
+            self._refresh(monitor, table, [check_field(f) for f in fields], create=True)
+            self.cursor.execute("COMMIT")
+        except BaseException:
+            self.cursor.execute("ROLLBACK")
+            raise
+        self._checkpoint_built()
+
+    def _checkpoint_built(self) -> None:
+        """A prediction index just made is written to the database file at once (with what
+        else waits for a checkpoint), not left for the next write to carry."""
+        import duckdb
+
+        if self._built:
+            self._built = False
+            with contextlib.suppress(duckdb.Error):  # another transaction writes: later, then
+                self.cursor.execute("CHECKPOINT")
+
+    def _refresh(
+        self,
+        monitor: str,
+        table: str,
+        fields: Sequence[str],
+        *,
+        create: bool,
+        labels: bool = True,
+    ) -> IndexState | None:
+        """The index made current (records removed, fields added); with ``labels``, the records
+        and the labels stored since taken in too."""
+        cursor = self.cursor
+        if labels:
+            for set_id, deployment in cursor.execute(
+                "SELECT id, deployment FROM feedback_sets WHERE monitor = ? AND id_field = ?",
+                [monitor, REQUEST_ID],
+            ).fetchall():
+                self._read_pending_as_decimal(table, set_id, deployment)
+        state = index_state(cursor, monitor)
+        if state is not None and state.records != table:
+            self._drop(state)
+            state = None
+        if state is None:
+            return self._build(monitor, table, fields) if create else None
+        wanted = [f for f in dict.fromkeys(fields) if f not in state.fields]
+        if len(state.fields) + len(wanted) > MAX_INDEXED_FIELDS:
+            self._drop(state)
+            return self._build(monitor, table, fields)
+        if not _index_matches(cursor, state) and not self._remove_gone(state):
+            self._drop(state)
+            return self._build(monitor, table, (*state.fields, *wanted))
+        for field in wanted:
+            column = f"c{len(state.fields)}"
+            cursor.execute(f"ALTER TABLE {state.rows} ADD COLUMN {column} VARCHAR")
+            cursor.execute(
+                f"UPDATE {state.rows} x SET {column} = json_extract_string(r.record, "
+                f"'$.{field}') FROM {table} r WHERE r.seq = x.seq"
+            )
+            state = IndexState(
+                monitor, table, state.rows, state.seq, (*state.fields, field), state.batch
+            )
+        seq, batch = max(self._top(table), state.seq), state.batch
+        if labels:
+            batch = _last_batch(cursor)
+            if batch > state.batch:
+                cursor.execute(
+                    f"UPDATE {state.rows} x SET actual = json_extract_string(f.label, '$'), "
+                    f"labelled_at = f.labelled_at FROM ({REQUEST_LABELS} AND l.batch > $after) "
+                    "f WHERE x.deployment = f.deployment AND x.rid = f.key",
+                    {"monitor": monitor, "after": state.batch},
+                )
+        if labels and seq > state.seq:
+            cursor.execute(
+                f"INSERT INTO {state.rows} {self._rows_sql(table, state.fields)}",
+                {"monitor": monitor, "after": state.seq, "top": seq},
+            )
+            cursor.execute(
+                "UPDATE feedback_labels l SET pending = false FROM feedback_sets s WHERE "
+                f"s.id = l.set_id AND s.monitor = $monitor AND s.id_field = '{REQUEST_ID}' AND "
+                f"l.pending AND EXISTS (SELECT 1 FROM {state.rows} x WHERE x.seq > $after AND "
+                "x.deployment = s.deployment AND x.rid = l.key)",
+                {"monitor": monitor, "after": state.seq},
+            )
+        else:
+            seq = state.seq
+        state = IndexState(monitor, table, state.rows, seq, state.fields, batch)
+        cursor.execute(
+            "UPDATE prediction_index SET seq = ?, fields = ?, batch = ? WHERE monitor = ?",
+            [state.seq, list(state.fields), state.batch, monitor],
+        )
+        return state
+
+    def _top(self, table: str) -> int:
+        row = _first(self.cursor.execute(f"SELECT coalesce(max(seq), 0) FROM {table}").fetchall())
+        return int(row[0]) if row else 0
+
+    def _rows_sql(self, table: str, fields: Sequence[str]) -> str:
+        """SQL of the index rows of ``table``'s records after ``$after`` up to ``$top``, each
+        with the label of its request id, if any (of the sets of ``$monitor``)."""
+        paths = ", ".join(f"'$.{f}'" for f in fields)
+        extracted = f", json_extract_string(record, [{paths}]) AS v" if fields else ""
+        columns = "".join(f", r.v[{n + 1}] AS c{n}" for n in range(len(fields)))
+        return (
+            "SELECT r.seq, r.deployment, r.revision, r.t, r.rid, "
+            "json_extract_string(f.label, '$') AS actual, f.labelled_at"
+            f"{columns} FROM (SELECT seq, deployment, revision, {RECORD_TIME.format(r=table)} "
+            f"AS t, {RECORD_KEY.format(r=table)} AS rid{extracted} FROM {table} "
+            f"WHERE seq > $after AND seq <= $top) r LEFT JOIN ({REQUEST_LABELS}) f "
+            "ON f.deployment = r.deployment AND f.key = r.rid"
+        )
+
+    def _build(self, monitor: str, table: str, fields: Sequence[str]) -> IndexState:
+        cursor = self.cursor
+        fields = tuple(dict.fromkeys(fields))[-MAX_INDEXED_FIELDS:]
+        row = _first(
+            cursor.execute(
+                "SELECT coalesce(max(TRY_CAST(rows_table[17:] AS INTEGER)), 0) + 1 "
+                "FROM prediction_index"
+            ).fetchall()
+        )
+        rows = f"prediction_rows_{row[0] if row else 1}"
+        top, batch = self._top(table), _last_batch(cursor)
+        cursor.execute(
+            f"CREATE TABLE {rows} AS {self._rows_sql(table, fields)}",
+            {"monitor": monitor, "after": -1, "top": top},
+        )
+        cursor.execute(
+            "INSERT INTO prediction_index VALUES (?, ?, ?, ?, ?, ?)",
+            [monitor, table, rows, top, list(fields), batch],
+        )
+        state = IndexState(monitor, table, rows, top, fields, batch)
+        self._mark_pending(state, every=True)
+        self._built = True
+        return state
+
+    def _drop(self, state: IndexState) -> None:
+        self.cursor.execute(f"DROP TABLE IF EXISTS {state.rows}")
+        self.cursor.execute("DELETE FROM prediction_index WHERE monitor = ?", [state.monitor])
+
+    def _remove_gone(self, state: IndexState) -> bool:
+        """Remove the index rows whose record is gone; False if some record has no row."""
+        cursor = self.cursor
+        cursor.execute(
+            f"DELETE FROM {state.rows} WHERE seq < (SELECT coalesce(min(seq), $after) "
+            f"FROM {state.records})",
+            {"after": state.seq + 1},
+        )
+        if not _index_matches(cursor, state):
+            cursor.execute(
+                f"DELETE FROM {state.rows} WHERE seq NOT IN (SELECT seq FROM {state.records} "
+                "WHERE seq <= $seq)",
+                {"seq": state.seq},
+            )
+        if not _index_matches(cursor, state):
+            return False
+        self._mark_pending(state, every=False)
+        return True
+
+    def _mark_pending(self, state: IndexState, *, every: bool) -> None:
+        """Set which request-id labels of the monitor have no record in the index: all of them
+        (``every``), or those that had one."""
+        sets = self.cursor.execute(
+            "SELECT id, deployment FROM feedback_sets WHERE monitor = ? AND id_field = ?",
+            [state.monitor, REQUEST_ID],
+        ).fetchall()
+        for set_id, deployment in sets:
+            missing = (
+                f"key NOT IN (SELECT rid FROM {state.rows} WHERE deployment = $deployment "
+                "AND rid IS NOT NULL)"
+            )
+            if every:
+                sql = f"UPDATE feedback_labels SET pending = {missing} WHERE set_id = $set"
+            else:
+                sql = (
+                    "UPDATE feedback_labels SET pending = true WHERE set_id = $set AND "
+                    f"NOT coalesce(pending, false) AND {missing}"
+                )
+            self.cursor.execute(sql, {"set": set_id, "deployment": deployment})
 
     def watermark(self, deployment: str, monitor: str, source: str) -> int | None:
         """The watermark the labels of ``source`` reached, if it sent any."""
-        row = (
+        row = _first(
             self.reader()
             .execute(
                 "SELECT watermark FROM feedback_sources WHERE deployment = ? AND monitor = ? "
                 "AND source = ?",
                 [deployment, monitor, source],
             )
-            .fetchone()
+            .fetchall()
         )
         return int(row[0]) if row else None
 
@@ -272,55 +479,64 @@ class FeedbackStore:
         """Labels stored for ``monitor``, corrections made, and (with the monitor's ``table``)
         labels whose id matches no stored prediction (pending, or unknown ids)."""
         reader = self.reader()
-        row = reader.execute(
-            "SELECT count(*), coalesce(sum(corrections), 0) FROM feedback "
-            "WHERE deployment = ? AND monitor = ?",
-            [deployment, monitor],
-        ).fetchone()
-        if not row:
-            return {}
-        unmatched = 0
-        if table is not None:
-            fields = reader.execute(
-                "SELECT DISTINCT id_field FROM feedback WHERE deployment = ? AND monitor = ?",
-                [deployment, monitor],
-            ).fetchall()
-            for (id_field,) in fields:
-                found = reader.execute(
-                    "SELECT count(*) FROM feedback f WHERE f.deployment = ? AND f.monitor = ? "
-                    f"AND f.id_field = ? AND f.id NOT IN (SELECT {record_id(id_field, 'r')} "
-                    f"FROM {table} r WHERE r.deployment = ? AND {record_id(id_field, 'r')} "
-                    "IS NOT NULL)",
-                    [deployment, monitor, id_field, deployment],
-                ).fetchone()
-                unmatched += int(found[0]) if found else 0
-        return {"labels": int(row[0]), "corrections": int(row[1]), "unmatched": unmatched}
+        reader.execute("BEGIN TRANSACTION")
+        try:
+            found = label_counts(reader, deployment, monitor, table)
+        except BaseException:
+            reader.execute("ROLLBACK")
+            raise
+        reader.execute("COMMIT")
+        return found
 
     def prune(self, tables: dict[str, str], now: float | None = None) -> None:
         """Forget labels older than the join window that never met their prediction (run by
         the writer); ``tables``: each monitor's table."""
         cutoff = (time.time() if now is None else now) - self.join_window
+        cursor = self.cursor
+        old = "SELECT id FROM feedback_batches WHERE received < $cutoff"
         for monitor, table in tables.items():
-            fields = self.cursor.execute(
-                "SELECT DISTINCT id_field FROM feedback WHERE monitor = ? AND received < ?",
-                [monitor, cutoff],
+            sets = cursor.execute(
+                "SELECT DISTINCT s.id, s.deployment, s.id_field FROM feedback_sets s JOIN "
+                f"feedback_labels l ON l.set_id = s.id WHERE s.monitor = $monitor AND l.batch "
+                f"IN ({old})",
+                {"monitor": monitor, "cutoff": cutoff},
             ).fetchall()
-            for (id_field,) in fields:
-                self.cursor.execute(
-                    "DELETE FROM feedback f WHERE f.monitor = ? AND f.id_field = ? AND "
-                    "f.received < ? AND NOT EXISTS (SELECT 1 FROM "
-                    f"{table} r WHERE r.deployment = f.deployment AND "
-                    f"{record_id(id_field, 'r')} = f.id)",
-                    [monitor, id_field, cutoff],
-                )
+            if not sets:
+                continue
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                state = self._refresh(monitor, table, (), create=False)
+                for set_id, deployment, id_field in sets:
+                    params = {"set": set_id, "cutoff": cutoff, "deployment": deployment}
+                    if id_field == REQUEST_ID and state is not None:
+                        sql = (
+                            f"DELETE FROM feedback_labels WHERE set_id = $set AND batch IN ({old}) "
+                            "AND pending"
+                        )
+                        del params["deployment"]
+                    else:
+                        ident = _ident(id_field)
+                        sql = (
+                            "DELETE FROM feedback_labels l WHERE l.set_id = $set AND l.batch IN "
+                            f"({old}) AND NOT EXISTS (SELECT 1 FROM {table} r WHERE "
+                            f"r.deployment = $deployment AND {record_id(id_field, 'r')} = "
+                            f"l.{ident})"
+                        )
+                    cursor.execute(sql, params)
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            self._checkpoint_built()
 
     def forget(self, deployment: str) -> None:
-        self.cursor.execute("DELETE FROM feedback WHERE deployment = ?", [deployment])
-        self.cursor.execute("DELETE FROM feedback_sources WHERE deployment = ?", [deployment])
-
-
-def record_id(id_field: str, alias: str) -> str:
-    """SQL for a record's id: its stored ``request_id``, or a field of the record as text."""
-    if id_field == REQUEST_ID:
-        return f"{alias}.request_id"
-    return f"json_extract_string({alias}.record, '$.{check_field(id_field)}')"
+        cursor = self.cursor
+        cursor.execute(
+            "DELETE FROM feedback_labels WHERE set_id IN (SELECT id FROM feedback_sets "
+            "WHERE deployment = ?)",
+            [deployment],
+        )
+        cursor.execute("DELETE FROM feedback_sets WHERE deployment = ?", [deployment])
+        cursor.execute("DELETE FROM feedback_sources WHERE deployment = ?", [deployment])
+        for (rows,) in cursor.execute("SELECT rows_table FROM prediction_index").fetchall():
+            cursor.execute(f"DELETE FROM {rows} WHERE deployment = ?", [deployment])

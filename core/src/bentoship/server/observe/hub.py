@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..rollout.runner import stdout_path
-from .analytics import Readers, open_analytics
+from .analytics import Readers, open_analytics, uploads_of
 from .feedback import FeedbackStore
 from .log_tail import LogTailer
 from .logs import LogStore
@@ -95,7 +95,7 @@ class Observability:
             written, writer, readers, retention=settings.metrics_retention
         )
         controller.shadows.pairs = shadow_pairs
-        feedback = writer.call(lambda: FeedbackStore(written, readers))
+        feedback = writer.call(lambda: FeedbackStore(written, readers, uploads=uploads_of(path)))
         spans = writer.call(
             lambda: SpanStore(written, readers, retention=settings.metrics_retention)
         )

@@ -3,11 +3,13 @@ and time bucket.
 
 The join and the aggregates run in DuckDB: counts per (revision, bucket, predicted, actual)
 for classification, sums of errors for regression, and label delays; Python only turns those
-few rows into rates. A prediction's time is its record's ``timestamp`` (the ingest time when it
-has none). The headline metric (accuracy, or MAE) gets a 95% bootstrap interval: resampling n
-labelled predictions with replacement makes the count of correct ones Binomial(n, accuracy),
-drawn directly; MAE's is scipy's bootstrap over the absolute errors (a sample of at most
-BOOTSTRAP_ROWS of them).
+few rows into rates. The predictions and their labels come from the monitor's prediction index
+(``feedback.joined_sql``: typed columns, the join made by the writer), and from the records
+themselves only for what it does not hold yet. A prediction's time is its record's
+``timestamp`` (the ingest time when it has none). The headline metric (accuracy, or MAE) gets a
+95% bootstrap interval: resampling n labelled predictions with replacement makes the count of
+correct ones Binomial(n, accuracy), drawn directly; MAE's is scipy's bootstrap over the
+absolute errors (a sample of at most BOOTSTRAP_ROWS of them).
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .feedback import check_field, record_id
+from .label_batches import check_field
+from .prediction_index import joined_sql
 
 if TYPE_CHECKING:
     import duckdb
 
 __all__ = ["QualityQuery", "Task", "joined_rows", "quality"]
+
+T = TypeVar("T")
 
 BOOTSTRAP_DRAWS = 2000
 BOOTSTRAP_ROWS = 20_000
@@ -52,65 +57,73 @@ class QualityQuery:
     revision: str | None = None
 
 
-def _joined(q: QualityQuery) -> tuple[str, list[Any]]:
+def _joined(cursor: duckdb.DuckDBPyConnection, q: QualityQuery) -> tuple[str, dict[str, Any]]:
     """SQL of every prediction in the window, with its label (NULL when none yet)."""
-    prediction = check_field(q.prediction_field)
-    score = (
-        f"TRY_CAST(json_extract_string(r.record, '$.{check_field(q.score_field)}') AS DOUBLE)"
-        if q.score_field
-        else "NULL::DOUBLE"
-    )
-    moment = (
-        "coalesce(epoch(TRY_CAST(json_extract_string(r.record, '$.timestamp') AS TIMESTAMP)), "
-        "r.ingested_at)"
-    )
-    where = "r.deployment = $1"
-    params: list[Any] = [q.deployment, q.monitor, q.id_field, q.since, q.until, q.step]
+    fields = [check_field(q.prediction_field)]
+    if q.score_field:
+        fields.append(check_field(q.score_field))
+    rows, params = joined_sql(cursor, q.deployment, q.monitor, q.table, fields, q.id_field)
+    score = "TRY_CAST(f1 AS DOUBLE)" if q.score_field else "NULL::DOUBLE"
+    where = "t >= $since AND t < $until"
+    params.update(since=q.since, until=q.until, step=q.step)
     if q.revision is not None:
-        where += " AND r.revision = $7"
-        params.append(q.revision)
+        where += " AND revision = $revision"
+        params["revision"] = q.revision
     sql = (
-        f"SELECT r.revision, t, floor((t - $4) / $6)::BIGINT AS bucket, prediction, actual, "
-        "score, delay FROM ("
-        f"SELECT r.revision, {moment} AS t, "
-        f"json_extract_string(r.record, '$.{prediction}') AS prediction, "
-        "json_extract_string(f.label, '$') AS actual, "
-        f"{score} AS score, "
-        f"coalesce(f.label_time, f.received) - {moment} AS delay "
-        f"FROM {q.table} r LEFT JOIN feedback f ON f.deployment = r.deployment "
-        f"AND f.monitor = $2 AND f.id_field = $3 AND f.id = {record_id(q.id_field, 'r')} "
-        f"WHERE {where}) r WHERE t >= $4 AND t < $5"
+        "SELECT revision, t, floor((t - $since) / $step)::BIGINT AS bucket, f0 AS prediction, "
+        f"actual, {score} AS score, labelled_at - t AS delay FROM ({rows}) WHERE {where}"
     )
     return sql, params
 
 
+def _read(cursor: duckdb.DuckDBPyConnection, read: Callable[[], T]) -> T:
+    """``read``'s result, its queries run in one transaction (one snapshot)."""
+    cursor.execute("BEGIN TRANSACTION")
+    try:
+        found = read()
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+    cursor.execute("COMMIT")
+    return found
+
+
 def joined_rows(cursor: duckdb.DuckDBPyConnection, q: QualityQuery) -> list[tuple[Any, ...]]:
     """Every labelled prediction of ``q``: (revision, time, prediction, label, score)."""
-    joined, params = _joined(q)
-    return cursor.execute(
-        f"SELECT revision, t, prediction, actual, score FROM ({joined}) "
-        "WHERE actual IS NOT NULL ORDER BY t, revision",
-        params,
-    ).fetchall()
+
+    def read() -> list[tuple[Any, ...]]:
+        joined, params = _joined(cursor, q)
+        return cursor.execute(
+            f"SELECT revision, t, prediction, actual, score FROM ({joined}) "
+            "WHERE actual IS NOT NULL ORDER BY t, revision",
+            params,
+        ).fetchall()
+
+    return _read(cursor, read)
 
 
 def quality(cursor: duckdb.DuckDBPyConnection, q: QualityQuery) -> dict[str, Any]:
-    """The quality of ``q``'s predictions, per revision and bucket (run off the loop)."""
-    joined, params = _joined(q)
+    """The quality of ``q``'s predictions, per revision and bucket (run off the loop): from the
+    monitor's prediction index where it is current (``FeedbackStore.refresh``)."""
+    return _read(cursor, lambda: _quality(cursor, q))
+
+
+def _quality(cursor: duckdb.DuckDBPyConnection, q: QualityQuery) -> dict[str, Any]:
+    joined, params = _joined(cursor, q)
 
     def rows(sql: str) -> list[Any]:
         return cursor.execute(f"WITH quality_rows AS ({joined}) {sql}", params).fetchall()
 
     coverage = rows(
         "SELECT revision, bucket, count(*), count(actual), "
-        "quantile_cont(delay, 0.5) FILTER (WHERE actual IS NOT NULL), "
-        "quantile_cont(delay, 0.9) FILTER (WHERE actual IS NOT NULL) "
+        "quantile_cont(delay, [0.5, 0.9]) FILTER (WHERE actual IS NOT NULL) "
         "FROM quality_rows GROUP BY ALL ORDER BY ALL"
     )
     classes = q.task is Task.CLASSIFICATION
     figures = _classification(rows, q) if classes else _regression(rows)
     revisions: dict[str, dict[str, Any]] = {}
-    for revision, bucket, predicted, labelled, delay_p50, delay_p90 in coverage:
+    for revision, bucket, predicted, labelled, delays in coverage:
+        delay_p50, delay_p90 = delays or (None, None)
         entry = revisions.setdefault(
             revision, {"revision": revision, "predicted": 0, "labelled": 0, "buckets": []}
         )

@@ -1,0 +1,477 @@
+"""The labels of a ``POST …/feedback`` body (a Parquet file, a JSON array or JSON lines) as a
+:class:`~..observe.feedback.LabelBatch`: a DuckDB query over the file that reads and checks
+every row in one pass, run as the writer stores the labels.
+
+A row the SQL cannot settle (a wrong one, or a rare form such as a number past 64 bits or a
+string label outside printable ASCII), an id sent twice, or (JSON) a key besides id, label and
+time makes the store refuse the batch unstored; it is then read again with care
+(:func:`settle`): the flagged rows go through the check of one label in Python
+(:func:`~..observe.feedback.check_label`), so a bad row gets the same one-line error either
+way, a string's stored text is Python's ``json.dumps`` of it, and the last label of an id wins.
+A JSON body DuckDB cannot read is read by Python's ``json``, whose error names the line.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import json
+import re
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Invalid
+from ..observe.label_batches import (
+    MAX_ID_CHARACTERS,
+    MAX_LABEL_CHARACTERS,
+    MAX_LABELS,
+    REQUEST_ID,
+    LabelBatch,
+    batch_of,
+    check_label,
+    finish_batch,
+    labels_from,
+)
+from .common import MAX_JSON_DEPTH, json_depth
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["json_items", "read_label_file", "read_labels", "settle"]
+
+INTEGERS = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+}
+FLOATS = {"FLOAT", "DOUBLE"}
+SIMPLE_TEXT = r"[ !#-\[\]-~]*"
+"""Printable ASCII but ``"`` and ``\\``: a string ``json.dumps`` writes as it is, quoted."""
+KEYS = "['id', 'label', 'time']"
+FIRST_CHARACTER = re.compile(rb"\s*(\S)")
+JSON_COLUMNS = "{'id': 'JSON', 'label': 'JSON', 'time': 'JSON'}"
+EMPTY = "body: send labels as a JSON array, JSON lines or a Parquet file"
+
+
+def _connect(folder: Path) -> duckdb.DuckDBPyConnection:
+    import duckdb
+
+    spill = tempfile.mkdtemp(prefix="spill-", dir=folder)
+    return duckdb.connect(config={"threads": 2, "memory_limit": "256MB", "temp_directory": spill})
+
+
+def read_labels(raw: bytes, parquet: bool, id_field: str) -> LabelBatch:
+    """The labels of a body, to be stored; Invalid (one line, naming the field) for a body that
+    is not labels."""
+    folder = Path(tempfile.mkdtemp(prefix="bentoship-feedback-"))
+    path = folder / ("labels.parquet" if parquet else "labels.json")
+    try:
+        path.write_bytes(raw)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return read_label_file(path, parquet, id_field, carriage_returns=b"\r" in raw)
+
+
+def read_label_file(
+    path: Path, parquet: bool, id_field: str, *, carriage_returns: bool, local: bool = False
+) -> LabelBatch:
+    """The labels of a body written to ``path`` (alone in its folder, removed with the batch);
+    ``carriage_returns``: the body has some; ``local``: the store's own connection may read the
+    file (its query runs there)."""
+    folder = path.parent
+    connection = _connect(folder)
+    batch: LabelBatch | None = None
+    try:
+        if parquet:
+            query = _parquet_query(connection, path, id_field)
+            keys = None
+        else:
+            with path.open("rb") as handle:
+                start = FIRST_CHARACTER.match(handle.read(4096))
+            if start is None:
+                raise Invalid(EMPTY)
+            if carriage_returns:
+                raw = path.read_bytes()
+                if raw.count(b"\r") != raw.count(b"\r\n"):  # lines DuckDB joins
+                    batch = _by_python(raw, id_field)
+                    batch.folder = folder
+                    return batch
+            form = "array" if start.group(1) == b"[" else "newline_delimited"
+            query = _json_query(form, id_field)
+            keys = _count_keys(connection, path, form)
+        batch = LabelBatch(
+            connection,
+            "SELECT key64, key128, id, label, label_time, flagged OR encode AS flagged "
+            f"FROM ({query})",
+            {"path": str(path)},
+            settle=functools.partial(settle, parquet, id_field, path),
+            folder=folder,
+            local=local,
+        )
+        if keys is not None:
+            batch.keys, thread = keys
+            batch.waits.append(thread)
+        return batch
+    except BaseException:
+        connection.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        if batch is not None and batch.connection is not connection:
+            connection.close()
+
+
+def _count_keys(
+    connection: duckdb.DuckDBPyConnection, path: Path, form: str
+) -> tuple[Any, threading.Thread]:
+    """How many keys besides id, label and time the JSON objects have, counted beside the
+    reading (a getter that waits for it; -1 if DuckDB could not count them)."""
+    import duckdb
+
+    found: concurrent.futures.Future[int] = concurrent.futures.Future()
+    cursor = connection.cursor()
+
+    def count() -> None:
+        try:
+            [(keys,)] = cursor.execute(
+                "SELECT coalesce(sum(len(k) - list_contains(k, 'id')::INTEGER - "
+                "list_contains(k, 'label')::INTEGER - list_contains(k, 'time')::INTEGER), 0) "
+                f"FROM (SELECT json_keys(json) AS k FROM read_json_objects($path, "
+                f"format='{form}'))",
+                {"path": str(path)},
+            ).fetchall()
+            found.set_result(int(keys))
+        except duckdb.Error:
+            found.set_result(-1)
+        finally:
+            cursor.close()
+
+    thread = threading.Thread(target=count, name="bentoship-label-keys", daemon=True)
+    thread.start()
+    return found.result, thread
+
+
+def settle(parquet: bool, id_field: str, path: Path) -> LabelBatch:
+    """The labels of a body read with care: every row checked (in Python where SQL could not),
+    the last label of each id; Invalid for the first bad one."""
+    connection = _connect(path.parent)
+    try:
+        if parquet:
+            batch = _settle_parquet(connection, path, id_field)
+        else:
+            batch = _settle_json(connection, path, path.read_bytes(), id_field)
+    except BaseException:
+        connection.close()
+        raise
+    if batch.connection is not connection:
+        connection.close()
+    return batch
+
+
+def json_items(raw: bytes) -> list[Any]:
+    """A JSON array of labels, or JSON lines (one label per line), decoded by Python."""
+    text = raw.strip()
+    if not text:
+        raise Invalid(EMPTY)
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise Invalid(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if text.startswith(b"["):
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            raise Invalid(f"body: not a JSON array ({exc})") from None
+        return list(items)
+    items = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(json.loads(line))
+        except ValueError:
+            raise Invalid(
+                f"body: line {number} is not JSON; send one label object per line"
+            ) from None
+    return items
+
+
+def _by_python(raw: bytes, id_field: str) -> LabelBatch:
+    return batch_of(labels_from(json_items(raw), id_field), id_field)
+
+
+def _id_sql(id_field: str) -> tuple[str, str]:
+    """SQL of a label's ``key64`` (a request id below 2**64), ``key128`` (a larger one, in
+    decimal) and ``id`` (any other id), from ``id_text`` (the id if a string) and
+    ``id_number`` (the digits of an integer id), ``id_decimal`` and ``number_decimal`` (those
+    read as UBIGINT); and whether they settle the id."""
+    if id_field != REQUEST_ID:
+        ident = "CASE WHEN id_text IS NOT NULL THEN id_text ELSE id_number END"
+        columns = f"NULL::UBIGINT AS key64, NULL::VARCHAR AS key128, {ident} AS id"
+        return columns, f"length(id) BETWEEN 1 AND {MAX_ID_CHARACTERS}"
+    key64 = (
+        "CASE WHEN id_text IS NOT NULL THEN CASE WHEN starts_with(id_text, '0x') THEN CASE WHEN "
+        "length(id_text) <= 18 AND regexp_full_match(id_text, '0x[0-9a-fA-F]{1,16}') THEN "
+        "id_text::UBIGINT END WHEN length(id_text) = 16 THEN CASE WHEN regexp_full_match("
+        "id_text, '[0-9a-fA-F]{16}') THEN ('0x' || id_text)::UBIGINT END WHEN "
+        "id_decimal::VARCHAR = id_text THEN id_decimal END "
+        "WHEN number_decimal::VARCHAR = id_number THEN number_decimal END"
+    )
+    key128 = (  # rare: past 64 bits, or a decimal with leading zeros
+        "CASE WHEN key64 IS NULL THEN CASE WHEN id_text IS NOT NULL THEN CASE WHEN "
+        "starts_with(id_text, '0x') THEN CASE WHEN regexp_full_match(id_text, "
+        "'0x[0-9a-fA-F]{1,32}') THEN id_text::UHUGEINT::VARCHAR END WHEN length(id_text) = 16 "
+        "THEN NULL WHEN regexp_full_match(id_text, '[0-9]{1,39}') THEN "
+        "TRY_CAST(id_text AS UHUGEINT)::VARCHAR END WHEN regexp_full_match(id_number, '[0-9]+') "
+        "THEN TRY_CAST(id_number AS UHUGEINT)::VARCHAR END END"
+    )
+    columns = f"{key64} AS key64, {key128} AS key128, NULL::VARCHAR AS id"
+    return columns, "key64 IS NOT NULL OR key128 IS NOT NULL"
+
+
+def _checked_sql(source: str, id_field: str, label: str, string: str, bad_time: str) -> str:
+    """SQL of checked labels (``key64``, ``key128``, ``id``, ``label``, ``label_time``,
+    ``string``, ``encode``: its text is Python's to write, ``flagged``: to check in Python)
+    from ``source`` (``id_text``, ``id_number``, ``label_time`` and what ``label``,
+    ``string`` and ``bad_time`` read)."""
+    ids, settled = _id_sql(id_field)
+    return (
+        "SELECT key64, key128, id, label, label_time, string, encode, coalesce(NOT "
+        f"coalesce({settled}, false) OR (label IS NULL AND NOT encode) OR length(label) > "
+        f"{MAX_LABEL_CHARACTERS} OR {bad_time}, true) AS flagged FROM (SELECT *, {ids}, "
+        f"{label} AS label, {string} AS string, coalesce({string} IS NOT NULL AND ({label}) "
+        "IS NULL, false) AS encode FROM (SELECT *, TRY_CAST(id_text AS UBIGINT) AS id_decimal, "
+        f"TRY_CAST(id_number AS UBIGINT) AS number_decimal FROM ({source})))"
+    )
+
+
+def _json_query(form: str, id_field: str) -> str:
+    """SQL of the labels of a JSON file (``$path``): as :func:`_checked_sql`."""
+    label = (
+        "CASE WHEN label_kind = '\"' THEN CASE WHEN NOT contains(label_json, '\\') AND "
+        "strlen(label_json) = length(label_json) AND NOT contains(label_json, chr(127)) "
+        "THEN label_json END WHEN label_kind IN ('t', 'f') THEN label_json "
+        "WHEN regexp_full_match(label_json, '-?[0-9]+') THEN label_json "
+        "WHEN isfinite(TRY_CAST(label_json AS DOUBLE)) "
+        "THEN TRY_CAST(label_json AS DOUBLE)::VARCHAR END"
+    )
+    string = "CASE WHEN label_kind = '\"' THEN json_extract_string(label_json, '$') END"
+    source = (
+        "SELECT CASE WHEN id_json[1] = '\"' THEN json_extract_string(id_json, '$') END AS "
+        "id_text, CASE WHEN id_json[1] <> '\"' AND regexp_full_match(id_json, '-?[0-9]+') "
+        "THEN id_json END AS id_number, label_json, label_json[1] AS label_kind, time_json, "
+        "TRY_CAST(time_json AS DOUBLE) AS label_time FROM (SELECT id::VARCHAR AS id_json, "
+        "label::VARCHAR AS label_json, time::VARCHAR AS time_json FROM "
+        f"read_json($path, format='{form}', columns={JSON_COLUMNS}))"
+    )
+    bad_time = "(time_json IS NOT NULL AND NOT coalesce(isfinite(label_time), false))"
+    return _checked_sql(source, id_field, label, string, bad_time)
+
+
+def _parquet_types(connection: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
+    import duckdb
+
+    try:
+        described = connection.execute(
+            "DESCRIBE SELECT * FROM read_parquet($path)", {"path": str(path)}
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise Invalid(f"body: not a readable Parquet file ({_first_line(exc)})") from None
+    types = {name: kind for name, kind, *_ in described}
+    missing = [c for c in ("id", "label") if c not in types]
+    if missing:
+        raise Invalid(f"body: the Parquet file has no {missing[0]!r} column")
+    return types
+
+
+def _parquet_query(connection: duckdb.DuckDBPyConnection, path: Path, id_field: str) -> str:
+    """SQL of the labels of a Parquet file (``$path``), by its columns' types: as
+    :func:`_checked_sql`."""
+    types = _parquet_types(connection, path)
+    id_type, label_type, time_type = types["id"], types["label"], types.get("time")
+    id_text = "id" if id_type == "VARCHAR" else "NULL::VARCHAR"
+    id_number = "id::VARCHAR" if id_type in INTEGERS else "NULL::VARCHAR"
+    string = "value" if label_type == "VARCHAR" else "NULL::VARCHAR"
+    if label_type == "VARCHAR":
+        label = (
+            f"CASE WHEN regexp_full_match(value, '{SIMPLE_TEXT}') THEN '\"' || value || '\"' END"
+        )
+    elif label_type == "BOOLEAN":
+        label = "CASE WHEN value THEN 'true' WHEN NOT value THEN 'false' END"
+    elif label_type in INTEGERS:
+        label = "value::VARCHAR"
+    elif label_type in FLOATS:
+        label = (
+            "CASE WHEN isnan(value::DOUBLE) THEN NULL WHEN isinf(value::DOUBLE) THEN "
+            "CASE WHEN value > 0 THEN 'Infinity' ELSE '-Infinity' END "
+            "ELSE value::DOUBLE::VARCHAR END"
+        )
+    else:
+        label = "NULL::VARCHAR"
+    if time_type is None:
+        label_time, bad_time = "NULL::DOUBLE", "false"
+    elif time_type in INTEGERS or time_type in FLOATS:
+        label_time, bad_time = "time::DOUBLE", "coalesce(isnan(label_time), false)"
+    else:
+        label_time, bad_time = "NULL::DOUBLE", "time IS NOT NULL"
+    time = "time" if time_type is not None else "NULL AS time"
+    source = (
+        f"SELECT {id_text} AS id_text, {id_number} AS id_number, label AS value, {time}, "
+        f"{label_time} "
+        "AS label_time FROM read_parquet($path)"
+    )
+    return _checked_sql(source, id_field, label, string, bad_time)
+
+
+def _settle_json(
+    connection: duckdb.DuckDBPyConnection, path: Path, raw: bytes, id_field: str
+) -> LabelBatch:
+    import duckdb
+
+    start = FIRST_CHARACTER.match(raw)
+    if start is None:
+        raise Invalid(EMPTY)
+    form = "array" if start.group(1) == b"[" else "newline_delimited"
+    objects = f"read_json_objects($path, format='{form}')"
+    try:
+        connection.execute(
+            f"CREATE TABLE checked AS {_json_query(form, id_field)}", {"path": str(path)}
+        ).fetchall()
+        [(count,)] = connection.execute("SELECT count(*) FROM checked").fetchall()
+        connection.execute(
+            f"CREATE TABLE objects AS SELECT json FROM {objects}", {"path": str(path)}
+        ).fetchall()
+        [(lines, odd)] = connection.execute(
+            "SELECT count(*), list(rowid ORDER BY rowid) FILTER (WHERE NOT "
+            f"list_has_all({KEYS}, json_keys(json))) FROM objects"
+        ).fetchall()
+    except duckdb.Error:
+        return _by_python(raw, id_field)
+    if lines != count:
+        return _by_python(raw, id_field)
+    if count > MAX_LABELS:
+        raise Invalid(f"labels: at most {MAX_LABELS:,} in one request; send them in batches")
+    _encode(connection)
+    positions = sorted({*_flagged(connection), *(odd or [])})
+    if positions:
+        if json_depth(raw.strip()) > MAX_JSON_DEPTH:
+            raise Invalid(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        found = connection.execute(
+            "SELECT rowid, json FROM objects WHERE list_contains($1, rowid) ORDER BY rowid",
+            [positions],
+        ).fetchall()
+        try:
+            items = [(position, json.loads(text)) for position, text in found]
+        except ValueError:
+            return _by_python(raw, id_field)
+        _check_rows(connection, items, id_field, "")
+    return finish_batch(connection, count)
+
+
+def _settle_parquet(connection: duckdb.DuckDBPyConnection, path: Path, id_field: str) -> LabelBatch:
+    import duckdb
+
+    query = _parquet_query(connection, path, id_field)
+    try:
+        connection.execute(f"CREATE TABLE checked AS {query}", {"path": str(path)}).fetchall()
+        [(count,)] = connection.execute("SELECT count(*) FROM checked").fetchall()
+    except duckdb.Error as exc:
+        raise Invalid(f"body: not a readable Parquet file ({_first_line(exc)})") from None
+    if count > MAX_LABELS:
+        raise Invalid(f"labels: at most {MAX_LABELS:,} in one request; send them in batches")
+    _encode(connection)
+    flagged = _flagged(connection)
+    if flagged:
+        time_type = _parquet_types(connection, path).get("time")
+        wanted = ["id", "label", *(["time"] if time_type is not None else [])]
+        rows = connection.execute(
+            f"SELECT file_row_number, {', '.join(wanted)} FROM read_parquet($path, "
+            "file_row_number = true) WHERE list_contains($positions, file_row_number) "
+            "ORDER BY file_row_number",
+            {"path": str(path), "positions": flagged},
+        ).fetchall()
+        items = [(row[0], dict(zip(wanted, row[1:], strict=True))) for row in rows]
+        hint = ""
+        if time_type is not None and time_type not in INTEGERS | FLOATS:
+            hint = (
+                f", not {time_type} (write the Parquet column 'time' as numbers: seconds "
+                "since the epoch)"
+            )
+        _check_rows(connection, items, id_field, hint)
+    return finish_batch(connection, count)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:120]
+
+
+def _encode(connection: duckdb.DuckDBPyConnection) -> None:
+    """The stored text of each string label SQL did not write (``encode``): ``json.dumps``,
+    once per distinct string."""
+    strings = [
+        s
+        for (s,) in connection.execute(
+            "SELECT DISTINCT string FROM checked WHERE encode"
+        ).fetchall()
+    ]
+    if not strings:
+        return
+    connection.execute(
+        "UPDATE checked SET label = e.text, encode = false, flagged = checked.flagged OR "
+        f"length(e.text) > {MAX_LABEL_CHARACTERS} FROM (SELECT unnest($1) AS string, "
+        "unnest($2) AS text) e WHERE checked.encode AND checked.string = e.string",
+        [strings, [json.dumps(s) for s in strings]],
+    ).fetchall()
+
+
+def _flagged(connection: duckdb.DuckDBPyConnection) -> list[int]:
+    return [
+        int(position)
+        for (position,) in connection.execute(
+            "SELECT rowid FROM checked WHERE flagged ORDER BY rowid"
+        ).fetchall()
+    ]
+
+
+def _check_rows(
+    connection: duckdb.DuckDBPyConnection,
+    items: list[tuple[int, Any]],
+    id_field: str,
+    time_hint: str,
+) -> None:
+    """Check the rows SQL flagged in Python, in order: the first bad one raises; the others
+    (valid, in a form SQL leaves to Python) get the values Python gives them."""
+    settled = []
+    for position, item in items:
+        try:
+            settled.append((position, check_label(item, position, id_field)))
+        except Invalid as exc:
+            if time_hint and str(exc).startswith(f"labels[{position}].time:"):
+                raise Invalid(f"{exc}{time_hint}") from None
+            raise
+    if not settled:
+        return
+    request = id_field == REQUEST_ID
+    connection.execute(
+        f"UPDATE checked SET key64 = s.key64, key128 = CASE WHEN {request} AND s.key64 IS NULL "
+        "THEN s.number END, id = s.id, label = s.label, label_time = s.t, flagged = false "
+        "FROM (SELECT unnest($1) AS position, unnest($2) AS number, "
+        f"{'TRY_CAST(unnest($2) AS UBIGINT)' if request else 'NULL::UBIGINT'} AS key64, "
+        f"{'NULL' if request else 'unnest($2)'}::VARCHAR AS id, unnest($3) AS label, "
+        "unnest($4) AS t) s WHERE checked.rowid = s.position",
+        [
+            [position for position, _ in settled],
+            [label.id for _, label in settled],
+            [label.label for _, label in settled],
+            [label.time for _, label in settled],
+        ],
+    ).fetchall()
