@@ -202,11 +202,12 @@ def test_ids_are_read_as_bentoml_writes_and_sends_them() -> None:
         ({"id": 1}, r"labels\[0\]\.label: missing"),
         ({"id": 1, "label": None}, r"labels\[0\]\.label: send a string"),
         ({"id": 1, "label": "a", "time": "now"}, r"labels\[0\]\.time: send epoch seconds"),
-        ({"id": 1, "label": "a", "extra": 1}, r"labels\[0\]\.extra: unknown field"),
+        ({"id": 1, "lable": "a"}, r"labels\[0\]\.label: missing"),
         ([1, 2], r"labels\[0\]: send an object"),
     ):
         with pytest.raises(Invalid, match=problem):
             labels_from([item])
+    assert labels_from([{"id": 1, "label": "a", "extra": 1}]) == [Label("1", '"a"')]
 
 
 def test_roc_auc_from_a_logged_score_equals_scikit_learns() -> None:

@@ -2,9 +2,9 @@
 :class:`~..observe.feedback.LabelBatch`: a DuckDB query over the file that reads and checks
 every row in one pass, run as the writer stores the labels.
 
-A row the SQL cannot settle (a wrong one, or a rare form such as a number past 64 bits or a
-string label outside printable ASCII), an id sent twice, or (JSON) a key besides id, label and
-time makes the store refuse the batch unstored; it is then read again with care
+Keys besides id, label and time are ignored. A row the SQL cannot settle (a wrong one, or a
+rare form such as a number past 64 bits or a string label outside printable ASCII) or an id
+sent twice makes the store refuse the batch unstored; it is then read again with care
 (:func:`settle`): the flagged rows go through the check of one label in Python
 (:func:`~..observe.feedback.check_label`), so a bad row gets the same one-line error either
 way, a string's stored text is Python's ``json.dumps`` of it, and the last label of an id wins.
@@ -13,13 +13,11 @@ A JSON body DuckDB cannot read is read by Python's ``json``, whose error names t
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import json
 import re
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +55,6 @@ INTEGERS = {
 FLOATS = {"FLOAT", "DOUBLE"}
 SIMPLE_TEXT = r"[ !#-\[\]-~]*"
 """Printable ASCII but ``"`` and ``\\``: a string ``json.dumps`` writes as it is, quoted."""
-KEYS = "['id', 'label', 'time']"
 FIRST_CHARACTER = re.compile(rb"\s*(\S)")
 JSON_COLUMNS = "{'id': 'JSON', 'label': 'JSON', 'time': 'JSON'}"
 EMPTY = "body: send labels as a JSON array, JSON lines or a Parquet file"
@@ -95,7 +92,6 @@ def read_label_file(
     try:
         if parquet:
             query = _parquet_query(connection, path, id_field)
-            keys = None
         else:
             with path.open("rb") as handle:
                 start = FIRST_CHARACTER.match(handle.read(4096))
@@ -109,7 +105,6 @@ def read_label_file(
                     return batch
             form = "array" if start.group(1) == b"[" else "newline_delimited"
             query = _json_query(form, id_field)
-            keys = _count_keys(connection, path, form)
         batch = LabelBatch(
             connection,
             "SELECT key64, key128, id, label, label_time, flagged OR encode AS flagged "
@@ -119,9 +114,6 @@ def read_label_file(
             folder=folder,
             local=local,
         )
-        if keys is not None:
-            batch.keys, thread = keys
-            batch.waits.append(thread)
         return batch
     except BaseException:
         connection.close()
@@ -130,36 +122,6 @@ def read_label_file(
     finally:
         if batch is not None and batch.connection is not connection:
             connection.close()
-
-
-def _count_keys(
-    connection: duckdb.DuckDBPyConnection, path: Path, form: str
-) -> tuple[Any, threading.Thread]:
-    """How many keys besides id, label and time the JSON objects have, counted beside the
-    reading (a getter that waits for it; -1 if DuckDB could not count them)."""
-    import duckdb
-
-    found: concurrent.futures.Future[int] = concurrent.futures.Future()
-    cursor = connection.cursor()
-
-    def count() -> None:
-        try:
-            [(keys,)] = cursor.execute(
-                "SELECT coalesce(sum(len(k) - list_contains(k, 'id')::INTEGER - "
-                "list_contains(k, 'label')::INTEGER - list_contains(k, 'time')::INTEGER), 0) "
-                f"FROM (SELECT json_keys(json) AS k FROM read_json_objects($path, "
-                f"format='{form}'))",
-                {"path": str(path)},
-            ).fetchall()
-            found.set_result(int(keys))
-        except duckdb.Error:
-            found.set_result(-1)
-        finally:
-            cursor.close()
-
-    thread = threading.Thread(target=count, name="bentoship-label-keys", daemon=True)
-    thread.start()
-    return found.result, thread
 
 
 def settle(parquet: bool, id_field: str, path: Path) -> LabelBatch:
@@ -209,19 +171,19 @@ def _by_python(raw: bytes, id_field: str) -> LabelBatch:
     return batch_of(labels_from(json_items(raw), id_field), id_field)
 
 
-def _id_sql(id_field: str) -> tuple[str, str]:
+def _id_sql(id_field: str) -> tuple[str, str, str]:
     """SQL of a label's ``key64`` (a request id below 2**64), ``key128`` (a larger one, in
     decimal) and ``id`` (any other id), from ``id_text`` (the id if a string) and
     ``id_number`` (the digits of an integer id), ``id_decimal`` and ``number_decimal`` (those
-    read as UBIGINT); and whether they settle the id."""
+    read as UBIGINT): ``key64`` and ``id``, then ``key128``; and whether they settle the id."""
     if id_field != REQUEST_ID:
         ident = "CASE WHEN id_text IS NOT NULL THEN id_text ELSE id_number END"
-        columns = f"NULL::UBIGINT AS key64, NULL::VARCHAR AS key128, {ident} AS id"
-        return columns, f"length(id) BETWEEN 1 AND {MAX_ID_CHARACTERS}"
+        settled = f"length(id) BETWEEN 1 AND {MAX_ID_CHARACTERS}"
+        return f"NULL::UBIGINT AS key64, {ident} AS id", "NULL::VARCHAR AS key128", settled
     key64 = (
         "CASE WHEN id_text IS NOT NULL THEN CASE WHEN starts_with(id_text, '0x') THEN CASE WHEN "
         "length(id_text) <= 18 AND regexp_full_match(id_text, '0x[0-9a-fA-F]{1,16}') THEN "
-        "id_text::UBIGINT END WHEN length(id_text) = 16 THEN CASE WHEN regexp_full_match("
+        "id_text::UBIGINT END WHEN strlen(id_text) = 16 THEN CASE WHEN regexp_full_match("
         "id_text, '[0-9a-fA-F]{16}') THEN ('0x' || id_text)::UBIGINT END WHEN "
         "id_decimal::VARCHAR = id_text THEN id_decimal END "
         "WHEN number_decimal::VARCHAR = id_number THEN number_decimal END"
@@ -229,52 +191,55 @@ def _id_sql(id_field: str) -> tuple[str, str]:
     key128 = (  # rare: past 64 bits, or a decimal with leading zeros
         "CASE WHEN key64 IS NULL THEN CASE WHEN id_text IS NOT NULL THEN CASE WHEN "
         "starts_with(id_text, '0x') THEN CASE WHEN regexp_full_match(id_text, "
-        "'0x[0-9a-fA-F]{1,32}') THEN id_text::UHUGEINT::VARCHAR END WHEN length(id_text) = 16 "
+        "'0x[0-9a-fA-F]{1,32}') THEN id_text::UHUGEINT::VARCHAR END WHEN strlen(id_text) = 16 "
         "THEN NULL WHEN regexp_full_match(id_text, '[0-9]{1,39}') THEN "
         "TRY_CAST(id_text AS UHUGEINT)::VARCHAR END WHEN regexp_full_match(id_number, '[0-9]+') "
         "THEN TRY_CAST(id_number AS UHUGEINT)::VARCHAR END END"
     )
-    columns = f"{key64} AS key64, {key128} AS key128, NULL::VARCHAR AS id"
-    return columns, "key64 IS NOT NULL OR key128 IS NOT NULL"
+    settled = "key64 IS NOT NULL OR key128 IS NOT NULL"
+    return f"{key64} AS key64, NULL::VARCHAR AS id", f"{key128} AS key128", settled
 
 
-def _checked_sql(source: str, id_field: str, label: str, string: str, bad_time: str) -> str:
+def _checked_sql(
+    source: str, id_field: str, label: str, string: str, bad_time: str, is_string: str
+) -> str:
     """SQL of checked labels (``key64``, ``key128``, ``id``, ``label``, ``label_time``,
     ``string``, ``encode``: its text is Python's to write, ``flagged``: to check in Python)
     from ``source`` (``id_text``, ``id_number``, ``label_time`` and what ``label``,
-    ``string`` and ``bad_time`` read)."""
-    ids, settled = _id_sql(id_field)
+    ``string``, ``bad_time`` and ``is_string``: the label is a string, read)."""
+    ids, large, settled = _id_sql(id_field)
     return (
         "SELECT key64, key128, id, label, label_time, string, encode, coalesce(NOT "
-        f"coalesce({settled}, false) OR (label IS NULL AND NOT encode) OR length(label) > "
-        f"{MAX_LABEL_CHARACTERS} OR {bad_time}, true) AS flagged FROM (SELECT *, {ids}, "
-        f"{label} AS label, {string} AS string, coalesce({string} IS NOT NULL AND ({label}) "
-        "IS NULL, false) AS encode FROM (SELECT *, TRY_CAST(id_text AS UBIGINT) AS id_decimal, "
-        f"TRY_CAST(id_number AS UBIGINT) AS number_decimal FROM ({source})))"
+        f"coalesce({settled}, false) OR (label IS NULL AND NOT encode) OR strlen(label) > "
+        f"{MAX_LABEL_CHARACTERS} OR {bad_time}, true) AS flagged FROM (SELECT *, {large}, "
+        f"coalesce(label IS NULL AND {is_string}, false) AS encode FROM (SELECT *, {ids}, "
+        f"{label} AS label, {string} AS string FROM (SELECT *, TRY_CAST(id_text AS UBIGINT) "
+        f"AS id_decimal, TRY_CAST(id_number AS UBIGINT) AS number_decimal FROM ({source}))))"
     )
 
 
 def _json_query(form: str, id_field: str) -> str:
     """SQL of the labels of a JSON file (``$path``): as :func:`_checked_sql`."""
     label = (
-        "CASE WHEN label_kind = '\"' THEN CASE WHEN NOT contains(label_json, '\\') AND "
+        "CASE WHEN label_string THEN CASE WHEN NOT contains(label_json, '\\') AND "
         "strlen(label_json) = length(label_json) AND NOT contains(label_json, chr(127)) "
-        "THEN label_json END WHEN label_kind IN ('t', 'f') THEN label_json "
+        "THEN label_json END WHEN label_json IN ('true', 'false') THEN label_json "
         "WHEN regexp_full_match(label_json, '-?[0-9]+') THEN label_json "
         "WHEN isfinite(TRY_CAST(label_json AS DOUBLE)) "
         "THEN TRY_CAST(label_json AS DOUBLE)::VARCHAR END"
     )
-    string = "CASE WHEN label_kind = '\"' THEN json_extract_string(label_json, '$') END"
+    string = "CASE WHEN label_string THEN json_extract_string(label_json, '$') END"
     source = (
-        "SELECT CASE WHEN id_json[1] = '\"' THEN json_extract_string(id_json, '$') END AS "
-        "id_text, CASE WHEN id_json[1] <> '\"' AND regexp_full_match(id_json, '-?[0-9]+') "
-        "THEN id_json END AS id_number, label_json, label_json[1] AS label_kind, time_json, "
+        "SELECT CASE WHEN starts_with(id_json, '\"') THEN json_extract_string(id_json, '$') "
+        "END AS id_text, CASE WHEN NOT starts_with(id_json, '\"') AND regexp_full_match("
+        "id_json, '-?[0-9]+') THEN id_json END AS id_number, label_json, "
+        "starts_with(label_json, '\"') AS label_string, time_json, "
         "TRY_CAST(time_json AS DOUBLE) AS label_time FROM (SELECT id::VARCHAR AS id_json, "
         "label::VARCHAR AS label_json, time::VARCHAR AS time_json FROM "
         f"read_json($path, format='{form}', columns={JSON_COLUMNS}))"
     )
     bad_time = "(time_json IS NOT NULL AND NOT coalesce(isfinite(label_time), false))"
-    return _checked_sql(source, id_field, label, string, bad_time)
+    return _checked_sql(source, id_field, label, string, bad_time, "label_string")
 
 
 def _parquet_types(connection: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
@@ -329,7 +294,7 @@ def _parquet_query(connection: duckdb.DuckDBPyConnection, path: Path, id_field: 
         f"{label_time} "
         "AS label_time FROM read_parquet($path)"
     )
-    return _checked_sql(source, id_field, label, string, bad_time)
+    return _checked_sql(source, id_field, label, string, bad_time, f"{string} IS NOT NULL")
 
 
 def _settle_json(
@@ -350,10 +315,7 @@ def _settle_json(
         connection.execute(
             f"CREATE TABLE objects AS SELECT json FROM {objects}", {"path": str(path)}
         ).fetchall()
-        [(lines, odd)] = connection.execute(
-            "SELECT count(*), list(rowid ORDER BY rowid) FILTER (WHERE NOT "
-            f"list_has_all({KEYS}, json_keys(json))) FROM objects"
-        ).fetchall()
+        [(lines,)] = connection.execute("SELECT count(*) FROM objects").fetchall()
     except duckdb.Error:
         return _by_python(raw, id_field)
     if lines != count:
@@ -361,7 +323,7 @@ def _settle_json(
     if count > MAX_LABELS:
         raise Invalid(f"labels: at most {MAX_LABELS:,} in one request; send them in batches")
     _encode(connection)
-    positions = sorted({*_flagged(connection), *(odd or [])})
+    positions = _flagged(connection)
     if positions:
         if json_depth(raw.strip()) > MAX_JSON_DEPTH:
             raise Invalid(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")

@@ -56,8 +56,12 @@ from .prediction_index import (
     _set_id,
     index_state,
     joined_sql,
+    known_sql,
     label_counts,
 )
+
+THIS_BATCH = "set_id = $set AND batch = $batch"
+"""The labels of the batch being stored (flagged or to be replaced until it is done)."""
 
 __all__ = [
     "JOIN_WINDOW",
@@ -140,42 +144,30 @@ class FeedbackStore:
     ) -> Received:
         now = time.time() if now is None else now
         cursor = self.cursor
-        ident = _ident(id_field)
         cursor.execute("BEGIN TRANSACTION")
         try:
             set_id = self._set(deployment, monitor, id_field)
-            self._take(batch, deployment, monitor, table, id_field, set_id)
+            number = _last_batch(cursor) + 1
+            params = {"set": set_id, "batch": number}
+            self._take(batch, deployment, monitor, table, id_field, params)
             row = _first(
                 cursor.execute(
-                    "SELECT count(*), count(DISTINCT key) + count(DISTINCT id), count(*) FILTER "
-                    "(WHERE flagged), count(*) FILTER (WHERE stored IS NULL), "
-                    "count(*) FILTER (WHERE stored <> label), count(*) FILTER (WHERE NOT "
-                    "matched) FROM feedback_batch"
+                    f"SELECT count(*), count(DISTINCT {_ident(id_field)}), count(*) FILTER "
+                    "(WHERE label IS NULL), count(*) FILTER (WHERE corrections < 0), "
+                    f"count(*) FILTER (WHERE pending) FROM feedback_labels WHERE {THIS_BATCH}",
+                    params,
                 ).fetchall()
             )
             assert row is not None
-            count, distinct, flagged, new, changed, pending = (int(n) for n in row)
+            count, distinct, flagged, known, pending = (int(n) for n in row)
             if count > MAX_LABELS:
                 raise Invalid(
                     f"labels: at most {MAX_LABELS:,} in one request; send them in batches"
                 )
-            if flagged or distinct != count or (batch.keys and batch.keys()):
-                raise Unsettled("a label to check, an id twice, or a key besides id, label, time")
-            number = _last_batch(cursor) + 1
+            if flagged or distinct != count:
+                raise Unsettled("a label to check, or an id twice")
             cursor.execute("INSERT INTO feedback_batches VALUES (?, ?)", [number, now])
-            cursor.execute(
-                "INSERT INTO feedback_labels SELECT $set, key, id, label, label_time, $batch, 0, "
-                "NOT matched FROM feedback_batch WHERE stored IS NULL",
-                {"set": set_id, "batch": number},
-            )
-            if changed:
-                cursor.execute(
-                    "UPDATE feedback_labels l SET label = b.label, label_time = b.label_time, "
-                    "batch = $batch, corrections = l.corrections + 1 FROM feedback_batch b "
-                    f"WHERE l.set_id = $set AND l.{ident} = b.{ident} AND b.stored <> b.label",
-                    {"set": set_id, "batch": number},
-                )
-            cursor.execute("DROP TABLE feedback_batch")
+            changed = self._replace(_ident(id_field), params) if known else 0
             if source is not None:
                 cursor.execute(
                     "INSERT OR REPLACE INTO feedback_sources VALUES (?, ?, ?, ?)",
@@ -187,7 +179,25 @@ class FeedbackStore:
             raise
         self._checkpoint_built()
         received = count if batch.received is None else batch.received
+        new = count - known
         return Received(received, new, received - new - changed, changed, pending)
+
+    def _replace(self, ident: str, params: dict[str, Any]) -> int:
+        """Labels of the batch whose id has a label stored (``corrections`` -1) set on it where
+        they differ (a correction each), then removed; how many differed."""
+        row = _first(
+            self.cursor.execute(
+                "UPDATE feedback_labels l SET label = b.label, label_time = b.label_time, "
+                "batch = $batch, corrections = l.corrections + 1 FROM feedback_labels b WHERE "
+                f"b.set_id = $set AND b.batch = $batch AND b.corrections < 0 AND l.set_id = $set "
+                f"AND l.batch <> $batch AND l.{ident} = b.{ident} AND l.label <> b.label",
+                params,
+            ).fetchall()
+        )
+        self.cursor.execute(
+            f"DELETE FROM feedback_labels WHERE {THIS_BATCH} AND corrections < 0", params
+        )
+        return int(row[0]) if row else 0
 
     def _take(
         self,
@@ -196,59 +206,49 @@ class FeedbackStore:
         monitor: str,
         table: str | None,
         id_field: str,
-        set_id: int,
+        params: dict[str, Any],
     ) -> None:
-        """The temporary table ``feedback_batch``: the batch's labels, each with the label
-        stored for its id (``stored``) and whether its prediction is stored (``matched``)."""
+        """The batch's labels inserted as labels of batch ``$batch`` of set ``$set``: one whose
+        row SQL could not settle with no label, one whose id has a label stored with
+        ``corrections`` -1, ``pending`` if its prediction is not stored."""
         import duckdb
 
         ident = _ident(id_field)
-        params: dict[str, Any] = {"deployment": deployment, "set": set_id}
         state = None
         if table is not None and id_field == REQUEST_ID:
             state = self._refresh(monitor, table, (), create=False, labels=False)
+        known = known_sql(state, table, id_field)
+        query_params = {**params, **({"deployment": deployment} if table is not None else {})}
         if state is not None:
-            params["seq"] = state.seq
-            known = (
-                f"SELECT rid FROM {state.rows} WHERE deployment = $deployment UNION ALL "
-                f"SELECT {RECORD_KEY.format(r='r')} FROM {table} r WHERE r.seq > $seq "
-                "AND r.deployment = $deployment"
-            )
-        elif table is not None:
-            known = (
-                f"SELECT {record_id(id_field, 'r')} FROM {table} r WHERE r.deployment = $deployment"
-            )
-        else:
-            known = "SELECT NULL WHERE false"
-            del params["deployment"]
+            query_params["seq"] = state.seq
         if id_field == REQUEST_ID and table is not None:
-            self._read_pending_as_decimal(table, set_id, deployment)
+            self._read_pending_as_decimal(table, params["set"], deployment)
         stored = _first(
             self.cursor.execute(
-                "SELECT count(*) FROM feedback_labels WHERE set_id = ?", [set_id]
+                "SELECT count(*) FROM feedback_labels WHERE set_id = ?", [params["set"]]
             ).fetchall()
         )
         labels = (
-            f"SELECT {ident}, label FROM feedback_labels WHERE set_id = $set"
+            f"SELECT {ident} FROM feedback_labels WHERE set_id = $set"
             if stored and stored[0]
-            else f"SELECT NULL::{'UHUGEINT' if ident == 'key' else 'VARCHAR'} AS {ident}, "
-            "NULL::VARCHAR AS label WHERE $set IS NULL"
+            else f"SELECT NULL::{'UHUGEINT' if ident == 'key' else 'VARCHAR'} AS {ident} "
+            "WHERE $set IS NULL"
         )
         incoming = "feedback_incoming"
         try:
             if batch.local:
                 incoming = f"({batch.query})"
-                params.update(batch.params or {})
+                query_params.update(batch.params or {})
             else:
                 self.cursor.register("feedback_incoming", batch.stream())
             self.cursor.execute(
-                "CREATE OR REPLACE TEMP TABLE feedback_batch AS SELECT b.*, s.label AS stored, "
-                f"coalesce(b.{ident} IN (SELECT * FROM ({known}) k(v) WHERE v IS NOT NULL), "
-                "false) AS matched FROM (SELECT coalesce(key64::UHUGEINT, key128::UHUGEINT) "
-                f"AS key, id, label, label_time, flagged FROM {incoming}) b "
-                f"LEFT JOIN ({labels}) s "
-                f"ON s.{ident} = b.{ident}",
-                params,
+                "INSERT INTO feedback_labels SELECT $set, b.key, b.id, CASE WHEN NOT b.flagged "
+                "THEN b.label END, b.label_time, $batch, CASE WHEN b.stored THEN -1 ELSE 0 END, "
+                f"NOT coalesce(b.{ident} IN (SELECT * FROM ({known}) k(v) WHERE v IS NOT NULL), "
+                f"false) FROM (SELECT n.*, s.{ident} IS NOT NULL AS stored FROM (SELECT "
+                "coalesce(key64::UHUGEINT, key128::UHUGEINT) AS key, id, label, label_time, "
+                f"flagged FROM {incoming}) n LEFT JOIN ({labels}) s ON s.{ident} = n.{ident}) b",
+                query_params,
             )
         except duckdb.Error as exc:
             if batch.settle is None:
@@ -258,14 +258,17 @@ class FeedbackStore:
             with contextlib.suppress(duckdb.Error):
                 self.cursor.unregister("feedback_incoming")
         if id_field == REQUEST_ID and table is not None:
-            stored_label = "(SELECT label FROM feedback_labels WHERE set_id = $set AND key = {alt})"
+            stored_label = (
+                "CASE WHEN EXISTS (SELECT 1 FROM feedback_labels o WHERE o.set_id = $set AND "
+                "o.batch <> $batch AND o.key = {alt}) THEN -1 ELSE 0 END"
+            )
             read_as_decimal(
                 self.cursor,
-                "feedback_batch",
-                "NOT matched",
-                f"matched = true, stored = {stored_label}",
+                "feedback_labels",
+                f"{THIS_BATCH} AND pending",
+                f"pending = false, corrections = {stored_label}",
                 known,
-                params,
+                query_params,
             )
 
     def _read_pending_as_decimal(self, table: str, set_id: int, deployment: str) -> None:

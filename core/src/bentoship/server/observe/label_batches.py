@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -174,13 +173,10 @@ def _label_time(value: object, index: int) -> float | None:
 
 
 def check_label(item: object, index: int, id_field: str = REQUEST_ID) -> Label:
-    """The checked label of a decoded JSON object ``{"id", "label", "time"?}``, the
-    ``index``-th of its request."""
+    """The checked label of a decoded JSON object ``{"id", "label", "time"?}`` (other keys are
+    ignored), the ``index``-th of its request."""
     if not isinstance(item, dict):
         raise Invalid(f"labels[{index}]: send an object such as {{'id': ..., 'label': ...}}")
-    unknown = sorted(set(item) - {"id", "label", "time"})
-    if unknown:
-        raise Invalid(f"labels[{index}].{unknown[0]}: unknown field; send id, label, time")
     if "id" not in item or "label" not in item:
         missing = "id" if "id" not in item else "label"
         raise Invalid(f"labels[{index}].{missing}: missing")
@@ -267,8 +263,7 @@ class LabelBatch:
 
     ``received``: the labels sent, when the query does not count them (it keeps the last of
     each id); ``settle``: the batch read again with care (its rows checked, the last of each
-    id); ``keys``: for JSON objects, how many keys besides id, label and time they have (waits
-    for the count); ``folder``: removed on close."""
+    id); ``folder``: removed on close."""
 
     def __init__(
         self,
@@ -278,7 +273,6 @@ class LabelBatch:
         *,
         received: int | None = None,
         settle: Callable[[], LabelBatch] | None = None,
-        keys: Callable[[], int] | None = None,
         folder: Path | None = None,
         local: bool = False,
     ) -> None:
@@ -287,10 +281,8 @@ class LabelBatch:
         self.params = params
         self.received = received
         self.settle = settle
-        self.keys = keys
         self.folder = folder
         self.local = local
-        self.waits: list[threading.Thread] = []
 
     def stream(self) -> _Stream:
         """The labels as an Arrow stream."""
@@ -309,8 +301,6 @@ class LabelBatch:
         return careful
 
     def close(self) -> None:
-        for thread in self.waits:
-            thread.join()
         self.connection.close()
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)

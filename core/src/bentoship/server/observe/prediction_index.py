@@ -87,6 +87,20 @@ def _set_id(
     return int(row[0]) if row else None
 
 
+def known_sql(state: IndexState | None, table: str | None, id_field: str) -> str:
+    """SQL of the ids of ``$deployment``'s stored predictions (records in ``table``): from the
+    index (``state``) and the records after it (``$seq``) where there is one."""
+    if table is None:
+        return "SELECT NULL WHERE false"
+    if state is None:
+        return f"SELECT {record_id(id_field, 'r')} FROM {table} r WHERE r.deployment = $deployment"
+    return (
+        f"SELECT rid FROM {state.rows} WHERE deployment = $deployment UNION ALL SELECT "
+        f"{RECORD_KEY.format(r='r')} FROM {table} r WHERE r.seq > $seq AND "
+        "r.deployment = $deployment"
+    )
+
+
 def joined_sql(
     cursor: duckdb.DuckDBPyConnection,
     deployment: str,
