@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from bentoship.server.observe.analytics import Readers, open_analytics
+from bentoship.server.observe.analytics import Readers, open_analytics, uploads_of
 from bentoship.server.observe.hub import Observability
 from bentoship.server.observe.logs import LogStore
 from bentoship.server.observe.series import Sample, SeriesStore
@@ -247,3 +247,23 @@ def test_ten_starts_on_one_data_dir_under_load_log_no_error(
         store.close()
     assert stored == (written,), "every line read once, across the restarts"
     assert requests == (50.0,)
+
+
+def test_the_analytics_database_reads_its_uploads_folder_and_no_other_file(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "plane" / "observe.duckdb"
+    database = open_analytics(path)
+    uploads = uploads_of(path)
+    (uploads / "labels.csv").write_text("id,label\n1,a\n")
+    (tmp_path / "secret.csv").write_text("id,label\n2,b\n")
+    read = "SELECT * FROM read_csv(?)"
+    assert database.execute(read, [str(uploads / "labels.csv")]).fetchall() == [(1, "a")]
+    for elsewhere in (tmp_path / "secret.csv", uploads / ".." / ".." / "secret.csv"):
+        with pytest.raises(duckdb.PermissionException):
+            database.execute(read, [str(elsewhere)])
+    again = open_analytics(path)
+    with pytest.raises(duckdb.PermissionException):
+        again.execute(read, [str(tmp_path / "secret.csv")])
+    database.close()
+    again.close()
