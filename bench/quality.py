@@ -46,7 +46,6 @@ DAY = 1_765_065_600.0
 """2025-12-07 00:00 UTC: the day of the records."""
 STEP = 600.0
 INGEST_TIMEOUT = 300.0
-NDJSON = "application/x-ndjson"
 
 
 def records_sql(count: int) -> str:
@@ -145,15 +144,9 @@ def posted_seconds(workdir: Path, parquet: Path, lines: Path) -> tuple[float, fl
             parquet_seconds = time.perf_counter() - started
             assert (got["stored"], got["pending"]) == (LABELS, 0), got
             body = lines.read_bytes()
-            headers = {"Authorization": f"Bearer {client.connection.token}", "Content-Type": NDJSON}
-            url = f"{client.endpoint}/api/v2/deployments/{NAME}/feedback"
             started = time.perf_counter()
-            answer = httpx.post(
-                url, params={"monitor": MONITOR}, content=body, headers=headers, timeout=300
-            )
+            got = client.send_feedback(NAME, MONITOR, body)
             lines_seconds = time.perf_counter() - started
-            answer.raise_for_status()
-            got = answer.json()
             assert (got["stored"], got["pending"]) == (LABELS, 0), got
             report = _get(client, "/quality", **day)
             assert report["labels"] == 2 * LABELS and report["unmatched"] == 0, report

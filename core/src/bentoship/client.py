@@ -32,9 +32,12 @@ __all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "Client"]
 
 DEFAULT_TIMEOUT = 30.0
 INFO_PATH = "/api/v1/bentoship/info"
+NDJSON = "application/x-ndjson"
 LONG_POLL_SLACK = 10.0
 LONG_POLL_LIMIT = 60.0
 """The longest wait the server's ``…/wait`` accepts, in seconds."""
+PIECE = 1 << 20
+"""The size of the pieces a large request body is sent in."""
 T = TypeVar("T")
 
 
@@ -55,6 +58,23 @@ def _follow_call(name: str, since: str | None, revision: str | None, pattern: st
 
 def _promotion(candidate: bool) -> dict[str, str] | None:
     return {"promotion": "manual"} if candidate else None
+
+
+class _Pieces(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A large body sent in pieces of ``PIECE`` bytes: httpcore's blocking write copies what is
+    left of its buffer after each partial send, so one large piece costs time quadratic in its
+    size (a 63 MiB body: 0.2 s, in pieces 0.08 s)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self._body), PIECE):
+            yield self._body[start : start + PIECE]
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self:
+            yield piece
 
 
 class _Plans:
@@ -96,7 +116,7 @@ class _Plans:
     def _request(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
         headers = _http.trace_headers()
         if call.content is not None:
-            return http.build_request(
+            request = http.build_request(
                 call.method,
                 call.path,
                 params=call.params,
@@ -104,6 +124,9 @@ class _Plans:
                 headers={"Content-Type": call.content_type, **headers},
                 timeout=call.timeout or self.timeout,
             )
+            if len(call.content) > PIECE:
+                request.stream = _Pieces(call.content)
+            return request
         return http.build_request(
             call.method,
             call.path,
@@ -250,10 +273,11 @@ class _Plans:
         if source is not None:
             params["source"], params["watermark"] = source
         if isinstance(labels, bytes):
-            body, kind = labels, "application/vnd.apache.parquet"
+            body = labels
+            kind = "application/vnd.apache.parquet" if body[:4] == b"PAR1" else NDJSON
         else:
             body = "\n".join(json.dumps(label) for label in labels).encode()
-            kind = "application/x-ndjson"
+            kind = NDJSON
         call = Call(
             "POST",
             _deployment_path(name, "/feedback"),
@@ -640,11 +664,12 @@ class Client(_Plans):
         source: tuple[str, int] | None = None,
     ) -> dict[str, Any]:
         """Send labels for ``monitor``'s predictions: ``{"id", "label", "time"?}`` objects, or
-        a Parquet file's bytes with those columns. ``id`` is the record's ``request_id``
-        (decimal, or the 16 hex digits of the ``X-BentoML-Request-ID`` header), or the value of
-        the record's field ``id_field``. ``source``: (a name of where the labels come from, the
-        watermark they reach), kept with them (see :meth:`feedback_watermark`). The counts:
-        received, stored, duplicates, corrections, pending (no prediction stored yet)."""
+        the bytes of a Parquet file with those columns or of JSON lines of those objects. ``id``
+        is the record's ``request_id`` (decimal, or the 16 hex digits of the
+        ``X-BentoML-Request-ID`` header), or the value of the record's field ``id_field``.
+        ``source``: (a name of where the labels come from, the watermark they reach), kept with
+        them (see :meth:`feedback_watermark`). The counts: received, stored, duplicates,
+        corrections, pending (no prediction stored yet)."""
         return self._run(self._plan_send_feedback(name, monitor, labels, id_field, source))
 
     def feedback_watermark(self, name: str, monitor: str, source: str) -> int | None:
