@@ -60,3 +60,34 @@ def test_a_plane_stops_when_the_program_that_started_it_is_killed(
         launcher.wait()
         if plane_pid and not gone(plane_pid):
             psutil.Process(plane_pid).kill()
+
+
+ANNOUNCER = """
+import sys
+from bentoship.server.main import announce
+
+sys.stdin.readline()
+announce("bentoship server ready at http://127.0.0.1:1")
+announce("export BENTOSHIP_HOME=/x")
+print("still running", file=sys.stderr, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_the_ready_lines_cost_nothing_once_the_launcher_stopped_reading() -> None:
+    """A launcher killed right after the ready line closes the pipe the server prints to: the
+    server goes on (and then stops because its parent died), it does not crash on the pipe."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", ANNOUNCER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdin is not None and child.stderr is not None
+    child.stdout.close()
+    child.stdin.write("go\n")
+    child.stdin.close()
+    err = child.stderr.read()
+    assert child.wait(60) == 0, err
+    assert "still running" in err and "BrokenPipeError" not in err

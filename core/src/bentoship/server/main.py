@@ -113,10 +113,10 @@ async def serve(settings: ServerSettings) -> None:
         url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         endpoint = f"http://{url_host}:{port}"
         write_connection(settings.data_dir, Connection(endpoint=endpoint, token=settings.token))
-        print(f"bentoship server ready at {endpoint}", flush=True)
+        announce(f"bentoship server ready at {endpoint}")
         hint = connection_hint(settings.data_dir)
         if hint:
-            print(hint, flush=True)
+            announce(hint)
         await stop.wait()
     finally:
         if settings.parent_pid is not None:
@@ -128,6 +128,16 @@ async def serve(settings: ServerSettings) -> None:
         await api_task
         await observed.close()
         store.close()
+
+
+def announce(line: str) -> None:
+    """Print ``line`` to stdout; a reader that has gone (a launcher that died) costs nothing."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
