@@ -5,6 +5,7 @@ observes every request (the counts per revision)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from ..endpoint.balancing import Replica
 from ..endpoint.interface import (
@@ -20,6 +21,7 @@ from ..endpoint.interface import (
 from ..endpoint.split import TrafficSplit
 from ..endpoint.tracing import Tracing
 from ..endpoint.traffic import TrafficBook
+from ..store import Store
 from .context import RolloutContext
 from .launcher import ReplicaHandle
 from .phases import Health, Lifecycle
@@ -27,10 +29,30 @@ from .replicas import ReplicaSet
 from .runtime import DeploymentRuntime
 from .shadow import Shadows
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 __all__ = ["BACKEND_WAIT_SECONDS", "EndpointBackends", "ReplicaLease", "RequestBook"]
 
 BACKEND_WAIT_SECONDS = 60.0
 """The longest a request waits for the serving revision to have a ready replica."""
+
+
+class PerChange(Generic[K, V]):
+    """Values read from the store, each read again only once the store has changed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._known: dict[K, tuple[int, V]] = {}
+
+    def get(self, key: K, read: Callable[[], V]) -> V:
+        changes = self.store.changes
+        known = self._known.get(key)
+        if known is not None and known[0] == changes:
+            return known[1]
+        value = read()
+        self._known[key] = (changes, value)
+        return value
 
 
 class EndpointBackends:
@@ -46,39 +68,32 @@ class EndpointBackends:
         """Its sink is the control plane's span store, set once the store is open."""
         self.token = ctx.settings.token
         """The control plane's own token, which the endpoint accepts beside the revision's."""
-        self._requires_auth: dict[tuple[str, Role], tuple[int, bool]] = {}
-        self._splits: dict[str, tuple[int, TrafficSplit | None]] = {}
+        self._requires_auth: PerChange[tuple[str, Role], bool] = PerChange(ctx.store)
+        self._splits: PerChange[str, TrafficSplit | None] = PerChange(ctx.store)
 
     def requires_auth(self, deployment: str, role: Role) -> bool:
         """Read from the store once per change of the store, not once per request."""
-        store = self.ctx.store
-        changes = store.changes
-        known = self._requires_auth.get((deployment, role))
-        if known is not None and known[0] == changes:
-            return known[1]
-        dep = store.get_deployment(deployment)
-        uid = (
-            None
-            if dep is None
-            else (dep.target_revision if role is Role.CANDIDATE else dep.serving_revision)
-        )
-        rev = store.get_revision(uid) if uid else None
-        required = bool(rev and rev.config.get("access_authorization"))
-        self._requires_auth[(deployment, role)] = (changes, required)
-        return required
+
+        def read() -> bool:
+            store = self.ctx.store
+            dep = store.get_deployment(deployment)
+            if dep is None:
+                return False
+            uid = dep.target_revision if role is Role.CANDIDATE else dep.serving_revision
+            rev = store.get_revision(uid) if uid else None
+            return bool(rev and rev.config.get("access_authorization"))
+
+        return self._requires_auth.get((deployment, role), read)
 
     def split(self, deployment: str) -> TrafficSplit | None:
         """The held candidate's share of the stable endpoint's traffic, as the store says
         (``canary``); read once per change of the store, not once per request."""
-        store = self.ctx.store
-        changes = store.changes
-        known = self._splits.get(deployment)
-        if known is not None and known[0] == changes:
-            return known[1]
-        dep = store.get_deployment(deployment)
-        split = TrafficSplit.from_dict(dep.canary) if dep is not None and dep.canary else None
-        self._splits[deployment] = (changes, split)
-        return split
+
+        def read() -> TrafficSplit | None:
+            dep = self.ctx.store.get_deployment(deployment)
+            return TrafficSplit.from_dict(dep.canary) if dep is not None and dep.canary else None
+
+        return self._splits.get(deployment, read)
 
     def route(self, deployment: str, role: Role, scope: Scope) -> Route | None:
         """The route to a ready replica (the one with the fewest outstanding requests) of the
