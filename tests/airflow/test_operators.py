@@ -279,6 +279,16 @@ def test_an_approval_waits_in_the_triggerer_and_a_persons_yes_promotes(
         assert client.get_deployment(DEPLOYMENT).serving_revision == candidate
 
 
+def serve_approved(client: Client, echo_v1: str, echo_v2: str) -> None:
+    """Push both bentos and serve what the approval test leaves serving (v2, approved config):
+    nothing changes after that test; when a test runs on its own, this creates it."""
+    for tag in (echo_v1, echo_v2):
+        push(tag, client=client)
+    wait_until_ready(
+        deploy(DEPLOYMENT, echo_v2, APPROVED, client=client), client=client, timeout=120
+    )
+
+
 def ship_without_approval(
     client: Client, bento: str, conf: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, Any]:
@@ -327,11 +337,7 @@ def test_a_run_rejected_with_the_cli_fails_and_discards_its_candidate(
     said = "the echo is too loud"
     exits: list[int] = []
     with Client.from_env(home=bentocloud_connection.data_dir) as client:
-        for tag in (echo_v1, echo_v2):
-            push(tag, client=client)
-        # what the approval test left serving (created now when this test runs on its own)
-        serving = deploy(DEPLOYMENT, echo_v2, APPROVED, client=client)
-        wait_until_ready(serving, client=client, timeout=120)
+        serve_approved(client, echo_v1, echo_v2)
 
         def reject_when_asked() -> None:
             with Client(endpoint, token) as own:
@@ -371,11 +377,7 @@ def test_a_run_nobody_approves_in_time_fails_and_discards_its_candidate(
     """Nobody decides within ``approval_timeout``: the control plane expires the approval and
     discards the candidate, and the run fails."""
     with Client.from_env(home=bentocloud_connection.data_dir) as client:
-        for tag in (echo_v1, echo_v2):
-            push(tag, client=client)
-        # what the tests before left serving (created now when this test runs on its own)
-        serving = deploy(DEPLOYMENT, echo_v2, APPROVED, client=client)
-        wait_until_ready(serving, client=client, timeout=120)
+        serve_approved(client, echo_v1, echo_v2)
         capfd.readouterr()
         decision = ship_without_approval(client, echo_v1, {"approval_timeout": 2}, monkeypatch)
         logs = "".join(capfd.readouterr())
@@ -399,11 +401,7 @@ def test_deferrable_canary_analysis_defers_and_the_trigger_brings_the_verdict(
     from bentoship_airflow.operators.bento import BentoCanaryAnalysisOperator
 
     with Client.from_env(home=bentocloud_connection.data_dir) as client:
-        push(echo_v1, client=client)
-        push(echo_v2, client=client)
-        # what the approval test left serving (created now when this test runs on its own)
-        serving = deploy(DEPLOYMENT, echo_v2, APPROVED, client=client)
-        wait_until_ready(serving, client=client, timeout=120)
+        serve_approved(client, echo_v1, echo_v2)
         rollout = deploy(DEPLOYMENT, echo_v1, candidate=True, client=client)
         wait_until_ready(rollout, client=client, timeout=90)
     op = BentoCanaryAnalysisOperator(
