@@ -14,7 +14,8 @@ Parquet file and in JSON lines (``id``, ``label``, ``time``: an hour later).
   checked as the route does (not timed), on a DuckDB file opened as the plane opens it, holding
   a day of 1,000,000 records (two revisions) and their prediction index.
 - Each against DuckDB's own read of the same file into a table of a new database file
-  (``read_parquet``, ``read_json``).
+  (``read_parquet``, ``read_json``), run just before and just after it: this machine's speed
+  swings within a minute, so a baseline read minutes apart from its run says little.
 - Quality: what the route runs on that store (the index made current, ``quality()`` at
   10-minute buckets over the day, the label counts), against a plain DuckDB ``count(*)`` of the
   same join. The goal is absolute. The first query on a store whose index is not made yet
@@ -23,8 +24,10 @@ Parquet file and in JSON lines (``id``, ``label``, ``time``: an hour later).
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,9 +124,17 @@ def _feed_records(client: Client, data_dir: Path, url: str, count: int) -> None:
         time.sleep(0.5)
 
 
-def posted_seconds(workdir: Path, parquet: Path, lines: Path) -> tuple[float, float]:
+def around(workdir: Path, path: Path, run: Callable[[], float]) -> tuple[float, list[float]]:
+    """Seconds of ``run``, and of DuckDB's own read of ``path`` just before and just after it."""
+    before = read_seconds(path, workdir / f"read-{time.monotonic_ns()}.duckdb")
+    seconds = run()
+    after = read_seconds(path, workdir / f"read-{time.monotonic_ns()}.duckdb")
+    return seconds, [before, after]
+
+
+def posted_seconds(workdir: Path, parquet: Path, lines: Path) -> list[tuple[float, list[float]]]:
     """Seconds of ``POST …/feedback`` of the Parquet file, then of the JSON lines, to a real
-    control plane."""
+    control plane, each with DuckDB's reads of its file around it."""
     from bentoship import Client
     from bentoship.server import LocalControlPlane
     from bentoship.steps import deploy, push, wait_until_ready
@@ -138,25 +149,26 @@ def posted_seconds(workdir: Path, parquet: Path, lines: Path) -> tuple[float, fl
             day = {"monitor": MONITOR, "since": DAY, "until": DAY + 86400, "step": STEP}
             first = timed(lambda: _get(client, "/quality", **day))
             print(f"  quality route, index made of 2M records: {first:.2f} s", file=sys.stderr)
-            body = parquet.read_bytes()
-            started = time.perf_counter()
-            got = client.send_feedback(NAME, MONITOR, body)
-            parquet_seconds = time.perf_counter() - started
-            assert (got["stored"], got["pending"]) == (LABELS, 0), got
-            body = lines.read_bytes()
-            started = time.perf_counter()
-            got = client.send_feedback(NAME, MONITOR, body)
-            lines_seconds = time.perf_counter() - started
-            assert (got["stored"], got["pending"]) == (LABELS, 0), got
+            posted = []
+            for path in (parquet, lines):
+                body = path.read_bytes()
+
+                def post(body: bytes = body) -> float:
+                    started = time.perf_counter()
+                    got = client.send_feedback(NAME, MONITOR, body)
+                    assert (got["stored"], got["pending"]) == (LABELS, 0), got
+                    return time.perf_counter() - started
+
+                posted.append(around(workdir, path, post))
             report = _get(client, "/quality", **day)
             assert report["labels"] == 2 * LABELS and report["unmatched"] == 0, report
     print(
         f"  feedback: POST of Parquet {parquet.stat().st_size / 2**20:.1f} MiB "
-        f"{parquet_seconds:.2f} s, of JSON lines {lines.stat().st_size / 2**20:.1f} MiB "
-        f"{lines_seconds:.2f} s",
+        f"{posted[0][0]:.2f} s, of JSON lines {lines.stat().st_size / 2**20:.1f} MiB "
+        f"{posted[1][0]:.2f} s; DuckDB's reads around them {posted[0][1]}, {posted[1][1]}",
         file=sys.stderr,
     )
-    return parquet_seconds, lines_seconds
+    return posted
 
 
 def quality_store(database: Path) -> tuple[duckdb.DuckDBPyConnection, FeedbackStore, str]:
@@ -259,19 +271,18 @@ def first_quality_seconds(workdir: Path, parquet: Path) -> float:
 def run(workdir: Path) -> list[Row]:
     parquet, lines = workdir / "labels.parquet", workdir / "labels.jsonl"
     write_labels(parquet, lines)
-    posted, posted_lines = posted_seconds(workdir, parquet, lines)
+    (posted, read), (posted_lines, read_lines) = posted_seconds(workdir, parquet, lines)
     connection, store, table = quality_store(workdir / "quality.duckdb")
     try:
-        adding = added_seconds(store, table, parquet)
+        adding, read_added = around(
+            workdir, parquet, functools.partial(added_seconds, store, table, parquet)
+        )
         measured, counted = quality_seconds(connection, store, table)
     finally:
         connection.close()
     cold = first_quality_seconds(workdir, parquet)
-    read = [read_seconds(parquet, workdir / f"read-{n}.duckdb") for n in range(RUNS)]
-    read_lines = [read_seconds(lines, workdir / f"read-lines-{n}.duckdb") for n in range(RUNS)]
-    reader, lines_reader = (
-        Sample.of([LABELS / s for s in read]),
-        Sample.of([LABELS / s for s in read_lines]),
+    reader, lines_reader, added_reader = (
+        Sample.of([LABELS / s for s in seconds]) for seconds in (read, read_lines, read_added)
     )
     ingest, ingest_lines = Sample.of([LABELS / posted]), Sample.of([LABELS / posted_lines])
     added = Sample.of([LABELS / adding])
@@ -282,7 +293,7 @@ def run(workdir: Path) -> list[Row]:
             "lab/s",
             ingest,
             reader,
-            "DuckDB read_parquet of the file",
+            "DuckDB read_parquet of the file, around it",
             ">= 0.5x",
             ingest.median >= 0.5 * reader.median,
         ),
@@ -291,7 +302,7 @@ def run(workdir: Path) -> list[Row]:
             "lab/s",
             ingest_lines,
             lines_reader,
-            "DuckDB read_json of the file",
+            "DuckDB read_json of the file, around it",
             ">= 0.5x",
             ingest_lines.median >= 0.5 * lines_reader.median,
         ),
@@ -299,8 +310,8 @@ def run(workdir: Path) -> list[Row]:
             "feedback ingest, 1M labels: FeedbackStore.add alone (1 run)",
             "lab/s",
             added,
-            reader,
-            "DuckDB read_parquet of the file",
+            added_reader,
+            "DuckDB read_parquet of the file, around it",
             "(reported)",
             True,
         ),

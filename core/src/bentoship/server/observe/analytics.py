@@ -27,13 +27,13 @@ def uploads_of(path: Path) -> Path:
 
 
 def open_analytics(path: Path) -> duckdb.DuckDBPyConnection:
-    """The analytics database at ``path``, made on first use (at most 2 threads, 256 MB), which
+    """The analytics database at ``path``, made on first use (at most 2 threads, 1 GB), which
     reads no file but those in :func:`uploads_of` it."""
     import duckdb
 
     uploads = uploads_of(path)
     uploads.mkdir(parents=True, exist_ok=True)
-    connection = duckdb.connect(str(path), config={"threads": 2, "memory_limit": "256MB"})
+    connection = duckdb.connect(str(path), config={"threads": 2, "memory_limit": "1GB"})
     opened = connection.execute("SELECT current_setting('enable_external_access')").fetchone()
     if opened is not None and opened[0] is False:
         return connection  # the process has it open already, and closed to other files
