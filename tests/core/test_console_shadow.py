@@ -11,6 +11,7 @@ import re
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from bentoship import Client
@@ -326,6 +327,18 @@ def test_the_console_shows_a_candidates_live_shadow_comparison_and_discards_it(
             assert cells[0] == revision, cells
             assert cells[3] == percent(report[side]["error_rate"], 2), cells
             assert all(re.fullmatch(r"\d+(\.\d{1,2})? m?s", c) for c in cells[4:]), cells
+        pods = httpx.get(
+            f"{endpoint}/api/v2/deployments/{NAME}/pods",
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+        answered = {p["name"]: p["bentoship"]["requests"] for p in pods["items"]}
+        assert answered[f"{NAME}-r1-0"] >= len(live.answers), answered
+        assert answered[f"{NAME}-{rollout.revision}-0"] == shown["pairs"], answered  # the copies
+        page.wait_for_function(  # the replicas table follows the traffic, as the panel does
+            "(answered) => Object.entries(answered).every(([name, n]) => document.querySelector("
+            "`#replicas tr[data-replica='${name}'] td:nth-child(6)`).textContent === String(n))",
+            arg=answered,
+        )
         browser.shot("shadow-03-settled")
 
         page.fill("form.shadow-mirror input[name=percent]", "50")

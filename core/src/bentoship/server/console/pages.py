@@ -22,11 +22,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ...statuses import DeploymentStatus
 from .. import schemas
 from ..api.common import Services
 from ..api.deployments import deployment_json, revision_json
 from ..paths import FAVICON_PATH
 from ..responses import SECURITY_HEADERS
+from ..store import Deployment
 from ..tokens import TokenBook
 from .access_view import signin_routes, token_routes
 from .approvals_view import rollback_refusal
@@ -138,10 +140,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             "ranges": RANGES,
         }
         if tab == "overview":
-            context["pods"] = [
-                schemas.pod(dep.name, v) for v in controller.views.replica_views(dep)
-            ]
-            context["replica_count"] = controller.views.replica_count(dep)
+            context.update(replicas_of(dep))
             context["shadow"] = await shadow_of(services, dep)
             context["approvals"] = approvals_of(request, services, dep)
         elif tab == "revisions":
@@ -170,6 +169,19 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
             context["events"] = [e.to_json() for e in reversed(controller.events.of(name))]
         context.update(deploy_context(services, dep, data, principal_in(request)))
         return page(request, "deployment.html", **context)
+
+    def replicas_of(dep: Deployment) -> dict[str, Any]:
+        views = controller.views
+        return {
+            "pods": [schemas.pod(dep.name, v) for v in views.replica_views(dep)],
+            "replica_count": views.replica_count(dep),
+            "scaled_to_zero": views.status(dep) is DeploymentStatus.SCALED_TO_ZERO,
+        }
+
+    async def replicas_live(request: Request) -> Response:
+        """The overview's replicas, polled by the page."""
+        dep = controller.get(request.path_params["name"])
+        return page(request, "replicas_live.html", dep=dep, **replicas_of(dep))
 
     async def log_lines(request: Request) -> Response:
         name = controller.get(request.path_params["name"]).name
@@ -200,6 +212,7 @@ def routes(services: Services, tokens: TokenBook, sessions: SessionBook) -> list
         *deploy_routes(services, page),
         Route(one, deployment, methods=["GET"]),
         Route(f"{one}/log_lines", log_lines, methods=["GET"]),
+        Route(f"{one}/replicas_live", replicas_live, methods=["GET"]),
         *command_routes(services, page),
         Route("/bento_repositories", repositories, methods=["GET"]),
         Route("/webhooks", webhooks, methods=["GET"]),

@@ -86,6 +86,11 @@ class Replica(Generic[P]):
         if answered:
             self.answered += 1
 
+    def answered_copy(self) -> None:
+        """It answered a mirrored copy of a request (counted as answered; never outstanding: a
+        copy holds no caller)."""
+        self.answered += 1
+
     async def drained(self, timeout: float) -> bool:
         """Wait until no request is outstanding (True), or ``timeout`` seconds (False)."""
         deadline = time.monotonic() + timeout

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ...refs import revision_name
 from ...shadow import ShadowPair, ShadowReport, shadow_report
+from ..endpoint.balancing import Replica
 from ..endpoint.interface import Scope, Upstream
 from ..endpoint.mirror import Answer, DropReason, MirroredRequest, MirrorSender
 from ..errors import Invalid
@@ -233,6 +234,8 @@ class Shadows:
     # endpoint.mirror.MirrorObserver
 
     def mirror_answered(self, request: MirroredRequest, answer: Answer) -> None:
+        if isinstance(request.mirror, Replica):
+            request.mirror.answered_copy()
         state = self._states.get(request.deployment)
         if state is None or request.mirror.revision != state.candidate:
             return
