@@ -59,7 +59,9 @@ def post(client: Client, body: bytes, kind: str, **params: str) -> httpx.Respons
     )
 
 
-def test_labels_join_what_was_served_and_quality_is_measured(client: Client, tmp_path: Any) -> None:
+def test_labels_join_what_was_served_and_quality_is_measured(
+    client: Client, shared_plane: LocalControlPlane, tmp_path: Any
+) -> None:
     dep = client.get_deployment(NAME)
     served: dict[int, tuple[str, str]] = {}
     with httpx.Client(timeout=30) as http:
@@ -106,6 +108,11 @@ def test_labels_join_what_was_served_and_quality_is_measured(client: Client, tmp
         message = refused.json()["error"]
         assert message.startswith(field) and "\n" not in message, message
     assert client.quality(NAME, MONITOR, since="1h")["labels"] == before
+    uploads = shared_plane.data_dir / "observe-uploads"
+    deadline = time.monotonic() + 10
+    while list(uploads.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a stored body's file is removed once it is answered
+    assert list(uploads.iterdir()) == [], "every body sent, stored or refused, is removed"
 
     report = client.quality(NAME, MONITOR, since="1h", step=600)
     assert report["task"] == "classification" and report["prediction_field"] == "label"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -180,10 +181,10 @@ def routes(services: Services, observability: Observability) -> list[Route]:
         path, magic, returns = await _save_body(request, feedback.uploads)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         parquet = kind in PARQUET or magic
-        local = feedback.uploads is not None
+        reader = feedback.reader if feedback.uploads is not None else None
         try:
             labels = await asyncio.to_thread(
-                read_label_file, path, parquet, id_field, carriage_returns=returns, local=local
+                read_label_file, path, parquet, id_field, carriage_returns=returns, reader=reader
             )
         except BaseException:
             shutil.rmtree(path.parent, ignore_errors=True)
@@ -200,25 +201,22 @@ def routes(services: Services, observability: Observability) -> list[Route]:
             source = (params.source, params.watermark)
 
         def store(batch: LabelBatch) -> Received:
-            """Run by the writer; the batch closed there, unless it is to be read again."""
-            try:
-                found = feedback.add(
-                    name, params.monitor, table, batch, id_field=id_field, source=source
-                )
-            except Unsettled:
-                raise
-            except BaseException:
-                batch.close()
-                raise
-            batch.close()
-            return found
+            """Run by the writer."""
+            monitor = params.monitor
+            return feedback.add(name, monitor, table, batch, id_field=id_field, source=source)
 
+        batch = labels
         try:
-            received = await observability.writer.run(functools.partial(store, labels))
-        except Unsettled:  # read again with care, off the writer
-            careful = await asyncio.to_thread(labels.settled)
-            received = await observability.writer.run(functools.partial(store, careful))
-        return JSONResponse({"deployment": name, "monitor": params.monitor, **received.to_dict()})
+            try:
+                received = await observability.writer.run(functools.partial(store, batch))
+            except Unsettled:  # read again with care, off the writer
+                batch = await asyncio.to_thread(labels.settled)
+                received = await observability.writer.run(functools.partial(store, batch))
+        except BaseException:
+            batch.close()
+            raise
+        answer = {"deployment": name, "monitor": params.monitor, **received.to_dict()}
+        return JSONResponse(answer, background=BackgroundTask(batch.close))
 
     async def watermark(request: Request) -> JSONResponse:
         services.require_extensions()

@@ -256,7 +256,9 @@ class _Stream:
 
 
 class LabelBatch:
-    """Labels to store: ``query`` in a DuckDB connection of their own, with the columns
+    """Labels to store: ``query`` in a DuckDB connection of their own (``connection``), or,
+    with none, in the store's own (its database may read the file the query reads), with the
+    columns
     ``key64`` (a request id below 2**64), ``key128`` (a larger one, in decimal: Arrow has no
     128-bit integer), ``id`` (any other id), ``label`` (its JSON text), ``label_time`` and
     ``flagged`` (the row needs the check of one label in Python), a row per label sent.
@@ -267,14 +269,13 @@ class LabelBatch:
 
     def __init__(
         self,
-        connection: duckdb.DuckDBPyConnection,
+        connection: duckdb.DuckDBPyConnection | None,
         query: str,
         params: dict[str, Any] | None = None,
         *,
         received: int | None = None,
         settle: Callable[[], LabelBatch] | None = None,
         folder: Path | None = None,
-        local: bool = False,
     ) -> None:
         self.connection = connection
         self.query = query
@@ -282,10 +283,16 @@ class LabelBatch:
         self.received = received
         self.settle = settle
         self.folder = folder
-        self.local = local
+
+    @property
+    def local(self) -> bool:
+        """Its query runs in the store's connection."""
+        return self.connection is None
 
     def stream(self) -> _Stream:
-        """The labels as an Arrow stream."""
+        """The labels as an Arrow stream (of a batch with a connection of its own)."""
+        if self.connection is None:
+            raise RuntimeError("a batch read by the store's own connection has no stream")
         return _Stream(self.connection.sql(self.query, params=self.params))
 
     def settled(self) -> LabelBatch:
@@ -301,7 +308,8 @@ class LabelBatch:
         return careful
 
     def close(self) -> None:
-        self.connection.close()
+        if self.connection is not None:
+            self.connection.close()
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
 
