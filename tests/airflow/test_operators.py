@@ -457,10 +457,11 @@ def test_rollback_without_recorded_rollout_is_skipped() -> None:
     assert ti.xcoms == {"bentoship_links": {}}
 
 
-def test_promote_and_canary_without_a_rollout_say_what_to_give() -> None:
+def test_promote_canary_and_approval_without_a_rollout_say_what_to_give() -> None:
     from airflow.sdk.exceptions import AirflowException
 
     from bentoship_airflow.operators.bento import (
+        BentoApprovalOperator,
         BentoCanaryAnalysisOperator,
         BentoPromoteOperator,
     )
@@ -472,6 +473,7 @@ def test_promote_and_canary_without_a_rollout_say_what_to_give() -> None:
     for op, problem in (
         (BentoPromoteOperator(task_id="p", deploy_task_id="deploy"), "or a deployment_name"),
         (BentoCanaryAnalysisOperator(task_id="c", deploy_task_id="deploy"), "candidate=True"),
+        (BentoApprovalOperator(task_id="a", deploy_task_id="deploy"), "candidate=True"),
     ):
         ti = NoXCom()
         with pytest.raises(AirflowException, match=problem):

@@ -69,6 +69,24 @@ class _BentoOperator(BaseOperator):
             return None
         return Rollout.parse(value)
 
+    def candidate_rollout(
+        self,
+        context: Context,
+        rollout: Any,
+        deploy_task_id: str | None,
+        record_links: Callable[[Context], None] = persist_links,
+    ) -> Rollout:
+        """The rollout given, else the one ``deploy_task_id`` pushed; with neither, the links
+        are recorded empty (``record_links``) and the task fails saying what to give."""
+        found = self.parse_rollout(_rollout_from(context, rollout, deploy_task_id))
+        if found is None:
+            record_links(context)
+            raise AirflowException(
+                f"{self.task_id}: give the rollout of a deploy with candidate=True "
+                "(rollout= or deploy_task_id=)"
+            )
+        return found
+
     def link(
         self, context: Context, client: Client, target: Rollout | str, url: str | None = None
     ) -> None:
@@ -469,6 +487,11 @@ class BentoRollbackOperator(_BentoOperator):
         return {"deployment": dep.name, "revision": dep.target_revision, "bento": dep.bento}
 
 
+def _no_shadow_links(context: Context) -> None:
+    persist_links(context)
+    persist_shadow_report_link(context)
+
+
 def _rollout_from(context: Context, rollout: Any, task_id: str | None) -> Any:
     """The rollout given, else the one ``task_id`` pushed; None when neither is there."""
     if rollout is None and task_id:
@@ -588,13 +611,7 @@ class BentoCanaryAnalysisOperator(_BentoOperator):
         from bentoship import BentoshipError, CanaryFailed, CanaryPolicy
         from bentoship.steps import analyze_canary
 
-        rollout = self.parse_rollout(_rollout_from(context, self.rollout, self.deploy_task_id))
-        if rollout is None:
-            persist_links(context)
-            raise AirflowException(
-                f"{self.task_id}: give the rollout of a deploy with candidate=True "
-                "(rollout= or deploy_task_id=)"
-            )
+        rollout = self.candidate_rollout(context, self.rollout, self.deploy_task_id)
         try:
             policy = CanaryPolicy(
                 steps=tuple(self.steps),
@@ -744,14 +761,9 @@ class BentoShadowAnalysisOperator(_BentoOperator):
         from bentoship.steps import analyze_shadow
         from bentoship.steps.shadow import start_shadow
 
-        rollout = self.parse_rollout(_rollout_from(context, self.rollout, self.deploy_task_id))
-        if rollout is None:
-            persist_links(context)
-            persist_shadow_report_link(context)
-            raise AirflowException(
-                f"{self.task_id}: give the rollout of a deploy with candidate=True "
-                "(rollout= or deploy_task_id=)"
-            )
+        rollout = self.candidate_rollout(
+            context, self.rollout, self.deploy_task_id, _no_shadow_links
+        )
         try:
             with self.hook.get_conn() as client:
                 self.link(context, client, rollout)
@@ -860,13 +872,7 @@ class BentoApprovalOperator(_BentoOperator):
         from bentoship.steps import request_approval
         from bentoship.steps.approval import outcome_of, start_approval
 
-        rollout = self.parse_rollout(_rollout_from(context, self.rollout, self.deploy_task_id))
-        if rollout is None:
-            persist_links(context)
-            raise AirflowException(
-                f"{self.task_id}: give the rollout of a deploy with candidate=True "
-                "(rollout= or deploy_task_id=)"
-            )
+        rollout = self.candidate_rollout(context, self.rollout, self.deploy_task_id)
         try:
             timeout = float(_number(self.timeout, float))
         except ValueError:
