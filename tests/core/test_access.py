@@ -70,6 +70,23 @@ def test_requests_without_a_token_get_401_or_the_sign_in_page(client: TestClient
     assert bearer.json()["who"] == "server token"
 
 
+def test_a_pages_own_request_after_its_session_sends_the_whole_page_to_sign_in(
+    client: TestClient,
+) -> None:
+    page = "http://127.0.0.1:8080/deployments/steady?tab=overview"
+    for method in ("GET", "POST"):
+        polled = client.request(
+            method, "/deployments/steady", headers={"HX-Request": "true", "HX-Current-URL": page}
+        )
+        assert polled.status_code == 204, polled.text
+        back = "/login?next=%2Fdeployments%2Fsteady%3Ftab%3Doverview"
+        assert polled.headers["HX-Redirect"] == back
+    elsewhere = client.get(
+        "/deployments/steady", headers={"HX-Request": "true", "HX-Current-URL": "nonsense"}
+    )
+    assert elsewhere.headers["HX-Redirect"] == "/login?next=%2Fdeployments"
+
+
 def test_a_request_without_a_token_is_told_both_ways_to_send_one(client: TestClient) -> None:
     missing = client.get("/metrics")
     message = missing.json()["error"]

@@ -355,4 +355,11 @@ def test_the_console_shows_a_candidates_live_shadow_comparison_and_discards_it(
         browser.shot("shadow-04-discarded")
         assert client.get_deployment(NAME).candidate_revision is None
         assert client.shadow(NAME)["active"] is False
+
+        page.context.clear_cookies()  # the session ends: the page's next poll finds it so
+        page.wait_for_url(f"**/login?next=%2Fdeployments%2F{NAME}*", timeout=15_000)
+        page.fill("input[name=token]", token)
+        page.click("form[action='/login'] button[type=submit]")
+        page.wait_for_url(f"**/deployments/{NAME}*")  # back where the session ended
+        assert page.inner_text("#serving-revision") == "r1"
         assert browser.dialogs == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..connection import write_private
 from .console.sessions import CSRF_FIELD, CSRF_HEADER, SessionBook, same_secret, session_key
 from .paths import PUBLIC_PATHS, SIGNIN_PATH, STATIC_PREFIX, is_api
-from .responses import error_response
+from .responses import SECURITY_HEADERS, error_response
 from .tokens import SAFE_METHODS, Principal, TokenBook
 
 __all__ = ["TOKEN_FILE", "TOKEN_HEADER", "Access", "load_or_create_token"]
@@ -45,6 +45,17 @@ def load_or_create_token(data_dir: Path) -> str:
 
 def _header(scope: Scope, name: bytes) -> bytes:
     return next((v for k, v in scope["headers"] if k == name), b"")
+
+
+def _signin_page_for_htmx(scope: Scope) -> Response:
+    """A page's own request (polling, a fragment) once its session has ended: the whole page
+    goes to the sign-in form, and back to itself after, rather than the form being swapped
+    into a part of the page."""
+    page = urlsplit(_header(scope, b"hx-current-url").decode("latin-1"))
+    target = page.path + (f"?{page.query}" if page.query else "")
+    next_page = quote(target if target.startswith("/") else "/deployments", safe="")
+    redirect = {"HX-Redirect": f"{SIGNIN_PATH}?next={next_page}"}
+    return Response(status_code=204, headers={**redirect, **SECURITY_HEADERS})
 
 
 def _presented_token(scope: Scope) -> bytes:
@@ -171,6 +182,8 @@ class Access:
                 "connection.json (or BENTO_CLOUD_API_KEY)",
                 api=True,
             )
+        if _header(scope, b"hx-request") == b"true":
+            return _signin_page_for_htmx(scope)
         if scope["method"] in SAFE_METHODS:
             query = scope.get("query_string", b"").decode("latin-1")
             target = path + (f"?{query}" if query else "")
