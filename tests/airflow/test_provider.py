@@ -34,10 +34,11 @@ class TaskInstanceStandIn:
 
 def test_providers_manager_discovers_the_provider() -> None:
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     manager = ProvidersManager()
     assert "bentoship-airflow" in manager.providers
-    hook = manager.hooks["bentocloud"]
+    hook = ProvidersManagerTaskRuntime().hooks["bentocloud"]  # where task code finds hooks
     assert hook is not None
     assert hook.hook_class_name == "bentoship_airflow.hooks.bentocloud.BentoCloudHook"
     assert "bentoship_airflow.links.bento.BentoDeploymentLink" in manager.extra_links_class_names
