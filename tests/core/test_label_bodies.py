@@ -91,19 +91,6 @@ def parquet_of(sql: str, tmp_path: Path) -> bytes:
     return path.read_bytes()
 
 
-VALID = [
-    {"id": REQUEST, "label": "odd", "time": 1765000000.5},
-    {"id": "c8d0a4b5e1f2a3b4", "label": "even"},  # the response header's hex
-    {"id": "0x1f", "label": 1},
-    {"id": 12, "label": 1.5e16, "time": 17},
-    {"id": "0001234567890123", "label": True},  # 16 digits: hex, as label_id reads it
-    {"id": "0042", "label": 'na\u00efve "quoted" \\ \x7f'},  # json.dumps escapes these
-    {"id": 2**127, "label": 123456789012345678901234567890},
-    {"id": REQUEST, "label": "corrected"},  # the last of an id wins
-    {"id": "7", "label": -0.0, "time": None},
-]
-
-
 PLAIN = [
     {"id": REQUEST, "label": "odd", "time": 1765000000.5},
     {"id": "c8d0a4b5e1f2a3b4", "label": "even"},  # the response header's hex
@@ -112,6 +99,14 @@ PLAIN = [
     {"id": "0001234567890123", "label": True},  # 16 digits: hex, as label_id reads it
     {"id": "7", "label": -0.0, "time": None},
 ]
+"""Labels the SQL settles alone."""
+VALID = [
+    *PLAIN,
+    {"id": "0042", "label": 'na\u00efve "quoted" \\ \x7f'},  # json.dumps escapes these
+    {"id": 2**127, "label": 123456789012345678901234567890},
+    {"id": REQUEST, "label": "corrected"},  # the last of an id wins
+]
+"""With labels that need the careful reading."""
 
 
 @pytest.mark.parametrize("form", ["lines", "array"])

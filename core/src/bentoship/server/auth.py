@@ -53,9 +53,13 @@ def _signin_page_for_htmx(scope: Scope) -> Response:
     into a part of the page."""
     page = urlsplit(_header(scope, b"hx-current-url").decode("latin-1"))
     target = page.path + (f"?{page.query}" if page.query else "")
-    next_page = quote(target if target.startswith("/") else "/deployments", safe="")
-    redirect = {"HX-Redirect": f"{SIGNIN_PATH}?next={next_page}"}
+    redirect = {"HX-Redirect": _signin_url(target if target.startswith("/") else "/deployments")}
     return Response(status_code=204, headers={**redirect, **SECURITY_HEADERS})
+
+
+def _signin_url(target: str) -> str:
+    """The sign-in form, which comes back to ``target`` once signed in."""
+    return f"{SIGNIN_PATH}?next={quote(target, safe='')}"
 
 
 def _presented_token(scope: Scope) -> bytes:
@@ -187,5 +191,5 @@ class Access:
         if scope["method"] in SAFE_METHODS:
             query = scope.get("query_string", b"").decode("latin-1")
             target = path + (f"?{query}" if query else "")
-            return RedirectResponse(f"{SIGNIN_PATH}?next={quote(target, safe='')}", 303)
+            return RedirectResponse(_signin_url(target), 303)
         return _refused(401, "sign in first: your session has ended", api=False)

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from ..errors import Invalid
 from ..observe.hub import Observability
-from ..observe.label_batches import REQUEST_ID, LabelBatch, Received, Unsettled, check_field
+from ..observe.label_batches import REQUEST_ID, Unsettled, check_field
 from ..observe.quality import MAX_BUCKETS, QualityQuery, Task, quality
 from .common import Services
 from .label_bodies import read_label_file
@@ -200,11 +200,9 @@ def routes(services: Services, observability: Observability) -> list[Route]:
         if params.source is not None and params.watermark is not None:
             source = (params.source, params.watermark)
 
-        def store(batch: LabelBatch) -> Received:
-            """Run by the writer."""
-            monitor = params.monitor
-            return feedback.add(name, monitor, table, batch, id_field=id_field, source=source)
-
+        store = functools.partial(
+            feedback.add, name, params.monitor, table, id_field=id_field, source=source
+        )
         batch = labels
         try:
             try:
