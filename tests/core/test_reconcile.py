@@ -18,8 +18,16 @@ from bentoship.server.endpoint.interface import Role
 from bentoship.server.endpoint.split import TrafficSplit
 from bentoship.server.errors import Conflict
 from bentoship.server.rollout.controller import Controller
-from bentoship.server.rollout.reconcile import GATHER_SECONDS, SETTLE_SECONDS
+from bentoship.server.rollout.phases import Lifecycle, RevisionPhase
+from bentoship.server.rollout.reconcile import (
+    GATHER_SECONDS,
+    SETTLE_SECONDS,
+    Running,
+    Step,
+    next_step,
+)
 from bentoship.server.settings import ServerSettings
+from bentoship.server.store import Deployment, Revision
 
 from .fakes import FakeClock, FakeLauncher, run_controller, settle
 
@@ -42,6 +50,113 @@ def phases(controller: Controller, name: str) -> list[str]:
 
 def kinds(controller: Controller, name: str) -> list[str]:
     return [event.kind for event in controller.events.of(name)]
+
+
+def wanted(
+    *phases: RevisionPhase,
+    target: int | None = None,
+    serving: int | None = None,
+    verify: bool = False,
+    state: Lifecycle = Lifecycle.ACTIVE,
+) -> tuple[Deployment, dict[str, Revision]]:
+    """A deployment whose revisions r1, r2... have ``phases``; ``target`` and ``serving`` are
+    revision numbers."""
+    revisions = {
+        f"u{seq}": Revision(
+            f"u{seq}", "web", seq, "echo:v1", {}, "", phase, verify=verify and seq == target
+        )
+        for seq, phase in enumerate(phases, start=1)
+    }
+    dep = Deployment(
+        "web",
+        "d",
+        "default",
+        "",
+        None,
+        state,
+        f"u{target}" if target else None,
+        f"u{serving}" if serving else None,
+        None,
+        "",
+    )
+    return dep, revisions
+
+
+S, T, W = RevisionPhase.SERVING, RevisionPhase.STARTING, RevisionPhase.WARM
+
+
+@pytest.mark.parametrize(
+    ("state", "running", "step"),
+    [
+        (wanted(S, T, target=2, serving=1), Running({"u1"}, {"u1"}, serving=True), Step(("u2",))),
+        (
+            wanted(S, T, target=2, serving=1),
+            Running({"u1", "u2"}, {"u1", "u2"}, serving=True),
+            Step(activate="u2"),
+        ),
+        (
+            wanted(S, T, target=2, serving=1, verify=True),
+            Running({"u1", "u2"}, {"u1", "u2"}, serving=True),
+            Step(hold="u2"),
+        ),
+        (wanted(S, target=1, serving=1), Running(), Step(("u1",))),
+        (wanted(S, T, target=2, serving=1), Running(), Step(("u1", "u2"))),
+        (wanted(S, target=1, serving=1), Running(scaled_to_zero=True), Step()),
+        (wanted(S, T, target=2, serving=1), Running(recreated="u1"), Step(("u2",))),
+        (wanted(S, target=1, serving=1), Running(recreated="u1"), Step(("u1",))),
+        (
+            wanted(W, RevisionPhase.CANCELLED, S, target=3, serving=3),
+            Running({"u1", "u2", "u3"}, {"u1", "u2", "u3"}, serving=True),
+            Step(stop=("u2",)),
+        ),
+        (wanted(S, target=1, serving=1), Running({"u1"}, {"u1"}, serving=True), Step()),
+        (wanted(S, T, target=2, serving=1, state=Lifecycle.TERMINATED), Running(), Step()),
+        (wanted(T, target=1), Running({"u1"}), Step(("u1",))),
+    ],
+    ids=[
+        "start-the-target",
+        "switch-to-the-ready-target",
+        "hold-the-ready-candidate",
+        "restart-the-serving-revision",
+        "start-both-after-a-restart",
+        "scaled-to-zero-stays-down",
+        "a-recreate-waits-for-its-target",
+        "a-recreate-whose-target-ended-restarts",
+        "stop-what-nothing-wants-keep-warm",
+        "nothing-to-do",
+        "terminated-runs-nothing",
+        "a-half-started-target-starts-again",
+    ],
+)
+def test_the_next_step_follows_from_what_is_wanted_and_what_runs(
+    state: tuple[Deployment, dict[str, Revision]], running: Running, step: Step
+) -> None:
+    dep, revisions = state
+    assert next_step(dep, revisions, running) == step
+    assert bool(step) == (step != Step())
+
+
+def test_a_started_revision_nothing_wants_is_stopped_by_the_next_pass(tmp_path: Path) -> None:
+    """Level-triggered: a replica set left behind (here: put there by hand) is found and
+    stopped by the next pass, which no command had to ask for by name."""
+
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        await controller.update("web", "echo:v2", {}, verify=True)
+        await settle()
+        rt = controller.runtime("web")
+        r2 = controller.views.revision("web", "r2").uid
+        held = rt.processes[r2]
+        rt.candidate = None
+        controller.move(r2, RevisionPhase.CANCELLED, reason="by hand")
+        assert rt.processes[r2] is held and launcher.of(r2)[0].alive
+        controller.reconciler.nudge(rt)
+        await settle()
+        assert r2 not in rt.processes and not launcher.of(r2)[0].alive
+        assert [r.name for r in launcher.running()] == ["r1"]
+
+    run(tmp_path, scenario)
 
 
 def test_create_then_update_switches_keeps_the_old_warm_then_retires_it(tmp_path: Path) -> None:

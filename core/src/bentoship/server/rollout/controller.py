@@ -283,6 +283,7 @@ class Controller:
             self._supersede(rt, dep, DISCARDED)
             if dep.serving_revision is not None:
                 self.store.update_deployment(name, target_revision=dep.serving_revision)
+            self.reconciler.reconcile(rt)
             rt.notify()
             return self.get(name)
 
@@ -323,7 +324,8 @@ class Controller:
             elif proc is not None and proc.alive and target.phase == RevisionPhase.WARM:
                 self.reconciler.activate(rt, target.uid)
             else:
-                self._start_rollout(rt, target.uid)
+                self.move(target.uid, RevisionPhase.STARTING, reason="")
+            self.reconciler.reconcile(rt)
             return self.get(name)
 
     async def terminate(self, name: str) -> Deployment:
@@ -369,8 +371,9 @@ class Controller:
             )
 
     def _supersede(self, rt: DeploymentRuntime, dep: Deployment, reason: str) -> None:
-        """Cancel the rollout underway or the candidate now; its process stops in the background."""
-        rt.cancel_rollout()
+        """Cancel the pass of reconcile underway and the target not serving yet; what it started
+        stops."""
+        rt.cancel_reconcile()
         target = self.target_of(dep)
         if target is not None and target.phase in HELD_PHASES:
             self.move(target.uid, RevisionPhase.CANCELLED, reason=reason)
@@ -412,14 +415,8 @@ class Controller:
         else:
             after = GATHER_SECONDS
         rt.commanded_at = stamp
-        self.reconciler.start_rollout(rt, rev.uid, after=after)
+        self.reconciler.reconcile(rt, after=after)
         return rev
-
-    def _start_rollout(self, rt: DeploymentRuntime, uid: str) -> None:
-        """Start an existing revision again (a rollback to it)."""
-        rt.cancel_rollout()
-        self.move(uid, RevisionPhase.STARTING, reason="")
-        self.reconciler.start_rollout(rt, uid)
 
     async def _terminate(self, rt: DeploymentRuntime) -> Deployment:
         dep = self.get(rt.name)

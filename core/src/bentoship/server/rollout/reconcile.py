@@ -1,28 +1,43 @@
-"""Moving what runs toward what is wanted: a revision's rollout (start, then switch the endpoint
-or hold a candidate), the switch itself, retiring warm revisions, restarting the serving one
-(after a restart of the control plane, a wake from zero, or a failed Recreate), and recovery.
+"""Reconcile: one loop per deployment moves what runs toward what the store wants.
 
-The commands (``controller``) record what is wanted in the store; these tasks act on it. A
-task re-reads the store under the deployment's lock before it changes anything.
+Level-triggered, as controller-runtime's ``Reconcile``: each pass reads what is wanted (the
+deployment's lifecycle, its target and serving revisions and their phases) and what runs (the
+runtime's replica sets), and ``next_step`` picks what brings them closer: start the target,
+restart the serving revision, hold or switch to a ready target, stop what nothing wants. The
+loop acts, then passes again until nothing is left to do; a start that fails requeues the
+serving revision's restart after a backoff, or fails the target. A command that changes what is
+wanted cancels the pass underway and asks for a new one, so no step asks whether it has gone
+stale: the next pass reads the change.
+
+Retiring a warm revision when its rollback window ends is a timer of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from ...refs import revision_name
 from ..deploy_config import min_replicas
-from ..store import Deployment, now
+from ..store import Deployment, Revision, now
 from .candidates import Candidates
 from .context import HELD_PHASES, RolloutContext
-from .events import Restarted, Switched, Woken
+from .events import InternalError, Restarted, Switched, Woken
 from .phases import Lifecycle, RevisionPhase
 from .placement import Placement
 from .pools import START_ERRORS, Pools
 from .runtime import DeploymentRuntime
 
-__all__ = ["GATHER_SECONDS", "SETTLE_SECONDS", "SUPERSEDED", "Reconciler"]
+__all__ = [
+    "GATHER_SECONDS",
+    "SETTLE_SECONDS",
+    "SUPERSEDED",
+    "Reconciler",
+    "Running",
+    "Step",
+    "next_step",
+]
 
 log = logging.getLogger("bentoship.server")
 
@@ -33,6 +48,69 @@ starts at once (there is no burst of creates)."""
 SETTLE_SECONDS = 0.2
 """An update that follows another this closely waits this long, so a burst starts one process."""
 SUPERSEDED = "superseded by a newer request"
+BUG_BACKOFF_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Running:
+    """What runs for one deployment, as a pass of reconcile sees it."""
+
+    started: frozenset[str] = frozenset()
+    """Revisions (uids) that have replicas."""
+    ready: frozenset[str] = frozenset()
+    """Of those, revisions whose every replica is ready."""
+    serving: bool = False
+    """The endpoint has replicas to forward to."""
+    scaled_to_zero: bool = False
+    recreated: str | None = None
+    """The serving revision a Recreate stopped to free its GPUs for the target."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one pass does; nothing at all when the two states agree."""
+
+    start: tuple[str, ...] = ()
+    """Revisions to start: the serving revision when it does not run (first), the target."""
+    hold: str | None = None
+    """The ready target to hold as the candidate."""
+    activate: str | None = None
+    """The ready target to switch the endpoint to."""
+    stop: tuple[str, ...] = ()
+    """Started revisions that nothing wants any more."""
+
+    def __bool__(self) -> bool:
+        return bool(self.start or self.hold or self.activate or self.stop)
+
+
+def next_step(dep: Deployment, revisions: dict[str, Revision], running: Running) -> Step:
+    """The step that moves what runs toward what ``dep`` wants (a pure function)."""
+    if dep.state != Lifecycle.ACTIVE:
+        return Step()
+    target = revisions.get(dep.target_revision or "")
+    serving = dep.serving_revision
+    wanted = {
+        uid
+        for uid, rev in revisions.items()
+        if rev.phase in (RevisionPhase.SERVING, RevisionPhase.WARM)
+        or (rev.phase in HELD_PHASES and target is not None and uid == target.uid)
+    }
+    if serving:
+        wanted.add(serving)
+    stop = tuple(sorted(running.started - wanted))
+    starts_target = (
+        target is not None and target.phase == RevisionPhase.STARTING and target.uid != serving
+    )
+    if target is not None and starts_target and target.uid in running.ready:
+        if target.verify:
+            return Step(hold=target.uid, stop=stop)
+        return Step(activate=target.uid, stop=stop)
+    recreating = running.recreated == serving and starts_target
+    restart = serving and not running.serving and not running.scaled_to_zero and not recreating
+    start = [serving] if serving and restart else []
+    if target is not None and starts_target:
+        start.append(target.uid)
+    return Step(start=tuple(start), stop=stop)
 
 
 class Reconciler:
@@ -44,47 +122,190 @@ class Reconciler:
         self.placement = placement
         self.candidates = candidates
 
-    def start_rollout(self, rt: DeploymentRuntime, uid: str, *, after: float = 0.0) -> None:
-        """Start revision ``uid``'s rollout, in place of any underway; its process starts
-        ``after`` seconds from now, unless a newer command cancels it first."""
-        rt.cancel_rollout()
-        rt.rollout = self.ctx.spawn(self._rollout(rt, uid, after), deployment=rt.name, revision=uid)
+    # asking for a pass
 
-    async def _rollout(self, rt: DeploymentRuntime, uid: str, after: float) -> None:
-        try:
-            rev = self.ctx.store.get_revision(uid)
-            if rev is None:
-                return
-            if after > 0:
-                await self.ctx.clock.sleep(after)
+    def reconcile(self, rt: DeploymentRuntime, *, after: float = 0.0) -> None:
+        """Start a new pass of the deployment's reconcile in place of the one underway (what a
+        command that changes what is wanted calls); it acts ``after`` seconds from now."""
+        rt.cancel_reconcile()
+        rt.reconciling = self.ctx.spawn(self._loop(rt, after), deployment=rt.name)
+
+    def nudge(self, rt: DeploymentRuntime) -> None:
+        """Make sure a pass runs: the one underway reads the change at its next pass."""
+        if rt.reconciling is None or rt.reconciling.done():
+            self.reconcile(rt)
+
+    def wake(self, rt: DeploymentRuntime) -> None:
+        """A request reached a deployment scaled to zero: its serving revision starts again."""
+        if not rt.scaled_to_zero:
+            return
+        dep = self.ctx.store.get_deployment(rt.name)
+        woken = self.ctx.serving_of(dep) if dep is not None else None
+        if woken is None:
+            return
+        rt.scaled_to_zero = False
+        rt.restarting = True
+        rt.restart_failures = 0
+        self.ctx.publish(rt.name, Woken(revision_name(woken.seq)))
+        self.nudge(rt)
+        rt.notify()
+
+    # the loop
+
+    def _running(self, rt: DeploymentRuntime) -> Running:
+        return Running(
+            started=frozenset(rt.processes),
+            ready=frozenset(uid for uid, pool in rt.processes.items() if pool.ready),
+            serving=rt.serving is not None,
+            scaled_to_zero=rt.scaled_to_zero,
+            recreated=rt.recreated,
+        )
+
+    def _plan(self, rt: DeploymentRuntime) -> tuple[Deployment | None, Step]:
+        dep = self.ctx.store.get_deployment(rt.name)
+        if dep is None:
+            return None, Step()
+        revisions = {rev.uid: rev for rev in self.ctx.store.list_revisions(rt.name)}
+        return dep, next_step(dep, revisions, self._running(rt))
+
+    async def _loop(self, rt: DeploymentRuntime, after: float) -> None:
+        if after > 0:
+            await self.ctx.clock.sleep(after)
+        delay = BUG_BACKOFF_SECONDS
+        while True:
             try:
-                async with rt.lock:
-                    await self.placement.make_room(rt, rev, min_replicas(rev.config))
-                await self.pools.start_ready(rt, rev)
-            except START_ERRORS as exc:
-                async with rt.lock:
-                    await self.ctx.fail(rt, uid, str(exc))
-                    if rt.recreated is not None:
-                        self._restart_recreated(rt)
-                return
-            async with rt.lock:
-                dep = self.ctx.store.get_deployment(rt.name)
-                current = self.ctx.store.get_revision(uid)
-                wanted = dep is not None and dep.target_revision == uid
-                if not wanted or dep is None or dep.state != Lifecycle.ACTIVE:
-                    await self.ctx.stop_unless_serving(rt, uid)
-                    if current is not None and current.phase == RevisionPhase.STARTING:
-                        self.ctx.move(uid, RevisionPhase.CANCELLED, reason=SUPERSEDED)
+                if not await self._pass(rt):
                     return
-                if rt.rollout is asyncio.current_task():
-                    rt.rollout = None
-                if current is not None and current.verify:
-                    self.candidates.hold(rt, uid)
-                else:
-                    self.activate(rt, uid)
+                delay = BUG_BACKOFF_SECONDS
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._failed_on_a_bug(rt, exc, delay)
+                await self.ctx.clock.sleep(delay)
+                delay = min(delay * 2, self.ctx.settings.restart_backoff_max)
+
+    async def _pass(self, rt: DeploymentRuntime) -> bool:
+        """One pass: take the next step; whether there was one."""
+        async with rt.lock:
+            step, starting = await self._act(rt)
+        if starting:
+            errors = await self._start(rt, starting)
+            async with rt.lock:
+                backoff = await self._started(rt, starting, errors)
+            if backoff:
+                await self.ctx.clock.sleep(rt.restart_delay)
+                rt.restart_delay = min(rt.restart_delay * 2, self.ctx.settings.restart_backoff_max)
+        return bool(step)
+
+    async def _act(self, rt: DeploymentRuntime) -> tuple[Step, list[Revision]]:
+        """Plan, and take what of the step needs no wait; the revisions left to start."""
+        dep, step = self._plan(rt)
+        rt.restarting = dep is not None and (dep.serving_revision or "") in step.start
+        if not step and rt.reconciling is asyncio.current_task():
+            rt.reconciling = None
+        for uid in step.stop:
+            await self._stop_unwanted(rt, uid)
+        if step.activate is not None:
+            self.activate(rt, step.activate)
+        elif step.hold is not None:
+            self.candidates.hold(rt, step.hold)
+        starting = [rev for uid in step.start if (rev := self.ctx.store.get_revision(uid))]
+        target = next((rev for rev in starting if dep and rev.uid == dep.target_revision), None)
+        if target is not None:
+            try:
+                await self.placement.make_room(rt, target, min_replicas(target.config))
+            except START_ERRORS as exc:
+                await self._target_failed(rt, target.uid, exc)
+                return step, []
+        return step, starting
+
+    async def _started(
+        self, rt: DeploymentRuntime, revisions: list[Revision], errors: list[BaseException | None]
+    ) -> bool:
+        """Serve the serving revision started again, fail a target that did not start (a ready
+        one is taken by the next pass); whether to wait before the serving one's next start."""
+        dep = self.ctx.store.get_deployment(rt.name)
+        backoff = False
+        for rev, error in zip(revisions, errors, strict=True):
+            serving = dep is not None and dep.serving_revision == rev.uid
+            if error is None:
+                active = dep is not None and dep.state == Lifecycle.ACTIVE
+                if serving and active and rt.serving is None:
+                    self.activate(rt, rev.uid)
+            elif serving:
+                await self._restart_failed(rt, rev.uid, error)
+                backoff = True
+            else:
+                await self._target_failed(rt, rev.uid, error)
+        return backoff
+
+    async def _start(
+        self, rt: DeploymentRuntime, revisions: list[Revision]
+    ) -> list[BaseException | None]:
+        """Start the revisions' replicas at once; what each start raised (a start error)."""
+        starts = [asyncio.ensure_future(self.pools.start_ready(rt, rev)) for rev in revisions]
+        try:
+            results = await asyncio.gather(*starts, return_exceptions=True)
         except asyncio.CancelledError:
-            await asyncio.shield(self.ctx.stop_unless_serving(rt, uid))
+            for start in starts:
+                start.cancel()
+            await asyncio.gather(*starts, return_exceptions=True)
+            await asyncio.shield(self._stop_started(rt, [rev.uid for rev in revisions]))
             raise
+        errors: list[BaseException | None] = []
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, START_ERRORS):
+                raise result
+            errors.append(result if isinstance(result, BaseException) else None)
+        return errors
+
+    async def _stop_started(self, rt: DeploymentRuntime, uids: list[str]) -> None:
+        for uid in uids:
+            await self.ctx.stop_unless_serving(rt, uid)
+
+    async def _stop_unwanted(self, rt: DeploymentRuntime, uid: str) -> None:
+        await self.ctx.stop_unless_serving(rt, uid)
+        rev = self.ctx.store.get_revision(uid)
+        if rev is not None and rev.phase in HELD_PHASES:
+            self.ctx.move(uid, RevisionPhase.CANCELLED, reason=SUPERSEDED)
+
+    async def _target_failed(self, rt: DeploymentRuntime, uid: str, error: BaseException) -> None:
+        await self.ctx.fail(rt, uid, str(error))
+        recreated, rt.recreated = rt.recreated, None
+        rev = self.ctx.store.get_revision(recreated) if recreated else None
+        if rev is not None and rev.phase == RevisionPhase.SERVING and rt.serving is None:
+            self.ctx.publish(rt.name, Restarted(revision_name(rev.seq), on_gpus=True))
+            rt.restart_failures = 0
+
+    async def _restart_failed(self, rt: DeploymentRuntime, uid: str, error: BaseException) -> None:
+        delay = rt.restart_delay
+        log.warning("restart of %s failed (%s); retrying in %.0f s", rt.name, error, delay)
+        rt.restart_failures += 1
+        stale = rt.processes.pop(uid, None)
+        if stale is not None:
+            await stale.stop()
+        rt.notify()
+
+    async def _failed_on_a_bug(self, rt: DeploymentRuntime, error: Exception, delay: float) -> None:
+        """An unexpected error in a pass: logged with its traceback, an ``internal_error``
+        event, and the target (if not serving yet) failed with it; the pass runs again."""
+        log.error("reconcile of %s failed; it runs again in %g s", rt.name, delay, exc_info=error)
+        problem = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        async with rt.lock:
+            dep = self.ctx.store.get_deployment(rt.name)
+            if dep is None:
+                return
+            self.ctx.publish(rt.name, InternalError(None, problem))
+            target = self.ctx.target_of(dep)
+            if target is not None and target.phase in HELD_PHASES:
+                reason = (
+                    f"revision {revision_name(target.seq)} ({target.bento}) failed: internal "
+                    f"error in its rollout ({problem}); the server's log has the traceback"
+                )
+                await self.ctx.stop_unless_serving(rt, target.uid)
+                self.ctx.move(target.uid, RevisionPhase.FAILED, reason=reason)
+
+    # what a pass (or a command) does
 
     def activate(self, rt: DeploymentRuntime, uid: str) -> None:
         """Switch the endpoint to revision ``uid``; the one it served before is kept warm."""
@@ -99,7 +320,9 @@ class Reconciler:
         rt.serving = pool
         rt.recreated = None
         rt.scaled_to_zero = False
+        rt.restarting = False
         rt.restart_failures = 0
+        rt.restart_delay = 1.0
         rt.last_request = ctx.clock.monotonic()
         rt.cancel_retire(uid)
         previous = dep.serving_revision
@@ -139,49 +362,9 @@ class Reconciler:
             await self.ctx.stop_unless_serving(rt, uid)
             self.ctx.move(uid, RevisionPhase.RETIRED)
 
-    def _restart_recreated(self, rt: DeploymentRuntime) -> None:
-        """A rollout that stopped the serving revision failed: that revision starts again."""
-        uid, rt.recreated = rt.recreated, None
-        dep = self.ctx.store.get_deployment(rt.name)
-        rev = self.ctx.store.get_revision(uid) if uid else None
-        if dep is None or rev is None or dep.serving_revision != uid or rt.serving is not None:
-            return
-        self.ctx.publish(rt.name, Restarted(revision_name(rev.seq), on_gpus=True))
-        rt.restart_failures = 0
-        rt.wakeup = self.ctx.spawn(self._restart_serving(rt, rev.uid), deployment=rt.name)
-
-    async def _restart_serving(self, rt: DeploymentRuntime, uid: str) -> None:
-        """Start the serving revision's replicas again, with backoff, then serve them."""
-        delay = 1.0
-        while True:
-            dep = self.ctx.store.get_deployment(rt.name)
-            rev = self.ctx.store.get_revision(uid)
-            if dep is None or rev is None or dep.serving_revision != uid:
-                return
-            if dep.state != Lifecycle.ACTIVE:
-                return
-            try:
-                await self.pools.start_ready(rt, rev)
-            except START_ERRORS as exc:
-                log.warning("restart of %s failed (%s); retrying in %.0f s", rt.name, exc, delay)
-                rt.restart_failures += 1
-                stale = rt.processes.pop(uid, None)
-                if stale is not None:
-                    await stale.stop()
-                rt.notify()
-                await self.ctx.clock.sleep(delay)
-                delay = min(delay * 2, self.ctx.settings.restart_backoff_max)
-                continue
-            async with rt.lock:
-                dep = self.ctx.store.get_deployment(rt.name)
-                if dep is None or dep.serving_revision != uid or dep.state != Lifecycle.ACTIVE:
-                    await self.ctx.stop_unless_serving(rt, uid)
-                    return
-                self.activate(rt, uid)
-            return
-
     def recover(self, rt: DeploymentRuntime, dep: Deployment) -> None:
-        """After a restart: nothing runs, so warm revisions are retired and rollouts restart."""
+        """After a restart: nothing runs, so warm revisions are retired and a pass starts what
+        served and what was starting."""
         ctx = self.ctx
         for rev in ctx.store.list_revisions(dep.name):
             if rev.phase == RevisionPhase.WARM or (
@@ -196,33 +379,9 @@ class Reconciler:
             self.retire_all(dep.name)
             ctx.store.update_deployment(dep.name, state=Lifecycle.TERMINATED)
             return
-        if dep.state != Lifecycle.ACTIVE:
-            return
-        if dep.serving_revision:
+        if dep.state == Lifecycle.ACTIVE:
             rt.restart_failures = 0
-            rt.wakeup = ctx.spawn(
-                self._restart_serving(rt, dep.serving_revision), deployment=rt.name
-            )
-        target = ctx.target_of(dep)
-        starting = target is not None and target.phase == RevisionPhase.STARTING
-        if target is not None and starting and target.uid != dep.serving_revision:
-            self.start_rollout(rt, target.uid)
-
-    def wake(self, rt: DeploymentRuntime) -> None:
-        """A request reached a deployment scaled to zero: start its serving revision."""
-        if rt.wakeup is not None and not rt.wakeup.done():
-            return
-        dep = self.ctx.store.get_deployment(rt.name)
-        if dep is None or dep.serving_revision is None:
-            return
-        woken = self.ctx.store.get_revision(dep.serving_revision)
-        if woken is not None:
-            self.ctx.publish(rt.name, Woken(revision_name(woken.seq)))
-        rt.restart_failures = 0
-        rt.wakeup = self.ctx.spawn(
-            self._restart_serving(rt, dep.serving_revision), deployment=rt.name
-        )
-        rt.notify()
+            self.reconcile(rt)
 
     def retire_all(self, name: str) -> None:
         for rev in self.ctx.store.list_revisions(name):
@@ -234,13 +393,12 @@ class Reconciler:
 
     async def stop_all(self, rt: DeploymentRuntime) -> None:
         """Stop everything the deployment runs, and every task working on it."""
-        rt.cancel_rollout()
-        if rt.wakeup is not None:
-            rt.wakeup.cancel()
+        rt.cancel_reconcile()
         rt.cancel_replacements()
         rt.serving = None
         rt.candidate = None
         rt.scaled_to_zero = False
+        rt.restarting = False
         rt.restart_failures = 0
         for uid in list(rt.retire_timers):
             rt.cancel_retire(uid)

@@ -78,6 +78,13 @@ class ReplicaSet:
         return any(p.alive for p in self.processes())
 
     @property
+    def ready(self) -> bool:
+        """Every replica started, alive and ready (what a rollout waits for)."""
+        return bool(self.replicas) and all(
+            r.ready and r.process.alive for r in self.replicas.values()
+        )
+
+    @property
     def first(self) -> ReplicaHandle | None:
         """The live replica with the lowest index (the one a single-process view shows)."""
         live = [r.process for _, r in sorted(self.replicas.items()) if r.process.alive]

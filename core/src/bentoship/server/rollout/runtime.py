@@ -31,14 +31,19 @@ class DeploymentRuntime:
     """The replicas of the revision held for verification, which the candidate URL reaches."""
     scaled_to_zero: bool = False
     """Its serving revision was stopped for want of requests (until a request wakes it)."""
+    restarting: bool = False
+    """Reconcile is starting the serving revision again (after a restart of the control plane,
+    a wake from zero, or a failed Recreate), retrying with backoff."""
     restart_failures: int = 0
-    """Starts of the serving revision that failed since it last served (the wakeup retries)."""
+    """Starts of the serving revision that failed since it last served."""
+    restart_delay: float = 1.0
+    """How long reconcile waits after the next failed start of the serving revision."""
     commanded_at: float = float("-inf")
     """When the last command that created a revision came (the clock's monotonic seconds)."""
     last_request: float = 0.0
     """When the endpoint last got a request (the clock's monotonic seconds)."""
-    rollout: asyncio.Task[None] | None = None
-    wakeup: asyncio.Task[None] | None = None
+    reconciling: asyncio.Task[None] | None = None
+    """The deployment's reconcile loop, while it has something to do."""
     retire_timers: dict[str, TimerHandle] = field(default_factory=dict)
     recreate: dict[str, str] = field(default_factory=dict)
     """Why a revision's rollout is a Recreate (stop, then start), by revision uid."""
@@ -58,7 +63,7 @@ class DeploymentRuntime:
         and whether the deployment was scaled to zero."""
         if self.serving is not None:
             return Health.HEALTHY if self.serving.serving() else Health.UNHEALTHY
-        if self.wakeup is not None and not self.wakeup.done():
+        if self.restarting:
             return Health.UNHEALTHY if self.restart_failures else Health.RESTARTING
         return Health.SCALED_TO_ZERO if self.scaled_to_zero else Health.HEALTHY
 
@@ -75,8 +80,8 @@ class DeploymentRuntime:
         except TimeoutError:
             return
 
-    def cancel_rollout(self) -> None:
-        task, self.rollout = self.rollout, None
+    def cancel_reconcile(self) -> None:
+        task, self.reconciling = self.reconciling, None
         if task is not None and not task.done():
             task.cancel()
 
