@@ -7,7 +7,9 @@ runs plans with blocking I/O, the async client with ``await``; neither holds any
 
 from __future__ import annotations
 
+import functools
 import random
+import ssl
 import sys
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -25,11 +27,19 @@ from .errors import (
     ServerUnavailableError,
 )
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "tls_context"]
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 USER_AGENT = "bentoship"
 T = TypeVar("T")
+
+
+@functools.cache
+def tls_context(trust_env: bool = False) -> ssl.SSLContext:
+    """The TLS context this process's clients share, as httpx makes it for each client:
+    certifi's CAs, or with ``trust_env`` ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set. Making
+    one reads the whole CA bundle, about 50 ms of CPU that each new client would pay again."""
+    return httpx.create_ssl_context(trust_env=trust_env)
 
 
 @dataclass(frozen=True)

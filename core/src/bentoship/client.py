@@ -573,6 +573,7 @@ class Client(_Plans):
             headers=_http.client_headers(self.connection.token),
             transport=transport,
             trust_env=False,
+            verify=_http.tls_context(),
         )
 
     def close(self) -> None:
@@ -889,6 +890,7 @@ class AsyncClient(_Plans):
             headers=_http.client_headers(self.connection.token),
             transport=transport,
             trust_env=False,
+            verify=_http.tls_context(),
         )
 
     async def aclose(self) -> None:

@@ -286,7 +286,11 @@ class Notifier:
 
         store = self.book.store
         cursor = store.register_event_reader(READER)
-        async with httpx.AsyncClient(timeout=TIMEOUT, trust_env=False) as http:
+        from .._http import tls_context
+
+        async with httpx.AsyncClient(
+            timeout=TIMEOUT, trust_env=False, verify=tls_context()
+        ) as http:
             while True:
                 events = store.events_after(cursor, 500)
                 if events:

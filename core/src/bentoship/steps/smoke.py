@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from .._http import tls_context
 from ..client import Client
 from ..errors import InvalidRequestError, SmokeTestFailed
 from ..models import Rollout, RolloutLike, rollout_target
@@ -84,7 +85,12 @@ def smoke_test(
     hint = f"check the service with `bentoship logs {name}`"
     try:
         response = httpx.request(
-            test.method, url, json=test.payload, headers=headers, timeout=test.timeout
+            test.method,
+            url,
+            json=test.payload,
+            headers=headers,
+            timeout=test.timeout,
+            verify=tls_context(trust_env=True),
         )
     except httpx.HTTPError as exc:
         raise SmokeTestFailed(

@@ -60,7 +60,11 @@ class DeploymentHandle:
         """An httpx client with the plane's token, based at the deployment's URL."""
         import httpx
 
-        return httpx.Client(base_url=self.url, headers=self.headers, timeout=60)
+        from .._http import tls_context
+
+        return httpx.Client(
+            base_url=self.url, headers=self.headers, timeout=60, verify=tls_context(True)
+        )
 
     def call(self, api: str, payload: Mapping[str, Any]) -> Any:
         """POST ``payload`` as JSON to the service API ``api``; its answer as parsed JSON (or

@@ -120,7 +120,9 @@ class SpanExport:
 
         watermark = await asyncio.to_thread(self.store.export_watermark, self.endpoint)
         delay = 1.0
-        async with httpx.AsyncClient(timeout=30.0, trust_env=False) as http:
+        from ..._http import tls_context
+
+        async with httpx.AsyncClient(timeout=30.0, trust_env=False, verify=tls_context()) as http:
             while True:
                 rows = await asyncio.to_thread(self.store.after, watermark, BATCH)
                 if not rows:

@@ -10,7 +10,6 @@ import os
 import secrets
 import signal
 import socket
-import ssl
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
+from ..._http import tls_context
 from ..endpoint.upstream import UpstreamPool
 from .crashloop import CrashLoopDetector
 from .tls import RevisionTLS
@@ -259,7 +259,7 @@ class ServeProcess:
         deadline = time.monotonic() + deadline_seconds
         detector = CrashLoopDetector(crashes)
         next_log_check = 0.0
-        verify: ssl.SSLContext | bool = self.tls.client_context() if self.tls else True
+        verify = self.tls.client_context() if self.tls else tls_context()
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT, trust_env=False, verify=verify) as http:
             while True:
                 exited = not self.alive
