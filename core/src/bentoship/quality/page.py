@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .report import QualityReport
-
-__all__ = ["render_quality"]
+__all__ = ["QualityFigures", "render_quality"]
 
 WIDTH, HEIGHT, PAD = 760, 220, 36
 COLOURS = ("#2e6fe4", "#e4572e", "#17a398", "#8f5fd1", "#d18f1f", "#5f6b7a")
@@ -27,6 +24,30 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 
+class QualityFigures(Protocol):
+    """What the page shows of a report (``report.QualityReport``)."""
+
+    @property
+    def deployment(self) -> str: ...
+
+    @property
+    def monitor(self) -> str: ...
+
+    @property
+    def metric(self) -> str: ...
+
+    @property
+    def serving(self) -> str | None: ...
+
+    @property
+    def quality(self) -> dict[str, Any]: ...
+
+    @property
+    def failed(self) -> bool: ...
+
+    def summary(self) -> str: ...
+
+
 def _number(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
@@ -39,7 +60,7 @@ def _when(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%m-%d %H:%M")
 
 
-def _chart(report: QualityReport, key: str, title: str, band: bool) -> str:
+def _chart(report: QualityFigures, key: str, title: str, band: bool) -> str:
     """One line per revision of ``key`` over the buckets, with the interval band."""
     revisions = report.quality.get("revisions") or []
     points = [
@@ -95,7 +116,7 @@ def _chart(report: QualityReport, key: str, title: str, band: bool) -> str:
     return "".join(parts) + f"<p>{' '.join(legend)}</p>"
 
 
-def _revisions(report: QualityReport) -> str:
+def _revisions(report: QualityFigures) -> str:
     rows = []
     for revision in report.quality.get("revisions") or []:
         interval = revision.get("interval")
@@ -117,7 +138,7 @@ def _revisions(report: QualityReport) -> str:
     )
 
 
-def _confusion(report: QualityReport) -> str:
+def _confusion(report: QualityFigures) -> str:
     serving = next(
         (r for r in report.quality.get("revisions") or [] if r["revision"] == report.serving),
         None,
@@ -138,7 +159,7 @@ def _confusion(report: QualityReport) -> str:
     )
 
 
-def render_quality(report: QualityReport) -> str:
+def render_quality(report: QualityFigures) -> str:
     verdict = "failed" if report.failed else "passed"
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .upstream import UpstreamPool
+from .upstream import Upstream
 
 if TYPE_CHECKING:
     from .mirror import DropReason, MirroredRequest
@@ -35,18 +35,6 @@ class Role(StrEnum):
     """The deployment's URL: the serving revision, and a canary for its share."""
     CANDIDATE = "candidate"
     """The candidate URL: the revision held for verification, before it takes live traffic."""
-
-
-class Upstream(Protocol):
-    """A revision's process as the proxy sees it: which revision, and its pooled connections."""
-
-    @property
-    def revision(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    def connections(self) -> UpstreamPool: ...
 
 
 class Lease(Protocol):

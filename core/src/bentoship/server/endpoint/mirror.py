@@ -19,8 +19,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from .heads import forwarded_head
-from .interface import Upstream
-from .upstream import UpstreamConnection, UpstreamPool
+from .upstream import Upstream, UpstreamConnection, UpstreamPool
 
 __all__ = [
     "KEPT_ANSWER_BYTES",

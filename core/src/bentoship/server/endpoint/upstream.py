@@ -14,7 +14,7 @@ from typing import Protocol, cast
 
 import httptools
 
-__all__ = ["ResponseSink", "UpstreamConnection", "UpstreamPool"]
+__all__ = ["ResponseSink", "Upstream", "UpstreamConnection", "UpstreamPool"]
 
 CONNECT_TIMEOUT = 5.0
 
@@ -201,3 +201,15 @@ class UpstreamPool:
         self.idle.clear()
         for connection in list(self.open):
             connection.abort()
+
+
+class Upstream(Protocol):
+    """A revision's process as the proxy sees it: which revision, and its pooled connections."""
+
+    @property
+    def revision(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def connections(self) -> UpstreamPool: ...
