@@ -19,7 +19,7 @@ $(UV):
 # The members' versions are dynamic (hatch reads each package's __version__), so the files that
 # hold them are inputs of the sync too.
 VERSION_FILES := core/src/bentoship/_version.py airflow_provider/src/bentoship_airflow/__init__.py \
-	kfp_components/src/bentoship_kfp/__init__.py flyte_plugin/src/flytekitplugins/bentoship/__init__.py
+	kfp_components/src/bentoship_kfp/_version.py flyte_plugin/src/flytekitplugins/bentoship/__init__.py
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml core/pyproject.toml airflow_provider/pyproject.toml kfp_components/pyproject.toml flyte_plugin/pyproject.toml $(VERSION_FILES)
 	$(UV) sync --all-packages --locked --compile-bytecode --python $(PYTHON)

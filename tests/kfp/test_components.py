@@ -87,7 +87,7 @@ def test_default_image_is_tagged_with_the_package_version(monkeypatch: pytest.Mo
     assert version == bentoship_kfp.__version__
     assert f"ghcr.io/bentoship/bentoship-kfp:{version}-python3.11" == DEFAULT_IMAGE
     # derived from the version, not written down: another version gives another tag
-    monkeypatch.setattr(bentoship_kfp, "__version__", "9.8.7")
+    monkeypatch.setattr(bentoship_kfp._version, "__version__", "9.8.7")
     bumped = import_afresh("bentoship_kfp._image").DEFAULT_IMAGE
     assert bumped == "ghcr.io/bentoship/bentoship-kfp:9.8.7-python3.11"
     monkeypatch.undo()

@@ -10,10 +10,8 @@ package. Every component runs in one image: :data:`DEFAULT_IMAGE`, or the one th
 bentoship or bentoml.
 """
 
-# Before the imports: the image's default tag is derived from it.
-__version__ = "0.1.0"
-
 from ._image import DEFAULT_IMAGE, IMAGE_ENV, configured_image
+from ._version import __version__
 from .shipped import COMPONENT_NAMES, load_component, load_components, yaml_path, yaml_text
 
 __all__ = [

@@ -15,7 +15,7 @@ from kfp.components import load_component_from_text
 from kfp.dsl.base_component import BaseComponent
 from kfp.dsl.python_component import PythonComponent
 
-from . import __version__
+from ._version import __version__
 
 IMAGE_ENV = "BENTOSHIP_KFP_IMAGE"
 """The environment variable that sets the image of every component."""
