@@ -52,6 +52,14 @@ def kinds(controller: Controller, name: str) -> list[str]:
     return [event.kind for event in controller.events.of(name)]
 
 
+async def serving_r1_with_candidate_r2(controller: Controller) -> None:
+    """Deployment ``web``: echo v1 serving as r1, echo v2 held as candidate r2."""
+    await controller.create("web", "echo:v1", {})
+    await settle()
+    await controller.update("web", "echo:v2", {}, verify=True)
+    await settle()
+
+
 def wanted(
     *phases: RevisionPhase,
     target: int | None = None,
@@ -141,10 +149,7 @@ def test_a_started_revision_nothing_wants_is_stopped_by_the_next_pass(tmp_path: 
     stopped by the next pass, which no command had to ask for by name."""
 
     async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
-        await controller.create("web", "echo:v1", {})
-        await settle()
-        await controller.update("web", "echo:v2", {}, verify=True)
-        await settle()
+        await serving_r1_with_candidate_r2(controller)
         rt = controller.runtime("web")
         r2 = controller.views.revision("web", "r2").uid
         held = rt.processes[r2]
@@ -238,10 +243,7 @@ def test_an_update_close_behind_another_settles_and_cancels_the_first(tmp_path: 
 
 def test_a_candidate_is_held_gets_its_canary_share_and_is_promoted(tmp_path: Path) -> None:
     async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
-        await controller.create("web", "echo:v1", {})
-        await settle()
-        await controller.update("web", "echo:v2", {}, verify=True)
-        await settle()
+        await serving_r1_with_candidate_r2(controller)
         rt = controller.runtime("web")
         assert phases(controller, "web") == ["serving", "candidate"]
         assert rt.candidate is not None and controller.backends.split("web") is None
@@ -265,10 +267,7 @@ def test_a_candidate_is_held_gets_its_canary_share_and_is_promoted(tmp_path: Pat
 
 def test_a_discarded_candidate_stops_and_a_crashed_candidate_fails(tmp_path: Path) -> None:
     async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
-        await controller.create("web", "echo:v1", {})
-        await settle()
-        await controller.update("web", "echo:v2", {}, verify=True)
-        await settle()
+        await serving_r1_with_candidate_r2(controller)
         await controller.discard("web")
         await settle()
         assert phases(controller, "web") == ["serving", "cancelled"]
