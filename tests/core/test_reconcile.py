@@ -164,6 +164,28 @@ def test_a_started_revision_nothing_wants_is_stopped_by_the_next_pass(tmp_path: 
     run(tmp_path, scenario)
 
 
+def test_a_pass_that_makes_no_progress_ends_with_a_warning_instead_of_spinning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runtime that contradicts the store (here: the serving replica set also filed under a
+    revision nothing wants, which a pass may not stop) repeats the same step: the loop ends."""
+
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        rt = controller.runtime("web")
+        assert rt.serving is not None
+        rt.processes["ghost"] = rt.serving
+        controller.reconciler.nudge(rt)
+        await settle()
+        assert rt.reconciling is None
+        assert "ghost" in rt.processes and [r.alive for r in launcher.launched] == [True]
+
+    run(tmp_path, scenario)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("reconcile of web made no progress" in line for line in warned), warned
+
+
 def test_create_then_update_switches_keeps_the_old_warm_then_retires_it(tmp_path: Path) -> None:
     async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
         await controller.create("web", "echo:v1", {})

@@ -172,10 +172,10 @@ class Reconciler:
         if after > 0:
             await self.ctx.clock.sleep(after)
         delay = BUG_BACKOFF_SECONDS
+        previous: Step | None = None
         while True:
             try:
-                if not await self._pass(rt):
-                    return
+                step = await self._pass(rt)
                 delay = BUG_BACKOFF_SECONDS
             except asyncio.CancelledError:
                 raise
@@ -183,9 +183,18 @@ class Reconciler:
                 await self._failed_on_a_bug(rt, exc, delay)
                 await self.ctx.clock.sleep(delay)
                 delay = min(delay * 2, self.ctx.settings.restart_backoff_max)
+                continue
+            if not step or (step == previous and not step.start):
+                if step:
+                    log.warning("reconcile of %s made no progress with %s", rt.name, step)
+                if rt.reconciling is asyncio.current_task():
+                    rt.reconciling = None
+                return
+            previous = step
+            await asyncio.sleep(0)
 
-    async def _pass(self, rt: DeploymentRuntime) -> bool:
-        """One pass: take the next step; whether there was one."""
+    async def _pass(self, rt: DeploymentRuntime) -> Step:
+        """One pass: take the next step (none, when what runs is what is wanted)."""
         async with rt.lock:
             step, starting = await self._act(rt)
         if starting:
@@ -195,14 +204,12 @@ class Reconciler:
             if backoff:
                 await self.ctx.clock.sleep(rt.restart_delay)
                 rt.restart_delay = min(rt.restart_delay * 2, self.ctx.settings.restart_backoff_max)
-        return bool(step)
+        return step
 
     async def _act(self, rt: DeploymentRuntime) -> tuple[Step, list[Revision]]:
         """Plan, and take what of the step needs no wait; the revisions left to start."""
         dep, step = self._plan(rt)
         rt.restarting = dep is not None and (dep.serving_revision or "") in step.start
-        if not step and rt.reconciling is asyncio.current_task():
-            rt.reconciling = None
         for uid in step.stop:
             await self._stop_unwanted(rt, uid)
         if step.activate is not None:
