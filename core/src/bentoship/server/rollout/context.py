@@ -33,7 +33,7 @@ from .phases import RevisionPhase, check_transition
 from .runner import tail_lines
 from .runtime import DeploymentRuntime
 
-__all__ = ["HELD_PHASES", "PhaseListener", "RolloutContext", "not_found"]
+__all__ = ["HELD_PHASES", "PhaseListener", "RolloutContext", "not_found", "problem_line"]
 
 log = logging.getLogger("bentoship.server")
 
@@ -45,6 +45,11 @@ WATCHER_BACKOFF_MAX_SECONDS = 30.0
 
 PhaseListener = Callable[[Revision, RevisionPhase], None]
 """Called with a revision (as it was) and the phase it has just moved to."""
+
+
+def problem_line(error: BaseException) -> str:
+    """An unexpected error as one line of an event: its type and its message's first line."""
+    return f"{type(error).__name__}: {error}".splitlines()[0][:300]
 
 
 def not_found(name: str) -> NotFound:
@@ -120,7 +125,7 @@ class RolloutContext:
     ) -> asyncio.Task[Any]:
         """Run ``coro`` in the background, supervised: an exception it ends with is logged with
         its traceback and recorded as an ``internal_error`` event of ``deployment``; the
-        ``revision`` it was rolling out, if still starting or a candidate, is failed with it."""
+        ``revision`` it worked on, if still starting or a candidate, is failed with it."""
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, deployment, revision))
@@ -145,15 +150,21 @@ class RolloutContext:
                         delay,
                         exc_info=exc,
                     )
-                    problem = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-                    if self.store.get_deployment(deployment) is None:
+                    again = f"{problem_line(exc)}; the watcher runs again in {delay:g} s"
+                    if not self.internal_error(deployment, again):
                         return None
-                    again = f"{problem}; the watcher runs again in {delay:g} s"
-                    self.publish(deployment, InternalError(None, again))
                     await self.clock.sleep(delay)
                     delay = min(delay * 2, WATCHER_BACKOFF_MAX_SECONDS)
 
         return self.spawn(watching(), deployment=deployment)
+
+    def internal_error(self, deployment: str, problem: str) -> bool:
+        """Record ``problem`` as an ``internal_error`` event of ``deployment``; whether the
+        deployment (still) exists."""
+        if self.store.get_deployment(deployment) is None:
+            return False
+        self.publish(deployment, InternalError(None, problem))
+        return True
 
     def _finished(
         self, task: asyncio.Task[Any], deployment: str | None, revision: str | None
@@ -165,18 +176,25 @@ class RolloutContext:
         log.error(
             "a background task of %s failed", deployment or "the control plane", exc_info=error
         )
-        problem = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-        if deployment is None or self.store.get_deployment(deployment) is None:
+        if deployment is None or error is None:
             return
-        self.publish(deployment, InternalError(None, problem))
-        rev = self.store.get_revision(revision) if revision else None
-        if rev is not None and rev.phase in HELD_PHASES:
-            reason = (
-                f"revision {revision_name(rev.seq)} ({rev.bento}) failed: internal error in its "
-                f"rollout ({problem}); the server's log has the traceback"
-            )
-            self.move(rev.uid, RevisionPhase.FAILED, reason=reason)
-            self.spawn(self.stop_unless_serving(self.runtime(deployment), rev.uid))
+        problem = problem_line(error)
+        recorded = self.internal_error(deployment, problem)
+        if recorded and revision is not None and self.fail_on_a_bug(revision, problem):
+            self.spawn(self.stop_unless_serving(self.runtime(deployment), revision))
+
+    def fail_on_a_bug(self, uid: str, problem: str) -> bool:
+        """Fail revision ``uid``, if still starting or a candidate, with an internal error
+        (``problem``); whether it was failed (its replicas are the caller's to stop)."""
+        rev = self.store.get_revision(uid)
+        if rev is None or rev.phase not in HELD_PHASES:
+            return False
+        reason = (
+            f"revision {revision_name(rev.seq)} ({rev.bento}) failed: internal error in its "
+            f"rollout ({problem}); the server's log has the traceback"
+        )
+        self.move(rev.uid, RevisionPhase.FAILED, reason=reason)
+        return True
 
     def move(
         self, uid: str, phase: RevisionPhase, *, reason: str | None = None, **fields: Any

@@ -22,8 +22,8 @@ from ...refs import revision_name
 from ..deploy_config import min_replicas
 from ..store import Deployment, Revision, now
 from .candidates import Candidates
-from .context import HELD_PHASES, RolloutContext
-from .events import InternalError, Restarted, Switched, Woken
+from .context import HELD_PHASES, RolloutContext, problem_line
+from .events import Restarted, Switched, Woken
 from .phases import Lifecycle, RevisionPhase
 from .placement import Placement
 from .pools import START_ERRORS, Pools
@@ -297,20 +297,13 @@ class Reconciler:
         """An unexpected error in a pass: logged with its traceback, an ``internal_error``
         event, and the target (if not serving yet) failed with it; the pass runs again."""
         log.error("reconcile of %s failed; it runs again in %g s", rt.name, delay, exc_info=error)
-        problem = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        problem = problem_line(error)
         async with rt.lock:
-            dep = self.ctx.store.get_deployment(rt.name)
-            if dep is None:
+            if not self.ctx.internal_error(rt.name, problem):
                 return
-            self.ctx.publish(rt.name, InternalError(None, problem))
-            target = self.ctx.target_of(dep)
-            if target is not None and target.phase in HELD_PHASES:
-                reason = (
-                    f"revision {revision_name(target.seq)} ({target.bento}) failed: internal "
-                    f"error in its rollout ({problem}); the server's log has the traceback"
-                )
-                await self.ctx.stop_unless_serving(rt, target.uid)
-                self.ctx.move(target.uid, RevisionPhase.FAILED, reason=reason)
+            target = self.ctx.get(rt.name).target_revision
+            if target is not None and self.ctx.fail_on_a_bug(target, problem):
+                await self.ctx.stop_unless_serving(rt, target)
 
     # what a pass (or a command) does
 
