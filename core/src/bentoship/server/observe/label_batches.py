@@ -258,10 +258,9 @@ class _Stream:
 class LabelBatch:
     """Labels to store: ``query`` in a DuckDB connection of their own (``connection``), or,
     with none, in the store's own (its database may read the file the query reads), with the
-    columns
-    ``key64`` (a request id below 2**64), ``key128`` (a larger one, in decimal: Arrow has no
-    128-bit integer), ``id`` (any other id), ``label`` (its JSON text), ``label_time`` and
-    ``flagged`` (the row needs the check of one label in Python), a row per label sent.
+    columns ``key64`` (a request id below 2**64), ``key128`` (a larger one, in decimal: Arrow
+    has no 128-bit integer), ``id`` (any other id), ``label`` (its JSON text), ``label_time``
+    and ``flagged`` (the row needs the check of one label in Python), a row per label sent.
 
     ``received``: the labels sent, when the query does not count them (it keeps the last of
     each id); ``settle``: the batch read again with care (its rows checked, the last of each
