@@ -17,7 +17,8 @@ from bentoship import Client
 from bentoship.server import LocalControlPlane
 
 from ..core.browser import chromium
-from ..traffic import TrafficLoop, send_drifted_traffic, wait_for_records
+from ..quality_labels import labels_of_a_changed_world
+from ..traffic import TrafficLoop, send_drifted_traffic
 from .conftest import EXAMPLES
 
 
@@ -239,38 +240,14 @@ def exported_records(warehouse: Path) -> tuple[int, int]:
     return int(total), int(distinct)
 
 
-def labels_of_a_changed_world(client: Client, deployment: str, folder: Path) -> tuple[Path, float]:
-    """Call the example service with each held-out row (like the training data: no drift),
-    one row a request, so each monitor record has its own request id; then label the answers
-    as a world where 2 in 5 rows changed class would. Returns the labels' Parquet file (the
-    answers' request ids in ``id``, the classes in ``label``) and the accuracy they give,
-    once the control plane holds the records."""
-    import pandas as pd
-
-    held = wait_for_records(client, deployment, "classifier", 0)
-    features, truth = _train().holdout()
-    url = client.get_deployment(deployment).url
-    rows = []
-    with httpx.Client(timeout=30) as http:
-        for i, (row, y) in enumerate(zip(features.tolist(), truth.tolist(), strict=True)):
-            answer = http.post(f"{url}/predict", json={"features": [row]})
-            answer.raise_for_status()
-            label = 1 - int(y) if i % 5 < 2 else int(y)
-            rows.append((answer.headers["x-bentoml-request-id"], label, answer.json()[0]))
-    wait_for_records(client, deployment, "classifier", held + len(rows))
-    path = folder / "labels.parquet"
-    pd.DataFrame([(rid, label) for rid, label, _ in rows], columns=["id", "label"]).to_parquet(path)
-    return path, sum(label == predicted for _, label, predicted in rows) / len(rows)
-
-
 @pytest.mark.usefixtures("airflow_db")
 def test_good_run_bad_run_rolled_back_then_drift_and_quality_drop_retrain(
     bentocloud_connection: LocalControlPlane, capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """The deferrable DAG, approved by a person in the console, then the closed loop on the
-    same deployment once its traffic has drifted, and again once labels show its quality
-    dropped without drift; `make demo` (run by CI after the tests) runs the plain one and the
-    drift loop with `airflow dags test`."""
+    same deployment once its traffic has drifted and labels show its quality dropped; `make
+    demo` (run by CI after the tests) runs the plain one and the drift loop with `airflow dags
+    test`."""
     dag_id, deployment = "retrain_and_ship_deferrable", "af-example-deferred"
     task_logs(capfd)
     good, person = run_approved_in_the_console(
@@ -330,65 +307,48 @@ def test_good_run_bad_run_rolled_back_then_drift_and_quality_drop_retrain(
         assert [(r.name, r.phase) for r in revisions] == [("r2", "cancelled"), ("r1", "serving")]
 
         before_loop = send_drifted_traffic(client, deployment, _train().traffic(200, shift=1.5))
+        labels, accuracy = labels_of_a_changed_world(client, deployment, tmp_path, _train())
         warehouse = tmp_path / "warehouse.duckdb"
         loop = run_dag(
             "closed_loop",
-            {"deployment_name": deployment, "warehouse": str(warehouse)},
+            {"deployment_name": deployment, "warehouse": str(warehouse), "labels": str(labels)},
             file="closed_loop.py",
             xcoms_of=LOOP_XCOMS,
         )
         logs = task_logs(capfd)
         retrained = client.get_deployment(deployment)
-        drift_exported = exported_records(warehouse)
-
-        labels, accuracy = labels_of_a_changed_world(client, deployment, tmp_path)
-        quality_loop = run_dag(
-            "closed_loop",
-            {
-                "deployment_name": deployment,
-                "warehouse": str(warehouse),
-                "labels": str(labels),
-                "drift_window": 200,
-            },
-            file="closed_loop.py",
-            xcoms_of=LOOP_XCOMS,
-        )
-        quality_logs = task_logs(capfd)
-        requalified = client.get_deployment(deployment)
-    assert states_of(loop) == LOOP_RETRAINED | {"send_labels": "skipped"}  # no labels given
-    assert "drift: 4 of 4 columns drifted (100%; threshold 50%): f0, f1, f2, f3" in logs
+    # The traffic drifted, and the labels of r1's newest answers (their features like the
+    # training data) show its accuracy fell: both checks fail, and both trigger the retrain.
+    # (Each alone triggers on its own in tests/flyte/test_example_workflow.py.)
+    assert states_of(loop) == LOOP_RETRAINED | {"send_labels": "success"}
+    drift = "drift: 4 of 4 columns drifted (100%; threshold 50%): f0, f1, f2, f3"
+    assert drift in logs
     report = loop["xcom:check_drift:_link_BentoDriftReportLink"]
     assert report.startswith("file:///") and report.endswith(".html")
     page = Path(url2pathname(urlparse(report).path)).read_text()
     assert 'id="column-f0"' in page and "4 of 4 columns drifted" in page
-    # r1 has no label: its quality is no evidence either way, and the drift alone triggered
-    assert loop["xcom:check_quality:return_value"]["verdict"] == "not_enough_evidence"
-    assert loop["xcom:retrain:return_value"]["trigger"] == "drift"
-    assert "Retraining, triggered by drift: drift: 4 of 4 columns drifted" in logs
-    assert retrained.serving_revision == "r3" and retrained.bento != first.bento
-    total, distinct = drift_exported
-    # everything logged before the loop began, and the quality gate's rows of the new model
-    assert total == distinct >= before_loop + 200, (total, distinct, before_loop)
-
-    # The labels of r3's latest answers show its accuracy fell; their features have not drifted.
-    assert states_of(quality_loop) == LOOP_RETRAINED | {"send_labels": "success"}
-    assert quality_loop["xcom:check_drift:return_value"]["drifted"] is False
-    assert "no drift: 0 of 4 columns drifted" in quality_logs
-    sent = quality_loop["xcom:send_labels:return_value"]
+    sent = loop["xcom:send_labels:return_value"]
     assert (sent["sent"], sent["stored"], sent["pending"]) == (200, 200, 0)
-    checked = quality_loop["xcom:check_quality:return_value"]
-    assert (checked["verdict"], checked["serving"], checked["labels"]) == ("failed", "r3", 200)
+    checked = loop["xcom:check_quality:return_value"]
+    assert (checked["verdict"], checked["serving"], checked["labels"]) == ("failed", "r1", 200)
     assert checked["value"] == pytest.approx(accuracy) and accuracy < MIN_ACCURACY
     assert f"is worse than min_value {MIN_ACCURACY}" in checked["reason"]
-    link = quality_loop["xcom:check_quality:_link_BentoQualityReportLink"]
+    link = loop["xcom:check_quality:_link_BentoQualityReportLink"]
     assert link.startswith("file:///") and link.endswith(".html")
     page = Path(url2pathname(urlparse(link).path)).read_text()
-    assert "Confusion matrix" in page and "r3" in page
-    why = quality_loop["xcom:retrain:return_value"]
-    assert why["trigger"] == "quality" and why["reason"] == f"quality: {checked['reason']}"
-    assert "Retraining, triggered by quality: quality: accuracy" in quality_logs
-    assert "XCom not found" not in logs + quality_logs  # the report links were recorded
-    assert requalified.serving_revision == "r4" and requalified.status == "running"
+    assert "Confusion matrix" in page and "r1" in page
+    why = loop["xcom:retrain:return_value"]
+    assert why["trigger"] == "drift and quality"
+    columns = "drift: 4 of 4 columns drifted (f0, f1, f2, f3)"
+    assert why["reason"] == f"{columns}; quality: {checked['reason']}"
+    assert "Retraining, triggered by drift and quality: drift: 4 of 4 columns drifted" in logs
+    assert "XCom not found" not in logs  # the report links were recorded
+    assert retrained.serving_revision == "r3" and retrained.status == "running"
+    assert retrained.bento != first.bento
+    total, distinct = exported_records(warehouse)
+    # everything logged before the loop began (the labelled answers too), and the quality
+    # gate's rows of the new model
+    assert total == distinct >= before_loop + 400, (total, distinct, before_loop)
 
 
 def test_closed_loop_says_what_triggered_the_retrain() -> None:

@@ -196,7 +196,9 @@ def test_shadow_gate_discards_a_disagreeing_candidate_from_the_triggerer(
         serving = client.get_deployment(DEPLOYMENT)
     capfd.readouterr()
     conf = {"deployment_name": DEPLOYMENT, "bento": echo_v2, "flip_percent": 30}
-    with TrafficLoop(f"{serving.url}/classify", clients=3, payloads=lambda n: {"x": n}) as live:
+    with TrafficLoop(
+        f"{serving.url}/classify", clients=3, pause=0.05, payloads=lambda n: {"x": n}
+    ) as live:
         dag_run, xcoms = run_test_dag("shadow_gate.py", "shadow_gate", conf, monkeypatch)
     captured = capfd.readouterr()
     logs = captured.out + captured.err

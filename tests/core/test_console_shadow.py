@@ -285,7 +285,7 @@ def test_the_console_shows_a_candidates_live_shadow_comparison_and_discards_it(
         page.wait_for_selector("#shadow-pairs")  # the page saw mirroring start and reloaded
         assert "Mirroring 100% of classify requests" in page.inner_text("#shadow-status")
         with TrafficLoop(
-            f"{rollout.endpoint_url}/classify", clients=3, payloads=lambda n: {"x": n}
+            f"{rollout.endpoint_url}/classify", clients=3, pause=0.02, payloads=lambda n: {"x": n}
         ) as live:
             live.wait_for(300, timeout=120)
             page.wait_for_function(

@@ -173,7 +173,9 @@ def test_analyze_shadow_promotes_an_agreeing_candidate_with_its_report_as_a_deck
     held = deploy_bento(name=DEPLOYMENT, bento=echo_v1, config=agrees, candidate=True)
     wait_for_deployment(rollout=held)
     started = time.time()
-    with TrafficLoop(f"{before.url}/classify", clients=3, payloads=lambda n: {"x": n}) as live:
+    with TrafficLoop(
+        f"{before.url}/classify", clients=3, pause=0.05, payloads=lambda n: {"x": n}
+    ) as live:
         answer = analyze_shadow(
             rollout=held, min_pairs=100, timeout=120.0, apis=["classify"], p99_slack_ms=250.0
         )

@@ -503,7 +503,7 @@ def test_analyze_shadow_discards_a_disagreeing_candidate_and_keeps_its_report(
         wait_until_ready(rollout, client=client, timeout=120)
         capsys.readouterr()
         traffic = TrafficLoop(
-            f"{rollout.endpoint_url}/classify", clients=3, payloads=lambda n: {"x": n}
+            f"{rollout.endpoint_url}/classify", clients=3, pause=0.05, payloads=lambda n: {"x": n}
         )
         with traffic as live, pytest.raises(RuntimeError, match="analyze-shadow"):
             load_component("analyze_shadow")(
