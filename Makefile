@@ -50,6 +50,12 @@ browser:
 
 # pytest's summary reports how long the whole `make test` took (tests/conftest.py reads this).
 test: export BENTOSHIP_TEST_STARTED := $(shell date +%s)
+# Where PYTHONDONTWRITEBYTECODE is set (as on this project's machines), each Python process the
+# tests start would compile the workspace's modules again, and each pytest process (the xdist
+# workers, the sessions the plugin's tests run) would redo pytest's assertion rewriting of the
+# test modules and of the plugins' packages (bentoship, hypothesis, schemathesis): most of a
+# worker's collection. The test targets let them cache it in __pycache__ (which git ignores).
+test test-fast: export PYTHONDONTWRITEBYTECODE :=
 # mypy (one core, half a minute on a clean clone) runs beside the tests rather than before them.
 test: install
 	test -x $(CHROMIUM) || ( $(INSTALL_BROWSER) ) &
