@@ -288,21 +288,24 @@ def test_a_scale_up_that_loses_the_gpu_race_gives_up_and_a_lost_replica_retries(
         pool = rt.serving
         assert pool is not None and len(launcher.launched) == 4
 
-        controller.pools.replace(rt, pool, 1, scale_up=True)
+        rt.replicas_wanted = 2
+        controller.reconciler.nudge(rt)
         await settle()
         assert len(launcher.launched) == 4 and clock.slept == [], (
             "a scale-up the GPUs no longer allow is neither started nor retried"
         )
-        assert sorted(pool.replicas) == [0]
+        assert sorted(pool.replicas) == [0] and rt.replicas_wanted == 1
 
-        def stop_serving_on_the_third_wait(seconds: float) -> None:
+        def settle_for_one_on_the_third_wait(seconds: float) -> None:
             if len(clock.slept) == 3:
-                rt.serving = None
+                rt.replicas_wanted = 1
 
-        clock.on_sleep = stop_serving_on_the_third_wait
-        controller.pools.replace(rt, pool, 1)
+        clock.on_sleep = settle_for_one_on_the_third_wait
+        rt.lost.add(1)
+        rt.replicas_wanted = 2
+        controller.reconciler.nudge(rt)
         await settle(200)
-        assert clock.slept == [1.0, 2.0, 4.0], "a lost replica retries (backoff) while it serves"
-        assert len(launcher.launched) == 4
+        assert clock.slept == [1.0, 2.0, 4.0], "a lost replica retries (backoff) while wanted"
+        assert len(launcher.launched) == 4 and rt.reconciling is None and rt.lost == set()
 
     run_on_four_gpus(tmp_path, scenario)

@@ -17,6 +17,7 @@ import pytest
 from bentoship.server.endpoint.interface import Role
 from bentoship.server.endpoint.split import TrafficSplit
 from bentoship.server.errors import Conflict
+from bentoship.server.rollout.autoscale import Autoscaler, ScalingPolicy
 from bentoship.server.rollout.controller import Controller
 from bentoship.server.rollout.phases import Lifecycle, RevisionPhase
 from bentoship.server.rollout.reconcile import (
@@ -91,20 +92,21 @@ def wanted(
 
 
 S, T, W = RevisionPhase.SERVING, RevisionPhase.STARTING, RevisionPhase.WARM
+ONE_SERVES = Running({"u1"}, {"u1"}, serving=True, replicas={0}, occupied={0})
 
 
 @pytest.mark.parametrize(
     ("state", "running", "step"),
     [
-        (wanted(S, T, target=2, serving=1), Running({"u1"}, {"u1"}, serving=True), Step(("u2",))),
+        (wanted(S, T, target=2, serving=1), ONE_SERVES, Step(("u2",))),
         (
             wanted(S, T, target=2, serving=1),
-            Running({"u1", "u2"}, {"u1", "u2"}, serving=True),
+            Running({"u1", "u2"}, {"u1", "u2"}, serving=True, replicas={0}, occupied={0}),
             Step(activate="u2"),
         ),
         (
             wanted(S, T, target=2, serving=1, verify=True),
-            Running({"u1", "u2"}, {"u1", "u2"}, serving=True),
+            Running({"u1", "u2"}, {"u1", "u2"}, serving=True, replicas={0}, occupied={0}),
             Step(hold="u2"),
         ),
         (wanted(S, target=1, serving=1), Running(), Step(("u1",))),
@@ -114,10 +116,22 @@ S, T, W = RevisionPhase.SERVING, RevisionPhase.STARTING, RevisionPhase.WARM
         (wanted(S, target=1, serving=1), Running(recreated="u1"), Step(("u1",))),
         (
             wanted(W, RevisionPhase.CANCELLED, S, target=3, serving=3),
-            Running({"u1", "u2", "u3"}, {"u1", "u2", "u3"}, serving=True),
+            Running(
+                {"u1", "u2", "u3"}, {"u1", "u2", "u3"}, serving=True, replicas={0}, occupied={0}
+            ),
             Step(stop=("u2",)),
         ),
-        (wanted(S, target=1, serving=1), Running({"u1"}, {"u1"}, serving=True), Step()),
+        (wanted(S, target=1, serving=1), ONE_SERVES, Step()),
+        (
+            wanted(S, target=1, serving=1),
+            Running({"u1"}, {"u1"}, serving=True),
+            Step(add=(0,)),
+        ),
+        (
+            wanted(S, T, target=2, serving=1),
+            Running({"u1"}, {"u1"}, serving=True),
+            Step(("u2",), add=(0,)),
+        ),
         (wanted(S, T, target=2, serving=1, state=Lifecycle.TERMINATED), Running(), Step()),
         (wanted(T, target=1), Running({"u1"}), Step(("u1",))),
     ],
@@ -132,6 +146,8 @@ S, T, W = RevisionPhase.SERVING, RevisionPhase.STARTING, RevisionPhase.WARM
         "a-recreate-whose-target-ended-restarts",
         "stop-what-nothing-wants-keep-warm",
         "nothing-to-do",
+        "a-lost-replica-starts-again",
+        "a-lost-replica-starts-again-beside-the-target",
         "terminated-runs-nothing",
         "a-half-started-target-starts-again",
     ],
@@ -142,6 +158,20 @@ def test_the_next_step_follows_from_what_is_wanted_and_what_runs(
     dep, revisions = state
     assert next_step(dep, revisions, running) == step
     assert bool(step) == (step != Step())
+
+
+def test_the_serving_replicas_follow_the_wanted_count() -> None:
+    """A scale-up starts the lowest free indices (a draining replica keeps its index); a
+    scale-down drains the highest; a revision with no wanted count keeps its minimum."""
+    dep, revisions = wanted(S, target=1, serving=1)
+    two_serve = Running({"u1"}, {"u1"}, serving=True, replicas={0, 1}, occupied={0, 1, 2})
+    assert next_step(dep, revisions, two_serve, 4) == Step(add=(3, 4))
+    assert next_step(dep, revisions, two_serve, 1) == Step(drain=(1,))
+    assert next_step(dep, revisions, two_serve, 2) == Step()
+    assert next_step(dep, revisions, two_serve) == Step(drain=(1,))
+    revisions["u1"].config["services"] = {"Svc": {"scaling": {"min_replicas": 3}}}
+    assert next_step(dep, revisions, two_serve) == Step(add=(3,))
+    assert next_step(dep, revisions, Running(scaled_to_zero=True), 4) == Step()
 
 
 def test_a_started_revision_nothing_wants_is_stopped_by_the_next_pass(tmp_path: Path) -> None:
@@ -339,6 +369,71 @@ def test_a_lost_serving_replica_is_replaced_with_backoff(tmp_path: Path) -> None
         assert kinds(controller, "web")[-2:] == ["crashed", "restarted"]
         messages = [e.message for e in controller.events.of("web")]
         assert "r1 replica 0 exited (code 137); restarting" in messages
+
+    run(tmp_path, scenario)
+
+
+def test_the_autoscalers_count_is_reached_by_reconcile_up_and_down(tmp_path: Path) -> None:
+    """The autoscaler only sets the count: reconcile starts the replicas a scale-up adds and
+    drains the highest ones when it falls."""
+
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        rt = controller.runtime("web")
+        pool = rt.serving
+        assert pool is not None
+        rt.autoscaler = (pool.revision, Autoscaler(ScalingPolicy(1, 3, 1, 0.0, 0.0)))
+        pool.replicas[0].outstanding = 3
+        controller.scaling.autoscale(rt)
+        assert rt.replicas_wanted == 3
+        await settle()
+        assert sorted(pool.replicas) == [0, 1, 2] and all(r.ready for r in pool.serving())
+        messages = [e.message for e in controller.events.of("web")][-3:]
+        assert messages == [
+            "r1 scales from 1 to 3 replicas (3 requests outstanding, concurrency 1)",
+            "r1 replica 1 started (scale-up)",
+            "r1 replica 2 started (scale-up)",
+        ]
+
+        pool.replicas[0].outstanding = 0
+        clock.advance(1.0)
+        controller.scaling.autoscale(rt)
+        await settle()
+        assert sorted(pool.replicas) == [0] and rt.replicas_wanted == 1
+        assert [r.replica for r in launcher.running()] == [0]
+        assert not any(r.watched and not r.stopping for r in launcher.launched[1:]), (
+            "the drained replicas were stopped, not lost"
+        )
+        assert "crashed" not in kinds(controller, "web")
+
+    run(tmp_path, scenario)
+
+
+def test_a_lost_replica_whose_start_hangs_does_not_hold_up_a_rollout(tmp_path: Path) -> None:
+    """The serving revision's one replica exits and its start hangs; an update still starts
+    its target and switches to it, which cancels the hanging start and stops its process."""
+
+    async def scenario(controller: Controller, launcher: FakeLauncher, clock: FakeClock) -> None:
+        await controller.create("web", "echo:v1", {})
+        await settle()
+        launcher.hanging.add("echo:v1")
+        launcher.launched[0].exit(137)
+        await settle()
+        rt = controller.runtime("web")
+        assert list(rt.adding) == [0] and controller.views.status(controller.get("web")) == (
+            "unhealthy"
+        )
+        hanging = launcher.launched[1]
+        assert hanging.alive and hanging.name == "r1"
+
+        await controller.update("web", "echo:v2", {})
+        await settle(100)
+        assert phases(controller, "web")[1] == "serving"
+        assert controller.views.status(controller.get("web")) == "running"
+        assert not hanging.alive and hanging.stopping, "the hanging start was stopped"
+        assert rt.adding == {} and rt.lost == set()
+        assert [r.name for r in launcher.running()] == ["r2"]
 
     run(tmp_path, scenario)
 

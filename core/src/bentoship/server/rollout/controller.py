@@ -3,9 +3,10 @@ terminate and delete. Each takes the deployment's lock, records what is wanted i
 and leaves the acting to the reconciler (``reconcile``), which starts and stops processes.
 
 The parts: ``context`` (store, runtimes, clock, launcher, the phase moves and events),
-``pools`` (a revision's replicas), ``placement`` (GPUs), ``scaling`` (autoscaler and scale to
-zero), ``candidates`` (held revisions and canary weights), ``backends`` (the endpoint's view and
-request book) and ``views`` (the read side).
+``pools`` (a revision's replicas), ``serving_replicas`` (the serving revision's, as reconcile
+wants them), ``placement`` (GPUs), ``scaling`` (autoscaler and scale to zero), ``candidates``
+(held revisions and canary weights), ``backends`` (the endpoint's view and request book) and
+``views`` (the read side).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class Controller:
         self.approvals = Approvals(self.ctx, self)
         self.webhooks = WebhookBook(store)
         self.reconciler = Reconciler(self.ctx, self.pools, self.placement, self.candidates)
-        self.scaling = Scaling(self.ctx, self.pools, self.placement)
+        self.scaling = Scaling(self.ctx, self.placement, self.reconciler.nudge)
         self.backends = EndpointBackends(self.ctx, self.reconciler.wake, self.shadows)
         self.views = RolloutViews(self.ctx, self.gpus)
         self.deleted_hooks: list[Callable[[str], None]] = []

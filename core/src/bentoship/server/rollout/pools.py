@@ -1,10 +1,12 @@
-"""A revision's replicas: start them until ready, replace a lost one with backoff, drain one
-that scales down. Processes come from the context's launcher, waits from its clock."""
+"""A revision's replicas: start them until ready, watch them, drain one that scales down.
+Processes come from the context's launcher, waits from its clock; which replicas should run is
+reconcile's to say."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from ...refs import revision_name
 from ..deploy_config import min_replicas, process_envs
@@ -12,22 +14,22 @@ from ..gpu.allocator import GpuUnavailable
 from ..span_tokens import span_token
 from ..store import Revision
 from .context import RolloutContext
-from .events import Crashed, ReplicaAdded, Restarted
 from .launcher import ReplicaHandle
 from .monitoring_env import config_options, monitoring_dir, tracing_envs
-from .phases import Lifecycle
 from .placement import Placement
 from .replicas import ReplicaSet
 from .runner import NotReadyError, PortTaken
 from .runtime import DeploymentRuntime
 
-__all__ = ["START_ERRORS", "Pools"]
+__all__ = ["START_ERRORS", "ExitHandler", "Pools"]
 
 log = logging.getLogger("bentoship.server")
 
 PORT_ATTEMPTS = 3
 START_ERRORS = (NotReadyError, OSError, GpuUnavailable)
 """What a replica's start raises when it cannot serve (anything else is a bug)."""
+ExitHandler = Callable[[DeploymentRuntime, ReplicaHandle, int | None], None]
+"""Told of a replica whose process ended on its own, with its exit code."""
 
 
 class Pools:
@@ -122,104 +124,31 @@ class Pools:
                 raise error
         return pool
 
-    def watch(self, rt: DeploymentRuntime, proc: ReplicaHandle) -> None:
-        """Replace the replica (a serving revision's) when its process ends on its own."""
+    async def add_replica(self, rt: DeploymentRuntime, rev: Revision, index: int) -> ReplicaHandle:
+        """Start replica ``index`` of the revision until it is ready; one that fails to, or
+        whose start is cancelled, is stopped and forgotten."""
+        try:
+            return await self.start_replica(rt, rev, index)
+        except BaseException:
+            pool = rt.processes.get(rev.uid)
+            replica = pool.replicas.get(index) if pool is not None else None
+            if pool is not None and replica is not None and not replica.ready:
+                pool.remove(index)
+                await asyncio.shield(replica.process.stop())
+            raise
+
+    def watch(self, rt: DeploymentRuntime, proc: ReplicaHandle, on_exit: ExitHandler) -> None:
+        """Call ``on_exit`` when the replica's process ends on its own (not stopped)."""
         if not proc.watched:
             proc.watched = True
-            self.ctx.watch_over(lambda: self._watch(rt, proc), deployment=rt.name)
+            self.ctx.watch_over(lambda: self._watch(rt, proc, on_exit), deployment=rt.name)
 
-    async def _watch(self, rt: DeploymentRuntime, proc: ReplicaHandle) -> None:
+    async def _watch(
+        self, rt: DeploymentRuntime, proc: ReplicaHandle, on_exit: ExitHandler
+    ) -> None:
         code = await proc.exited()
-        if proc.stopping:
-            return
-        pool = rt.processes.get(proc.revision)
-        if pool is not None:
-            pool.discard(proc)
-        dep = self.ctx.store.get_deployment(rt.name)
-        serving = dep is not None and dep.serving_revision == proc.revision
-        if not serving or dep is None or dep.state != Lifecycle.ACTIVE or rt.serving is not pool:
-            if pool is not None and not pool.replicas and rt.processes.get(pool.revision) is pool:
-                del rt.processes[pool.revision]
-            return
-        assert pool is not None
-        which = f"{proc.name} replica {proc.replica}"
-        log.warning("%s of %s exited; replacing it", which, rt.name)
-        self.ctx.publish(rt.name, Crashed(proc.name, proc.replica, code))
-        rt.notify()
-        self.replace(rt, pool, proc.replica, proc.port)
-
-    def replace(
-        self,
-        rt: DeploymentRuntime,
-        pool: ReplicaSet,
-        index: int,
-        port: int | None = None,
-        *,
-        scale_up: bool = False,
-    ) -> None:
-        """Start replica ``index`` of the serving ``pool`` in the background, unless underway."""
-        running = rt.replacing.get(index)
-        if running is None or running.done():
-            replace = self._replace(rt, pool, index, port, scale_up=scale_up)
-            rt.replacing[index] = self.ctx.spawn(replace, deployment=rt.name)
-
-    def _still_serves(self, rt: DeploymentRuntime, pool: ReplicaSet) -> bool:
-        dep = self.ctx.store.get_deployment(rt.name)
-        return (
-            dep is not None
-            and dep.serving_revision == pool.revision
-            and dep.state == Lifecycle.ACTIVE
-            and rt.serving is pool
-        )
-
-    async def _replace(
-        self,
-        rt: DeploymentRuntime,
-        pool: ReplicaSet,
-        index: int,
-        port: int | None,
-        *,
-        scale_up: bool = False,
-    ) -> None:
-        """Start replica ``index`` of the serving ``pool`` (again) until it is ready; a
-        ``scale_up`` replica gives up when other replicas took the GPUs it would get."""
-        delay = 1.0
-        while True:
-            rev = self.ctx.store.get_revision(pool.revision)
-            if rev is None or not self._still_serves(rt, pool):
-                return
-            try:
-                proc = await self.start_replica(rt, rev, index, port)
-            except START_ERRORS as exc:
-                stale = pool.remove(index)
-                if stale is not None:
-                    await stale.stop()
-                if isinstance(exc, GpuUnavailable) and scale_up:
-                    log.info("scale-up replica %s of %s not started: %s", index, rt.name, exc)
-                    rt.notify()
-                    return
-                log.warning(
-                    "replica %s of %s failed to start (%s); retrying in %.0f s",
-                    index,
-                    rt.name,
-                    exc,
-                    delay,
-                )
-                rt.notify()
-                await self.ctx.clock.sleep(delay)
-                delay = min(delay * 2, self.ctx.settings.restart_backoff_max)
-                port = None
-                continue
-            async with rt.lock:
-                if not self._still_serves(rt, pool):
-                    if pool.discard(proc):
-                        await proc.stop()
-                    return
-                self.watch(rt, proc)
-                added = ReplicaAdded(pool.name, index) if scale_up else None
-                self.ctx.publish(rt.name, added or Restarted(pool.name, index))
-                rt.notify()
-            return
+        if not proc.stopping:
+            on_exit(rt, proc, code)
 
     async def drain(self, rt: DeploymentRuntime, pool: ReplicaSet, index: int) -> None:
         """Stop replica ``index`` once its outstanding requests are answered; free its GPUs."""

@@ -1,13 +1,14 @@
 """Reconcile: one loop per deployment moves what runs toward what the store wants.
 
 Level-triggered, as controller-runtime's ``Reconcile``: each pass reads what is wanted (the
-deployment's lifecycle, its target and serving revisions and their phases) and what runs (the
-runtime's replica sets), and ``next_step`` picks what brings them closer: start the target,
-restart the serving revision, hold or switch to a ready target, stop what nothing wants. The
-loop acts, then passes again until nothing is left to do; a start that fails requeues the
-serving revision's restart after a backoff, or fails the target. A command that changes what is
-wanted cancels the pass underway and asks for a new one, so no step asks whether it has gone
-stale: the next pass reads the change.
+deployment's lifecycle, its target and serving revisions and their phases, the serving
+revision's replica count) and what runs (the runtime's replica sets), and ``next_step`` picks
+what brings them closer: start the target, restart the serving revision, hold or switch to a
+ready target, stop what nothing wants, start the serving replicas it lacks (lost or scaled up)
+and drain those beyond its count. The loop acts, then passes again until nothing is left to do;
+a start that fails requeues the serving revision's (or a lost replica's) start after a backoff,
+or fails the target. A command that changes what is wanted cancels the pass underway and asks
+for a new one, so no step asks whether it has gone stale: the next pass reads the change.
 
 Retiring a warm revision when its rollback window ends is a timer of its own.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from ...refs import revision_name
 from ..deploy_config import min_replicas
 from ..store import Deployment, Revision, now
+from .autoscale import scale_steps
 from .candidates import Candidates
 from .context import HELD_PHASES, RolloutContext, problem_line
 from .events import Restarted, Switched, Woken
@@ -28,6 +30,7 @@ from .phases import Lifecycle, RevisionPhase
 from .placement import Placement
 from .pools import START_ERRORS, Pools
 from .runtime import DeploymentRuntime
+from .serving_replicas import ServingReplicas
 
 __all__ = [
     "GATHER_SECONDS",
@@ -64,6 +67,11 @@ class Running:
     scaled_to_zero: bool = False
     recreated: str | None = None
     """The serving revision a Recreate stopped to free its GPUs for the target."""
+    replicas: frozenset[int] = frozenset()
+    """Indices of the serving replicas that take (or will take) requests: not draining, or
+    starting."""
+    occupied: frozenset[int] = frozenset()
+    """Indices of every serving replica, draining ones too."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +86,23 @@ class Step:
     """The ready target to switch the endpoint to."""
     stop: tuple[str, ...] = ()
     """Started revisions that nothing wants any more."""
+    add: tuple[int, ...] = ()
+    """Indices of serving replicas to start: lost ones, or a scale-up's."""
+    drain: tuple[int, ...] = ()
+    """Indices of serving replicas to drain: a scale-down's."""
 
     def __bool__(self) -> bool:
-        return bool(self.start or self.hold or self.activate or self.stop)
+        return bool(self.start or self.hold or self.activate or self.stop or self.add or self.drain)
 
 
-def next_step(dep: Deployment, revisions: dict[str, Revision], running: Running) -> Step:
-    """The step that moves what runs toward what ``dep`` wants (a pure function)."""
+def next_step(
+    dep: Deployment,
+    revisions: dict[str, Revision],
+    running: Running,
+    replicas_wanted: int | None = None,
+) -> Step:
+    """The step that moves what runs toward what ``dep`` wants (a pure function);
+    ``replicas_wanted``: the serving revision's replica count (None: its minimum, at least 1)."""
     if dep.state != Lifecycle.ACTIVE:
         return Step()
     target = revisions.get(dep.target_revision or "")
@@ -110,7 +128,12 @@ def next_step(dep: Deployment, revisions: dict[str, Revision], running: Running)
     start = [serving] if serving and restart else []
     if target is not None and starts_target:
         start.append(target.uid)
-    return Step(start=tuple(start), stop=stop)
+    scale = revisions.get(serving or "") if running.serving else None
+    if scale is None:
+        return Step(start=tuple(start), stop=stop)
+    count = max(1, min_replicas(scale.config)) if replicas_wanted is None else replicas_wanted
+    steps = scale_steps(sorted(running.replicas), [], sorted(running.occupied), count)
+    return Step(start=tuple(start), stop=stop, add=steps.start, drain=steps.drain)
 
 
 class Reconciler:
@@ -121,6 +144,7 @@ class Reconciler:
         self.pools = pools
         self.placement = placement
         self.candidates = candidates
+        self.replicas = ServingReplicas(ctx, pools, self.nudge)
 
     # asking for a pass
 
@@ -153,12 +177,16 @@ class Reconciler:
     # the loop
 
     def _running(self, rt: DeploymentRuntime) -> Running:
+        replicas = rt.serving.replicas if rt.serving is not None else {}
+        adding = frozenset(rt.adding)
         return Running(
             started=frozenset(rt.processes),
             ready=frozenset(uid for uid, pool in rt.processes.items() if pool.ready),
             serving=rt.serving is not None,
             scaled_to_zero=rt.scaled_to_zero,
             recreated=rt.recreated,
+            replicas=frozenset(i for i, r in replicas.items() if not r.draining) | adding,
+            occupied=frozenset(replicas) | adding,
         )
 
     def _plan(self, rt: DeploymentRuntime) -> tuple[Deployment | None, Step]:
@@ -166,7 +194,7 @@ class Reconciler:
         if dep is None:
             return None, Step()
         revisions = {rev.uid: rev for rev in self.ctx.store.list_revisions(rt.name)}
-        return dep, next_step(dep, revisions, self._running(rt))
+        return dep, next_step(dep, revisions, self._running(rt), rt.replicas_wanted)
 
     async def _loop(self, rt: DeploymentRuntime, after: float) -> None:
         if after > 0:
@@ -212,6 +240,9 @@ class Reconciler:
         rt.restarting = dep is not None and (dep.serving_revision or "") in step.start
         for uid in step.stop:
             await self._stop_unwanted(rt, uid)
+        pool = rt.serving
+        if pool is not None:
+            self.replicas.scale(rt, pool, step.add, step.drain)
         if step.activate is not None:
             self.activate(rt, step.activate)
         elif step.hold is not None:
@@ -323,6 +354,9 @@ class Reconciler:
         rt.restarting = False
         rt.restart_failures = 0
         rt.restart_delay = 1.0
+        rt.replicas_wanted = None
+        rt.lost.clear()
+        rt.replica_delay = 1.0
         rt.last_request = ctx.clock.monotonic()
         rt.cancel_retire(uid)
         previous = dep.serving_revision
@@ -341,7 +375,7 @@ class Reconciler:
                 else:
                     ctx.move(previous, RevisionPhase.RETIRED)
         for proc in pool.processes():
-            self.pools.watch(rt, proc)
+            self.pools.watch(rt, proc, self.replicas.exited)
         ports = ", ".join(str(p.port) for p in pool.processes())
         log.info("deployment %s now serves revision %s on port(s) %s", rt.name, pool.name, ports)
         rt.notify()
@@ -394,8 +428,9 @@ class Reconciler:
     async def stop_all(self, rt: DeploymentRuntime) -> None:
         """Stop everything the deployment runs, and every task working on it."""
         rt.cancel_reconcile()
-        rt.cancel_replacements()
         rt.serving = None
+        rt.lost.clear()
+        rt.replicas_wanted = None
         rt.candidate = None
         rt.scaled_to_zero = False
         rt.restarting = False

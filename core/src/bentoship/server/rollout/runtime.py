@@ -25,8 +25,7 @@ class DeploymentRuntime:
     candidate_endpoint: EndpointServer | None = None
     processes: dict[str, ReplicaSet] = field(default_factory=dict)
     """Running replicas by revision uid: the serving revision's, warm ones, one that starts."""
-    serving: ReplicaSet | None = None
-    """The replicas the endpoint forwards to; None while there are none (scaled, restarting)."""
+    _serving: ReplicaSet | None = None
     candidate: ReplicaSet | None = None
     """The replicas of the revision held for verification, which the candidate URL reaches."""
     scaled_to_zero: bool = False
@@ -47,8 +46,15 @@ class DeploymentRuntime:
     retire_timers: dict[str, TimerHandle] = field(default_factory=dict)
     recreate: dict[str, str] = field(default_factory=dict)
     """Why a revision's rollout is a Recreate (stop, then start), by revision uid."""
-    replacing: dict[int, asyncio.Task[None]] = field(default_factory=dict)
-    """Replacements of the serving revision's lost replicas underway, by replica index."""
+    replicas_wanted: int | None = None
+    """The serving revision's replica count, as the autoscaler settled it (None: its minimum,
+    at least one); reconcile starts or drains replicas to reach it."""
+    lost: set[int] = field(default_factory=set)
+    """Indices of serving replicas whose process ended on its own, until one serves again."""
+    adding: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    """Starts of serving replicas underway, by index; cancelled when the serving set changes."""
+    replica_delay: float = 1.0
+    """How long reconcile waits after the next failed start of a lost replica."""
     autoscaler: tuple[str, Autoscaler] | None = None
     """The serving revision's uid and its autoscaler."""
     scale_held: tuple[int, int] | None = None
@@ -56,6 +62,20 @@ class DeploymentRuntime:
     recreated: str | None = None
     """The serving revision a Recreate stopped, started again if the new one fails."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def serving(self) -> ReplicaSet | None:
+        """The replicas the endpoint forwards to; None while there are none (scaled,
+        restarting). Another set in its place cancels the starts of the old one's replicas."""
+        return self._serving
+
+    @serving.setter
+    def serving(self, pool: ReplicaSet | None) -> None:
+        if pool is not self._serving:
+            adding, self.adding = self.adding, {}
+            for task in adding.values():
+                task.cancel()
+        self._serving = pool
 
     @property
     def health(self) -> Health:
@@ -83,11 +103,6 @@ class DeploymentRuntime:
     def cancel_reconcile(self) -> None:
         task, self.reconciling = self.reconciling, None
         if task is not None and not task.done():
-            task.cancel()
-
-    def cancel_replacements(self) -> None:
-        replacing, self.replacing = self.replacing, {}
-        for task in replacing.values():
             task.cancel()
 
     def cancel_retire(self, uid: str) -> None:

@@ -1,18 +1,18 @@
-"""The serving revision's replica count over time: the autoscaler's decision carried out (start
-or drain replicas, held at the free GPUs), and scale to zero after an idle spell."""
+"""The serving revision's replica count over time: the autoscaler's decision (held at the free
+GPUs), which reconcile carries out, and scale to zero after an idle spell."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ...refs import revision_name
 from ..deploy_config import min_replicas
-from .autoscale import Autoscaler, declared_concurrency, scale_steps, scaling_policy
+from .autoscale import Autoscaler, declared_concurrency, scaling_policy
 from .context import RolloutContext
 from .events import Scaled, ScaledToZero, ScaleUpHeld
 from .phases import Lifecycle
 from .placement import Placement
-from .pools import Pools
 from .runtime import DeploymentRuntime
 
 __all__ = ["Scaling"]
@@ -23,10 +23,16 @@ TICK_SECONDS = 1.0
 
 
 class Scaling:
-    def __init__(self, ctx: RolloutContext, pools: Pools, placement: Placement) -> None:
+    def __init__(
+        self,
+        ctx: RolloutContext,
+        placement: Placement,
+        reconcile: Callable[[DeploymentRuntime], None],
+    ) -> None:
         self.ctx = ctx
-        self.pools = pools
         self.placement = placement
+        self.reconcile = reconcile
+        """Asks for a pass of the deployment's reconcile (which starts or drains replicas)."""
 
     async def loop(self) -> None:
         """Every second, autoscale each serving deployment, and stop idle ones that may."""
@@ -38,11 +44,13 @@ class Scaling:
         for rt in list(self.ctx.runtimes.values()):
             if rt.serving is not None and not rt.lock.locked():
                 self.autoscale(rt)
-            if rt.serving is not None and not rt.lock.locked():
+            busy = rt.reconciling is not None and not rt.reconciling.done()
+            if rt.serving is not None and not rt.lock.locked() and not busy:
                 await self.scale_to_zero_if_idle(rt)
 
     def autoscale(self, rt: DeploymentRuntime) -> None:
-        """Start or drain replicas of the serving revision as its autoscaler settles."""
+        """Set the serving revision's replica count as its autoscaler settles, and ask
+        reconcile to reach it."""
         pool = rt.serving
         dep = self.ctx.store.get_deployment(rt.name)
         if pool is None or dep is None or dep.state != Lifecycle.ACTIVE:
@@ -55,7 +63,7 @@ class Scaling:
             rt.autoscaler = (rev.uid, Autoscaler(scaling_policy(rev.config, concurrency)))
         scaler = rt.autoscaler[1]
         active = sorted(i for i, r in pool.replicas.items() if not r.draining)
-        coming = [i for i, t in rt.replacing.items() if not t.done() and i not in active]
+        coming = sorted((set(rt.adding) | rt.lost) - set(active))
         current = len(active) + len(coming)
         outstanding = sum(r.outstanding for r in pool.replicas.values())
         wanted = scaler.desired(self.ctx.clock.monotonic(), outstanding, current)
@@ -72,11 +80,9 @@ class Scaling:
             self.ctx.publish(rt.name, short)
             log.info("deployment %s: %s", rt.name, short.describe())
         rt.scale_held = held
-        steps = scale_steps(active, coming, list(pool.replicas), desired)
-        for index in steps.start:
-            self.pools.replace(rt, pool, index, scale_up=True)
-        for index in steps.drain:
-            self.ctx.spawn(self.pools.drain(rt, pool, index), deployment=rt.name)
+        rt.replicas_wanted = desired
+        if desired != current:
+            self.reconcile(rt)
 
     async def scale_to_zero_if_idle(self, rt: DeploymentRuntime) -> None:
         serving = rt.serving
@@ -90,7 +96,6 @@ class Scaling:
         if idle < self.ctx.settings.scale_to_zero_after:
             return
         rt.processes.pop(dep.serving_revision, None)
-        rt.cancel_replacements()
         rt.serving = None
         rt.scaled_to_zero = True
         await serving.stop()
