@@ -160,6 +160,7 @@ def test_a_copy_reaches_the_mirror_marked_and_without_the_token_and_both_answers
 
     book = run(case)
     assert not book.dropped
+    assert (book.mirror.copies_answered, book.serving.copies_answered) == (2, 0)
     (first, answer), (second, chunked_answer) = book.pairs
     assert first.target == b"/echo?q=1" and first.served_by == "uid-1"
     assert first.served.status == answer.status == 201
@@ -195,6 +196,7 @@ def test_a_dead_mirror_drops_copies_as_no_answer_and_live_answers_go_on() -> Non
 
     book = run(case, mirror="dead")
     assert book.pairs == [] and book.dropped == Counter({"no_answer": 3})
+    assert book.mirror.copies_answered == 0
 
 
 def test_large_answers_are_kept_as_digests_and_large_requests_are_not_mirrored() -> None:

@@ -35,11 +35,15 @@ class Revision:
     name: str
     port: int
     pool: UpstreamPool | None = None
+    copies_answered: int = 0
 
     def connections(self) -> UpstreamPool:
         if self.pool is None:
             self.pool = UpstreamPool("127.0.0.1", self.port)
         return self.pool
+
+    def answered_copy(self) -> None:
+        self.copies_answered += 1
 
 
 @dataclass

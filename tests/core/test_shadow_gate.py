@@ -64,6 +64,9 @@ class Mirror:
     def connections(self) -> Any:
         raise AssertionError("no connection in these tests")
 
+    def answered_copy(self) -> None:
+        return None
+
 
 def answer(label: str, status: int = 200, ms: float = 5.0) -> Answer:
     body = json.dumps({"label": label}).encode()

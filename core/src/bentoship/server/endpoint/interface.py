@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .upstream import Upstream
 
 if TYPE_CHECKING:
-    from .mirror import DropReason, MirroredRequest
+    from .mirror import DropReason, MirroredRequest, MirrorTarget
     from .tracing import Tracing
 
 __all__ = [
@@ -50,7 +50,7 @@ class Route:
 
     primary: Upstream
     lease: Lease
-    mirrors: tuple[Upstream, ...] = ()
+    mirrors: tuple[MirrorTarget, ...] = ()
 
 
 class Outcome(StrEnum):

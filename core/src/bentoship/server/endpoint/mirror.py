@@ -30,6 +30,7 @@ __all__ = [
     "DropReason",
     "MirrorObserver",
     "MirrorSender",
+    "MirrorTarget",
     "MirroredRequest",
 ]
 
@@ -105,12 +106,18 @@ class Answer:
     digest: str
 
 
+class MirrorTarget(Upstream, Protocol):
+    """An upstream that gets copies of live requests: told of each copy it answered."""
+
+    def answered_copy(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class MirroredRequest:
     """A live request that was answered, with its answer, on its way to the mirror."""
 
     deployment: str
-    mirror: Upstream
+    mirror: MirrorTarget
     method: bytes
     target: bytes
     headers: list[tuple[bytes, bytes]]
@@ -198,6 +205,7 @@ class MirrorSender:
             return
         in_flight.discard(exchange)
         if answer is not None:
+            request.mirror.answered_copy()
             self.observer.mirror_answered(request, answer)
         else:
             self.observer.mirror_dropped(request.deployment, reason)

@@ -19,9 +19,8 @@ from typing import Any, Protocol
 
 from ...refs import revision_name
 from ...shadow import ShadowPair, ShadowReport, shadow_report
-from ..endpoint.balancing import Replica
-from ..endpoint.interface import Scope, Upstream
-from ..endpoint.mirror import Answer, DropReason, MirroredRequest, MirrorSender
+from ..endpoint.interface import Scope
+from ..endpoint.mirror import Answer, DropReason, MirroredRequest, MirrorSender, MirrorTarget
 from ..errors import Invalid
 from ..store import Revision
 from .context import RolloutContext
@@ -216,7 +215,7 @@ class Shadows:
             )
         return frozenset(known[api] for api in apis)
 
-    def mirror_for(self, rt: DeploymentRuntime, scope: Scope) -> Upstream | None:
+    def mirror_for(self, rt: DeploymentRuntime, scope: Scope) -> MirrorTarget | None:
         """The candidate replica a copy of this request goes to, if it is mirrored."""
         state = self._states.get(rt.name)
         if state is None or scope["method"] != "POST":
@@ -234,8 +233,6 @@ class Shadows:
     # endpoint.mirror.MirrorObserver
 
     def mirror_answered(self, request: MirroredRequest, answer: Answer) -> None:
-        if isinstance(request.mirror, Replica):
-            request.mirror.answered_copy()
         state = self._states.get(request.deployment)
         if state is None or request.mirror.revision != state.candidate:
             return
