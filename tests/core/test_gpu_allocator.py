@@ -301,11 +301,11 @@ def test_a_scale_up_that_loses_the_gpu_race_gives_up_and_a_lost_replica_retries(
                 rt.replicas_wanted = 1
 
         clock.on_sleep = settle_for_one_on_the_third_wait
-        rt.lost.add(1)
+        rt.lost[1] = None
         rt.replicas_wanted = 2
         controller.reconciler.nudge(rt)
         await settle(200)
         assert clock.slept == [1.0, 2.0, 4.0], "a lost replica retries (backoff) while wanted"
-        assert len(launcher.launched) == 4 and rt.reconciling is None and rt.lost == set()
+        assert len(launcher.launched) == 4 and rt.reconciling is None and rt.lost == {}
 
     run_on_four_gpus(tmp_path, scenario)

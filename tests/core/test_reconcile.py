@@ -366,6 +366,9 @@ def test_a_lost_serving_replica_is_replaced_with_backoff(tmp_path: Path) -> None
         assert len(launcher.launched) == 5 and launcher.launched[-1].alive
         assert launcher.launched[-1].revision == launcher.launched[0].revision
         assert launcher.launched[-1].pid != launcher.launched[0].pid
+        ports = [replica.port for replica in launcher.launched]
+        assert ports[1] == ports[0], "the first replacement starts on the lost replica's port"
+        assert ports[0] not in ports[2:], "a start that failed gives up the port"
         assert kinds(controller, "web")[-2:] == ["crashed", "restarted"]
         messages = [e.message for e in controller.events.of("web")]
         assert "r1 replica 0 exited (code 137); restarting" in messages
@@ -432,7 +435,7 @@ def test_a_lost_replica_whose_start_hangs_does_not_hold_up_a_rollout(tmp_path: P
         assert phases(controller, "web")[1] == "serving"
         assert controller.views.status(controller.get("web")) == "running"
         assert not hanging.alive and hanging.stopping, "the hanging start was stopped"
-        assert rt.adding == {} and rt.lost == set()
+        assert rt.adding == {} and rt.lost == {}
         assert [r.name for r in launcher.running()] == ["r2"]
 
     run(tmp_path, scenario)

@@ -124,11 +124,13 @@ class Pools:
                 raise error
         return pool
 
-    async def add_replica(self, rt: DeploymentRuntime, rev: Revision, index: int) -> ReplicaHandle:
-        """Start replica ``index`` of the revision until it is ready; one that fails to, or
-        whose start is cancelled, is stopped and forgotten."""
+    async def add_replica(
+        self, rt: DeploymentRuntime, rev: Revision, index: int, port: int | None = None
+    ) -> ReplicaHandle:
+        """Start replica ``index`` of the revision until it is ready (on ``port``, if free);
+        one that fails to, or whose start is cancelled, is stopped and forgotten."""
         try:
-            return await self.start_replica(rt, rev, index)
+            return await self.start_replica(rt, rev, index, port)
         except BaseException:
             pool = rt.processes.get(rev.uid)
             replica = pool.replicas.get(index) if pool is not None else None

@@ -49,8 +49,9 @@ class DeploymentRuntime:
     replicas_wanted: int | None = None
     """The serving revision's replica count, as the autoscaler settled it (None: its minimum,
     at least one); reconcile starts or drains replicas to reach it."""
-    lost: set[int] = field(default_factory=set)
-    """Indices of serving replicas whose process ended on its own, until one serves again."""
+    lost: dict[int, int | None] = field(default_factory=dict)
+    """Serving replicas whose process ended on its own, until one serves again: index -> the
+    port to start it on again (None once a start on it failed)."""
     adding: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     """Starts of serving replicas underway, by index; cancelled when the serving set changes."""
     replica_delay: float = 1.0

@@ -63,7 +63,7 @@ class Scaling:
             rt.autoscaler = (rev.uid, Autoscaler(scaling_policy(rev.config, concurrency)))
         scaler = rt.autoscaler[1]
         active = sorted(i for i, r in pool.replicas.items() if not r.draining)
-        coming = sorted((set(rt.adding) | rt.lost) - set(active))
+        coming = sorted((set(rt.adding) | set(rt.lost)) - set(active))
         current = len(active) + len(coming)
         outstanding = sum(r.outstanding for r in pool.replicas.values())
         wanted = scaler.desired(self.ctx.clock.monotonic(), outstanding, current)

@@ -43,7 +43,7 @@ class ServingReplicas:
     ) -> None:
         """Start the serving ``pool``'s replicas ``add``; drain its replicas ``drain`` (a start
         underway is cancelled instead). A lost replica no longer wanted is no longer lost."""
-        rt.lost &= set(rt.adding) | set(add)
+        rt.lost = {i: port for i, port in rt.lost.items() if i in rt.adding or i in add}
         for index in add:
             rt.adding[index] = self.ctx.spawn(self._add(rt, pool, index), deployment=rt.name)
         for index in drain:
@@ -66,7 +66,7 @@ class ServingReplicas:
             return
         log.warning("%s replica %s of %s exited; replacing it", proc.name, proc.replica, rt.name)
         self.ctx.publish(rt.name, Crashed(proc.name, proc.replica, code))
-        rt.lost.add(proc.replica)
+        rt.lost[proc.replica] = proc.port
         rt.notify()
         self.reconcile(rt)
 
@@ -79,7 +79,7 @@ class ServingReplicas:
         try:
             rev = self.ctx.store.get_revision(pool.revision)
             assert rev is not None, f"the serving revision {pool.revision} is stored"
-            proc = await self.pools.add_replica(rt, rev, index)
+            proc = await self.pools.add_replica(rt, rev, index, rt.lost.get(index))
         except GpuUnavailable as exc:
             if lost:
                 await self._retry_later(rt, index, exc)
@@ -95,13 +95,16 @@ class ServingReplicas:
             await self._retry_later(rt, index, exc)
             return
         self.pools.watch(rt, proc, self.exited)
-        rt.lost.discard(index)
+        rt.lost.pop(index, None)
         rt.replica_delay = 1.0
         event = Restarted(pool.name, index) if lost else ReplicaAdded(pool.name, index)
         self.ctx.publish(rt.name, event)
         self._done(rt, index)
 
     async def _retry_later(self, rt: DeploymentRuntime, index: int, error: Exception) -> None:
+        """Wait the backoff before a pass may start the replica again (on another port)."""
+        if index in rt.lost:
+            rt.lost[index] = None
         delay = rt.replica_delay
         log.warning(
             "replica %s of %s failed to start (%s); again in %.0f s", index, rt.name, error, delay
