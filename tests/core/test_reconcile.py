@@ -399,16 +399,20 @@ def test_the_autoscalers_count_is_reached_by_reconcile_up_and_down(tmp_path: Pat
             "r1 replica 2 started (scale-up)",
         ]
 
-        pool.replicas[0].outstanding = 0
+        pool.replicas[0].outstanding, pool.replicas[2].outstanding = 0, 1
         clock.advance(1.0)
         controller.scaling.autoscale(rt)
         await settle()
+        assert pool.replicas[2].draining and 1 not in pool.replicas
+        launcher.of(pool.revision)[2].exit(1)
+        pool.replicas[2].outstanding = 0
+        await asyncio.sleep(0.2)
         assert sorted(pool.replicas) == [0] and rt.replicas_wanted == 1
         assert [r.replica for r in launcher.running()] == [0]
         assert not any(r.watched and not r.stopping for r in launcher.launched[1:]), (
             "the drained replicas were stopped, not lost"
         )
-        assert "crashed" not in kinds(controller, "web")
+        assert "crashed" not in kinds(controller, "web"), "a draining replica that exits is gone"
 
     run(tmp_path, scenario)
 

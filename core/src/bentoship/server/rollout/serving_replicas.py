@@ -56,13 +56,19 @@ class ServingReplicas:
                 self.ctx.spawn(self.pools.drain(rt, pool, index), deployment=rt.name)
 
     def exited(self, rt: DeploymentRuntime, proc: ReplicaHandle, code: int | None) -> None:
-        """A replica's process ended on its own: a serving one is started again by a pass."""
+        """A replica's process ended on its own: a serving one is started again by a pass
+        (unless it was draining: it was on its way out)."""
         pool = rt.processes.get(proc.revision)
+        replica = pool.replicas.get(proc.replica) if pool is not None else None
+        draining = replica is not None and replica.draining
         if pool is None or not pool.discard(proc):
             return
         if rt.serving is not pool:
             if not pool.replicas:
                 del rt.processes[pool.revision]
+            return
+        if draining:
+            rt.notify()
             return
         log.warning("%s replica %s of %s exited; replacing it", proc.name, proc.replica, rt.name)
         self.ctx.publish(rt.name, Crashed(proc.name, proc.replica, code))
