@@ -115,15 +115,13 @@ class ScaleSteps:
     drain: tuple[int, ...] = ()
 
 
-def scale_steps(
-    active: list[int], coming: list[int], occupied: list[int], desired: int
-) -> ScaleSteps:
-    """From ``active`` replicas (taking requests) and ``coming`` ones (starting), reach
-    ``desired``: start the lowest indices no replica has (``occupied``: draining ones too), or
-    drain the highest active ones."""
-    current = len(active) + len(coming)
+def scale_steps(active: list[int], occupied: list[int], desired: int) -> ScaleSteps:
+    """From ``active`` replicas (taking requests, or starting), reach ``desired``: start the
+    lowest indices no replica has (``occupied``: draining ones too), or drain the highest
+    active ones."""
+    current = len(active)
     if desired > current:
-        taken = set(occupied) | set(coming)
+        taken = set(occupied)
         free = (i for i in range(len(taken) + desired) if i not in taken)
         return ScaleSteps(start=tuple(next(free) for _ in range(desired - current)))
     if desired < current:

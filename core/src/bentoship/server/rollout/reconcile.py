@@ -132,7 +132,7 @@ def next_step(
     if scale is None:
         return Step(start=tuple(start), stop=stop)
     count = max(1, min_replicas(scale.config)) if replicas_wanted is None else replicas_wanted
-    steps = scale_steps(sorted(running.replicas), [], sorted(running.occupied), count)
+    steps = scale_steps(sorted(running.replicas), sorted(running.occupied), count)
     return Step(start=tuple(start), stop=stop, add=steps.start, drain=steps.drain)
 
 
@@ -354,9 +354,6 @@ class Reconciler:
         rt.restarting = False
         rt.restart_failures = 0
         rt.restart_delay = 1.0
-        rt.replicas_wanted = None
-        rt.lost.clear()
-        rt.replica_delay = 1.0
         rt.last_request = ctx.clock.monotonic()
         rt.cancel_retire(uid)
         previous = dep.serving_revision
@@ -429,8 +426,6 @@ class Reconciler:
         """Stop everything the deployment runs, and every task working on it."""
         rt.cancel_reconcile()
         rt.serving = None
-        rt.lost.clear()
-        rt.replicas_wanted = None
         rt.candidate = None
         rt.scaled_to_zero = False
         rt.restarting = False

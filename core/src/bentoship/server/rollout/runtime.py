@@ -67,15 +67,20 @@ class DeploymentRuntime:
     @property
     def serving(self) -> ReplicaSet | None:
         """The replicas the endpoint forwards to; None while there are none (scaled,
-        restarting). Another set in its place cancels the starts of the old one's replicas."""
+        restarting). Another set in its place starts afresh: the starts of the old one's
+        replicas are cancelled, its replica count, lost replicas and backoff forgotten."""
         return self._serving
 
     @serving.setter
     def serving(self, pool: ReplicaSet | None) -> None:
-        if pool is not self._serving:
-            adding, self.adding = self.adding, {}
-            for task in adding.values():
-                task.cancel()
+        if pool is self._serving:
+            return
+        adding, self.adding = self.adding, {}
+        for task in adding.values():
+            task.cancel()
+        self.replicas_wanted = None
+        self.lost = {}
+        self.replica_delay = 1.0
         self._serving = pool
 
     @property
