@@ -103,12 +103,12 @@ class ProcessSampler:
                 self.seen[key] = (kind, times.user + times.system)
             self._stop.wait(self.every)
 
-    def by_kind(self) -> tuple[Counter[str], Counter[str]]:
+    def by_kind(self) -> tuple[dict[str, float], Counter[str]]:
         """CPU seconds and process counts by kind."""
-        cpu: Counter[str] = Counter()
+        cpu: dict[str, float] = {}
         count: Counter[str] = Counter()
         for kind, seconds in self.seen.values():
-            cpu[kind] += seconds
+            cpu[kind] = cpu.get(kind, 0.0) + seconds
             count[kind] += 1
         return cpu, count
 
